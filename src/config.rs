@@ -1,0 +1,256 @@
+//! The hub's settings: one plain struct whose [`Default`] is a working
+//! development server on `127.0.0.1:3000`.
+//!
+//! Read by every thread (through an `Arc`), never changed after
+//! [`Hub::with_config`](crate::Hub::with_config).
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Everything a hub can be told. Every field has a documented default; the
+/// binary sets them from flags and `WSHUB_*` environment variables.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// let config = wshub::Config {
+///     port: 0, // any free port
+///     heartbeat_interval: Duration::from_secs(10),
+///     allow_client_publish: true,
+///     ..wshub::Config::default()
+/// };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Interface to listen on. Default `127.0.0.1` (this machine only); use
+    /// `0.0.0.0` or `::` to accept connections from the network.
+    pub host: String,
+    /// TCP port. Default `3000`; `0` picks a free port (see
+    /// [`Hub::local_addr`](crate::Hub::local_addr)).
+    pub port: u16,
+    /// Path of the WebSocket endpoint. Default `/ws`. Upgrades on `/` are
+    /// accepted too.
+    pub path: String,
+    /// How often the hub sends each client a protocol Ping. Default 30 s.
+    pub heartbeat_interval: Duration,
+    /// A client that sends nothing (no frame, no Pong) for this long is
+    /// terminated. Default 60 s.
+    pub client_timeout: Duration,
+    /// Most WebSocket clients at once; one more is closed with 1013
+    /// "Server full". Default 10 000.
+    pub max_connections: usize,
+    /// Largest message a client may send, in bytes. A larger one gets the
+    /// error `payload_too_large` and close 1009. Default 65 536.
+    pub max_message_size: usize,
+    /// Most messages waiting to be written to one client. A client whose
+    /// queue is full is a slow consumer: it is closed with 1013 and counted,
+    /// and nobody else waits for it. Default 4096, so a burst of a thousand
+    /// messages never closes a healthy client. Queued messages of a fan-out
+    /// share one buffer, so a queue costs a few dozen bytes per message.
+    pub max_queue: usize,
+    /// Whether clients may `publish`. Default `false`: they get `forbidden`.
+    pub allow_client_publish: bool,
+    /// How long a new connection has to send its whole HTTP request
+    /// (upgrade or API call). Default 10 s.
+    pub handshake_timeout: Duration,
+    /// How long a client the hub closes has to answer the Close frame before
+    /// its socket is cut. Default 5 s.
+    pub close_timeout: Duration,
+    /// On shutdown, how long clients get to receive what is queued and
+    /// answer the 1001 Close before their sockets are cut. Default 5 s.
+    pub shutdown_timeout: Duration,
+    /// Largest HTTP request head (request line and headers), in bytes.
+    /// Default 8 KiB; larger gets 431.
+    pub max_header_size: usize,
+    /// Largest HTTP request body (`POST /api/publish`), in bytes.
+    /// Default 1 MiB; larger gets 413.
+    pub max_body_size: usize,
+    /// Stack size of each connection's reader and writer threads, in bytes.
+    /// Default 256 KiB of address space, of which a thread touches a few pages.
+    pub thread_stack_size: usize,
+    /// Read buffer of each connection, in bytes. Default 8 KiB: enough for
+    /// typical messages, small enough for many idle clients (larger messages
+    /// grow it as needed).
+    pub read_buffer_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".to_owned(),
+            port: 3000,
+            path: "/ws".to_owned(),
+            heartbeat_interval: Duration::from_secs(30),
+            client_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_message_size: 64 * 1024,
+            max_queue: 4096,
+            allow_client_publish: false,
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+            max_header_size: 8 * 1024,
+            max_body_size: 1024 * 1024,
+            thread_stack_size: 256 * 1024,
+            read_buffer_size: 8 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every value, naming the first one out of range.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] with the field and the reason.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |field, reason: &str| {
+            Err(Error::Config {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        let positive = |d: Duration| !d.is_zero();
+        if self.host.is_empty() {
+            return fail("host", "must not be empty");
+        }
+        if !self.path.starts_with('/') || self.path.contains(['?', '#', ' ']) {
+            return fail("path", "must start with / and hold no ?, # or space");
+        }
+        if !positive(self.heartbeat_interval) {
+            return fail("heartbeat_interval", "must be more than 0");
+        }
+        if !positive(self.client_timeout) {
+            return fail("client_timeout", "must be more than 0");
+        }
+        if !positive(self.handshake_timeout) {
+            return fail("handshake_timeout", "must be more than 0");
+        }
+        if !positive(self.close_timeout) {
+            return fail("close_timeout", "must be more than 0");
+        }
+        if self.max_connections == 0 {
+            return fail("max_connections", "must be at least 1");
+        }
+        if self.max_message_size < 64 || self.max_message_size > 64 * 1024 * 1024 {
+            return fail("max_message_size", "must be between 64 bytes and 64 MiB");
+        }
+        if self.max_queue == 0 {
+            return fail("max_queue", "must be at least 1");
+        }
+        if self.max_header_size < 1024 {
+            return fail("max_header_size", "must be at least 1024 bytes");
+        }
+        if self.max_body_size == 0 {
+            return fail("max_body_size", "must be at least 1 byte");
+        }
+        if self.thread_stack_size < 64 * 1024 {
+            return fail("thread_stack_size", "must be at least 64 KiB");
+        }
+        if self.read_buffer_size < 1024 {
+            return fail("read_buffer_size", "must be at least 1024 bytes");
+        }
+        Ok(())
+    }
+
+    /// How often the timer thread wakes the router: often enough to ping and
+    /// time out clients within a quarter of the shortest period, at most once
+    /// a second, at least every 10 ms.
+    pub(crate) fn tick(&self) -> Duration {
+        let shortest = self
+            .heartbeat_interval
+            .min(self.client_timeout)
+            .min(self.close_timeout)
+            .min(self.shutdown_timeout.max(Duration::from_millis(40)));
+        (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_field() {
+        let cases: Vec<(Config, &str)> = vec![
+            (
+                Config {
+                    path: "ws".into(),
+                    ..Config::default()
+                },
+                "path",
+            ),
+            (
+                Config {
+                    heartbeat_interval: Duration::ZERO,
+                    ..Config::default()
+                },
+                "heartbeat_interval",
+            ),
+            (
+                Config {
+                    client_timeout: Duration::ZERO,
+                    ..Config::default()
+                },
+                "client_timeout",
+            ),
+            (
+                Config {
+                    max_connections: 0,
+                    ..Config::default()
+                },
+                "max_connections",
+            ),
+            (
+                Config {
+                    max_message_size: 10,
+                    ..Config::default()
+                },
+                "max_message_size",
+            ),
+            (
+                Config {
+                    max_queue: 0,
+                    ..Config::default()
+                },
+                "max_queue",
+            ),
+            (
+                Config {
+                    thread_stack_size: 1024,
+                    ..Config::default()
+                },
+                "thread_stack_size",
+            ),
+        ];
+        for (config, field) in cases {
+            match config.validate() {
+                Err(Error::Config { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_tick_follows_the_shortest_period() {
+        assert_eq!(Config::default().tick(), Duration::from_secs(1));
+        let fast = Config {
+            heartbeat_interval: Duration::from_millis(100),
+            ..Config::default()
+        };
+        assert_eq!(fast.tick(), Duration::from_millis(25));
+        let tiny = Config {
+            client_timeout: Duration::from_millis(1),
+            ..Config::default()
+        };
+        assert_eq!(tiny.tick(), Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,456 @@
+//! Starting and stopping a hub: [`Hub`] binds and runs the accept loop,
+//! [`Server`] is a hub running in the background, [`Handle`] talks to a
+//! running hub from any thread.
+//!
+//! The accept loop runs on the thread that calls [`Hub::run`] (or a thread of
+//! its own with [`Hub::spawn`]). It blocks in `accept`, hands each socket to a
+//! new connection thread at once and does nothing else with it. It ends when
+//! [`Handle::shutdown`] sets the stop flag and wakes it with a connection of
+//! its own; it then waits for the router and the timer to finish.
+
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, bounded};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::conn::{self, Shared};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::publish::{Publication, Target};
+use crate::router::Router;
+use crate::stats::Stats;
+use crate::timer;
+
+/// Capacity of the router's inbox. When it is full, connection readers wait:
+/// that is the back-pressure that keeps a flood of client messages from
+/// growing memory without bound.
+const EVENT_QUEUE: usize = 16 * 1024;
+
+/// Connections that may be mid-handshake on top of `max_connections`; past
+/// that, new sockets are closed at once.
+const HANDSHAKE_HEADROOM: usize = 256;
+
+/// A bound, not yet running, hub.
+///
+/// # Example
+///
+/// ```
+/// let hub = wshub::Hub::bind("127.0.0.1:0")?;
+/// println!("listening on {}", hub.local_addr());
+/// let server = hub.spawn()?;
+/// server.handle().publish(wshub::Target::Broadcast, "notification", serde_json::json!({
+///     "level": "info", "message": "hello",
+/// }))?;
+/// server.shutdown()?;
+/// # Ok::<(), wshub::Error>(())
+/// ```
+pub struct Hub {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    events: crossbeam_channel::Receiver<Event>,
+    handle: Handle,
+}
+
+impl Hub {
+    /// Binds to `addr` with the default [`Config`] for everything else.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Bind`] when the address cannot be resolved or bound.
+    pub fn bind(addr: impl ToSocketAddrs) -> Result<Hub> {
+        let shown = "the given address".to_owned();
+        let addr = addr
+            .to_socket_addrs()
+            .map_err(|source| Error::Bind {
+                addr: shown.clone(),
+                source,
+            })?
+            .next()
+            .ok_or_else(|| Error::Bind {
+                addr: shown,
+                source: std::io::ErrorKind::AddrNotAvailable.into(),
+            })?;
+        Hub::with_config(Config {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            ..Config::default()
+        })
+    }
+
+    /// Validates `config` and binds to its `host` and `port`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a value out of range, [`Error::Bind`] when the
+    /// address cannot be bound.
+    pub fn with_config(config: Config) -> Result<Hub> {
+        config.validate()?;
+        let shown = match config.host.contains(':') {
+            true => format!("[{}]:{}", config.host, config.port),
+            false => format!("{}:{}", config.host, config.port),
+        };
+        let listener =
+            TcpListener::bind((config.host.as_str(), config.port)).map_err(|source| {
+                Error::Bind {
+                    addr: shown.clone(),
+                    source,
+                }
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: shown,
+            source,
+        })?;
+        let config = Arc::new(config);
+        let (sender, events) = bounded(EVENT_QUEUE);
+        let shared = Arc::new(Shared::new(Arc::clone(&config), sender.clone()));
+        let handle = Handle {
+            events: sender,
+            stop: Arc::new(Stop {
+                flag: AtomicBool::new(false),
+                wake: wake_addr(local_addr),
+            }),
+        };
+        Ok(Hub {
+            listener,
+            local_addr,
+            config,
+            shared,
+            events,
+            handle,
+        })
+    }
+
+    /// The address the hub listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle to publish, read stats and shut down, usable before and
+    /// during [`run`](Hub::run).
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs the hub on this thread until [`Handle::shutdown`].
+    ///
+    /// Starts the router and timer threads, then accepts connections. After
+    /// shutdown, returns once every client is closed (or `shutdown_timeout`
+    /// has passed).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if a thread cannot be started, [`Error::Panicked`] if the
+    /// router panicked (a bug).
+    pub fn run(self) -> Result<()> {
+        let Hub {
+            listener,
+            local_addr,
+            config,
+            shared,
+            events,
+            handle,
+        } = self;
+
+        let router = Router::new(Arc::clone(&config), events);
+        let stop = Arc::clone(&handle.stop);
+        let router = thread::Builder::new()
+            .name("wshub-router".into())
+            .spawn(move || {
+                // However the router ends, the accept loop must stop too.
+                let _wake = WakeOnDrop(stop);
+                router.run();
+            })?;
+        let ticker = shared.events.clone();
+        let tick = config.tick();
+        let timer = thread::Builder::new()
+            .name("wshub-timer".into())
+            .spawn(move || timer::run(tick, ticker))?;
+
+        log::info!(
+            "wshub listening on ws://{local_addr}{} (HTTP API on the same port)",
+            config.path
+        );
+        accept_loop(&listener, &shared, &handle.stop);
+        drop(listener);
+        drop(shared);
+
+        let router = router.join().map_err(|_| Error::Panicked("router"));
+        let _ = timer.join();
+        router?;
+        log::info!("wshub stopped");
+        Ok(())
+    }
+
+    /// Runs the hub on a background thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the thread cannot be started.
+    pub fn spawn(self) -> Result<Server> {
+        let handle = self.handle();
+        let local_addr = self.local_addr;
+        let thread = thread::Builder::new()
+            .name("wshub-accept".into())
+            .spawn(move || self.run())?;
+        Ok(Server {
+            handle,
+            local_addr,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// The accept loop: one thread per connection, nothing else.
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
+    let live = Arc::new(AtomicUsize::new(0));
+    let most = shared.config.max_connections + HANDSHAKE_HEADROOM;
+    for accepted in listener.incoming() {
+        if stop.flag.load(Ordering::Acquire) {
+            break;
+        }
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(err) => {
+                // Out of file descriptors or memory: wait a moment rather
+                // than spin on an error that will repeat.
+                log::warn!("accept failed: {err}");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if live.load(Ordering::Acquire) >= most {
+            log::warn!("refusing a connection: {most} connections are open");
+            continue;
+        }
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer,
+            Err(_) => continue,
+        };
+        // Small messages go out at once rather than waiting for more.
+        let _ = stream.set_nodelay(true);
+        live.fetch_add(1, Ordering::AcqRel);
+        let guard = LiveGuard(Arc::clone(&live));
+        let shared = Arc::clone(shared);
+        let spawned = thread::Builder::new()
+            .name("wshub-conn".into())
+            .stack_size(shared.config.thread_stack_size)
+            .spawn(move || {
+                let _guard = guard;
+                conn::serve(stream, peer, &shared);
+            });
+        if let Err(err) = spawned {
+            log::error!("cannot start a connection thread: {err}");
+        }
+    }
+}
+
+/// Counts a connection thread for as long as it lives.
+struct LiveGuard(Arc<AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The accept loop's stop flag and the address that wakes it.
+#[derive(Debug)]
+struct Stop {
+    flag: AtomicBool,
+    wake: SocketAddr,
+}
+
+impl Stop {
+    fn trigger(&self) {
+        if !self.flag.swap(true, Ordering::AcqRel) {
+            // accept() has no timeout: a connection of our own wakes it.
+            let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
+        }
+    }
+}
+
+/// Stops the accept loop when dropped (the router thread holds one).
+struct WakeOnDrop(Arc<Stop>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
+}
+
+/// Where to connect to wake an accept loop bound to `addr`.
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    let mut wake = addr;
+    if addr.ip().is_unspecified() {
+        wake.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    wake
+}
+
+/// A hub running on a background thread (from [`Hub::spawn`]).
+///
+/// Dropping it asks the hub to shut down without waiting; call
+/// [`shutdown`](Server::shutdown) to wait for the end.
+pub struct Server {
+    handle: Handle,
+    local_addr: SocketAddr,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl Server {
+    /// The handle of the running hub.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// The address the hub listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Shuts the hub down and waits until it has stopped.
+    ///
+    /// # Errors
+    ///
+    /// What [`Hub::run`] returned.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.handle.shutdown();
+        self.join_thread()
+    }
+
+    /// Waits until the hub stops (after a [`Handle::shutdown`] elsewhere).
+    ///
+    /// # Errors
+    ///
+    /// What [`Hub::run`] returned.
+    pub fn join(mut self) -> Result<()> {
+        self.join_thread()
+    }
+
+    fn join_thread(&mut self) -> Result<()> {
+        match self.thread.take() {
+            Some(thread) => thread.join().map_err(|_| Error::Panicked("accept"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.handle.shutdown();
+        }
+    }
+}
+
+/// Talks to a running hub from any thread: publish, stats, disconnect,
+/// shutdown. Cheap to clone; every clone talks to the same hub.
+///
+/// Each call sends one message to the router thread and, except
+/// [`shutdown`](Handle::shutdown), waits for its answer (microseconds, unless
+/// the hub is overloaded).
+#[derive(Clone, Debug)]
+pub struct Handle {
+    events: Sender<Event>,
+    stop: Arc<Stop>,
+}
+
+impl Handle {
+    /// Publishes `{"type": kind, "data": data}` to `target`; returns how many
+    /// clients it was queued for. The message is serialised once, on this
+    /// thread, and shared by every recipient.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Json`] if `data` is not serialisable, [`Error::InvalidName`]
+    /// for a bad target name or `kind`, [`Error::Closed`] after shutdown.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let server = wshub::Hub::bind("127.0.0.1:0")?.spawn()?;
+    /// # let handle = server.handle();
+    /// use serde_json::json;
+    /// use wshub::Target;
+    /// let delivered = handle.publish(Target::session("session_123"), "ai_progress", json!({
+    ///     "chunksReceived": 25, "contentLength": 1250,
+    /// }))?;
+    /// assert_eq!(delivered, 0); // nobody is subscribed yet
+    /// # Ok::<(), wshub::Error>(())
+    /// ```
+    pub fn publish(&self, target: Target, kind: &str, data: impl Serialize) -> Result<usize> {
+        let data = serde_json::value::to_raw_value(&data)?;
+        let publication = Publication::new(target, kind, Some(&data))?;
+        let (reply, answer) = bounded(1);
+        self.events
+            .send(Event::Publish {
+                publication,
+                reply: Some(reply),
+            })
+            .map_err(|_| Error::Closed)?;
+        answer.recv().map_err(|_| Error::Closed)
+    }
+
+    /// Publishes to every connected client; see [`publish`](Handle::publish).
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Handle::publish).
+    pub fn broadcast(&self, kind: &str, data: impl Serialize) -> Result<usize> {
+        self.publish(Target::Broadcast, kind, data)
+    }
+
+    /// Closes one client with 1000; `false` if no client has that id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after shutdown.
+    pub fn disconnect(&self, client_id: &str) -> Result<bool> {
+        let (reply, answer) = bounded(1);
+        self.events
+            .send(Event::Disconnect {
+                client: client_id.to_owned(),
+                reply,
+            })
+            .map_err(|_| Error::Closed)?;
+        answer.recv().map_err(|_| Error::Closed)
+    }
+
+    /// The hub's counters and its client list.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after shutdown.
+    pub fn stats(&self) -> Result<Stats> {
+        let (reply, answer) = bounded(1);
+        self.events
+            .send(Event::Stats {
+                clients: true,
+                reply,
+            })
+            .map_err(|_| Error::Closed)?;
+        answer.recv().map_err(|_| Error::Closed)
+    }
+
+    /// Asks the hub to stop: no new connections, every client closed with
+    /// 1001, queued messages flushed for up to `shutdown_timeout`. Returns at
+    /// once; [`Hub::run`] returns when it is done. Calling it again does
+    /// nothing.
+    pub fn shutdown(&self) {
+        if self.stop.flag.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = self.events.send(Event::Shutdown);
+        self.stop.trigger();
+    }
+}

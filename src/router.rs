@@ -1,0 +1,862 @@
+//! The router thread: the only owner of the hub's state (clients, channels,
+//! sessions, users, presence, counters).
+//!
+//! It blocks on one channel of [`Event`]s and handles each in one `match`
+//! arm of [`Router::handle`]; a debugger breakpoint there sees everything the
+//! hub does. It never blocks on a client: frames go into each client's
+//! writer queue with a length check first, and a full queue closes that
+//! client (1013) instead of waiting for it.
+//!
+//! It ends on [`Event::Shutdown`], after closing every client with 1001 and
+//! waiting up to `shutdown_timeout` for them to go, or when every sender of
+//! its channel is gone.
+
+use std::collections::HashMap;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tungstenite::Bytes;
+
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::event::{Control, Event, Joining, Outbound, Refusal};
+use crate::protocol::{
+    self, ClientMessage, Close, Delivered, Empty, Envelope, ErrorCode, Kind, PresenceData,
+    PresenceList, Request, Status, Topic, Welcome,
+};
+use crate::publish::{ClientRef, Filter, Publication, Target};
+use crate::stats::{ClientStats, Counters, Stats};
+use crate::subscriptions::{ClientId, Index};
+
+/// While shutting down, how often to look whether every connection is done.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
+
+/// One connected client, as the router knows it.
+struct Client {
+    name: Box<str>,
+    peer: SocketAddr,
+    identity: Identity,
+    channels: Vec<Box<str>>,
+    sessions: Vec<Box<str>>,
+    outbound: Sender<Outbound>,
+    control: Sender<Control>,
+    /// Weak, so the socket closes as soon as the reader and writer are done;
+    /// the router only ever needs it to cut a connection short.
+    stream: Weak<TcpStream>,
+    last_seen: Instant,
+    next_ping: Instant,
+    awaiting_pong: bool,
+}
+
+impl Client {
+    fn as_ref(&self) -> ClientRef<'_> {
+        ClientRef {
+            id: &self.name,
+            user_id: self.identity.user_id.as_deref(),
+            authenticated: self.identity.authenticated(),
+            channels: &self.channels,
+            sessions: &self.sessions,
+        }
+    }
+}
+
+/// A client the router has closed and forgotten, whose socket it cuts if the
+/// close handshake is not over by `deadline`.
+struct Closing {
+    deadline: Instant,
+    stream: Weak<TcpStream>,
+}
+
+impl Closing {
+    /// Whether the connection's threads are still at work on it.
+    fn is_open(&self) -> bool {
+        self.stream.strong_count() > 0
+    }
+
+    fn cut(&self) {
+        cut(&self.stream);
+    }
+}
+
+/// Shuts a socket down (both ways), waking its reader and writer.
+fn cut(stream: &Weak<TcpStream>) {
+    if let Some(stream) = stream.upgrade() {
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// How a close is delivered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Urgency {
+    /// After everything already queued.
+    Graceful,
+    /// Ahead of the queue, which is dropped (slow consumers).
+    Abort,
+}
+
+/// Who a fan-out reaches.
+enum Audience<'a> {
+    All,
+    /// Clients allowed to see user-level events (presence).
+    Trusted,
+    Channel(&'a str),
+    Session(&'a str),
+    User(&'a str),
+    Client(&'a str),
+    Filter(&'a Filter),
+}
+
+/// The result of offering a frame to one client.
+enum Push {
+    Queued,
+    Slow,
+    Gone,
+}
+
+/// Queues `frame` for `client` unless its queue is at `max_queue`.
+///
+/// The outbound channel is unbounded so that an idle client costs nothing;
+/// the bound is enforced here, exactly, because the router is its only
+/// sender. (A crossbeam `bounded(n)` channel allocates all `n` slots up
+/// front: 4096 slots would cost 160 KiB per idle client.)
+fn push(client: &Client, frame: Bytes, max_queue: usize) -> Push {
+    if client.outbound.len() >= max_queue {
+        return Push::Slow;
+    }
+    match client.outbound.send(Outbound::Frame(frame)) {
+        Ok(()) => Push::Queued,
+        Err(_) => Push::Gone,
+    }
+}
+
+/// The state and the loop of the router thread.
+pub(crate) struct Router {
+    config: Arc<Config>,
+    events: Receiver<Event>,
+    clients: HashMap<ClientId, Client>,
+    names: HashMap<Box<str>, ClientId>,
+    channels: Index,
+    sessions: Index,
+    users: Index,
+    presence: HashMap<Box<str>, Status>,
+    closing: Vec<Closing>,
+    counters: Counters,
+    started: Instant,
+    last_activity: Option<SystemTime>,
+    /// Set by [`Event::Shutdown`]: when to stop waiting for clients to go.
+    stopping: Option<Instant>,
+}
+
+impl Router {
+    pub(crate) fn new(config: Arc<Config>, events: Receiver<Event>) -> Router {
+        Router {
+            config,
+            events,
+            clients: HashMap::new(),
+            names: HashMap::new(),
+            channels: Index::default(),
+            sessions: Index::default(),
+            users: Index::default(),
+            presence: HashMap::new(),
+            closing: Vec::new(),
+            counters: Counters::default(),
+            started: Instant::now(),
+            last_activity: None,
+            stopping: None,
+        }
+    }
+
+    /// The router thread's loop.
+    pub(crate) fn run(mut self) {
+        loop {
+            let event = match self.stopping {
+                None => match self.events.recv() {
+                    Ok(event) => event,
+                    Err(_) => break,
+                },
+                Some(deadline) => {
+                    // Stopping: done once every connection's threads are.
+                    // Writers do not report their end, so look every few ms.
+                    self.closing.retain(Closing::is_open);
+                    if self.clients.is_empty() && self.closing.is_empty() {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    match self.events.recv_deadline(deadline.min(now + SHUTDOWN_POLL)) {
+                        Ok(event) => event,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            self.handle(event);
+        }
+        self.cut_everyone();
+        log::debug!("router stopped");
+    }
+
+    /// One event, one arm.
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Joined(joining) => self.join(*joining),
+            Event::Request { client, request } => {
+                if self.heard_from(client) {
+                    match request {
+                        Ok(Request {
+                            message,
+                            correlation_id,
+                        }) => self.dispatch(client, message, correlation_id.as_deref()),
+                        Err(rejection) => self.error(
+                            client,
+                            rejection.code,
+                            &rejection.message,
+                            rejection.correlation_id.as_deref(),
+                        ),
+                    }
+                }
+            }
+            Event::Refused { client, why } => self.refused(client, why),
+            Event::Alive(client) => {
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.last_seen = Instant::now();
+                    c.awaiting_pong = false;
+                }
+            }
+            Event::Left(client) => self.left(client),
+            Event::Publish { publication, reply } => {
+                let delivered = self.publish(&publication);
+                if let Some(reply) = reply {
+                    // A fresh one-slot channel: never full, never blocks.
+                    let _ = reply.try_send(delivered);
+                }
+            }
+            Event::Disconnect { client, reply } => {
+                let found = self.names.get(client.as_str()).copied();
+                if let Some(id) = found {
+                    self.close(id, Close::Normal, Urgency::Graceful);
+                }
+                let _ = reply.try_send(found.is_some());
+            }
+            Event::Stats { clients, reply } => {
+                let _ = reply.try_send(self.stats(clients));
+            }
+            Event::Tick(now) => self.tick(now),
+            Event::Shutdown => self.shutdown(),
+        }
+    }
+
+    fn join(&mut self, joining: Joining) {
+        let now = Instant::now();
+        let refusal = if self.stopping.is_some() {
+            Some(Close::GoingAway)
+        } else if self.clients.len() >= self.config.max_connections {
+            Some(Close::ServerFull)
+        } else {
+            None
+        };
+        if let Some(close) = refusal {
+            self.counters.rejected_connections += 1;
+            log::warn!(
+                "refused {} from {}: {}",
+                joining.name,
+                joining.peer,
+                close.reason()
+            );
+            let _ = joining.outbound.send(Outbound::Close(close.frame()));
+            self.closing.push(Closing {
+                deadline: now + self.config.close_timeout,
+                stream: Arc::downgrade(&joining.stream),
+            });
+            return;
+        }
+
+        let id = joining.id;
+        let user = joining.identity.user_id.clone();
+        let mut client = Client {
+            name: joining.name.into(),
+            peer: joining.peer,
+            identity: joining.identity,
+            channels: Vec::new(),
+            sessions: Vec::new(),
+            outbound: joining.outbound,
+            control: joining.control,
+            stream: Arc::downgrade(&joining.stream),
+            last_seen: now,
+            next_ping: now + self.config.heartbeat_interval,
+            awaiting_pong: false,
+        };
+        if let Some(session) = &joining.session_id {
+            self.sessions.add(session, id);
+            client.sessions.push(session.as_str().into());
+        }
+        let welcome = Envelope::new(
+            Kind::Connection.as_str(),
+            Some(Welcome {
+                client_id: &client.name,
+                user_id: user.as_deref(),
+                session_id: joining.session_id.as_deref(),
+                authenticated: client.identity.authenticated(),
+                heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
+            }),
+        )
+        .encode();
+        log::info!(
+            "client {} connected from {}{} ({} connected)",
+            client.name,
+            client.peer,
+            user.as_deref()
+                .map(|u| format!(" as user {u}"))
+                .unwrap_or_default(),
+            self.clients.len() + 1
+        );
+        self.names.insert(client.name.clone(), id);
+        self.clients.insert(id, client);
+        self.counters.total_connections += 1;
+        self.send(id, welcome);
+
+        if let Some(user) = user {
+            let first = self.users.count(&user) == 0;
+            self.users.add(&user, id);
+            if first {
+                self.presence.insert(user.as_str().into(), Status::Online);
+                self.broadcast_presence(&user, Status::Online);
+            }
+        }
+    }
+
+    /// Notes that a client sent a message. `false` if the client is gone.
+    fn heard_from(&mut self, id: ClientId) -> bool {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return false;
+        };
+        client.last_seen = Instant::now();
+        client.awaiting_pong = false;
+        self.counters.messages_received += 1;
+        self.last_activity = Some(SystemTime::now());
+        true
+    }
+
+    fn dispatch(&mut self, id: ClientId, message: ClientMessage, correlation: Option<&RawValue>) {
+        match message {
+            ClientMessage::Ping => self.reply(id, Kind::Pong, None, None::<Empty>, correlation),
+            ClientMessage::Subscribe(topic) => self.subscribe(id, topic, correlation),
+            ClientMessage::Unsubscribe(topic) => self.unsubscribe(id, topic, correlation),
+            ClientMessage::Publish { topic, event, data } => {
+                self.client_publish(id, &topic, &event, data.as_deref(), correlation)
+            }
+            ClientMessage::Presence(status) => self.set_presence(id, status, correlation),
+            ClientMessage::PresenceQuery => self.presence_query(id, correlation),
+            ClientMessage::Refresh { .. } => self.error(
+                id,
+                ErrorCode::Forbidden,
+                "Token refresh needs token auth (--tokens or --jwt-secret)",
+                correlation,
+            ),
+            ClientMessage::Application { kind } => self.error(
+                id,
+                ErrorCode::UnknownType,
+                &format!("Unknown message type: {kind}"),
+                correlation,
+            ),
+        }
+    }
+
+    fn subscribe(&mut self, id: ClientId, topic: Topic, correlation: Option<&RawValue>) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        match &topic {
+            Topic::Channel(name) => {
+                if !client.identity.may_read_channel(name) {
+                    let message = format!("Not allowed to subscribe to channel {name}");
+                    return self.error(id, ErrorCode::Forbidden, &message, correlation);
+                }
+                if self.channels.add(name, id) {
+                    client.channels.push(name.as_str().into());
+                }
+            }
+            Topic::Session(session) => {
+                if !client.identity.sees_private_events() {
+                    let message = "Anonymous clients cannot subscribe to sessions";
+                    return self.error(id, ErrorCode::Forbidden, message, correlation);
+                }
+                if self.sessions.add(session, id) {
+                    client.sessions.push(session.as_str().into());
+                }
+            }
+        }
+        self.reply(
+            id,
+            Kind::Subscribed,
+            Some(&topic),
+            Some(Empty {}),
+            correlation,
+        );
+    }
+
+    fn unsubscribe(&mut self, id: ClientId, topic: Option<Topic>, correlation: Option<&RawValue>) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        match &topic {
+            Some(Topic::Channel(name)) => {
+                if self.channels.remove(name, id) {
+                    client.channels.retain(|c| **c != **name);
+                }
+            }
+            Some(Topic::Session(session)) => {
+                if self.sessions.remove(session, id) {
+                    client.sessions.retain(|s| **s != **session);
+                }
+            }
+            None => {
+                for session in client.sessions.drain(..) {
+                    self.sessions.remove(&session, id);
+                }
+            }
+        }
+        self.reply(
+            id,
+            Kind::Unsubscribed,
+            topic.as_ref(),
+            Some(Empty {}),
+            correlation,
+        );
+    }
+
+    fn client_publish(
+        &mut self,
+        id: ClientId,
+        topic: &Topic,
+        event: &str,
+        data: Option<&RawValue>,
+        correlation: Option<&RawValue>,
+    ) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        if !client
+            .identity
+            .may_publish(self.config.allow_client_publish)
+        {
+            let message = "Clients may not publish: start the hub with --allow-client-publish";
+            return self.error(id, ErrorCode::Forbidden, message, correlation);
+        }
+        let allowed = match topic {
+            Topic::Channel(name) => client.identity.may_read_channel(name),
+            Topic::Session(session) => {
+                self.sessions.contains(session, id) || client.identity.sees_private_events()
+            }
+        };
+        if !allowed {
+            return self.error(
+                id,
+                ErrorCode::Forbidden,
+                "Not allowed to publish there",
+                correlation,
+            );
+        }
+        let frame = Envelope::new(event, data)
+            .topic(Some(topic))
+            .from(protocol::From {
+                client_id: &client.name,
+                user_id: client.identity.user_id.as_deref(),
+            })
+            .encode();
+        let delivered = match topic {
+            Topic::Channel(name) => self.fan_out(Audience::Channel(name), &frame),
+            Topic::Session(session) => self.fan_out(Audience::Session(session), &frame),
+        };
+        if correlation.is_some() {
+            self.reply(
+                id,
+                Kind::Published,
+                Some(topic),
+                Some(Delivered { delivered }),
+                correlation,
+            );
+        }
+    }
+
+    fn set_presence(&mut self, id: ClientId, status: Status, correlation: Option<&RawValue>) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        let Some(user) = client.identity.user_id.clone() else {
+            let message = "Presence needs a user: connect with ?userId= or a token";
+            return self.error(id, ErrorCode::Forbidden, message, correlation);
+        };
+        self.presence.insert(user.as_str().into(), status);
+        self.broadcast_presence(&user, status);
+        if correlation.is_some() {
+            self.reply(id, Kind::Ack, None, None::<Empty>, correlation);
+        }
+    }
+
+    fn presence_query(&mut self, id: ClientId, correlation: Option<&RawValue>) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        if !client.identity.sees_private_events() {
+            let message = "Anonymous clients cannot see presence";
+            return self.error(id, ErrorCode::Forbidden, message, correlation);
+        }
+        let mut users: Vec<PresenceData<'_>> = self
+            .users
+            .names()
+            .map(|user| PresenceData {
+                user_id: user,
+                status: self.presence.get(user).copied().unwrap_or(Status::Online),
+            })
+            .collect();
+        users.sort_by(|a, b| a.user_id.cmp(b.user_id));
+        let frame = Envelope::new(Kind::Presence.as_str(), Some(PresenceList { users }))
+            .correlation(correlation)
+            .encode();
+        self.send(id, frame);
+    }
+
+    fn broadcast_presence(&mut self, user: &str, status: Status) {
+        let frame = Envelope::new(
+            Kind::UserPresence.as_str(),
+            Some(PresenceData {
+                user_id: user,
+                status,
+            }),
+        )
+        .encode();
+        self.fan_out(Audience::Trusted, &frame);
+    }
+
+    fn refused(&mut self, id: ClientId, why: Refusal) {
+        if !self.heard_from(id) {
+            return;
+        }
+        match why {
+            Refusal::Binary => self.error(
+                id,
+                ErrorCode::UnsupportedFrame,
+                "Binary frames are not supported: send JSON in text frames",
+                None,
+            ),
+            Refusal::TooBig => {
+                let message = format!("Message larger than {} bytes", self.config.max_message_size);
+                self.error(id, ErrorCode::PayloadTooLarge, &message, None);
+                self.close(id, Close::TooBig, Urgency::Graceful);
+            }
+            Refusal::InvalidUtf8 => {
+                self.error(
+                    id,
+                    ErrorCode::InvalidMessage,
+                    "Text frame is not valid UTF-8",
+                    None,
+                );
+                self.close(id, Close::InvalidUtf8, Urgency::Graceful);
+            }
+            Refusal::Protocol => self.close(id, Close::Protocol, Urgency::Graceful),
+        }
+    }
+
+    fn left(&mut self, id: ClientId) {
+        if let Some(client) = self.detach(id) {
+            log::info!(
+                "client {} disconnected ({} connected)",
+                client.name,
+                self.clients.len()
+            );
+            // The writer may still be answering the client's Close, or be
+            // stuck writing to a client that stopped reading: give it
+            // `close_timeout`, then cut.
+            self.closing.push(Closing {
+                deadline: Instant::now() + self.config.close_timeout,
+                stream: client.stream,
+            });
+        }
+    }
+
+    fn publish(&mut self, publication: &Publication) -> usize {
+        let frame = &publication.frame;
+        match &publication.target {
+            Target::Broadcast => self.fan_out(Audience::All, frame),
+            Target::Channel(name) => self.fan_out(Audience::Channel(name), frame),
+            Target::Session(id) => self.fan_out(Audience::Session(id), frame),
+            Target::User(id) => self.fan_out(Audience::User(id), frame),
+            Target::Client(name) => self.fan_out(Audience::Client(name), frame),
+            Target::Filter(filter) => self.fan_out(Audience::Filter(filter), frame),
+        }
+    }
+
+    /// Offers one encoded frame to every client of `audience`, sharing the
+    /// bytes. Clients whose queue is full are closed afterwards; the count is
+    /// of clients the frame was queued for.
+    fn fan_out(&mut self, audience: Audience<'_>, frame: &Bytes) -> usize {
+        let max_queue = self.config.max_queue;
+        let clients = &self.clients;
+        let mut delivered = 0;
+        let mut slow = Vec::new();
+        let mut offer = |id: ClientId, client: &Client| match push(client, frame.clone(), max_queue)
+        {
+            Push::Queued => delivered += 1,
+            Push::Slow => slow.push(id),
+            Push::Gone => {}
+        };
+        let mut offer_id = |id: ClientId| {
+            if let Some(client) = clients.get(&id) {
+                offer(id, client);
+            }
+        };
+        match audience {
+            Audience::All => clients.keys().copied().for_each(&mut offer_id),
+            Audience::Channel(name) => self.channels.members(name).for_each(&mut offer_id),
+            Audience::Session(name) => self.sessions.members(name).for_each(&mut offer_id),
+            Audience::User(name) => self.users.members(name).for_each(&mut offer_id),
+            Audience::Client(name) => self
+                .names
+                .get(name)
+                .copied()
+                .into_iter()
+                .for_each(&mut offer_id),
+            Audience::Trusted => clients
+                .iter()
+                .filter(|(_, c)| c.identity.sees_private_events())
+                .for_each(|(id, _)| offer_id(*id)),
+            Audience::Filter(filter) => clients
+                .iter()
+                .filter(|(_, c)| (filter.0)(&c.as_ref()))
+                .for_each(|(id, _)| offer_id(*id)),
+        }
+        self.counters.messages_sent += delivered as u64;
+        if delivered > 0 {
+            self.last_activity = Some(SystemTime::now());
+        }
+        for id in slow {
+            self.slow_consumer(id);
+        }
+        delivered
+    }
+
+    /// Sends one encoded frame to one client.
+    fn send(&mut self, id: ClientId, frame: Bytes) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        match push(client, frame, self.config.max_queue) {
+            Push::Queued => {
+                self.counters.messages_sent += 1;
+                self.last_activity = Some(SystemTime::now());
+            }
+            Push::Slow => self.slow_consumer(id),
+            Push::Gone => {}
+        }
+    }
+
+    fn reply<D: Serialize>(
+        &mut self,
+        id: ClientId,
+        kind: Kind,
+        topic: Option<&Topic>,
+        data: Option<D>,
+        correlation: Option<&RawValue>,
+    ) {
+        let frame = Envelope::new(kind.as_str(), data)
+            .topic(topic)
+            .correlation(correlation)
+            .encode();
+        self.send(id, frame);
+    }
+
+    fn error(
+        &mut self,
+        id: ClientId,
+        code: ErrorCode,
+        message: &str,
+        correlation: Option<&RawValue>,
+    ) {
+        self.counters.errors_sent += 1;
+        log::debug!("error {code} to client {id:?}: {message}");
+        self.send(id, protocol::error_frame(code, message, correlation));
+    }
+
+    fn slow_consumer(&mut self, id: ClientId) {
+        if let Some(client) = self.clients.get(&id) {
+            log::warn!(
+                "client {} is too slow ({} messages queued): closing it with 1013",
+                client.name,
+                client.outbound.len()
+            );
+            self.counters.slow_consumers += 1;
+        }
+        self.close(id, Close::TooSlow, Urgency::Abort);
+    }
+
+    /// Forgets a client and sends it a Close; its socket is cut if the close
+    /// handshake is not over within `close_timeout`.
+    fn close(&mut self, id: ClientId, close: Close, urgency: Urgency) {
+        let Some(client) = self.detach(id) else {
+            return;
+        };
+        log::debug!(
+            "closing client {} with {} {}",
+            client.name,
+            close.code(),
+            close.reason()
+        );
+        let frame = close.frame();
+        let queued = match urgency {
+            Urgency::Graceful => client.outbound.send(Outbound::Close(frame)).is_ok(),
+            Urgency::Abort => client.control.try_send(Control::Abort(frame)).is_ok(),
+        };
+        if !queued {
+            cut(&client.stream);
+            return;
+        }
+        self.closing.push(Closing {
+            deadline: Instant::now() + self.config.close_timeout,
+            stream: client.stream,
+        });
+    }
+
+    /// Forgets a client and cuts its socket at once.
+    fn terminate(&mut self, id: ClientId) {
+        if let Some(client) = self.detach(id) {
+            cut(&client.stream);
+        }
+    }
+
+    /// Removes a client from every index; tells the others when its user has
+    /// no connection left.
+    fn detach(&mut self, id: ClientId) -> Option<Client> {
+        let client = self.clients.remove(&id)?;
+        self.names.remove(&client.name);
+        for channel in &client.channels {
+            self.channels.remove(channel, id);
+        }
+        for session in &client.sessions {
+            self.sessions.remove(session, id);
+        }
+        if let Some(user) = &client.identity.user_id {
+            self.users.remove(user, id);
+            if self.users.count(user) == 0 {
+                self.presence.remove(user.as_str());
+                if self.stopping.is_none() {
+                    self.broadcast_presence(user, Status::Offline);
+                }
+            }
+        }
+        Some(client)
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let timeout = self.config.client_timeout;
+        let heartbeat = self.config.heartbeat_interval;
+        let max_queue = self.config.max_queue;
+        let mut stale = Vec::new();
+        let mut slow = Vec::new();
+        for (id, client) in &mut self.clients {
+            if now.saturating_duration_since(client.last_seen) >= timeout {
+                stale.push(*id);
+            } else if now >= client.next_ping {
+                if let Push::Slow = push(client, protocol::ping_frame(), max_queue) {
+                    slow.push(*id);
+                }
+                client.next_ping = now + heartbeat;
+                client.awaiting_pong = true;
+            }
+        }
+        for id in stale {
+            if let Some(client) = self.clients.get(&id) {
+                log::warn!(
+                    "client {} sent nothing for {:.1?}: terminating it",
+                    client.name,
+                    now.saturating_duration_since(client.last_seen)
+                );
+            }
+            self.counters.stale_clients += 1;
+            self.terminate(id);
+        }
+        for id in slow {
+            self.slow_consumer(id);
+        }
+        self.closing.retain(|closing| {
+            if closing.deadline <= now {
+                closing.cut();
+                return false;
+            }
+            closing.is_open()
+        });
+    }
+
+    fn shutdown(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        log::info!(
+            "shutting down: closing {} clients with 1001",
+            self.clients.len()
+        );
+        self.stopping = Some(Instant::now() + self.config.shutdown_timeout);
+        let ids: Vec<ClientId> = self.clients.keys().copied().collect();
+        for id in ids {
+            self.close(id, Close::GoingAway, Urgency::Graceful);
+        }
+    }
+
+    /// On the way out: cut every socket still open.
+    fn cut_everyone(&mut self) {
+        for closing in self.closing.drain(..) {
+            closing.cut();
+        }
+        for client in self.clients.values() {
+            cut(&client.stream);
+        }
+    }
+
+    fn stats(&self, with_clients: bool) -> Stats {
+        let clients = if with_clients {
+            self.clients
+                .values()
+                .map(|c| ClientStats {
+                    id: c.name.to_string(),
+                    user_id: c.identity.user_id.clone(),
+                    session_id: c.sessions.first().map(|s| s.to_string()),
+                    is_alive: !c.awaiting_pong,
+                    authenticated: c.identity.authenticated(),
+                    channels: c.channels.iter().map(|s| s.to_string()).collect(),
+                    sessions: c.sessions.iter().map(|s| s.to_string()).collect(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let c = &self.counters;
+        Stats {
+            total_connections: c.total_connections,
+            active_connections: self.clients.len(),
+            authenticated_connections: self
+                .clients
+                .values()
+                .filter(|c| c.identity.authenticated())
+                .count(),
+            messages_received: c.messages_received,
+            messages_sent: c.messages_sent,
+            slow_consumers: c.slow_consumers,
+            stale_clients: c.stale_clients,
+            rejected_connections: c.rejected_connections,
+            rate_limited: c.rate_limited,
+            errors_sent: c.errors_sent,
+            channels: self.channels.len(),
+            sessions: self.sessions.len(),
+            users: self.users.len(),
+            uptime: self.started.elapsed(),
+            last_activity: self.last_activity,
+            clients,
+        }
+    }
+}

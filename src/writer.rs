@@ -1,0 +1,180 @@
+//! One client's writer thread: the only code that writes to its socket.
+//!
+//! It blocks on its two queues: [`Control`] (pongs, closes; read first) and
+//! [`Outbound`] (the router's frames, in order). Frames arrive already
+//! encoded, so writing is copying shared bytes to the socket; whatever is
+//! queued is written with one `writev`. Because every byte goes through this
+//! thread, frames never interleave and the reader's pong and close replies
+//! are never lost.
+//!
+//! It ends after a close handshake, when the reader stops, on a write error,
+//! or when every sender is gone; in every case it shuts the socket down,
+//! which also wakes a reader blocked in `read`.
+
+use std::io::{self, IoSlice, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, TryRecvError, select};
+use tungstenite::Bytes;
+
+use crate::event::{Control, Outbound};
+use crate::protocol;
+
+/// Most frames gathered into one `writev`.
+const MAX_BATCH: usize = 64;
+
+/// How a writer ended, for the debug log.
+#[derive(Debug)]
+enum Ending {
+    /// We sent Close and the client answered (or went away).
+    Closed,
+    /// The client sent Close and we answered.
+    PeerClosed,
+    /// The reader stopped without a close handshake.
+    ReaderDone,
+    /// Every sender is gone.
+    Orphaned,
+    /// The socket refused a write.
+    WriteFailed(io::Error),
+}
+
+/// The next thing to do.
+enum Next {
+    Control(Control),
+    Data(Outbound),
+}
+
+/// Runs one client's writer until the connection ends.
+pub(crate) fn run(
+    name: &str,
+    stream: Arc<TcpStream>,
+    data: Receiver<Outbound>,
+    control: Receiver<Control>,
+) {
+    let mut writer = Writer {
+        stream: &stream,
+        data,
+        control,
+        data_open: true,
+    };
+    let ending = writer.serve();
+    log::debug!("writer of {name} ended: {ending:?}");
+    // Wakes the reader if it is still blocked in `read`; an error only means
+    // the socket is already gone.
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+struct Writer<'a> {
+    stream: &'a TcpStream,
+    data: Receiver<Outbound>,
+    control: Receiver<Control>,
+    /// False once the router has dropped its sender.
+    data_open: bool,
+}
+
+impl Writer<'_> {
+    fn serve(&mut self) -> Ending {
+        loop {
+            let Some(next) = self.next() else {
+                return Ending::Orphaned;
+            };
+            let result = match next {
+                Next::Control(Control::Pong(payload)) => {
+                    self.write(&[protocol::pong_frame(payload)])
+                }
+                Next::Control(Control::Abort(close)) => {
+                    return self.close_with(close);
+                }
+                Next::Control(Control::PeerClosed(frame)) => {
+                    return match self.write(&[protocol::close_reply(frame.as_ref())]) {
+                        Ok(()) => Ending::PeerClosed,
+                        Err(err) => Ending::WriteFailed(err),
+                    };
+                }
+                Next::Control(Control::ReaderDone) => return Ending::ReaderDone,
+                Next::Data(Outbound::Close(close)) => return self.close_with(close),
+                Next::Data(Outbound::Frame(first)) => match self.write_batch(first) {
+                    Ok(None) => Ok(()),
+                    Ok(Some(close)) => return self.close_with(close),
+                    Err(err) => Err(err),
+                },
+            };
+            if let Err(err) = result {
+                return Ending::WriteFailed(err);
+            }
+        }
+    }
+
+    /// Waits for the next control message or frame, control first.
+    /// `None` when nothing can arrive any more.
+    fn next(&mut self) -> Option<Next> {
+        match self.control.try_recv() {
+            Ok(control) => return Some(Next::Control(control)),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        loop {
+            if !self.data_open {
+                return self.control.recv().ok().map(Next::Control);
+            }
+            select! {
+                recv(self.control) -> control => return control.ok().map(Next::Control),
+                recv(self.data) -> data => match data {
+                    Ok(data) => return Some(Next::Data(data)),
+                    Err(_) => self.data_open = false,
+                },
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is queued behind it, in one `writev`.
+    /// Returns a Close frame met in the queue, to send after the batch.
+    fn write_batch(&mut self, first: Bytes) -> io::Result<Option<Bytes>> {
+        let mut batch = Vec::with_capacity(8);
+        batch.push(first);
+        let mut close = None;
+        while batch.len() < MAX_BATCH && self.control.is_empty() {
+            match self.data.try_recv() {
+                Ok(Outbound::Frame(frame)) => batch.push(frame),
+                Ok(Outbound::Close(frame)) => {
+                    close = Some(frame);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        self.write(&batch)?;
+        Ok(close)
+    }
+
+    /// Sends our Close, then waits for the client's answer (or the reader's end).
+    /// The router cuts the socket if that takes longer than `close_timeout`,
+    /// which ends the reader and so this wait.
+    fn close_with(&mut self, close: Bytes) -> Ending {
+        if let Err(err) = self.write(&[close]) {
+            return Ending::WriteFailed(err);
+        }
+        loop {
+            match self.control.recv() {
+                Ok(Control::PeerClosed(_) | Control::ReaderDone) | Err(_) => return Ending::Closed,
+                Ok(Control::Pong(_) | Control::Abort(_)) => {}
+            }
+        }
+    }
+
+    /// Writes whole frames, however many calls the socket needs.
+    fn write(&self, frames: &[Bytes]) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
+        let mut remaining = &mut slices[..];
+        while !remaining.is_empty() {
+            match (&mut &*self.stream).write_vectored(remaining) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => IoSlice::advance_slices(&mut remaining, written),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+}

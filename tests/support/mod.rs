@@ -1,0 +1,270 @@
+//! Shared test helpers: a hub on 127.0.0.1:0, WebSocket clients that wait
+//! with deadlines (never fixed sleeps), and a raw HTTP client.
+
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+use wshub::{Config, Hub, Server};
+
+/// How long any single expected event may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A config for tests: any free port on loopback, everything else default.
+pub fn config() -> Config {
+    Config {
+        host: "127.0.0.1".into(),
+        port: 0,
+        ..Config::default()
+    }
+}
+
+/// A running hub and where to reach it.
+pub struct TestHub {
+    pub server: Server,
+    pub addr: SocketAddr,
+}
+
+impl TestHub {
+    pub fn handle(&self) -> &wshub::Handle {
+        self.server.handle()
+    }
+
+    /// A client on `path` (with its query), past the `connection` welcome.
+    pub fn client(&self, path: &str) -> Client {
+        Client::connect(self.addr, path)
+    }
+
+    /// Waits until the hub's stats satisfy `ready`, asking again as
+    /// messages flow (each call is a round trip through the router).
+    pub fn wait_stats(&self, what: &str, ready: impl Fn(&wshub::Stats) -> bool) -> wshub::Stats {
+        let start = Instant::now();
+        loop {
+            let stats = self.handle().stats().expect("stats");
+            if ready(&stats) {
+                return stats;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what}: {stats:?}"
+            );
+            std::thread::yield_now();
+        }
+    }
+}
+
+pub fn start(config: Config) -> TestHub {
+    let hub = Hub::with_config(config).expect("hub binds");
+    let addr = hub.local_addr();
+    let server = hub.spawn().expect("hub starts");
+    TestHub { server, addr }
+}
+
+pub fn start_default() -> TestHub {
+    start(config())
+}
+
+/// A WebSocket client over a real socket.
+pub struct Client {
+    pub ws: WebSocket<TcpStream>,
+    /// The `connection` welcome.
+    pub welcome: Value,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr, path: &str) -> Client {
+        let mut ws = Self::open(addr, path).unwrap_or_else(|err| panic!("connect {path}: {err}"));
+        let welcome = read_json(&mut ws, DEADLINE).expect("a connection welcome");
+        assert_eq!(
+            welcome["type"], "connection",
+            "first message is the welcome: {welcome}"
+        );
+        Client { ws, welcome }
+    }
+
+    /// The handshake only: no welcome read.
+    pub fn open(addr: SocketAddr, path: &str) -> Result<WebSocket<TcpStream>, tungstenite::Error> {
+        let stream = TcpStream::connect(addr).expect("tcp connect");
+        stream.set_nodelay(true).ok();
+        let url = format!("ws://{addr}{path}");
+        let (ws, _) = tungstenite::client::client(url.as_str(), stream).map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(err) => err,
+            tungstenite::HandshakeError::Interrupted(_) => tungstenite::Error::AttackAttempt,
+        })?;
+        Ok(ws)
+    }
+
+    pub fn id(&self) -> String {
+        self.welcome["data"]["clientId"]
+            .as_str()
+            .expect("clientId")
+            .to_owned()
+    }
+
+    pub fn send(&mut self, value: Value) {
+        self.ws
+            .send(Message::text(value.to_string()))
+            .expect("send");
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text.to_owned())).expect("send");
+    }
+
+    /// The next JSON message, or a panic naming what was expected.
+    pub fn recv(&mut self, what: &str) -> Value {
+        read_json(&mut self.ws, DEADLINE).unwrap_or_else(|err| panic!("expected {what}: {err}"))
+    }
+
+    /// The next message, which must be of type `kind`.
+    pub fn expect(&mut self, kind: &str) -> Value {
+        let message = self.recv(kind);
+        assert_eq!(message["type"], kind, "expected {kind}, got {message}");
+        message
+    }
+
+    /// Skips messages until one of type `kind` arrives.
+    pub fn expect_eventually(&mut self, kind: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let left = DEADLINE.saturating_sub(start.elapsed());
+            let message = read_json(&mut self.ws, left)
+                .unwrap_or_else(|err| panic!("expected {kind}: {err}"));
+            if message["type"] == kind {
+                return message;
+            }
+        }
+    }
+
+    /// Sends `request` and returns the reply carrying its `correlationId`
+    /// (skipping anything else in between).
+    pub fn request(&mut self, mut request: Value, correlation: &str) -> Value {
+        request["correlationId"] = json!(correlation);
+        self.send(request);
+        let start = Instant::now();
+        loop {
+            let left = DEADLINE.saturating_sub(start.elapsed());
+            let message = read_json(&mut self.ws, left)
+                .unwrap_or_else(|err| panic!("reply to {correlation}: {err}"));
+            if message["correlationId"] == correlation {
+                return message;
+            }
+        }
+    }
+
+    /// Proves that nothing is waiting for this client: a ping's pong is the
+    /// very next message. The router handles events in order, so anything
+    /// sent to this client before the ping would come first.
+    pub fn expect_nothing_pending(&mut self) {
+        self.send(json!({"type": "ping", "correlationId": "nothing-pending"}));
+        let next = self.recv("the pong");
+        assert_eq!(
+            next["type"], "pong",
+            "expected nothing before the pong, got {next}"
+        );
+        assert_eq!(next["correlationId"], "nothing-pending");
+    }
+
+    /// Reads until the server's Close; returns its code and reason.
+    pub fn expect_close(&mut self) -> (u16, String) {
+        expect_close(&mut self.ws)
+    }
+}
+
+/// Reads until a Close frame arrives; returns code and reason.
+pub fn expect_close(ws: &mut WebSocket<TcpStream>) -> (u16, String) {
+    let start = Instant::now();
+    loop {
+        let left = DEADLINE.saturating_sub(start.elapsed());
+        assert!(!left.is_zero(), "no Close frame within {DEADLINE:?}");
+        ws.get_mut().set_read_timeout(Some(left)).ok();
+        match ws.read() {
+            Ok(Message::Close(Some(CloseFrame { code, reason }))) => {
+                return (u16::from(code), reason.to_string());
+            }
+            Ok(Message::Close(None)) => return (1005, String::new()),
+            Ok(_) => {}
+            Err(err) => panic!("connection ended without a Close frame: {err}"),
+        }
+    }
+}
+
+/// The next text message as JSON, within `wait`. Pings are answered by
+/// tungstenite itself while reading.
+pub fn read_json(ws: &mut WebSocket<TcpStream>, wait: Duration) -> Result<Value, String> {
+    let start = Instant::now();
+    loop {
+        let left = wait.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(format!("nothing within {wait:?}"));
+        }
+        ws.get_mut().set_read_timeout(Some(left)).ok();
+        match ws.read() {
+            Ok(Message::Text(text)) => {
+                return serde_json::from_str(text.as_str())
+                    .map_err(|e| format!("not JSON: {e}: {text}"));
+            }
+            Ok(Message::Close(frame)) => return Err(format!("closed: {frame:?}")),
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(err))
+                if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(err) => return Err(format!("read failed: {err}")),
+        }
+    }
+}
+
+/// Close code 1000..=4999 from a number.
+pub fn close_code(code: u16) -> CloseCode {
+    CloseCode::from(code)
+}
+
+/// A raw HTTP exchange: sends `request` bytes, returns status, headers and body.
+pub fn http_raw(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).expect("tcp connect");
+    stream.set_read_timeout(Some(DEADLINE)).ok();
+    stream.write_all(request).expect("send request");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let _ = stream.shutdown(Shutdown::Both);
+    parse_response(&response)
+}
+
+pub fn parse_response(response: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(response).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// `GET path`; returns status and the body as JSON (or a string).
+pub fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    let (status, _, body) = http_raw(addr, request.as_bytes());
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+/// `POST path` with a JSON body.
+pub fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, _, body) = http_raw(addr, request.as_bytes());
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
