@@ -24,13 +24,13 @@ use serde_json::value::RawValue;
 use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
-use tungstenite::{Message, Utf8Bytes};
+use tungstenite::Message;
 
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::event::{Control, Event, Joining, Refusal};
 use crate::http::{self, Request, Response};
-use crate::protocol::{self, MAX_NAME_LEN};
+use crate::protocol::{self, Close, MAX_NAME_LEN};
 use crate::publish::{Publication, Target};
 use crate::stats;
 use crate::subscriptions::ClientId;
@@ -445,7 +445,9 @@ fn upgrade(
         .stack_size(config.thread_stack_size)
         .spawn(move || writer::run(&writer_name, writer_stream, outbound_rx, control_rx));
     if let Err(err) = spawned {
+        // No writer exists, so this thread may write: say why, then go.
         log::error!("cannot start a writer thread for {peer}: {err}");
+        let _ = (&mut &*stream).write_all(&Close::Internal.frame());
         let _ = stream.shutdown(Shutdown::Both);
         return;
     }
@@ -539,7 +541,7 @@ fn read_loop(
         let event = match ws.read() {
             Ok(Message::Text(text)) => Event::Request {
                 client: id,
-                request: protocol::parse(text_of(&text)),
+                request: protocol::parse(text.as_str()),
             },
             Ok(Message::Binary(_)) => Event::Refused {
                 client: id,
@@ -575,10 +577,6 @@ fn read_loop(
             return Control::ReaderDone;
         }
     }
-}
-
-fn text_of(text: &Utf8Bytes) -> &str {
-    text.as_str()
 }
 
 /// After a frame that breaks the stream, reads and discards until the

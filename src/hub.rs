@@ -160,9 +160,12 @@ impl Hub {
 
         let router = Router::new(Arc::clone(&config), events);
         let stop = Arc::clone(&handle.stop);
+        // Dropped when the router thread ends, which stops the timer at once.
+        let (router_alive, router_gone) = bounded::<()>(0);
         let router = thread::Builder::new()
             .name("wshub-router".into())
             .spawn(move || {
+                let _alive = router_alive;
                 // However the router ends, the accept loop must stop too.
                 let _wake = WakeOnDrop(stop);
                 router.run();
@@ -171,7 +174,7 @@ impl Hub {
         let tick = config.tick();
         let timer = thread::Builder::new()
             .name("wshub-timer".into())
-            .spawn(move || timer::run(tick, ticker))?;
+            .spawn(move || timer::run(tick, ticker, router_gone))?;
 
         log::info!(
             "wshub listening on ws://{local_addr}{} (HTTP API on the same port)",

@@ -58,8 +58,10 @@ pub(crate) fn run(
         control,
         data_open: true,
     };
-    let ending = writer.serve();
-    log::debug!("writer of {name} ended: {ending:?}");
+    match writer.serve() {
+        Ending::WriteFailed(err) => log::debug!("writer of {name} ended: write failed: {err}"),
+        ending => log::debug!("writer of {name} ended: {ending:?}"),
+    }
     // Wakes the reader if it is still blocked in `read`; an error only means
     // the socket is already gone.
     let _ = stream.shutdown(Shutdown::Both);

@@ -175,6 +175,19 @@ impl Client {
     pub fn expect_close(&mut self) -> (u16, String) {
         expect_close(&mut self.ws)
     }
+
+    /// After the server's Close: sends ours back (tungstenite queued it
+    /// while reading) and waits for the server to close the connection.
+    pub fn finish_close(&mut self) {
+        self.ws.get_mut().set_read_timeout(Some(DEADLINE)).ok();
+        loop {
+            match self.ws.read() {
+                Err(tungstenite::Error::ConnectionClosed) => return,
+                Err(err) => panic!("expected the hub to close the connection, got {err}"),
+                Ok(_) => {}
+            }
+        }
+    }
 }
 
 /// Reads until a Close frame arrives; returns code and reason.

@@ -1,0 +1,246 @@
+//! The `wshub` binary as an operator runs it: flags and environment, exit
+//! codes, log lines, and a graceful stop on SIGTERM or SIGINT.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, unbounded};
+use serde_json::json;
+use support::{Client, DEADLINE};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wshub");
+
+/// A running binary whose log lines arrive on a channel.
+struct Running {
+    child: Child,
+    lines: Receiver<String>,
+    addr: SocketAddr,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        Running::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = unbounded();
+        // Keep draining the pipe so the hub never blocks on logging.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut running = Running {
+            child,
+            lines,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            seen: Vec::new(),
+        };
+        let line = running.wait_line("listening on ws://");
+        let url = line.split("ws://").nth(1).unwrap();
+        running.addr = url
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .expect("an address in the start line");
+        running
+    }
+
+    /// Waits for a log line containing `needle`.
+    fn wait_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let line = self
+                .lines
+                .recv_deadline(deadline)
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}; saw {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self) -> i32 {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().expect("exited, not killed");
+            }
+            assert!(Instant::now() < deadline, "the binary did not exit");
+            // Drain logs while waiting (and wake up at least every line).
+            if let Ok(line) = self
+                .lines
+                .recv_timeout(std::time::Duration::from_millis(20))
+            {
+                self.seen.push(line);
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[test]
+fn help_and_version_print_and_exit_zero() {
+    let (code, out, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--host",
+        "--port",
+        "--path",
+        "--heartbeat-interval",
+        "--client-timeout",
+        "--max-connections",
+        "--max-message-size",
+        "--max-queue",
+        "--allow-client-publish",
+        "--log-level",
+    ] {
+        assert!(out.contains(flag), "help mentions {flag}");
+    }
+    let (code, out, _) = run(&["--version"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("wshub {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn bad_flags_and_variables_exit_2_with_a_clear_message() {
+    for (args, env, expected) in [
+        (&["--bogus"][..], &[][..], "unknown option --bogus"),
+        (
+            &["--port", "http"],
+            &[],
+            "invalid value \"http\" for --port",
+        ),
+        (&["--port"], &[], "--port needs a value"),
+        (&["--heartbeat-interval", "-1"], &[], "--heartbeat-interval"),
+        (&[], &[("WSHUB_MAX_QUEUE", "lots")], "--max-queue"),
+        (&["--max-message-size", "1"], &[], "max_message_size"),
+    ] {
+        let (code, _, err) = run(args, env);
+        assert_eq!(code, 2, "{args:?} {env:?}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (code, _, err) = run(&["--port", &port], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot listen on 127.0.0.1:"), "{err}");
+}
+
+#[test]
+fn sigterm_closes_clients_with_1001_and_exits_zero() {
+    let mut hub = Running::start(&["--port", "0"]);
+    let mut client = Client::connect(hub.addr, "/ws?userId=u1");
+    hub.wait_line("connected from");
+    assert_eq!(client.request(json!({"type": "ping"}), "p")["type"], "pong");
+    hub.signal("TERM");
+    assert_eq!(
+        client.expect_close(),
+        (1001, "Server shutting down".to_owned())
+    );
+    client.finish_close();
+    assert_eq!(hub.wait_exit(), 0);
+    let log = hub.seen.join("\n");
+    assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(log.contains("wshub stopped"), "{log}");
+}
+
+#[test]
+fn sigint_stops_the_hub_too() {
+    let mut hub = Running::start(&["--port=0", "--log-level=debug"]);
+    hub.signal("INT");
+    assert_eq!(hub.wait_exit(), 0);
+}
+
+#[test]
+fn the_log_tells_connects_disconnects_and_counts() {
+    let mut hub = Running::start(&["--port", "0"]);
+    let client = Client::connect(hub.addr, "/ws?userId=alice");
+    let line = hub.wait_line("connected from");
+    assert!(
+        line.contains(&client.id())
+            && line.contains("as user alice")
+            && line.contains("(1 connected)"),
+        "{line}"
+    );
+    drop(client);
+    let line = hub.wait_line("disconnected");
+    assert!(line.contains("(0 connected)"), "{line}");
+}
+
+#[test]
+fn flags_and_environment_configure_the_hub() {
+    let mut hub = Running::start(&[
+        "--port",
+        "0",
+        "--path",
+        "/live",
+        "--heartbeat-interval",
+        "0.25",
+        "--allow-client-publish",
+    ]);
+    let mut client = Client::connect(hub.addr, "/live");
+    assert_eq!(client.welcome["data"]["heartbeatMs"], 250);
+    client.request(json!({"type": "subscribe", "channel": "c"}), "s");
+    let reply = client.request(json!({"type": "publish", "channel": "c", "data": 1}), "p");
+    assert_eq!(reply["type"], "published");
+    hub.signal("TERM");
+    assert_eq!(client.expect_close().0, 1001);
+    client.finish_close();
+    assert_eq!(hub.wait_exit(), 0);
+
+    let mut hub = Running::start_with_env(
+        &["--port", "0"],
+        &[("WSHUB_PATH", "/env-path"), ("WSHUB_MAX_QUEUE", "8")],
+    );
+    assert!(hub.seen.last().unwrap().contains("/env-path"));
+    Client::connect(hub.addr, "/env-path");
+    hub.signal("TERM");
+    assert_eq!(hub.wait_exit(), 0);
+}

@@ -1,0 +1,202 @@
+//! A connection's life: heartbeat pings, termination of silent clients (and
+//! only them), the connection limit, and what the library handle can do.
+
+mod support;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Client, DEADLINE, start};
+use tungstenite::Message;
+use wshub::{Config, Filter, Target};
+
+fn heartbeat_config() -> Config {
+    Config {
+        heartbeat_interval: Duration::from_millis(100),
+        client_timeout: Duration::from_millis(500),
+        ..support::config()
+    }
+}
+
+#[test]
+fn the_welcome_announces_the_heartbeat() {
+    let hub = start(heartbeat_config());
+    let client = hub.client("/ws");
+    assert_eq!(client.welcome["data"]["heartbeatMs"], 100);
+}
+
+#[test]
+fn a_silent_client_is_terminated_after_the_client_timeout() {
+    let hub = start(heartbeat_config());
+    let mut watcher = hub.client("/ws?userId=watcher");
+    watcher.expect("user_presence");
+    // Connects, then never reads or writes: its pongs are never sent.
+    let connected = Instant::now();
+    let silent = Client::open(hub.addr, "/ws?userId=silent").unwrap();
+    let offline = watcher.expect_eventually("user_presence");
+    assert_eq!(offline["data"]["status"], "online");
+    let offline = watcher.expect_eventually("user_presence");
+    assert_eq!(
+        offline["data"],
+        json!({"userId": "silent", "status": "offline"})
+    );
+    let waited = connected.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500),
+        "terminated after {waited:?}, before its timeout"
+    );
+    let stats = hub.handle().stats().unwrap();
+    assert_eq!(stats.stale_clients, 1);
+    assert_eq!(stats.active_connections, 1);
+
+    // Its socket was cut: pings then the end, no Close frame.
+    let mut raw = silent.into_inner();
+    raw.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut bytes = Vec::new();
+    let _ = raw.read_to_end(&mut bytes);
+    assert!(bytes.windows(2).any(|w| w == [0x89, 0x00]), "it was pinged");
+}
+
+#[test]
+fn a_client_that_answers_pings_stays_connected() {
+    let hub = start(heartbeat_config());
+    let mut client = Client::open(hub.addr, "/ws").unwrap();
+    // Reading answers each ping with a pong (tungstenite does it). Twelve
+    // pings at 100 ms span more than twice the 500 ms timeout.
+    let mut pings = 0;
+    while pings < 12 {
+        client.get_mut().set_read_timeout(Some(DEADLINE)).unwrap();
+        match client.read().expect("still connected") {
+            Message::Ping(_) => pings += 1,
+            Message::Text(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Send the pong tungstenite queued for the last ping.
+    client.flush().unwrap();
+    let stats = hub.wait_stats("the last pong", |s| {
+        s.clients.first().is_some_and(|c| c.is_alive)
+    });
+    assert_eq!(stats.active_connections, 1);
+    assert_eq!(stats.stale_clients, 0);
+}
+
+#[test]
+fn application_messages_count_as_signs_of_life() {
+    // No protocol pings at all: only messages can keep a client alive.
+    let hub = start(Config {
+        heartbeat_interval: Duration::from_secs(60),
+        client_timeout: Duration::from_millis(300),
+        ..support::config()
+    });
+    let mut talker = hub.client("/ws?userId=talker");
+    let _silent = hub.client("/ws?userId=silent");
+    // Talk every 50 ms (pacing, not synchronisation) until the silent one
+    // has been terminated, and for at least three timeouts.
+    let start = Instant::now();
+    loop {
+        let reply = talker.request(json!({"type": "ping"}), "alive");
+        assert_eq!(reply["type"], "pong");
+        let stats = hub.handle().stats().unwrap();
+        if stats.stale_clients == 1 && start.elapsed() > Duration::from_millis(900) {
+            assert_eq!(stats.active_connections, 1);
+            assert_eq!(stats.clients[0].user_id.as_deref(), Some("talker"));
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the silent client was never terminated"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_connection_limit_closes_the_next_client_with_1013() {
+    let hub = start(Config {
+        max_connections: 2,
+        ..support::config()
+    });
+    let _a = hub.client("/ws");
+    let _b = hub.client("/ws");
+    let mut third = Client::open(hub.addr, "/ws").unwrap();
+    assert_eq!(
+        support::expect_close(&mut third),
+        (1013, "Server full".to_owned())
+    );
+    let stats = hub.handle().stats().unwrap();
+    assert_eq!(stats.rejected_connections, 1);
+    assert_eq!(stats.active_connections, 2);
+    drop(_a);
+    hub.wait_stats("a slot to free up", |s| s.active_connections == 1);
+    hub.client("/ws");
+}
+
+#[test]
+fn the_handle_publishes_to_every_target_including_a_filter() {
+    let hub = start(support::config());
+    let mut ide = hub.client("/ws?userId=dev");
+    let mut browser = hub.client("/ws?userId=viewer");
+    ide.request(json!({"type": "subscribe", "channel": "ide"}), "s");
+    browser.request(json!({"type": "ping"}), "sync");
+    let subscribed_to_ide = Filter::new(|c| c.is_subscribed("ide"));
+    let delivered = hub
+        .handle()
+        .publish(
+            Target::Filter(subscribed_to_ide),
+            "ideStatusChanged",
+            json!({"port": 9222, "status": "active"}),
+        )
+        .unwrap();
+    assert_eq!(delivered, 1);
+    let m = ide.expect_eventually("ideStatusChanged");
+    assert_eq!(m["data"]["port"], 9222);
+    browser.expect_nothing_pending();
+
+    let by_user = Filter::new(|c| c.user_id() == Some("viewer") && !c.authenticated());
+    assert_eq!(
+        hub.handle()
+            .publish(Target::Filter(by_user), "x", 1)
+            .unwrap(),
+        1
+    );
+    browser.expect_eventually("x");
+
+    assert_eq!(
+        hub.handle()
+            .broadcast("workspaceChanged", json!({"workspacePath": "/p"}))
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        hub.handle()
+            .publish(Target::client(ide.id()), "userAppDetected", json!({}))
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        hub.handle().publish(Target::channel("bad name"), "x", 1),
+        Err(wshub::Error::InvalidName { .. })
+    ));
+    let not_json = std::collections::HashMap::from([((1, 2), 3)]);
+    assert!(matches!(
+        hub.handle().publish(Target::Broadcast, "x", not_json),
+        Err(wshub::Error::Json(_))
+    ));
+}
+
+#[test]
+fn dropping_the_server_stops_the_hub() {
+    let hub = start(support::config());
+    let addr = hub.addr;
+    let mut client = hub.client("/ws");
+    drop(hub);
+    assert_eq!(client.expect_close().0, 1001);
+    client.finish_close();
+    let deadline = Instant::now() + DEADLINE;
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after drop");
+        std::thread::yield_now();
+    }
+}
