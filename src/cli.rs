@@ -5,10 +5,11 @@
 //! once on the main thread.
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 use log::LevelFilter;
-use wshub::Config;
+use wshub::{Config, Secret};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -45,6 +46,8 @@ pub enum CliError {
     UnexpectedValue(&'static str),
     /// Settings that parse but do not fit together.
     Invalid(String),
+    /// A file named by a flag cannot be used.
+    File { flag: &'static str, reason: String },
 }
 
 impl fmt::Display for CliError {
@@ -61,6 +64,7 @@ impl fmt::Display for CliError {
             }
             CliError::UnexpectedValue(flag) => write!(f, "{flag} takes no value"),
             CliError::Invalid(reason) => f.write_str(reason),
+            CliError::File { flag, reason } => write!(f, "{flag}: {reason}"),
         }
     }
 }
@@ -104,6 +108,11 @@ const FLAGS: &[Flag] = &[
         takes_value: true,
     },
     Flag {
+        name: "--max-connections-per-user",
+        env: "WSHUB_MAX_CONNECTIONS_PER_USER",
+        takes_value: true,
+    },
+    Flag {
         name: "--max-message-size",
         env: "WSHUB_MAX_MESSAGE_SIZE",
         takes_value: true,
@@ -114,9 +123,79 @@ const FLAGS: &[Flag] = &[
         takes_value: true,
     },
     Flag {
+        name: "--max-subscriptions",
+        env: "WSHUB_MAX_SUBSCRIPTIONS",
+        takes_value: true,
+    },
+    Flag {
+        name: "--rate-limit",
+        env: "WSHUB_RATE_LIMIT",
+        takes_value: true,
+    },
+    Flag {
+        name: "--rate-window",
+        env: "WSHUB_RATE_WINDOW",
+        takes_value: true,
+    },
+    Flag {
+        name: "--handshake-timeout",
+        env: "WSHUB_HANDSHAKE_TIMEOUT",
+        takes_value: true,
+    },
+    Flag {
+        name: "--max-header-size",
+        env: "WSHUB_MAX_HEADER_SIZE",
+        takes_value: true,
+    },
+    Flag {
+        name: "--max-body-size",
+        env: "WSHUB_MAX_BODY_SIZE",
+        takes_value: true,
+    },
+    Flag {
         name: "--allow-client-publish",
         env: "WSHUB_ALLOW_CLIENT_PUBLISH",
         takes_value: false,
+    },
+    Flag {
+        name: "--tokens",
+        env: "WSHUB_TOKENS",
+        takes_value: true,
+    },
+    Flag {
+        name: "--jwt-secret",
+        env: "WSHUB_JWT_SECRET",
+        takes_value: true,
+    },
+    Flag {
+        name: "--jwt-secret-file",
+        env: "WSHUB_JWT_SECRET_FILE",
+        takes_value: true,
+    },
+    Flag {
+        name: "--jwt-leeway",
+        env: "WSHUB_JWT_LEEWAY",
+        takes_value: true,
+    },
+    Flag {
+        name: "--admin-token",
+        env: "WSHUB_ADMIN_TOKEN",
+        takes_value: true,
+    },
+    Flag {
+        name: "--admin-token-file",
+        env: "WSHUB_ADMIN_TOKEN_FILE",
+        takes_value: true,
+    },
+    Flag {
+        name: "--allow-anonymous",
+        env: "WSHUB_ALLOW_ANONYMOUS",
+        takes_value: false,
+    },
+    Flag {
+        name: "--allowed-origin",
+        env: "WSHUB_ALLOWED_ORIGINS",
+        takes_value: true,
     },
     Flag {
         name: "--log-level",
@@ -134,20 +213,43 @@ USAGE:
 Every option can also be set with the environment variable shown; a flag
 wins over its variable. Durations are in seconds (decimals allowed).
 
-OPTIONS:
-    --host <ADDR>                 Interface to listen on [env: WSHUB_HOST] [default: 127.0.0.1]
-    --port <PORT>                 TCP port, 0 for any free one [env: WSHUB_PORT] [default: 3000]
-    --path <PATH>                 WebSocket endpoint (/ works too) [env: WSHUB_PATH] [default: /ws]
-    --heartbeat-interval <SECS>   Protocol Ping period [env: WSHUB_HEARTBEAT_INTERVAL] [default: 30]
-    --client-timeout <SECS>       Silence before a client is terminated [env: WSHUB_CLIENT_TIMEOUT] [default: 60]
-    --max-connections <N>         Most WebSocket clients at once [env: WSHUB_MAX_CONNECTIONS] [default: 10000]
-    --max-message-size <BYTES>    Largest client message [env: WSHUB_MAX_MESSAGE_SIZE] [default: 65536]
-    --max-queue <N>               Messages queued per client before it counts as too slow
-                                  [env: WSHUB_MAX_QUEUE] [default: 4096]
-    --allow-client-publish        Let clients publish to channels and sessions [env: WSHUB_ALLOW_CLIENT_PUBLISH]
-    --log-level <LEVEL>           off, error, warn, info, debug or trace [env: WSHUB_LOG_LEVEL] [default: info]
-    -h, --help                    Print this help
-    -V, --version                 Print the version
+SERVER:
+    --host <ADDR>                   Interface to listen on [env: WSHUB_HOST] [default: 127.0.0.1]
+    --port <PORT>                   TCP port, 0 for any free one [env: WSHUB_PORT] [default: 3000]
+    --path <PATH>                   WebSocket endpoint (/ works too) [env: WSHUB_PATH] [default: /ws]
+    --heartbeat-interval <SECS>     Protocol Ping period [env: WSHUB_HEARTBEAT_INTERVAL] [default: 30]
+    --client-timeout <SECS>         Silence before a client is terminated [env: WSHUB_CLIENT_TIMEOUT] [default: 60]
+    --allow-client-publish          Let clients publish to channels and sessions [env: WSHUB_ALLOW_CLIENT_PUBLISH]
+    --log-level <LEVEL>             off, error, warn, info, debug or trace [env: WSHUB_LOG_LEVEL] [default: info]
+
+AUTH (any of --tokens or --jwt-secret turns client auth on):
+    --tokens <FILE>                 JSON file: {\"<token>\": {\"userId\", \"admin\"?, \"channels\"?, \"publish\"?}}
+                                    [env: WSHUB_TOKENS]
+    --jwt-secret <SECRET>           HS256 secret for JWTs [env: WSHUB_JWT_SECRET]
+    --jwt-secret-file <FILE>        The same, read from a file (keeps it out of ps) [env: WSHUB_JWT_SECRET_FILE]
+    --jwt-leeway <SECS>             Clock skew allowed on exp and nbf [env: WSHUB_JWT_LEEWAY] [default: 30]
+    --admin-token <TOKEN>           Bearer token for /api/ws/stats, /metrics, /api/publish [env: WSHUB_ADMIN_TOKEN]
+    --admin-token-file <FILE>       The same, read from a file [env: WSHUB_ADMIN_TOKEN_FILE]
+    --allow-anonymous               With auth on, let clients without a token use public channels
+                                    [env: WSHUB_ALLOW_ANONYMOUS]
+    --allowed-origin <ORIGIN>       Browser origin allowed to connect; repeat for more; others get 403
+                                    [env: WSHUB_ALLOWED_ORIGINS, comma-separated] [default: any]
+
+LIMITS:
+    --max-connections <N>           Most WebSocket clients at once [env: WSHUB_MAX_CONNECTIONS] [default: 10000]
+    --max-connections-per-user <N>  Most connections of one user [env: WSHUB_MAX_CONNECTIONS_PER_USER] [default: 100]
+    --max-message-size <BYTES>      Largest client message [env: WSHUB_MAX_MESSAGE_SIZE] [default: 65536]
+    --max-queue <N>                 Messages queued per client before it counts as too slow
+                                    [env: WSHUB_MAX_QUEUE] [default: 4096]
+    --max-subscriptions <N>         Channels and sessions per client [env: WSHUB_MAX_SUBSCRIPTIONS] [default: 128]
+    --rate-limit <N>                Messages per client per window, 0 for none [env: WSHUB_RATE_LIMIT] [default: 100]
+    --rate-window <SECS>            The rate limit's window [env: WSHUB_RATE_WINDOW] [default: 60]
+    --handshake-timeout <SECS>      Time to send a whole HTTP request [env: WSHUB_HANDSHAKE_TIMEOUT] [default: 10]
+    --max-header-size <BYTES>       Largest HTTP request head [env: WSHUB_MAX_HEADER_SIZE] [default: 8192]
+    --max-body-size <BYTES>         Largest POST /api/publish body [env: WSHUB_MAX_BODY_SIZE] [default: 1048576]
+
+    -h, --help                      Print this help
+    -V, --version                   Print the version
 ";
 
 /// Parses the arguments (without the program name) and the environment.
@@ -160,10 +262,10 @@ pub fn parse(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Command, CliError> {
     // The environment first, then the flags over it.
-    let mut settings: Vec<(&'static Flag, Option<String>)> = Vec::new();
+    let mut settings: Vec<(&'static Flag, Option<String>, bool)> = Vec::new();
     for flag in FLAGS {
         if let Some(value) = env(flag.env) {
-            settings.push((flag, Some(value)));
+            settings.push((flag, Some(value), true));
         }
     }
     let mut args = args.into_iter();
@@ -187,12 +289,14 @@ pub fn parse(
             (false, Some(_)) => return Err(CliError::UnexpectedValue(flag.name)),
             (false, None) => None,
         };
-        settings.push((flag, value));
+        settings.push((flag, value, false));
     }
 
     let mut config = Config::default();
     let mut log_level = LevelFilter::Info;
-    for (flag, value) in settings {
+    let mut origins_from_env = Vec::new();
+    let mut origins_from_flags = Vec::new();
+    for (flag, value, from_env) in settings {
         let value = value.unwrap_or_else(|| "true".to_owned());
         match flag.name {
             "--host" => config.host = value,
@@ -201,17 +305,79 @@ pub fn parse(
             "--heartbeat-interval" => config.heartbeat_interval = seconds(flag.name, &value)?,
             "--client-timeout" => config.client_timeout = seconds(flag.name, &value)?,
             "--max-connections" => config.max_connections = number(flag.name, &value)?,
+            "--max-connections-per-user" => {
+                config.max_connections_per_user = number(flag.name, &value)?
+            }
             "--max-message-size" => config.max_message_size = number(flag.name, &value)?,
             "--max-queue" => config.max_queue = number(flag.name, &value)?,
+            "--max-subscriptions" => config.max_subscriptions = number(flag.name, &value)?,
+            "--rate-limit" => config.rate_limit = number(flag.name, &value)?,
+            "--rate-window" => config.rate_window = seconds(flag.name, &value)?,
+            "--handshake-timeout" => config.handshake_timeout = seconds(flag.name, &value)?,
+            "--max-header-size" => config.max_header_size = number(flag.name, &value)?,
+            "--max-body-size" => config.max_body_size = number(flag.name, &value)?,
             "--allow-client-publish" => config.allow_client_publish = boolean(flag.name, &value)?,
+            "--tokens" => {
+                config.tokens =
+                    wshub::load_tokens(Path::new(&value)).map_err(|err| CliError::File {
+                        flag: flag.name,
+                        reason: err.to_string(),
+                    })?
+            }
+            "--jwt-secret" => config.jwt_secret = Some(secret(flag.name, value)?),
+            "--jwt-secret-file" => config.jwt_secret = Some(secret_file(flag.name, &value)?),
+            "--jwt-leeway" => config.jwt_leeway = seconds_or_zero(flag.name, &value)?,
+            "--admin-token" => config.admin_token = Some(secret(flag.name, value)?),
+            "--admin-token-file" => config.admin_token = Some(secret_file(flag.name, &value)?),
+            "--allow-anonymous" => config.allow_anonymous = boolean(flag.name, &value)?,
+            "--allowed-origin" if from_env => {
+                origins_from_env = value
+                    .split(',')
+                    .map(|o| o.trim().to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            }
+            "--allowed-origin" => origins_from_flags.push(value),
             "--log-level" => log_level = level(flag.name, &value)?,
             _ => unreachable!("every flag in FLAGS has an arm"),
         }
     }
+    config.allowed_origins = if origins_from_flags.is_empty() {
+        origins_from_env
+    } else {
+        origins_from_flags
+    };
     config
         .validate()
         .map_err(|err| CliError::Invalid(err.to_string()))?;
     Ok(Command::Run(Box::new(Options { config, log_level })))
+}
+
+fn secret(flag: &'static str, value: String) -> Result<Secret, CliError> {
+    if value.trim().is_empty() {
+        return Err(CliError::InvalidValue {
+            flag,
+            value,
+            expected: "a non-empty secret",
+        });
+    }
+    Ok(Secret::new(value))
+}
+
+/// A secret read from a file, without its trailing newline.
+fn secret_file(flag: &'static str, path: &str) -> Result<Secret, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|err| CliError::File {
+        flag,
+        reason: format!("{path}: {err}"),
+    })?;
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.trim().is_empty() {
+        return Err(CliError::File {
+            flag,
+            reason: format!("{path} is empty"),
+        });
+    }
+    Ok(Secret::new(secret))
 }
 
 fn number<T: std::str::FromStr>(flag: &'static str, value: &str) -> Result<T, CliError> {
@@ -233,6 +399,13 @@ fn seconds(flag: &'static str, value: &str) -> Result<Duration, CliError> {
             value: value.to_owned(),
             expected: "a number of seconds above 0, like 30 or 0.5",
         })
+}
+
+fn seconds_or_zero(flag: &'static str, value: &str) -> Result<Duration, CliError> {
+    match value.parse::<f64>() {
+        Ok(0.0) => Ok(Duration::ZERO),
+        _ => seconds(flag, value),
+    }
 }
 
 fn boolean(flag: &'static str, value: &str) -> Result<bool, CliError> {
@@ -334,6 +507,133 @@ mod tests {
             Ok(Command::Help)
         ));
         assert!(matches!(run(&["-V"], &[]), Ok(Command::Version)));
+    }
+
+    /// A file under the temp directory, removed when dropped.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, contents: &str) -> TempFile {
+            let path =
+                std::env::temp_dir().join(format!("wshub-cli-{}-{name}", std::process::id()));
+            std::fs::write(&path, contents).unwrap();
+            TempFile(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn auth_flags_load_tokens_and_secrets_from_files() {
+        let tokens = TempFile::new(
+            "tokens.json",
+            r#"{"t1": {"userId": "alice", "channels": ["private-a*"], "publish": true}, "t2": {"userId": "ops", "admin": true}}"#,
+        );
+        let secret = TempFile::new("secret", "file-secret\n");
+        let admin = TempFile::new("admin", "file-admin\n");
+        let o = options(
+            &[
+                "--tokens",
+                tokens.path(),
+                "--jwt-secret-file",
+                secret.path(),
+                "--admin-token-file",
+                admin.path(),
+                "--jwt-leeway",
+                "0",
+                "--allow-anonymous",
+                "--rate-limit",
+                "0",
+                "--max-subscriptions=5",
+            ],
+            &[],
+        );
+        let c = &o.config;
+        assert_eq!(c.tokens.len(), 2);
+        assert_eq!(c.tokens[&Secret::new("t1")].user_id, "alice");
+        assert!(c.tokens[&Secret::new("t2")].admin);
+        assert_eq!(c.jwt_secret.as_ref().unwrap().expose(), "file-secret");
+        assert_eq!(c.admin_token.as_ref().unwrap().expose(), "file-admin");
+        assert_eq!(c.jwt_leeway, Duration::ZERO);
+        assert!(c.allow_anonymous);
+        assert_eq!(c.rate_limit, 0);
+        assert_eq!(c.max_subscriptions, 5);
+    }
+
+    #[test]
+    fn origins_repeat_as_flags_or_come_comma_separated_from_the_environment() {
+        let env = [(
+            "WSHUB_ALLOWED_ORIGINS",
+            "https://a.example, https://b.example",
+        )];
+        assert_eq!(
+            options(&[], &env).config.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        let flags = [
+            "--allowed-origin",
+            "https://c.example",
+            "--allowed-origin=https://*.d.example",
+        ];
+        assert_eq!(
+            options(&flags, &env).config.allowed_origins,
+            ["https://c.example", "https://*.d.example"]
+        );
+        assert!(matches!(
+            run(&["--allowed-origin", "c.example"], &[]).unwrap_err(),
+            CliError::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn missing_or_malformed_auth_files_are_refused() {
+        let missing = run(&["--tokens", "/nonexistent/tokens.json"], &[]).unwrap_err();
+        assert!(
+            matches!(
+                &missing,
+                CliError::File {
+                    flag: "--tokens",
+                    ..
+                }
+            ),
+            "{missing}"
+        );
+        assert!(missing.to_string().contains("/nonexistent/tokens.json"));
+        for (name, contents) in [
+            ("not-json", "{"),
+            ("not-an-object", "[]"),
+            ("no-user", r#"{"t": {}}"#),
+            ("typo", r#"{"t": {"userId": "a", "chanels": []}}"#),
+            (
+                "bad-pattern",
+                r#"{"t": {"userId": "a", "channels": ["no spaces"]}}"#,
+            ),
+        ] {
+            let file = TempFile::new(name, contents);
+            let err = run(&["--tokens", file.path()], &[]).unwrap_err();
+            assert!(matches!(err, CliError::File { .. }), "{name}: {err}");
+        }
+        let empty = TempFile::new("empty-secret", "\n");
+        assert!(matches!(
+            run(&["--jwt-secret-file", empty.path()], &[]).unwrap_err(),
+            CliError::File { .. }
+        ));
+        assert!(matches!(
+            run(&["--jwt-secret", ""], &[]).unwrap_err(),
+            CliError::InvalidValue { .. }
+        ));
+        assert!(matches!(
+            run(&["--jwt-secret-file", "/nonexistent"], &[]).unwrap_err(),
+            CliError::File { .. }
+        ));
     }
 
     #[test]

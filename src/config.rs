@@ -4,8 +4,10 @@
 //! Read by every thread (through an `Arc`), never changed after
 //! [`Hub::with_config`](crate::Hub::with_config).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::auth::{self, Secret, TokenGrant};
 use crate::error::{Error, Result};
 
 /// Everything a hub can be told. Every field has a documented default; the
@@ -75,6 +77,44 @@ pub struct Config {
     /// typical messages, small enough for many idle clients (larger messages
     /// grow it as needed).
     pub read_buffer_size: usize,
+
+    /// Static tokens and what each grants (see [`load_tokens`](crate::load_tokens)).
+    /// Non-empty turns client auth on. Default: none.
+    pub tokens: HashMap<Secret, TokenGrant>,
+    /// Shared secret for HS256 JWTs. Set, it turns client auth on. Use at
+    /// least 32 random bytes. Default: none.
+    pub jwt_secret: Option<Secret>,
+    /// Clock skew allowed on a JWT's `exp` and `nbf`. Default 30 s.
+    pub jwt_leeway: Duration,
+    /// Bearer token for the admin HTTP endpoints; as a WebSocket token it
+    /// opens a service connection. It does not turn client auth on by itself.
+    /// Default: none (the admin endpoints are open without client auth, and
+    /// locked with it).
+    pub admin_token: Option<Secret>,
+    /// With client auth on, let clients without a token in, limited to
+    /// public channels and broadcasts. Default `false`.
+    pub allow_anonymous: bool,
+    /// Browser origins allowed to open a WebSocket (`https://app.example.com`,
+    /// `https://*.example.com`, `*`); others get 403. Requests without an
+    /// Origin header (not from a browser) are always allowed. Cross-origin
+    /// `POST /api/publish` is refused unless its origin is listed. Default:
+    /// empty, every origin may connect.
+    pub allowed_origins: Vec<String>,
+    /// Messages a client may send per [`rate_window`](Config::rate_window)
+    /// (a token bucket: bursts up to this many). Over it: error
+    /// `rate_limited`; as many again: close 1008. `0` turns the limit off.
+    /// Default 100.
+    pub rate_limit: u32,
+    /// The window of [`rate_limit`](Config::rate_limit). Default 60 s.
+    pub rate_window: Duration,
+    /// Most channels and sessions one client may be subscribed to. Default 128.
+    pub max_subscriptions: usize,
+    /// Most connections of one user at once; one more is closed with 1013.
+    /// Default 100.
+    pub max_connections_per_user: usize,
+    /// With client auth on, how long a session stays its user's after its
+    /// last subscriber leaves (so nobody else can take it over). Default 1 h.
+    pub session_retention: Duration,
 }
 
 impl Default for Config {
@@ -96,6 +136,17 @@ impl Default for Config {
             max_body_size: 1024 * 1024,
             thread_stack_size: 256 * 1024,
             read_buffer_size: 8 * 1024,
+            tokens: HashMap::new(),
+            jwt_secret: None,
+            jwt_leeway: Duration::from_secs(30),
+            admin_token: None,
+            allow_anonymous: false,
+            allowed_origins: Vec::new(),
+            rate_limit: 100,
+            rate_window: Duration::from_secs(60),
+            max_subscriptions: 128,
+            max_connections_per_user: 100,
+            session_retention: Duration::from_secs(3600),
         }
     }
 }
@@ -152,6 +203,37 @@ impl Config {
         }
         if self.read_buffer_size < 1024 {
             return fail("read_buffer_size", "must be at least 1024 bytes");
+        }
+        if let Err(reason) = auth::check_tokens(&self.tokens) {
+            return fail("tokens", &reason);
+        }
+        if self
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().is_empty())
+        {
+            return fail("jwt_secret", "must not be empty");
+        }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|s| s.expose().is_empty())
+        {
+            return fail("admin_token", "must not be empty");
+        }
+        for origin in &self.allowed_origins {
+            if let Err(reason) = auth::check_origin_rule(origin) {
+                return fail("allowed_origins", &reason);
+            }
+        }
+        if self.rate_limit > 0 && !positive(self.rate_window) {
+            return fail("rate_window", "must be more than 0");
+        }
+        if self.max_subscriptions == 0 {
+            return fail("max_subscriptions", "must be at least 1");
+        }
+        if self.max_connections_per_user == 0 {
+            return fail("max_connections_per_user", "must be at least 1");
         }
         Ok(())
     }
@@ -229,6 +311,48 @@ mod tests {
                     ..Config::default()
                 },
                 "thread_stack_size",
+            ),
+            (
+                Config {
+                    jwt_secret: Some("".into()),
+                    ..Config::default()
+                },
+                "jwt_secret",
+            ),
+            (
+                Config {
+                    allowed_origins: vec!["example.com".into()],
+                    ..Config::default()
+                },
+                "allowed_origins",
+            ),
+            (
+                Config {
+                    rate_window: Duration::ZERO,
+                    ..Config::default()
+                },
+                "rate_window",
+            ),
+            (
+                Config {
+                    max_subscriptions: 0,
+                    ..Config::default()
+                },
+                "max_subscriptions",
+            ),
+            (
+                Config {
+                    max_connections_per_user: 0,
+                    ..Config::default()
+                },
+                "max_connections_per_user",
+            ),
+            (
+                Config {
+                    tokens: HashMap::from([("t".into(), TokenGrant::user(""))]),
+                    ..Config::default()
+                },
+                "tokens",
             ),
         ];
         for (config, field) in cases {

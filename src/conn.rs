@@ -16,21 +16,21 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Sender, bounded, unbounded};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tungstenite::Message;
 use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
-use tungstenite::Message;
 
-use crate::auth::Identity;
+use crate::auth::{AdminCheck, Authenticator, Denied, Identity};
 use crate::config::Config;
 use crate::event::{Control, Event, Joining, Refusal};
 use crate::http::{self, Request, Response};
-use crate::protocol::{self, Close, MAX_NAME_LEN};
+use crate::protocol::{self, Close, ErrorCode, MAX_NAME_LEN};
 use crate::publish::{Publication, Target};
 use crate::stats;
 use crate::subscriptions::ClientId;
@@ -52,6 +52,7 @@ const LINGER: Duration = Duration::from_secs(1);
 /// inbox.
 pub(crate) struct Shared {
     pub config: Arc<Config>,
+    pub auth: Arc<Authenticator>,
     pub events: Sender<Event>,
     next_id: AtomicU64,
     /// Keyed per process, so `clientId`s from before a restart match nobody.
@@ -59,9 +60,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Arc<Config>, events: Sender<Event>) -> Shared {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        auth: Arc<Authenticator>,
+        events: Sender<Event>,
+    ) -> Shared {
         Shared {
             config,
+            auth,
             events,
             next_id: AtomicU64::new(1),
             id_key: RandomState::new(),
@@ -239,6 +245,29 @@ fn api(
         return Ok(
             Response::error(405, "method_not_allowed", &message).with_header("Allow", allowed)
         );
+    }
+    if matches!(path, "/api/ws/stats" | "/metrics" | "/api/publish") {
+        match shared.auth.admin(request.header("authorization")) {
+            AdminCheck::Allowed => {}
+            AdminCheck::Refused => {
+                let message = "Send the admin token: Authorization: Bearer <token>";
+                return Ok(Response::error(401, "unauthorized", message)
+                    .with_header("WWW-Authenticate", "Bearer"));
+            }
+            AdminCheck::Locked => {
+                let message = "Client auth is on, so this endpoint needs an admin token: start the hub with --admin-token";
+                return Ok(Response::error(401, "unauthorized", message)
+                    .with_header("WWW-Authenticate", "Bearer"));
+            }
+        }
+    }
+    if path == "/api/publish"
+        && let Some(origin) = request.header("origin")
+        && !shared.auth.origin_listed(origin)
+    {
+        // A browser page elsewhere must not publish through a user's machine.
+        let message = format!("Cross-origin publishing from {origin} is refused");
+        return Ok(Response::error(403, "forbidden_origin", &message));
     }
     let response = match path {
         "/health" => match ask_stats(shared, false) {
@@ -422,7 +451,11 @@ fn upgrade(
     shared: &Shared,
 ) {
     let config = &shared.config;
-    let (identity, session_id, accept) = match check_upgrade(&request, config) {
+    let Upgrade {
+        identity,
+        session_id,
+        accept,
+    } = match check_upgrade(&request, shared) {
         Ok(checked) => checked,
         Err(response) => return respond(&stream, &response, false),
     };
@@ -434,6 +467,14 @@ fn upgrade(
     {
         return;
     }
+    let identity = match identity {
+        Ok(identity) => identity,
+        Err(denied) => {
+            log::warn!("refused {peer}: {denied}");
+            let _ = shared.events.send(Event::Rejected);
+            return refuse(&stream, rest, &denied, config);
+        }
+    };
 
     let (id, name) = shared.new_client();
     let (outbound, outbound_rx) = unbounded();
@@ -483,12 +524,20 @@ fn upgrade(
     let _ = control.send(last);
 }
 
-/// Validates a WebSocket upgrade request; returns who the client is, the
-/// session it asked for and the `Sec-WebSocket-Accept` value.
-fn check_upgrade(
-    request: &Request,
-    config: &Config,
-) -> Result<(Identity, Option<String>, String), Response> {
+/// A valid upgrade request: who the client is (or why it may not come in),
+/// the session it asked for and the `Sec-WebSocket-Accept` value.
+struct Upgrade {
+    identity: Result<Identity, Denied>,
+    session_id: Option<String>,
+    accept: String,
+}
+
+/// Validates a WebSocket upgrade request. An HTTP error for a request that
+/// is not a valid upgrade or comes from a refused browser origin; an
+/// unauthorized client is refused after the handshake instead, so that a
+/// browser can see why (`004_*.txt`).
+fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response> {
+    let config = &shared.config;
     let bad = |message: &str| Response::error(400, "bad_request", message);
     if request.path != config.path && request.path != "/" {
         let message = format!(
@@ -514,6 +563,11 @@ fn check_upgrade(
         Some(key) if key.len() == 24 => key,
         _ => return Err(bad("A WebSocket upgrade needs a valid Sec-WebSocket-Key")),
     };
+    let origin = request.header("origin");
+    if !shared.auth.origin_allowed(origin) {
+        let message = format!("Origin {} may not connect here", origin.unwrap_or_default());
+        return Err(Response::error(403, "forbidden_origin", &message));
+    }
     let query = |name| request.query_param(name).map_err(|b| bad(b.0));
     let user_id = query("userId")?.filter(|u| !u.is_empty());
     if user_id.as_ref().is_some_and(|u| u.len() > MAX_NAME_LEN) {
@@ -523,11 +577,56 @@ fn check_upgrade(
     if let Some(session) = &session_id {
         protocol::check_name(session, "sessionId").map_err(|(_, message)| bad(&message))?;
     }
-    Ok((
-        Identity::open(user_id),
+    let header_token = request
+        .header("authorization")
+        .and_then(crate::auth::bearer);
+    let token = match header_token {
+        Some(token) => Some(token.to_owned()),
+        None => query("token")?.filter(|t| !t.is_empty()),
+    };
+    let identity =
+        shared
+            .auth
+            .authenticate(token.as_deref(), user_id.as_deref(), SystemTime::now());
+    Ok(Upgrade {
+        identity,
         session_id,
-        derive_accept_key(key.as_bytes()),
-    ))
+        accept: derive_accept_key(key.as_bytes()),
+    })
+}
+
+/// Tells an unauthorized client why, closes with 1008 and waits (a little)
+/// for its Close, so the reason is read before the socket goes. No writer
+/// exists for this connection, so this thread writes.
+fn refuse(stream: &Arc<TcpStream>, rest: Vec<u8>, denied: &Denied, config: &Config) {
+    let error = protocol::error_frame(ErrorCode::Unauthorized, &denied.to_string(), None);
+    let mut out = error.to_vec();
+    out.extend_from_slice(&Close::Unauthorized.frame());
+    if (&mut &**stream).write_all(&out).is_ok() {
+        let deadline = Instant::now() + config.close_timeout;
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(1024)
+            .write_buffer_size(0)
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(config.max_message_size));
+        let mut ws = WebSocket::from_partially_read(
+            ReadHalf(Arc::clone(stream)),
+            rest,
+            Role::Server,
+            Some(ws_config),
+        );
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            match ws.read() {
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
 }
 
 /// Reads frames until the connection ends; returns what to tell the writer.

@@ -34,6 +34,8 @@ pub(crate) enum Event {
     Alive(ClientId),
     /// A client's reader stopped: closed, gone or cut off (connection thread).
     Left(ClientId),
+    /// A connection refused after its handshake, unauthorized (connection thread).
+    Rejected,
     /// Publish an already-encoded message (handle or `POST /api/publish`);
     /// the reply is the number of clients it was queued for.
     Publish {

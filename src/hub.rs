@@ -17,6 +17,7 @@ use std::time::Duration;
 use crossbeam_channel::{Sender, bounded};
 use serde::Serialize;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::conn::{self, Shared};
 use crate::error::{Error, Result};
@@ -53,6 +54,7 @@ pub struct Hub {
     listener: TcpListener,
     local_addr: SocketAddr,
     config: Arc<Config>,
+    auth: Arc<Authenticator>,
     shared: Arc<Shared>,
     events: crossbeam_channel::Receiver<Event>,
     handle: Handle,
@@ -107,9 +109,14 @@ impl Hub {
             addr: shown,
             source,
         })?;
+        let auth = Arc::new(Authenticator::new(&config));
         let config = Arc::new(config);
         let (sender, events) = bounded(EVENT_QUEUE);
-        let shared = Arc::new(Shared::new(Arc::clone(&config), sender.clone()));
+        let shared = Arc::new(Shared::new(
+            Arc::clone(&config),
+            Arc::clone(&auth),
+            sender.clone(),
+        ));
         let handle = Handle {
             events: sender,
             stop: Arc::new(Stop {
@@ -121,6 +128,7 @@ impl Hub {
             listener,
             local_addr,
             config,
+            auth,
             shared,
             events,
             handle,
@@ -153,12 +161,13 @@ impl Hub {
             listener,
             local_addr,
             config,
+            auth,
             shared,
             events,
             handle,
         } = self;
 
-        let router = Router::new(Arc::clone(&config), events);
+        let router = Router::new(Arc::clone(&config), Arc::clone(&auth), events);
         let stop = Arc::clone(&handle.stop);
         // Dropped when the router thread ends, which stops the timer at once.
         let (router_alive, router_gone) = bounded::<()>(0);
@@ -180,6 +189,7 @@ impl Hub {
             "wshub listening on ws://{local_addr}{} (HTTP API on the same port)",
             config.path
         );
+        warn_about_auth(&config, &auth);
         accept_loop(&listener, &shared, &handle.stop);
         drop(listener);
         drop(shared);
@@ -207,6 +217,26 @@ impl Hub {
             local_addr,
             thread: Some(thread),
         })
+    }
+}
+
+/// Says at start what an operator should know about the security settings.
+fn warn_about_auth(config: &Config, auth: &Authenticator) {
+    if !auth.client_auth() {
+        log::warn!(
+            "no client auth configured (--tokens or --jwt-secret): development mode, anyone may connect as any userId"
+        );
+    } else if config.admin_token.is_none() {
+        log::warn!(
+            "client auth is on but --admin-token is not set: the admin HTTP endpoints are locked"
+        );
+    }
+    if config
+        .jwt_secret
+        .as_ref()
+        .is_some_and(|s| s.expose().len() < 32)
+    {
+        log::warn!("the JWT secret is shorter than 32 bytes: use a long random secret");
     }
 }
 

@@ -984,6 +984,99 @@ mod tests {
         assert_eq!(&frame[4..], b"Client too slow");
     }
 
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use serde_json::{Map, Value, json};
+
+        /// JSON values of any shape, a few levels deep.
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(|f| json!(f)),
+                ".{0,40}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 64, 8, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::hash_map(".{0,12}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Requests that look like the protocol's, with any values in the fields.
+        fn request_like() -> impl Strategy<Value = Value> {
+            let kind = prop_oneof![
+                Just(json!("ping")),
+                Just(json!("subscribe")),
+                Just(json!("unsubscribe")),
+                Just(json!("publish")),
+                Just(json!("user_presence")),
+                Just(json!("presence")),
+                Just(json!("refresh")),
+                any_json(),
+            ];
+            let field = prop_oneof![
+                Just("channel"),
+                Just("sessionId"),
+                Just("data"),
+                Just("payload"),
+                Just("event"),
+                Just("correlationId"),
+                Just("token"),
+            ];
+            (kind, prop::collection::vec((field, any_json()), 0..5)).prop_map(|(kind, fields)| {
+                let mut object = Map::new();
+                object.insert("type".into(), kind);
+                for (name, value) in fields {
+                    object.insert(name.into(), value);
+                }
+                Value::Object(object)
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn any_text_is_parsed_or_rejected_without_panicking(text in ".{0,200}") {
+                if let Err(rejection) = parse(&text) {
+                    prop_assert!(!rejection.message.is_empty());
+                }
+            }
+
+            #[test]
+            fn any_json_value_is_parsed_or_rejected_with_a_code(value in any_json()) {
+                let text = value.to_string();
+                match parse(&text) {
+                    Ok(_) => prop_assert!(value.get("type").is_some_and(Value::is_string)),
+                    Err(rejection) => prop_assert_ne!(rejection.code, ErrorCode::InvalidJson, "{}", text),
+                }
+            }
+
+            #[test]
+            fn request_shaped_json_keeps_its_correlation_id(value in request_like()) {
+                let text = value.to_string();
+                let given = value.get("correlationId").filter(|c| c.is_string() || c.is_number());
+                let echoed = match parse(&text) {
+                    Ok(request) => request.correlation_id,
+                    Err(rejection) => rejection.correlation_id,
+                };
+                // A valid correlationId (short enough) always comes back,
+                // byte for byte as given.
+                if let Some(given) = given.map(Value::to_string).filter(|g| g.len() <= MAX_CORRELATION_ID) {
+                    let echoed = echoed.expect("echoed");
+                    prop_assert_eq!(echoed.get(), given);
+                }
+            }
+        }
+    }
+
     #[test]
     fn shown_names_are_cut_at_a_char_boundary() {
         let long = "é".repeat(100);

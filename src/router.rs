@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tungstenite::Bytes;
 
-use crate::auth::Identity;
+use crate::auth::{Authenticator, Identity};
 use crate::config::Config;
 use crate::event::{Control, Event, Joining, Outbound, Refusal};
 use crate::protocol::{
@@ -29,8 +29,12 @@ use crate::protocol::{
     PresenceList, Request, Status, Topic, Welcome,
 };
 use crate::publish::{ClientRef, Filter, Publication, Target};
+use crate::ratelimit::{RateLimiter, Verdict};
 use crate::stats::{ClientStats, Counters, Stats};
-use crate::subscriptions::{ClientId, Index};
+use crate::subscriptions::{ClientId, Index, Sessions};
+
+/// How often vacant sessions' owners are looked at for expiry.
+const SESSION_SWEEP: Duration = Duration::from_secs(10);
 
 /// While shutting down, how often to look whether every connection is done.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
@@ -50,6 +54,8 @@ struct Client {
     last_seen: Instant,
     next_ping: Instant,
     awaiting_pong: bool,
+    /// `None` when rate limiting is off.
+    rate: Option<RateLimiter>,
 }
 
 impl Client {
@@ -60,6 +66,14 @@ impl Client {
             authenticated: self.identity.authenticated(),
             channels: &self.channels,
             sessions: &self.sessions,
+        }
+    }
+
+    /// The user whose sessions this client opens, when ownership applies.
+    fn session_owner(&self) -> Option<&str> {
+        match self.identity.owns_sessions() {
+            true => self.identity.user_id.as_deref(),
+            false => None,
         }
     }
 }
@@ -136,36 +150,44 @@ fn push(client: &Client, frame: Bytes, max_queue: usize) -> Push {
 /// The state and the loop of the router thread.
 pub(crate) struct Router {
     config: Arc<Config>,
+    auth: Arc<Authenticator>,
     events: Receiver<Event>,
     clients: HashMap<ClientId, Client>,
     names: HashMap<Box<str>, ClientId>,
     channels: Index,
-    sessions: Index,
+    sessions: Sessions,
     users: Index,
     presence: HashMap<Box<str>, Status>,
     closing: Vec<Closing>,
     counters: Counters,
     started: Instant,
     last_activity: Option<SystemTime>,
+    next_sweep: Instant,
     /// Set by [`Event::Shutdown`]: when to stop waiting for clients to go.
     stopping: Option<Instant>,
 }
 
 impl Router {
-    pub(crate) fn new(config: Arc<Config>, events: Receiver<Event>) -> Router {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        auth: Arc<Authenticator>,
+        events: Receiver<Event>,
+    ) -> Router {
         Router {
             config,
+            auth,
             events,
             clients: HashMap::new(),
             names: HashMap::new(),
             channels: Index::default(),
-            sessions: Index::default(),
+            sessions: Sessions::default(),
             users: Index::default(),
             presence: HashMap::new(),
             closing: Vec::new(),
             counters: Counters::default(),
             started: Instant::now(),
             last_activity: None,
+            next_sweep: Instant::now() + SESSION_SWEEP,
             stopping: None,
         }
     }
@@ -207,7 +229,11 @@ impl Router {
         match event {
             Event::Joined(joining) => self.join(*joining),
             Event::Request { client, request } => {
-                if self.heard_from(client) {
+                let correlation = match &request {
+                    Ok(request) => request.correlation_id.as_deref(),
+                    Err(rejection) => rejection.correlation_id.as_deref(),
+                };
+                if self.admit(client, correlation) {
                     match request {
                         Ok(Request {
                             message,
@@ -230,6 +256,7 @@ impl Router {
                 }
             }
             Event::Left(client) => self.left(client),
+            Event::Rejected => self.counters.rejected_connections += 1,
             Event::Publish { publication, reply } => {
                 let delivered = self.publish(&publication);
                 if let Some(reply) = reply {
@@ -254,10 +281,17 @@ impl Router {
 
     fn join(&mut self, joining: Joining) {
         let now = Instant::now();
+        let user_connections = joining
+            .identity
+            .user_id
+            .as_deref()
+            .map_or(0, |u| self.users.count(u));
         let refusal = if self.stopping.is_some() {
             Some(Close::GoingAway)
         } else if self.clients.len() >= self.config.max_connections {
             Some(Close::ServerFull)
+        } else if user_connections >= self.config.max_connections_per_user {
+            Some(Close::UserFull)
         } else {
             None
         };
@@ -291,17 +325,29 @@ impl Router {
             last_seen: now,
             next_ping: now + self.config.heartbeat_interval,
             awaiting_pong: false,
+            rate: RateLimiter::new(self.config.rate_limit, self.config.rate_window, now),
         };
-        if let Some(session) = &joining.session_id {
-            self.sessions.add(session, id);
-            client.sessions.push(session.as_str().into());
+        // The session asked for in the query, if this client may use it.
+        let mut session_refused = None;
+        if let Some(session) = joining.session_id {
+            if !client.identity.sees_private_events() {
+                session_refused = Some(format!("Anonymous clients cannot join session {session}"));
+            } else if self
+                .sessions
+                .join(&session, id, client.session_owner())
+                .is_ok()
+            {
+                client.sessions.push(session.into());
+            } else {
+                session_refused = Some(format!("Session {session} belongs to another user"));
+            }
         }
         let welcome = Envelope::new(
             Kind::Connection.as_str(),
             Some(Welcome {
                 client_id: &client.name,
                 user_id: user.as_deref(),
-                session_id: joining.session_id.as_deref(),
+                session_id: client.sessions.first().map(|s| &**s),
                 authenticated: client.identity.authenticated(),
                 heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
             }),
@@ -320,6 +366,9 @@ impl Router {
         self.clients.insert(id, client);
         self.counters.total_connections += 1;
         self.send(id, welcome);
+        if let Some(message) = session_refused {
+            self.error(id, ErrorCode::Forbidden, &message, None);
+        }
 
         if let Some(user) = user {
             let first = self.users.count(&user) == 0;
@@ -331,16 +380,42 @@ impl Router {
         }
     }
 
-    /// Notes that a client sent a message. `false` if the client is gone.
-    fn heard_from(&mut self, id: ClientId) -> bool {
+    /// Notes that a client sent a message and applies its rate limit.
+    /// `false` when the message must not be handled (the client is gone, or
+    /// over its limit and told so).
+    fn admit(&mut self, id: ClientId, correlation: Option<&RawValue>) -> bool {
         let Some(client) = self.clients.get_mut(&id) else {
             return false;
         };
-        client.last_seen = Instant::now();
+        let now = Instant::now();
+        client.last_seen = now;
         client.awaiting_pong = false;
         self.counters.messages_received += 1;
         self.last_activity = Some(SystemTime::now());
-        true
+        let verdict = client
+            .rate
+            .as_mut()
+            .map_or(Verdict::Allowed, |rate| rate.check(now));
+        match verdict {
+            Verdict::Allowed => return true,
+            Verdict::Limited => {
+                self.counters.rate_limited += 1;
+                let message = format!(
+                    "Rate limit exceeded: at most {} messages per {:?}",
+                    self.config.rate_limit, self.config.rate_window
+                );
+                self.error(id, ErrorCode::RateLimited, &message, correlation);
+            }
+            Verdict::Abusive => {
+                self.counters.rate_limited += 1;
+                log::warn!(
+                    "client {} keeps exceeding its rate limit: closing it with 1008",
+                    client.name
+                );
+                self.close(id, Close::Abuse, Urgency::Abort);
+            }
+        }
+        false
     }
 
     fn dispatch(&mut self, id: ClientId, message: ClientMessage, correlation: Option<&RawValue>) {
@@ -353,12 +428,7 @@ impl Router {
             }
             ClientMessage::Presence(status) => self.set_presence(id, status, correlation),
             ClientMessage::PresenceQuery => self.presence_query(id, correlation),
-            ClientMessage::Refresh { .. } => self.error(
-                id,
-                ErrorCode::Forbidden,
-                "Token refresh needs token auth (--tokens or --jwt-secret)",
-                correlation,
-            ),
+            ClientMessage::Refresh { token } => self.refresh(id, &token, correlation),
             ClientMessage::Application { kind } => self.error(
                 id,
                 ErrorCode::UnknownType,
@@ -372,39 +442,60 @@ impl Router {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        match &topic {
+        let held = client.channels.len() + client.sessions.len();
+        let refusal = match &topic {
+            Topic::Channel(name) if client.channels.iter().any(|c| **c == **name) => None,
+            Topic::Session(session) if client.sessions.iter().any(|s| **s == **session) => None,
+            _ if held >= self.config.max_subscriptions => Some((
+                ErrorCode::TooManySubscriptions,
+                format!(
+                    "At most {} subscriptions per client",
+                    self.config.max_subscriptions
+                ),
+            )),
+            Topic::Channel(name) if !client.identity.may_read_channel(name) => Some((
+                ErrorCode::Forbidden,
+                format!("Not allowed to subscribe to channel {name}"),
+            )),
             Topic::Channel(name) => {
-                if !client.identity.may_read_channel(name) {
-                    let message = format!("Not allowed to subscribe to channel {name}");
-                    return self.error(id, ErrorCode::Forbidden, &message, correlation);
-                }
-                if self.channels.add(name, id) {
-                    client.channels.push(name.as_str().into());
-                }
+                self.channels.add(name, id);
+                client.channels.push(name.as_str().into());
+                None
             }
+            Topic::Session(_) if !client.identity.sees_private_events() => Some((
+                ErrorCode::Forbidden,
+                "Anonymous clients cannot subscribe to sessions".to_owned(),
+            )),
             Topic::Session(session) => {
-                if !client.identity.sees_private_events() {
-                    let message = "Anonymous clients cannot subscribe to sessions";
-                    return self.error(id, ErrorCode::Forbidden, message, correlation);
-                }
-                if self.sessions.add(session, id) {
-                    client.sessions.push(session.as_str().into());
+                match self.sessions.join(session, id, client.session_owner()) {
+                    Ok(_) => {
+                        client.sessions.push(session.as_str().into());
+                        None
+                    }
+                    Err(_) => Some((
+                        ErrorCode::Forbidden,
+                        format!("Session {session} belongs to another user"),
+                    )),
                 }
             }
+        };
+        match refusal {
+            Some((code, message)) => self.error(id, code, &message, correlation),
+            None => self.reply(
+                id,
+                Kind::Subscribed,
+                Some(&topic),
+                Some(Empty {}),
+                correlation,
+            ),
         }
-        self.reply(
-            id,
-            Kind::Subscribed,
-            Some(&topic),
-            Some(Empty {}),
-            correlation,
-        );
     }
 
     fn unsubscribe(&mut self, id: ClientId, topic: Option<Topic>, correlation: Option<&RawValue>) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
+        let now = Instant::now();
         match &topic {
             Some(Topic::Channel(name)) => {
                 if self.channels.remove(name, id) {
@@ -412,13 +503,13 @@ impl Router {
                 }
             }
             Some(Topic::Session(session)) => {
-                if self.sessions.remove(session, id) {
+                if self.sessions.leave(session, id, now) {
                     client.sessions.retain(|s| **s != **session);
                 }
             }
             None => {
                 for session in client.sessions.drain(..) {
-                    self.sessions.remove(&session, id);
+                    self.sessions.leave(&session, id, now);
                 }
             }
         }
@@ -429,6 +520,46 @@ impl Router {
             Some(Empty {}),
             correlation,
         );
+    }
+
+    /// Replaces the client's token with a newer one for the same user.
+    fn refresh(&mut self, id: ClientId, token: &str, correlation: Option<&RawValue>) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if !self.auth.client_auth() {
+            let message = "Token refresh needs token auth (--tokens or --jwt-secret)";
+            return self.error(id, ErrorCode::Forbidden, message, correlation);
+        }
+        let identity = match self.auth.verify(token, SystemTime::now()) {
+            Ok(identity) => identity,
+            Err(denied) => {
+                return self.error(
+                    id,
+                    ErrorCode::Unauthorized,
+                    &denied.to_string(),
+                    correlation,
+                );
+            }
+        };
+        if identity.user_id != client.identity.user_id {
+            let message = "The new token is for another user";
+            return self.error(id, ErrorCode::Forbidden, message, correlation);
+        }
+        client.identity = identity;
+        // Channels the new token no longer allows are left.
+        let (kept, lost): (Vec<Box<str>>, Vec<Box<str>>) = std::mem::take(&mut client.channels)
+            .into_iter()
+            .partition(|c| client.identity.may_read_channel(c));
+        client.channels = kept;
+        for channel in &lost {
+            self.channels.remove(channel, id);
+        }
+        for channel in lost {
+            let topic = Topic::Channel(channel.into());
+            self.reply(id, Kind::Unsubscribed, Some(&topic), Some(Empty {}), None);
+        }
+        self.reply(id, Kind::Ack, None, None::<Empty>, correlation);
     }
 
     fn client_publish(
@@ -452,7 +583,8 @@ impl Router {
         let allowed = match topic {
             Topic::Channel(name) => client.identity.may_read_channel(name),
             Topic::Session(session) => {
-                self.sessions.contains(session, id) || client.identity.sees_private_events()
+                client.identity.sees_private_events()
+                    && self.sessions.may_use(session, client.session_owner())
             }
         };
         if !allowed {
@@ -536,7 +668,7 @@ impl Router {
     }
 
     fn refused(&mut self, id: ClientId, why: Refusal) {
-        if !self.heard_from(id) {
+        if !self.admit(id, None) {
             return;
         }
         match why {
@@ -738,8 +870,9 @@ impl Router {
         for channel in &client.channels {
             self.channels.remove(channel, id);
         }
+        let now = Instant::now();
         for session in &client.sessions {
-            self.sessions.remove(session, id);
+            self.sessions.leave(session, id, now);
         }
         if let Some(user) = &client.identity.user_id {
             self.users.remove(user, id);
@@ -783,6 +916,23 @@ impl Router {
         }
         for id in slow {
             self.slow_consumer(id);
+        }
+        let wall = SystemTime::now();
+        let expired: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.identity.expires_at.is_some_and(|at| at <= wall))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let message =
+                "Token expired: reconnect with a fresh token, or send refresh before it expires";
+            self.error(id, ErrorCode::TokenExpired, message, None);
+            self.close(id, Close::TokenExpired, Urgency::Graceful);
+        }
+        if now >= self.next_sweep {
+            self.sessions.sweep(now, self.config.session_retention);
+            self.next_sweep = now + SESSION_SWEEP;
         }
         self.closing.retain(|closing| {
             if closing.deadline <= now {

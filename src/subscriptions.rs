@@ -1,9 +1,10 @@
 //! Who listens to what: a name (channel, session or user) to the set of
-//! clients under it.
+//! clients under it, and which user each session belongs to.
 //!
 //! Plain data owned by the router thread; no threads, no I/O.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 /// A connection's number, unique for the life of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,13 +51,6 @@ impl Index {
         self.members.get(name).map_or(0, HashSet::len)
     }
 
-    /// Whether `client` is under `name`.
-    pub(crate) fn contains(&self, name: &str, client: ClientId) -> bool {
-        self.members
-            .get(name)
-            .is_some_and(|set| set.contains(&client))
-    }
-
     /// How many names have at least one client.
     pub(crate) fn len(&self) -> usize {
         self.members.len()
@@ -68,9 +62,143 @@ impl Index {
     }
 }
 
+/// Sessions: their subscribers and, when auth is on, the user each belongs to.
+///
+/// A session belongs to the user who first joins it. It stays theirs while
+/// it has subscribers and for a retention period after the last one leaves,
+/// so nobody can take it over between two of its owner's connections.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    members: Index,
+    owners: HashMap<Box<str>, Owner>,
+}
+
+#[derive(Debug)]
+struct Owner {
+    user: Box<str>,
+    /// Since when the session has had no subscriber.
+    vacant_since: Option<Instant>,
+}
+
+/// The session belongs to another user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken;
+
+impl Sessions {
+    /// Whether `user` may use `session`: it is unowned or theirs. `None`
+    /// means ownership does not apply (development mode, admins).
+    pub(crate) fn may_use(&self, session: &str, user: Option<&str>) -> bool {
+        match user {
+            None => true,
+            Some(user) => self.owners.get(session).is_none_or(|o| *o.user == *user),
+        }
+    }
+
+    /// Subscribes `client` (of `user`, when ownership applies), claiming an
+    /// unowned session. `Ok(false)` when it was already subscribed.
+    pub(crate) fn join(
+        &mut self,
+        session: &str,
+        client: ClientId,
+        user: Option<&str>,
+    ) -> Result<bool, Taken> {
+        if let Some(user) = user {
+            match self.owners.get_mut(session) {
+                Some(owner) if *owner.user != *user => return Err(Taken),
+                Some(owner) => owner.vacant_since = None,
+                None => {
+                    let owner = Owner {
+                        user: user.into(),
+                        vacant_since: None,
+                    };
+                    self.owners.insert(session.into(), owner);
+                }
+            }
+        }
+        Ok(self.members.add(session, client))
+    }
+
+    /// Unsubscribes `client`; the retention period of an owned session
+    /// starts when its last subscriber leaves.
+    pub(crate) fn leave(&mut self, session: &str, client: ClientId, now: Instant) -> bool {
+        let removed = self.members.remove(session, client);
+        if removed
+            && self.members.count(session) == 0
+            && let Some(owner) = self.owners.get_mut(session)
+        {
+            owner.vacant_since = Some(now);
+        }
+        removed
+    }
+
+    /// Forgets the owners of sessions vacant for longer than `retention`.
+    pub(crate) fn sweep(&mut self, now: Instant, retention: Duration) {
+        self.owners.retain(|_, owner| {
+            owner
+                .vacant_since
+                .is_none_or(|since| now.saturating_duration_since(since) < retention)
+        });
+    }
+
+    /// The subscribers of `session`.
+    pub(crate) fn members(&self, session: &str) -> impl Iterator<Item = ClientId> + '_ {
+        self.members.members(session)
+    }
+
+    /// Sessions with at least one subscriber.
+    pub(crate) fn len(&self) -> usize {
+        self.members.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_belongs_to_its_first_user_until_retention_ends() {
+        let start = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let mut sessions = Sessions::default();
+        assert_eq!(sessions.join("s", ClientId(1), Some("alice")), Ok(true));
+        assert_eq!(sessions.join("s", ClientId(2), Some("bob")), Err(Taken));
+        assert!(!sessions.may_use("s", Some("bob")));
+        assert!(
+            sessions.may_use("s", None),
+            "no ownership for admins or dev mode"
+        );
+        assert_eq!(sessions.join("s", ClientId(3), None), Ok(true));
+        assert_eq!(sessions.join("s", ClientId(4), Some("alice")), Ok(true));
+
+        for id in [1, 3, 4] {
+            assert!(sessions.leave("s", ClientId(id), start));
+        }
+        assert_eq!(sessions.len(), 0);
+        sessions.sweep(start + hour / 2, hour);
+        assert_eq!(
+            sessions.join("s", ClientId(5), Some("bob")),
+            Err(Taken),
+            "still alice's"
+        );
+        sessions.sweep(start + hour, hour);
+        assert_eq!(
+            sessions.join("s", ClientId(5), Some("bob")),
+            Ok(true),
+            "free after retention"
+        );
+    }
+
+    #[test]
+    fn an_owned_session_in_use_is_never_swept() {
+        let start = Instant::now();
+        let mut sessions = Sessions::default();
+        sessions.join("s", ClientId(1), Some("alice")).unwrap();
+        sessions.sweep(
+            start + Duration::from_secs(1_000_000),
+            Duration::from_secs(1),
+        );
+        assert!(!sessions.may_use("s", Some("bob")));
+    }
 
     #[test]
     fn add_and_remove_track_membership() {
@@ -79,7 +207,6 @@ mod tests {
         assert!(!index.add("files", ClientId(1)), "second add is a no-op");
         assert!(index.add("files", ClientId(2)));
         assert_eq!(index.count("files"), 2);
-        assert!(index.contains("files", ClientId(2)));
 
         let mut members: Vec<_> = index.members("files").collect();
         members.sort();

@@ -244,3 +244,58 @@ fn flags_and_environment_configure_the_hub() {
     hub.signal("TERM");
     assert_eq!(hub.wait_exit(), 0);
 }
+
+#[test]
+fn a_missing_or_malformed_tokens_file_stops_the_start() {
+    let (code, _, err) = run(&["--tokens", "/nonexistent/tokens.json"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--tokens") && err.contains("/nonexistent/tokens.json"),
+        "{err}"
+    );
+
+    let path = std::env::temp_dir().join(format!("wshub-bad-tokens-{}.json", std::process::id()));
+    std::fs::write(&path, "{ not json").unwrap();
+    let (code, _, err) = run(&["--tokens", path.to_str().unwrap()], &[]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, 2);
+    assert!(err.contains("--tokens"), "{err}");
+}
+
+#[test]
+fn a_tokens_file_turns_auth_on() {
+    let path = std::env::temp_dir().join(format!("wshub-tokens-{}.json", std::process::id()));
+    std::fs::write(&path, r#"{"alice-token": {"userId": "alice"}}"#).unwrap();
+    let mut hub = Running::start(&[
+        "--port",
+        "0",
+        "--tokens",
+        path.to_str().unwrap(),
+        "--admin-token",
+        "adm",
+    ]);
+    std::fs::remove_file(&path).unwrap();
+    let alice = Client::connect(hub.addr, "/ws?token=alice-token");
+    assert_eq!(alice.welcome["data"]["userId"], "alice");
+    let mut stranger = Client::open(hub.addr, "/ws").unwrap();
+    assert_eq!(
+        support::read_json(&mut stranger, DEADLINE).unwrap()["data"]["code"],
+        "unauthorized"
+    );
+    assert_eq!(support::expect_close(&mut stranger).0, 1008);
+    assert_eq!(support::get(hub.addr, "/api/ws/stats").0, 401);
+    let authorized = b"GET /api/ws/stats HTTP/1.1\r\nAuthorization: Bearer adm\r\n\r\n";
+    assert_eq!(support::http_raw(hub.addr, authorized).0, 200);
+    assert!(hub.seen.iter().all(|l| !l.contains("development mode")));
+    drop((alice, stranger));
+    hub.signal("TERM");
+    assert_eq!(hub.wait_exit(), 0);
+}
+
+#[test]
+fn without_auth_the_start_warns_of_development_mode() {
+    let mut hub = Running::start(&["--port", "0"]);
+    hub.wait_line("development mode");
+    hub.signal("TERM");
+    assert_eq!(hub.wait_exit(), 0);
+}

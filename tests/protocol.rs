@@ -5,7 +5,9 @@
 mod support;
 
 use serde_json::json;
-use support::{Client, start, start_default};
+use std::io::Write;
+
+use support::{Client, DEADLINE, read_json, start, start_default};
 use tungstenite::Message;
 use wshub::{Config, Target};
 
@@ -254,12 +256,10 @@ fn allowed_client_publications_reach_every_subscriber_including_the_publisher() 
     // Alice is subscribed too: her own message comes before the reply.
     assert_eq!(reply["type"], "published");
     assert_eq!(reply["data"]["delivered"], 2);
-    for client in [&mut bob] {
-        let message = client.expect("chat_message");
-        assert_eq!(message["channel"], "chat");
-        assert_eq!(message["data"]["content"], "hi");
-        assert_eq!(message["from"]["userId"], "alice");
-    }
+    let message = bob.expect("chat_message");
+    assert_eq!(message["channel"], "chat");
+    assert_eq!(message["data"]["content"], "hi");
+    assert_eq!(message["from"]["userId"], "alice");
 
     // Without a correlationId there is no `published` reply; `payload` is an alias of `data`.
     alice.send(json!({"type": "publish", "channel": "chat", "payload": {"n": 1}}));
@@ -479,4 +479,63 @@ fn timestamps_are_iso_8601_utc_with_milliseconds_on_every_message() {
         let reply = client.request(request, "t");
         assert!(is_timestamp(&reply["timestamp"]), "{reply}");
     }
+}
+
+#[test]
+fn oversized_and_broken_frames_close_with_their_codes() {
+    let hub = start(Config {
+        max_message_size: 1024,
+        ..support::config()
+    });
+    let mut bystander = hub.client("/ws");
+
+    // Too big, in one frame or in fragments.
+    let mut client = hub.client("/ws");
+    client.send_text(&"x".repeat(5000));
+    assert_eq!(client.expect("error")["data"]["code"], "payload_too_large");
+    assert_eq!(client.expect_close().0, 1009);
+
+    let mut client = hub.client("/ws");
+    for i in 0..3 {
+        let fragment = tungstenite::protocol::frame::Frame::message(
+            vec![b'a'; 600],
+            tungstenite::protocol::frame::coding::OpCode::Data(if i == 0 {
+                tungstenite::protocol::frame::coding::Data::Text
+            } else {
+                tungstenite::protocol::frame::coding::Data::Continue
+            }),
+            i == 2,
+        );
+        client.ws.write(Message::Frame(fragment)).unwrap();
+    }
+    client.ws.flush().unwrap();
+    assert_eq!(client.expect("error")["data"]["code"], "payload_too_large");
+    assert_eq!(client.expect_close().0, 1009);
+
+    // Invalid UTF-8 in a text frame: 1007. Built by hand, masked as a client must.
+    let ws = Client::open(hub.addr, "/ws").unwrap();
+    let mut raw = ws.into_inner();
+    raw.write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xff, 0xfe])
+        .unwrap();
+    let mut ws =
+        tungstenite::WebSocket::from_raw_socket(raw, tungstenite::protocol::Role::Client, None);
+    let welcome = read_json(&mut ws, DEADLINE).unwrap();
+    assert_eq!(welcome["type"], "connection");
+    assert_eq!(
+        read_json(&mut ws, DEADLINE).unwrap()["data"]["code"],
+        "invalid_message"
+    );
+    assert_eq!(support::expect_close(&mut ws).0, 1007);
+
+    // An unmasked frame from a client breaks the protocol: 1002.
+    let ws = Client::open(hub.addr, "/ws").unwrap();
+    let mut raw = ws.into_inner();
+    raw.write_all(&[0x81, 0x02, b'{', b'}']).unwrap();
+    let mut ws =
+        tungstenite::WebSocket::from_raw_socket(raw, tungstenite::protocol::Role::Client, None);
+    read_json(&mut ws, DEADLINE).unwrap();
+    assert_eq!(support::expect_close(&mut ws).0, 1002);
+
+    bystander.expect_nothing_pending();
+    hub.wait_stats("the broken clients to go", |s| s.active_connections == 1);
 }
