@@ -27,6 +27,7 @@ use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 
 use crate::auth::{AdminCheck, Authenticator, Denied, Identity};
+use crate::budget::Threads;
 use crate::config::Config;
 use crate::event::{Control, Event, Joining, Refusal};
 use crate::http::{self, Request, Response};
@@ -53,6 +54,7 @@ const LINGER: Duration = Duration::from_secs(1);
 pub(crate) struct Shared {
     pub config: Arc<Config>,
     pub auth: Arc<Authenticator>,
+    pub threads: Arc<Threads>,
     pub events: Sender<Event>,
     next_id: AtomicU64,
     /// Keyed per process, so `clientId`s from before a restart match nobody.
@@ -63,11 +65,13 @@ impl Shared {
     pub(crate) fn new(
         config: Arc<Config>,
         auth: Arc<Authenticator>,
+        threads: Arc<Threads>,
         events: Sender<Event>,
     ) -> Shared {
         Shared {
             config,
             auth,
+            threads,
             events,
             next_id: AtomicU64::new(1),
             id_key: RandomState::new(),
@@ -476,6 +480,14 @@ fn upgrade(
         }
     };
 
+    // No writer exists yet, so this thread may write the Close itself.
+    let Some(slot) = shared.threads.reserve() else {
+        log::warn!("refused {peer}: no thread left for its writer");
+        let _ = shared.events.send(Event::Rejected);
+        let _ = (&mut &*stream).write_all(&Close::ServerFull.frame());
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    };
     let (id, name) = shared.new_client();
     let (outbound, outbound_rx) = unbounded();
     let (control, control_rx) = bounded(CONTROL_QUEUE);
@@ -484,7 +496,10 @@ fn upgrade(
     let spawned = thread::Builder::new()
         .name(format!("wshub-w-{:x}", id.0))
         .stack_size(config.thread_stack_size)
-        .spawn(move || writer::run(&writer_name, writer_stream, outbound_rx, control_rx));
+        .spawn(move || {
+            let _slot = slot;
+            writer::run(&writer_name, writer_stream, outbound_rx, control_rx)
+        });
     if let Err(err) = spawned {
         // No writer exists, so this thread may write: say why, then go.
         log::error!("cannot start a writer thread for {peer}: {err}");

@@ -8,9 +8,10 @@
 //! [`Handle::shutdown`] sets the stop flag and wakes it with a connection of
 //! its own; it then waits for the router and the timer to finish.
 
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crossbeam_channel::{Sender, bounded};
 use serde::Serialize;
 
 use crate::auth::Authenticator;
+use crate::budget::{self, Threads};
 use crate::config::Config;
 use crate::conn::{self, Shared};
 use crate::error::{Error, Result};
@@ -33,7 +35,7 @@ use crate::timer;
 const EVENT_QUEUE: usize = 16 * 1024;
 
 /// Connections that may be mid-handshake on top of `max_connections`; past
-/// that, new sockets are closed at once.
+/// that, new sockets get 503 at once.
 const HANDSHAKE_HEADROOM: usize = 256;
 
 /// A bound, not yet running, hub.
@@ -112,9 +114,15 @@ impl Hub {
         let auth = Arc::new(Authenticator::new(&config));
         let config = Arc::new(config);
         let (sender, events) = bounded(EVENT_QUEUE);
+        // A reader and a writer per client, plus connections mid-handshake,
+        // and never more than the kernel can map (see `budget`).
+        let wanted = 2 * config.max_connections + HANDSHAKE_HEADROOM;
+        let kernel = budget::kernel_thread_limit();
+        let threads = Threads::new(kernel.map_or(wanted, |limit| limit.min(wanted)));
         let shared = Arc::new(Shared::new(
             Arc::clone(&config),
             Arc::clone(&auth),
+            threads,
             sender.clone(),
         ));
         let handle = Handle {
@@ -190,6 +198,14 @@ impl Hub {
             config.path
         );
         warn_about_auth(&config, &auth);
+        if shared.threads.most() < 2 * config.max_connections {
+            log::warn!(
+                "this kernel's vm.max_map_count leaves room for about {} WebSocket clients (two threads each), \
+                 fewer than --max-connections {}; raise it (sysctl -w vm.max_map_count=262144) for more",
+                shared.threads.most() / 2,
+                config.max_connections
+            );
+        }
         accept_loop(&listener, &shared, &handle.stop);
         drop(listener);
         drop(shared);
@@ -242,8 +258,6 @@ fn warn_about_auth(config: &Config, auth: &Authenticator) {
 
 /// The accept loop: one thread per connection, nothing else.
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
-    let live = Arc::new(AtomicUsize::new(0));
-    let most = shared.config.max_connections + HANDSHAKE_HEADROOM;
     for accepted in listener.incoming() {
         if stop.flag.load(Ordering::Acquire) {
             break;
@@ -258,24 +272,26 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
                 continue;
             }
         };
-        if live.load(Ordering::Acquire) >= most {
-            log::warn!("refusing a connection: {most} connections are open");
+        let Some(slot) = shared.threads.reserve() else {
+            log::warn!(
+                "refusing a connection: {} threads are running",
+                shared.threads.most()
+            );
+            busy(stream);
             continue;
-        }
+        };
         let peer = match stream.peer_addr() {
             Ok(peer) => peer,
             Err(_) => continue,
         };
         // Small messages go out at once rather than waiting for more.
         let _ = stream.set_nodelay(true);
-        live.fetch_add(1, Ordering::AcqRel);
-        let guard = LiveGuard(Arc::clone(&live));
         let shared = Arc::clone(shared);
         let spawned = thread::Builder::new()
             .name("wshub-conn".into())
             .stack_size(shared.config.thread_stack_size)
             .spawn(move || {
-                let _guard = guard;
+                let _slot = slot;
                 conn::serve(stream, peer, &shared);
             });
         if let Err(err) = spawned {
@@ -284,12 +300,16 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
     }
 }
 
-/// Counts a connection thread for as long as it lives.
-struct LiveGuard(Arc<AtomicUsize>);
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+/// Tells a connection the hub has no room for it, without ever blocking the
+/// accept loop: a fresh socket's send buffer takes the few bytes at once.
+fn busy(stream: TcpStream) {
+    let body = r#"{"success":false,"code":"busy","error":"The hub is at its connection limit"}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = (&stream).write(response.as_bytes());
     }
 }
 

@@ -71,6 +71,7 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod budget;
 mod config;
 mod conn;
 mod error;

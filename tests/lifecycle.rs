@@ -200,3 +200,50 @@ fn dropping_the_server_stops_the_hub() {
         std::thread::yield_now();
     }
 }
+
+#[test]
+fn past_its_thread_budget_the_hub_refuses_connections_and_stays_up() {
+    // max_connections 1: room for 2 * 1 + 256 threads (readers, writers and
+    // connections mid-handshake).
+    let hub = start(Config {
+        max_connections: 1,
+        ..support::config()
+    });
+    // 258 connections that never send a request hold every thread.
+    let mut idle: Vec<std::net::TcpStream> = (0..258)
+        .map(|_| std::net::TcpStream::connect(hub.addr).unwrap())
+        .collect();
+    let (status, _, body) = support::http_raw(hub.addr, b"GET /health HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"code\":\"busy\""));
+
+    // Free one: an upgrade gets a reader thread (once the idle one is gone),
+    // but no writer thread, and is closed with 1013 instead.
+    drop(idle.pop());
+    let deadline = Instant::now() + DEADLINE;
+    let mut upgraded = loop {
+        match Client::open(hub.addr, "/ws") {
+            Ok(ws) => break ws,
+            Err(err) => assert!(
+                err.to_string().contains("503") && Instant::now() < deadline,
+                "{err}"
+            ),
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(
+        support::expect_close(&mut upgraded),
+        (1013, "Server full".to_owned())
+    );
+
+    // Give the threads back: the hub serves again.
+    drop(idle);
+    drop(upgraded);
+    let deadline = Instant::now() + DEADLINE;
+    while support::http_raw(hub.addr, b"GET /health HTTP/1.1\r\n\r\n").0 != 200 {
+        assert!(Instant::now() < deadline, "the hub did not recover");
+        std::thread::yield_now();
+    }
+    hub.client("/ws");
+    assert_eq!(hub.handle().stats().unwrap().rejected_connections, 1);
+}
