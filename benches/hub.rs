@@ -11,12 +11,12 @@
 //!   reads the hub's `/proc/<pid>` before and after: resident memory, file
 //!   descriptors and threads per connection, and the CPU time the hub spends
 //!   over 10 s with all N connected (which should be about zero).
-//! - **fanout `[S] [M]`** (defaults 1000 and 10 000): runs the hub *in this
+//! - **fanout `[S] [M] [RATE]`** (defaults 1000, 10 000 and 0): runs the hub *in this
 //!   process* through the library (`Hub::with_config`, `Handle::publish`),
 //!   with S subscribers of one channel read by two client threads that poll
 //!   non-blocking sockets in turn. M messages of about 100 bytes, each
 //!   carrying a sequence number and its send time, are published in a tight
-//!   loop. Reports deliveries per second (S × M / elapsed), publish-to-receive
+//!   loop, or RATE per second when RATE is not 0 (latency at a steady load). Reports deliveries per second (S × M / elapsed), publish-to-receive
 //!   latency, and whether every subscriber saw every message in order. Then
 //!   100 more messages go through `POST /api/publish` (one connection per
 //!   request), for the HTTP response time and its delivery latency.
@@ -32,6 +32,7 @@
 //! cargo bench --bench hub                      # all three, default sizes
 //! cargo bench --bench hub -- idle 5000
 //! cargo bench --bench hub -- fanout 1000 10000
+//! cargo bench --bench hub -- fanout 1000 2000 100   # paced: 100 messages/s
 //! cargo bench --bench hub -- rtt 100 1000
 //! ```
 //!
@@ -51,6 +52,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 use wshub::{Config, Hub, Target};
 
@@ -86,11 +88,12 @@ fn main() {
     match args.first().map(String::as_str) {
         None | Some("all") => {
             idle(10_000);
-            fanout(1_000, 10_000);
+            fanout(1_000, 10_000, 0);
+            fanout(1_000, 2_000, 100);
             rtt(100, 1_000);
         }
         Some("idle") => idle(number(1, 10_000) as usize),
-        Some("fanout") => fanout(number(1, 1_000) as usize, number(2, 10_000)),
+        Some("fanout") => fanout(number(1, 1_000) as usize, number(2, 10_000), number(3, 0)),
         Some("rtt" | "throughput") => rtt(number(1, 100) as usize, number(2, 1_000)),
         Some(other) => usage(&format!("unknown scenario {other}")),
     }
@@ -225,9 +228,13 @@ fn map_ceiling(per_connection: f64, base: u64) -> String {
 }
 
 /// S subscribers of one channel, M messages published through the library.
-fn fanout(subscribers: usize, messages: u64) {
+fn fanout(subscribers: usize, messages: u64, rate: u64) {
+    let pace = match rate {
+        0 => "as fast as the router answers".to_owned(),
+        rate => format!("paced at {rate} messages/s"),
+    };
     header(&format!(
-        "fanout: {subscribers} subscribers x {messages} messages \
+        "fanout: {subscribers} subscribers x {messages} messages, {pace} \
          (hub IN-PROCESS via the library; clients in the same process)"
     ));
     let hub = Hub::with_config(Config {
@@ -246,11 +253,16 @@ fn fanout(subscribers: usize, messages: u64) {
     let progress = Arc::new(Progress::default());
     let readers = spawn_readers(clients, messages, total, &progress);
 
-    // Phase 1: the library, as fast as the router answers.
+    // Phase 1: the library, as fast as the router answers or at `rate`.
     let cpu_start = (thread_cpu("wshub"), thread_cpu("bench-reader"));
     let start = now_ns();
+    let started = Instant::now();
     let mut queued_for = usize::MAX;
     for seq in 0..messages {
+        if rate > 0 {
+            let due = started + Duration::from_secs_f64(seq as f64 / rate as f64);
+            thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
         let n = handle
             .publish(Target::channel("bench"), "event", payload(seq))
             .expect("publish");
@@ -743,7 +755,11 @@ fn connect(addr: SocketAddr, channel: Option<&str>) -> Result<Ws, String> {
     stream.set_nodelay(true).ok();
     stream.set_read_timeout(Some(STEP_TIMEOUT)).ok();
     let url = format!("ws://{addr}/ws");
-    let (mut ws, _) = tungstenite::client::client(url.as_str(), stream).map_err(|e| match e {
+    // tungstenite zero-fills its read buffer on every read: at the default
+    // 128 KiB, the load generator would spend the cores meant for the hub.
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let (mut ws, _) = tungstenite::client::client_with_config(url.as_str(), stream, Some(config))
+        .map_err(|e| match e {
         tungstenite::HandshakeError::Failure(e) => format!("handshake: {e}"),
         tungstenite::HandshakeError::Interrupted(_) => "handshake interrupted".to_owned(),
     })?;

@@ -73,7 +73,7 @@ pub struct Config {
     /// Stack size of each connection's reader and writer threads, in bytes.
     /// Default 256 KiB of address space, of which a thread touches a few pages.
     pub thread_stack_size: usize,
-    /// Read buffer of each connection, in bytes. Default 8 KiB: enough for
+    /// Read buffer of each connection, in bytes. Default 4 KiB: enough for
     /// typical messages, small enough for many idle clients (larger messages
     /// grow it as needed).
     pub read_buffer_size: usize,
@@ -135,7 +135,7 @@ impl Default for Config {
             max_header_size: 8 * 1024,
             max_body_size: 1024 * 1024,
             thread_stack_size: 256 * 1024,
-            read_buffer_size: 8 * 1024,
+            read_buffer_size: 4 * 1024,
             tokens: HashMap::new(),
             jwt_secret: None,
             jwt_leeway: Duration::from_secs(30),

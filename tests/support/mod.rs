@@ -93,7 +93,10 @@ impl Client {
         let stream = TcpStream::connect(addr).expect("tcp connect");
         stream.set_nodelay(true).ok();
         let url = format!("ws://{addr}{path}");
-        let (ws, _) = tungstenite::client::client(url.as_str(), stream).map_err(|e| match e {
+        // A small read buffer: tungstenite zero-fills it on every read.
+        let config = tungstenite::protocol::WebSocketConfig::default().read_buffer_size(16 * 1024);
+        let (ws, _) = tungstenite::client::client_with_config(url.as_str(), stream, Some(config))
+            .map_err(|e| match e {
             tungstenite::HandshakeError::Failure(err) => err,
             tungstenite::HandshakeError::Interrupted(_) => tungstenite::Error::AttackAttempt,
         })?;
