@@ -59,6 +59,11 @@ impl Threads {
         self.most
     }
 
+    /// Threads alive now.
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
     /// Takes a place for one more thread; `None` at the ceiling. The place
     /// is given back when the slot is dropped (move it into the thread).
     pub(crate) fn reserve(self: &Arc<Self>) -> Option<ThreadSlot> {

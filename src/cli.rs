@@ -4,6 +4,7 @@
 //! Pure code (arguments and environment in, settings or an error out), run
 //! once on the main thread.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -48,6 +49,8 @@ pub enum CliError {
     Invalid(String),
     /// A file named by a flag cannot be used.
     File { flag: &'static str, reason: String },
+    /// An argument or variable that is not UTF-8 (shown lossily).
+    NotUnicode(String),
 }
 
 impl fmt::Display for CliError {
@@ -65,6 +68,7 @@ impl fmt::Display for CliError {
             CliError::UnexpectedValue(flag) => write!(f, "{flag} takes no value"),
             CliError::Invalid(reason) => f.write_str(reason),
             CliError::File { flag, reason } => write!(f, "{flag}: {reason}"),
+            CliError::NotUnicode(what) => write!(f, "{what} is not valid UTF-8"),
         }
     }
 }
@@ -120,6 +124,11 @@ const FLAGS: &[Flag] = &[
     Flag {
         name: "--max-queue",
         env: "WSHUB_MAX_QUEUE",
+        takes_value: true,
+    },
+    Flag {
+        name: "--max-queue-bytes",
+        env: "WSHUB_MAX_QUEUE_BYTES",
         takes_value: true,
     },
     Flag {
@@ -240,7 +249,9 @@ LIMITS:
     --max-connections-per-user <N>  Most connections of one user [env: WSHUB_MAX_CONNECTIONS_PER_USER] [default: 100]
     --max-message-size <BYTES>      Largest client message [env: WSHUB_MAX_MESSAGE_SIZE] [default: 65536]
     --max-queue <N>                 Messages queued per client before it counts as too slow
-                                    [env: WSHUB_MAX_QUEUE] [default: 4096]
+                                  [env: WSHUB_MAX_QUEUE] [default: 4096]
+    --max-queue-bytes <BYTES>       Bytes queued per client before it counts as too slow
+                                  [env: WSHUB_MAX_QUEUE_BYTES] [default: 8388608]
     --max-subscriptions <N>         Channels and sessions per client [env: WSHUB_MAX_SUBSCRIPTIONS] [default: 128]
     --rate-limit <N>                Messages per client per window, 0 for none [env: WSHUB_RATE_LIMIT] [default: 100]
     --rate-window <SECS>            The rate limit's window [env: WSHUB_RATE_WINDOW] [default: 60]
@@ -258,13 +269,30 @@ LIMITS:
 ///
 /// A [`CliError`] naming the flag and what it expected.
 pub fn parse(
-    args: impl IntoIterator<Item = String>,
-    env: impl Fn(&str) -> Option<String>,
+    args: impl IntoIterator<Item = OsString>,
+    env: impl Fn(&str) -> Option<OsString>,
 ) -> Result<Command, CliError> {
+    let env = |name: &str| {
+        env(name)
+            .map(|value| {
+                value
+                    .into_string()
+                    .map_err(|_| CliError::NotUnicode(format!("the variable {name}")))
+            })
+            .transpose()
+    };
+    let args = args
+        .into_iter()
+        .map(|arg| {
+            arg.into_string().map_err(|bad| {
+                CliError::NotUnicode(format!("the argument {}", bad.to_string_lossy()))
+            })
+        })
+        .collect::<Result<Vec<String>, CliError>>()?;
     // The environment first, then the flags over it.
     let mut settings: Vec<(&'static Flag, Option<String>, bool)> = Vec::new();
     for flag in FLAGS {
-        if let Some(value) = env(flag.env) {
+        if let Some(value) = env(flag.env)? {
             settings.push((flag, Some(value), true));
         }
     }
@@ -310,6 +338,7 @@ pub fn parse(
             }
             "--max-message-size" => config.max_message_size = number(flag.name, &value)?,
             "--max-queue" => config.max_queue = number(flag.name, &value)?,
+            "--max-queue-bytes" => config.max_queue_bytes = number(flag.name, &value)?,
             "--max-subscriptions" => config.max_subscriptions = number(flag.name, &value)?,
             "--rate-limit" => config.rate_limit = number(flag.name, &value)?,
             "--rate-window" => config.rate_window = seconds(flag.name, &value)?,
@@ -437,8 +466,10 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        parse(args.iter().map(|a| a.to_string()), move |name| {
-            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        parse(args.iter().map(OsString::from), move |name| {
+            env.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| OsString::from(v))
         })
     }
 
@@ -498,6 +529,19 @@ mod tests {
         assert_eq!(o.config.path, "/live");
         assert!(o.config.allow_client_publish);
         assert_eq!(options(&["--port", "6000"], &env).config.port, 6000);
+    }
+
+    #[test]
+    fn arguments_and_variables_that_are_not_utf8_are_refused() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(vec![b'-', b'-', 0xff]);
+        let err = parse([bad], |_| None).unwrap_err();
+        assert!(matches!(err, CliError::NotUnicode(_)), "{err}");
+        let err = parse(Vec::<OsString>::new(), |name| {
+            (name == "WSHUB_PORT").then(|| OsString::from_vec(vec![0xff]))
+        })
+        .unwrap_err();
+        assert_eq!(err, CliError::NotUnicode("the variable WSHUB_PORT".into()));
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct Config {
     /// messages never closes a healthy client. Queued messages of a fan-out
     /// share one buffer, so a queue costs a few dozen bytes per message.
     pub max_queue: usize,
+    /// Most bytes waiting to be written to one client; past it, the client
+    /// is a slow consumer too. A single message larger than this still goes
+    /// to a client with nothing queued. Default 8 MiB.
+    pub max_queue_bytes: usize,
     /// Whether clients may `publish`. Default `false`: they get `forbidden`.
     pub allow_client_publish: bool,
     /// How long a new connection has to send its whole HTTP request
@@ -128,6 +132,7 @@ impl Default for Config {
             max_connections: 10_000,
             max_message_size: 64 * 1024,
             max_queue: 4096,
+            max_queue_bytes: 8 * 1024 * 1024,
             allow_client_publish: false,
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
@@ -165,6 +170,22 @@ impl Config {
             })
         };
         let positive = |d: Duration| !d.is_zero();
+        // Far beyond any sensible value, and far from overflowing an Instant.
+        let year = Duration::from_secs(365 * 24 * 3600);
+        for (field, value) in [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("client_timeout", self.client_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("close_timeout", self.close_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("jwt_leeway", self.jwt_leeway),
+            ("rate_window", self.rate_window),
+            ("session_retention", self.session_retention),
+        ] {
+            if value > year {
+                return fail(field, "must be at most a year");
+            }
+        }
         if self.host.is_empty() {
             return fail("host", "must not be empty");
         }
@@ -191,6 +212,9 @@ impl Config {
         }
         if self.max_queue == 0 {
             return fail("max_queue", "must be at least 1");
+        }
+        if self.max_queue_bytes == 0 {
+            return fail("max_queue_bytes", "must be at least 1");
         }
         if self.max_header_size < 1024 {
             return fail("max_header_size", "must be at least 1024 bytes");
@@ -361,6 +385,43 @@ mod tests {
                 other => panic!("{field}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn durations_too_long_to_add_to_an_instant_are_refused() {
+        let huge = |config: Config| match config.validate() {
+            Err(Error::Config { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        let max = Duration::MAX;
+        assert_eq!(
+            huge(Config {
+                heartbeat_interval: max,
+                ..Config::default()
+            }),
+            "heartbeat_interval"
+        );
+        assert_eq!(
+            huge(Config {
+                session_retention: max,
+                ..Config::default()
+            }),
+            "session_retention"
+        );
+        assert_eq!(
+            huge(Config {
+                jwt_leeway: max,
+                ..Config::default()
+            }),
+            "jwt_leeway"
+        );
+        assert_eq!(
+            huge(Config {
+                max_queue_bytes: 0,
+                ..Config::default()
+            }),
+            "max_queue_bytes"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -99,7 +99,9 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let deadline = Instant::now() + shared.config.handshake_timeout;
     let (request, rest) = match read_head(&stream, &shared.config, deadline) {
         Ok(read) => read,
-        Err(Unread::Respond(response)) => return respond(&stream, &response, false),
+        Err(Unread::Respond(response)) => {
+            return respond(&stream, &response, false, shared.config.handshake_timeout);
+        }
         Err(Unread::Gone) => return,
     };
     if request.header_has_token("upgrade", "websocket") {
@@ -110,7 +112,12 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         Ok(response) | Err(Unread::Respond(response)) => response,
         Err(Unread::Gone) => return,
     };
-    respond(&stream, &response, head_only);
+    respond(
+        &stream,
+        &response,
+        head_only,
+        shared.config.handshake_timeout,
+    );
 }
 
 /// Reads up to the end of the request head, within the deadline and the
@@ -185,11 +192,34 @@ fn read_before(stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> Result<
     }
 }
 
-/// Writes an HTTP response and closes the connection.
-fn respond(stream: &TcpStream, response: &Response, head_only: bool) {
-    if (&mut &*stream)
-        .write_all(&response.to_bytes(head_only))
-        .is_err()
+/// Writes all of `bytes` by `deadline`, however slowly the client reads:
+/// a client that never reads cannot hold this thread.
+fn write_before(stream: &TcpStream, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left))?;
+        match (&mut &*stream).write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => rest = &rest[written..],
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// Writes an HTTP response (within `timeout`) and closes the connection.
+fn respond(stream: &TcpStream, response: &Response, head_only: bool, timeout: Duration) {
+    if write_before(
+        stream,
+        &response.to_bytes(head_only),
+        Instant::now() + timeout,
+    )
+    .is_err()
     {
         return;
     }
@@ -342,9 +372,7 @@ fn read_body(
         return Err(respond(413, "payload_too_large", &message));
     }
     if request.header_has_token("expect", "100-continue")
-        && (&mut &*stream)
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .is_err()
+        && write_before(stream, b"HTTP/1.1 100 Continue\r\n\r\n", deadline).is_err()
     {
         return Err(Unread::Gone);
     }
@@ -461,13 +489,17 @@ fn upgrade(
         accept,
     } = match check_upgrade(&request, shared) {
         Ok(checked) => checked,
-        Err(response) => return respond(&stream, &response, false),
+        Err(response) => return respond(&stream, &response, false, config.handshake_timeout),
     };
     let handshake = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
-    if (&mut &*stream).write_all(handshake.as_bytes()).is_err()
+    // From here the writer owns every write, with no timeout: slow clients
+    // are the router's business.
+    let deadline = Instant::now() + config.handshake_timeout;
+    if write_before(&stream, handshake.as_bytes(), deadline).is_err()
         || stream.set_read_timeout(None).is_err()
+        || stream.set_write_timeout(None).is_err()
     {
         return;
     }
@@ -484,12 +516,18 @@ fn upgrade(
     let Some(slot) = shared.threads.reserve() else {
         log::warn!("refused {peer}: no thread left for its writer");
         let _ = shared.events.send(Event::Rejected);
-        let _ = (&mut &*stream).write_all(&Close::ServerFull.frame());
+        let _ = write_before(
+            &stream,
+            &Close::ServerFull.frame(),
+            Instant::now() + config.close_timeout,
+        );
         let _ = stream.shutdown(Shutdown::Both);
         return;
     };
     let (id, name) = shared.new_client();
     let (outbound, outbound_rx) = unbounded();
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let writer_queued = Arc::clone(&queued_bytes);
     let (control, control_rx) = bounded(CONTROL_QUEUE);
     let writer_stream = Arc::clone(&stream);
     let writer_name = name.clone();
@@ -498,12 +536,22 @@ fn upgrade(
         .stack_size(config.thread_stack_size)
         .spawn(move || {
             let _slot = slot;
-            writer::run(&writer_name, writer_stream, outbound_rx, control_rx)
+            writer::run(
+                &writer_name,
+                writer_stream,
+                outbound_rx,
+                control_rx,
+                writer_queued,
+            )
         });
     if let Err(err) = spawned {
         // No writer exists, so this thread may write: say why, then go.
         log::error!("cannot start a writer thread for {peer}: {err}");
-        let _ = (&mut &*stream).write_all(&Close::Internal.frame());
+        let _ = write_before(
+            &stream,
+            &Close::Internal.frame(),
+            Instant::now() + config.close_timeout,
+        );
         let _ = stream.shutdown(Shutdown::Both);
         return;
     }
@@ -515,6 +563,7 @@ fn upgrade(
         session_id,
         stream: Arc::clone(&stream),
         outbound,
+        queued_bytes,
         control: control.clone(),
     };
     if shared
@@ -588,6 +637,12 @@ fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response
     if user_id.as_ref().is_some_and(|u| u.len() > MAX_NAME_LEN) {
         return Err(bad("userId is longer than 255 bytes"));
     }
+    if user_id
+        .as_ref()
+        .is_some_and(|u| u.chars().any(char::is_control))
+    {
+        return Err(bad("userId must not contain control characters"));
+    }
     let session_id = query("sessionId")?.filter(|s| !s.is_empty());
     if let Some(session) = &session_id {
         protocol::check_name(session, "sessionId").map_err(|(_, message)| bad(&message))?;
@@ -617,8 +672,10 @@ fn refuse(stream: &Arc<TcpStream>, rest: Vec<u8>, denied: &Denied, config: &Conf
     let error = protocol::error_frame(ErrorCode::Unauthorized, &denied.to_string(), None);
     let mut out = error.to_vec();
     out.extend_from_slice(&Close::Unauthorized.frame());
-    if (&mut &**stream).write_all(&out).is_ok() {
-        let deadline = Instant::now() + config.close_timeout;
+    let deadline = Instant::now() + config.close_timeout;
+    if write_before(stream, &out, deadline).is_ok() {
+        // Nothing more will come: the client sees the end after our Close.
+        let _ = stream.shutdown(Shutdown::Write);
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(1024)
             .write_buffer_size(0)

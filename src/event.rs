@@ -7,7 +7,7 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::AtomicUsize;
 
 use crossbeam_channel::Sender;
 use tungstenite::Bytes;
@@ -46,8 +46,6 @@ pub(crate) enum Event {
     Disconnect { client: String, reply: Sender<bool> },
     /// A copy of the counters, with the client list if asked (handle, HTTP).
     Stats { clients: bool, reply: Sender<Stats> },
-    /// Time to ping, time out and cut off (timer thread).
-    Tick(Instant),
     /// Close everyone with 1001 and stop (handle, signal).
     Shutdown,
 }
@@ -61,6 +59,8 @@ pub(crate) struct Joining {
     pub session_id: Option<String>,
     pub stream: Arc<TcpStream>,
     pub outbound: Sender<Outbound>,
+    /// Bytes of frames queued and not yet written, shared with the writer.
+    pub queued_bytes: Arc<AtomicUsize>,
     pub control: Sender<Control>,
 }
 

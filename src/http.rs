@@ -58,13 +58,30 @@ impl Request {
     /// # Errors
     ///
     /// When it is not a number.
+    ///
+    /// Strict, as RFC 9112 asks: digits only, and several `Content-Length`
+    /// headers must agree, or the request is refused.
     pub(crate) fn content_length(&self) -> Result<Option<usize>, BadRequest> {
-        self.header("content-length")
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| BadRequest("Content-Length is not a number"))
-            })
-            .transpose()
+        let bad = BadRequest("Content-Length must be one number");
+        let mut length = None;
+        for (_, value) in self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        {
+            for part in value.split(',') {
+                let part = part.trim();
+                if part.is_empty() || part.len() > 18 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad);
+                }
+                let parsed: usize = part.parse().map_err(|_| bad)?;
+                if length.is_some_and(|seen| seen != parsed) {
+                    return Err(bad);
+                }
+                length = Some(parsed);
+            }
+        }
+        Ok(length)
     }
 }
 
@@ -294,6 +311,34 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(head)
             );
+        }
+    }
+
+    #[test]
+    fn content_length_is_strict() {
+        let length = |headers: &[&str]| {
+            let mut head = String::from("POST /api/publish HTTP/1.1\r\n");
+            for h in headers {
+                head.push_str(&format!("Content-Length: {h}\r\n"));
+            }
+            head.push_str("\r\n");
+            parse_head(head.as_bytes()).unwrap().content_length()
+        };
+        assert_eq!(length(&[]), Ok(None));
+        assert_eq!(length(&["12"]), Ok(Some(12)));
+        assert_eq!(length(&["12", "12"]), Ok(Some(12)), "repeats that agree");
+        assert_eq!(length(&["12, 12"]), Ok(Some(12)));
+        for bad in [
+            &["+5"][..],
+            &["-1"],
+            &["5 5"],
+            &["0x10"],
+            &["12", "13"],
+            &["12, 13"],
+            &[""],
+            &["99999999999999999999"],
+        ] {
+            assert!(length(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -175,7 +175,14 @@ impl Hub {
             handle,
         } = self;
 
-        let router = Router::new(Arc::clone(&config), Arc::clone(&auth), events);
+        let (ticks, router_ticks) = bounded(1);
+        let router = Router::new(
+            Arc::clone(&config),
+            Arc::clone(&auth),
+            Arc::clone(&shared.threads),
+            events,
+            router_ticks,
+        );
         let stop = Arc::clone(&handle.stop);
         // Dropped when the router thread ends, which stops the timer at once.
         let (router_alive, router_gone) = bounded::<()>(0);
@@ -187,11 +194,10 @@ impl Hub {
                 let _wake = WakeOnDrop(stop);
                 router.run();
             })?;
-        let ticker = shared.events.clone();
         let tick = config.tick();
         let timer = thread::Builder::new()
             .name("wshub-timer".into())
-            .spawn(move || timer::run(tick, ticker, router_gone))?;
+            .spawn(move || timer::run(tick, ticks, router_gone))?;
 
         log::info!(
             "wshub listening on ws://{local_addr}{} (HTTP API on the same port)",

@@ -11,7 +11,7 @@ use wshub::Hub;
 mod cli;
 
 fn main() -> ExitCode {
-    let command = match cli::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
+    let command = match cli::parse(std::env::args_os().skip(1), |name| std::env::var_os(name)) {
         Ok(command) => command,
         Err(err) => {
             eprintln!("wshub: {err}");

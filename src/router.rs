@@ -13,15 +13,18 @@
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender, select};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tungstenite::Bytes;
 
 use crate::auth::{Authenticator, Identity};
+use crate::budget::Threads;
 use crate::config::Config;
 use crate::event::{Control, Event, Joining, Outbound, Refusal};
 use crate::protocol::{
@@ -47,6 +50,8 @@ struct Client {
     channels: Vec<Box<str>>,
     sessions: Vec<Box<str>>,
     outbound: Sender<Outbound>,
+    /// Bytes queued and not yet written; the writer takes off what it writes.
+    queued_bytes: Arc<AtomicUsize>,
     control: Sender<Control>,
     /// Weak, so the socket closes as soon as the reader and writer are done;
     /// the router only ever needs it to cut a connection short.
@@ -56,6 +61,8 @@ struct Client {
     awaiting_pong: bool,
     /// `None` when rate limiting is off.
     rate: Option<RateLimiter>,
+    /// Already on the router's list of slow consumers to close.
+    slow: bool,
 }
 
 impl Client {
@@ -124,6 +131,21 @@ enum Audience<'a> {
     Filter(&'a Filter),
 }
 
+/// What the router's loop woke up for.
+enum Next {
+    Event(Event),
+    Tick(Option<Instant>),
+    Idle,
+    /// Every sender of events is gone.
+    Closed,
+}
+
+impl Next {
+    fn from(event: Result<Event, crossbeam_channel::RecvError>) -> Next {
+        event.map_or(Next::Closed, Next::Event)
+    }
+}
+
 /// The result of offering a frame to one client.
 enum Push {
     Queued,
@@ -131,19 +153,35 @@ enum Push {
     Gone,
 }
 
-/// Queues `frame` for `client` unless its queue is at `max_queue`.
-///
-/// The outbound channel is unbounded so that an idle client costs nothing;
-/// the bound is enforced here, exactly, because the router is its only
-/// sender. (A crossbeam `bounded(n)` channel allocates all `n` slots up
-/// front: 4096 slots would cost 160 KiB per idle client.)
-fn push(client: &Client, frame: Bytes, max_queue: usize) -> Push {
-    if client.outbound.len() >= max_queue {
-        return Push::Slow;
-    }
-    match client.outbound.send(Outbound::Frame(frame)) {
-        Ok(()) => Push::Queued,
-        Err(_) => Push::Gone,
+/// How much may wait for one client.
+#[derive(Clone, Copy)]
+struct QueueLimits {
+    messages: usize,
+    bytes: usize,
+}
+
+impl Client {
+    /// Queues `frame` unless the client's queue is at its limits.
+    ///
+    /// The outbound channel is unbounded so that an idle client costs
+    /// nothing; the bound is enforced here, exactly, because the router is
+    /// its only sender. (A crossbeam `bounded(n)` channel allocates all `n`
+    /// slots up front: 4096 slots would cost 160 KiB per idle client.) Bytes
+    /// are counted too, so a client that never reads cannot pin gigabytes of
+    /// large messages; one frame larger than the byte limit still goes to a
+    /// client with an empty queue.
+    fn offer(&self, frame: Bytes, limits: QueueLimits) -> Push {
+        let queued = self.queued_bytes.load(Ordering::Acquire);
+        if self.outbound.len() >= limits.messages
+            || (queued > 0 && queued + frame.len() > limits.bytes)
+        {
+            return Push::Slow;
+        }
+        self.queued_bytes.fetch_add(frame.len(), Ordering::AcqRel);
+        match self.outbound.send(Outbound::Frame(frame)) {
+            Ok(()) => Push::Queued,
+            Err(_) => Push::Gone,
+        }
     }
 }
 
@@ -151,7 +189,9 @@ fn push(client: &Client, frame: Bytes, max_queue: usize) -> Push {
 pub(crate) struct Router {
     config: Arc<Config>,
     auth: Arc<Authenticator>,
+    threads: Arc<Threads>,
     events: Receiver<Event>,
+    ticks: Receiver<Instant>,
     clients: HashMap<ClientId, Client>,
     names: HashMap<Box<str>, ClientId>,
     channels: Index,
@@ -159,6 +199,8 @@ pub(crate) struct Router {
     users: Index,
     presence: HashMap<Box<str>, Status>,
     closing: Vec<Closing>,
+    /// Slow consumers to close once the current event is handled.
+    slow: Vec<ClientId>,
     counters: Counters,
     started: Instant,
     last_activity: Option<SystemTime>,
@@ -171,12 +213,16 @@ impl Router {
     pub(crate) fn new(
         config: Arc<Config>,
         auth: Arc<Authenticator>,
+        threads: Arc<Threads>,
         events: Receiver<Event>,
+        ticks: Receiver<Instant>,
     ) -> Router {
         Router {
             config,
             auth,
+            threads,
             events,
+            ticks,
             clients: HashMap::new(),
             names: HashMap::new(),
             channels: Index::default(),
@@ -184,6 +230,7 @@ impl Router {
             users: Index::default(),
             presence: HashMap::new(),
             closing: Vec::new(),
+            slow: Vec::new(),
             counters: Counters::default(),
             started: Instant::now(),
             last_activity: None,
@@ -192,14 +239,12 @@ impl Router {
         }
     }
 
-    /// The router thread's loop.
+    /// The router thread's loop: one event or one tick at a time, then the
+    /// slow consumers that turned up while handling it.
     pub(crate) fn run(mut self) {
         loop {
-            let event = match self.stopping {
-                None => match self.events.recv() {
-                    Ok(event) => event,
-                    Err(_) => break,
-                },
+            let timeout = match self.stopping {
+                None => None,
                 Some(deadline) => {
                     // Stopping: done once every connection's threads are.
                     // Writers do not report their end, so look every few ms.
@@ -211,17 +256,44 @@ impl Router {
                     if now >= deadline {
                         break;
                     }
-                    match self.events.recv_deadline(deadline.min(now + SHUTDOWN_POLL)) {
-                        Ok(event) => event,
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
+                    Some(deadline.min(now + SHUTDOWN_POLL) - now)
                 }
             };
-            self.handle(event);
+            // Ticks have their own channel, so a flood of events cannot
+            // starve heartbeats and deadlines: `select!` picks fairly.
+            let next = match timeout {
+                None => select! {
+                    recv(self.events) -> event => Next::from(event),
+                    recv(self.ticks) -> tick => Next::Tick(tick.ok()),
+                },
+                Some(timeout) => select! {
+                    recv(self.events) -> event => Next::from(event),
+                    recv(self.ticks) -> tick => Next::Tick(tick.ok()),
+                    default(timeout) => Next::Idle,
+                },
+            };
+            match next {
+                Next::Event(event) => self.handle(event),
+                Next::Tick(Some(now)) => self.tick(now),
+                // The timer is gone (it only stops after us): stop listening to it.
+                Next::Tick(None) => self.ticks = crossbeam_channel::never(),
+                Next::Idle => {}
+                Next::Closed => break,
+            }
+            self.close_slow_consumers();
         }
-        self.cut_everyone();
         log::debug!("router stopped");
+    }
+
+    /// Closes the clients found slow while handling the last event.
+    ///
+    /// Closing one may tell the others its user went offline, which may find
+    /// more slow clients: they join the list, and this loop (not recursion)
+    /// works through them, however many there are.
+    fn close_slow_consumers(&mut self) {
+        while let Some(id) = self.slow.pop() {
+            self.slow_consumer(id);
+        }
     }
 
     /// One event, one arm.
@@ -274,7 +346,6 @@ impl Router {
             Event::Stats { clients, reply } => {
                 let _ = reply.try_send(self.stats(clients));
             }
-            Event::Tick(now) => self.tick(now),
             Event::Shutdown => self.shutdown(),
         }
     }
@@ -320,12 +391,14 @@ impl Router {
             channels: Vec::new(),
             sessions: Vec::new(),
             outbound: joining.outbound,
+            queued_bytes: joining.queued_bytes,
             control: joining.control,
             stream: Arc::downgrade(&joining.stream),
             last_seen: now,
             next_ping: now + self.config.heartbeat_interval,
             awaiting_pong: false,
             rate: RateLimiter::new(self.config.rate_limit, self.config.rate_window, now),
+            slow: false,
         };
         // The session asked for in the query, if this client may use it.
         let mut session_refused = None;
@@ -358,7 +431,7 @@ impl Router {
             client.name,
             client.peer,
             user.as_deref()
-                .map(|u| format!(" as user {u}"))
+                .map(|u| format!(" as user {u:?}"))
                 .unwrap_or_default(),
             self.clients.len() + 1
         );
@@ -729,62 +802,93 @@ impl Router {
     /// bytes. Clients whose queue is full are closed afterwards; the count is
     /// of clients the frame was queued for.
     fn fan_out(&mut self, audience: Audience<'_>, frame: &Bytes) -> usize {
-        let max_queue = self.config.max_queue;
+        let limits = self.limits();
         let clients = &self.clients;
         let mut delivered = 0;
         let mut slow = Vec::new();
-        let mut offer = |id: ClientId, client: &Client| match push(client, frame.clone(), max_queue)
-        {
-            Push::Queued => delivered += 1,
-            Push::Slow => slow.push(id),
-            Push::Gone => {}
-        };
-        let mut offer_id = |id: ClientId| {
+        let mut offer = |id: ClientId| {
             if let Some(client) = clients.get(&id) {
-                offer(id, client);
+                match client.offer(frame.clone(), limits) {
+                    Push::Queued => delivered += 1,
+                    Push::Slow => slow.push(id),
+                    Push::Gone => {}
+                }
             }
         };
         match audience {
-            Audience::All => clients.keys().copied().for_each(&mut offer_id),
-            Audience::Channel(name) => self.channels.members(name).for_each(&mut offer_id),
-            Audience::Session(name) => self.sessions.members(name).for_each(&mut offer_id),
-            Audience::User(name) => self.users.members(name).for_each(&mut offer_id),
+            Audience::All => clients.keys().copied().for_each(&mut offer),
+            Audience::Channel(name) => self.channels.members(name).for_each(&mut offer),
+            Audience::Session(name) => self.sessions.members(name).for_each(&mut offer),
+            Audience::User(name) => self.users.members(name).for_each(&mut offer),
             Audience::Client(name) => self
                 .names
                 .get(name)
                 .copied()
                 .into_iter()
-                .for_each(&mut offer_id),
+                .for_each(&mut offer),
             Audience::Trusted => clients
                 .iter()
                 .filter(|(_, c)| c.identity.sees_private_events())
-                .for_each(|(id, _)| offer_id(*id)),
-            Audience::Filter(filter) => clients
-                .iter()
-                .filter(|(_, c)| (filter.0)(&c.as_ref()))
-                .for_each(|(id, _)| offer_id(*id)),
+                .for_each(|(id, _)| offer(*id)),
+            Audience::Filter(filter) => {
+                let mut panicked = false;
+                for (id, client) in clients {
+                    // The application's code, on the router thread: a panic
+                    // in it must not take the hub down.
+                    let accepted =
+                        panic::catch_unwind(AssertUnwindSafe(|| (filter.0)(&client.as_ref())));
+                    match accepted {
+                        Ok(true) => offer(*id),
+                        Ok(false) => {}
+                        Err(_) => panicked = true,
+                    }
+                }
+                if panicked {
+                    log::error!(
+                        "a publish filter panicked; the clients it panicked on were skipped"
+                    );
+                }
+            }
         }
         self.counters.messages_sent += delivered as u64;
         if delivered > 0 {
             self.last_activity = Some(SystemTime::now());
         }
         for id in slow {
-            self.slow_consumer(id);
+            self.mark_slow(id);
         }
         delivered
     }
 
+    /// Puts a client on the list of slow consumers to close after this event.
+    fn mark_slow(&mut self, id: ClientId) {
+        if let Some(client) = self.clients.get_mut(&id)
+            && !client.slow
+        {
+            client.slow = true;
+            self.slow.push(id);
+        }
+    }
+
+    fn limits(&self) -> QueueLimits {
+        QueueLimits {
+            messages: self.config.max_queue,
+            bytes: self.config.max_queue_bytes,
+        }
+    }
+
     /// Sends one encoded frame to one client.
     fn send(&mut self, id: ClientId, frame: Bytes) {
+        let limits = self.limits();
         let Some(client) = self.clients.get(&id) else {
             return;
         };
-        match push(client, frame, self.config.max_queue) {
+        match client.offer(frame, limits) {
             Push::Queued => {
                 self.counters.messages_sent += 1;
                 self.last_activity = Some(SystemTime::now());
             }
-            Push::Slow => self.slow_consumer(id),
+            Push::Slow => self.mark_slow(id),
             Push::Gone => {}
         }
     }
@@ -889,14 +993,14 @@ impl Router {
     fn tick(&mut self, now: Instant) {
         let timeout = self.config.client_timeout;
         let heartbeat = self.config.heartbeat_interval;
-        let max_queue = self.config.max_queue;
+        let limits = self.limits();
         let mut stale = Vec::new();
         let mut slow = Vec::new();
         for (id, client) in &mut self.clients {
             if now.saturating_duration_since(client.last_seen) >= timeout {
                 stale.push(*id);
             } else if now >= client.next_ping {
-                if let Push::Slow = push(client, protocol::ping_frame(), max_queue) {
+                if let Push::Slow = client.offer(protocol::ping_frame(), limits) {
                     slow.push(*id);
                 }
                 client.next_ping = now + heartbeat;
@@ -915,7 +1019,7 @@ impl Router {
             self.terminate(id);
         }
         for id in slow {
-            self.slow_consumer(id);
+            self.mark_slow(id);
         }
         let wall = SystemTime::now();
         let expired: Vec<ClientId> = self
@@ -1004,9 +1108,126 @@ impl Router {
             channels: self.channels.len(),
             sessions: self.sessions.len(),
             users: self.users.len(),
+            threads: self.threads.live(),
+            thread_limit: self.threads.most(),
             uptime: self.started.elapsed(),
             last_activity: self.last_activity,
             clients,
         }
+    }
+}
+
+/// However the router thread ends (shutdown, the last sender gone, or a
+/// panic unwinding), no client stays connected to a hub that no longer routes.
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.cut_everyone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::subscriptions::ClientId;
+    use std::net::TcpListener;
+
+    /// A router fed by hand, on the test's thread.
+    fn router(config: Config) -> Router {
+        let config = Arc::new(config);
+        let auth = Arc::new(Authenticator::new(&config));
+        let (_, events) = crossbeam_channel::unbounded();
+        Router::new(
+            config,
+            auth,
+            Threads::new(100),
+            events,
+            crossbeam_channel::never(),
+        )
+    }
+
+    /// One loopback socket for every fake client (the router only ever cuts it).
+    fn socket() -> Arc<TcpStream> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Arc::new(TcpStream::connect(listener.local_addr().unwrap()).unwrap())
+    }
+
+    /// Joins a client whose writer is the returned receiver.
+    fn join(
+        router: &mut Router,
+        stream: &Arc<TcpStream>,
+        n: u64,
+    ) -> (Receiver<Outbound>, Receiver<Control>) {
+        let (outbound, outbound_rx) = crossbeam_channel::unbounded();
+        let (control, control_rx) = crossbeam_channel::bounded(16);
+        router.handle(Event::Joined(Box::new(Joining {
+            id: ClientId(n),
+            name: format!("c{n}"),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            identity: Identity::open(Some(format!("user-{n}"))),
+            session_id: None,
+            stream: Arc::clone(stream),
+            outbound,
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            control,
+        })));
+        router.close_slow_consumers();
+        (outbound_rx, control_rx)
+    }
+
+    fn broadcast(router: &mut Router) -> usize {
+        let publication = Publication::new(Target::Broadcast, "event", None).unwrap();
+        let delivered = router.publish(&publication);
+        router.close_slow_consumers();
+        delivered
+    }
+
+    #[test]
+    fn a_wave_of_slow_consumers_closes_without_recursing() {
+        const CLIENTS: u64 = 3000;
+        let mut router = router(Config {
+            max_queue: 4,
+            ..Config::default()
+        });
+        let stream = socket();
+        let mut writers = Vec::new();
+        for n in 0..CLIENTS {
+            writers.push(join(&mut router, &stream, n));
+            // Healthy writers while everyone joins: drain the queues.
+            for (outbound, _) in &writers {
+                while outbound.try_recv().is_ok() {}
+            }
+        }
+        // Then nobody reads: four broadcasts fill every queue...
+        for _ in 0..4 {
+            assert_eq!(broadcast(&mut router), CLIENTS as usize);
+        }
+        // ...and the fifth finds every client slow at once. Each close tells
+        // the others its user went offline, which finds them slow again.
+        assert_eq!(broadcast(&mut router), 0);
+        assert!(router.clients.is_empty());
+        assert_eq!(router.counters.slow_consumers, CLIENTS);
+        assert_eq!(router.users.len(), 0);
+        // Every writer was told to close at once (ahead of its queue).
+        for (_, control) in &writers {
+            assert!(matches!(control.try_recv(), Ok(Control::Abort(_))));
+        }
+    }
+
+    #[test]
+    fn a_panicking_filter_skips_its_clients_and_the_router_carries_on() {
+        let mut router = router(Config::default());
+        let stream = socket();
+        let writers: Vec<_> = (0..3).map(|n| join(&mut router, &stream, n)).collect();
+        let filter = Filter::new(|c| {
+            if c.id() == "c1" {
+                panic!("application bug")
+            } else {
+                true
+            }
+        });
+        let publication = Publication::new(Target::Filter(filter), "event", None).unwrap();
+        assert_eq!(router.publish(&publication), 2);
+        assert_eq!(broadcast(&mut router), 3);
+        drop(writers);
     }
 }

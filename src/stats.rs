@@ -56,6 +56,10 @@ pub struct Stats {
     pub sessions: usize,
     /// Users with at least one connection.
     pub users: usize,
+    /// Connection and writer threads alive.
+    pub threads: usize,
+    /// The most such threads the hub will run (see the README's limits).
+    pub thread_limit: usize,
     /// Time since the hub started.
     pub uptime: Duration,
     /// When a client last sent or was sent a message.
@@ -129,6 +133,8 @@ pub(crate) fn stats_body(stats: &Stats) -> impl Serialize + '_ {
         channels: usize,
         sessions: usize,
         users: usize,
+        threads: usize,
+        thread_limit: usize,
         uptime: u64,
         clients: Vec<Client<'a>>,
     }
@@ -158,6 +164,8 @@ pub(crate) fn stats_body(stats: &Stats) -> impl Serialize + '_ {
         channels: stats.channels,
         sessions: stats.sessions,
         users: stats.users,
+        threads: stats.threads,
+        thread_limit: stats.thread_limit,
         uptime: stats.uptime.as_secs(),
         clients: stats
             .clients
@@ -262,6 +270,18 @@ pub(crate) fn prometheus(stats: &Stats) -> String {
         "gauge",
         "Users with at least one connection.",
         stats.users as f64,
+    );
+    metric(
+        "wshub_threads",
+        "gauge",
+        "Connection and writer threads alive.",
+        stats.threads as f64,
+    );
+    metric(
+        "wshub_thread_limit",
+        "gauge",
+        "The most connection and writer threads the hub will run.",
+        stats.thread_limit as f64,
     );
     metric(
         "wshub_uptime_seconds",

@@ -14,6 +14,7 @@
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, TryRecvError, select};
 use tungstenite::Bytes;
@@ -51,11 +52,13 @@ pub(crate) fn run(
     stream: Arc<TcpStream>,
     data: Receiver<Outbound>,
     control: Receiver<Control>,
+    queued_bytes: Arc<AtomicUsize>,
 ) {
     let mut writer = Writer {
         stream: &stream,
         data,
         control,
+        queued_bytes,
         data_open: true,
     };
     match writer.serve() {
@@ -71,6 +74,8 @@ struct Writer<'a> {
     stream: &'a TcpStream,
     data: Receiver<Outbound>,
     control: Receiver<Control>,
+    /// The router's count of bytes queued here: what is written comes off.
+    queued_bytes: Arc<AtomicUsize>,
     /// False once the router has dropped its sender.
     data_open: bool,
 }
@@ -147,6 +152,8 @@ impl Writer<'_> {
             }
         }
         self.write(&batch)?;
+        let written = batch.iter().map(Bytes::len).sum();
+        self.queued_bytes.fetch_sub(written, Ordering::AcqRel);
         Ok(close)
     }
 
@@ -157,6 +164,10 @@ impl Writer<'_> {
         if let Err(err) = self.write(&[close]) {
             return Ending::WriteFailed(err);
         }
+        // Nothing more will be sent: say so at the TCP level too. A client
+        // whose stream the reader can no longer parse (after a frame that
+        // was too big, say) then sees the end at once and closes its side.
+        let _ = self.stream.shutdown(Shutdown::Write);
         loop {
             match self.control.recv() {
                 Ok(Control::PeerClosed(_) | Control::ReaderDone) | Err(_) => return Ending::Closed,

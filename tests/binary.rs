@@ -205,7 +205,7 @@ fn the_log_tells_connects_disconnects_and_counts() {
     let line = hub.wait_line("connected from");
     assert!(
         line.contains(&client.id())
-            && line.contains("as user alice")
+            && line.contains("as user \"alice\"")
             && line.contains("(1 connected)"),
         "{line}"
     );
@@ -298,4 +298,15 @@ fn without_auth_the_start_warns_of_development_mode() {
     hub.wait_line("development mode");
     hub.signal("TERM");
     assert_eq!(hub.wait_exit(), 0);
+}
+
+#[test]
+fn an_argument_that_is_not_utf8_is_refused_not_a_crash() {
+    use std::os::unix::ffi::OsStrExt;
+    let output = Command::new(BIN)
+        .arg(std::ffi::OsStr::from_bytes(b"--port=\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not valid UTF-8"));
 }

@@ -282,3 +282,48 @@ fn a_hub_that_has_shut_down_refuses_handle_calls() {
         Err(wshub::Error::Closed)
     ));
 }
+
+#[test]
+fn queues_are_bounded_in_bytes_too_but_one_big_message_still_gets_through() {
+    let hub = start(Config {
+        max_queue_bytes: 256 * 1024,
+        ..support::config()
+    });
+    // A message larger than the whole byte budget reaches a healthy client.
+    let mut healthy = hub.client("/ws");
+    healthy.request(json!({"type": "subscribe", "channel": "big"}), "s");
+    let big = "b".repeat(1024 * 1024);
+    assert_eq!(
+        hub.handle()
+            .publish(Target::channel("big"), "event", &big)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        healthy.expect("event")["data"].as_str().map(str::len),
+        Some(big.len())
+    );
+
+    // A client that never reads is closed once its bytes pile up, long
+    // before it has max_queue (4096) messages waiting.
+    let mut stuck = hub.client("/ws");
+    stuck.request(json!({"type": "subscribe", "channel": "flood"}), "s");
+    let pad = "x".repeat(64 * 1024);
+    let mut sent = 0;
+    while hub
+        .handle()
+        .publish(Target::channel("flood"), "event", &pad)
+        .unwrap()
+        == 1
+    {
+        sent += 1;
+        assert!(sent < 1000, "never closed for its bytes");
+    }
+    assert!(
+        sent < 200,
+        "{sent} messages of 64 KiB went out before the close"
+    );
+    assert_eq!(hub.handle().stats().unwrap().slow_consumers, 1);
+    assert_eq!(stuck.expect_close(), (1013, "Client too slow".to_owned()));
+    healthy.expect_nothing_pending();
+}

@@ -350,3 +350,64 @@ fn bad_upgrade_requests_are_refused_with_their_reason() {
         "{head}"
     );
 }
+
+#[test]
+fn a_client_that_never_reads_its_response_holds_no_thread_past_the_deadline() {
+    let hub = start(Config {
+        handshake_timeout: Duration::from_millis(500),
+        rate_limit: 0,
+        max_subscriptions: 1000,
+        ..support::config()
+    });
+    // About 10 MB of /api/ws/stats: 50 clients with 1000 long channel names each,
+    // far more than the kernel's socket buffers hold.
+    let mut clients: Vec<_> = (0..50).map(|_| hub.client("/ws")).collect();
+    for client in &mut clients {
+        for n in 0..1000 {
+            client.send(
+                json!({"type": "subscribe", "channel": format!("{n:04}-{}", "c".repeat(200))}),
+            );
+        }
+    }
+    for client in &mut clients {
+        for _ in 0..1000 {
+            client.expect("subscribed");
+        }
+    }
+    let baseline = hub.handle().stats().unwrap().threads;
+
+    // Ask for it and never read.
+    let mut stream = TcpStream::connect(hub.addr).unwrap();
+    stream
+        .write_all(b"GET /api/ws/stats HTTP/1.1\r\n\r\n")
+        .unwrap();
+    hub.wait_stats("the request's thread to start", |s| {
+        s.threads == baseline + 1
+    });
+    // At its deadline the hub gives up on the write and the thread ends.
+    hub.wait_stats("the request's thread to end", |s| s.threads == baseline);
+    let mut received = Vec::new();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let _ = stream.read_to_end(&mut received);
+    assert!(
+        received.len() < 8 * 1024 * 1024,
+        "the hub did not stop writing ({} bytes)",
+        received.len()
+    );
+}
+
+#[test]
+fn conflicting_content_lengths_and_control_characters_are_bad_requests() {
+    let hub = start_default();
+    for request in [
+        &b"POST /api/publish HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"[..],
+        b"POST /api/publish HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}",
+    ] {
+        let (status, _, body) = http_raw(hub.addr, request);
+        assert_eq!(status, 400, "{body}");
+    }
+    let upgrade = "GET /ws?userId=eve%0D%0AINFO%20forged HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let (status, _, body) = http_raw(hub.addr, upgrade.as_bytes());
+    assert_eq!(status, 400);
+    assert!(body.contains("control characters"), "{body}");
+}

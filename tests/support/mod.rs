@@ -52,7 +52,12 @@ impl TestHub {
             }
             assert!(
                 start.elapsed() < DEADLINE,
-                "timed out waiting for {what}: {stats:?}"
+                "timed out waiting for {what}: {} clients, {} threads, {} slow consumers, {} stale, {} rejected",
+                stats.active_connections,
+                stats.threads,
+                stats.slow_consumers,
+                stats.stale_clients,
+                stats.rejected_connections
             );
             std::thread::yield_now();
         }
@@ -182,13 +187,19 @@ impl Client {
     /// After the server's Close: sends ours back (tungstenite queued it
     /// while reading) and waits for the server to close the connection.
     pub fn finish_close(&mut self) {
-        self.ws.get_mut().set_read_timeout(Some(DEADLINE)).ok();
-        loop {
-            match self.ws.read() {
-                Err(tungstenite::Error::ConnectionClosed) => return,
-                Err(err) => panic!("expected the hub to close the connection, got {err}"),
-                Ok(_) => {}
-            }
+        finish_close(&mut self.ws);
+    }
+}
+
+/// After the server's Close: sends ours back (tungstenite queued it while
+/// reading) and waits, up to [`DEADLINE`], for the server to close TCP.
+pub fn finish_close(ws: &mut WebSocket<TcpStream>) {
+    ws.get_mut().set_read_timeout(Some(DEADLINE)).ok();
+    loop {
+        match ws.read() {
+            Err(tungstenite::Error::ConnectionClosed) => return,
+            Err(err) => panic!("expected the hub to close the connection, got {err}"),
+            Ok(_) => {}
         }
     }
 }
