@@ -162,6 +162,16 @@ const FLAGS: &[Flag] = &[
         takes_value: true,
     },
     Flag {
+        name: "--thread-stack-size",
+        env: "WSHUB_THREAD_STACK_SIZE",
+        takes_value: true,
+    },
+    Flag {
+        name: "--read-buffer-size",
+        env: "WSHUB_READ_BUFFER_SIZE",
+        takes_value: true,
+    },
+    Flag {
         name: "--allow-client-publish",
         env: "WSHUB_ALLOW_CLIENT_PUBLISH",
         takes_value: false,
@@ -258,6 +268,9 @@ LIMITS:
     --handshake-timeout <SECS>      Time to send a whole HTTP request [env: WSHUB_HANDSHAKE_TIMEOUT] [default: 10]
     --max-header-size <BYTES>       Largest HTTP request head [env: WSHUB_MAX_HEADER_SIZE] [default: 8192]
     --max-body-size <BYTES>         Largest POST /api/publish body [env: WSHUB_MAX_BODY_SIZE] [default: 1048576]
+    --thread-stack-size <BYTES>     Stack of each connection's two threads [env: WSHUB_THREAD_STACK_SIZE]
+                                    [default: 262144]
+    --read-buffer-size <BYTES>      Each connection's read buffer [env: WSHUB_READ_BUFFER_SIZE] [default: 4096]
 
     -h, --help                      Print this help
     -V, --version                   Print the version
@@ -345,6 +358,8 @@ pub fn parse(
             "--handshake-timeout" => config.handshake_timeout = seconds(flag.name, &value)?,
             "--max-header-size" => config.max_header_size = number(flag.name, &value)?,
             "--max-body-size" => config.max_body_size = number(flag.name, &value)?,
+            "--thread-stack-size" => config.thread_stack_size = number(flag.name, &value)?,
+            "--read-buffer-size" => config.read_buffer_size = number(flag.name, &value)?,
             "--allow-client-publish" => config.allow_client_publish = boolean(flag.name, &value)?,
             "--tokens" => {
                 config.tokens =
@@ -597,6 +612,9 @@ mod tests {
                 "--rate-limit",
                 "0",
                 "--max-subscriptions=5",
+                "--thread-stack-size",
+                "131072",
+                "--read-buffer-size=8192",
             ],
             &[],
         );
@@ -610,6 +628,8 @@ mod tests {
         assert!(c.allow_anonymous);
         assert_eq!(c.rate_limit, 0);
         assert_eq!(c.max_subscriptions, 5);
+        assert_eq!(c.thread_stack_size, 131_072);
+        assert_eq!(c.read_buffer_size, 8192);
     }
 
     #[test]
