@@ -1,9 +1,9 @@
 //! The router thread: the only owner of the hub's state (clients, channels,
 //! sessions, users, presence, counters).
 //!
-//! It blocks on one channel of [`Event`]s and handles each in one `match`
-//! arm of [`Router::handle`]; a debugger breakpoint there sees everything the
-//! hub does. It never blocks on a client: frames go into each client's
+//! It blocks on its channel of [`Event`]s and on the timer's ticks, and
+//! handles each event in one `match` arm of [`Router::handle`]; a debugger
+//! breakpoint there sees everything the hub does. It never blocks on a client: frames go into each client's
 //! writer queue with a length check first, and a full queue closes that
 //! client (1013) instead of waiting for it.
 //!

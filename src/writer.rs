@@ -59,6 +59,7 @@ pub(crate) fn run(
         data,
         control,
         queued_bytes,
+        batch: Vec::new(),
         data_open: true,
     };
     match writer.serve() {
@@ -76,6 +77,8 @@ struct Writer<'a> {
     control: Receiver<Control>,
     /// The router's count of bytes queued here: what is written comes off.
     queued_bytes: Arc<AtomicUsize>,
+    /// Frames gathered for one `writev`, kept between batches.
+    batch: Vec<Bytes>,
     /// False once the router has dropped its sender.
     data_open: bool,
 }
@@ -138,7 +141,8 @@ impl Writer<'_> {
     /// Writes `first` and whatever else is queued behind it, in one `writev`.
     /// Returns a Close frame met in the queue, to send after the batch.
     fn write_batch(&mut self, first: Bytes) -> io::Result<Option<Bytes>> {
-        let mut batch = Vec::with_capacity(8);
+        // The batch vector is kept between calls: no allocation per message.
+        let mut batch = std::mem::take(&mut self.batch);
         batch.push(first);
         let mut close = None;
         while batch.len() < MAX_BATCH && self.control.is_empty() {
@@ -151,8 +155,11 @@ impl Writer<'_> {
                 Err(_) => break,
             }
         }
-        self.write(&batch)?;
-        let written = batch.iter().map(Bytes::len).sum();
+        let written: usize = batch.iter().map(Bytes::len).sum();
+        let result = self.write(&batch);
+        batch.clear();
+        self.batch = batch;
+        result?;
         self.queued_bytes.fetch_sub(written, Ordering::AcqRel);
         Ok(close)
     }
@@ -176,10 +183,15 @@ impl Writer<'_> {
         }
     }
 
-    /// Writes whole frames, however many calls the socket needs.
+    /// Writes whole frames (at most [`MAX_BATCH`]), however many calls the
+    /// socket needs.
     fn write(&self, frames: &[Bytes]) -> io::Result<()> {
-        let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
-        let mut remaining = &mut slices[..];
+        debug_assert!(frames.len() <= MAX_BATCH, "batches are cut at MAX_BATCH");
+        let mut slices = [IoSlice::new(&[]); MAX_BATCH];
+        for (slice, frame) in slices.iter_mut().zip(frames) {
+            *slice = IoSlice::new(frame);
+        }
+        let mut remaining = &mut slices[..frames.len().min(MAX_BATCH)];
         while !remaining.is_empty() {
             match (&mut &*self.stream).write_vectored(remaining) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
