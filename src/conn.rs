@@ -21,10 +21,10 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Sender, bounded, unbounded};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tungstenite::Message;
 use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+use tungstenite::{Bytes, Message};
 
 use crate::auth::{AdminCheck, Authenticator, Denied, Identity};
 use crate::budget::Threads;
@@ -508,21 +508,15 @@ fn upgrade(
         Err(denied) => {
             log::warn!("refused {peer}: {denied}");
             let _ = shared.events.send(Event::Rejected);
-            return refuse(&stream, rest, &denied, config);
+            let error = protocol::error_frame(ErrorCode::Unauthorized, &denied.to_string(), None);
+            return refuse(&stream, rest, &[error, Close::Unauthorized.frame()], config);
         }
     };
 
-    // No writer exists yet, so this thread may write the Close itself.
     let Some(slot) = shared.threads.reserve() else {
         log::warn!("refused {peer}: no thread left for its writer");
         let _ = shared.events.send(Event::Rejected);
-        let _ = write_before(
-            &stream,
-            &Close::ServerFull.frame(),
-            Instant::now() + config.close_timeout,
-        );
-        let _ = stream.shutdown(Shutdown::Both);
-        return;
+        return refuse(&stream, rest, &[Close::ServerFull.frame()], config);
     };
     let (id, name) = shared.new_client();
     let (outbound, outbound_rx) = unbounded();
@@ -545,15 +539,9 @@ fn upgrade(
             )
         });
     if let Err(err) = spawned {
-        // No writer exists, so this thread may write: say why, then go.
         log::error!("cannot start a writer thread for {peer}: {err}");
-        let _ = write_before(
-            &stream,
-            &Close::Internal.frame(),
-            Instant::now() + config.close_timeout,
-        );
-        let _ = stream.shutdown(Shutdown::Both);
-        return;
+        let _ = shared.events.send(Event::Rejected);
+        return refuse(&stream, rest, &[Close::Internal.frame()], config);
     }
     let joining = Joining {
         id,
@@ -665,13 +653,12 @@ fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response
     })
 }
 
-/// Tells an unauthorized client why, closes with 1008 and waits (a little)
-/// for its Close, so the reason is read before the socket goes. No writer
-/// exists for this connection, so this thread writes.
-fn refuse(stream: &Arc<TcpStream>, rest: Vec<u8>, denied: &Denied, config: &Config) {
-    let error = protocol::error_frame(ErrorCode::Unauthorized, &denied.to_string(), None);
-    let mut out = error.to_vec();
-    out.extend_from_slice(&Close::Unauthorized.frame());
+/// Refuses a client right after its handshake: sends `frames` (the reason
+/// and a Close), then waits a little for the client's Close, so the reason
+/// is read before the socket goes. No writer exists for this connection,
+/// so this thread writes.
+fn refuse(stream: &Arc<TcpStream>, rest: Vec<u8>, frames: &[Bytes], config: &Config) {
+    let out = frames.concat();
     let deadline = Instant::now() + config.close_timeout;
     if write_before(stream, &out, deadline).is_ok() {
         // Nothing more will come: the client sees the end after our Close.

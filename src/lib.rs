@@ -88,6 +88,11 @@ mod subscriptions;
 mod timer;
 mod writer;
 
+/// Random JSON for the parser's property tests, shared with `tests/`.
+#[cfg(test)]
+#[path = "../tests/support/json.rs"]
+mod test_json;
+
 pub use crate::auth::{Secret, TokenGrant, load_tokens};
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};

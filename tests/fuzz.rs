@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
-use serde_json::{Map, Value, json};
+use serde_json::json;
+use support::json::{any_json, request_like};
 use support::{Client, DEADLINE, read_json, start};
 use tungstenite::Message;
 use wshub::{Config, Target};
@@ -30,52 +31,6 @@ const CODES: &[&str] = &[
 
 /// Replies a well-formed request can get.
 const REPLIES: &[&str] = &["pong", "subscribed", "unsubscribed", "presence", "error"];
-
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        "[a-z:_-]{0,12}".prop_map(Value::String),
-        ".{0,30}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 32, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-            prop::collection::hash_map("[a-zA-Z]{0,10}", inner, 0..5)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
-fn request_like() -> impl Strategy<Value = Value> {
-    let kind = prop_oneof![
-        Just(json!("ping")),
-        Just(json!("subscribe")),
-        Just(json!("unsubscribe")),
-        Just(json!("publish")),
-        Just(json!("user_presence")),
-        Just(json!("presence")),
-        Just(json!("refresh")),
-        any_json(),
-    ];
-    let field = prop_oneof![
-        Just("channel"),
-        Just("sessionId"),
-        Just("data"),
-        Just("payload"),
-        Just("event"),
-        Just("correlationId"),
-    ];
-    (kind, prop::collection::vec((field, any_json()), 0..4)).prop_map(|(kind, fields)| {
-        let mut object = Map::new();
-        object.insert("type".into(), kind);
-        for (name, value) in fields {
-            object.insert(name.into(), value);
-        }
-        Value::Object(object)
-    })
-}
 
 #[derive(Debug, Clone)]
 enum Frame {

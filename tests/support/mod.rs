@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod json;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
