@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Config;
@@ -35,9 +36,30 @@ impl Secret {
         &self.0
     }
 
-    /// Constant-time equality with a client-given value.
-    fn matches(&self, given: &str) -> bool {
-        bool::from(self.0.as_bytes().ct_eq(given.as_bytes()))
+    /// The secret's SHA-256 digest, what client-given values are compared with.
+    fn digest(&self) -> Digest {
+        Digest::of(&self.0)
+    }
+}
+
+/// The SHA-256 digest of a token. Tokens are compared through their digests
+/// in constant time: equal lengths, so not even a token's length leaks.
+#[derive(Clone, Copy)]
+struct Digest([u8; 32]);
+
+impl Digest {
+    fn of(value: &str) -> Digest {
+        Digest(Sha256::digest(value.as_bytes()).into())
+    }
+
+    fn matches(&self, other: &Digest) -> bool {
+        bool::from(self.0.ct_eq(&other.0))
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Digest(..)")
     }
 }
 
@@ -303,10 +325,10 @@ pub(crate) enum AdminCheck {
 /// Everything needed to decide who gets in, built once from the [`Config`].
 #[derive(Debug)]
 pub(crate) struct Authenticator {
-    tokens: Vec<(Secret, TokenGrant)>,
+    tokens: Vec<(Digest, TokenGrant)>,
     jwt_secret: Option<Secret>,
     jwt_leeway: Duration,
-    admin_token: Option<Secret>,
+    admin_token: Option<Digest>,
     allow_anonymous: bool,
     origins: Vec<String>,
 }
@@ -317,11 +339,11 @@ impl Authenticator {
             tokens: config
                 .tokens
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.digest(), v.clone()))
                 .collect(),
             jwt_secret: config.jwt_secret.clone(),
             jwt_leeway: config.jwt_leeway,
-            admin_token: config.admin_token.clone(),
+            admin_token: config.admin_token.as_ref().map(Secret::digest),
             allow_anonymous: config.allow_anonymous,
             origins: config
                 .allowed_origins
@@ -347,7 +369,7 @@ impl Authenticator {
             // Development: tokens are not checked (clients of `001_*.txt`
             // always send one), except the admin token, which opens a
             // service connection.
-            return Ok(match token.and_then(|t| self.service(t)) {
+            return Ok(match token.and_then(|t| self.service(&Digest::of(t))) {
                 Some(service) => service,
                 None => Identity::open(user_param.map(str::to_owned)),
             });
@@ -372,13 +394,14 @@ impl Authenticator {
 
     /// Checks a token on its own (the handshake and `refresh`).
     pub(crate) fn verify(&self, token: &str, now: SystemTime) -> Result<Identity, Denied> {
-        if let Some(service) = self.service(token) {
+        let given = Digest::of(token);
+        if let Some(service) = self.service(&given) {
             return Ok(service);
         }
         // Compare with every entry, so the time taken says nothing about
         // which (if any) matched.
-        let grant = self.tokens.iter().fold(None, |found, (secret, grant)| {
-            if secret.matches(token) {
+        let grant = self.tokens.iter().fold(None, |found, (digest, grant)| {
+            if digest.matches(&given) {
                 Some(grant)
             } else {
                 found
@@ -406,9 +429,9 @@ impl Authenticator {
     }
 
     /// The admin token used as a WebSocket token: full rights, no user.
-    fn service(&self, token: &str) -> Option<Identity> {
+    fn service(&self, given: &Digest) -> Option<Identity> {
         let admin = self.admin_token.as_ref()?;
-        admin.matches(token).then(|| {
+        admin.matches(given).then(|| {
             Identity::verified(
                 None,
                 Grants {
@@ -427,20 +450,23 @@ impl Authenticator {
             None if self.client_auth() => AdminCheck::Locked,
             None => AdminCheck::Allowed,
             Some(admin) => match authorization.and_then(bearer) {
-                Some(given) if admin.matches(given) => AdminCheck::Allowed,
+                Some(given) if admin.matches(&Digest::of(given)) => AdminCheck::Allowed,
                 _ => AdminCheck::Refused,
             },
         }
     }
 
     /// Whether a browser from `origin` may open a WebSocket. Requests without
-    /// an Origin (not from a browser) always may; with no allow-list, every
-    /// origin may.
+    /// an Origin (not from a browser) always may. With an allow-list, the
+    /// listed origins may. Without one, every origin may when clients need
+    /// tokens (a page elsewhere has none), and only pages on this machine in
+    /// development mode, where connecting is all it takes.
     pub(crate) fn origin_allowed(&self, origin: Option<&str>) -> bool {
         match origin {
             None => true,
-            Some(_) if self.origins.is_empty() => true,
-            Some(origin) => self.origin_listed(origin),
+            Some(origin) if !self.origins.is_empty() => self.origin_listed(origin),
+            Some(_) if self.client_auth() => true,
+            Some(origin) => is_loopback_origin(origin),
         }
     }
 
@@ -451,6 +477,36 @@ impl Authenticator {
             .iter()
             .any(|rule| origin_matches(rule, &origin))
     }
+}
+
+/// Whether `origin` is a page on this machine: `http(s)://localhost`,
+/// `127.x.x.x` or `[::1]`, any port.
+pub(crate) fn is_loopback_origin(origin: &str) -> bool {
+    let origin = origin.to_ascii_lowercase();
+    match origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    {
+        Some(authority) => is_loopback_host(authority),
+        None => false,
+    }
+}
+
+/// Whether a `Host` header (or an origin's authority) names this machine:
+/// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
+pub(crate) fn is_loopback_host(authority: &str) -> bool {
+    let authority = authority.to_ascii_lowercase();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, rest)) if rest.is_empty() || rest.starts_with(':') => host,
+            _ => return false,
+        },
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -686,10 +742,42 @@ mod tests {
         assert!(!a.origin_allowed(Some("https://app.example.com.evil.io")));
         assert!(!a.origin_allowed(Some("https://evil-example.org")));
         assert!(!a.origin_allowed(Some("null")));
-        assert!(auth(Config::default()).origin_allowed(Some("https://anywhere")));
+        assert!(!auth(Config::default()).origin_allowed(Some("https://anywhere")));
         assert!(check_origin_rule("https://a.b:8443").is_ok());
         assert!(check_origin_rule("a.b").is_err());
         assert!(check_origin_rule("https://a.b/path").is_err());
+    }
+
+    #[test]
+    fn without_a_list_development_mode_admits_only_pages_on_this_machine() {
+        let dev = auth(Config::default());
+        for origin in [
+            "http://localhost:5173",
+            "http://127.0.0.1:8080",
+            "https://LOCALHOST",
+            "http://[::1]:3000",
+        ] {
+            assert!(dev.origin_allowed(Some(origin)), "{origin}");
+        }
+        for origin in [
+            "https://evil.example",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.evil.example",
+            "null",
+            "file://",
+            "http://[::1",
+        ] {
+            assert!(!dev.origin_allowed(Some(origin)), "{origin}");
+        }
+        assert!(dev.origin_allowed(None), "not a browser");
+        // With tokens required, a page elsewhere has none: any origin may try.
+        assert!(with_auth().origin_allowed(Some("https://evil.example")));
+        assert!(
+            is_loopback_host("localhost:3000")
+                && is_loopback_host("127.0.0.1")
+                && is_loopback_host("[::1]:80")
+        );
+        assert!(!is_loopback_host("evil.example:3000") && !is_loopback_host("192.168.1.2"));
     }
 
     #[test]

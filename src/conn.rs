@@ -33,6 +33,7 @@ use crate::event::{Control, Event, Joining, Refusal};
 use crate::http::{self, Request, Response};
 use crate::protocol::{self, Close, ErrorCode, MAX_NAME_LEN};
 use crate::publish::{Publication, Target};
+use crate::ratelimit::{RateLimiter, Verdict};
 use crate::stats;
 use crate::subscriptions::ClientId;
 use crate::writer;
@@ -53,6 +54,8 @@ const LINGER: Duration = Duration::from_secs(1);
 /// inbox.
 pub(crate) struct Shared {
     pub config: Arc<Config>,
+    /// Whether the hub listens on a loopback address only.
+    pub loopback: bool,
     pub auth: Arc<Authenticator>,
     pub threads: Arc<Threads>,
     pub events: Sender<Event>,
@@ -70,6 +73,7 @@ impl Shared {
     ) -> Shared {
         Shared {
             config,
+            loopback: false,
             auth,
             threads,
             events,
@@ -104,6 +108,9 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         }
         Err(Unread::Gone) => return,
     };
+    if let Some(response) = foreign_host(&request, shared) {
+        return respond(&stream, &response, false, shared.config.handshake_timeout);
+    }
     if request.header_has_token("upgrade", "websocket") {
         return upgrade(stream, peer, request, rest, shared);
     }
@@ -118,6 +125,19 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         head_only,
         shared.config.handshake_timeout,
     );
+}
+
+/// In development mode on loopback, a request naming another host (DNS
+/// rebinding: a web page whose domain now points at 127.0.0.1) is refused,
+/// so a page cannot read the hub's stats or use it. Requests without a Host
+/// (not from a browser) are let through.
+fn foreign_host(request: &Request, shared: &Shared) -> Option<Response> {
+    let host = request.header("host")?;
+    if shared.auth.client_auth() || !shared.loopback || crate::auth::is_loopback_host(host) {
+        return None;
+    }
+    let message = format!("This development hub answers requests for localhost only, not {host}");
+    Some(Response::error(403, "forbidden_host", &message))
 }
 
 /// Reads up to the end of the request head, within the deadline and the
@@ -570,7 +590,7 @@ fn upgrade(
         .max_frame_size(Some(config.max_message_size));
     let mut ws =
         WebSocket::from_partially_read(ReadHalf(stream), rest, Role::Server, Some(ws_config));
-    let last = read_loop(&mut ws, id, &shared.events, &control);
+    let last = read_loop(&mut ws, id, config, &shared.events, &control);
     // The router first, so it can cut the socket if the writer is stuck.
     let _ = shared.events.send(Event::Left(id));
     let _ = control.send(last);
@@ -692,26 +712,34 @@ fn refuse(stream: &Arc<TcpStream>, rest: Vec<u8>, frames: &[Bytes], config: &Con
 fn read_loop(
     ws: &mut WebSocket<ReadHalf>,
     id: ClientId,
+    config: &Config,
     events: &Sender<Event>,
     control: &Sender<Control>,
 ) -> Control {
+    let mut pings = ControlBudget::new(config);
     loop {
+        let refused = |why| Event::Refused { client: id, why };
         let event = match ws.read() {
             Ok(Message::Text(text)) => Event::Request {
                 client: id,
                 request: protocol::parse(text.as_str()),
             },
-            Ok(Message::Binary(_)) => Event::Refused {
-                client: id,
-                why: Refusal::Binary,
-            },
-            Ok(Message::Ping(payload)) => {
-                if control.send(Control::Pong(payload)).is_err() {
-                    return Control::ReaderDone;
+            Ok(Message::Binary(_)) => refused(Refusal::Binary),
+            Ok(message @ (Message::Ping(_) | Message::Pong(_))) => match pings.check() {
+                ControlVerdict::Forward { alive } => {
+                    if let Message::Ping(payload) = message
+                        && control.send(Control::Pong(payload)).is_err()
+                    {
+                        return Control::ReaderDone;
+                    }
+                    match alive {
+                        true => Event::Alive(id),
+                        false => continue,
+                    }
                 }
-                Event::Alive(id)
-            }
-            Ok(Message::Pong(_)) => Event::Alive(id),
+                ControlVerdict::Drop => continue,
+                ControlVerdict::Flood => refused(Refusal::ControlFlood),
+            },
             Ok(Message::Close(frame)) => return Control::PeerClosed(frame),
             Ok(Message::Frame(_)) => continue,
             Err(err) => {
@@ -725,14 +753,75 @@ fn read_loop(
                     _ => return Control::ReaderDone,
                 };
                 log::debug!("client {id:?} sent a bad frame: {err}");
-                if events.send(Event::Refused { client: id, why }).is_ok() {
-                    drain(ws.get_mut());
-                }
-                return Control::ReaderDone;
+                refused(why)
             }
         };
+        let ends = matches!(&event, Event::Refused { why, .. } if why.closes());
         if events.send(event).is_err() {
             return Control::ReaderDone;
+        }
+        if ends {
+            // The router closes this client; read nothing more from it.
+            drain(ws.get_mut());
+            return Control::ReaderDone;
+        }
+    }
+}
+
+/// Most Pings and Pongs a client may send in a burst.
+const CONTROL_BURST: u32 = 100;
+
+/// What to do with a client's Ping or Pong.
+enum ControlVerdict {
+    /// Answer a Ping; tell the router the client is alive if `alive`.
+    Forward { alive: bool },
+    /// Over the budget: ignore it.
+    Drop,
+    /// Far over the budget, again and again: the client is closed (1008).
+    Flood,
+}
+
+/// Control frames are not messages, so the router's rate limit does not see
+/// them; this budget does, in the reader, so that a flood of Pings or Pongs
+/// costs the router nothing. It allows a burst of [`CONTROL_BURST`] and then
+/// two per second, or four per heartbeat when heartbeats are faster, so that
+/// a client answering every Ping is never refused. The router hears that a
+/// client is alive at most once per tick: enough for heartbeats.
+struct ControlBudget {
+    rate: Option<RateLimiter>,
+    alive_every: Duration,
+    last_alive: Option<Instant>,
+}
+
+impl ControlBudget {
+    fn new(config: &Config) -> ControlBudget {
+        let per_second = (4.0 / config.heartbeat_interval.as_secs_f64()).max(2.0);
+        let window = Duration::from_secs_f64(f64::from(CONTROL_BURST) / per_second);
+        ControlBudget {
+            rate: RateLimiter::new(CONTROL_BURST, window, Instant::now()),
+            alive_every: config.tick(),
+            last_alive: None,
+        }
+    }
+
+    fn check(&mut self) -> ControlVerdict {
+        let now = Instant::now();
+        match self
+            .rate
+            .as_mut()
+            .map_or(Verdict::Allowed, |rate| rate.check(now))
+        {
+            Verdict::Allowed => {
+                let alive = self
+                    .last_alive
+                    .is_none_or(|last| now.saturating_duration_since(last) >= self.alive_every);
+                if alive {
+                    self.last_alive = Some(now);
+                }
+                ControlVerdict::Forward { alive }
+            }
+            Verdict::Limited => ControlVerdict::Drop,
+            Verdict::Abusive => ControlVerdict::Flood,
         }
     }
 }

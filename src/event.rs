@@ -75,6 +75,15 @@ pub(crate) enum Refusal {
     InvalidUtf8,
     /// A broken WebSocket frame: close 1002.
     Protocol,
+    /// Pings or Pongs far beyond the control-frame budget: close 1008.
+    ControlFlood,
+}
+
+impl Refusal {
+    /// Whether the client is closed for it (the reader then stops parsing).
+    pub(crate) fn closes(self) -> bool {
+        !matches!(self, Refusal::Binary)
+    }
 }
 
 /// The router's queue to one writer, in order. Only the router sends here,

@@ -119,12 +119,14 @@ impl Hub {
         let wanted = 2 * config.max_connections + HANDSHAKE_HEADROOM;
         let kernel = budget::kernel_thread_limit();
         let threads = Threads::new(kernel.map_or(wanted, |limit| limit.min(wanted)));
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             Arc::clone(&config),
             Arc::clone(&auth),
             threads,
             sender.clone(),
-        ));
+        );
+        shared.loopback = local_addr.ip().is_loopback();
+        let shared = Arc::new(shared);
         let handle = Handle {
             events: sender,
             stop: Arc::new(Stop {

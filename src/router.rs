@@ -628,8 +628,21 @@ impl Router {
         for channel in &lost {
             self.channels.remove(channel, id);
         }
-        for channel in lost {
-            let topic = Topic::Channel(channel.into());
+        // Sessions are checked again too: a token that lost admin rights
+        // keeps only its own (and claims the ones nobody owns).
+        let owner = client.session_owner().map(str::to_owned);
+        let (kept, lost_sessions): (Vec<Box<str>>, Vec<Box<str>>) =
+            std::mem::take(&mut client.sessions)
+                .into_iter()
+                .partition(|s| self.sessions.join(s, id, owner.as_deref()).is_ok());
+        client.sessions = kept;
+        let now = Instant::now();
+        for session in &lost_sessions {
+            self.sessions.leave(session, id, now);
+        }
+        let lost = lost.into_iter().map(|c| Topic::Channel(c.into()));
+        let lost_sessions = lost_sessions.into_iter().map(|s| Topic::Session(s.into()));
+        for topic in lost.chain(lost_sessions) {
             self.reply(id, Kind::Unsubscribed, Some(&topic), Some(Empty {}), None);
         }
         self.reply(id, Kind::Ack, None, None::<Empty>, correlation);
@@ -741,7 +754,13 @@ impl Router {
     }
 
     fn refused(&mut self, id: ClientId, why: Refusal) {
-        if !self.admit(id, None) {
+        // A refusal that closes is final: the reader has stopped, so it must
+        // not be lost to the rate limit. A binary frame is a message like any.
+        let handled = match why.closes() {
+            true => self.clients.contains_key(&id),
+            false => self.admit(id, None),
+        };
+        if !handled {
             return;
         }
         match why {
@@ -766,6 +785,16 @@ impl Router {
                 self.close(id, Close::InvalidUtf8, Urgency::Graceful);
             }
             Refusal::Protocol => self.close(id, Close::Protocol, Urgency::Graceful),
+            Refusal::ControlFlood => {
+                self.counters.rate_limited += 1;
+                if let Some(client) = self.clients.get(&id) {
+                    log::warn!(
+                        "client {} floods Pings or Pongs: closing it with 1008",
+                        client.name
+                    );
+                }
+                self.close(id, Close::Abuse, Urgency::Graceful);
+            }
         }
     }
 

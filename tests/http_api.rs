@@ -305,7 +305,8 @@ fn bad_upgrade_requests_are_refused_with_their_reason() {
     let hub = start_default();
     let upgrade = |path: &str, extra: &str| {
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{extra}\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{extra}\r\n",
+            hub.addr
         );
         http_raw(hub.addr, request.as_bytes())
     };

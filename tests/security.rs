@@ -644,3 +644,136 @@ fn connections_per_user_are_capped() {
     );
     Client::connect(hub.addr, &format!("/ws?token={}", user_token("bob")));
 }
+
+/// The head of the answer to a WebSocket upgrade with these extra headers
+/// (read only up to the blank line: a 101 leaves the connection open).
+fn upgrade_status(hub: &TestHub, headers: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(hub.addr).unwrap();
+    stream.set_read_timeout(Some(support::DEADLINE)).unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    support::parse_response(&head).0
+}
+
+#[test]
+fn in_development_mode_only_pages_on_this_machine_may_connect() {
+    let hub = support::start_default();
+    assert_eq!(
+        upgrade_status(&hub, "Origin: https://evil.example\r\n"),
+        403
+    );
+    assert_eq!(
+        upgrade_status(&hub, "Origin: http://localhost.evil.example\r\n"),
+        403
+    );
+    for origin in [
+        "http://localhost:5173",
+        "http://127.0.0.1:8080",
+        "http://[::1]:3000",
+    ] {
+        assert_eq!(
+            upgrade_status(&hub, &format!("Origin: {origin}\r\n")),
+            101,
+            "{origin}"
+        );
+    }
+    assert_eq!(upgrade_status(&hub, ""), 101, "not a browser: no Origin");
+    // With tokens required, a page elsewhere has none to use: its origin may try.
+    let secure = start(Config {
+        allowed_origins: Vec::new(),
+        ..secure_config()
+    });
+    assert_eq!(
+        upgrade_status(&secure, "Origin: https://evil.example\r\n"),
+        101
+    );
+}
+
+#[test]
+fn in_development_mode_a_rebound_domain_cannot_read_the_hub() {
+    let hub = support::start_default();
+    let stats = |host: &str| {
+        let request = format!("GET /api/ws/stats HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        http_raw(hub.addr, request.as_bytes())
+    };
+    let (status, _, body) = stats("evil.example:3000");
+    assert_eq!(status, 403);
+    assert!(body.contains("forbidden_host"), "{body}");
+    assert_eq!(stats("localhost:3000").0, 200);
+    assert_eq!(stats(&hub.addr.to_string()).0, 200);
+    assert_eq!(upgrade_status(&hub, "Host: evil.example\r\n"), 403);
+}
+
+#[test]
+fn a_flood_of_pings_or_pongs_is_cut_off_without_reaching_the_router() {
+    let hub = support::start_default();
+    let mut bystander = hub.client("/ws");
+    let mut flooder = hub.client("/ws");
+    let received_before = hub.handle().stats().unwrap().messages_received;
+    for _ in 0..10_000 {
+        // Unsolicited Pongs: nothing comes back to read, so they cost the
+        // flooder nothing. The hub stops listening partway.
+        if flooder
+            .ws
+            .send(tungstenite::Message::Pong(Vec::new().into()))
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        flooder.expect_close(),
+        (1008, "Rate limit exceeded".to_owned())
+    );
+    let stats = hub.wait_stats("the flooder to go", |s| s.active_connections == 1);
+    assert_eq!(
+        stats.messages_received, received_before,
+        "control frames are not messages"
+    );
+    assert_eq!(stats.rate_limited, 1);
+    bystander.expect_nothing_pending();
+}
+
+#[test]
+fn a_refresh_that_drops_admin_rights_leaves_other_users_sessions() {
+    let hub = secure_hub();
+    let mut bob = Client::connect(
+        hub.addr,
+        &format!("/ws?token={}&sessionId=s-bob", user_token("bob")),
+    );
+    let mut ops = Client::connect(hub.addr, "/ws?token=team-static");
+    // carol's static token is not admin; an admin JWT for carol is.
+    let admin = jwt(json!({"sub": "carol", "exp": now() + 600.0, "admin": true}));
+    ops.request(json!({"type": "refresh", "data": {"token": admin}}), "r0");
+    assert_eq!(
+        ops.request(json!({"type": "subscribe", "sessionId": "s-bob"}), "s")["type"],
+        "subscribed"
+    );
+    ops.send(
+        json!({"type": "refresh", "data": {"token": user_token("carol")}, "correlationId": "r1"}),
+    );
+    let left = ops.expect_eventually("unsubscribed");
+    assert_eq!(left["sessionId"], "s-bob");
+    assert_eq!(ops.expect("ack")["correlationId"], "r1");
+    bob.request(json!({"type": "ping"}), "sync");
+    assert_eq!(
+        hub.handle()
+            .publish(
+                Target::session("s-bob"),
+                "ai_progress",
+                json!({"secret": 1})
+            )
+            .unwrap(),
+        1
+    );
+    bob.expect("ai_progress");
+    ops.expect_nothing_pending();
+}

@@ -277,7 +277,7 @@ pub fn parse_response(response: &[u8]) -> (u16, String, String) {
 
 /// `GET path`; returns status and the body as JSON (or a string).
 pub fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     let (status, _, body) = http_raw(addr, request.as_bytes());
     (
         status,
@@ -288,7 +288,7 @@ pub fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
 /// `POST path` with a JSON body.
 pub fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let (status, _, body) = http_raw(addr, request.as_bytes());
