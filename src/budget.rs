@@ -1,8 +1,12 @@
-//! How many connection and writer threads the hub may run: a counter checked
-//! before every spawn, against a ceiling the kernel can really honour.
+//! What the hub admits before the router sees a client: how many connection
+//! and writer threads may run (a counter checked before every spawn, against
+//! a ceiling the kernel can really honour), and how many connections may be
+//! mid-handshake, in all and per address.
 //!
-//! Shared (through an `Arc`) by the accept loop and the connection threads;
-//! the counter is an atomic, not state of the router's.
+//! [`Threads`] is shared (through an `Arc`) by the accept loop and the
+//! connection threads; its counter is an atomic. [`Handshakes`] belongs to
+//! the accept loop alone; connection threads give their slot back over a
+//! channel.
 //!
 //! Why a ceiling at all: on Linux every thread costs four memory mappings
 //! (its stack and guard page, and the signal stack and guard page Rust's
@@ -11,8 +15,12 @@
 //! aborts the whole process rather than failing the spawn, so the hub must
 //! stop short of the limit: it refuses the connection instead.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
 
 /// Memory mappings one thread costs.
 const MAPS_PER_THREAD: usize = 4;
@@ -86,6 +94,72 @@ impl Drop for ThreadSlot {
     }
 }
 
+/// Connections still sending their HTTP request, counted by the accept loop.
+#[derive(Debug)]
+pub(crate) struct Handshakes {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+    most: usize,
+    most_per_address: usize,
+    trusted: Vec<IpAddr>,
+    done: Sender<IpAddr>,
+    finished: Receiver<IpAddr>,
+}
+
+impl Handshakes {
+    pub(crate) fn new(most: usize, most_per_address: usize, trusted: Vec<IpAddr>) -> Handshakes {
+        let (done, finished) = unbounded();
+        Handshakes {
+            total: 0,
+            by_address: HashMap::new(),
+            most,
+            most_per_address,
+            trusted,
+            done,
+            finished,
+        }
+    }
+
+    /// A slot for a handshake from `address`; `None` when the hub (or this
+    /// address, unless it is a trusted proxy) has as many as allowed.
+    pub(crate) fn admit(&mut self, address: IpAddr) -> Option<HandshakeSlot> {
+        for ended in self.finished.try_iter() {
+            self.total -= 1;
+            if let Some(count) = self.by_address.get_mut(&ended) {
+                *count -= 1;
+                if *count == 0 {
+                    self.by_address.remove(&ended);
+                }
+            }
+        }
+        let from_address = self.by_address.get(&address).copied().unwrap_or(0);
+        let limited = !self.trusted.contains(&address);
+        if self.total >= self.most || (limited && from_address >= self.most_per_address) {
+            return None;
+        }
+        self.total += 1;
+        *self.by_address.entry(address).or_default() += 1;
+        Some(HandshakeSlot {
+            address,
+            done: self.done.clone(),
+        })
+    }
+}
+
+/// One handshake's place; dropping it (when the request is answered or the
+/// upgrade done) gives the place back to the accept loop.
+#[derive(Debug)]
+pub(crate) struct HandshakeSlot {
+    address: IpAddr,
+    done: Sender<IpAddr>,
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let _ = self.done.send(self.address);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +188,28 @@ mod tests {
         assert!(threads.reserve().is_none());
         drop(a);
         assert!(threads.reserve().is_some());
+    }
+
+    #[test]
+    fn handshakes_are_capped_in_all_and_per_address_but_not_for_proxies() {
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let remote: IpAddr = "203.0.113.7".parse().unwrap();
+        let other: IpAddr = "203.0.113.8".parse().unwrap();
+        let mut handshakes = Handshakes::new(4, 2, vec![local]);
+        let a = handshakes.admit(remote).unwrap();
+        let _b = handshakes.admit(remote).unwrap();
+        assert!(handshakes.admit(remote).is_none(), "per address");
+        let _c = handshakes.admit(other).unwrap();
+        let _d = handshakes.admit(local).unwrap();
+        assert!(
+            handshakes.admit(local).is_none(),
+            "in all, proxies included"
+        );
+        drop(a);
+        assert!(
+            handshakes.admit(remote).is_some(),
+            "a slot given back is taken again"
+        );
     }
 
     #[test]

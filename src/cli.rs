@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -117,6 +118,31 @@ const FLAGS: &[Flag] = &[
         takes_value: true,
     },
     Flag {
+        name: "--max-connections-per-ip",
+        env: "WSHUB_MAX_CONNECTIONS_PER_IP",
+        takes_value: true,
+    },
+    Flag {
+        name: "--max-handshakes",
+        env: "WSHUB_MAX_HANDSHAKES",
+        takes_value: true,
+    },
+    Flag {
+        name: "--max-handshakes-per-ip",
+        env: "WSHUB_MAX_HANDSHAKES_PER_IP",
+        takes_value: true,
+    },
+    Flag {
+        name: "--trusted-proxy",
+        env: "WSHUB_TRUSTED_PROXIES",
+        takes_value: true,
+    },
+    Flag {
+        name: "--max-threads",
+        env: "WSHUB_MAX_THREADS",
+        takes_value: true,
+    },
+    Flag {
         name: "--max-message-size",
         env: "WSHUB_MAX_MESSAGE_SIZE",
         takes_value: true,
@@ -134,6 +160,11 @@ const FLAGS: &[Flag] = &[
     Flag {
         name: "--max-subscriptions",
         env: "WSHUB_MAX_SUBSCRIPTIONS",
+        takes_value: true,
+    },
+    Flag {
+        name: "--max-sessions-per-user",
+        env: "WSHUB_MAX_SESSIONS_PER_USER",
         takes_value: true,
     },
     Flag {
@@ -169,6 +200,11 @@ const FLAGS: &[Flag] = &[
     Flag {
         name: "--read-buffer-size",
         env: "WSHUB_READ_BUFFER_SIZE",
+        takes_value: true,
+    },
+    Flag {
+        name: "--presence-grace",
+        env: "WSHUB_PRESENCE_GRACE",
         takes_value: true,
     },
     Flag {
@@ -239,6 +275,8 @@ SERVER:
     --heartbeat-interval <SECS>     Protocol Ping period [env: WSHUB_HEARTBEAT_INTERVAL] [default: 30]
     --client-timeout <SECS>         Silence before a client is terminated [env: WSHUB_CLIENT_TIMEOUT] [default: 60]
     --allow-client-publish          Let clients publish to channels and sessions [env: WSHUB_ALLOW_CLIENT_PUBLISH]
+    --presence-grace <SECS>         Wait before announcing a user offline; a reconnection cancels it
+                                    [env: WSHUB_PRESENCE_GRACE] [default: 2]
     --log-level <LEVEL>             off, error, warn, info, debug or trace [env: WSHUB_LOG_LEVEL] [default: info]
 
 AUTH (any of --tokens or --jwt-secret turns client auth on):
@@ -257,12 +295,23 @@ AUTH (any of --tokens or --jwt-secret turns client auth on):
 LIMITS:
     --max-connections <N>           Most WebSocket clients at once [env: WSHUB_MAX_CONNECTIONS] [default: 10000]
     --max-connections-per-user <N>  Most connections of one user [env: WSHUB_MAX_CONNECTIONS_PER_USER] [default: 100]
+    --max-connections-per-ip <N>    Most connections from one address, 0 for none [env: WSHUB_MAX_CONNECTIONS_PER_IP]
+                                    [default: 1000]
+    --max-handshakes <N>            Connections still sending their request, at once [env: WSHUB_MAX_HANDSHAKES]
+                                    [default: 256]
+    --max-handshakes-per-ip <N>     The same per address [env: WSHUB_MAX_HANDSHAKES_PER_IP] [default: 32]
+    --trusted-proxy <ADDR>          A reverse proxy, exempt from per-address limits; repeat for more
+                                    [env: WSHUB_TRUSTED_PROXIES, comma-separated] [default: 127.0.0.1, ::1]
+    --max-threads <N>               Most connection and writer threads [env: WSHUB_MAX_THREADS]
+                                    [default: what the kernel allows, at most 2 per client + handshakes]
     --max-message-size <BYTES>      Largest client message [env: WSHUB_MAX_MESSAGE_SIZE] [default: 65536]
     --max-queue <N>                 Messages queued per client before it counts as too slow
                                   [env: WSHUB_MAX_QUEUE] [default: 4096]
     --max-queue-bytes <BYTES>       Bytes queued per client before it counts as too slow
                                   [env: WSHUB_MAX_QUEUE_BYTES] [default: 8388608]
     --max-subscriptions <N>         Channels and sessions per client [env: WSHUB_MAX_SUBSCRIPTIONS] [default: 128]
+    --max-sessions-per-user <N>     Sessions one user may own (auth on) [env: WSHUB_MAX_SESSIONS_PER_USER]
+                                    [default: 1000]
     --rate-limit <N>                Messages per client per window, 0 for none [env: WSHUB_RATE_LIMIT] [default: 100]
     --rate-window <SECS>            The rate limit's window [env: WSHUB_RATE_WINDOW] [default: 60]
     --handshake-timeout <SECS>      Time to send a whole HTTP request [env: WSHUB_HANDSHAKE_TIMEOUT] [default: 10]
@@ -337,6 +386,8 @@ pub fn parse(
     let mut log_level = LevelFilter::Info;
     let mut origins_from_env = Vec::new();
     let mut origins_from_flags = Vec::new();
+    let mut proxies_from_env = None;
+    let mut proxies_from_flags = Vec::new();
     for (flag, value, from_env) in settings {
         let value = value.unwrap_or_else(|| "true".to_owned());
         match flag.name {
@@ -346,6 +397,14 @@ pub fn parse(
             "--heartbeat-interval" => config.heartbeat_interval = seconds(flag.name, &value)?,
             "--client-timeout" => config.client_timeout = seconds(flag.name, &value)?,
             "--max-connections" => config.max_connections = number(flag.name, &value)?,
+            "--max-connections-per-ip" => {
+                config.max_connections_per_ip = number(flag.name, &value)?
+            }
+            "--max-handshakes" => config.max_handshakes = number(flag.name, &value)?,
+            "--max-handshakes-per-ip" => config.max_handshakes_per_ip = number(flag.name, &value)?,
+            "--max-threads" => config.max_threads = Some(number(flag.name, &value)?),
+            "--trusted-proxy" if from_env => proxies_from_env = Some(addresses(flag.name, &value)?),
+            "--trusted-proxy" => proxies_from_flags.extend(addresses(flag.name, &value)?),
             "--max-connections-per-user" => {
                 config.max_connections_per_user = number(flag.name, &value)?
             }
@@ -353,6 +412,7 @@ pub fn parse(
             "--max-queue" => config.max_queue = number(flag.name, &value)?,
             "--max-queue-bytes" => config.max_queue_bytes = number(flag.name, &value)?,
             "--max-subscriptions" => config.max_subscriptions = number(flag.name, &value)?,
+            "--max-sessions-per-user" => config.max_sessions_per_user = number(flag.name, &value)?,
             "--rate-limit" => config.rate_limit = number(flag.name, &value)?,
             "--rate-window" => config.rate_window = seconds(flag.name, &value)?,
             "--handshake-timeout" => config.handshake_timeout = seconds(flag.name, &value)?,
@@ -361,6 +421,7 @@ pub fn parse(
             "--thread-stack-size" => config.thread_stack_size = number(flag.name, &value)?,
             "--read-buffer-size" => config.read_buffer_size = number(flag.name, &value)?,
             "--allow-client-publish" => config.allow_client_publish = boolean(flag.name, &value)?,
+            "--presence-grace" => config.presence_grace = seconds_or_zero(flag.name, &value)?,
             "--tokens" => {
                 config.tokens =
                     wshub::load_tokens(Path::new(&value)).map_err(|err| CliError::File {
@@ -391,10 +452,31 @@ pub fn parse(
     } else {
         origins_from_flags
     };
+    if !proxies_from_flags.is_empty() {
+        config.trusted_proxies = proxies_from_flags;
+    } else if let Some(proxies) = proxies_from_env {
+        config.trusted_proxies = proxies;
+    }
     config
         .validate()
         .map_err(|err| CliError::Invalid(err.to_string()))?;
     Ok(Command::Run(Box::new(Options { config, log_level })))
+}
+
+/// Comma-separated IP addresses (empty for none).
+fn addresses(flag: &'static str, value: &str) -> Result<Vec<IpAddr>, CliError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse().map_err(|_| CliError::InvalidValue {
+                flag,
+                value: a.to_owned(),
+                expected: "an IP address, like 10.0.0.5 or ::1",
+            })
+        })
+        .collect()
 }
 
 fn secret(flag: &'static str, value: String) -> Result<Secret, CliError> {
@@ -655,6 +737,47 @@ mod tests {
             run(&["--allowed-origin", "c.example"], &[]).unwrap_err(),
             CliError::Invalid(_)
         ));
+    }
+
+    #[test]
+    fn trusted_proxies_repeat_or_come_from_the_environment() {
+        let o = options(&["--trusted-proxy", "10.0.0.5", "--trusted-proxy=::1"], &[]);
+        assert_eq!(
+            o.config.trusted_proxies,
+            [
+                "10.0.0.5".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
+        let o = options(&[], &[("WSHUB_TRUSTED_PROXIES", "")]);
+        assert!(o.config.trusted_proxies.is_empty(), "empty: trust no proxy");
+        assert_eq!(
+            options(&[], &[]).config.trusted_proxies.len(),
+            2,
+            "loopback by default"
+        );
+        assert!(matches!(
+            run(&["--trusted-proxy", "nginx"], &[]).unwrap_err(),
+            CliError::InvalidValue { .. }
+        ));
+        let o = options(
+            &[
+                "--max-connections-per-ip",
+                "0",
+                "--max-handshakes=64",
+                "--max-threads",
+                "500",
+            ],
+            &[],
+        );
+        assert_eq!(
+            (
+                o.config.max_connections_per_ip,
+                o.config.max_handshakes,
+                o.config.max_threads
+            ),
+            (0, 64, Some(500))
+        );
     }
 
     #[test]

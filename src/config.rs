@@ -5,6 +5,7 @@
 //! [`Hub::with_config`](crate::Hub::with_config).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::auth::{self, Secret, TokenGrant};
@@ -116,9 +117,34 @@ pub struct Config {
     /// Most connections of one user at once; one more is closed with 1013.
     /// Default 100.
     pub max_connections_per_user: usize,
+    /// Most WebSocket clients from one address; one more is closed with
+    /// 1013. Addresses in [`trusted_proxies`](Config::trusted_proxies) are
+    /// exempt. `0` turns the limit off. Default 1000.
+    pub max_connections_per_ip: usize,
+    /// Most connections still sending their HTTP request (an upgrade or an
+    /// API call) at once; past it, new sockets get 503 at once, so idle
+    /// sockets cannot take the threads clients need. Default 256.
+    pub max_handshakes: usize,
+    /// The same, per address (trusted proxies exempt). Default 32.
+    pub max_handshakes_per_ip: usize,
+    /// Reverse proxies in front of the hub: every client seems to come from
+    /// them, so per-address limits do not apply to them. Default: 127.0.0.1
+    /// and ::1.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Most connection and writer threads at once. Default `None`: as many
+    /// as the kernel can map (see the README's limits), at most
+    /// `2 * max_connections + max_handshakes`.
+    pub max_threads: Option<usize>,
     /// With client auth on, how long a session stays its user's after its
     /// last subscriber leaves (so nobody else can take it over). Default 1 h.
     pub session_retention: Duration,
+    /// With client auth on, most sessions one user may own at once (empty
+    /// ones count until released). Default 1000.
+    pub max_sessions_per_user: usize,
+    /// How long after a user's last connection closes the others are told
+    /// it went `offline`; a connection within that time cancels it (a page
+    /// reload does not flicker). Zero: at once. Default 2 s.
+    pub presence_grace: Duration,
 }
 
 impl Default for Config {
@@ -151,7 +177,17 @@ impl Default for Config {
             rate_window: Duration::from_secs(60),
             max_subscriptions: 128,
             max_connections_per_user: 100,
+            max_connections_per_ip: 1000,
+            max_handshakes: 256,
+            max_handshakes_per_ip: 32,
+            trusted_proxies: vec![
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ],
+            max_threads: None,
             session_retention: Duration::from_secs(3600),
+            max_sessions_per_user: 1000,
+            presence_grace: Duration::from_secs(2),
         }
     }
 }
@@ -181,6 +217,7 @@ impl Config {
             ("jwt_leeway", self.jwt_leeway),
             ("rate_window", self.rate_window),
             ("session_retention", self.session_retention),
+            ("presence_grace", self.presence_grace),
         ] {
             if value > year {
                 return fail(field, "must be at most a year");
@@ -258,6 +295,15 @@ impl Config {
         }
         if self.max_connections_per_user == 0 {
             return fail("max_connections_per_user", "must be at least 1");
+        }
+        if self.max_sessions_per_user == 0 {
+            return fail("max_sessions_per_user", "must be at least 1");
+        }
+        if self.max_handshakes == 0 || self.max_handshakes_per_ip == 0 {
+            return fail("max_handshakes", "must be at least 1 (per address too)");
+        }
+        if self.max_threads.is_some_and(|n| n < 2) {
+            return fail("max_threads", "must be at least 2");
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 use tungstenite::{Bytes, Message};
 
 use crate::auth::{AdminCheck, Authenticator, Denied, Identity};
-use crate::budget::Threads;
+use crate::budget::{HandshakeSlot, Threads};
 use crate::config::Config;
 use crate::event::{Control, Event, Joining, Refusal};
 use crate::http::{self, Request, Response};
@@ -98,7 +98,12 @@ enum Unread {
 }
 
 /// Serves one TCP connection from start to end.
-pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+pub(crate) fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    handshake: HandshakeSlot,
+) {
     let stream = Arc::new(stream);
     let deadline = Instant::now() + shared.config.handshake_timeout;
     let (request, rest) = match read_head(&stream, &shared.config, deadline) {
@@ -112,7 +117,7 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         return respond(&stream, &response, false, shared.config.handshake_timeout);
     }
     if request.header_has_token("upgrade", "websocket") {
-        return upgrade(stream, peer, request, rest, shared);
+        return upgrade(stream, peer, request, rest, shared, handshake);
     }
     let head_only = request.method == "HEAD";
     let response = match api(&stream, request, rest, deadline, shared) {
@@ -501,6 +506,7 @@ fn upgrade(
     request: Request,
     rest: Vec<u8>,
     shared: &Shared,
+    handshake: HandshakeSlot,
 ) {
     let config = &shared.config;
     let Upgrade {
@@ -511,18 +517,20 @@ fn upgrade(
         Ok(checked) => checked,
         Err(response) => return respond(&stream, &response, false, config.handshake_timeout),
     };
-    let handshake = format!(
+    let switching = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
     // From here the writer owns every write, with no timeout: slow clients
     // are the router's business.
     let deadline = Instant::now() + config.handshake_timeout;
-    if write_before(&stream, handshake.as_bytes(), deadline).is_err()
+    if write_before(&stream, switching.as_bytes(), deadline).is_err()
         || stream.set_read_timeout(None).is_err()
         || stream.set_write_timeout(None).is_err()
     {
         return;
     }
+    // The handshake is over: its slot goes back to the accept loop.
+    drop(handshake);
     let identity = match identity {
         Ok(identity) => identity,
         Err(denied) => {

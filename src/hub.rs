@@ -19,7 +19,7 @@ use crossbeam_channel::{Sender, bounded};
 use serde::Serialize;
 
 use crate::auth::Authenticator;
-use crate::budget::{self, Threads};
+use crate::budget::{self, Handshakes, Threads};
 use crate::config::Config;
 use crate::conn::{self, Shared};
 use crate::error::{Error, Result};
@@ -33,10 +33,6 @@ use crate::timer;
 /// that is the back-pressure that keeps a flood of client messages from
 /// growing memory without bound.
 const EVENT_QUEUE: usize = 16 * 1024;
-
-/// Connections that may be mid-handshake on top of `max_connections`; past
-/// that, new sockets get 503 at once.
-const HANDSHAKE_HEADROOM: usize = 256;
 
 /// A bound, not yet running, hub.
 ///
@@ -116,7 +112,9 @@ impl Hub {
         let (sender, events) = bounded(EVENT_QUEUE);
         // A reader and a writer per client, plus connections mid-handshake,
         // and never more than the kernel can map (see `budget`).
-        let wanted = 2 * config.max_connections + HANDSHAKE_HEADROOM;
+        let wanted = config
+            .max_threads
+            .unwrap_or(2 * config.max_connections + config.max_handshakes);
         let kernel = budget::kernel_thread_limit();
         let threads = Threads::new(kernel.map_or(wanted, |limit| limit.min(wanted)));
         let mut shared = Shared::new(
@@ -266,6 +264,16 @@ fn warn_about_auth(config: &Config, auth: &Authenticator) {
 
 /// The accept loop: one thread per connection, nothing else.
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
+    let config = &shared.config;
+    let mut handshakes = Handshakes::new(
+        config.max_handshakes,
+        config.max_handshakes_per_ip,
+        config
+            .trusted_proxies
+            .iter()
+            .map(|ip| ip.to_canonical())
+            .collect(),
+    );
     for accepted in listener.incoming() {
         if stop.flag.load(Ordering::Acquire) {
             break;
@@ -280,6 +288,18 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
                 continue;
             }
         };
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer,
+            Err(_) => continue,
+        };
+        let Some(handshake) = handshakes.admit(peer.ip().to_canonical()) else {
+            log::warn!(
+                "refusing a connection from {}: too many handshakes under way",
+                peer.ip()
+            );
+            busy(stream);
+            continue;
+        };
         let Some(slot) = shared.threads.reserve() else {
             log::warn!(
                 "refusing a connection: {} threads are running",
@@ -287,10 +307,6 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
             );
             busy(stream);
             continue;
-        };
-        let peer = match stream.peer_addr() {
-            Ok(peer) => peer,
-            Err(_) => continue,
         };
         // Small messages go out at once rather than waiting for more.
         let _ = stream.set_nodelay(true);
@@ -300,7 +316,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
             .stack_size(shared.config.thread_stack_size)
             .spawn(move || {
                 let _slot = slot;
-                conn::serve(stream, peer, &shared);
+                conn::serve(stream, peer, &shared, handshake);
             });
         if let Err(err) = spawned {
             log::error!("cannot start a connection thread: {err}");

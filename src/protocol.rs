@@ -103,6 +103,8 @@ pub(crate) enum Close {
     ServerFull,
     /// 1013: the user is at `max_connections_per_user`.
     UserFull,
+    /// 1013: the address is at `max_connections_per_ip`.
+    AddressFull,
     /// 1013: the client did not read fast enough (its queue filled up).
     TooSlow,
     /// 4001: the client's token expired; reconnect with a fresh one.
@@ -120,7 +122,7 @@ impl Close {
             Close::Unauthorized | Close::Abuse => 1008,
             Close::TooBig => 1009,
             Close::Internal => 1011,
-            Close::ServerFull | Close::UserFull | Close::TooSlow => 1013,
+            Close::ServerFull | Close::UserFull | Close::AddressFull | Close::TooSlow => 1013,
             Close::TokenExpired => 4001,
         }
     }
@@ -138,6 +140,7 @@ impl Close {
             Close::Internal => "Internal error",
             Close::ServerFull => "Server full",
             Close::UserFull => "Too many connections for this user",
+            Close::AddressFull => "Too many connections from this address",
             Close::TooSlow => "Client too slow",
             Close::TokenExpired => "Token expired",
         }

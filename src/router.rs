@@ -12,7 +12,7 @@
 //! its channel is gone.
 
 use std::collections::HashMap;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -34,7 +34,7 @@ use crate::protocol::{
 use crate::publish::{ClientRef, Filter, Publication, Target};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::stats::{ClientStats, Counters, Stats};
-use crate::subscriptions::{ClientId, Index, Sessions};
+use crate::subscriptions::{self, ClientId, Index, Sessions};
 
 /// How often vacant sessions' owners are looked at for expiry.
 const SESSION_SWEEP: Duration = Duration::from_secs(10);
@@ -131,6 +131,26 @@ enum Audience<'a> {
     Filter(&'a Filter),
 }
 
+/// The error for a session a client may not join.
+fn session_refusal(
+    refused: subscriptions::Refused,
+    session: &str,
+    max_owned: usize,
+) -> (ErrorCode, String) {
+    match refused {
+        subscriptions::Refused::Taken => (
+            ErrorCode::Forbidden,
+            format!("Session {session} belongs to another user"),
+        ),
+        subscriptions::Refused::TooMany => (
+            ErrorCode::TooManySubscriptions,
+            format!(
+                "You own {max_owned} sessions already; a session is released when it has been empty for session_retention"
+            ),
+        ),
+    }
+}
+
 /// What the router's loop woke up for.
 enum Next {
     Event(Event),
@@ -194,10 +214,14 @@ pub(crate) struct Router {
     ticks: Receiver<Instant>,
     clients: HashMap<ClientId, Client>,
     names: HashMap<Box<str>, ClientId>,
+    /// Clients per address, for `max_connections_per_ip`.
+    addresses: HashMap<IpAddr, usize>,
     channels: Index,
     sessions: Sessions,
     users: Index,
     presence: HashMap<Box<str>, Status>,
+    /// Users whose last connection left, and when to announce them offline.
+    pending_offline: HashMap<Box<str>, Instant>,
     closing: Vec<Closing>,
     /// Slow consumers to close once the current event is handled.
     slow: Vec<ClientId>,
@@ -225,10 +249,12 @@ impl Router {
             ticks,
             clients: HashMap::new(),
             names: HashMap::new(),
+            addresses: HashMap::new(),
             channels: Index::default(),
             sessions: Sessions::default(),
             users: Index::default(),
             presence: HashMap::new(),
+            pending_offline: HashMap::new(),
             closing: Vec::new(),
             slow: Vec::new(),
             counters: Counters::default(),
@@ -357,12 +383,22 @@ impl Router {
             .user_id
             .as_deref()
             .map_or(0, |u| self.users.count(u));
+        let address = joining.peer.ip().to_canonical();
+        let address_limited = self.config.max_connections_per_ip > 0
+            && !self
+                .config
+                .trusted_proxies
+                .iter()
+                .any(|p| p.to_canonical() == address);
+        let address_connections = self.addresses.get(&address).copied().unwrap_or(0);
         let refusal = if self.stopping.is_some() {
             Some(Close::GoingAway)
         } else if self.clients.len() >= self.config.max_connections {
             Some(Close::ServerFull)
         } else if user_connections >= self.config.max_connections_per_user {
             Some(Close::UserFull)
+        } else if address_limited && address_connections >= self.config.max_connections_per_ip {
+            Some(Close::AddressFull)
         } else {
             None
         };
@@ -405,14 +441,17 @@ impl Router {
         if let Some(session) = joining.session_id {
             if !client.identity.sees_private_events() {
                 session_refused = Some(format!("Anonymous clients cannot join session {session}"));
-            } else if self
-                .sessions
-                .join(&session, id, client.session_owner())
-                .is_ok()
-            {
-                client.sessions.push(session.into());
             } else {
-                session_refused = Some(format!("Session {session} belongs to another user"));
+                let max_owned = self.config.max_sessions_per_user;
+                match self
+                    .sessions
+                    .join(&session, id, client.session_owner(), max_owned)
+                {
+                    Ok(_) => client.sessions.push(session.into()),
+                    Err(refused) => {
+                        session_refused = Some(session_refusal(refused, &session, max_owned).1)
+                    }
+                }
             }
         }
         let welcome = Envelope::new(
@@ -436,6 +475,7 @@ impl Router {
             self.clients.len() + 1
         );
         self.names.insert(client.name.clone(), id);
+        *self.addresses.entry(address).or_default() += 1;
         self.clients.insert(id, client);
         self.counters.total_connections += 1;
         self.send(id, welcome);
@@ -446,11 +486,19 @@ impl Router {
         if let Some(user) = user {
             let first = self.users.count(&user) == 0;
             self.users.add(&user, id);
-            if first {
+            // Back within the grace period: the others never saw it leave.
+            let returning = self.pending_offline.remove(user.as_str()).is_some();
+            if first && !returning {
                 self.presence.insert(user.as_str().into(), Status::Online);
                 self.broadcast_presence(&user, Status::Online);
             }
         }
+    }
+
+    /// A user's last connection is gone (and its grace period over).
+    fn went_offline(&mut self, user: &str) {
+        self.presence.remove(user);
+        self.broadcast_presence(user, Status::Offline);
     }
 
     /// Notes that a client sent a message and applies its rate limit.
@@ -540,15 +588,16 @@ impl Router {
                 "Anonymous clients cannot subscribe to sessions".to_owned(),
             )),
             Topic::Session(session) => {
-                match self.sessions.join(session, id, client.session_owner()) {
+                let max_owned = self.config.max_sessions_per_user;
+                match self
+                    .sessions
+                    .join(session, id, client.session_owner(), max_owned)
+                {
                     Ok(_) => {
                         client.sessions.push(session.as_str().into());
                         None
                     }
-                    Err(_) => Some((
-                        ErrorCode::Forbidden,
-                        format!("Session {session} belongs to another user"),
-                    )),
+                    Err(refused) => Some(session_refusal(refused, session, max_owned)),
                 }
             }
         };
@@ -631,10 +680,15 @@ impl Router {
         // Sessions are checked again too: a token that lost admin rights
         // keeps only its own (and claims the ones nobody owns).
         let owner = client.session_owner().map(str::to_owned);
+        let max_owned = self.config.max_sessions_per_user;
         let (kept, lost_sessions): (Vec<Box<str>>, Vec<Box<str>>) =
             std::mem::take(&mut client.sessions)
                 .into_iter()
-                .partition(|s| self.sessions.join(s, id, owner.as_deref()).is_ok());
+                .partition(|s| {
+                    self.sessions
+                        .join(s, id, owner.as_deref(), max_owned)
+                        .is_ok()
+                });
         client.sessions = kept;
         let now = Instant::now();
         for session in &lost_sessions {
@@ -727,11 +781,11 @@ impl Router {
             return self.error(id, ErrorCode::Forbidden, message, correlation);
         }
         let mut users: Vec<PresenceData<'_>> = self
-            .users
-            .names()
-            .map(|user| PresenceData {
+            .presence
+            .iter()
+            .map(|(user, status)| PresenceData {
                 user_id: user,
-                status: self.presence.get(user).copied().unwrap_or(Status::Online),
+                status: *status,
             })
             .collect();
         users.sort_by(|a, b| a.user_id.cmp(b.user_id));
@@ -1000,6 +1054,13 @@ impl Router {
     fn detach(&mut self, id: ClientId) -> Option<Client> {
         let client = self.clients.remove(&id)?;
         self.names.remove(&client.name);
+        let address = client.peer.ip().to_canonical();
+        if let Some(count) = self.addresses.get_mut(&address) {
+            *count -= 1;
+            if *count == 0 {
+                self.addresses.remove(&address);
+            }
+        }
         for channel in &client.channels {
             self.channels.remove(channel, id);
         }
@@ -1010,9 +1071,16 @@ impl Router {
         if let Some(user) = &client.identity.user_id {
             self.users.remove(user, id);
             if self.users.count(user) == 0 {
-                self.presence.remove(user.as_str());
-                if self.stopping.is_none() {
-                    self.broadcast_presence(user, Status::Offline);
+                let grace = self.config.presence_grace;
+                if self.stopping.is_some() {
+                    self.presence.remove(user.as_str());
+                } else if grace.is_zero() {
+                    self.went_offline(user);
+                } else {
+                    // Offline only if not back within the grace period: a
+                    // page reload is not news, and churn costs nobody else.
+                    self.pending_offline
+                        .insert(user.as_str().into(), now + grace);
                 }
             }
         }
@@ -1066,6 +1134,16 @@ impl Router {
         if now >= self.next_sweep {
             self.sessions.sweep(now, self.config.session_retention);
             self.next_sweep = now + SESSION_SWEEP;
+        }
+        let gone: Vec<Box<str>> = self
+            .pending_offline
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(user, _)| user.clone())
+            .collect();
+        for user in gone {
+            self.pending_offline.remove(&user);
+            self.went_offline(&user);
         }
         self.closing.retain(|closing| {
             if closing.deadline <= now {

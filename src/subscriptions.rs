@@ -55,11 +55,6 @@ impl Index {
     pub(crate) fn len(&self) -> usize {
         self.members.len()
     }
-
-    /// Every name with at least one client.
-    pub(crate) fn names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.members.keys().map(|name| &**name)
-    }
 }
 
 /// Sessions: their subscribers and, when auth is on, the user each belongs to.
@@ -71,6 +66,8 @@ impl Index {
 pub(crate) struct Sessions {
     members: Index,
     owners: HashMap<Box<str>, Owner>,
+    /// How many sessions each user owns, vacant ones included.
+    owned: HashMap<Box<str>, usize>,
 }
 
 #[derive(Debug)]
@@ -80,9 +77,14 @@ struct Owner {
     vacant_since: Option<Instant>,
 }
 
-/// The session belongs to another user.
+/// Why a user may not join a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Taken;
+pub(crate) enum Refused {
+    /// It belongs to another user.
+    Taken,
+    /// The user owns as many sessions as allowed already.
+    TooMany,
+}
 
 impl Sessions {
     /// Whether `user` may use `session`: it is unowned or theirs. `None`
@@ -95,18 +97,25 @@ impl Sessions {
     }
 
     /// Subscribes `client` (of `user`, when ownership applies), claiming an
-    /// unowned session. `Ok(false)` when it was already subscribed.
+    /// unowned session if the user owns fewer than `max_owned`. `Ok(false)`
+    /// when it was already subscribed.
     pub(crate) fn join(
         &mut self,
         session: &str,
         client: ClientId,
         user: Option<&str>,
-    ) -> Result<bool, Taken> {
+        max_owned: usize,
+    ) -> Result<bool, Refused> {
         if let Some(user) = user {
             match self.owners.get_mut(session) {
-                Some(owner) if *owner.user != *user => return Err(Taken),
+                Some(owner) if *owner.user != *user => return Err(Refused::Taken),
                 Some(owner) => owner.vacant_since = None,
                 None => {
+                    let owned = self.owned.entry(user.into()).or_default();
+                    if *owned >= max_owned {
+                        return Err(Refused::TooMany);
+                    }
+                    *owned += 1;
                     let owner = Owner {
                         user: user.into(),
                         vacant_since: None,
@@ -133,10 +142,18 @@ impl Sessions {
 
     /// Forgets the owners of sessions vacant for longer than `retention`.
     pub(crate) fn sweep(&mut self, now: Instant, retention: Duration) {
+        let owned = &mut self.owned;
         self.owners.retain(|_, owner| {
-            owner
+            let keep = owner
                 .vacant_since
-                .is_none_or(|since| now.saturating_duration_since(since) < retention)
+                .is_none_or(|since| now.saturating_duration_since(since) < retention);
+            if !keep && let Some(count) = owned.get_mut(&owner.user) {
+                *count -= 1;
+                if *count == 0 {
+                    owned.remove(&owner.user);
+                }
+            }
+            keep
         });
     }
 
@@ -160,15 +177,18 @@ mod tests {
         let start = Instant::now();
         let hour = Duration::from_secs(3600);
         let mut sessions = Sessions::default();
-        assert_eq!(sessions.join("s", ClientId(1), Some("alice")), Ok(true));
-        assert_eq!(sessions.join("s", ClientId(2), Some("bob")), Err(Taken));
+        assert_eq!(sessions.join("s", ClientId(1), Some("alice"), 10), Ok(true));
+        assert_eq!(
+            sessions.join("s", ClientId(2), Some("bob"), 10),
+            Err(Refused::Taken)
+        );
         assert!(!sessions.may_use("s", Some("bob")));
         assert!(
             sessions.may_use("s", None),
             "no ownership for admins or dev mode"
         );
-        assert_eq!(sessions.join("s", ClientId(3), None), Ok(true));
-        assert_eq!(sessions.join("s", ClientId(4), Some("alice")), Ok(true));
+        assert_eq!(sessions.join("s", ClientId(3), None, 10), Ok(true));
+        assert_eq!(sessions.join("s", ClientId(4), Some("alice"), 10), Ok(true));
 
         for id in [1, 3, 4] {
             assert!(sessions.leave("s", ClientId(id), start));
@@ -176,23 +196,55 @@ mod tests {
         assert_eq!(sessions.len(), 0);
         sessions.sweep(start + hour / 2, hour);
         assert_eq!(
-            sessions.join("s", ClientId(5), Some("bob")),
-            Err(Taken),
+            sessions.join("s", ClientId(5), Some("bob"), 10),
+            Err(Refused::Taken),
             "still alice's"
         );
         sessions.sweep(start + hour, hour);
         assert_eq!(
-            sessions.join("s", ClientId(5), Some("bob")),
+            sessions.join("s", ClientId(5), Some("bob"), 10),
             Ok(true),
             "free after retention"
         );
     }
 
     #[test]
+    fn a_user_owns_at_most_so_many_sessions_until_some_expire() {
+        let start = Instant::now();
+        let mut sessions = Sessions::default();
+        for s in ["a", "b"] {
+            assert_eq!(sessions.join(s, ClientId(1), Some("alice"), 2), Ok(true));
+        }
+        assert_eq!(
+            sessions.join("c", ClientId(1), Some("alice"), 2),
+            Err(Refused::TooMany)
+        );
+        assert_eq!(
+            sessions.join("a", ClientId(2), Some("alice"), 2),
+            Ok(true),
+            "joining her own is fine"
+        );
+        assert_eq!(
+            sessions.join("c", ClientId(3), Some("bob"), 2),
+            Ok(true),
+            "the cap is per user"
+        );
+        sessions.leave("a", ClientId(1), start);
+        sessions.leave("a", ClientId(2), start);
+        assert_eq!(
+            sessions.join("e", ClientId(1), Some("alice"), 2),
+            Err(Refused::TooMany),
+            "the empty session still counts as hers"
+        );
+        sessions.sweep(start + Duration::from_secs(10), Duration::from_secs(5));
+        assert_eq!(sessions.join("d", ClientId(1), Some("alice"), 2), Ok(true));
+    }
+
+    #[test]
     fn an_owned_session_in_use_is_never_swept() {
         let start = Instant::now();
         let mut sessions = Sessions::default();
-        sessions.join("s", ClientId(1), Some("alice")).unwrap();
+        sessions.join("s", ClientId(1), Some("alice"), 10).unwrap();
         sessions.sweep(
             start + Duration::from_secs(1_000_000),
             Duration::from_secs(1),
@@ -226,7 +278,6 @@ mod tests {
         assert_eq!(index.len(), 2);
         index.remove("a", ClientId(1));
         assert_eq!(index.len(), 1);
-        assert_eq!(index.names().collect::<Vec<_>>(), ["b"]);
         assert_eq!(index.members("a").count(), 0);
     }
 }

@@ -4,6 +4,7 @@
 mod support;
 
 use std::io::Read;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -203,16 +204,19 @@ fn dropping_the_server_stops_the_hub() {
 
 #[test]
 fn past_its_thread_budget_the_hub_refuses_connections_and_stays_up() {
-    // max_connections 1: room for 2 * 1 + 256 threads (readers, writers and
-    // connections mid-handshake).
+    // Room for six threads: two clients (a reader and a writer each) and
+    // two connections that never send their request.
     let hub = start(Config {
-        max_connections: 1,
+        max_threads: Some(6),
         ..support::config()
     });
-    // 258 connections that never send a request hold every thread.
-    let mut idle: Vec<std::net::TcpStream> = (0..258)
-        .map(|_| std::net::TcpStream::connect(hub.addr).unwrap())
+    let _clients = (hub.client("/ws"), hub.client("/ws"));
+    let mut idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(hub.addr).unwrap())
         .collect();
+    hub.wait_stats("six threads", |s| s.threads == 6);
+
+    // Even the accept loop has no thread to give: 503 at once.
     let (status, _, body) = support::http_raw(hub.addr, b"GET /health HTTP/1.1\r\n\r\n");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"code\":\"busy\""));
@@ -246,4 +250,52 @@ fn past_its_thread_budget_the_hub_refuses_connections_and_stays_up() {
     }
     hub.client("/ws");
     assert_eq!(hub.handle().stats().unwrap().rejected_connections, 1);
+}
+
+#[test]
+fn idle_sockets_get_only_their_share_of_handshakes() {
+    // Loopback is not trusted here, so it counts as one address.
+    let hub = start(Config {
+        max_handshakes_per_ip: 3,
+        trusted_proxies: Vec::new(),
+        ..support::config()
+    });
+    let mut client = hub.client("/ws");
+    let idle: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(hub.addr).unwrap())
+        .collect();
+    hub.wait_stats("three idle handshakes", |s| s.threads == 5);
+    // A fourth from the same address is refused at once...
+    let (status, _, body) = support::http_raw(hub.addr, b"GET /health HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 503, "{body}");
+    // ...while connected clients carry on.
+    assert_eq!(client.request(json!({"type": "ping"}), "p")["type"], "pong");
+    drop(idle);
+    let deadline = Instant::now() + DEADLINE;
+    while support::http_raw(hub.addr, b"GET /health HTTP/1.1\r\n\r\n").0 != 200 {
+        assert!(Instant::now() < deadline, "the slots were not given back");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn one_address_gets_at_most_max_connections_per_ip_unless_it_is_a_proxy() {
+    let hub = start(Config {
+        max_connections_per_ip: 2,
+        trusted_proxies: Vec::new(),
+        ..support::config()
+    });
+    let _a = hub.client("/ws");
+    let _b = hub.client("/ws");
+    let mut third = Client::open(hub.addr, "/ws").unwrap();
+    assert_eq!(
+        support::expect_close(&mut third),
+        (1013, "Too many connections from this address".to_owned())
+    );
+    // Behind a proxy (loopback is trusted by default) the cap does not apply.
+    let proxied = start(Config {
+        max_connections_per_ip: 2,
+        ..support::config()
+    });
+    let _clients: Vec<Client> = (0..3).map(|_| proxied.client("/ws")).collect();
 }

@@ -288,7 +288,10 @@ fn allowed_client_publications_reach_every_subscriber_including_the_publisher() 
 
 #[test]
 fn presence_is_broadcast_and_offline_follows_the_last_connection() {
-    let hub = start_default();
+    let hub = start(Config {
+        presence_grace: std::time::Duration::ZERO,
+        ..support::config()
+    });
     let mut watcher = hub.client("/ws?userId=watcher");
     let online = watcher.expect("user_presence");
     assert_eq!(
@@ -333,6 +336,29 @@ fn presence_is_broadcast_and_offline_follows_the_last_connection() {
     assert_eq!(
         offline["data"],
         json!({"userId": "user_abc123", "status": "offline"})
+    );
+}
+
+#[test]
+fn a_quick_reconnection_is_not_announced_offline() {
+    let hub = start(Config {
+        presence_grace: std::time::Duration::from_millis(500),
+        ..support::config()
+    });
+    let mut watcher = hub.client("/ws?userId=watcher");
+    watcher.expect("user_presence");
+    let tab = hub.client("/ws?userId=alice");
+    assert_eq!(watcher.expect("user_presence")["data"]["status"], "online");
+    // A page reload: the old connection goes, a new one comes at once.
+    drop(tab);
+    let tab = hub.client("/ws?userId=alice");
+    watcher.expect_nothing_pending();
+    // Leaving for good is announced once the grace period is over.
+    drop(tab);
+    let offline = watcher.expect("user_presence");
+    assert_eq!(
+        offline["data"],
+        json!({"userId": "alice", "status": "offline"})
     );
 }
 

@@ -777,3 +777,35 @@ fn a_refresh_that_drops_admin_rights_leaves_other_users_sessions() {
     bob.expect("ai_progress");
     ops.expect_nothing_pending();
 }
+
+#[test]
+fn a_user_cannot_hoard_sessions() {
+    let hub = start(Config {
+        max_sessions_per_user: 3,
+        ..secure_config()
+    });
+    let token = user_token("hoarder");
+    for round in 0..2 {
+        let mut client = Client::connect(hub.addr, &format!("/ws?token={token}"));
+        for n in 0..3 {
+            let reply = client.request(
+                json!({"type": "subscribe", "sessionId": format!("s{n}")}),
+                "s",
+            );
+            assert_eq!(reply["type"], "subscribed", "round {round}: {reply}");
+        }
+        // A fourth is refused, on this connection or the next: leaving and
+        // reconnecting does not free the ones just claimed.
+        let reply = client.request(
+            json!({"type": "subscribe", "sessionId": format!("new-{round}")}),
+            "x",
+        );
+        assert_eq!(reply["data"]["code"], "too_many_subscriptions", "{reply}");
+    }
+    // Another user is not affected.
+    let mut other = Client::connect(hub.addr, &format!("/ws?token={}", user_token("someone")));
+    assert_eq!(
+        other.request(json!({"type": "subscribe", "sessionId": "mine"}), "s")["type"],
+        "subscribed"
+    );
+}
