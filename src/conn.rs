@@ -529,17 +529,19 @@ fn upgrade(
     {
         return;
     }
-    // The handshake is over: its slot goes back to the accept loop.
-    drop(handshake);
     let identity = match identity {
         Ok(identity) => identity,
         Err(denied) => {
             log::warn!("refused {peer}: {denied}");
             let _ = shared.events.send(Event::Rejected);
             let error = protocol::error_frame(ErrorCode::Unauthorized, &denied.to_string(), None);
+            // The handshake slot is kept until the refusal is over, so
+            // refused clients count against their address meanwhile.
             return refuse(&stream, rest, &[error, Close::Unauthorized.frame()], config);
         }
     };
+    // Admitted: the handshake slot goes back to the accept loop.
+    drop(handshake);
 
     let Some(slot) = shared.threads.reserve() else {
         log::warn!("refused {peer}: no thread left for its writer");
