@@ -829,7 +829,7 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String)
         let mut stream = TcpStream::connect_timeout(&addr, STEP_TIMEOUT)?;
         stream.set_read_timeout(Some(STEP_TIMEOUT))?;
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
