@@ -135,8 +135,12 @@ pub(crate) fn serve(
 /// In development mode on loopback, a request naming another host (DNS
 /// rebinding: a web page whose domain now points at 127.0.0.1) is refused,
 /// so a page cannot read the hub's stats or use it. Requests without a Host
-/// (not from a browser) are let through.
+/// (not from a browser) and health checks are let through.
 fn foreign_host(request: &Request, shared: &Shared) -> Option<Response> {
+    // Health checks reveal nothing and stay open to every prober.
+    if request.path == "/health" {
+        return None;
+    }
     let host = request.header("host")?;
     if shared.auth.client_auth() || !shared.loopback || crate::auth::is_loopback_host(host) {
         return None;

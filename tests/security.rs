@@ -708,6 +708,11 @@ fn in_development_mode_a_rebound_domain_cannot_read_the_hub() {
     assert_eq!(status, 403);
     assert!(body.contains("forbidden_host"), "{body}");
     assert_eq!(stats("localhost:3000").0, 200);
+    let health = http_raw(
+        hub.addr,
+        b"GET /health HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+    );
+    assert_eq!(health.0, 200, "health checks stay open");
     assert_eq!(stats(&hub.addr.to_string()).0, 200);
     assert_eq!(upgrade_status(&hub, "Host: evil.example\r\n"), 403);
 }
