@@ -329,22 +329,8 @@ fn bad_upgrade_requests_are_refused_with_their_reason() {
     );
     assert_eq!(status, 400);
 
-    // The sample key of RFC 6455 gets the sample answer (then the
-    // connection stays open as a WebSocket, so read only the head).
-    let mut stream = TcpStream::connect(hub.addr).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    write!(
-        stream,
-        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{key}Sec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    let (status, head, _) = support::parse_response(&head);
+    // The sample key of RFC 6455 gets the sample answer.
+    let (status, head, _) = support::upgrade_head(hub.addr, "/ws", "");
     assert_eq!(status, 101);
     assert!(
         head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),

@@ -190,32 +190,15 @@ fn the_attack_matrix_is_refused_and_reaches_no_data() {
 #[test]
 fn a_browser_from_another_origin_is_refused_at_the_handshake() {
     let hub = secure_hub();
-    let upgrade = |origin: &str| {
-        let request = format!(
-            "GET /ws?token={} HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n",
-            user_token("alice")
-        );
-        http_raw(hub.addr, request.as_bytes())
-    };
+    let path = format!("/ws?token={}", user_token("alice"));
+    let upgrade = |origin: &str| support::upgrade_head(hub.addr, &path, origin);
     let (status, _, body) = upgrade("Origin: https://evil.example.net\r\n");
     assert_eq!(status, 403);
     assert!(body.contains("forbidden_origin"), "{body}");
-    let (status, _, _) = upgrade("Origin: null\r\n");
-    assert_eq!(status, 403);
-    // The listed origin and non-browser clients (no Origin) get in: read
-    // only the head, as the connection then stays open.
-    for origin in ["Origin: https://app.example.com\r\n", ""] {
-        let mut stream = std::net::TcpStream::connect(hub.addr).unwrap();
-        use std::io::{Read, Write};
-        let request = format!(
-            "GET /ws?token={} HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n",
-            user_token("alice")
-        );
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).unwrap();
-        assert_eq!(&head, b"HTTP/1.1 101");
-    }
+    assert_eq!(upgrade("Origin: null\r\n").0, 403);
+    // The listed origin and non-browser clients (no Origin) get in.
+    assert_eq!(upgrade("Origin: https://app.example.com\r\n").0, 101);
+    assert_eq!(upgrade("").0, 101);
 }
 
 #[test]
@@ -645,22 +628,8 @@ fn connections_per_user_are_capped() {
     Client::connect(hub.addr, &format!("/ws?token={}", user_token("bob")));
 }
 
-/// The head of the answer to a WebSocket upgrade with these extra headers
-/// (read only up to the blank line: a 101 leaves the connection open).
 fn upgrade_status(hub: &TestHub, headers: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(hub.addr).unwrap();
-    stream.set_read_timeout(Some(support::DEADLINE)).unwrap();
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-        head.push(byte[0]);
-    }
-    support::parse_response(&head).0
+    support::upgrade_head(hub.addr, "/ws", headers).0
 }
 
 #[test]

@@ -297,3 +297,38 @@ pub fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
         serde_json::from_str(&body).unwrap_or(Value::String(body)),
     )
 }
+
+/// Sends a WebSocket upgrade for `path_and_query` with extra `headers`
+/// (each ending in CRLF) and reads the answer's head only: after a 101 the
+/// connection stays open; any other answer is read to its end. Returns the
+/// status, the head and the body.
+pub fn upgrade_head(
+    addr: SocketAddr,
+    path_and_query: &str,
+    headers: &str,
+) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).expect("tcp connect");
+    stream.set_read_timeout(Some(DEADLINE)).ok();
+    let request = format!(
+        "GET {path_and_query} HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .expect("send the upgrade");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    let (status, head_text, _) = parse_response(&head);
+    let mut body = Vec::new();
+    if status != 101 {
+        let _ = stream.read_to_end(&mut body);
+    }
+    (
+        status,
+        head_text,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
