@@ -1091,11 +1091,16 @@ impl Router {
         let timeout = self.config.client_timeout;
         let heartbeat = self.config.heartbeat_interval;
         let limits = self.limits();
+        let wall = SystemTime::now();
         let mut stale = Vec::new();
         let mut slow = Vec::new();
+        let mut expired = Vec::new();
+        // One pass over every client per tick.
         for (id, client) in &mut self.clients {
             if now.saturating_duration_since(client.last_seen) >= timeout {
                 stale.push(*id);
+            } else if client.identity.expires_at.is_some_and(|at| at <= wall) {
+                expired.push(*id);
             } else if now >= client.next_ping {
                 if let Push::Slow = client.offer(protocol::ping_frame(), limits) {
                     slow.push(*id);
@@ -1118,13 +1123,6 @@ impl Router {
         for id in slow {
             self.mark_slow(id);
         }
-        let wall = SystemTime::now();
-        let expired: Vec<ClientId> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.identity.expires_at.is_some_and(|at| at <= wall))
-            .map(|(id, _)| *id)
-            .collect();
         for id in expired {
             let message =
                 "Token expired: reconnect with a fresh token, or send refresh before it expires";
