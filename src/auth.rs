@@ -16,7 +16,6 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::jwt::{self, JwtError};
 use crate::protocol;
@@ -322,7 +321,8 @@ pub(crate) enum AdminCheck {
     Locked,
 }
 
-/// Everything needed to decide who gets in, built once from the [`Config`].
+/// Everything needed to decide who gets in, built once from the settings
+/// (see `Config::authenticator`).
 #[derive(Debug)]
 pub(crate) struct Authenticator {
     tokens: Vec<(Digest, TokenGrant)>,
@@ -334,19 +334,24 @@ pub(crate) struct Authenticator {
 }
 
 impl Authenticator {
-    pub(crate) fn new(config: &Config) -> Authenticator {
+    pub(crate) fn new(
+        tokens: &HashMap<Secret, TokenGrant>,
+        jwt_secret: Option<Secret>,
+        jwt_leeway: Duration,
+        admin_token: Option<&Secret>,
+        allow_anonymous: bool,
+        allowed_origins: &[String],
+    ) -> Authenticator {
         Authenticator {
-            tokens: config
-                .tokens
+            tokens: tokens
                 .iter()
                 .map(|(k, v)| (k.digest(), v.clone()))
                 .collect(),
-            jwt_secret: config.jwt_secret.clone(),
-            jwt_leeway: config.jwt_leeway,
-            admin_token: config.admin_token.as_ref().map(Secret::digest),
-            allow_anonymous: config.allow_anonymous,
-            origins: config
-                .allowed_origins
+            jwt_secret,
+            jwt_leeway,
+            admin_token: admin_token.map(Secret::digest),
+            allow_anonymous,
+            origins: allowed_origins
                 .iter()
                 .map(|o| o.to_ascii_lowercase())
                 .collect(),
@@ -566,13 +571,14 @@ pub(crate) fn check_origin_rule(rule: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use serde_json::json;
     use std::time::UNIX_EPOCH;
 
     const SECRET: &str = "a secret for the tests, 32 bytes";
 
     fn auth(config: Config) -> Authenticator {
-        Authenticator::new(&config)
+        config.authenticator()
     }
 
     fn now() -> SystemTime {
@@ -797,7 +803,7 @@ mod tests {
             tokens: HashMap::from([(Secret::new("tok-123"), TokenGrant::user("u"))]),
             ..Config::default()
         };
-        let shown = format!("{config:?} {:?}", Authenticator::new(&config));
+        let shown = format!("{config:?} {:?}", config.authenticator());
         for secret in ["hunter2", "topsecret", "tok-123"] {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }

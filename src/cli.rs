@@ -74,256 +74,539 @@ impl fmt::Display for CliError {
     }
 }
 
-/// One setting: its flag, its environment variable, whether it takes a value.
+/// Where a flag is listed in `--help`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Server,
+    Auth,
+    Limits,
+}
+
+/// What the flags build up before it becomes [`Options`].
+#[derive(Default)]
+struct Settings {
+    config: Config,
+    log_level: Option<LevelFilter>,
+    origins_from_env: Vec<String>,
+    origins_from_flags: Vec<String>,
+    proxies_from_env: Option<Vec<IpAddr>>,
+    proxies_from_flags: Vec<IpAddr>,
+}
+
+/// Applies one flag's value (`from_env` when it came from its variable).
+type Apply = fn(&mut Settings, &'static str, String, bool) -> Result<(), CliError>;
+
+/// One setting: flag, environment variable, value, help and what it sets.
+/// The parser and `--help` both come from [`FLAGS`].
 struct Flag {
     name: &'static str,
     env: &'static str,
-    takes_value: bool,
+    /// The value's placeholder in `--help`; `None` for a switch.
+    value: Option<&'static str>,
+    section: Section,
+    help: &'static str,
+    /// The default as `--help` shows it, if it has one worth showing.
+    default: Option<&'static str>,
+    apply: Apply,
 }
 
 const FLAGS: &[Flag] = &[
     Flag {
         name: "--host",
         env: "WSHUB_HOST",
-        takes_value: true,
+        value: Some("<ADDR>"),
+        section: Section::Server,
+        help: "Interface to listen on",
+        default: Some("127.0.0.1"),
+        apply: |s, _, v, _| {
+            s.config.host = v;
+            Ok(())
+        },
     },
     Flag {
         name: "--port",
         env: "WSHUB_PORT",
-        takes_value: true,
+        value: Some("<PORT>"),
+        section: Section::Server,
+        help: "TCP port, 0 for any free one",
+        default: Some("3000"),
+        apply: |s, f, v, _| {
+            s.config.port = number(f, &v)?;
+            Ok(())
+        },
     },
     Flag {
         name: "--path",
         env: "WSHUB_PATH",
-        takes_value: true,
+        value: Some("<PATH>"),
+        section: Section::Server,
+        help: "WebSocket endpoint (/ works too)",
+        default: Some("/ws"),
+        apply: |s, _, v, _| {
+            s.config.path = v;
+            Ok(())
+        },
     },
     Flag {
         name: "--heartbeat-interval",
         env: "WSHUB_HEARTBEAT_INTERVAL",
-        takes_value: true,
+        value: Some("<SECS>"),
+        section: Section::Server,
+        help: "Protocol Ping period",
+        default: Some("30"),
+        apply: |s, f, v, _| {
+            s.config.heartbeat_interval = seconds(f, &v)?;
+            Ok(())
+        },
     },
     Flag {
         name: "--client-timeout",
         env: "WSHUB_CLIENT_TIMEOUT",
-        takes_value: true,
-    },
-    Flag {
-        name: "--max-connections",
-        env: "WSHUB_MAX_CONNECTIONS",
-        takes_value: true,
-    },
-    Flag {
-        name: "--max-connections-per-user",
-        env: "WSHUB_MAX_CONNECTIONS_PER_USER",
-        takes_value: true,
-    },
-    Flag {
-        name: "--max-connections-per-ip",
-        env: "WSHUB_MAX_CONNECTIONS_PER_IP",
-        takes_value: true,
-    },
-    Flag {
-        name: "--max-handshakes",
-        env: "WSHUB_MAX_HANDSHAKES",
-        takes_value: true,
-    },
-    Flag {
-        name: "--max-handshakes-per-ip",
-        env: "WSHUB_MAX_HANDSHAKES_PER_IP",
-        takes_value: true,
-    },
-    Flag {
-        name: "--trusted-proxy",
-        env: "WSHUB_TRUSTED_PROXIES",
-        takes_value: true,
-    },
-    Flag {
-        name: "--max-threads",
-        env: "WSHUB_MAX_THREADS",
-        takes_value: true,
-    },
-    Flag {
-        name: "--max-message-size",
-        env: "WSHUB_MAX_MESSAGE_SIZE",
-        takes_value: true,
-    },
-    Flag {
-        name: "--max-queue",
-        env: "WSHUB_MAX_QUEUE",
-        takes_value: true,
-    },
-    Flag {
-        name: "--max-queue-bytes",
-        env: "WSHUB_MAX_QUEUE_BYTES",
-        takes_value: true,
-    },
-    Flag {
-        name: "--max-subscriptions",
-        env: "WSHUB_MAX_SUBSCRIPTIONS",
-        takes_value: true,
-    },
-    Flag {
-        name: "--max-sessions-per-user",
-        env: "WSHUB_MAX_SESSIONS_PER_USER",
-        takes_value: true,
-    },
-    Flag {
-        name: "--rate-limit",
-        env: "WSHUB_RATE_LIMIT",
-        takes_value: true,
-    },
-    Flag {
-        name: "--rate-window",
-        env: "WSHUB_RATE_WINDOW",
-        takes_value: true,
-    },
-    Flag {
-        name: "--handshake-timeout",
-        env: "WSHUB_HANDSHAKE_TIMEOUT",
-        takes_value: true,
-    },
-    Flag {
-        name: "--max-header-size",
-        env: "WSHUB_MAX_HEADER_SIZE",
-        takes_value: true,
-    },
-    Flag {
-        name: "--max-body-size",
-        env: "WSHUB_MAX_BODY_SIZE",
-        takes_value: true,
-    },
-    Flag {
-        name: "--thread-stack-size",
-        env: "WSHUB_THREAD_STACK_SIZE",
-        takes_value: true,
-    },
-    Flag {
-        name: "--read-buffer-size",
-        env: "WSHUB_READ_BUFFER_SIZE",
-        takes_value: true,
-    },
-    Flag {
-        name: "--presence-grace",
-        env: "WSHUB_PRESENCE_GRACE",
-        takes_value: true,
+        value: Some("<SECS>"),
+        section: Section::Server,
+        help: "Silence before a client is terminated",
+        default: Some("60"),
+        apply: |s, f, v, _| {
+            s.config.client_timeout = seconds(f, &v)?;
+            Ok(())
+        },
     },
     Flag {
         name: "--allow-client-publish",
         env: "WSHUB_ALLOW_CLIENT_PUBLISH",
-        takes_value: false,
+        value: None,
+        section: Section::Server,
+        help: "Let clients publish to channels and sessions",
+        default: None,
+        apply: |s, f, v, _| {
+            s.config.allow_client_publish = boolean(f, &v)?;
+            Ok(())
+        },
     },
     Flag {
-        name: "--tokens",
-        env: "WSHUB_TOKENS",
-        takes_value: true,
+        name: "--presence-grace",
+        env: "WSHUB_PRESENCE_GRACE",
+        value: Some("<SECS>"),
+        section: Section::Server,
+        help: "Wait before announcing a user offline; a reconnection cancels it",
+        default: Some("2"),
+        apply: |s, f, v, _| {
+            s.config.presence_grace = seconds_or_zero(f, &v)?;
+            Ok(())
+        },
     },
     Flag {
-        name: "--jwt-secret",
-        env: "WSHUB_JWT_SECRET",
-        takes_value: true,
-    },
-    Flag {
-        name: "--jwt-secret-file",
-        env: "WSHUB_JWT_SECRET_FILE",
-        takes_value: true,
-    },
-    Flag {
-        name: "--jwt-leeway",
-        env: "WSHUB_JWT_LEEWAY",
-        takes_value: true,
-    },
-    Flag {
-        name: "--admin-token",
-        env: "WSHUB_ADMIN_TOKEN",
-        takes_value: true,
-    },
-    Flag {
-        name: "--admin-token-file",
-        env: "WSHUB_ADMIN_TOKEN_FILE",
-        takes_value: true,
-    },
-    Flag {
-        name: "--allow-anonymous",
-        env: "WSHUB_ALLOW_ANONYMOUS",
-        takes_value: false,
-    },
-    Flag {
-        name: "--allowed-origin",
-        env: "WSHUB_ALLOWED_ORIGINS",
-        takes_value: true,
+        name: "--writer-threads",
+        env: "WSHUB_WRITER_THREADS",
+        value: Some("<N>"),
+        section: Section::Server,
+        help: "Threads that write to every client, non-blocking",
+        default: Some("one per CPU"),
+        apply: |s, f, v, _| {
+            s.config.writer_threads = number(f, &v)?;
+            Ok(())
+        },
     },
     Flag {
         name: "--log-level",
         env: "WSHUB_LOG_LEVEL",
-        takes_value: true,
+        value: Some("<LEVEL>"),
+        section: Section::Server,
+        help: "off, error, warn, info, debug or trace",
+        default: Some("info"),
+        apply: |s, f, v, _| {
+            s.log_level = Some(level(f, &v)?);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--tokens",
+        env: "WSHUB_TOKENS",
+        value: Some("<FILE>"),
+        section: Section::Auth,
+        help: "JSON file: {\"<token>\": {\"userId\", \"admin\"?, \"channels\"?, \"publish\"?}}",
+        default: None,
+        apply: |s, f, v, _| {
+            s.config.tokens = wshub::load_tokens(Path::new(&v)).map_err(|err| CliError::File {
+                flag: f,
+                reason: err.to_string(),
+            })?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--jwt-secret",
+        env: "WSHUB_JWT_SECRET",
+        value: Some("<SECRET>"),
+        section: Section::Auth,
+        help: "HS256 secret for JWTs",
+        default: None,
+        apply: |s, f, v, _| {
+            s.config.jwt_secret = Some(secret(f, v)?);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--jwt-secret-file",
+        env: "WSHUB_JWT_SECRET_FILE",
+        value: Some("<FILE>"),
+        section: Section::Auth,
+        help: "The same, read from a file (keeps it out of ps)",
+        default: None,
+        apply: |s, f, v, _| {
+            s.config.jwt_secret = Some(secret_file(f, &v)?);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--jwt-leeway",
+        env: "WSHUB_JWT_LEEWAY",
+        value: Some("<SECS>"),
+        section: Section::Auth,
+        help: "Clock skew allowed on exp and nbf",
+        default: Some("30"),
+        apply: |s, f, v, _| {
+            s.config.jwt_leeway = seconds_or_zero(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--admin-token",
+        env: "WSHUB_ADMIN_TOKEN",
+        value: Some("<TOKEN>"),
+        section: Section::Auth,
+        help: "Bearer token for /api/ws/stats, /metrics, /api/publish",
+        default: None,
+        apply: |s, f, v, _| {
+            s.config.admin_token = Some(secret(f, v)?);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--admin-token-file",
+        env: "WSHUB_ADMIN_TOKEN_FILE",
+        value: Some("<FILE>"),
+        section: Section::Auth,
+        help: "The same, read from a file",
+        default: None,
+        apply: |s, f, v, _| {
+            s.config.admin_token = Some(secret_file(f, &v)?);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--allow-anonymous",
+        env: "WSHUB_ALLOW_ANONYMOUS",
+        value: None,
+        section: Section::Auth,
+        help: "With auth on, let clients without a token use public channels",
+        default: None,
+        apply: |s, f, v, _| {
+            s.config.allow_anonymous = boolean(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--allowed-origin",
+        env: "WSHUB_ALLOWED_ORIGINS",
+        value: Some("<ORIGIN>"),
+        section: Section::Auth,
+        help: "Browser origin allowed to connect; repeat for more (the variable: comma-separated); others get 403",
+        default: Some("any"),
+        apply: |s, _, v, from_env| {
+            if from_env {
+                s.origins_from_env = v
+                    .split(',')
+                    .map(|o| o.trim().to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect();
+            } else {
+                s.origins_from_flags.push(v);
+            }
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-connections",
+        env: "WSHUB_MAX_CONNECTIONS",
+        value: Some("<N>"),
+        section: Section::Limits,
+        help: "Most WebSocket clients at once",
+        default: Some("10000"),
+        apply: |s, f, v, _| {
+            s.config.max_connections = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-connections-per-user",
+        env: "WSHUB_MAX_CONNECTIONS_PER_USER",
+        value: Some("<N>"),
+        section: Section::Limits,
+        help: "Most connections of one user",
+        default: Some("100"),
+        apply: |s, f, v, _| {
+            s.config.max_connections_per_user = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-connections-per-ip",
+        env: "WSHUB_MAX_CONNECTIONS_PER_IP",
+        value: Some("<N>"),
+        section: Section::Limits,
+        help: "Most connections from one address, 0 for none",
+        default: Some("1000"),
+        apply: |s, f, v, _| {
+            s.config.max_connections_per_ip = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-handshakes",
+        env: "WSHUB_MAX_HANDSHAKES",
+        value: Some("<N>"),
+        section: Section::Limits,
+        help: "Connections still sending their request, at once",
+        default: Some("256"),
+        apply: |s, f, v, _| {
+            s.config.max_handshakes = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-handshakes-per-ip",
+        env: "WSHUB_MAX_HANDSHAKES_PER_IP",
+        value: Some("<N>"),
+        section: Section::Limits,
+        help: "The same per address",
+        default: Some("32"),
+        apply: |s, f, v, _| {
+            s.config.max_handshakes_per_ip = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--trusted-proxy",
+        env: "WSHUB_TRUSTED_PROXIES",
+        value: Some("<ADDR>"),
+        section: Section::Limits,
+        help: "A reverse proxy, exempt from per-address limits; repeat for more (the variable: comma-separated)",
+        default: Some("127.0.0.1, ::1"),
+        apply: |s, f, v, from_env| {
+            let addrs = addresses(f, &v)?;
+            if from_env {
+                s.proxies_from_env = Some(addrs);
+            } else {
+                s.proxies_from_flags.extend(addrs);
+            }
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-threads",
+        env: "WSHUB_MAX_THREADS",
+        value: Some("<N>"),
+        section: Section::Limits,
+        help: "Most connection threads (a reader per client, plus handshakes)",
+        default: Some("what the kernel allows"),
+        apply: |s, f, v, _| {
+            s.config.max_threads = Some(number(f, &v)?);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-message-size",
+        env: "WSHUB_MAX_MESSAGE_SIZE",
+        value: Some("<BYTES>"),
+        section: Section::Limits,
+        help: "Largest client message",
+        default: Some("65536"),
+        apply: |s, f, v, _| {
+            s.config.max_message_size = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-queue",
+        env: "WSHUB_MAX_QUEUE",
+        value: Some("<N>"),
+        section: Section::Limits,
+        help: "Messages queued per client before it counts as too slow",
+        default: Some("4096"),
+        apply: |s, f, v, _| {
+            s.config.max_queue = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-queue-bytes",
+        env: "WSHUB_MAX_QUEUE_BYTES",
+        value: Some("<BYTES>"),
+        section: Section::Limits,
+        help: "Bytes queued per client before it counts as too slow",
+        default: Some("8388608"),
+        apply: |s, f, v, _| {
+            s.config.max_queue_bytes = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-inbox-bytes",
+        env: "WSHUB_MAX_INBOX_BYTES",
+        value: Some("<BYTES>"),
+        section: Section::Limits,
+        help: "Client messages waiting for the router, all clients together",
+        default: Some("33554432"),
+        apply: |s, f, v, _| {
+            s.config.max_inbox_bytes = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-subscriptions",
+        env: "WSHUB_MAX_SUBSCRIPTIONS",
+        value: Some("<N>"),
+        section: Section::Limits,
+        help: "Channels and sessions per client",
+        default: Some("128"),
+        apply: |s, f, v, _| {
+            s.config.max_subscriptions = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-sessions-per-user",
+        env: "WSHUB_MAX_SESSIONS_PER_USER",
+        value: Some("<N>"),
+        section: Section::Limits,
+        help: "Sessions one user may own (auth on)",
+        default: Some("1000"),
+        apply: |s, f, v, _| {
+            s.config.max_sessions_per_user = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--rate-limit",
+        env: "WSHUB_RATE_LIMIT",
+        value: Some("<N>"),
+        section: Section::Limits,
+        help: "Messages per client per window, 0 for none",
+        default: Some("100"),
+        apply: |s, f, v, _| {
+            s.config.rate_limit = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--rate-window",
+        env: "WSHUB_RATE_WINDOW",
+        value: Some("<SECS>"),
+        section: Section::Limits,
+        help: "The rate limit's window",
+        default: Some("60"),
+        apply: |s, f, v, _| {
+            s.config.rate_window = seconds(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--handshake-timeout",
+        env: "WSHUB_HANDSHAKE_TIMEOUT",
+        value: Some("<SECS>"),
+        section: Section::Limits,
+        help: "Time to send a whole HTTP request",
+        default: Some("10"),
+        apply: |s, f, v, _| {
+            s.config.handshake_timeout = seconds(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-header-size",
+        env: "WSHUB_MAX_HEADER_SIZE",
+        value: Some("<BYTES>"),
+        section: Section::Limits,
+        help: "Largest HTTP request head",
+        default: Some("8192"),
+        apply: |s, f, v, _| {
+            s.config.max_header_size = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-body-size",
+        env: "WSHUB_MAX_BODY_SIZE",
+        value: Some("<BYTES>"),
+        section: Section::Limits,
+        help: "Largest POST /api/publish body",
+        default: Some("1048576"),
+        apply: |s, f, v, _| {
+            s.config.max_body_size = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--thread-stack-size",
+        env: "WSHUB_THREAD_STACK_SIZE",
+        value: Some("<BYTES>"),
+        section: Section::Limits,
+        help: "Stack of each client's reader thread",
+        default: Some("65536"),
+        apply: |s, f, v, _| {
+            s.config.thread_stack_size = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--read-buffer-size",
+        env: "WSHUB_READ_BUFFER_SIZE",
+        value: Some("<BYTES>"),
+        section: Section::Limits,
+        help: "Each connection's read buffer",
+        default: Some("4096"),
+        apply: |s, f, v, _| {
+            s.config.read_buffer_size = number(f, &v)?;
+            Ok(())
+        },
     },
 ];
 
-pub const HELP: &str = "\
-wshub: a real-time WebSocket hub
-
-USAGE:
-    wshub [OPTIONS]
-
-Every option can also be set with the environment variable shown; a flag
-wins over its variable. Durations are in seconds (decimals allowed).
-
-SERVER:
-    --host <ADDR>                   Interface to listen on [env: WSHUB_HOST] [default: 127.0.0.1]
-    --port <PORT>                   TCP port, 0 for any free one [env: WSHUB_PORT] [default: 3000]
-    --path <PATH>                   WebSocket endpoint (/ works too) [env: WSHUB_PATH] [default: /ws]
-    --heartbeat-interval <SECS>     Protocol Ping period [env: WSHUB_HEARTBEAT_INTERVAL] [default: 30]
-    --client-timeout <SECS>         Silence before a client is terminated [env: WSHUB_CLIENT_TIMEOUT] [default: 60]
-    --allow-client-publish          Let clients publish to channels and sessions [env: WSHUB_ALLOW_CLIENT_PUBLISH]
-    --presence-grace <SECS>         Wait before announcing a user offline; a reconnection cancels it
-                                    [env: WSHUB_PRESENCE_GRACE] [default: 2]
-    --log-level <LEVEL>             off, error, warn, info, debug or trace [env: WSHUB_LOG_LEVEL] [default: info]
-
-AUTH (any of --tokens or --jwt-secret turns client auth on):
-    --tokens <FILE>                 JSON file: {\"<token>\": {\"userId\", \"admin\"?, \"channels\"?, \"publish\"?}}
-                                    [env: WSHUB_TOKENS]
-    --jwt-secret <SECRET>           HS256 secret for JWTs [env: WSHUB_JWT_SECRET]
-    --jwt-secret-file <FILE>        The same, read from a file (keeps it out of ps) [env: WSHUB_JWT_SECRET_FILE]
-    --jwt-leeway <SECS>             Clock skew allowed on exp and nbf [env: WSHUB_JWT_LEEWAY] [default: 30]
-    --admin-token <TOKEN>           Bearer token for /api/ws/stats, /metrics, /api/publish [env: WSHUB_ADMIN_TOKEN]
-    --admin-token-file <FILE>       The same, read from a file [env: WSHUB_ADMIN_TOKEN_FILE]
-    --allow-anonymous               With auth on, let clients without a token use public channels
-                                    [env: WSHUB_ALLOW_ANONYMOUS]
-    --allowed-origin <ORIGIN>       Browser origin allowed to connect; repeat for more; others get 403
-                                    [env: WSHUB_ALLOWED_ORIGINS, comma-separated] [default: any]
-
-LIMITS:
-    --max-connections <N>           Most WebSocket clients at once [env: WSHUB_MAX_CONNECTIONS] [default: 10000]
-    --max-connections-per-user <N>  Most connections of one user [env: WSHUB_MAX_CONNECTIONS_PER_USER] [default: 100]
-    --max-connections-per-ip <N>    Most connections from one address, 0 for none [env: WSHUB_MAX_CONNECTIONS_PER_IP]
-                                    [default: 1000]
-    --max-handshakes <N>            Connections still sending their request, at once [env: WSHUB_MAX_HANDSHAKES]
-                                    [default: 256]
-    --max-handshakes-per-ip <N>     The same per address [env: WSHUB_MAX_HANDSHAKES_PER_IP] [default: 32]
-    --trusted-proxy <ADDR>          A reverse proxy, exempt from per-address limits; repeat for more
-                                    [env: WSHUB_TRUSTED_PROXIES, comma-separated] [default: 127.0.0.1, ::1]
-    --max-threads <N>               Most connection and writer threads [env: WSHUB_MAX_THREADS]
-                                    [default: what the kernel allows, at most 2 per client + handshakes]
-    --max-message-size <BYTES>      Largest client message [env: WSHUB_MAX_MESSAGE_SIZE] [default: 65536]
-    --max-queue <N>                 Messages queued per client before it counts as too slow
-                                  [env: WSHUB_MAX_QUEUE] [default: 4096]
-    --max-queue-bytes <BYTES>       Bytes queued per client before it counts as too slow
-                                  [env: WSHUB_MAX_QUEUE_BYTES] [default: 8388608]
-    --max-subscriptions <N>         Channels and sessions per client [env: WSHUB_MAX_SUBSCRIPTIONS] [default: 128]
-    --max-sessions-per-user <N>     Sessions one user may own (auth on) [env: WSHUB_MAX_SESSIONS_PER_USER]
-                                    [default: 1000]
-    --rate-limit <N>                Messages per client per window, 0 for none [env: WSHUB_RATE_LIMIT] [default: 100]
-    --rate-window <SECS>            The rate limit's window [env: WSHUB_RATE_WINDOW] [default: 60]
-    --handshake-timeout <SECS>      Time to send a whole HTTP request [env: WSHUB_HANDSHAKE_TIMEOUT] [default: 10]
-    --max-header-size <BYTES>       Largest HTTP request head [env: WSHUB_MAX_HEADER_SIZE] [default: 8192]
-    --max-body-size <BYTES>         Largest POST /api/publish body [env: WSHUB_MAX_BODY_SIZE] [default: 1048576]
-    --thread-stack-size <BYTES>     Stack of each connection's two threads [env: WSHUB_THREAD_STACK_SIZE]
-                                    [default: 262144]
-    --read-buffer-size <BYTES>      Each connection's read buffer [env: WSHUB_READ_BUFFER_SIZE] [default: 4096]
-
-    -h, --help                      Print this help
-    -V, --version                   Print the version
-";
+/// The `--help` text, from [`FLAGS`].
+pub fn help() -> String {
+    const WIDTH: usize = 32;
+    let mut out = String::from(
+        "wshub: a real-time WebSocket hub\n\nUSAGE:\n    wshub [OPTIONS]\n\n\
+         Every option can also be set with the environment variable shown; a flag\n\
+         wins over its variable. Durations are in seconds (decimals allowed).\n",
+    );
+    for (section, title) in [
+        (Section::Server, "SERVER:"),
+        (
+            Section::Auth,
+            "AUTH (any of --tokens or --jwt-secret turns client auth on):",
+        ),
+        (Section::Limits, "LIMITS:"),
+    ] {
+        out.push_str(&format!("\n{title}\n"));
+        for flag in FLAGS.iter().filter(|f| f.section == section) {
+            let usage = match flag.value {
+                Some(value) => format!("{} {value}", flag.name),
+                None => flag.name.to_owned(),
+            };
+            let mut tail = format!("[env: {}]", flag.env);
+            if let Some(default) = flag.default {
+                tail.push_str(&format!(" [default: {default}]"));
+            }
+            out.push_str(&format!("    {usage:<WIDTH$}{}\n", flag.help));
+            out.push_str(&format!("    {:<WIDTH$}{tail}\n", ""));
+        }
+    }
+    out.push_str("\n    -h, --help                      Print this help\n");
+    out.push_str("    -V, --version                   Print the version\n");
+    out
+}
 
 /// Parses the arguments (without the program name) and the environment.
 ///
@@ -352,10 +635,10 @@ pub fn parse(
         })
         .collect::<Result<Vec<String>, CliError>>()?;
     // The environment first, then the flags over it.
-    let mut settings: Vec<(&'static Flag, Option<String>, bool)> = Vec::new();
+    let mut given: Vec<(&'static Flag, Option<String>, bool)> = Vec::new();
     for flag in FLAGS {
         if let Some(value) = env(flag.env)? {
-            settings.push((flag, Some(value), true));
+            given.push((flag, Some(value), true));
         }
     }
     let mut args = args.into_iter();
@@ -373,80 +656,28 @@ pub fn parse(
             .iter()
             .find(|f| f.name == name)
             .ok_or_else(|| CliError::UnknownFlag(arg.clone()))?;
-        let value = match (flag.takes_value, inline) {
+        let value = match (flag.value.is_some(), inline) {
             (true, Some(value)) => Some(value),
             (true, None) => Some(args.next().ok_or(CliError::MissingValue(flag.name))?),
             (false, Some(_)) => return Err(CliError::UnexpectedValue(flag.name)),
             (false, None) => None,
         };
-        settings.push((flag, value, false));
+        given.push((flag, value, false));
     }
 
-    let mut config = Config::default();
-    let mut log_level = LevelFilter::Info;
-    let mut origins_from_env = Vec::new();
-    let mut origins_from_flags = Vec::new();
-    let mut proxies_from_env = None;
-    let mut proxies_from_flags = Vec::new();
-    for (flag, value, from_env) in settings {
+    let mut settings = Settings::default();
+    for (flag, value, from_env) in given {
         let value = value.unwrap_or_else(|| "true".to_owned());
-        match flag.name {
-            "--host" => config.host = value,
-            "--port" => config.port = number(flag.name, &value)?,
-            "--path" => config.path = value,
-            "--heartbeat-interval" => config.heartbeat_interval = seconds(flag.name, &value)?,
-            "--client-timeout" => config.client_timeout = seconds(flag.name, &value)?,
-            "--max-connections" => config.max_connections = number(flag.name, &value)?,
-            "--max-connections-per-ip" => {
-                config.max_connections_per_ip = number(flag.name, &value)?
-            }
-            "--max-handshakes" => config.max_handshakes = number(flag.name, &value)?,
-            "--max-handshakes-per-ip" => config.max_handshakes_per_ip = number(flag.name, &value)?,
-            "--max-threads" => config.max_threads = Some(number(flag.name, &value)?),
-            "--trusted-proxy" if from_env => proxies_from_env = Some(addresses(flag.name, &value)?),
-            "--trusted-proxy" => proxies_from_flags.extend(addresses(flag.name, &value)?),
-            "--max-connections-per-user" => {
-                config.max_connections_per_user = number(flag.name, &value)?
-            }
-            "--max-message-size" => config.max_message_size = number(flag.name, &value)?,
-            "--max-queue" => config.max_queue = number(flag.name, &value)?,
-            "--max-queue-bytes" => config.max_queue_bytes = number(flag.name, &value)?,
-            "--max-subscriptions" => config.max_subscriptions = number(flag.name, &value)?,
-            "--max-sessions-per-user" => config.max_sessions_per_user = number(flag.name, &value)?,
-            "--rate-limit" => config.rate_limit = number(flag.name, &value)?,
-            "--rate-window" => config.rate_window = seconds(flag.name, &value)?,
-            "--handshake-timeout" => config.handshake_timeout = seconds(flag.name, &value)?,
-            "--max-header-size" => config.max_header_size = number(flag.name, &value)?,
-            "--max-body-size" => config.max_body_size = number(flag.name, &value)?,
-            "--thread-stack-size" => config.thread_stack_size = number(flag.name, &value)?,
-            "--read-buffer-size" => config.read_buffer_size = number(flag.name, &value)?,
-            "--allow-client-publish" => config.allow_client_publish = boolean(flag.name, &value)?,
-            "--presence-grace" => config.presence_grace = seconds_or_zero(flag.name, &value)?,
-            "--tokens" => {
-                config.tokens =
-                    wshub::load_tokens(Path::new(&value)).map_err(|err| CliError::File {
-                        flag: flag.name,
-                        reason: err.to_string(),
-                    })?
-            }
-            "--jwt-secret" => config.jwt_secret = Some(secret(flag.name, value)?),
-            "--jwt-secret-file" => config.jwt_secret = Some(secret_file(flag.name, &value)?),
-            "--jwt-leeway" => config.jwt_leeway = seconds_or_zero(flag.name, &value)?,
-            "--admin-token" => config.admin_token = Some(secret(flag.name, value)?),
-            "--admin-token-file" => config.admin_token = Some(secret_file(flag.name, &value)?),
-            "--allow-anonymous" => config.allow_anonymous = boolean(flag.name, &value)?,
-            "--allowed-origin" if from_env => {
-                origins_from_env = value
-                    .split(',')
-                    .map(|o| o.trim().to_owned())
-                    .filter(|o| !o.is_empty())
-                    .collect()
-            }
-            "--allowed-origin" => origins_from_flags.push(value),
-            "--log-level" => log_level = level(flag.name, &value)?,
-            _ => unreachable!("every flag in FLAGS has an arm"),
-        }
+        (flag.apply)(&mut settings, flag.name, value, from_env)?;
     }
+    let Settings {
+        mut config,
+        log_level,
+        origins_from_env,
+        origins_from_flags,
+        proxies_from_env,
+        proxies_from_flags,
+    } = settings;
     config.allowed_origins = if origins_from_flags.is_empty() {
         origins_from_env
     } else {
@@ -460,7 +691,10 @@ pub fn parse(
     config
         .validate()
         .map_err(|err| CliError::Invalid(err.to_string()))?;
-    Ok(Command::Run(Box::new(Options { config, log_level })))
+    Ok(Command::Run(Box::new(Options {
+        config,
+        log_level: log_level.unwrap_or(LevelFilter::Info),
+    })))
 }
 
 /// Comma-separated IP addresses (empty for none).

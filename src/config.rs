@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use crate::auth::{self, Secret, TokenGrant};
+use crate::auth::{self, Authenticator, Secret, TokenGrant};
 use crate::error::{Error, Result};
 
 /// Everything a hub can be told. Every field has a documented default; the
@@ -75,9 +75,19 @@ pub struct Config {
     /// Largest HTTP request body (`POST /api/publish`), in bytes.
     /// Default 1 MiB; larger gets 413.
     pub max_body_size: usize,
-    /// Stack size of each connection's reader and writer threads, in bytes.
-    /// Default 256 KiB of address space, of which a thread touches a few pages.
+    /// Stack size of each client's reader thread, in bytes. Default 64 KiB
+    /// of address space, of which a reader touches a few pages: thousands
+    /// of idle clients fit on a small host.
     pub thread_stack_size: usize,
+    /// Writer threads: they write every client's queued frames, each serving
+    /// many clients with non-blocking sends. Default: one per CPU.
+    pub writer_threads: usize,
+    /// Most bytes of client messages waiting for the router, all clients
+    /// together; each client may hold a share of `4 * max_message_size`
+    /// (at least 64 KiB) of it. A client over its share, or any client when
+    /// the whole is used, is not read from until there is room again, so a
+    /// flood is held back by TCP, not by the hub's memory. Default 32 MiB.
+    pub max_inbox_bytes: usize,
     /// Read buffer of each connection, in bytes. Default 4 KiB: enough for
     /// typical messages, small enough for many idle clients (larger messages
     /// grow it as needed).
@@ -131,9 +141,9 @@ pub struct Config {
     /// them, so per-address limits do not apply to them. Default: 127.0.0.1
     /// and ::1.
     pub trusted_proxies: Vec<IpAddr>,
-    /// Most connection and writer threads at once. Default `None`: as many
-    /// as the kernel can map (see the README's limits), at most
-    /// `2 * max_connections + max_handshakes`.
+    /// Most connection threads (readers and handshakes) at once. Default
+    /// `None`: as many as the kernel can map (see the README's limits), at
+    /// most `max_connections + max_handshakes`.
     pub max_threads: Option<usize>,
     /// With client auth on, how long a session stays its user's after its
     /// last subscriber leaves (so nobody else can take it over). Default 1 h.
@@ -165,7 +175,9 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             max_header_size: 8 * 1024,
             max_body_size: 1024 * 1024,
-            thread_stack_size: 256 * 1024,
+            thread_stack_size: 64 * 1024,
+            writer_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_inbox_bytes: 32 * 1024 * 1024,
             read_buffer_size: 4 * 1024,
             tokens: HashMap::new(),
             jwt_secret: None,
@@ -259,8 +271,14 @@ impl Config {
         if self.max_body_size == 0 {
             return fail("max_body_size", "must be at least 1 byte");
         }
-        if self.thread_stack_size < 64 * 1024 {
-            return fail("thread_stack_size", "must be at least 64 KiB");
+        if self.thread_stack_size < 32 * 1024 {
+            return fail("thread_stack_size", "must be at least 32 KiB");
+        }
+        if self.writer_threads == 0 || self.writer_threads > 1024 {
+            return fail("writer_threads", "must be between 1 and 1024");
+        }
+        if self.max_inbox_bytes < self.max_message_size {
+            return fail("max_inbox_bytes", "must be at least max_message_size");
         }
         if self.read_buffer_size < 1024 {
             return fail("read_buffer_size", "must be at least 1024 bytes");
@@ -306,6 +324,18 @@ impl Config {
             return fail("max_threads", "must be at least 2");
         }
         Ok(())
+    }
+
+    /// The authenticator these settings describe.
+    pub(crate) fn authenticator(&self) -> Authenticator {
+        Authenticator::new(
+            &self.tokens,
+            self.jwt_secret.clone(),
+            self.jwt_leeway,
+            self.admin_token.as_ref(),
+            self.allow_anonymous,
+            &self.allowed_origins,
+        )
     }
 
     /// How often the timer thread wakes the router: often enough to ping and

@@ -1,74 +1,105 @@
-//! The messages threads send each other.
+//! The messages threads send the router, and the lanes they travel on.
 //!
-//! [`Event`] goes into the router's one channel (from connection threads,
-//! handles, HTTP requests and the timer). [`Outbound`] and [`Control`] go to
-//! one client's writer. Dropping every sender of a channel is how its
-//! receiver learns to stop.
+//! Every [`Event`] goes to the router through an [`Inbox`], on one of three
+//! lanes, so that what must not wait never waits behind work:
+//! - **control** (shutdown): read before anything else;
+//! - **api** (handles and HTTP: publish, stats, disconnect);
+//! - **clients** (connection threads: joins, requests, refusals, ends), in
+//!   order per connection, bounded by count and by bytes: each connection
+//!   may have [`InboxBudget::share`] bytes waiting, all of them together
+//!   `max_inbox_bytes`. A reader over either waits before reading more, so
+//!   a flood only slows the flooder's own socket (TCP back-pressure).
+//!
+//! The timer's ticks have a lane of their own (see [`crate::timer`]). The
+//! router takes control first, then ticks, then work in bounded batches
+//! (see [`crate::router`]). Dropping every sender of a lane is how the
+//! router learns to stop.
 
-use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-use tungstenite::Bytes;
-use tungstenite::protocol::CloseFrame;
+use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::auth::Identity;
+use crate::budget::HandshakeSlot;
+use crate::link::Link;
 use crate::protocol::{Rejection, Request};
 use crate::publish::Publication;
 use crate::stats::Stats;
-use crate::subscriptions::ClientId;
 
-/// Everything the router reacts to, one `match` arm each.
+/// Most events waiting on the clients lane (each also counts in bytes).
+const CLIENT_LANE: usize = 8 * 1024;
+/// Most events waiting on the api lane: handles wait beyond it.
+const API_LANE: usize = 1024;
+/// What an event costs in the byte budget beyond its text: the parsed
+/// request and the channel slot.
+pub(crate) const EVENT_OVERHEAD: usize = 128;
+/// How long a reader waits for room before looking again (a safety net:
+/// the router wakes it as soon as there is room).
+const ROOM_POLL: Duration = Duration::from_millis(100);
+
+/// Everything the router reacts to, one `match` arm each (see
+/// [`Router::handle`](crate::router::Router)).
 pub(crate) enum Event {
-    /// A WebSocket handshake succeeded (connection thread).
+    // --- clients lane, from connection threads, in order per connection ---
+    /// A WebSocket handshake is done: admit the client, or refuse it.
     Joined(Box<Joining>),
-    /// A text frame from a client, parsed (connection thread).
+    /// A text frame from a client, parsed. `cost` is what it holds of the
+    /// inbox budget.
     Request {
-        client: ClientId,
+        link: Arc<Link>,
         request: Result<Request, Rejection>,
+        cost: usize,
     },
-    /// A frame the protocol refuses (connection thread).
-    Refused { client: ClientId, why: Refusal },
-    /// A Ping or Pong from a client: it is alive (connection thread).
-    Alive(ClientId),
-    /// A client's reader stopped: closed, gone or cut off (connection thread).
-    Left(ClientId),
-    /// A connection refused after its handshake, unauthorized (connection thread).
+    /// A frame or a client the reader refuses.
+    Refused { link: Arc<Link>, why: Refusal },
+    /// The reader stopped.
+    Left { link: Arc<Link>, why: Ending },
+    /// An upgrade refused for its credentials (counted only).
     Rejected,
-    /// Publish an already-encoded message (handle or `POST /api/publish`);
-    /// the reply is the number of clients it was queued for.
+
+    // --- api lane, from handles and HTTP requests ---
+    /// Publish an already-encoded message; the reply is the number of
+    /// clients it was queued for.
     Publish {
         publication: Publication,
         reply: Option<Sender<usize>>,
     },
-    /// Close one client with 1000 (handle); the reply says whether it existed.
+    /// Close one client with 1000; the reply says whether it existed.
     Disconnect { client: String, reply: Sender<bool> },
-    /// A copy of the counters, with the client list if asked (handle, HTTP).
+    /// A copy of the counters, with the client list if asked.
     Stats { clients: bool, reply: Sender<Stats> },
+
+    // --- control lane ---
     /// Close everyone with 1001 and stop (handle, signal).
     Shutdown,
 }
 
 /// What the router needs to adopt a new client.
 pub(crate) struct Joining {
-    pub id: ClientId,
+    pub link: Arc<Link>,
     pub name: String,
     pub peer: SocketAddr,
     pub identity: Identity,
     pub session_id: Option<String>,
-    pub stream: Arc<TcpStream>,
-    pub outbound: Sender<Outbound>,
-    /// Bytes of frames queued and not yet written, shared with the writer.
-    pub queued_bytes: Arc<AtomicUsize>,
-    pub control: Sender<Control>,
+    /// Kept until the client is admitted; a refused client keeps it until
+    /// it is gone, so refusals count against their address's handshakes.
+    pub handshake: HandshakeSlot,
 }
 
-/// Frames the hub refuses, each answered in its own way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the reader refuses, each answered in its own way.
+#[derive(Debug, Clone)]
 pub(crate) enum Refusal {
     /// A binary message: error `unsupported_frame`, the connection stays.
     Binary,
+    /// Over the rate limit: error `rate_limited`, the message is dropped.
+    RateLimited {
+        correlation_id: Option<Box<serde_json::value::RawValue>>,
+    },
+    /// Far over the rate limit, again and again: close 1008.
+    Abuse,
     /// Larger than `max_message_size`: error `payload_too_large`, close 1009.
     TooBig,
     /// A text frame that is not UTF-8: close 1007.
@@ -81,30 +112,172 @@ pub(crate) enum Refusal {
 
 impl Refusal {
     /// Whether the client is closed for it (the reader then stops parsing).
-    pub(crate) fn closes(self) -> bool {
-        !matches!(self, Refusal::Binary)
+    pub(crate) fn closes(&self) -> bool {
+        !matches!(self, Refusal::Binary | Refusal::RateLimited { .. })
     }
 }
 
-/// The router's queue to one writer, in order. Only the router sends here,
-/// which is what lets it enforce `max_queue` by looking at the length.
-pub(crate) enum Outbound {
-    /// A complete encoded frame (text or Ping), shared with other recipients.
-    Frame(Bytes),
-    /// A Close frame after everything queued before it; then the writer waits
-    /// for the client's answer.
-    Close(Bytes),
+/// Why a reader stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The client sent Close (with this code): answer it after what is queued.
+    PeerClosed(Option<u16>),
+    /// The connection ended without a close handshake, or was cut.
+    Gone,
+    /// The reader thread could not start: close 1011.
+    NoReader,
 }
 
-/// The writer's priority queue, read before [`Outbound`]. Small and bounded:
-/// a reader that floods it blocks on itself only.
-pub(crate) enum Control {
-    /// Close at once, dropping what is queued (slow consumer) (router).
-    Abort(Bytes),
-    /// Answer the client's Ping (reader).
-    Pong(Bytes),
-    /// The client sent Close: answer it and end (reader).
-    PeerClosed(Option<CloseFrame>),
-    /// The reader stopped without a Close: end (reader).
-    ReaderDone,
+/// The byte budget of the clients lane.
+#[derive(Debug)]
+pub(crate) struct InboxBudget {
+    total: AtomicUsize,
+    limit: usize,
+    share: usize,
+    waiters: AtomicUsize,
+    lock: Mutex<()>,
+    room: Condvar,
+    closed: AtomicBool,
+}
+
+impl InboxBudget {
+    pub(crate) fn new(limit: usize, share: usize) -> InboxBudget {
+        InboxBudget {
+            total: AtomicUsize::new(0),
+            limit,
+            share,
+            waiters: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            room: Condvar::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Bytes waiting now, all connections together.
+    pub(crate) fn used(&self) -> usize {
+        self.total.load(Ordering::SeqCst)
+    }
+
+    /// Counts `cost` bytes of `link`'s against the budget.
+    pub(crate) fn charge(&self, link: &Link, cost: usize) {
+        link.inbox_share.fetch_add(cost, Ordering::SeqCst);
+        self.total.fetch_add(cost, Ordering::SeqCst);
+    }
+
+    /// Gives back what an event held (the router, once it is handled).
+    pub(crate) fn release(&self, link: &Link, cost: usize) {
+        link.inbox_share.fetch_sub(cost, Ordering::SeqCst);
+        self.total.fetch_sub(cost, Ordering::SeqCst);
+    }
+
+    /// Wakes the readers waiting for room (the router, after a batch).
+    pub(crate) fn wake_waiters(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.room.notify_all();
+        }
+    }
+
+    /// The router is gone: nobody waits any more.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.room.notify_all();
+    }
+
+    fn full_for(&self, link: &Link) -> bool {
+        !self.closed.load(Ordering::SeqCst)
+            && (link.inbox_share.load(Ordering::SeqCst) >= self.share
+                || self.total.load(Ordering::SeqCst) >= self.limit)
+    }
+
+    /// Blocks the reader of `link` while its share, or the whole budget, is
+    /// used up. The router wakes it when a batch frees room.
+    pub(crate) fn wait_for_room(&self, link: &Link) {
+        if !self.full_for(link) {
+            return;
+        }
+        let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        // Counted before looking again, so a release after the look sees a
+        // waiter and notifies (it takes the lock, which `wait` releases).
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        while self.full_for(link) {
+            guard = match self.room.wait_timeout(guard, ROOM_POLL) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The sending side of the router's lanes; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Inbox {
+    control: Sender<Event>,
+    api: Sender<Event>,
+    clients: Sender<Event>,
+    pub(crate) budget: Arc<InboxBudget>,
+}
+
+/// The receiving side, owned by the router.
+pub(crate) struct Lanes {
+    pub control: Receiver<Event>,
+    pub api: Receiver<Event>,
+    pub clients: Receiver<Event>,
+    pub ticks: Receiver<Instant>,
+    pub budget: Arc<InboxBudget>,
+}
+
+/// A new inbox and its lanes. `ticks` is the timer's lane.
+pub(crate) fn inbox(budget: InboxBudget, ticks: Receiver<Instant>) -> (Inbox, Lanes) {
+    let (control, control_rx) = bounded(16);
+    let (api, api_rx) = bounded(API_LANE);
+    let (clients, clients_rx) = bounded(CLIENT_LANE);
+    let budget = Arc::new(budget);
+    let inbox = Inbox {
+        control,
+        api,
+        clients,
+        budget: Arc::clone(&budget),
+    };
+    let lanes = Lanes {
+        control: control_rx,
+        api: api_rx,
+        clients: clients_rx,
+        ticks,
+        budget,
+    };
+    (inbox, lanes)
+}
+
+impl Inbox {
+    /// Sends on the lane the event belongs to. `false` when the router is gone.
+    pub(crate) fn send(&self, event: Event) -> bool {
+        let lane = match event {
+            Event::Shutdown => &self.control,
+            Event::Publish { .. } | Event::Disconnect { .. } | Event::Stats { .. } => &self.api,
+            _ => &self.clients,
+        };
+        lane.send(event).is_ok()
+    }
+
+    /// Asks the router something and waits for the answer, at most
+    /// `timeout` when one is given. `None` when the router is gone or too
+    /// slow to answer.
+    pub(crate) fn ask<T>(
+        &self,
+        event: impl FnOnce(Sender<T>) -> Event,
+        timeout: Option<Duration>,
+    ) -> Option<T> {
+        // A fresh one-slot channel: the router's answer never blocks it.
+        let (reply, answer) = bounded(1);
+        if !self.send(event(reply)) {
+            return None;
+        }
+        match timeout {
+            Some(timeout) => answer.recv_timeout(timeout).ok(),
+            None => answer.recv().ok(),
+        }
+    }
 }

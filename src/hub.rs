@@ -6,7 +6,7 @@
 //! its own with [`Hub::spawn`]). It blocks in `accept`, hands each socket to a
 //! new connection thread at once and does nothing else with it. It ends when
 //! [`Handle::shutdown`] sets the stop flag and wakes it with a connection of
-//! its own; it then waits for the router and the timer to finish.
+//! its own; it then waits for the router, the timer and the writers to finish.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
+
+use std::time::Instant;
 
 use crossbeam_channel::{Sender, bounded};
 use serde::Serialize;
@@ -23,16 +25,17 @@ use crate::budget::{self, Handshakes, Threads};
 use crate::config::Config;
 use crate::conn::{self, Shared};
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{self, Event, Inbox, InboxBudget, Lanes};
 use crate::publish::{Publication, Target};
 use crate::router::Router;
 use crate::stats::Stats;
 use crate::timer;
+use crate::writer::Writers;
 
-/// Capacity of the router's inbox. When it is full, connection readers wait:
-/// that is the back-pressure that keeps a flood of client messages from
-/// growing memory without bound.
-const EVENT_QUEUE: usize = 16 * 1024;
+/// Stack of the short-lived thread that reads a connection's HTTP request
+/// (parsing, token checks); a client's long-lived reader gets
+/// `thread_stack_size` instead.
+const HANDSHAKE_STACK: usize = 256 * 1024;
 
 /// A bound, not yet running, hub.
 ///
@@ -53,8 +56,9 @@ pub struct Hub {
     local_addr: SocketAddr,
     config: Arc<Config>,
     auth: Arc<Authenticator>,
-    shared: Arc<Shared>,
-    events: crossbeam_channel::Receiver<Event>,
+    threads: Arc<Threads>,
+    lanes: Lanes,
+    ticks: Sender<Instant>,
     handle: Handle,
 }
 
@@ -107,26 +111,24 @@ impl Hub {
             addr: shown,
             source,
         })?;
-        let auth = Arc::new(Authenticator::new(&config));
+        let auth = Arc::new(config.authenticator());
         let config = Arc::new(config);
-        let (sender, events) = bounded(EVENT_QUEUE);
-        // A reader and a writer per client, plus connections mid-handshake,
-        // and never more than the kernel can map (see `budget`).
+        let (ticks, router_ticks) = bounded(1);
+        let share = (4 * config.max_message_size).max(64 * 1024);
+        let (inbox, lanes) = event::inbox(
+            InboxBudget::new(config.max_inbox_bytes, share),
+            router_ticks,
+        );
+        // A reader per client, plus connections mid-handshake, and never
+        // more than the kernel can map (see `budget`).
         let wanted = config
             .max_threads
-            .unwrap_or(2 * config.max_connections + config.max_handshakes);
-        let kernel = budget::kernel_thread_limit();
+            .unwrap_or(config.max_connections + config.max_handshakes);
+        let kernel =
+            budget::kernel_thread_limit().map(|limit| limit.saturating_sub(config.writer_threads));
         let threads = Threads::new(kernel.map_or(wanted, |limit| limit.min(wanted)));
-        let mut shared = Shared::new(
-            Arc::clone(&config),
-            Arc::clone(&auth),
-            threads,
-            sender.clone(),
-        );
-        shared.loopback = local_addr.ip().is_loopback();
-        let shared = Arc::new(shared);
         let handle = Handle {
-            events: sender,
+            inbox,
             stop: Arc::new(Stop {
                 flag: AtomicBool::new(false),
                 wake: wake_addr(local_addr),
@@ -137,8 +139,9 @@ impl Hub {
             local_addr,
             config,
             auth,
-            shared,
-            events,
+            threads,
+            lanes,
+            ticks,
             handle,
         })
     }
@@ -170,45 +173,63 @@ impl Hub {
             local_addr,
             config,
             auth,
-            shared,
-            events,
+            threads,
+            lanes,
+            ticks,
             handle,
         } = self;
 
-        let (ticks, router_ticks) = bounded(1);
+        let (writers, writer_threads) = Writers::start(config.writer_threads)?;
+        let mut shared = Shared::new(
+            Arc::clone(&config),
+            Arc::clone(&auth),
+            Arc::clone(&threads),
+            handle.inbox.clone(),
+            Arc::clone(&writers),
+        );
+        shared.loopback = local_addr.ip().is_loopback();
+        let shared = Arc::new(shared);
         let router = Router::new(
             Arc::clone(&config),
             Arc::clone(&auth),
-            Arc::clone(&shared.threads),
-            events,
-            router_ticks,
+            Arc::clone(&threads),
+            lanes,
+            writers,
         );
         let stop = Arc::clone(&handle.stop);
         // Dropped when the router thread ends, which stops the timer at once.
         let (router_alive, router_gone) = bounded::<()>(0);
-        let router = thread::Builder::new()
+        let spawned = thread::Builder::new()
             .name("wshub-router".into())
             .spawn(move || {
                 let _alive = router_alive;
                 // However the router ends, the accept loop must stop too.
                 let _wake = WakeOnDrop(stop);
                 router.run();
-            })?;
+            });
+        let router = match spawned {
+            Ok(router) => router,
+            Err(err) => {
+                shared.writers.stop();
+                return Err(err.into());
+            }
+        };
         let tick = config.tick();
         let timer = thread::Builder::new()
             .name("wshub-timer".into())
             .spawn(move || timer::run(tick, ticks, router_gone))?;
 
         log::info!(
-            "wshub listening on ws://{local_addr}{} (HTTP API on the same port)",
-            config.path
+            "wshub listening on ws://{local_addr}{} (HTTP API on the same port; {} writer threads)",
+            config.path,
+            config.writer_threads
         );
         warn_about_auth(&config, &auth);
-        if shared.threads.most() < 2 * config.max_connections {
+        if threads.most() < config.max_connections {
             log::warn!(
-                "this kernel's vm.max_map_count leaves room for about {} WebSocket clients (two threads each), \
+                "this kernel's vm.max_map_count leaves room for about {} WebSocket clients (a thread each), \
                  fewer than --max-connections {}; raise it (sysctl -w vm.max_map_count=262144) for more",
-                shared.threads.most() / 2,
+                threads.most(),
                 config.max_connections
             );
         }
@@ -218,6 +239,9 @@ impl Hub {
 
         let router = router.join().map_err(|_| Error::Panicked("router"));
         let _ = timer.join();
+        for writer in writer_threads {
+            let _ = writer.join();
+        }
         router?;
         log::info!("wshub stopped");
         Ok(())
@@ -313,7 +337,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
         let shared = Arc::clone(shared);
         let spawned = thread::Builder::new()
             .name("wshub-conn".into())
-            .stack_size(shared.config.thread_stack_size)
+            .stack_size(HANDSHAKE_STACK)
             .spawn(move || {
                 let _slot = slot;
                 conn::serve(stream, peer, &shared, handshake);
@@ -436,10 +460,16 @@ impl Drop for Server {
 /// Each call sends one message to the router thread and, except
 /// [`shutdown`](Handle::shutdown), waits for its answer (microseconds, unless
 /// the hub is overloaded).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Handle {
-    events: Sender<Event>,
+    inbox: Inbox,
     stop: Arc<Stop>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
 }
 
 impl Handle {
@@ -468,14 +498,10 @@ impl Handle {
     pub fn publish(&self, target: Target, kind: &str, data: impl Serialize) -> Result<usize> {
         let data = serde_json::value::to_raw_value(&data)?;
         let publication = Publication::new(target, kind, Some(&data))?;
-        let (reply, answer) = bounded(1);
-        self.events
-            .send(Event::Publish {
-                publication,
-                reply: Some(reply),
-            })
-            .map_err(|_| Error::Closed)?;
-        answer.recv().map_err(|_| Error::Closed)
+        self.ask(|reply| Event::Publish {
+            publication,
+            reply: Some(reply),
+        })
     }
 
     /// Publishes to every connected client; see [`publish`](Handle::publish).
@@ -493,14 +519,10 @@ impl Handle {
     ///
     /// [`Error::Closed`] after shutdown.
     pub fn disconnect(&self, client_id: &str) -> Result<bool> {
-        let (reply, answer) = bounded(1);
-        self.events
-            .send(Event::Disconnect {
-                client: client_id.to_owned(),
-                reply,
-            })
-            .map_err(|_| Error::Closed)?;
-        answer.recv().map_err(|_| Error::Closed)
+        self.ask(|reply| Event::Disconnect {
+            client: client_id.to_owned(),
+            reply,
+        })
     }
 
     /// The hub's counters and its client list.
@@ -509,14 +531,10 @@ impl Handle {
     ///
     /// [`Error::Closed`] after shutdown.
     pub fn stats(&self) -> Result<Stats> {
-        let (reply, answer) = bounded(1);
-        self.events
-            .send(Event::Stats {
-                clients: true,
-                reply,
-            })
-            .map_err(|_| Error::Closed)?;
-        answer.recv().map_err(|_| Error::Closed)
+        self.ask(|reply| Event::Stats {
+            clients: true,
+            reply,
+        })
     }
 
     /// Asks the hub to stop: no new connections, every client closed with
@@ -527,7 +545,12 @@ impl Handle {
         if self.stop.flag.load(Ordering::Acquire) {
             return;
         }
-        let _ = self.events.send(Event::Shutdown);
+        let _ = self.inbox.send(Event::Shutdown);
         self.stop.trigger();
+    }
+
+    /// Asks the router and waits for its answer.
+    fn ask<T>(&self, event: impl FnOnce(Sender<T>) -> Event) -> Result<T> {
+        self.inbox.ask(event, None).ok_or(Error::Closed)
     }
 }

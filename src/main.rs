@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     };
     match command {
         cli::Command::Help => {
-            print!("{}", cli::HELP);
+            print!("{}", cli::help());
             ExitCode::SUCCESS
         }
         cli::Command::Version => {

@@ -6,7 +6,9 @@
 //! second bucket of the same size and rate: a client that goes over its
 //! limit by as many messages again, faster than they refill, is abusive.
 //!
-//! Plain data owned by the router thread, one per client; time is passed in.
+//! Plain data, one per client, owned by the client's reader thread (so a
+//! flood over the limit costs the router nothing); time is passed in. The
+//! router uses [`TokenBucket`] alone for presence broadcasts.
 
 use std::time::{Duration, Instant};
 
@@ -21,14 +23,58 @@ pub(crate) enum Verdict {
     Abusive,
 }
 
-/// One client's buckets.
+/// A token bucket: holds up to `capacity` tokens and refills at
+/// `capacity` per `window`.
 #[derive(Debug, Clone)]
-pub(crate) struct RateLimiter {
+pub(crate) struct TokenBucket {
     capacity: f64,
     per_second: f64,
     tokens: f64,
-    strikes: f64,
     last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket (a capacity of at least one, a window of at least 1 ms).
+    pub(crate) fn new(capacity: u32, window: Duration, now: Instant) -> TokenBucket {
+        let capacity = f64::from(capacity.max(1));
+        let window = window.max(Duration::from_millis(1));
+        TokenBucket {
+            capacity,
+            per_second: capacity / window.as_secs_f64(),
+            tokens: capacity,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.per_second;
+        self.last = now;
+        self.tokens = (self.tokens + refill).min(self.capacity);
+    }
+
+    /// Takes a token if there is one.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the bucket has refilled completely by `now`.
+    pub(crate) fn is_full(&self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.per_second;
+        self.tokens + refill >= self.capacity
+    }
+}
+
+/// One client's buckets: its messages, and the strikes it may take over them.
+#[derive(Debug, Clone)]
+pub(crate) struct RateLimiter {
+    tokens: TokenBucket,
+    strikes: TokenBucket,
 }
 
 impl RateLimiter {
@@ -37,27 +83,17 @@ impl RateLimiter {
         if limit == 0 || window.is_zero() {
             return None;
         }
-        let capacity = f64::from(limit);
         Some(RateLimiter {
-            capacity,
-            per_second: capacity / window.as_secs_f64(),
-            tokens: capacity,
-            strikes: capacity,
-            last: now,
+            tokens: TokenBucket::new(limit, window, now),
+            strikes: TokenBucket::new(limit, window, now),
         })
     }
 
     /// Counts one message at `now`.
     pub(crate) fn check(&mut self, now: Instant) -> Verdict {
-        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.per_second;
-        self.last = now;
-        self.tokens = (self.tokens + refill).min(self.capacity);
-        self.strikes = (self.strikes + refill).min(self.capacity);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens.take(now) {
             Verdict::Allowed
-        } else if self.strikes >= 1.0 {
-            self.strikes -= 1.0;
+        } else if self.strikes.take(now) {
             Verdict::Limited
         } else {
             Verdict::Abusive

@@ -56,10 +56,14 @@ pub struct Stats {
     pub sessions: usize,
     /// Users with at least one connection.
     pub users: usize,
-    /// Connection and writer threads alive.
+    /// Connection threads alive (client readers and handshakes).
     pub threads: usize,
     /// The most such threads the hub will run (see the README's limits).
     pub thread_limit: usize,
+    /// Threads of the writer pool.
+    pub writer_threads: usize,
+    /// Bytes of client messages waiting for the router.
+    pub inbox_bytes: usize,
     /// Time since the hub started.
     pub uptime: Duration,
     /// When a client last sent or was sent a message.
@@ -116,28 +120,155 @@ pub(crate) fn status_body(stats: &Stats) -> impl Serialize + '_ {
     }
 }
 
-/// `GET /api/ws/stats` (`004_*.txt`, with more counters).
-pub(crate) fn stats_body(stats: &Stats) -> impl Serialize + '_ {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Body<'a> {
-        total_connections: u64,
-        active_connections: usize,
-        authenticated_connections: usize,
-        messages_received: u64,
-        messages_sent: u64,
-        slow_consumers: u64,
-        stale_clients: u64,
-        rejected_connections: u64,
-        rate_limited: u64,
-        channels: usize,
-        sessions: usize,
-        users: usize,
-        threads: usize,
-        thread_limit: usize,
-        uptime: u64,
-        clients: Vec<Client<'a>>,
-    }
+/// Whether a number only grows or goes up and down.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// One number the HTTP API shows: its JSON name in `/api/ws/stats`, its
+/// Prometheus name and help in `/metrics`, and where it comes from. Both
+/// renderings come from [`NUMBERS`], so a name is written once.
+struct Number {
+    json: &'static str,
+    metric: &'static str,
+    kind: Kind,
+    help: &'static str,
+    value: fn(&Stats) -> u64,
+}
+
+const NUMBERS: &[Number] = &[
+    Number {
+        json: "totalConnections",
+        metric: "wshub_connections_total",
+        kind: Kind::Counter,
+        help: "WebSocket connections accepted since start.",
+        value: |s| s.total_connections,
+    },
+    Number {
+        json: "activeConnections",
+        metric: "wshub_connections_active",
+        kind: Kind::Gauge,
+        help: "WebSocket clients connected now.",
+        value: |s| s.active_connections as u64,
+    },
+    Number {
+        json: "authenticatedConnections",
+        metric: "wshub_connections_authenticated",
+        kind: Kind::Gauge,
+        help: "Connected clients whose token was verified.",
+        value: |s| s.authenticated_connections as u64,
+    },
+    Number {
+        json: "rejectedConnections",
+        metric: "wshub_connections_rejected_total",
+        kind: Kind::Counter,
+        help: "Connections refused after the handshake (server full, unauthorized).",
+        value: |s| s.rejected_connections,
+    },
+    Number {
+        json: "messagesReceived",
+        metric: "wshub_messages_received_total",
+        kind: Kind::Counter,
+        help: "Messages received from clients.",
+        value: |s| s.messages_received,
+    },
+    Number {
+        json: "messagesSent",
+        metric: "wshub_messages_sent_total",
+        kind: Kind::Counter,
+        help: "Messages queued to clients, per recipient.",
+        value: |s| s.messages_sent,
+    },
+    Number {
+        json: "slowConsumers",
+        metric: "wshub_slow_consumers_total",
+        kind: Kind::Counter,
+        help: "Clients closed with 1013 for not reading fast enough.",
+        value: |s| s.slow_consumers,
+    },
+    Number {
+        json: "staleClients",
+        metric: "wshub_stale_clients_total",
+        kind: Kind::Counter,
+        help: "Clients terminated after client_timeout of silence.",
+        value: |s| s.stale_clients,
+    },
+    Number {
+        json: "rateLimited",
+        metric: "wshub_rate_limited_total",
+        kind: Kind::Counter,
+        help: "Messages refused with rate_limited.",
+        value: |s| s.rate_limited,
+    },
+    Number {
+        json: "errorsSent",
+        metric: "wshub_errors_sent_total",
+        kind: Kind::Counter,
+        help: "error messages sent to clients.",
+        value: |s| s.errors_sent,
+    },
+    Number {
+        json: "channels",
+        metric: "wshub_channels",
+        kind: Kind::Gauge,
+        help: "Channels with at least one subscriber.",
+        value: |s| s.channels as u64,
+    },
+    Number {
+        json: "sessions",
+        metric: "wshub_sessions",
+        kind: Kind::Gauge,
+        help: "Sessions with at least one subscriber.",
+        value: |s| s.sessions as u64,
+    },
+    Number {
+        json: "users",
+        metric: "wshub_users",
+        kind: Kind::Gauge,
+        help: "Users with at least one connection.",
+        value: |s| s.users as u64,
+    },
+    Number {
+        json: "threads",
+        metric: "wshub_threads",
+        kind: Kind::Gauge,
+        help: "Connection threads alive (client readers and handshakes).",
+        value: |s| s.threads as u64,
+    },
+    Number {
+        json: "threadLimit",
+        metric: "wshub_thread_limit",
+        kind: Kind::Gauge,
+        help: "The most connection threads the hub will run.",
+        value: |s| s.thread_limit as u64,
+    },
+    Number {
+        json: "writerThreads",
+        metric: "wshub_writer_threads",
+        kind: Kind::Gauge,
+        help: "Threads of the writer pool.",
+        value: |s| s.writer_threads as u64,
+    },
+    Number {
+        json: "inboxBytes",
+        metric: "wshub_inbox_bytes",
+        kind: Kind::Gauge,
+        help: "Bytes of client messages waiting for the router.",
+        value: |s| s.inbox_bytes as u64,
+    },
+    Number {
+        json: "uptime",
+        metric: "wshub_uptime_seconds",
+        kind: Kind::Gauge,
+        help: "Seconds since the hub started.",
+        value: |s| s.uptime.as_secs(),
+    },
+];
+
+/// `GET /api/ws/stats` (`004_*.txt`, with every number of [`NUMBERS`]).
+pub(crate) fn stats_body(stats: &Stats) -> serde_json::Value {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Client<'a> {
@@ -151,143 +282,70 @@ pub(crate) fn stats_body(stats: &Stats) -> impl Serialize + '_ {
         channels: &'a [String],
         sessions: &'a [String],
     }
-    Body {
-        total_connections: stats.total_connections,
-        active_connections: stats.active_connections,
-        authenticated_connections: stats.authenticated_connections,
-        messages_received: stats.messages_received,
-        messages_sent: stats.messages_sent,
-        slow_consumers: stats.slow_consumers,
-        stale_clients: stats.stale_clients,
-        rejected_connections: stats.rejected_connections,
-        rate_limited: stats.rate_limited,
-        channels: stats.channels,
-        sessions: stats.sessions,
-        users: stats.users,
-        threads: stats.threads,
-        thread_limit: stats.thread_limit,
-        uptime: stats.uptime.as_secs(),
-        clients: stats
-            .clients
-            .iter()
-            .map(|c| Client {
-                id: &c.id,
-                user_id: c.user_id.as_deref(),
-                session_id: c.session_id.as_deref(),
-                is_alive: c.is_alive,
-                state: 1,
-                authenticated: c.authenticated,
-                channels: &c.channels,
-                sessions: &c.sessions,
-            })
-            .collect(),
+    let mut body = serde_json::Map::new();
+    for number in NUMBERS {
+        body.insert(number.json.into(), (number.value)(stats).into());
     }
+    let clients: Vec<Client<'_>> = stats
+        .clients
+        .iter()
+        .map(|c| Client {
+            id: &c.id,
+            user_id: c.user_id.as_deref(),
+            session_id: c.session_id.as_deref(),
+            is_alive: c.is_alive,
+            state: 1,
+            authenticated: c.authenticated,
+            channels: &c.channels,
+            sessions: &c.sessions,
+        })
+        .collect();
+    body.insert(
+        "clients".into(),
+        serde_json::to_value(clients).unwrap_or_default(),
+    );
+    serde_json::Value::Object(body)
 }
 
-/// `GET /metrics`: the Prometheus text format.
+/// `GET /metrics`: the Prometheus text format, every number of [`NUMBERS`].
 pub(crate) fn prometheus(stats: &Stats) -> String {
-    let mut out = String::with_capacity(2048);
-    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+    let mut out = String::with_capacity(4096);
+    for number in NUMBERS {
+        let kind = match number.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
         let _ = write!(
             out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n",
+            name = number.metric,
+            help = number.help,
+            value = (number.value)(stats),
         );
-    };
-    metric(
-        "wshub_connections_active",
-        "gauge",
-        "WebSocket clients connected now.",
-        stats.active_connections as f64,
-    );
-    metric(
-        "wshub_connections_authenticated",
-        "gauge",
-        "Connected clients whose token was verified.",
-        stats.authenticated_connections as f64,
-    );
-    metric(
-        "wshub_connections_total",
-        "counter",
-        "WebSocket connections accepted since start.",
-        stats.total_connections as f64,
-    );
-    metric(
-        "wshub_connections_rejected_total",
-        "counter",
-        "Connections refused after the handshake (server full, unauthorized).",
-        stats.rejected_connections as f64,
-    );
-    metric(
-        "wshub_messages_received_total",
-        "counter",
-        "Messages received from clients.",
-        stats.messages_received as f64,
-    );
-    metric(
-        "wshub_messages_sent_total",
-        "counter",
-        "Messages queued to clients, per recipient.",
-        stats.messages_sent as f64,
-    );
-    metric(
-        "wshub_slow_consumers_total",
-        "counter",
-        "Clients closed with 1013 for not reading fast enough.",
-        stats.slow_consumers as f64,
-    );
-    metric(
-        "wshub_stale_clients_total",
-        "counter",
-        "Clients terminated after client_timeout of silence.",
-        stats.stale_clients as f64,
-    );
-    metric(
-        "wshub_rate_limited_total",
-        "counter",
-        "Messages refused with rate_limited.",
-        stats.rate_limited as f64,
-    );
-    metric(
-        "wshub_errors_sent_total",
-        "counter",
-        "error messages sent to clients.",
-        stats.errors_sent as f64,
-    );
-    metric(
-        "wshub_channels",
-        "gauge",
-        "Channels with at least one subscriber.",
-        stats.channels as f64,
-    );
-    metric(
-        "wshub_sessions",
-        "gauge",
-        "Sessions with at least one subscriber.",
-        stats.sessions as f64,
-    );
-    metric(
-        "wshub_users",
-        "gauge",
-        "Users with at least one connection.",
-        stats.users as f64,
-    );
-    metric(
-        "wshub_threads",
-        "gauge",
-        "Connection and writer threads alive.",
-        stats.threads as f64,
-    );
-    metric(
-        "wshub_thread_limit",
-        "gauge",
-        "The most connection and writer threads the hub will run.",
-        stats.thread_limit as f64,
-    );
-    metric(
-        "wshub_uptime_seconds",
-        "gauge",
-        "Seconds since the hub started.",
-        stats.uptime.as_secs_f64(),
-    );
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_number_has_one_json_and_one_metric_name() {
+        let json: HashSet<_> = NUMBERS.iter().map(|n| n.json).collect();
+        let metrics: HashSet<_> = NUMBERS.iter().map(|n| n.metric).collect();
+        assert_eq!(json.len(), NUMBERS.len());
+        assert_eq!(metrics.len(), NUMBERS.len());
+        for number in NUMBERS {
+            assert!(number.metric.starts_with("wshub_"));
+            let counter = matches!(number.kind, Kind::Counter);
+            assert_eq!(
+                counter,
+                number.metric.ends_with("_total"),
+                "{}",
+                number.metric
+            );
+        }
+    }
 }

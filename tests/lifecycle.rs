@@ -204,25 +204,25 @@ fn dropping_the_server_stops_the_hub() {
 
 #[test]
 fn past_its_thread_budget_the_hub_refuses_connections_and_stays_up() {
-    // Room for six threads: two clients (a reader and a writer each) and
-    // two connections that never send their request.
+    // Room for four threads: two clients (a reader each) and two
+    // connections that never send their request.
     let hub = start(Config {
-        max_threads: Some(6),
+        max_threads: Some(4),
         ..support::config()
     });
     let _clients = (hub.client("/ws"), hub.client("/ws"));
     let mut idle: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(hub.addr).unwrap())
         .collect();
-    hub.wait_stats("six threads", |s| s.threads == 6);
+    hub.wait_stats("four threads", |s| s.threads == 4);
 
     // Even the accept loop has no thread to give: 503 at once.
     let (status, _, body) = support::http_raw(hub.addr, b"GET /health HTTP/1.1\r\n\r\n");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"code\":\"busy\""));
 
-    // Free one: an upgrade gets a reader thread (once the idle one is gone),
-    // but no writer thread, and is closed with 1013 instead.
+    // Free one: an upgrade gets a thread for its request (once the idle one
+    // is gone), but no reader thread, and is closed with 1013 instead.
     drop(idle.pop());
     let deadline = Instant::now() + DEADLINE;
     let mut upgraded = loop {
@@ -264,7 +264,7 @@ fn idle_sockets_get_only_their_share_of_handshakes() {
     let idle: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(hub.addr).unwrap())
         .collect();
-    hub.wait_stats("three idle handshakes", |s| s.threads == 5);
+    hub.wait_stats("three idle handshakes", |s| s.threads == 4);
     // A fourth from the same address is refused at once...
     let (status, _, body) = support::http_raw(hub.addr, b"GET /health HTTP/1.1\r\n\r\n");
     assert_eq!(status, 503, "{body}");

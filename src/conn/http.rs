@@ -1,5 +1,5 @@
-//! Plain HTTP/1.1 on the WebSocket port: parsing a request head, building
-//! JSON responses, percent-decoding.
+//! Plain HTTP/1.1 on the WebSocket port: parsing a request head (with
+//! `httparse`), building JSON responses, percent-decoding.
 //!
 //! Pure code run on connection threads. One request per connection
 //! (`Connection: close`): the API is for status checks and publishing, not
@@ -89,57 +89,64 @@ impl Request {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BadRequest(pub &'static str);
 
-/// Where the request head ends: the index just past the blank line.
-pub(crate) fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+/// Most header lines a request may have; more is answered 431.
+const MAX_HEADERS: usize = 64;
+
+/// Why a head could not be parsed yet or at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    /// Malformed: answered 400 with this message.
+    Bad(BadRequest),
+    /// More header lines than [`MAX_HEADERS`]: answered 431.
+    TooManyHeaders,
 }
 
-/// Parses a request head (everything up to and including the blank line).
+/// Parses a request head with `httparse`. `Ok(None)` while the head is
+/// incomplete; otherwise the request and the length of its head (the body,
+/// or a WebSocket's first frames, start there).
 ///
 /// # Errors
 ///
-/// A [`BadRequest`] saying what is malformed.
-pub(crate) fn parse_head(head: &[u8]) -> Result<Request, BadRequest> {
-    let head = std::str::from_utf8(head).map_err(|_| BadRequest("request head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or_default();
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(BadRequest("malformed request line"));
+/// A [`HeadError`] saying what is malformed.
+pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
+    let bad = |why| HeadError::Bad(BadRequest(why));
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let end = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(end)) => end,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(httparse::Error::Version) => {
+            return Err(bad("only HTTP/1.0 and HTTP/1.1 are spoken here"));
+        }
+        Err(httparse::Error::HeaderName) => return Err(bad("malformed header name")),
+        Err(httparse::Error::Token) => return Err(bad("malformed method")),
+        Err(_) => return Err(bad("malformed request")),
     };
-    if !matches!(version, "HTTP/1.1" | "HTTP/1.0") {
-        return Err(BadRequest("only HTTP/1.0 and HTTP/1.1 are spoken here"));
-    }
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(BadRequest("malformed method"));
+    let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
+        return Err(bad("malformed request line"));
+    };
+    if !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(bad("malformed method"));
     }
     if !target.starts_with('/') {
-        return Err(BadRequest("the request target must be a path"));
+        return Err(bad("the request target must be a path"));
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut headers = Vec::new();
-    for line in lines.take_while(|l| !l.is_empty()) {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(BadRequest("malformed header line"));
-        };
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(BadRequest("malformed header name"));
-        }
-        headers.push((name.to_owned(), value.trim().to_owned()));
+    let mut fields = Vec::with_capacity(parsed.headers.len());
+    for header in parsed.headers.iter() {
+        let value =
+            std::str::from_utf8(header.value).map_err(|_| bad("a header value is not UTF-8"))?;
+        fields.push((header.name.to_owned(), value.trim().to_owned()));
     }
-    Ok(Request {
+    let request = Request {
         method: method.to_owned(),
         path: path.to_owned(),
         query: query.to_owned(),
-        headers,
+        headers: fields,
         body: Vec::new(),
-    })
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    };
+    Ok(Some((request, end)))
 }
 
 /// Decodes `%XX` escapes and `+` (as space) of a query component.
@@ -280,8 +287,8 @@ mod tests {
     #[test]
     fn a_request_head_parses_into_method_path_query_and_headers() {
         let head = b"GET /ws?userId=u%201&sessionId=s+1 HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\r\n";
-        assert_eq!(head_end(head), Some(head.len()));
-        let req = parse_head(head).unwrap();
+        let (req, end) = parse_head(head).unwrap().unwrap();
+        assert_eq!(end, head.len());
         assert_eq!(req.method, "GET");
         assert_eq!(req.path, "/ws");
         assert_eq!(req.header("upgrade"), Some("WebSocket"));
@@ -307,7 +314,7 @@ mod tests {
             b"GET /\xff HTTP/1.1\r\n\r\n",
         ] {
             assert!(
-                parse_head(head).is_err(),
+                matches!(parse_head(head), Err(HeadError::Bad(_))),
                 "{:?}",
                 String::from_utf8_lossy(head)
             );
@@ -322,7 +329,11 @@ mod tests {
                 head.push_str(&format!("Content-Length: {h}\r\n"));
             }
             head.push_str("\r\n");
-            parse_head(head.as_bytes()).unwrap().content_length()
+            parse_head(head.as_bytes())
+                .unwrap()
+                .unwrap()
+                .0
+                .content_length()
         };
         assert_eq!(length(&[]), Ok(None));
         assert_eq!(length(&["12"]), Ok(Some(12)));

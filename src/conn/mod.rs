@@ -1,0 +1,261 @@
+//! One connection's first thread: read the HTTP request, then either answer
+//! it (the HTTP API, [`api`]) or upgrade it to WebSocket ([`upgrade`]),
+//! which hands the socket to a reader thread of its own ([`reader`]).
+//!
+//! Spawned by the accept loop for each TCP connection, with a deadline on
+//! the whole request. It ends once the request is answered, or once the
+//! upgraded client has its reader: the stack pages this thread touched
+//! (request parsing, token checks) are not kept for the client's lifetime.
+
+mod api;
+mod http;
+mod reader;
+mod upgrade;
+
+use std::hash::{BuildHasher, RandomState};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::auth::Authenticator;
+use crate::budget::{HandshakeSlot, Threads};
+use crate::config::Config;
+use crate::event::Inbox;
+use crate::subscriptions::ClientId;
+use crate::writer::Writers;
+use http::{HeadError, Request, Response};
+
+/// After an error response, how long to read and discard what the client is
+/// still sending, so that closing does not reset the connection before the
+/// client has read the response.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// What every connection thread shares: read-only settings, the router's
+/// inbox and the writer pool.
+pub(crate) struct Shared {
+    pub config: Arc<Config>,
+    /// Whether the hub listens on a loopback address only.
+    pub loopback: bool,
+    pub auth: Arc<Authenticator>,
+    pub threads: Arc<Threads>,
+    pub inbox: Inbox,
+    pub writers: Arc<Writers>,
+    next_id: AtomicU64,
+    /// Keyed per process, so `clientId`s from before a restart match nobody.
+    id_key: RandomState,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        auth: Arc<Authenticator>,
+        threads: Arc<Threads>,
+        inbox: Inbox,
+        writers: Arc<Writers>,
+    ) -> Shared {
+        Shared {
+            config,
+            loopback: false,
+            auth,
+            threads,
+            inbox,
+            writers,
+            next_id: AtomicU64::new(1),
+            id_key: RandomState::new(),
+        }
+    }
+
+    fn new_client(&self) -> (ClientId, String) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let tag = self.id_key.hash_one(id) as u32;
+        (ClientId(id), format!("c_{id:x}-{tag:08x}"))
+    }
+}
+
+/// Why a request was not read to the end.
+pub(crate) enum Unread {
+    /// Answer with this, then close.
+    Respond(Response),
+    /// The client went away (or sent nothing); just close.
+    Gone,
+}
+
+/// Serves one TCP connection from start to end.
+pub(crate) fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    handshake: HandshakeSlot,
+) {
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    let (request, rest) = match read_head(&stream, &shared.config, deadline) {
+        Ok(read) => read,
+        Err(Unread::Respond(response)) => {
+            return respond(&stream, &response, false, shared.config.handshake_timeout);
+        }
+        Err(Unread::Gone) => return,
+    };
+    if let Some(response) = foreign_host(&request, shared) {
+        return respond(&stream, &response, false, shared.config.handshake_timeout);
+    }
+    if request.header_has_token("upgrade", "websocket") {
+        return upgrade::upgrade(stream, peer, request, rest, shared, handshake);
+    }
+    let head_only = request.method == "HEAD";
+    let response = match api::api(&stream, request, rest, deadline, shared) {
+        Ok(response) | Err(Unread::Respond(response)) => response,
+        Err(Unread::Gone) => return,
+    };
+    respond(
+        &stream,
+        &response,
+        head_only,
+        shared.config.handshake_timeout,
+    );
+}
+
+/// In development mode on loopback, a request naming another host (DNS
+/// rebinding: a web page whose domain now points at 127.0.0.1) is refused,
+/// so a page cannot read the hub's stats or use it. Requests without a Host
+/// (not from a browser) and health checks are let through.
+fn foreign_host(request: &Request, shared: &Shared) -> Option<Response> {
+    // Health checks reveal nothing and stay open to every prober.
+    if request.path == "/health" {
+        return None;
+    }
+    let host = request.header("host")?;
+    if shared.auth.client_auth() || !shared.loopback || crate::auth::is_loopback_host(host) {
+        return None;
+    }
+    let message = format!("This development hub answers requests for localhost only, not {host}");
+    Some(Response::error(403, "forbidden_host", &message))
+}
+
+/// Reads up to the end of the request head, within the deadline and the
+/// header size limit. Returns the head and any bytes read past it.
+fn read_head(
+    stream: &TcpStream,
+    config: &Config,
+    deadline: Instant,
+) -> Result<(Request, Vec<u8>), Unread> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        match http::parse_head(&buf) {
+            Ok(Some((request, end))) if end <= config.max_header_size => {
+                let rest = buf.split_off(end);
+                return Ok((request, rest));
+            }
+            Ok(Some(_)) | Err(HeadError::TooManyHeaders) => return Err(too_large_head(config)),
+            Ok(None) if buf.len() > config.max_header_size => return Err(too_large_head(config)),
+            Ok(None) => {}
+            Err(HeadError::Bad(bad)) => {
+                return Err(Unread::Respond(Response::error(
+                    400,
+                    "bad_request",
+                    &format!("Bad request: {}", bad.0),
+                )));
+            }
+        }
+        let n = read_before(stream, &mut chunk, deadline)?;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn too_large_head(config: &Config) -> Unread {
+    let message = format!("Request head larger than {} bytes", config.max_header_size);
+    Unread::Respond(Response::error(431, "header_too_large", &message))
+}
+
+/// One `read` that gives up at `deadline` (408) or on EOF.
+pub(crate) fn read_before(
+    stream: &TcpStream,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> Result<usize, Unread> {
+    let timeout = || {
+        Unread::Respond(Response::error(
+            408,
+            "timeout",
+            "The request took too long to arrive",
+        ))
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timeout());
+        }
+        if stream.set_read_timeout(Some(left)).is_err() {
+            return Err(Unread::Gone);
+        }
+        match (&mut &*stream).read(buf) {
+            Ok(0) => return Err(Unread::Gone),
+            Ok(n) => return Ok(n),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(timeout());
+            }
+            Err(_) => return Err(Unread::Gone),
+        }
+    }
+}
+
+/// Writes all of `bytes` by `deadline`, however slowly the client reads:
+/// a client that never reads cannot hold this thread.
+pub(crate) fn write_before(stream: &TcpStream, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left))?;
+        match (&mut &*stream).write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => rest = &rest[written..],
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// Writes an HTTP response (within `timeout`) and closes the connection.
+pub(crate) fn respond(stream: &TcpStream, response: &Response, head_only: bool, timeout: Duration) {
+    if write_before(
+        stream,
+        &response.to_bytes(head_only),
+        Instant::now() + timeout,
+    )
+    .is_err()
+    {
+        return;
+    }
+    if response.status >= 400 {
+        linger(stream);
+    }
+}
+
+/// Half-closes, then discards what the client still sends for a moment, so
+/// the response is not lost to a reset.
+fn linger(stream: &TcpStream) {
+    if stream.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    let mut budget: usize = 1 << 20;
+    while budget > 0 {
+        match read_before(stream, &mut sink, deadline) {
+            Ok(n) => budget = budget.saturating_sub(n),
+            Err(_) => break,
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! One client's reader thread: frames in, typed events to the router.
+//!
+//! Started by the upgrade with a small stack (`thread_stack_size`). It
+//! blocks in `WebSocket::read` on the shared socket and, for each frame:
+//! stamps the link as heard from (liveness never waits for the router);
+//! applies the client's rate limit, so a flood over it costs the router
+//! nothing; parses text into a typed request and sends it on the clients
+//! lane, then waits while this connection's share of the inbox, or the
+//! whole inbox, is full (TCP back-pressure on the flooder alone). Pings are
+//! answered by queueing a Pong on the link itself.
+//!
+//! It never writes to the socket: its tungstenite instance writes into a
+//! sink. It ends on the client's Close (handed to the router, which answers
+//! it after what is already queued), a read error, or when the socket is cut.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tungstenite::Message;
+use tungstenite::error::{Error as WsError, ProtocolError};
+use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+
+use super::Shared;
+use crate::config::Config;
+use crate::event::{EVENT_OVERHEAD, Ending, Event, Refusal};
+use crate::link::Link;
+use crate::protocol;
+use crate::ratelimit::{RateLimiter, Verdict};
+
+/// Most Pings and Pongs a client may send in a burst.
+const CONTROL_BURST: u32 = 100;
+
+/// The socket as a reader sees it: reads go to the socket, writes vanish.
+///
+/// tungstenite's `read` queues Pong and Close replies and writes them to
+/// its stream. Here they are dropped: Pongs are queued on the link, and the
+/// Close is answered by the router, so only the writer pool writes.
+pub(super) struct ReadHalf<'a>(pub &'a TcpStream);
+
+impl Read for ReadHalf<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&mut &*self.0).read(buf)
+    }
+}
+
+impl Write for ReadHalf<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reader thread: reads `link` until the connection ends, then tells
+/// the router why.
+pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared) {
+    let config = &shared.config;
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer_size)
+        .write_buffer_size(0)
+        .max_message_size(Some(config.max_message_size))
+        .max_frame_size(Some(config.max_message_size));
+    let mut ws =
+        WebSocket::from_partially_read(ReadHalf(&link.stream), rest, Role::Server, Some(ws_config));
+    let why = Reader::new(&link, shared).read_loop(&mut ws);
+    log::debug!("reader of {:?} ended: {why:?}", link.id);
+    let _ = shared.inbox.send(Event::Left {
+        link: Arc::clone(&link),
+        why,
+    });
+}
+
+/// One reader's state.
+struct Reader<'a> {
+    link: &'a Arc<Link>,
+    shared: &'a Shared,
+    /// The client's message rate limit; `None` when it is off.
+    rate: Option<RateLimiter>,
+    pings: ControlBudget,
+}
+
+impl<'a> Reader<'a> {
+    fn new(link: &'a Arc<Link>, shared: &'a Shared) -> Reader<'a> {
+        let config = &shared.config;
+        Reader {
+            link,
+            shared,
+            rate: RateLimiter::new(config.rate_limit, config.rate_window, Instant::now()),
+            pings: ControlBudget::new(config),
+        }
+    }
+
+    /// Reads frames until the connection ends; returns why it ended.
+    fn read_loop(&mut self, ws: &mut WebSocket<ReadHalf<'_>>) -> Ending {
+        loop {
+            let message = ws.read();
+            if message.is_ok() {
+                self.link.touch();
+            }
+            let refusal = match message {
+                Ok(Message::Text(text)) => match self.rate_check() {
+                    Verdict::Allowed => {
+                        if !self.request(text.as_str()) {
+                            return Ending::Gone;
+                        }
+                        continue;
+                    }
+                    Verdict::Limited => Refusal::RateLimited {
+                        correlation_id: protocol::inbound::correlation_of(text.as_str()),
+                    },
+                    Verdict::Abusive => Refusal::Abuse,
+                },
+                Ok(Message::Binary(_)) => match self.rate_check() {
+                    Verdict::Allowed => Refusal::Binary,
+                    Verdict::Limited => Refusal::RateLimited {
+                        correlation_id: None,
+                    },
+                    Verdict::Abusive => Refusal::Abuse,
+                },
+                Ok(message @ (Message::Ping(_) | Message::Pong(_))) => match self.pings.check() {
+                    ControlVerdict::Allowed => {
+                        if let Message::Ping(payload) = message
+                            && self.link.push_control(protocol::pong_frame(payload))
+                        {
+                            self.shared.writers.hand_off_one(Arc::clone(self.link));
+                        }
+                        continue;
+                    }
+                    ControlVerdict::Drop => continue,
+                    ControlVerdict::Flood => Refusal::ControlFlood,
+                },
+                Ok(Message::Close(frame)) => {
+                    return Ending::PeerClosed(frame.map(|f| u16::from(f.code)));
+                }
+                Ok(Message::Frame(_)) => continue,
+                Err(err) => {
+                    let why = match err {
+                        WsError::Capacity(_) => Refusal::TooBig,
+                        WsError::Utf8(_) => Refusal::InvalidUtf8,
+                        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                            return Ending::Gone;
+                        }
+                        WsError::Protocol(_) => Refusal::Protocol,
+                        _ => return Ending::Gone,
+                    };
+                    log::debug!("client {:?} sent a bad frame: {err}", self.link.id);
+                    why
+                }
+            };
+            let closes = refusal.closes();
+            let sent = self.shared.inbox.send(Event::Refused {
+                link: Arc::clone(self.link),
+                why: refusal,
+            });
+            if !sent {
+                return Ending::Gone;
+            }
+            if closes {
+                // The router closes this client; read nothing more from it.
+                drain(ws.get_mut());
+                return Ending::Gone;
+            }
+        }
+    }
+
+    fn rate_check(&mut self) -> Verdict {
+        self.rate
+            .as_mut()
+            .map_or(Verdict::Allowed, |rate| rate.check(Instant::now()))
+    }
+
+    /// Parses one text frame and sends it to the router, then waits while
+    /// the inbox has no room for this connection. `false` when the router
+    /// is gone.
+    fn request(&self, text: &str) -> bool {
+        let request = protocol::parse(text);
+        let cost = text.len() + EVENT_OVERHEAD;
+        let budget = &self.shared.inbox.budget;
+        budget.charge(self.link, cost);
+        let sent = self.shared.inbox.send(Event::Request {
+            link: Arc::clone(self.link),
+            request,
+            cost,
+        });
+        if !sent {
+            budget.release(self.link, cost);
+            return false;
+        }
+        budget.wait_for_room(self.link);
+        true
+    }
+}
+
+/// What to do with a client's Ping or Pong.
+enum ControlVerdict {
+    /// Within the budget: answer a Ping.
+    Allowed,
+    /// Over the budget: ignore it.
+    Drop,
+    /// Far over the budget, again and again: the client is closed (1008).
+    Flood,
+}
+
+/// Control frames are not messages, so the rate limit does not see them;
+/// this budget does, so that a flood of Pings or Pongs costs nothing. It
+/// allows a burst of [`CONTROL_BURST`] and then two per second, or four
+/// per heartbeat when heartbeats are faster, so that a client answering
+/// every Ping is never refused.
+struct ControlBudget {
+    rate: Option<RateLimiter>,
+}
+
+impl ControlBudget {
+    fn new(config: &Config) -> ControlBudget {
+        let per_second = (4.0 / config.heartbeat_interval.as_secs_f64()).max(2.0);
+        let window = Duration::from_secs_f64(f64::from(CONTROL_BURST) / per_second);
+        ControlBudget {
+            rate: RateLimiter::new(CONTROL_BURST, window, Instant::now()),
+        }
+    }
+
+    fn check(&mut self) -> ControlVerdict {
+        match self
+            .rate
+            .as_mut()
+            .map_or(Verdict::Allowed, |rate| rate.check(Instant::now()))
+        {
+            Verdict::Allowed => ControlVerdict::Allowed,
+            Verdict::Limited => ControlVerdict::Drop,
+            Verdict::Abusive => ControlVerdict::Flood,
+        }
+    }
+}
+
+/// After a frame that breaks the stream, reads and discards until the
+/// client or the router closes the socket, so the Close we send is not
+/// lost to a reset caused by unread data.
+fn drain(stream: &mut ReadHalf<'_>) {
+    let mut sink = [0u8; 4096];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The WebSocket upgrade: checks (path, version, origin, credentials), the
+//! 101 answer, refusals, and handing the client to the router and to a
+//! reader thread of its own.
+//!
+//! Runs on the connection's first thread (see [`super`]). A client refused
+//! for its credentials is refused here, still holding its handshake slot;
+//! every other refusal (server full, per user, per address) is the
+//! router's, which keeps the slot until the client is gone.
+
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Instant, SystemTime};
+
+use tungstenite::handshake::derive_accept_key;
+use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+use tungstenite::{Bytes, Message};
+
+use super::http::{Request, Response};
+use super::reader::{self, ReadHalf};
+use super::{Shared, respond, write_before};
+use crate::auth::{Denied, Identity};
+use crate::budget::HandshakeSlot;
+use crate::config::Config;
+use crate::event::{Ending, Event, Joining};
+use crate::link::Link;
+use crate::protocol::{self, Close, ErrorCode, MAX_NAME_LEN};
+
+/// Checks the upgrade request, answers 101, and hands the client to the
+/// router and to its reader thread.
+pub(super) fn upgrade(
+    stream: TcpStream,
+    peer: SocketAddr,
+    request: Request,
+    rest: Vec<u8>,
+    shared: &Arc<Shared>,
+    handshake: HandshakeSlot,
+) {
+    let config = &shared.config;
+    let Upgrade {
+        identity,
+        session_id,
+        accept,
+    } = match check_upgrade(&request, shared) {
+        Ok(checked) => checked,
+        Err(response) => return respond(&stream, &response, false, config.handshake_timeout),
+    };
+    let switching = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    // From here writes are non-blocking (the writer pool) and reads wait
+    // as long as they need: liveness is the router's business.
+    let deadline = Instant::now() + config.handshake_timeout;
+    if write_before(&stream, switching.as_bytes(), deadline).is_err()
+        || stream.set_read_timeout(None).is_err()
+        || stream.set_write_timeout(None).is_err()
+    {
+        return;
+    }
+    let identity = match identity {
+        Ok(identity) => identity,
+        Err(denied) => {
+            log::warn!("refused {peer}: {denied}");
+            let _ = shared.inbox.send(Event::Rejected);
+            let error = protocol::error_frame(ErrorCode::Unauthorized, &denied.to_string(), None);
+            // The handshake slot is kept until the refusal is over, so
+            // refused clients count against their address meanwhile.
+            return refuse(&stream, rest, &[error, Close::Unauthorized.frame()], config);
+        }
+    };
+    let Some(slot) = shared.threads.reserve() else {
+        log::warn!("refused {peer}: no thread left for its reader");
+        let _ = shared.inbox.send(Event::Rejected);
+        return refuse(&stream, rest, &[Close::ServerFull.frame()], config);
+    };
+    let (id, name) = shared.new_client();
+    let writer = (id.0 % shared.writers.count() as u64) as usize;
+    let link = Arc::new(Link::new(id, stream, writer));
+    let joining = Joining {
+        link: Arc::clone(&link),
+        name,
+        peer,
+        identity,
+        session_id,
+        handshake,
+    };
+    // Joined goes first: the reader's events come after it, in order.
+    if !shared.inbox.send(Event::Joined(Box::new(joining))) {
+        return link.cut();
+    }
+    let reader_link = Arc::clone(&link);
+    let reader_shared = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name("wshub-reader".into())
+        .stack_size(config.thread_stack_size)
+        .spawn(move || {
+            let _slot = slot;
+            reader::run(reader_link, rest, &reader_shared);
+        });
+    if let Err(err) = spawned {
+        log::error!("cannot start a reader thread for {peer}: {err}");
+        let _ = shared.inbox.send(Event::Left {
+            link,
+            why: Ending::NoReader,
+        });
+    }
+}
+
+/// A valid upgrade request: who the client is (or why it may not come in),
+/// the session it asked for and the `Sec-WebSocket-Accept` value.
+struct Upgrade {
+    identity: Result<Identity, Denied>,
+    session_id: Option<String>,
+    accept: String,
+}
+
+/// Validates a WebSocket upgrade request. An HTTP error for a request that
+/// is not a valid upgrade or comes from a refused browser origin; an
+/// unauthorized client is refused after the handshake instead, so that a
+/// browser can see why (`004_*.txt`).
+fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response> {
+    let config = &shared.config;
+    let bad = |message: &str| Response::error(400, "bad_request", message);
+    if request.path != config.path && request.path != "/" {
+        let message = format!(
+            "No WebSocket endpoint at {}: use {}",
+            request.path, config.path
+        );
+        return Err(Response::error(404, "not_found", &message));
+    }
+    if request.method != "GET" {
+        return Err(bad("A WebSocket upgrade must be a GET request"));
+    }
+    if !request.header_has_token("connection", "upgrade") {
+        return Err(bad(
+            "A WebSocket upgrade needs the header Connection: Upgrade",
+        ));
+    }
+    if request.header("sec-websocket-version") != Some("13") {
+        let message = "Only WebSocket version 13 is supported";
+        return Err(Response::error(426, "upgrade_required", message)
+            .with_header("Sec-WebSocket-Version", "13"));
+    }
+    let key = match request.header("sec-websocket-key") {
+        Some(key) if key.len() == 24 => key,
+        _ => return Err(bad("A WebSocket upgrade needs a valid Sec-WebSocket-Key")),
+    };
+    let origin = request.header("origin");
+    if !shared.auth.origin_allowed(origin) {
+        let message = format!("Origin {} may not connect here", origin.unwrap_or_default());
+        return Err(Response::error(403, "forbidden_origin", &message));
+    }
+    let query = |name| request.query_param(name).map_err(|b| bad(b.0));
+    let user_id = query("userId")?.filter(|u| !u.is_empty());
+    if user_id.as_ref().is_some_and(|u| u.len() > MAX_NAME_LEN) {
+        return Err(bad("userId is longer than 255 bytes"));
+    }
+    if user_id
+        .as_ref()
+        .is_some_and(|u| u.chars().any(char::is_control))
+    {
+        return Err(bad("userId must not contain control characters"));
+    }
+    let session_id = query("sessionId")?.filter(|s| !s.is_empty());
+    if let Some(session) = &session_id {
+        protocol::check_name(session, "sessionId").map_err(|(_, message)| bad(&message))?;
+    }
+    let header_token = request
+        .header("authorization")
+        .and_then(crate::auth::bearer);
+    let token = match header_token {
+        Some(token) => Some(token.to_owned()),
+        None => query("token")?.filter(|t| !t.is_empty()),
+    };
+    let identity =
+        shared
+            .auth
+            .authenticate(token.as_deref(), user_id.as_deref(), SystemTime::now());
+    Ok(Upgrade {
+        identity,
+        session_id,
+        accept: derive_accept_key(key.as_bytes()),
+    })
+}
+
+/// Refuses a client right after its handshake: sends `frames` (the reason
+/// and a Close), then waits a little for the client's Close, so the reason
+/// is read before the socket goes. No link exists for this connection, so
+/// this thread writes.
+fn refuse(stream: &TcpStream, rest: Vec<u8>, frames: &[Bytes], config: &Config) {
+    let out = frames.concat();
+    let deadline = Instant::now() + config.close_timeout;
+    if write_before(stream, &out, deadline).is_ok() {
+        // Nothing more will come: the client sees the end after our Close.
+        let _ = stream.shutdown(Shutdown::Write);
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(1024)
+            .write_buffer_size(0)
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(config.max_message_size));
+        let mut ws =
+            WebSocket::from_partially_read(ReadHalf(stream), rest, Role::Server, Some(ws_config));
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            match ws.read() {
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}

@@ -1,0 +1,521 @@
+//! One WebSocket connection as every thread sees it: its socket, when the
+//! client was last heard from, and its outbound queue.
+//!
+//! A [`Link`] is shared (`Arc`) by the connection's reader thread, the
+//! router and the writer pool; it has no thread of its own. The reader
+//! stamps [`Link::heard`] on every frame, so liveness never waits for the
+//! router. The router (and the reader, for Pongs) pushes encoded frames;
+//! a writer drains them with non-blocking vectored sends.
+//!
+//! # Who writes
+//!
+//! Frames of two writers must never interleave on the wire, so at most one
+//! thread drains a link at a time. The rule is the `scheduled` flag, changed
+//! only under the queue's lock:
+//! - a push to an idle link (`scheduled == false`) sets it and tells the
+//!   pusher to hand the link to its writer (the router does so once per
+//!   batch, and may drain a few links itself instead);
+//! - the one holding the link drains it; it clears `scheduled` only when the
+//!   queue is empty, under the same lock, so a push that comes later
+//!   schedules the link again.
+//!
+//! The socket is shared: reads stay blocking (the reader), writes use
+//! `MSG_DONTWAIT` on the same descriptor, so a full socket never blocks a
+//! writer. The link ends when its last `Arc` is dropped, which closes the
+//! socket.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use socket2::SockRef;
+use tungstenite::Bytes;
+
+use crate::subscriptions::ClientId;
+
+/// Most frames gathered into one `sendmsg`.
+const MAX_IOV: usize = 128;
+
+/// Flags of every send: never block, never raise SIGPIPE.
+const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+
+/// Milliseconds since the first call in this process: a cheap clock that
+/// fits in an atomic. Readers write it, the router reads it.
+pub(crate) fn clock() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How much may wait for one client before it counts as a slow consumer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueLimits {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+/// What became of a frame offered to a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// Queued. `schedule`: the link was idle, so the pusher must see that a
+    /// writer gets it.
+    Queued { schedule: bool },
+    /// Over the queue's limits: a slow consumer. Nothing was queued.
+    Slow,
+    /// The link is closing or dead: nothing more goes out.
+    Gone,
+}
+
+/// What a drain left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drained {
+    /// Everything is written; the link is idle until the next push.
+    Idle,
+    /// The socket is full: wait until it is writable, then drain again.
+    Blocked,
+    /// Nothing more will be written: the Close went out, or writes failed.
+    Finished,
+}
+
+/// Reusable buffers of whoever drains links (each writer, the router).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    frames: VecDeque<Bytes>,
+}
+
+/// The outbound queue and its state, behind the link's lock.
+#[derive(Debug, Default)]
+struct Outbox {
+    /// Frames not yet taken by whoever drains the link.
+    frames: VecDeque<Bytes>,
+    /// Bytes of `frames[0]` already written (a frame cut by a full socket).
+    offset: usize,
+    /// Frames and bytes queued and not yet written, including those the
+    /// drainer holds: what the slow-consumer limits look at.
+    queued_frames: usize,
+    queued_bytes: usize,
+    /// Someone (the router during a batch, or a writer) holds the link and
+    /// will write what is queued.
+    scheduled: bool,
+    /// A Close is the last frame queued: nothing more is accepted.
+    closing: bool,
+    /// The drainer holds frames it took from `frames` and has not come back
+    /// with yet.
+    taken: bool,
+    /// A slow consumer's close came while the drainer held frames: what it
+    /// still holds is dropped, but for a frame it has begun, so the stream
+    /// stays well formed.
+    aborted: bool,
+    /// Writes are over (the Close went out, or a write failed).
+    finished: bool,
+}
+
+/// One connection, shared by its reader, the router and the writer pool.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) id: ClientId,
+    pub(crate) stream: TcpStream,
+    /// The writer of the pool that drains this link.
+    pub(crate) writer: usize,
+    /// [`clock`] when the reader last heard from the client.
+    heard: AtomicU64,
+    /// Bytes of this connection's events waiting in the router's inbox.
+    pub(crate) inbox_share: AtomicUsize,
+    outbox: Mutex<Outbox>,
+}
+
+impl Link {
+    pub(crate) fn new(id: ClientId, stream: TcpStream, writer: usize) -> Link {
+        Link {
+            id,
+            stream,
+            writer,
+            heard: AtomicU64::new(clock()),
+            inbox_share: AtomicUsize::new(0),
+            outbox: Mutex::new(Outbox::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Outbox> {
+        // Nothing panics while holding it; if something did, the queue is
+        // still consistent enough to finish with.
+        self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes that the client sent something (any frame): it is alive.
+    pub(crate) fn touch(&self) {
+        self.heard.store(clock(), Ordering::Relaxed);
+    }
+
+    /// [`clock`] when the client was last heard from.
+    pub(crate) fn heard(&self) -> u64 {
+        self.heard.load(Ordering::Relaxed)
+    }
+
+    /// How long the client has been silent, as of `now` ([`clock`]).
+    pub(crate) fn silent_for(&self, now: u64) -> Duration {
+        Duration::from_millis(now.saturating_sub(self.heard()))
+    }
+
+    /// Frames queued and not yet written.
+    pub(crate) fn queued(&self) -> usize {
+        self.lock().queued_frames
+    }
+
+    /// Queues `frame` unless the queue is at its `limits` (then: a slow
+    /// consumer). One frame larger than the byte limit still goes to a
+    /// client with nothing queued.
+    pub(crate) fn push(&self, frame: Bytes, limits: QueueLimits) -> Push {
+        let mut out = self.lock();
+        if out.closing || out.finished {
+            return Push::Gone;
+        }
+        if out.queued_frames >= limits.messages
+            || (out.queued_bytes > 0 && out.queued_bytes + frame.len() > limits.bytes)
+        {
+            return Push::Slow;
+        }
+        Push::Queued {
+            schedule: out.enqueue(frame),
+        }
+    }
+
+    /// Queues a control frame (a Pong) past the limits, which the reader's
+    /// control-frame budget bounds instead. `true`: hand the link to its writer.
+    pub(crate) fn push_control(&self, frame: Bytes) -> bool {
+        let mut out = self.lock();
+        if out.closing || out.finished {
+            return false;
+        }
+        out.enqueue(frame)
+    }
+
+    /// Queues a Close as the last frame: after everything queued, or, when
+    /// `abort`, in place of it (a slow consumer; a frame already begun is
+    /// finished first). `true`: hand the link to its writer.
+    pub(crate) fn close(&self, frame: Bytes, abort: bool) -> bool {
+        let mut guard = self.lock();
+        let out = &mut *guard;
+        if out.closing || out.finished {
+            return false;
+        }
+        if abort {
+            // What the drainer holds is trimmed when it comes back.
+            out.aborted = out.taken;
+            let keep = usize::from(out.offset > 0).min(out.frames.len());
+            for dropped in out.frames.drain(keep..) {
+                out.queued_frames -= 1;
+                out.queued_bytes -= dropped.len();
+            }
+        }
+        out.closing = true;
+        out.enqueue(frame)
+    }
+
+    /// Ends the connection at once, both ways: wakes a reader blocked in
+    /// `read` and fails any write. Nothing more is queued.
+    pub(crate) fn cut(&self) {
+        {
+            let mut out = self.lock();
+            out.finished = true;
+            out.frames.clear();
+            out.queued_frames = 0;
+            out.queued_bytes = 0;
+        }
+        // An error only means the socket is gone already.
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Writes what is queued, without ever blocking, until the queue is
+    /// empty or the socket is full. Only the thread that holds the link
+    /// (see the module docs) may call it.
+    pub(crate) fn drain(&self, scratch: &mut Scratch) -> Drained {
+        let mut batch = std::mem::take(&mut scratch.frames);
+        let mut offset;
+        {
+            let mut out = self.lock();
+            if out.finished {
+                out.scheduled = false;
+                return Drained::Finished;
+            }
+            std::mem::swap(&mut out.frames, &mut batch);
+            offset = std::mem::take(&mut out.offset);
+            out.taken = true;
+        }
+        let drained = loop {
+            let (frames, bytes, outcome) = self.write(&mut batch, &mut offset);
+            let mut guard = self.lock();
+            let out = &mut *guard;
+            out.queued_frames -= frames;
+            out.queued_bytes -= bytes;
+            out.taken = false;
+            if std::mem::take(&mut out.aborted) {
+                // A slow consumer: of what was held, only a frame already
+                // begun still goes; the Close is queued behind it.
+                let keep = usize::from(offset > 0).min(batch.len());
+                for dropped in batch.drain(keep..) {
+                    out.queued_frames -= 1;
+                    out.queued_bytes -= dropped.len();
+                }
+            }
+            match outcome {
+                // `All` leaves the batch empty. More came while writing: take it too.
+                Written::All if !out.frames.is_empty() => {
+                    std::mem::swap(&mut out.frames, &mut batch);
+                    offset = std::mem::take(&mut out.offset);
+                    out.taken = true;
+                }
+                Written::All => {
+                    out.scheduled = false;
+                    if out.closing && !out.finished {
+                        out.finished = true;
+                        drop(guard);
+                        // Nothing more will be sent: say so at the TCP level
+                        // too. The reader goes on until the client's Close.
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                        break Drained::Finished;
+                    }
+                    break if out.finished {
+                        Drained::Finished
+                    } else {
+                        Drained::Idle
+                    };
+                }
+                Written::Blocked => {
+                    // Put back what is left, in front of what came meanwhile.
+                    while let Some(frame) = batch.pop_back() {
+                        out.frames.push_front(frame);
+                    }
+                    out.offset = offset;
+                    break Drained::Blocked;
+                }
+                Written::Failed => {
+                    out.finished = true;
+                    out.scheduled = false;
+                    out.frames.clear();
+                    out.queued_frames = 0;
+                    out.queued_bytes = 0;
+                    batch.clear();
+                    drop(guard);
+                    let _ = self.stream.shutdown(Shutdown::Both);
+                    break Drained::Finished;
+                }
+            }
+        };
+        batch.clear();
+        scratch.frames = batch;
+        drained
+    }
+
+    /// Sends `batch` (its first frame from `offset`) until it is all written
+    /// or the socket is full. Returns the frames and bytes fully written.
+    fn write(&self, batch: &mut VecDeque<Bytes>, offset: &mut usize) -> (usize, usize, Written) {
+        let socket = SockRef::from(&self.stream);
+        let (mut frames, mut bytes) = (0, 0);
+        while !batch.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            for (slice, frame) in slices.iter_mut().zip(batch.iter()) {
+                let start = if count == 0 { *offset } else { 0 };
+                *slice = IoSlice::new(&frame[start..]);
+                count += 1;
+            }
+            let mut sent = match socket.send_vectored_with_flags(&slices[..count], SEND_FLAGS) {
+                Ok(0) => return (frames, bytes, Written::Failed),
+                Ok(sent) => sent,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    return (frames, bytes, Written::Blocked);
+                }
+                Err(_) => return (frames, bytes, Written::Failed),
+            };
+            // Retire every frame written in full; note how far into the next.
+            while let Some(front) = batch.front() {
+                let left = front.len() - *offset;
+                if sent < left {
+                    *offset += sent;
+                    break;
+                }
+                sent -= left;
+                *offset = 0;
+                frames += 1;
+                bytes += front.len();
+                batch.pop_front();
+            }
+        }
+        (frames, bytes, Written::All)
+    }
+}
+
+/// How far one write went.
+enum Written {
+    All,
+    Blocked,
+    Failed,
+}
+
+impl Outbox {
+    /// Appends a frame; `true` when the link was idle and must be scheduled.
+    fn enqueue(&mut self, frame: Bytes) -> bool {
+        self.queued_frames += 1;
+        self.queued_bytes += frame.len();
+        self.frames.push_back(frame);
+        !std::mem::replace(&mut self.scheduled, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    const ROOMY: QueueLimits = QueueLimits {
+        messages: 1 << 20,
+        bytes: 1 << 30,
+    };
+
+    /// A link to a socket whose other end the test reads.
+    fn pair() -> (Link, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (Link::new(ClientId(1), server, 0), client)
+    }
+
+    fn read_exactly(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        stream.read_exact(&mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn the_first_push_schedules_and_a_drain_releases() {
+        let (link, mut peer) = pair();
+        let mut scratch = Scratch::default();
+        assert_eq!(
+            link.push(Bytes::from_static(b"ab"), ROOMY),
+            Push::Queued { schedule: true }
+        );
+        assert_eq!(
+            link.push(Bytes::from_static(b"cd"), ROOMY),
+            Push::Queued { schedule: false },
+            "already scheduled: nobody else hands it off"
+        );
+        assert_eq!(link.drain(&mut scratch), Drained::Idle);
+        assert_eq!(read_exactly(&mut peer, 4), b"abcd");
+        assert_eq!(link.queued(), 0);
+        assert_eq!(
+            link.push(Bytes::from_static(b"e"), ROOMY),
+            Push::Queued { schedule: true },
+            "idle again: the next push schedules it"
+        );
+    }
+
+    #[test]
+    fn limits_make_a_slow_consumer_but_one_big_frame_fits_an_empty_queue() {
+        let (link, _peer) = pair();
+        let limits = QueueLimits {
+            messages: 2,
+            bytes: 10,
+        };
+        let big = Bytes::from(vec![b'x'; 100]);
+        assert!(matches!(
+            link.push(big.clone(), limits),
+            Push::Queued { .. }
+        ));
+        assert_eq!(link.push(Bytes::from_static(b"y"), limits), Push::Slow);
+        let (link, _peer) = pair();
+        link.push(Bytes::from_static(b"1"), limits);
+        link.push(Bytes::from_static(b"2"), limits);
+        assert_eq!(link.push(Bytes::from_static(b"3"), limits), Push::Slow);
+    }
+
+    #[test]
+    fn a_full_socket_blocks_without_blocking_and_resumes_mid_frame() {
+        let (link, mut peer) = pair();
+        let mut scratch = Scratch::default();
+        // Far more than the socket buffers hold.
+        let frame = Bytes::from(vec![7u8; 1 << 20]);
+        for _ in 0..32 {
+            link.push(frame.clone(), ROOMY);
+        }
+        assert_eq!(link.drain(&mut scratch), Drained::Blocked);
+        let queued = link.queued();
+        assert!(queued > 0 && queued <= 32);
+        // Read everything while draining whenever the socket takes more.
+        let total = 32usize << 20;
+        let mut got = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        while got < total {
+            got += peer.read(&mut buf).unwrap();
+            if link.queued() > 0 {
+                link.drain(&mut scratch);
+            }
+        }
+        assert_eq!(got, total, "every byte of every frame, none twice");
+        assert_eq!(link.queued(), 0);
+    }
+
+    #[test]
+    fn an_abort_drops_the_queue_but_finishes_a_begun_frame_then_closes() {
+        let (link, mut peer) = pair();
+        let mut scratch = Scratch::default();
+        let frame = Bytes::from(vec![1u8; 1 << 20]);
+        for _ in 0..16 {
+            link.push(frame.clone(), ROOMY);
+        }
+        assert_eq!(link.drain(&mut scratch), Drained::Blocked);
+        let begun = {
+            let out = link.lock();
+            out.offset
+        };
+        link.close(Bytes::from_static(b"CLOSE"), true);
+        // Read until EOF: whatever was in flight, then the rest of the begun
+        // frame, then the Close, then the end of the stream.
+        let mut received = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            if link.drain(&mut scratch) == Drained::Finished {
+                peer.read_to_end(&mut received).unwrap();
+                break;
+            }
+            let n = peer.read(&mut buf).unwrap();
+            received.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            received.ends_with(b"CLOSE"),
+            "{} bytes, ends {:?}",
+            received.len(),
+            &received[received.len().saturating_sub(8)..]
+        );
+        let body = received.len() - 5;
+        assert_eq!(body % (1 << 20), 0, "only whole frames: {body} bytes");
+        assert!(begun == 0 || body > 0);
+        assert!(body < 16 << 20, "the queued frames were dropped");
+        assert_eq!(link.push(Bytes::from_static(b"late"), ROOMY), Push::Gone);
+    }
+
+    #[test]
+    fn a_dead_peer_finishes_the_link() {
+        let (link, peer) = pair();
+        drop(peer);
+        let mut scratch = Scratch::default();
+        let frame = Bytes::from(vec![0u8; 1 << 16]);
+        let mut drained = Drained::Idle;
+        for _ in 0..64 {
+            if let Push::Gone = link.push(frame.clone(), ROOMY) {
+                break;
+            }
+            drained = link.drain(&mut scratch);
+            if drained == Drained::Finished {
+                break;
+            }
+        }
+        assert_eq!(drained, Drained::Finished, "a reset socket ends the link");
+        assert_eq!(link.push(frame, ROOMY), Push::Gone);
+    }
+}

@@ -1,0 +1,217 @@
+//! Every name the protocol puts on the wire, each list in one place: error
+//! codes, close codes with their reasons, presence statuses and the types
+//! of the hub's own messages.
+//!
+//! Pure data. Each enum is declared with its wire names by [`wire_names!`],
+//! which derives `as_str`, the reverse lookup and `Serialize` from that one
+//! list, so a name cannot be spelled two ways.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Declares an enum whose variants each have one wire name, and derives
+/// `ALL`, `as_str`, `from_wire`, `Display` and `Serialize` from the list.
+macro_rules! wire_names {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $wire:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant, )*
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            #[allow(dead_code)]
+            pub(crate) const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// The name as it appears on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $wire, )*
+                }
+            }
+
+            /// The variant with this wire name.
+            #[allow(dead_code)]
+            pub(crate) fn from_wire(name: &str) -> Option<$name> {
+                match name {
+                    $( $wire => Some($name::$variant), )*
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_names! {
+    /// Error codes sent in `{"type":"error","data":{"code":...}}`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum ErrorCode {
+        /// The frame is not JSON.
+        InvalidJson = "invalid_json",
+        /// JSON, but not a valid request (not an object, `type` missing, a field of the wrong type).
+        InvalidMessage = "invalid_message",
+        /// A `type` the hub does not know and no application handles.
+        UnknownType = "unknown_type",
+        /// A binary frame: the protocol is JSON in text frames.
+        UnsupportedFrame = "unsupported_frame",
+        /// The client may not do this.
+        Forbidden = "forbidden",
+        /// A channel or session name that breaks the naming rules.
+        InvalidChannel = "invalid_channel",
+        /// The client sends faster than its rate limit.
+        RateLimited = "rate_limited",
+        /// The client already holds the maximum number of subscriptions.
+        TooManySubscriptions = "too_many_subscriptions",
+        /// The message is larger than the hub accepts.
+        PayloadTooLarge = "payload_too_large",
+        /// Authentication is required and missing or invalid.
+        Unauthorized = "unauthorized",
+        /// The client's token expired.
+        TokenExpired = "token_expired",
+    }
+}
+
+wire_names! {
+    /// A user's presence status (`001_*.txt`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Status {
+        /// Active.
+        Online = "online",
+        /// Idle.
+        Away = "away",
+        /// Do not disturb.
+        Busy = "busy",
+        /// Disconnected (sent by the hub when a user's last connection closes).
+        Offline = "offline",
+    }
+}
+
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Status, D::Error> {
+        let name = <&str>::deserialize(deserializer)?;
+        Status::from_wire(name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown status {name:?}")))
+    }
+}
+
+wire_names! {
+    /// The `type` of a message the hub itself originates. Clients may not
+    /// publish under these names: they would pass for the hub's own.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Kind {
+        Connection = "connection",
+        Pong = "pong",
+        Subscribed = "subscribed",
+        Unsubscribed = "unsubscribed",
+        Published = "published",
+        Ack = "ack",
+        Error = "error",
+        UserPresence = "user_presence",
+        Presence = "presence",
+        ClientMessage = "client_message",
+        BatchUpdate = "batch_update",
+    }
+}
+
+/// Declares the close codes the hub sends: variant, code and reason, once.
+macro_rules! closes {
+    ( $( $(#[$vmeta:meta])* $variant:ident = ($code:literal, $reason:literal), )* ) => {
+        /// Close codes the hub sends, each with its reason text.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum Close {
+            $( $(#[$vmeta])* $variant, )*
+        }
+
+        impl Close {
+            /// The numeric close code.
+            pub(crate) fn code(self) -> u16 {
+                match self {
+                    $( Close::$variant => $code, )*
+                }
+            }
+
+            /// The short reason sent with the code.
+            pub(crate) fn reason(self) -> &'static str {
+                match self {
+                    $( Close::$variant => $reason, )*
+                }
+            }
+        }
+    };
+}
+
+closes! {
+    /// The client asked for it, or the application disconnected it.
+    Normal = (1000, "Normal closure"),
+    /// The server is shutting down.
+    GoingAway = (1001, "Server shutting down"),
+    /// The client broke the WebSocket protocol.
+    Protocol = (1002, "Protocol error"),
+    /// A text frame that is not UTF-8.
+    InvalidUtf8 = (1007, "Invalid UTF-8"),
+    /// Not authenticated.
+    Unauthorized = (1008, "Unauthorized"),
+    /// Rate limit exceeded again and again.
+    Abuse = (1008, "Rate limit exceeded"),
+    /// A message larger than `max_message_size`.
+    TooBig = (1009, "Message too big"),
+    /// The hub failed internally.
+    Internal = (1011, "Internal error"),
+    /// The hub is at `max_connections`.
+    ServerFull = (1013, "Server full"),
+    /// The user is at `max_connections_per_user`.
+    UserFull = (1013, "Too many connections for this user"),
+    /// The address is at `max_connections_per_ip`.
+    AddressFull = (1013, "Too many connections from this address"),
+    /// The client did not read fast enough (its queue filled up).
+    TooSlow = (1013, "Client too slow"),
+    /// The client's token expired; reconnect with a fresh one.
+    TokenExpired = (4001, "Token expired"),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_round_trip_and_serialise_as_themselves() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_wire(code.as_str()), Some(*code));
+            let json = serde_json::to_string(code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+        for status in Status::ALL {
+            let json = serde_json::to_string(status).unwrap();
+            assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), *status);
+        }
+        assert!(serde_json::from_str::<Status>("\"sleeping\"").is_err());
+        assert_eq!(Kind::from_wire("batch_update"), Some(Kind::BatchUpdate));
+        assert_eq!(Kind::from_wire("event"), None);
+    }
+
+    #[test]
+    fn close_codes_carry_their_reasons() {
+        assert_eq!(Close::TooSlow.code(), 1013);
+        assert_eq!(Close::TooSlow.reason(), "Client too slow");
+        assert_eq!(Close::TokenExpired.code(), 4001);
+    }
+}

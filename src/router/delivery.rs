@@ -1,0 +1,284 @@
+//! Delivery: frames into clients' queues, fan-out, slow consumers, and the
+//! hand-off of what a batch queued to the writer pool.
+//!
+//! Runs on the router thread. A fan-out encodes its frame once; every
+//! recipient's queue holds a reference to the same bytes. A push that finds
+//! a link idle puts it on this batch's list for its writer; at the end of
+//! the batch each writer gets its list in one hand-off (one wake-up at
+//! most), or, when only a few links wait (a reply to one request), the
+//! router writes them itself and spares the wake-up.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tungstenite::Bytes;
+
+use super::Router;
+use crate::config::Config;
+use crate::link::{Drained, Link, Push, QueueLimits, Scratch};
+use crate::protocol::{Close, Envelope, ErrorCode, Kind, Topic, error_frame};
+use crate::publish::{Filter, Publication, Target};
+use crate::subscriptions::ClientId;
+use crate::writer::Writers;
+
+/// At most this many links queued in a batch: the router writes them
+/// itself rather than waking a writer (a reply, a few deliveries).
+const DIRECT_WRITES: usize = 4;
+
+/// Who a fan-out reaches.
+pub(super) enum Audience<'a> {
+    All,
+    /// Clients allowed to see user-level events (presence).
+    Trusted,
+    Channel(&'a str),
+    Session(&'a str),
+    User(&'a str),
+    Client(&'a str),
+    Filter(&'a Filter),
+}
+
+/// The links this batch scheduled, per writer, and the pool.
+pub(super) struct Delivery {
+    writers: Arc<Writers>,
+    scheduled: Vec<Vec<Arc<Link>>>,
+    count: usize,
+    scratch: Scratch,
+}
+
+impl Push {
+    pub(super) fn is_slow(self) -> bool {
+        matches!(self, Push::Slow)
+    }
+}
+
+impl Delivery {
+    pub(super) fn new(writers: Arc<Writers>) -> Delivery {
+        Delivery {
+            scheduled: (0..writers.count()).map(|_| Vec::new()).collect(),
+            writers,
+            count: 0,
+            scratch: Scratch::default(),
+        }
+    }
+
+    pub(super) fn limits(&self, config: &Config) -> QueueLimits {
+        QueueLimits {
+            messages: config.max_queue,
+            bytes: config.max_queue_bytes,
+        }
+    }
+
+    /// How many writers the pool has.
+    pub(super) fn writers(&self) -> usize {
+        self.writers.count()
+    }
+
+    /// Queues `frame` for `link`, scheduling the link if it was idle.
+    pub(super) fn push(&mut self, link: &Arc<Link>, frame: Bytes, limits: QueueLimits) -> Push {
+        let pushed = link.push(frame, limits);
+        if let Push::Queued { schedule: true } = pushed {
+            self.schedule(link);
+        }
+        pushed
+    }
+
+    /// Queues a Close as `link`'s last frame (see [`Link::close`]).
+    pub(super) fn close(&mut self, link: &Arc<Link>, close: Close, abort: bool) {
+        self.close_with(link, close.frame(), abort);
+    }
+
+    /// Queues an encoded Close frame as `link`'s last frame.
+    pub(super) fn close_with(&mut self, link: &Arc<Link>, frame: Bytes, abort: bool) {
+        if link.close(frame, abort) {
+            self.schedule(link);
+        }
+    }
+
+    /// Puts an idle link that now has frames on its writer's list.
+    fn schedule(&mut self, link: &Arc<Link>) {
+        let lists = self.scheduled.len();
+        self.scheduled[link.writer % lists].push(Arc::clone(link));
+        self.count += 1;
+    }
+
+    /// The end of a batch: every scheduled link goes to its writer, each
+    /// writer woken at most once; a few are written right here instead.
+    pub(super) fn flush(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        let direct = self.count <= DIRECT_WRITES;
+        let Delivery {
+            writers,
+            scheduled,
+            scratch,
+            ..
+        } = self;
+        for (writer, links) in scheduled.iter_mut().enumerate() {
+            if direct {
+                // The router holds these links (it scheduled them), so it
+                // may drain them; only what the socket refuses goes on.
+                links.retain(|link| link.drain(scratch) == Drained::Blocked);
+            }
+            writers.hand_off(writer, links);
+        }
+        self.count = 0;
+    }
+
+    pub(super) fn stop_writers(&mut self) {
+        self.flush();
+        self.writers.stop();
+    }
+}
+
+impl Router {
+    /// Sends one encoded frame to one client.
+    pub(super) fn send(&mut self, id: ClientId, frame: Bytes) {
+        let limits = self.delivery.limits(&self.config);
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        match self.delivery.push(&client.link, frame, limits) {
+            Push::Queued { .. } => {
+                self.counters.messages_sent += 1;
+                self.last_activity = Some(SystemTime::now());
+            }
+            Push::Slow => self.mark_slow(id),
+            Push::Gone => {}
+        }
+    }
+
+    pub(super) fn reply<D: Serialize>(
+        &mut self,
+        id: ClientId,
+        kind: Kind,
+        topic: Option<&Topic>,
+        data: Option<D>,
+        correlation: Option<&RawValue>,
+    ) {
+        let frame = Envelope::new(kind.as_str(), data)
+            .topic(topic)
+            .correlation(correlation)
+            .encode();
+        self.send(id, frame);
+    }
+
+    pub(super) fn error(
+        &mut self,
+        id: ClientId,
+        code: ErrorCode,
+        message: &str,
+        correlation: Option<&RawValue>,
+    ) {
+        self.counters.errors_sent += 1;
+        log::debug!("error {code} to client {id:?}: {message}");
+        self.send(id, error_frame(code, message, correlation));
+    }
+
+    pub(super) fn publish(&mut self, publication: &Publication) -> usize {
+        let frame = &publication.frame;
+        match &publication.target {
+            Target::Broadcast => self.fan_out(Audience::All, frame),
+            Target::Channel(name) => self.fan_out(Audience::Channel(name), frame),
+            Target::Session(id) => self.fan_out(Audience::Session(id), frame),
+            Target::User(id) => self.fan_out(Audience::User(id), frame),
+            Target::Client(name) => self.fan_out(Audience::Client(name), frame),
+            Target::Filter(filter) => self.fan_out(Audience::Filter(filter), frame),
+        }
+    }
+
+    /// Offers one encoded frame to every client of `audience`, sharing the
+    /// bytes. Clients whose queue is full are closed afterwards; the count is
+    /// of clients the frame was queued for.
+    pub(super) fn fan_out(&mut self, audience: Audience<'_>, frame: &Bytes) -> usize {
+        let limits = self.delivery.limits(&self.config);
+        let clients = &self.clients;
+        let delivery = &mut self.delivery;
+        let mut delivered = 0;
+        let mut slow = Vec::new();
+        let mut offer = |id: ClientId| {
+            if let Some(client) = clients.get(&id) {
+                match delivery.push(&client.link, frame.clone(), limits) {
+                    Push::Queued { .. } => delivered += 1,
+                    Push::Slow => slow.push(id),
+                    Push::Gone => {}
+                }
+            }
+        };
+        match audience {
+            Audience::All => clients.keys().copied().for_each(&mut offer),
+            Audience::Channel(name) => self.channels.members(name).for_each(&mut offer),
+            Audience::Session(name) => self.sessions.members(name).for_each(&mut offer),
+            Audience::User(name) => self.users.members(name).for_each(&mut offer),
+            Audience::Client(name) => self
+                .names
+                .get(name)
+                .copied()
+                .into_iter()
+                .for_each(&mut offer),
+            Audience::Trusted => clients
+                .iter()
+                .filter(|(_, c)| c.identity.sees_private_events())
+                .for_each(|(id, _)| offer(*id)),
+            Audience::Filter(filter) => {
+                let mut panicked = false;
+                for (id, client) in clients {
+                    // The application's code, on the router thread: a panic
+                    // in it must not take the hub down.
+                    let accepted =
+                        panic::catch_unwind(AssertUnwindSafe(|| (filter.0)(&client.as_ref())));
+                    match accepted {
+                        Ok(true) => offer(*id),
+                        Ok(false) => {}
+                        Err(_) => panicked = true,
+                    }
+                }
+                if panicked {
+                    log::error!(
+                        "a publish filter panicked; the clients it panicked on were skipped"
+                    );
+                }
+            }
+        }
+        self.counters.messages_sent += delivered as u64;
+        if delivered > 0 {
+            self.last_activity = Some(SystemTime::now());
+        }
+        for id in slow {
+            self.mark_slow(id);
+        }
+        delivered
+    }
+
+    /// Puts a client on the list of slow consumers to close after this event.
+    pub(super) fn mark_slow(&mut self, id: ClientId) {
+        if let Some(client) = self.clients.get_mut(&id)
+            && !client.slow
+        {
+            client.slow = true;
+            self.slow.push(id);
+        }
+    }
+
+    /// Closes the clients found slow while handling the last event.
+    ///
+    /// Closing one may tell the others its user went offline, which may find
+    /// more slow clients: they join the list, and this loop (not recursion)
+    /// works through them, however many there are.
+    pub(super) fn close_slow_consumers(&mut self) {
+        while let Some(id) = self.slow.pop() {
+            if let Some(client) = self.clients.get(&id) {
+                log::warn!(
+                    "client {} is too slow ({} messages queued): closing it with 1013",
+                    client.name,
+                    client.link.queued()
+                );
+                self.counters.slow_consumers += 1;
+            }
+            self.close(id, Close::TooSlow, true);
+        }
+    }
+}

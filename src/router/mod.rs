@@ -1,0 +1,509 @@
+//! The router thread: the only owner of the hub's state (clients, channels,
+//! sessions, users, presence, counters), so there are no locks around it.
+//!
+//! It reads its lanes (see [`crate::event`]) in priority order: control
+//! (shutdown) first, then the timer's tick, then work (client requests and
+//! the API) in bounded batches, so shutdown and liveness always get in.
+//! Each event is handled in one `match` arm of [`Router::handle`]: a
+//! breakpoint there sees everything the hub does. After each batch the
+//! router hands the links it queued frames for to the writer pool, once per
+//! writer (see [`delivery`]).
+//!
+//! It never blocks on a client: a frame goes into a client's queue after a
+//! limit check, and a client over its limits is closed (1013) instead of
+//! waited for.
+//!
+//! It ends on [`Event::Shutdown`], after closing every client with 1001 and
+//! waiting up to `shutdown_timeout` for them to go, or when every sender of
+//! its lanes is gone. However it ends, it cuts every socket still open and
+//! stops the writers.
+//!
+//! The `impl Router` blocks, by concern: [`clients`] (join, leave, close),
+//! [`delivery`] (queues, fan-out, slow consumers, hand-off to writers),
+//! [`topics`] (subscribe, unsubscribe, sessions, client publishing),
+//! [`presence`] (statuses and their broadcasts).
+
+mod clients;
+mod delivery;
+mod presence;
+mod topics;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{TryRecvError, select};
+use serde_json::value::RawValue;
+
+use crate::auth::{Authenticator, Identity};
+use crate::budget::{HandshakeSlot, Threads};
+use crate::config::Config;
+use crate::event::{Event, Lanes};
+use crate::link::{self, Link};
+use crate::protocol::{ClientMessage, Close, Empty, ErrorCode, Kind, Rejection, Request};
+use crate::publish::ClientRef;
+use crate::stats::{ClientStats, Counters, Stats};
+use crate::subscriptions::{ClientId, Index, Sessions};
+use crate::writer::Writers;
+
+use delivery::Delivery;
+use presence::Presence;
+
+/// How often vacant sessions' owners are looked at for expiry.
+const SESSION_SWEEP: Duration = Duration::from_secs(10);
+
+/// While shutting down, how often to look whether every connection is done.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
+
+/// Most work events handled before the control lane and the timer are
+/// looked at again and the writers are handed what was queued.
+const BATCH: usize = 256;
+
+/// The longest a batch may take (looked at every [`BATCH_CHECK`] events).
+const BATCH_TIME: Duration = Duration::from_millis(5);
+const BATCH_CHECK: usize = 16;
+
+/// One connected client, as the router knows it.
+struct Client {
+    name: Box<str>,
+    peer: SocketAddr,
+    identity: Identity,
+    channels: Vec<Box<str>>,
+    sessions: Vec<Box<str>>,
+    link: Arc<Link>,
+    next_ping: Instant,
+    /// [`link::clock`] when the last Ping was queued, if one was.
+    pinged_at: Option<u64>,
+    /// Already on the router's list of slow consumers to close.
+    slow: bool,
+}
+
+impl Client {
+    fn as_ref(&self) -> ClientRef<'_> {
+        ClientRef {
+            id: &self.name,
+            user_id: self.identity.user_id.as_deref(),
+            authenticated: self.identity.authenticated(),
+            channels: &self.channels,
+            sessions: &self.sessions,
+        }
+    }
+
+    /// The user whose sessions this client opens, when ownership applies.
+    fn session_owner(&self) -> Option<&str> {
+        match self.identity.owns_sessions() {
+            true => self.identity.user_id.as_deref(),
+            false => None,
+        }
+    }
+
+    /// Whether the client answered the last Ping (or was heard from since).
+    fn is_alive(&self) -> bool {
+        self.pinged_at.is_none_or(|at| self.link.heard() >= at)
+    }
+}
+
+/// A connection the router has closed and forgotten (or refused), whose
+/// socket it cuts if the close handshake is not over by `deadline`.
+struct Closing {
+    deadline: Instant,
+    link: Weak<Link>,
+    /// A refused client's handshake slot, held until it is gone.
+    _handshake: Option<HandshakeSlot>,
+}
+
+impl Closing {
+    /// Whether the connection's threads still hold it.
+    fn is_open(&self) -> bool {
+        self.link.strong_count() > 0
+    }
+
+    fn cut(&self) {
+        if let Some(link) = self.link.upgrade() {
+            link.cut();
+        }
+    }
+}
+
+/// What [`Router::wait`] woke up for.
+enum Woke {
+    Event(Option<Event>),
+    Tick(Option<Instant>),
+    Nothing,
+}
+
+/// The state and the loop of the router thread.
+pub(crate) struct Router {
+    config: Arc<Config>,
+    auth: Arc<Authenticator>,
+    threads: Arc<Threads>,
+    lanes: Lanes,
+    delivery: Delivery,
+    clients: HashMap<ClientId, Client>,
+    names: HashMap<Box<str>, ClientId>,
+    /// Clients per address, for `max_connections_per_ip`.
+    addresses: HashMap<IpAddr, usize>,
+    channels: Index,
+    sessions: Sessions,
+    users: Index,
+    presence: Presence,
+    closing: Vec<Closing>,
+    /// Slow consumers to close once the current event is handled.
+    slow: Vec<ClientId>,
+    counters: Counters,
+    started: Instant,
+    last_activity: Option<SystemTime>,
+    next_sweep: Instant,
+    /// Set by [`Event::Shutdown`]: when to stop waiting for clients to go.
+    stopping: Option<Instant>,
+}
+
+impl Router {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        auth: Arc<Authenticator>,
+        threads: Arc<Threads>,
+        lanes: Lanes,
+        writers: Arc<Writers>,
+    ) -> Router {
+        let now = Instant::now();
+        Router {
+            presence: Presence::new(config.presence_grace),
+            config,
+            auth,
+            threads,
+            lanes,
+            delivery: Delivery::new(writers),
+            clients: HashMap::new(),
+            names: HashMap::new(),
+            addresses: HashMap::new(),
+            channels: Index::default(),
+            sessions: Sessions::default(),
+            users: Index::default(),
+            closing: Vec::new(),
+            slow: Vec::new(),
+            counters: Counters::default(),
+            started: now,
+            last_activity: None,
+            next_sweep: now + SESSION_SWEEP,
+            stopping: None,
+        }
+    }
+
+    /// The router thread's loop: control, then the tick, then a batch of
+    /// work, then the writers are handed what the batch queued.
+    pub(crate) fn run(mut self) {
+        loop {
+            // Shutdown never waits behind work.
+            while let Ok(event) = self.lanes.control.try_recv() {
+                self.handle(event);
+            }
+            // Nor do heartbeats and deadlines.
+            match self.lanes.ticks.try_recv() {
+                Ok(now) => self.tick(now),
+                // The timer is gone (it only stops after us): stop listening to it.
+                Err(TryRecvError::Disconnected) => self.lanes.ticks = crossbeam_channel::never(),
+                Err(TryRecvError::Empty) => {}
+            }
+            if self.done() {
+                break;
+            }
+            let worked = self.work_batch();
+            self.end_batch();
+            if !worked && !self.wait() {
+                break;
+            }
+        }
+        log::debug!("router stopped");
+    }
+
+    /// Handles up to [`BATCH`] events of the work lanes (clients and API,
+    /// in turn), for at most [`BATCH_TIME`]. `false` when there was none.
+    fn work_batch(&mut self) -> bool {
+        let started = Instant::now();
+        let mut handled = 0;
+        while handled < BATCH {
+            let mut got = false;
+            if let Ok(event) = self.lanes.clients.try_recv() {
+                self.handle(event);
+                handled += 1;
+                got = true;
+            }
+            if let Ok(event) = self.lanes.api.try_recv() {
+                self.handle(event);
+                handled += 1;
+                got = true;
+            }
+            if !got || (handled % BATCH_CHECK == 0 && started.elapsed() >= BATCH_TIME) {
+                break;
+            }
+        }
+        handled > 0
+    }
+
+    /// After a batch: the writers get what was queued, and readers waiting
+    /// for room in the inbox are woken.
+    fn end_batch(&mut self) {
+        self.delivery.flush();
+        self.lanes.budget.wake_waiters();
+    }
+
+    /// Blocks until any lane has something (while stopping, at most a few
+    /// ms, to look whether every client is gone), and handles it. `false`
+    /// when every sender is gone.
+    fn wait(&mut self) -> bool {
+        let lanes = &self.lanes;
+        let timeout = match self.stopping {
+            Some(_) => SHUTDOWN_POLL,
+            None => Duration::from_secs(3600),
+        };
+        let next = select! {
+            recv(lanes.control) -> event => Woke::Event(event.ok()),
+            recv(lanes.clients) -> event => Woke::Event(event.ok()),
+            recv(lanes.api) -> event => Woke::Event(event.ok()),
+            recv(lanes.ticks) -> tick => Woke::Tick(tick.ok()),
+            default(timeout) => Woke::Nothing,
+        };
+        match next {
+            Woke::Event(Some(event)) => self.handle(event),
+            // Every lane's senders live in the same `Inbox`: all are gone.
+            Woke::Event(None) => return false,
+            Woke::Tick(Some(now)) => self.tick(now),
+            // The timer is gone (it only stops after us): stop listening to it.
+            Woke::Tick(None) => self.lanes.ticks = crossbeam_channel::never(),
+            Woke::Nothing => {}
+        }
+        true
+    }
+
+    /// Whether a shutdown is complete: every client gone, or out of time.
+    fn done(&mut self) -> bool {
+        let Some(deadline) = self.stopping else {
+            return false;
+        };
+        self.closing.retain(Closing::is_open);
+        (self.clients.is_empty() && self.closing.is_empty()) || Instant::now() >= deadline
+    }
+
+    /// One event, one arm; then the slow consumers it found.
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Joined(joining) => self.join(*joining),
+            Event::Request {
+                link,
+                request,
+                cost,
+            } => {
+                self.request(link.id, request);
+                self.lanes.budget.release(&link, cost);
+            }
+            Event::Refused { link, why } => self.refused(link.id, why),
+            Event::Left { link, why } => self.left(&link, why),
+            Event::Rejected => self.counters.rejected_connections += 1,
+            Event::Publish { publication, reply } => {
+                let delivered = self.publish(&publication);
+                if let Some(reply) = reply {
+                    // A fresh one-slot channel: never full, never blocks.
+                    let _ = reply.try_send(delivered);
+                }
+            }
+            Event::Disconnect { client, reply } => {
+                let found = self.names.get(client.as_str()).copied();
+                if let Some(id) = found {
+                    self.close(id, Close::Normal, false);
+                }
+                let _ = reply.try_send(found.is_some());
+            }
+            Event::Stats { clients, reply } => {
+                let _ = reply.try_send(self.stats(clients));
+            }
+            Event::Shutdown => self.shutdown(),
+        }
+        self.close_slow_consumers();
+    }
+
+    /// A client's parsed request (or why it could not be parsed).
+    fn request(&mut self, id: ClientId, request: Result<Request, Rejection>) {
+        if !self.clients.contains_key(&id) {
+            return;
+        }
+        self.counters.messages_received += 1;
+        self.last_activity = Some(SystemTime::now());
+        match request {
+            Ok(Request {
+                message,
+                correlation_id,
+            }) => self.dispatch(id, message, correlation_id.as_deref()),
+            Err(rejection) => self.error(
+                id,
+                rejection.code,
+                &rejection.message,
+                rejection.correlation_id.as_deref(),
+            ),
+        }
+    }
+
+    fn dispatch(&mut self, id: ClientId, message: ClientMessage, correlation: Option<&RawValue>) {
+        match message {
+            ClientMessage::Ping => self.reply(id, Kind::Pong, None, None::<Empty>, correlation),
+            ClientMessage::Subscribe(topic) => self.subscribe(id, topic, correlation),
+            ClientMessage::Unsubscribe(topic) => self.unsubscribe(id, topic, correlation),
+            ClientMessage::Publish { topic, event, data } => {
+                self.client_publish(id, &topic, &event, data.as_deref(), correlation)
+            }
+            ClientMessage::Presence(status) => self.set_presence(id, status, correlation),
+            ClientMessage::PresenceQuery => self.presence_query(id, correlation),
+            ClientMessage::Refresh { token } => self.refresh(id, &token, correlation),
+            ClientMessage::Application { kind } => self.error(
+                id,
+                ErrorCode::UnknownType,
+                &format!("Unknown message type: {kind}"),
+                correlation,
+            ),
+        }
+    }
+
+    /// Every tick: Pings, silent clients, expired tokens, presence, sessions
+    /// and closes that take too long.
+    fn tick(&mut self, now: Instant) {
+        let timeout = self.config.client_timeout;
+        let heartbeat = self.config.heartbeat_interval;
+        let limits = self.delivery.limits(&self.config);
+        let clock = link::clock();
+        let wall = SystemTime::now();
+        let mut stale = Vec::new();
+        let mut slow = Vec::new();
+        let mut expired = Vec::new();
+        // One pass over every client per tick.
+        for (id, client) in &mut self.clients {
+            // Readers stamp `heard` themselves: no backlog here can make a
+            // healthy client look silent.
+            if client.link.silent_for(clock) >= timeout {
+                stale.push(*id);
+            } else if client.identity.expires_at.is_some_and(|at| at <= wall) {
+                expired.push(*id);
+            } else if now >= client.next_ping {
+                if self
+                    .delivery
+                    .push(&client.link, crate::protocol::ping_frame(), limits)
+                    .is_slow()
+                {
+                    slow.push(*id);
+                }
+                client.next_ping = now + heartbeat;
+                client.pinged_at = Some(clock);
+            }
+        }
+        for id in stale {
+            if let Some(client) = self.clients.get(&id) {
+                log::warn!(
+                    "client {} sent nothing for {:.1?}: terminating it",
+                    client.name,
+                    client.link.silent_for(clock)
+                );
+            }
+            self.counters.stale_clients += 1;
+            self.terminate(id);
+        }
+        for id in slow {
+            self.mark_slow(id);
+        }
+        for id in expired {
+            let message =
+                "Token expired: reconnect with a fresh token, or send refresh before it expires";
+            self.error(id, ErrorCode::TokenExpired, message, None);
+            self.close(id, Close::TokenExpired, false);
+        }
+        self.presence_tick(now);
+        if now >= self.next_sweep {
+            self.sessions.sweep(now, self.config.session_retention);
+            self.next_sweep = now + SESSION_SWEEP;
+        }
+        self.closing.retain(|closing| {
+            if closing.deadline <= now {
+                closing.cut();
+                return false;
+            }
+            closing.is_open()
+        });
+        self.close_slow_consumers();
+    }
+
+    fn shutdown(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        log::info!(
+            "shutting down: closing {} clients with 1001",
+            self.clients.len()
+        );
+        self.stopping = Some(Instant::now() + self.config.shutdown_timeout);
+        let ids: Vec<ClientId> = self.clients.keys().copied().collect();
+        for id in ids {
+            self.close(id, Close::GoingAway, false);
+        }
+    }
+
+    fn stats(&self, with_clients: bool) -> Stats {
+        let clients = if with_clients {
+            self.clients
+                .values()
+                .map(|c| ClientStats {
+                    id: c.name.to_string(),
+                    user_id: c.identity.user_id.clone(),
+                    session_id: c.sessions.first().map(|s| s.to_string()),
+                    is_alive: c.is_alive(),
+                    authenticated: c.identity.authenticated(),
+                    channels: c.channels.iter().map(|s| s.to_string()).collect(),
+                    sessions: c.sessions.iter().map(|s| s.to_string()).collect(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let c = &self.counters;
+        Stats {
+            total_connections: c.total_connections,
+            messages_received: c.messages_received,
+            messages_sent: c.messages_sent,
+            slow_consumers: c.slow_consumers,
+            stale_clients: c.stale_clients,
+            rejected_connections: c.rejected_connections,
+            rate_limited: c.rate_limited,
+            errors_sent: c.errors_sent,
+            active_connections: self.clients.len(),
+            authenticated_connections: self
+                .clients
+                .values()
+                .filter(|c| c.identity.authenticated())
+                .count(),
+            channels: self.channels.len(),
+            sessions: self.sessions.len(),
+            users: self.users.len(),
+            threads: self.threads.live(),
+            thread_limit: self.threads.most(),
+            writer_threads: self.delivery.writers(),
+            inbox_bytes: self.lanes.budget.used(),
+            uptime: self.started.elapsed(),
+            last_activity: self.last_activity,
+            clients,
+        }
+    }
+}
+
+/// However the router thread ends (shutdown, the last sender gone, or a
+/// panic unwinding), no client stays connected to a hub that no longer
+/// routes, no reader waits for room, and the writers stop.
+impl Drop for Router {
+    fn drop(&mut self) {
+        for closing in self.closing.drain(..) {
+            closing.cut();
+        }
+        for client in self.clients.values() {
+            client.link.cut();
+        }
+        self.lanes.budget.close();
+        self.delivery.stop_writers();
+    }
+}

@@ -1,0 +1,211 @@
+//! Presence: each user's status, and telling the others when it changes.
+//!
+//! Runs on the router thread. A broadcast costs one frame per trusted
+//! client, so presence costs no more than the information it carries:
+//! - a status the others were already told is not told again;
+//! - each user has a budget of [`BURST`] broadcasts, refilled at one a
+//!   second; changes beyond it wait, and only the latest is told when the
+//!   budget allows (checked every tick);
+//! - a user whose last connection leaves is told `offline` only after the
+//!   grace period, unless it comes back (a page reload is not news).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+
+use super::Router;
+use super::delivery::Audience;
+use crate::protocol::{Empty, Envelope, ErrorCode, Kind, PresenceData, PresenceList, Status};
+use crate::ratelimit::TokenBucket;
+use crate::subscriptions::ClientId;
+
+/// Presence broadcasts one user may cause at once...
+pub(crate) const BURST: u32 = 5;
+/// ...refilled at one per this period.
+pub(crate) const REFILL: Duration = Duration::from_secs(1);
+
+/// The router's presence state.
+pub(super) struct Presence {
+    grace: Duration,
+    /// Users with a connection (or in their grace period), and their status.
+    statuses: HashMap<Box<str>, Status>,
+    /// What the others were last told of each user; absent means offline.
+    announced: HashMap<Box<str>, Status>,
+    /// Users whose last connection left, and when to announce them offline.
+    pending_offline: HashMap<Box<str>, Instant>,
+    /// Each user's broadcast budget.
+    budgets: HashMap<Box<str>, TokenBucket>,
+    /// Users whose change waits for budget.
+    waiting: HashSet<Box<str>>,
+}
+
+impl Presence {
+    pub(super) fn new(grace: Duration) -> Presence {
+        Presence {
+            grace,
+            statuses: HashMap::new(),
+            announced: HashMap::new(),
+            pending_offline: HashMap::new(),
+            budgets: HashMap::new(),
+            waiting: HashSet::new(),
+        }
+    }
+
+    /// Takes one broadcast from `user`'s budget; `false` when it is spent.
+    fn spend(&mut self, user: &str, now: Instant) -> bool {
+        self.budgets
+            .entry(user.into())
+            .or_insert_with(|| TokenBucket::new(BURST, REFILL * BURST, now))
+            .take(now)
+    }
+}
+
+impl Router {
+    /// A connection of `user` joined: the first one makes it `online`,
+    /// unless it is back within its grace period.
+    pub(super) fn user_connected(&mut self, id: ClientId, user: &str) {
+        let first = self.users.count(user) == 0;
+        self.users.add(user, id);
+        let returning = self.presence.pending_offline.remove(user).is_some();
+        if first && !returning {
+            self.presence.statuses.insert(user.into(), Status::Online);
+            self.announce(user);
+        }
+    }
+
+    /// The last connection of `user` left.
+    pub(super) fn user_disconnected(&mut self, user: &str, now: Instant) {
+        if self.stopping.is_some() {
+            self.presence.statuses.remove(user);
+        } else if self.presence.grace.is_zero() {
+            self.went_offline(user);
+        } else {
+            self.presence
+                .pending_offline
+                .insert(user.into(), now + self.presence.grace);
+        }
+    }
+
+    /// A user's last connection is gone (and its grace period over).
+    fn went_offline(&mut self, user: &str) {
+        self.presence.statuses.remove(user);
+        self.announce(user);
+    }
+
+    /// `user_presence` from a client.
+    pub(super) fn set_presence(
+        &mut self,
+        id: ClientId,
+        status: Status,
+        correlation: Option<&RawValue>,
+    ) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        let Some(user) = client.identity.user_id.clone() else {
+            let message = "Presence needs a user: connect with ?userId= or a token";
+            return self.error(id, ErrorCode::Forbidden, message, correlation);
+        };
+        self.presence.statuses.insert(user.as_str().into(), status);
+        self.announce(&user);
+        if correlation.is_some() {
+            self.reply(id, Kind::Ack, None, None::<Empty>, correlation);
+        }
+    }
+
+    /// Tells the trusted clients `user`'s status, if it is news and the
+    /// user's budget allows; otherwise it waits for the next tick.
+    fn announce(&mut self, user: &str) {
+        let status = self
+            .presence
+            .statuses
+            .get(user)
+            .copied()
+            .unwrap_or(Status::Offline);
+        let told = self
+            .presence
+            .announced
+            .get(user)
+            .copied()
+            .unwrap_or(Status::Offline);
+        if status == told {
+            self.presence.waiting.remove(user);
+            return;
+        }
+        if !self.presence.spend(user, Instant::now()) {
+            self.presence.waiting.insert(user.into());
+            return;
+        }
+        self.presence.waiting.remove(user);
+        match status {
+            Status::Offline if !self.presence.statuses.contains_key(user) => {
+                self.presence.announced.remove(user);
+            }
+            status => {
+                self.presence.announced.insert(user.into(), status);
+            }
+        }
+        let frame = Envelope::new(
+            Kind::UserPresence.as_str(),
+            Some(PresenceData {
+                user_id: user,
+                status,
+            }),
+        )
+        .encode();
+        self.fan_out(Audience::Trusted, &frame);
+    }
+
+    /// Every tick: grace periods that ended, changes whose budget came back.
+    pub(super) fn presence_tick(&mut self, now: Instant) {
+        let gone: Vec<Box<str>> = self
+            .presence
+            .pending_offline
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(user, _)| user.clone())
+            .collect();
+        for user in gone {
+            self.presence.pending_offline.remove(&user);
+            self.went_offline(&user);
+        }
+        let waiting: Vec<Box<str>> = self.presence.waiting.iter().cloned().collect();
+        for user in waiting {
+            self.announce(&user);
+        }
+        // Budgets of users nobody hears of any more are forgotten once full.
+        let presence = &mut self.presence;
+        presence.budgets.retain(|user, budget| {
+            presence.statuses.contains_key(user)
+                || presence.announced.contains_key(user)
+                || presence.waiting.contains(user)
+                || !budget.is_full(now)
+        });
+    }
+
+    /// `presence`: who is online, for clients allowed to know.
+    pub(super) fn presence_query(&mut self, id: ClientId, correlation: Option<&RawValue>) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        if !client.identity.sees_private_events() {
+            let message = "Anonymous clients cannot see presence";
+            return self.error(id, ErrorCode::Forbidden, message, correlation);
+        }
+        let mut users: Vec<PresenceData<'_>> = self
+            .presence
+            .statuses
+            .iter()
+            .map(|(user, status)| PresenceData {
+                user_id: user,
+                status: *status,
+            })
+            .collect();
+        users.sort_by(|a, b| a.user_id.cmp(b.user_id));
+        let frame = Envelope::new(Kind::Presence.as_str(), Some(PresenceList { users }))
+            .correlation(correlation)
+            .encode();
+        self.send(id, frame);
+    }
+}

@@ -1,0 +1,198 @@
+//! Topics: subscribing to channels and sessions, leaving them, and client
+//! publishing to them.
+//!
+//! Runs on the router thread. Every way into a session (a `subscribe`, the
+//! `sessionId` of the upgrade, a refresh) goes through one admission,
+//! [`Router::join_session`], so each refusal has one code and one message.
+
+use std::time::Instant;
+
+use serde_json::value::RawValue;
+
+use super::Router;
+use super::delivery::Audience;
+use crate::protocol::{self, Delivered, Empty, Envelope, ErrorCode, Kind, Topic};
+use crate::subscriptions::{ClientId, Refused};
+
+/// A request refused with this code and message.
+type Refusal = (ErrorCode, String);
+
+impl Router {
+    pub(super) fn subscribe(&mut self, id: ClientId, topic: Topic, correlation: Option<&RawValue>) {
+        let refused = match &topic {
+            Topic::Channel(name) => self.join_channel(id, name),
+            Topic::Session(session) => self.join_session(id, session),
+        };
+        match refused {
+            Err((code, message)) => self.error(id, code, &message, correlation),
+            Ok(()) => self.reply(
+                id,
+                Kind::Subscribed,
+                Some(&topic),
+                Some(Empty {}),
+                correlation,
+            ),
+        }
+    }
+
+    /// Subscribes a client to a channel it may read, within its limit.
+    fn join_channel(&mut self, id: ClientId, name: &str) -> Result<(), Refusal> {
+        let max = self.config.max_subscriptions;
+        let Some(client) = self.clients.get_mut(&id) else {
+            return Ok(());
+        };
+        if client.channels.iter().any(|c| **c == *name) {
+            return Ok(());
+        }
+        if client.channels.len() + client.sessions.len() >= max {
+            return Err(too_many(max));
+        }
+        if !client.identity.may_read_channel(name) {
+            return Err((
+                ErrorCode::Forbidden,
+                format!("Not allowed to subscribe to channel {name}"),
+            ));
+        }
+        self.channels.add(name, id);
+        client.channels.push(name.into());
+        Ok(())
+    }
+
+    /// The one admission to a session: anonymous clients never, a session
+    /// of another user never (when auth is on), within the client's
+    /// subscription limit and its user's session limit.
+    pub(super) fn join_session(&mut self, id: ClientId, session: &str) -> Result<(), Refusal> {
+        let max = self.config.max_subscriptions;
+        let max_owned = self.config.max_sessions_per_user;
+        let Some(client) = self.clients.get_mut(&id) else {
+            return Ok(());
+        };
+        if client.sessions.iter().any(|s| **s == *session) {
+            return Ok(());
+        }
+        if client.channels.len() + client.sessions.len() >= max {
+            return Err(too_many(max));
+        }
+        if !client.identity.sees_private_events() {
+            return Err((
+                ErrorCode::Forbidden,
+                format!("Anonymous clients cannot join session {session}"),
+            ));
+        }
+        let owner = client.session_owner();
+        match self.sessions.join(session, id, owner, max_owned) {
+            Ok(_) => {
+                client.sessions.push(session.into());
+                Ok(())
+            }
+            Err(Refused::Taken) => Err((
+                ErrorCode::Forbidden,
+                format!("Session {session} belongs to another user"),
+            )),
+            Err(Refused::TooMany) => Err((
+                ErrorCode::TooManySubscriptions,
+                format!(
+                    "You own {max_owned} sessions already; a session is released when it has been empty for session_retention"
+                ),
+            )),
+        }
+    }
+
+    pub(super) fn unsubscribe(
+        &mut self,
+        id: ClientId,
+        topic: Option<Topic>,
+        correlation: Option<&RawValue>,
+    ) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let now = Instant::now();
+        match &topic {
+            Some(Topic::Channel(name)) => {
+                if self.channels.remove(name, id) {
+                    client.channels.retain(|c| **c != **name);
+                }
+            }
+            Some(Topic::Session(session)) => {
+                if self.sessions.leave(session, id, now) {
+                    client.sessions.retain(|s| **s != **session);
+                }
+            }
+            None => {
+                for session in client.sessions.drain(..) {
+                    self.sessions.leave(&session, id, now);
+                }
+            }
+        }
+        self.reply(
+            id,
+            Kind::Unsubscribed,
+            topic.as_ref(),
+            Some(Empty {}),
+            correlation,
+        );
+    }
+
+    pub(super) fn client_publish(
+        &mut self,
+        id: ClientId,
+        topic: &Topic,
+        event: &str,
+        data: Option<&RawValue>,
+        correlation: Option<&RawValue>,
+    ) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        if !client
+            .identity
+            .may_publish(self.config.allow_client_publish)
+        {
+            let message = "Clients may not publish: start the hub with --allow-client-publish";
+            return self.error(id, ErrorCode::Forbidden, message, correlation);
+        }
+        let allowed = match topic {
+            Topic::Channel(name) => client.identity.may_read_channel(name),
+            Topic::Session(session) => {
+                client.identity.sees_private_events()
+                    && self.sessions.may_use(session, client.session_owner())
+            }
+        };
+        if !allowed {
+            return self.error(
+                id,
+                ErrorCode::Forbidden,
+                "Not allowed to publish there",
+                correlation,
+            );
+        }
+        let frame = Envelope::new(event, data)
+            .topic(Some(topic))
+            .from(protocol::From {
+                client_id: &client.name,
+                user_id: client.identity.user_id.as_deref(),
+            })
+            .encode();
+        let delivered = match topic {
+            Topic::Channel(name) => self.fan_out(Audience::Channel(name), &frame),
+            Topic::Session(session) => self.fan_out(Audience::Session(session), &frame),
+        };
+        if correlation.is_some() {
+            self.reply(
+                id,
+                Kind::Published,
+                Some(topic),
+                Some(Delivered { delivered }),
+                correlation,
+            );
+        }
+    }
+}
+
+fn too_many(max: usize) -> Refusal {
+    (
+        ErrorCode::TooManySubscriptions,
+        format!("At most {max} subscriptions per client"),
+    )
+}
