@@ -34,8 +34,11 @@ use crate::writer::Writers;
 
 /// Stack of the short-lived thread that reads a connection's HTTP request
 /// (parsing, token checks); a client's long-lived reader gets
-/// `thread_stack_size` instead.
-const HANDSHAKE_STACK: usize = 256 * 1024;
+/// `thread_stack_size` instead. glibc caches the stacks of ended threads,
+/// their top pages still resident, and hands a cached stack to a new thread
+/// asking for up to four times less: this size keeps the handshake's pages
+/// from ever following a client's reader (64 KiB by default) for its life.
+const HANDSHAKE_STACK: usize = 512 * 1024;
 
 /// A bound, not yet running, hub.
 ///

@@ -57,6 +57,7 @@ impl Write for ReadHalf<'_> {
 
 /// The reader thread: reads `link` until the connection ends, then tells
 /// the router why.
+#[inline(never)]
 pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared) {
     let config = &shared.config;
     let ws_config = WebSocketConfig::default()
@@ -239,6 +240,10 @@ impl ControlBudget {
 /// After a frame that breaks the stream, reads and discards until the
 /// client or the router closes the socket, so the Close we send is not
 /// lost to a reset caused by unread data.
+///
+/// Never inlined: its buffer would otherwise sit in the reader's frame and
+/// make every idle reader touch another page of stack.
+#[inline(never)]
 fn drain(stream: &mut ReadHalf<'_>) {
     let mut sink = [0u8; 4096];
     loop {
