@@ -1,7 +1,7 @@
 //! Embedding wshub in a plain, non-async program.
 //!
 //! A worker thread plays an AI job that reports to a session, the way the
-//! AI Canvas backend of `004_*.txt` does; browsers that connect with
+//! AI Canvas backend does; browsers that connect with
 //! `?sessionId=demo` watch it. The program runs for a few seconds and stops
 //! by itself.
 //!

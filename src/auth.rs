@@ -371,7 +371,7 @@ impl Authenticator {
         now: SystemTime,
     ) -> Result<Identity, Denied> {
         if !self.client_auth() {
-            // Development: tokens are not checked (clients of `001_*.txt`
+            // Development: tokens are not checked (the Code Cloud Agents clients
             // always send one), except the admin token, which opens a
             // service connection.
             return Ok(match token.and_then(|t| self.service(&Digest::of(t))) {

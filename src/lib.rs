@@ -31,28 +31,38 @@
 //! ## Threads
 //!
 //! ```text
-//!  accept loop ──spawns──▶ connection thread (one per socket: HTTP, or WebSocket reader)
-//!                               │ parsed requests                ▲ frames, pongs, closes
-//!                               ▼                                │
-//!  Handle / HTTP ──events──▶ router thread ──per-client queue──▶ writer thread (one per client)
-//!                               ▲
-//!  timer thread ───ticks────────┘   (pings, stale clients, close deadlines)
+//!  accept loop ──spawns──▶ connection thread (one per socket: the HTTP request,
+//!                               │            then it ends, or becomes…)
+//!                               ▼
+//!                          reader thread (one per WebSocket client, 64 KiB stack)
+//!                               │ lanes: control, api, clients (bounded in bytes)
+//!                               ▼
+//!  Handle / HTTP ──────────▶ router thread ──per-client queues──▶ writer pool
+//!                               ▲            (one hand-off per       (one per CPU,
+//!  timer thread ───ticks────────┘             batch and writer)       epoll, non-blocking)
 //! ```
 //!
 //! - The **router** owns all state (clients, channels, sessions, users,
 //!   presence, counters); nothing else touches it, so there are no locks.
-//! - It **never blocks on a client**: each client has its own queue with a
-//!   limit (`max_queue`); a client whose queue is full is closed with 1013
-//!   and counted, and everyone else carries on.
+//!   It reads its lanes in order: shutdown first, then the timer's tick,
+//!   then work in bounded batches, so liveness and shutdown never wait
+//!   behind a backlog.
+//! - It **never blocks on a client**: each client has its own queue with
+//!   limits (`max_queue`, `max_queue_bytes`); a client over them is closed
+//!   with 1013 and counted, and everyone else carries on.
 //! - A **fan-out serialises once**: the frame is encoded a single time and
-//!   every recipient's queue holds a reference to the same bytes.
-//! - Each connection's **writer** is the only code that writes to its
-//!   socket, so frames never interleave; the reader hands it the pongs and
-//!   close replies.
+//!   every recipient's queue holds a reference to the same bytes. At the end
+//!   of a batch each writer is handed its clients at once, and only woken if
+//!   it sleeps.
+//! - **Writers** send with `MSG_DONTWAIT`, all of a client's queued frames in
+//!   one vectored send; a full socket waits for writability while its writer
+//!   serves the others. Only one thread writes to a socket at a time.
+//! - **Readers** stamp each client as alive themselves, apply its rate limit,
+//!   and stop reading while its share of the router's inbox is used: a flood
+//!   is held back by TCP, not by the hub's memory.
 //!
 //! [`Handle`] is `Clone + Send + Sync`; clone it into every thread that
-//! publishes. Each call is one message to the router (and, for
-//! [`Handle::publish`], one answer back).
+//! publishes. Each call is one message to the router and one answer back.
 //!
 //! ## Logging
 //!

@@ -92,7 +92,7 @@ pub struct ClientStats {
     pub sessions: Vec<String>,
 }
 
-/// `GET /api/websocket/status` (`000_*.txt`).
+/// `GET /api/websocket/status` (as the Cursor Chat Agent clients expect).
 pub(crate) fn status_body(stats: &Stats) -> impl Serialize + '_ {
     #[derive(Serialize)]
     struct Body {
@@ -267,7 +267,7 @@ const NUMBERS: &[Number] = &[
     },
 ];
 
-/// `GET /api/ws/stats` (`004_*.txt`, with every number of [`NUMBERS`]).
+/// `GET /api/ws/stats` (as the AI Canvas clients expect, with every number of [`NUMBERS`]).
 pub(crate) fn stats_body(stats: &Stats) -> serde_json::Value {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]

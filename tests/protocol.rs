@@ -186,7 +186,7 @@ fn sessions_can_be_joined_and_left_by_message() {
     );
     client.expect("ai_start");
 
-    // `unsubscribe` with no field leaves every session (004_*.txt).
+    // `unsubscribe` with no field leaves every session (as the AI Canvas clients expect).
     let reply = client.request(json!({"type": "unsubscribe"}), "c");
     assert_eq!(reply["type"], "unsubscribed");
     assert!(reply.get("sessionId").is_none());
@@ -308,7 +308,7 @@ fn presence_is_broadcast_and_offline_follows_the_last_connection() {
     let second = hub.client("/ws?userId=user_abc123");
     first.expect_eventually("user_presence");
 
-    // 001_*.txt: the client sends a bare status.
+    // The Code Cloud Agents clients send a bare status.
     first.send(json!({"type": "user_presence", "data": "busy"}));
     let busy = watcher.expect("user_presence");
     assert_eq!(

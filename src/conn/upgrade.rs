@@ -117,7 +117,7 @@ struct Upgrade {
 /// Validates a WebSocket upgrade request. An HTTP error for a request that
 /// is not a valid upgrade or comes from a refused browser origin; an
 /// unauthorized client is refused after the handshake instead, so that a
-/// browser can see why (`004_*.txt`).
+/// browser can see why (as the AI Canvas clients expect).
 fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response> {
     let config = &shared.config;
     let bad = |message: &str| Response::error(400, "bad_request", message);

@@ -91,7 +91,7 @@ wire_names! {
 }
 
 wire_names! {
-    /// A user's presence status (`001_*.txt`).
+    /// A user's presence status (as the Code Cloud Agents clients expect).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum Status {
         /// Active.
