@@ -44,8 +44,16 @@ const ROOM_POLL: Duration = Duration::from_millis(100);
 /// [`Router::handle`](crate::router::Router)).
 pub(crate) enum Event {
     // --- clients lane, from connection threads, in order per connection ---
-    /// A WebSocket handshake is done: admit the client, or refuse it.
+    /// A WebSocket handshake is done: admit the client, or refuse it. The
+    /// reply says whether it was admitted (only then does it get a reader).
     Joined(Box<Joining>),
+    /// A client refused at its handshake (its credentials, or no thread for
+    /// its reader): send it `frames`, the last a Close, then let it go.
+    Refuse {
+        link: Arc<Link>,
+        frames: Vec<tungstenite::Bytes>,
+        handshake: HandshakeSlot,
+    },
     /// A text frame from a client, parsed. `cost` is what it holds of the
     /// inbox budget.
     Request {
@@ -57,8 +65,6 @@ pub(crate) enum Event {
     Refused { link: Arc<Link>, why: Refusal },
     /// The reader stopped.
     Left { link: Arc<Link>, why: Ending },
-    /// An upgrade refused for its credentials (counted only).
-    Rejected,
 
     // --- api lane, from handles and HTTP requests ---
     /// Publish an already-encoded message; the reply is the number of
@@ -87,6 +93,8 @@ pub(crate) struct Joining {
     /// Kept until the client is admitted; a refused client keeps it until
     /// it is gone, so refusals count against their address's handshakes.
     pub handshake: HandshakeSlot,
+    /// Whether it was admitted.
+    pub reply: Sender<bool>,
 }
 
 /// What the reader refuses, each answered in its own way.

@@ -25,7 +25,7 @@
 //! socket.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Read};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
@@ -111,6 +111,10 @@ struct Outbox {
     aborted: bool,
     /// Writes are over (the Close went out, or a write failed).
     finished: bool,
+    /// No reader reads this socket (a refused client): once the Close is
+    /// out, the writer reads and discards what the client still sends,
+    /// until it closes, so the Close is not lost to a reset.
+    linger: bool,
 }
 
 /// One connection, shared by its reader, the router and the writer pool.
@@ -213,6 +217,56 @@ impl Link {
         }
         out.closing = true;
         out.enqueue(frame)
+    }
+
+    /// Queues `frames` (the last a Close) for a client that has no reader,
+    /// and makes the writer linger on its socket once they are out (see
+    /// [`Link::discard_input`]). `true`: hand the link to its writer.
+    pub(crate) fn refuse(&self, frames: Vec<Bytes>) -> bool {
+        let mut guard = self.lock();
+        let out = &mut *guard;
+        if out.closing || out.finished {
+            return false;
+        }
+        out.closing = true;
+        out.linger = true;
+        let mut schedule = false;
+        for frame in frames {
+            schedule |= out.enqueue(frame);
+        }
+        schedule
+    }
+
+    /// Whether this link has no reader and must be lingered on.
+    pub(crate) fn lingers(&self) -> bool {
+        self.lock().linger
+    }
+
+    /// For a link with no reader: reads and drops what the client sends,
+    /// without blocking. `true` once the client has closed (or the socket
+    /// failed, or sent more than it should): the link can go.
+    pub(crate) fn discard_input(&self) -> bool {
+        const MOST: usize = 1 << 20;
+        // No reader shares this socket: it may be non-blocking for good.
+        if self.stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut sink = [0u8; 4096];
+        let mut read = 0;
+        loop {
+            match (&self.stream).read(&mut sink) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    read += n;
+                    if read > MOST {
+                        return true;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => return true,
+            }
+        }
     }
 
     /// Ends the connection at once, both ways: wakes a reader blocked in

@@ -2,26 +2,25 @@
 //! 101 answer, refusals, and handing the client to the router and to a
 //! reader thread of its own.
 //!
-//! Runs on the connection's first thread (see [`super`]). A client refused
-//! for its credentials is refused here, still holding its handshake slot;
-//! every other refusal (server full, per user, per address) is the
-//! router's, which keeps the slot until the client is gone.
+//! Runs on the connection's first thread (see [`super`]). Refusing costs
+//! less than admitting: a refused client never gets a reader thread. Its
+//! reason and Close go out through the writer pool, which lingers on the
+//! socket until the client closes, and it keeps its handshake slot until
+//! it is gone, so refusals count against their address's handshakes.
 
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Instant, SystemTime};
 
+use tungstenite::Bytes;
 use tungstenite::handshake::derive_accept_key;
-use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
-use tungstenite::{Bytes, Message};
 
 use super::http::{Request, Response};
-use super::reader::{self, ReadHalf};
+use super::reader;
 use super::{Shared, respond, write_before};
 use crate::auth::{Denied, Identity};
 use crate::budget::HandshakeSlot;
-use crate::config::Config;
 use crate::event::{Ending, Event, Joining};
 use crate::link::Link;
 use crate::protocol::{self, Close, ErrorCode, MAX_NAME_LEN};
@@ -57,37 +56,49 @@ pub(super) fn upgrade(
     {
         return;
     }
+    let (id, name) = shared.new_client();
+    let writer = (id.0 % shared.writers.count() as u64) as usize;
+    let link = Arc::new(Link::new(id, stream, writer));
+    let refuse = |frames: Vec<Bytes>, handshake| {
+        // The router sends the frames and lets the client go; no thread
+        // waits for it meanwhile, and it keeps its handshake slot.
+        let _ = shared.inbox.send(Event::Refuse {
+            link: Arc::clone(&link),
+            frames,
+            handshake,
+        });
+    };
     let identity = match identity {
         Ok(identity) => identity,
         Err(denied) => {
             log::warn!("refused {peer}: {denied}");
-            let _ = shared.inbox.send(Event::Rejected);
             let error = protocol::error_frame(ErrorCode::Unauthorized, &denied.to_string(), None);
-            // The handshake slot is kept until the refusal is over, so
-            // refused clients count against their address meanwhile.
-            return refuse(&stream, rest, &[error, Close::Unauthorized.frame()], config);
+            return refuse(vec![error, Close::Unauthorized.frame()], handshake);
         }
     };
     let Some(slot) = shared.threads.reserve() else {
         log::warn!("refused {peer}: no thread left for its reader");
-        let _ = shared.inbox.send(Event::Rejected);
-        return refuse(&stream, rest, &[Close::ServerFull.frame()], config);
+        return refuse(vec![Close::ServerFull.frame()], handshake);
     };
-    let (id, name) = shared.new_client();
-    let writer = (id.0 % shared.writers.count() as u64) as usize;
-    let link = Arc::new(Link::new(id, stream, writer));
-    let joining = Joining {
-        link: Arc::clone(&link),
-        name,
-        peer,
-        identity,
-        session_id,
-        handshake,
-    };
-    // Joined goes first: the reader's events come after it, in order.
-    if !shared.inbox.send(Event::Joined(Box::new(joining))) {
-        return link.cut();
+    let admitted = shared.inbox.ask(
+        |reply| {
+            Event::Joined(Box::new(Joining {
+                link: Arc::clone(&link),
+                name,
+                peer,
+                identity,
+                session_id,
+                handshake,
+                reply,
+            }))
+        },
+        None,
+    );
+    if admitted != Some(true) {
+        // Refused (the router lets it go), or the router is gone.
+        return;
     }
+    // Joined came first: the reader's events follow it, in order.
     let reader_link = Arc::clone(&link);
     let reader_shared = Arc::clone(shared);
     let spawned = thread::Builder::new()
@@ -181,35 +192,4 @@ fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response
         session_id,
         accept: derive_accept_key(key.as_bytes()),
     })
-}
-
-/// Refuses a client right after its handshake: sends `frames` (the reason
-/// and a Close), then waits a little for the client's Close, so the reason
-/// is read before the socket goes. No link exists for this connection, so
-/// this thread writes.
-fn refuse(stream: &TcpStream, rest: Vec<u8>, frames: &[Bytes], config: &Config) {
-    let out = frames.concat();
-    let deadline = Instant::now() + config.close_timeout;
-    if write_before(stream, &out, deadline).is_ok() {
-        // Nothing more will come: the client sees the end after our Close.
-        let _ = stream.shutdown(Shutdown::Write);
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(1024)
-            .write_buffer_size(0)
-            .max_message_size(Some(config.max_message_size))
-            .max_frame_size(Some(config.max_message_size));
-        let mut ws =
-            WebSocket::from_partially_read(ReadHalf(stream), rest, Role::Server, Some(ws_config));
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-                break;
-            }
-            match ws.read() {
-                Ok(Message::Close(_)) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    }
-    let _ = stream.shutdown(Shutdown::Both);
 }

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use serde_json::value::RawValue;
+use tungstenite::Bytes;
 
 use super::{Client, Closing, Router};
+use crate::budget::HandshakeSlot;
 use crate::event::{Ending, Joining, Refusal};
 use crate::link::Link;
 use crate::protocol::{Close, Empty, Envelope, ErrorCode, Kind, Topic, Welcome, close_reply};
@@ -29,6 +31,7 @@ impl Router {
             identity,
             session_id,
             handshake,
+            reply,
         } = joining;
         let user_connections = identity
             .user_id
@@ -53,16 +56,11 @@ impl Router {
         } else {
             None
         };
+        // A fresh one-slot channel: the answer never blocks.
+        let _ = reply.try_send(refusal.is_none());
         if let Some(close) = refusal {
-            self.counters.rejected_connections += 1;
             log::warn!("refused {name} from {peer}: {}", close.reason());
-            self.delivery.close(&link, close, false);
-            self.closing.push(Closing {
-                deadline: now + self.config.close_timeout,
-                link: Arc::downgrade(&link),
-                _handshake: Some(handshake),
-            });
-            return;
+            return self.refuse(&link, vec![close.frame()], handshake);
         }
         // Admitted: the handshake slot goes back to the accept loop.
         drop(handshake);
@@ -109,6 +107,24 @@ impl Router {
         if let Some(user) = user {
             self.user_connected(id, &user);
         }
+    }
+
+    /// A client refused at its handshake: it gets `frames` (a reason and a
+    /// Close), the writer lingers on its socket until it closes, and it
+    /// keeps its handshake slot until it is gone or cut at `close_timeout`.
+    pub(super) fn refuse(
+        &mut self,
+        link: &Arc<Link>,
+        frames: Vec<Bytes>,
+        handshake: HandshakeSlot,
+    ) {
+        self.counters.rejected_connections += 1;
+        self.delivery.refuse(link, frames);
+        self.closing.push(Closing {
+            deadline: Instant::now() + self.config.close_timeout,
+            link: Arc::downgrade(link),
+            _handshake: Some(handshake),
+        });
     }
 
     /// The `connection` welcome, always the client's first message.

@@ -97,6 +97,13 @@ impl Delivery {
         }
     }
 
+    /// Queues a refused client's last frames (see [`Link::refuse`]).
+    pub(super) fn refuse(&mut self, link: &Arc<Link>, frames: Vec<Bytes>) {
+        if link.refuse(frames) {
+            self.schedule(link);
+        }
+    }
+
     /// Puts an idle link that now has frames on its writer's list.
     fn schedule(&mut self, link: &Arc<Link>) {
         let lists = self.scheduled.len();

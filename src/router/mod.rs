@@ -299,8 +299,12 @@ impl Router {
                 self.lanes.budget.release(&link, cost);
             }
             Event::Refused { link, why } => self.refused(link.id, why),
+            Event::Refuse {
+                link,
+                frames,
+                handshake,
+            } => self.refuse(&link, frames, handshake),
             Event::Left { link, why } => self.left(&link, why),
-            Event::Rejected => self.counters.rejected_connections += 1,
             Event::Publish { publication, reply } => {
                 let delivered = self.publish(&publication);
                 if let Some(reply) = reply {

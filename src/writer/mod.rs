@@ -13,6 +13,10 @@
 //! socket fills up waits for writability while the writer serves the others.
 //! Writes never block a writer, so one slow client costs the others nothing.
 //!
+//! A refused client has no reader: once its Close is out, its writer
+//! lingers on the socket, reading and dropping what the client still sends
+//! until it closes (or the router cuts it), so refusing costs no thread.
+//!
 //! Writers end when [`Writers::stop`] is called (the router does, on its
 //! way out).
 
@@ -156,6 +160,9 @@ struct Writer {
     /// Tokens registered with `epoll`: the waiting ones, and those just
     /// woken that are being drained again.
     registered: HashSet<Token>,
+    /// Refused links whose Close is out, watched for readability until the
+    /// client closes.
+    lingering: HashMap<Token, Arc<Link>>,
     scratch: Scratch,
 }
 
@@ -168,6 +175,7 @@ impl Writer {
             work: Vec::new(),
             waiting: HashMap::new(),
             registered: HashSet::new(),
+            lingering: HashMap::new(),
             scratch: Scratch::default(),
         }
     }
@@ -209,13 +217,57 @@ impl Writer {
             }
             return;
         }
+        let mut done = Vec::new();
         for event in self.events.iter() {
-            if event.token() == WAKE {
+            let token = event.token();
+            if token == WAKE {
                 continue;
             }
-            if let Some(link) = self.waiting.remove(&event.token()) {
+            if let Some(link) = self.waiting.remove(&token) {
                 self.work.push(link);
+            } else if let Some(link) = self.lingering.get(&token)
+                && link.discard_input()
+            {
+                done.push(token);
             }
+        }
+        for token in done {
+            if let Some(link) = self.lingering.remove(&token) {
+                self.forget(&link, token);
+            }
+        }
+    }
+
+    /// Stops watching a link's socket.
+    fn forget(&mut self, link: &Link, token: Token) {
+        if self.registered.remove(&token) {
+            let fd = link.stream.as_raw_fd();
+            // An error means the socket is gone already.
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+    }
+
+    /// A refused link's Close is out: linger until the client closes.
+    fn linger(&mut self, link: Arc<Link>, token: Token) {
+        if link.discard_input() {
+            return self.forget(&link, token);
+        }
+        let fd = link.stream.as_raw_fd();
+        let watched = match self.registered.insert(token) {
+            true => self
+                .poll
+                .registry()
+                .register(&mut SourceFd(&fd), token, Interest::READABLE),
+            false => self
+                .poll
+                .registry()
+                .reregister(&mut SourceFd(&fd), token, Interest::READABLE),
+        };
+        match watched {
+            Ok(()) => {
+                self.lingering.insert(token, link);
+            }
+            Err(_) => self.forget(&link, token),
         }
     }
 
@@ -242,12 +294,8 @@ impl Writer {
                 }
                 self.waiting.insert(token, link);
             }
-            Drained::Idle | Drained::Finished => {
-                if self.registered.remove(&token) {
-                    // An error means the socket is gone already.
-                    let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-                }
-            }
+            Drained::Finished if link.lingers() => self.linger(link, token),
+            Drained::Idle | Drained::Finished => self.forget(&link, token),
         }
     }
 }
