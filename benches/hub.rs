@@ -355,6 +355,10 @@ fn pin_load_generator(options: &Options) -> Option<String> {
                 "  servers on CPU {} (taskset), this load generator on CPU {}",
                 options.server_cpus, options.client_cpus
             );
+            let _ = PINNED.set((
+                cpu_list(&options.server_cpus),
+                cpu_list(&options.client_cpus),
+            ));
             Some(options.server_cpus.clone())
         }
         Ok(status) => {
@@ -366,6 +370,39 @@ fn pin_load_generator(options: &Options) -> Option<String> {
             None
         }
     }
+}
+
+/// The servers' CPUs and the load generator's, once both are pinned.
+static PINNED: OnceLock<(Vec<usize>, Vec<usize>)> = OnceLock::new();
+
+/// The CPUs of a taskset list such as `0`, `1-3` or `0,2`.
+fn cpu_list(list: &str) -> Vec<usize> {
+    list.split(',')
+        .filter_map(|part| match part.split_once('-') {
+            Some((a, b)) => Some((a.trim().parse().ok()?..=b.trim().parse().ok()?).collect()),
+            None => Some(vec![part.trim().parse().ok()?]),
+        })
+        .flatten()
+        .collect()
+}
+
+/// Time these CPUs spent busy (not idle, not waiting for I/O), from /proc/stat.
+fn cpus_busy(cpus: &[usize]) -> Duration {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let cpu: usize = fields.next()?.strip_prefix("cpu")?.parse().ok()?;
+            if !cpus.contains(&cpu) {
+                return None;
+            }
+            let times: Vec<u64> = fields.take(8).filter_map(|f| f.parse().ok()).collect();
+            // user nice system idle iowait irq softirq steal
+            Some(times.iter().sum::<u64>() - times.get(3)? - times.get(4)?)
+        })
+        .sum();
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SEC)
 }
 
 /// CPUs this process may run on (after pinning, the load generator's).
@@ -809,9 +846,12 @@ fn own_fd_limit() -> Option<u64> {
 }
 
 /// CPU time a process or this load generator spent over a phase.
+/// When pinned, it also watches what else ran on those CPUs meanwhile.
 struct CpuClock {
     server: Duration,
     generator: Duration,
+    /// Busy time of the servers' CPUs and of the load generator's.
+    busy: Option<(Duration, Duration)>,
     started: Instant,
 }
 
@@ -820,7 +860,25 @@ impl CpuClock {
         CpuClock {
             server: server.snapshot().cpu,
             generator: own_cpu(),
+            busy: PINNED.get().map(|(s, c)| (cpus_busy(s), cpus_busy(c))),
             started: Instant::now(),
+        }
+    }
+
+    /// A warning when other programs took more than a tenth of `cpus` over
+    /// the phase: then this run's figures say more about the machine.
+    fn others(out: &mut Outcome, whose: &str, cpus: &[usize], busy: f64, ours: f64, wall: f64) {
+        let others = (busy - ours).max(0.0) / (wall * cpus.len().max(1) as f64);
+        out.row(
+            &format!("other programs on {whose} CPU"),
+            format!("{:.0}% of it", 100.0 * others),
+        );
+        if others > 0.1 {
+            out.note(format!(
+                "other programs took {:.0}% of {whose} CPU meanwhile: \
+                 this run's figures are not reliable",
+                100.0 * others
+            ));
         }
     }
 
@@ -857,6 +915,30 @@ impl CpuClock {
                 100.0 * share,
                 server.kind
             ));
+        }
+        if let (Some((server_busy, generator_busy)), Some((server_cpus, generator_cpus))) =
+            (self.busy, PINNED.get())
+        {
+            let busy =
+                |cpus: &[usize], then: Duration| cpus_busy(cpus).saturating_sub(then).as_secs_f64();
+            let server_busy = busy(server_cpus, server_busy);
+            let generator_busy = busy(generator_cpus, generator_busy);
+            Self::others(
+                out,
+                "the server's",
+                server_cpus,
+                server_busy,
+                server_cpu,
+                wall,
+            );
+            Self::others(
+                out,
+                "the load generator's",
+                generator_cpus,
+                generator_busy,
+                generator,
+                wall,
+            );
         }
         100.0 * server_cpu / wall
     }
