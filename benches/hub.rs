@@ -844,14 +844,23 @@ fn own_fd_limit() -> Option<u64> {
         .ok()
 }
 
-/// CPU time a process or this load generator spent over a phase.
-/// When pinned, it also watches what else ran on those CPUs meanwhile.
+/// CPU time the server and this load generator spend over a phase. When
+/// pinned, it also watches what else ran on those CPUs meanwhile.
 struct CpuClock {
     server: Duration,
     generator: Duration,
     /// Busy time of the servers' CPUs and of the load generator's.
     busy: Option<(Duration, Duration)>,
     started: Instant,
+}
+
+/// What a [`CpuClock`] measured, in seconds.
+struct CpuUse {
+    wall: f64,
+    server: f64,
+    generator: f64,
+    /// Busy time of the servers' CPUs and of the load generator's.
+    busy: Option<(f64, f64)>,
 }
 
 impl CpuClock {
@@ -864,82 +873,83 @@ impl CpuClock {
         }
     }
 
-    /// A warning when other programs took more than a tenth of `cpus` over
-    /// the phase: then this run's figures say more about the machine.
-    fn others(out: &mut Outcome, whose: &str, cpus: &[usize], busy: f64, ours: f64, wall: f64) {
-        let others = (busy - ours).max(0.0) / (wall * cpus.len().max(1) as f64);
-        out.row(
-            &format!("other programs on {whose} CPU"),
-            format!("{:.0}% of it", 100.0 * others),
-        );
-        if others > 0.1 {
-            out.note(format!(
-                "other programs took {:.0}% of {whose} CPU meanwhile: \
-                 this run's figures are not reliable",
-                100.0 * others
-            ));
+    fn stop(&self, server: &Server) -> CpuUse {
+        let since = |now: Duration, then: Duration| now.saturating_sub(then).as_secs_f64();
+        CpuUse {
+            wall: self.started.elapsed().as_secs_f64().max(1e-9),
+            server: since(server.snapshot().cpu, self.server),
+            generator: since(own_cpu(), self.generator),
+            busy: self
+                .busy
+                .zip(PINNED.get())
+                .map(|((s, c), (sc, cc))| (since(cpus_busy(sc), s), since(cpus_busy(cc), c))),
         }
     }
+}
 
-    /// Adds the CPU rows and the saturation warning; returns the server's
-    /// share of one core.
-    fn report(&self, server: &Server, out: &mut Outcome) -> f64 {
-        let wall = self.started.elapsed().as_secs_f64().max(1e-9);
-        let server_cpu = server
-            .snapshot()
-            .cpu
-            .saturating_sub(self.server)
-            .as_secs_f64();
-        let generator = own_cpu().saturating_sub(self.generator).as_secs_f64();
+impl CpuUse {
+    /// Adds the CPU rows and the warnings (a saturated load generator, other
+    /// programs on the pinned CPUs); returns the server's share of one core
+    /// in percent.
+    fn report(&self, kind: Kind, out: &mut Outcome) -> f64 {
         let cpus = generator_cpus();
-        let share = generator / wall / cpus as f64;
+        let share = self.generator / self.wall / cpus as f64;
         out.row(
             "server CPU",
             format!(
-                "{server_cpu:.2} s over {wall:.2} s ({:.0}% of one core)",
-                100.0 * server_cpu / wall
+                "{:.2} s over {:.2} s ({:.0}% of one core)",
+                self.server,
+                self.wall,
+                100.0 * self.server / self.wall
             ),
         );
         out.row(
             "load generator CPU",
             format!(
-                "{generator:.2} s ({:.0}% of its {cpus} CPU(s))",
+                "{:.2} s ({:.0}% of its {cpus} CPU(s))",
+                self.generator,
                 100.0 * share
             ),
         );
         if share >= SATURATED {
             out.note(format!(
                 "the load generator was saturated ({:.0}% of its {cpus} CPU(s)): \
-                 it may be the ceiling here, not {}",
-                100.0 * share,
-                server.kind
+                 it may be the ceiling here, not {kind}",
+                100.0 * share
             ));
         }
         if let (Some((server_busy, generator_busy)), Some((server_cpus, generator_cpus))) =
             (self.busy, PINNED.get())
         {
-            let busy =
-                |cpus: &[usize], then: Duration| cpus_busy(cpus).saturating_sub(then).as_secs_f64();
-            let server_busy = busy(server_cpus, server_busy);
-            let generator_busy = busy(generator_cpus, generator_busy);
-            Self::others(
-                out,
-                "the server's",
-                server_cpus,
-                server_busy,
-                server_cpu,
-                wall,
-            );
-            Self::others(
+            self.others(out, "the server's", server_cpus, server_busy, self.server);
+            self.others(
                 out,
                 "the load generator's",
                 generator_cpus,
                 generator_busy,
-                generator,
-                wall,
+                self.generator,
             );
         }
-        100.0 * server_cpu / wall
+        100.0 * self.server / self.wall
+    }
+
+    /// A warning when other programs took more than a tenth of `cpus` over
+    /// the phase: then this run's figures say more about the machine.
+    fn others(&self, out: &mut Outcome, whose: &str, cpus: &[usize], busy: f64, ours: f64) {
+        let theirs = (busy - ours).max(0.0);
+        let others = theirs / (self.wall * cpus.len().max(1) as f64);
+        out.row(
+            &format!("other programs on {whose} CPU"),
+            format!("{:.0}% of it", 100.0 * others),
+        );
+        // Both counts are in ticks of 10 ms: a few ticks say nothing.
+        if others > 0.1 && theirs > 0.05 {
+            out.note(format!(
+                "other programs took {:.0}% of {whose} CPU meanwhile: \
+                 this run's figures are not reliable",
+                100.0 * others
+            ));
+        }
     }
 }
 
@@ -1147,7 +1157,7 @@ fn fanout(server: &mut Server, subscribers: usize, pace: Pace) -> Outcome {
         Pace::Paced { .. } => Duration::ZERO,
     };
 
-    let (published, report, on_time, clock) = thread::scope(|scope| {
+    let (published, report, on_time, cpu) = thread::scope(|scope| {
         let readers: Vec<_> = groups
             .into_iter()
             .map(|subs| {
@@ -1174,6 +1184,7 @@ fn fanout(server: &mut Server, subscribers: usize, pace: Pace) -> Outcome {
         let drained = wait_for(DRAIN_LIMIT, || {
             shared.complete.load(Ordering::Acquire) >= subscribed
         });
+        let cpu = clock.stop(server);
         if !drained {
             println!(
                 "  !! gave up waiting {} s for the last deliveries",
@@ -1185,7 +1196,7 @@ fn fanout(server: &mut Server, subscribers: usize, pace: Pace) -> Outcome {
             .into_iter()
             .map(|r| r.join().expect("reader thread"))
             .fold(ReaderReport::default(), ReaderReport::merge);
-        (published, report, on_time, clock)
+        (published, report, on_time, cpu)
     });
 
     let offered = published.count * subscribed as u64;
@@ -1255,7 +1266,7 @@ fn fanout(server: &mut Server, subscribers: usize, pace: Pace) -> Outcome {
             metric(&metrics(server.addr), "wshub_slow_consumers_total"),
         );
     }
-    let server_cpu = clock.report(server, &mut out);
+    let server_cpu = cpu.report(server.kind, &mut out);
 
     let complete = 100.0 * report.complete as f64 / subscribers as f64;
     match pace {
@@ -1288,7 +1299,7 @@ fn idle(server: &mut Server, n: usize) -> Outcome {
     let mut out = Outcome::default();
     thread::sleep(Duration::from_millis(500));
     let before = server.snapshot();
-    let opened = open_many(server.addr, n, CONNECT_AT_ONCE, None);
+    let mut opened = open_many(server.addr, n, CONNECT_AT_ONCE, None);
     thread::sleep(Duration::from_secs(1)); // let the last threads settle
     let connected = opened.clients.len();
     out.row("clients connected", format!("{connected} / {n}"));
@@ -1312,11 +1323,10 @@ fn idle(server: &mut Server, n: usize) -> Outcome {
     let cpu_start = server.snapshot().cpu;
     thread::sleep(IDLE_WINDOW);
     let idle_cpu = server.snapshot().cpu.saturating_sub(cpu_start);
-    let mut clients = opened.clients;
-    let held = clients
-        .iter_mut()
-        .filter_map(|c| c.still_open().then_some(()))
-        .count();
+    let mut held = 0;
+    for client in &mut opened.clients {
+        held += usize::from(client.still_open());
+    }
 
     let per = |a: u64, b: u64| (a as f64 - b as f64) / connected.max(1) as f64;
     out.row("clients still open after idling", held.to_string());
@@ -1432,7 +1442,7 @@ fn ping(server: &mut Server, clients: usize, rate: u64, run_for: Duration) -> Ou
     // Each client pings every `period`, the clients spread evenly over it.
     let period_ns = (rate > 0).then(|| connected as u64 * 1_000_000_000 / rate);
     let barrier = Barrier::new(connected + 1);
-    let (results, took, clock) = thread::scope(|scope| {
+    let (results, cpu) = thread::scope(|scope| {
         let barrier = &barrier;
         let workers: Vec<_> = opened
             .clients
@@ -1487,7 +1497,7 @@ fn ping(server: &mut Server, clients: usize, rate: u64, run_for: Duration) -> Ou
             .into_iter()
             .map(|w| w.join().expect("ping thread"))
             .collect();
-        (results, clock.started.elapsed(), clock)
+        (results, clock.stop(server))
     });
     let mut latency = Histogram::default();
     let mut errors = Tally::default();
@@ -1501,7 +1511,7 @@ fn ping(server: &mut Server, clients: usize, rate: u64, run_for: Duration) -> Ou
             Err(e) => errors.add(e),
         }
     }
-    let achieved = latency.n as f64 / took.as_secs_f64();
+    let achieved = latency.n as f64 / cpu.wall;
     out.row("client errors", errors.summary());
     out.row("round trips", latency.n.to_string());
     out.row(
@@ -1522,7 +1532,7 @@ fn ping(server: &mut Server, clients: usize, rate: u64, run_for: Duration) -> Ou
             errors.summary()
         ));
     }
-    let server_cpu = clock.report(server, &mut out);
+    let server_cpu = cpu.report(server.kind, &mut out);
     out.figure("round trips/s", achieved, group);
     out.figure("latency p50", latency.quantile(0.50), show_us);
     out.figure("latency p99", latency.quantile(0.99), show_us);
@@ -1536,6 +1546,7 @@ fn connect(server: &mut Server, n: usize, at_once: usize) -> Outcome {
     let mut out = Outcome::default();
     let clock = CpuClock::start(server);
     let opened = open_many(server.addr, n, at_once, None);
+    let cpu = clock.stop(server);
     let connected = opened.clients.len();
     let per_sec = connected as f64 / opened.took.as_secs_f64();
     out.row("connected", format!("{connected} / {n}"));
@@ -1543,7 +1554,7 @@ fn connect(server: &mut Server, n: usize, at_once: usize) -> Outcome {
     out.row("took", format!("{:.2} s", opened.took.as_secs_f64()));
     out.row("connections/s", group(per_sec));
     out.row("handshake + welcome", opened.latency.summary());
-    let server_cpu = clock.report(server, &mut out);
+    let server_cpu = cpu.report(server.kind, &mut out);
     if connected < n {
         out.note(format!(
             "{} accepted only {connected} of {n}: {}",
