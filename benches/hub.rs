@@ -4,8 +4,10 @@
 //! The servers, each started fresh for every run as its own process:
 //!
 //! - **wshub**: the release binary (`CARGO_BIN_EXE_wshub`), with
-//!   `--allow-client-publish --rate-limit 0` and whatever limit a scenario
-//!   needs raised (`--max-connections`); everything else at its defaults.
+//!   `--allow-client-publish --rate-limit 0 --max-connections-per-ip 0` and
+//!   `--max-connections` raised to what the scenario needs (each only if
+//!   `--help` lists it); everything else, `--writer-threads` too, at its
+//!   defaults.
 //! - **tokio**: `benches/peers/tokio`, tokio's multi-thread runtime and
 //!   tokio-tungstenite, a reader and a writer task per connection (built here
 //!   with `cargo build --release --manifest-path benches/peers/tokio/Cargo.toml
