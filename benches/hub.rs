@@ -1,697 +1,773 @@
-//! Load benchmarks for wshub: memory and CPU of idle clients, fan-out
-//! throughput and latency, and client request/response round trips.
+//! Load benchmarks: wshub side by side with two reference servers, in the
+//! same run, on the same machine.
+//!
+//! The servers, each started fresh for every run as its own process:
+//!
+//! - **wshub**: the release binary (`CARGO_BIN_EXE_wshub`), with
+//!   `--allow-client-publish --rate-limit 0 --max-connections-per-ip 0` and
+//!   `--max-connections` raised to what the scenario needs (each only if
+//!   `--help` lists it); everything else, `--writer-threads` too, at its
+//!   defaults.
+//! - **tokio**: `benches/peers/tokio`, tokio's multi-thread runtime and
+//!   tokio-tungstenite, a reader and a writer task per connection (built here
+//!   with `cargo build --release --manifest-path benches/peers/tokio/Cargo.toml
+//!   --target-dir target/peers` when its binary is missing or older than its
+//!   sources).
+//! - **node**: `benches/peers/node/server.js` on the `ws` package (`npm install`
+//!   is run there when `node_modules` is missing; without node or npm this
+//!   server is skipped and the others still run).
+//!
+//! All three speak the same protocol subset: the `connection` welcome,
+//! `subscribe`, `publish` (one encoding per publication, shared by every
+//! subscriber; `published` with the count when asked), and `ping`.
 //!
 //! Everything runs on loopback (127.0.0.1), every loop is bounded, and every
-//! scenario stops by itself.
+//! scenario stops by itself. On a machine with two CPUs or more, each server
+//! runs on CPU 0 (`taskset -c 0`) and this process, the load generator, on
+//! CPU 1, so neither steals the other's core. Each server gets the hard
+//! `ulimit -n` as its soft limit. Every scenario runs each server 3 times
+//! (`--runs N`), in turn, and ends with a table of the medians and the ratios
+//! wshub/tokio and wshub/node.
 //!
 //! # Scenarios
 //!
-//! - **idle `[N]`** (default 10 000): starts the release `wshub` binary as a
-//!   separate process, opens N WebSocket clients that then stay silent, and
-//!   reads the hub's `/proc/<pid>` before and after: resident memory, file
-//!   descriptors and threads per connection, and the CPU time the hub spends
-//!   over 10 s with all N connected (which should be about zero).
-//! - **fanout `[S] [M] [RATE]`** (defaults 1000, 10 000 and 0): runs the hub *in this
-//!   process* through the library (`Hub::with_config`, `Handle::publish`),
-//!   with S subscribers of one channel read by two client threads that poll
-//!   non-blocking sockets in turn. M messages of about 100 bytes, each
-//!   carrying a sequence number and its send time, are published in a tight
-//!   loop, or RATE per second when RATE is not 0 (latency at a steady load). Reports deliveries per second (S × M / elapsed), publish-to-receive
-//!   latency, and whether every subscriber saw every message in order. Then
-//!   100 more messages go through `POST /api/publish` (one connection per
-//!   request), for the HTTP response time and its delivery latency.
-//! - **rtt `[C] [K]`** (alias `throughput`; defaults 100 and 1000): starts
-//!   the `wshub` binary; C clients, one thread each, send K `ping`s each and
-//!   wait for every `pong`. Reports round trips per second, latency, and the hub's CPU. If
-//!   the binary has a `--rate-limit` flag (checked with `--help`), the limit
-//!   is raised so it does not throttle the benchmark.
+//! - **fanout-max `[S] [SECS]`** (defaults 1000 and 5): one publisher, S
+//!   subscribers of one channel, 64-byte payloads, as fast as the server
+//!   goes for SECS seconds. The publisher asks for `published` acks and keeps
+//!   at most 32 unanswered, and at most 512 messages per subscriber not yet
+//!   read, so it runs at the server's pace without piling up queues. Reports
+//!   deliveries per second and checks that every subscriber got every message
+//!   exactly once and in order (each payload carries its sequence number and
+//!   send time). Subscribers are read by one epoll thread per CPU of the load
+//!   generator, from a large raw buffer; it pauses 1 ms between rounds so reads
+//!   come in batches, so latency here is not the point (see fanout-paced).
+//!   When the load generator's CPU is saturated, the table says so: it is the
+//!   ceiling then, not the server.
+//! - **fanout-paced `[S] [RATE] [SECS]`** (defaults 100, 2000 and 10): S
+//!   subscribers, RATE publications per second for SECS seconds (200 000
+//!   deliveries/s offered by default). Reports the share delivered within 1 s
+//!   of the last publication and in all, and publish-to-receive latency; says
+//!   when the publisher fell behind its schedule (then less was offered).
+//! - **idle `[N ...]`** (defaults 5000 and 10000): N silent clients. The
+//!   server's resident memory, threads and file descriptors per connection
+//!   (after minus before, over N), and its CPU time over 10 s with all N
+//!   connected. Says how many it held, and why not all when it could not
+//!   (wshub refuses clients past the kernel's thread ceiling, for example).
+//! - **ping `[C] [RATE] [SECS]`** (defaults 100, 5000 and 5): C clients send
+//!   application `ping`s, RATE per second in all, each waiting for the
+//!   `pong` with its `correlationId`: round-trip latency. RATE 0 sends the
+//!   next ping as soon as the pong is in (throughput).
+//! - **connect `[N] [AT_ONCE]`** (defaults 5000 and 50): N connections opened
+//!   AT_ONCE at a time, each complete once it has read the welcome:
+//!   connections per second and handshake latency.
+//!
+//! The earlier wshub-only scenarios are folded in: `fanout S M [RATE]` is
+//! now fanout-max or fanout-paced (by time, not message count), and
+//! `rtt C K` is `ping C 0 SECS`; their old names are refused rather than
+//! reread with new meanings (`fanout 1000 10000` would run for hours).
 //!
 //! # Running
 //!
 //! ```text
-//! cargo bench --bench hub                      # all three, default sizes
-//! cargo bench --bench hub -- idle 5000
-//! cargo bench --bench hub -- fanout 1000 10000
-//! cargo bench --bench hub -- fanout 1000 2000 100   # paced: 100 messages/s
-//! cargo bench --bench hub -- rtt 100 1000
+//! cargo bench --bench hub                              # everything, default sizes (10 to 15 min)
+//! cargo bench --bench hub -- fanout-max 1000 5
+//! cargo bench --bench hub -- fanout-paced 100 2000 10
+//! cargo bench --bench hub -- idle 5000 10000
+//! cargo bench --bench hub -- ping 100 5000 5
+//! cargo bench --bench hub -- connect 5000 50
+//! cargo bench --bench hub -- fanout-max 200 2 --runs 1   # a quick check
+//! cargo bench --bench hub -- idle 1000 --servers wshub,tokio
 //! ```
 //!
-//! N idle clients need about N file descriptors in this process and in the
-//! hub (`ulimit -n`) and two hub threads each (`kernel.pid_max`,
-//! `kernel.threads-max`). Each hub thread also costs 4 memory maps, so the
-//! default `vm.max_map_count` of 65 530 caps the hub near 8 180 clients; the
-//! idle table prints the ceiling it measured.
+//! Options: `--runs N` (default 3), `--servers LIST` (any of wshub, tokio and
+//! node; default all three), `--server-cpus LIST` and `--client-cpus LIST`
+//! (taskset CPU lists; defaults 0 and 1), `--no-pin` (no taskset at all),
+//! `--wshub-arg ARG` (one more argument for wshub, after the harness's own;
+//! repeat it for more).
+//!
+//! N idle clients need about N file descriptors in this process (`ulimit -n`)
+//! and in each server. wshub also needs two threads per client, each with a
+//! few memory maps, so Linux's default `vm.max_map_count` of 65 530 caps it
+//! near 7 500 clients; the idle table says when a server held fewer than N.
 
+#![forbid(unsafe_code)]
+
+use std::fmt;
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::sync::{Arc, Barrier, Mutex, OnceLock, mpsc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::json;
-use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{Message, WebSocket};
-use wshub::{Config, Hub, Target};
+use mio::{Events, Interest, Poll, Token};
 
 /// How long to wait for any one step (a handshake, a reply) before giving up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a scenario's main phase may run before it is cut short.
 const PHASE_LIMIT: Duration = Duration::from_secs(180);
-/// Threads that open connections in parallel.
-const CONNECT_THREADS: usize = 4;
-/// Threads that read the fan-out subscribers.
-const READER_THREADS: usize = 2;
-/// How long the idle scenario watches the hub with everyone connected.
+/// How long subscribers may take to get the last messages once the
+/// publisher is done.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+/// How long the idle scenario watches each server with everyone connected.
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
-/// Messages published over HTTP after the fan-out run.
-const HTTP_PUBLISHES: u64 = 100;
+/// fanout-paced: what counts as delivered in time after the last publication.
+const PACED_GRACE: Duration = Duration::from_secs(1);
+/// fanout-max: most publications not yet answered with `published`.
+const ACK_WINDOW: u64 = 32;
+/// fanout-max: most publications ahead of what the average subscriber read.
+const DELIVERY_WINDOW: u64 = 512;
+/// fanout-max: the pause between two rounds of reads, so each read takes many
+/// messages at once instead of one (the load generator's cost per message).
+const BATCH_PAUSE: Duration = Duration::from_millis(1);
+/// The `data` of every publication: this many bytes of JSON.
+const PAYLOAD_BYTES: usize = 64;
+const CHANNEL: &str = "bench";
+/// Connections opened at once when a scenario opens many.
+const CONNECT_AT_ONCE: usize = 50;
+/// Each subscriber reader thread's read buffer.
+const READ_BUFFER: usize = 256 * 1024;
+/// A load generator busier than this share of its CPUs may be the ceiling.
+const SATURATED: f64 = 0.9;
 /// Linux reports process CPU times in ticks of 1/100 s (USER_HZ).
 const TICKS_PER_SEC: u64 = 100;
+/// The key of every handshake: the servers do not care, and nor do we.
+const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// The mask of every client frame.
+const MASK: [u8; 4] = [0x5a, 0x1c, 0xe3, 0x97];
+/// Runs a server with the hard limit on file descriptors as its soft one.
+const WITH_LIMITS: &str = r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@""#;
 
-type Ws = WebSocket<TcpStream>;
+const OP_TEXT: u8 = 0x1;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
 
 fn main() {
-    // `cargo bench` adds `--bench`; everything else is ours.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let (options, words) = parse_args();
     let number = |i: usize, default: u64| -> u64 {
-        args.get(i).map_or(default, |a| {
+        words.get(i).map_or(default, |a| {
             a.parse()
                 .unwrap_or_else(|_| usage(&format!("not a number: {a}")))
         })
     };
-    match args.first().map(String::as_str) {
-        None | Some("all") => {
-            idle(10_000);
-            fanout(1_000, 10_000, 0);
-            fanout(1_000, 2_000, 100);
-            rtt(100, 1_000);
-        }
-        Some("idle") => idle(number(1, 10_000) as usize),
-        Some("fanout") => fanout(number(1, 1_000) as usize, number(2, 10_000), number(3, 0)),
-        Some("rtt" | "throughput") => rtt(number(1, 100) as usize, number(2, 1_000)),
-        Some(other) => usage(&format!("unknown scenario {other}")),
+    let scenario = words.first().map_or("all", String::as_str);
+    match scenario {
+        "fanout" => usage(
+            "fanout is now fanout-max [S] [SECS] or fanout-paced [S] [RATE] [SECS] \
+             (seconds, not messages)",
+        ),
+        "rtt" | "throughput" => usage("rtt is now ping [C] 0 [SECS] (seconds, not pings)"),
+        _ => {}
     }
-}
+    if !matches!(
+        scenario,
+        "all" | "fanout-max" | "fanout-paced" | "idle" | "ping" | "connect"
+    ) {
+        usage(&format!("unknown scenario {scenario}"));
+    }
 
-/// The scenario's title, with what else the machine is doing: the load
-/// generator shares the cores with the hub, and so may other programs.
-fn header(title: &str) {
-    let cores = thread::available_parallelism().map_or(0, |n| n.get());
-    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    println!("\n== {title}");
-    println!("  ({cores} cores, load average {})", load.join(" "));
+    // Build the peers before pinning, so the builds get every CPU.
+    println!("== servers");
+    let servers = prepare(&options.servers);
+    if servers.is_empty() {
+        eprintln!("no server to measure");
+        std::process::exit(1);
+    }
+    let server_cpus = pin_load_generator(&options);
+    let bench = Bench {
+        runs: options.runs,
+        servers,
+        server_cpus,
+        wshub_args: options.wshub_args,
+    };
+
+    let mut summaries = Vec::new();
+    match scenario {
+        "all" => {
+            summaries.push(bench.fanout_max(1_000, 5));
+            summaries.push(bench.fanout_paced(100, 2_000, 10));
+            for n in [5_000, 10_000] {
+                summaries.push(bench.idle(n));
+            }
+            summaries.push(bench.ping(100, 5_000, 5));
+            summaries.push(bench.connect(5_000, CONNECT_AT_ONCE));
+        }
+        "fanout-max" => {
+            summaries.push(bench.fanout_max(number(1, 1_000) as usize, number(2, 5)));
+        }
+        "fanout-paced" => summaries.push(bench.fanout_paced(
+            number(1, 100) as usize,
+            number(2, 2_000),
+            number(3, 10),
+        )),
+        "idle" => {
+            let sizes: Vec<u64> = match words.len() {
+                1 => vec![5_000, 10_000],
+                n => (1..n).map(|i| number(i, 0)).collect(),
+            };
+            for n in sizes {
+                summaries.push(bench.idle(n as usize));
+            }
+        }
+        "ping" => {
+            summaries.push(bench.ping(number(1, 100) as usize, number(2, 5_000), number(3, 5)))
+        }
+        _ => summaries.push(bench.connect(
+            number(1, 5_000) as usize,
+            number(2, CONNECT_AT_ONCE as u64) as usize,
+        )),
+    }
+    if summaries.len() > 1 {
+        println!("\n\n==== final table (medians; ratios are wshub's figure over the other's)");
+        for summary in &summaries {
+            summary.print();
+        }
+    }
 }
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "{problem}\nusage: cargo bench --bench hub -- [all | idle [N] | fanout [S] [M] | rtt [C] [K]]"
+        "{problem}\n\
+         usage: cargo bench --bench hub -- [SCENARIO [ARGS]] [OPTIONS]\n\
+         scenarios (default: all of them, in this order, at the default sizes):\n\
+         \x20 fanout-max [S=1000] [SECS=5]           1 publisher -> S subscribers, flat out\n\
+         \x20 fanout-paced [S=100] [RATE=2000] [SECS=10]  RATE publications/s to S subscribers\n\
+         \x20 idle [N ...=5000 10000]                N silent clients: memory, threads, fds, CPU\n\
+         \x20 ping [C=100] [RATE=5000] [SECS=5]      C clients, RATE pings/s in all (0: flat out)\n\
+         \x20 connect [N=5000] [AT_ONCE=50]          N handshakes, AT_ONCE at a time\n\
+         options:\n\
+         \x20 --runs N              runs per server; the tables show medians (default 3)\n\
+         \x20 --servers LIST        some of wshub,tokio,node (default all three)\n\
+         \x20 --server-cpus LIST    taskset CPU list for the servers (default 0)\n\
+         \x20 --client-cpus LIST    taskset CPU list for this load generator (default 1)\n\
+         \x20 --no-pin              run everything wherever the kernel likes\n\
+         \x20 --wshub-arg ARG       one more argument for wshub (repeat for more), e.g.\n\
+         \x20                       --wshub-arg=--max-connections=500 to see it refuse"
     );
     std::process::exit(2);
 }
 
-// ---------------------------------------------------------------- scenarios
-
-/// N silent clients: what each costs the hub, and what the hub does idle.
-fn idle(n: usize) {
-    header(&format!(
-        "idle: {n} silent WebSocket clients (hub = release binary, separate process)"
-    ));
-    let mut args = vec![];
-    if n > 10_000 {
-        args = vec!["--max-connections".to_owned(), n.to_string()];
-    }
-    let mut hub = HubProcess::start(&args);
-    thread::sleep(Duration::from_millis(500));
-    let before = hub.snapshot();
-
-    let (clients, errors, took) = open_clients(hub.addr, n, None);
-    let connected = clients.len();
-    thread::sleep(Duration::from_secs(1)); // let the last threads settle
-    if let Some(status) = hub.exited() {
-        table(&[
-            ("clients connected", format!("{connected} / {n}")),
-            ("connect errors", errors.summary()),
-            ("HUB EXITED", status),
-        ]);
-        drop(clients);
-        return hub.stop();
-    }
-    let after = hub.snapshot();
-
-    let cpu_start = hub.snapshot().cpu;
-    thread::sleep(IDLE_WINDOW);
-    let idle_cpu = hub.snapshot().cpu.saturating_sub(cpu_start);
-    let metrics = metrics(hub.addr);
-
-    let per = |a: u64, b: u64| (a as f64 - b as f64) / connected.max(1) as f64;
-    table(&[
-        ("clients connected", format!("{connected} / {n}")),
-        ("connect errors", errors.summary()),
-        (
-            "connect phase",
-            format!(
-                "{:.1} s ({:.0} handshakes/s from {CONNECT_THREADS} threads)",
-                took.as_secs_f64(),
-                connected as f64 / took.as_secs_f64()
-            ),
-        ),
-        ("hub RSS before", mib(before.rss_kib)),
-        ("hub RSS after", mib(after.rss_kib)),
-        (
-            "RSS per connection",
-            format!("{:.1} KiB", per(after.rss_kib, before.rss_kib)),
-        ),
-        (
-            "hub fds before / after",
-            format!("{} / {}", before.fds, after.fds),
-        ),
-        (
-            "fds per connection",
-            format!("{:.2}", per(after.fds, before.fds)),
-        ),
-        (
-            "hub threads before / after",
-            format!("{} / {}", before.threads, after.threads),
-        ),
-        (
-            "threads per connection",
-            format!("{:.2}", per(after.threads, before.threads)),
-        ),
-        (
-            "hub memory maps before / after",
-            format!("{} / {}", before.maps, after.maps),
-        ),
-        (
-            "maps per connection",
-            map_ceiling(per(after.maps, before.maps), before.maps),
-        ),
-        (
-            "hub CPU while idle",
-            format!(
-                "{} ms over {} s ({:.2}% of one core; 30 s heartbeats may fall inside)",
-                idle_cpu.as_millis(),
-                IDLE_WINDOW.as_secs(),
-                100.0 * idle_cpu.as_secs_f64() / IDLE_WINDOW.as_secs_f64()
-            ),
-        ),
-        (
-            "hub active connections",
-            metric(&metrics, "wshub_connections_active"),
-        ),
-        (
-            "hub rejected connections",
-            metric(&metrics, "wshub_connections_rejected_total"),
-        ),
-    ]);
-    drop(clients);
-    hub.stop();
+struct Options {
+    runs: usize,
+    servers: Vec<Kind>,
+    pin: bool,
+    server_cpus: String,
+    client_cpus: String,
+    /// Extra arguments for wshub, after the harness's own.
+    wshub_args: Vec<String>,
 }
 
-/// Memory maps per connection, and how many connections the kernel's
-/// `vm.max_map_count` leaves room for at that rate.
-fn map_ceiling(per_connection: f64, base: u64) -> String {
-    let cap: f64 = fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|m| m.trim().parse().ok())
-        .unwrap_or(f64::NAN);
-    format!(
-        "{per_connection:.2} (vm.max_map_count {cap} leaves room for ~{:.0} connections)",
-        (cap - base as f64) / per_connection
-    )
-}
-
-/// S subscribers of one channel, M messages published through the library.
-fn fanout(subscribers: usize, messages: u64, rate: u64) {
-    let pace = match rate {
-        0 => "as fast as the router answers".to_owned(),
-        rate => format!("paced at {rate} messages/s"),
+/// The options, and the scenario with its numbers.
+fn parse_args() -> (Options, Vec<String>) {
+    let mut options = Options {
+        runs: 3,
+        servers: Kind::ALL.to_vec(),
+        pin: true,
+        server_cpus: "0".to_owned(),
+        client_cpus: "1".to_owned(),
+        wshub_args: Vec::new(),
     };
-    header(&format!(
-        "fanout: {subscribers} subscribers x {messages} messages, {pace} \
-         (hub IN-PROCESS via the library; clients in the same process)"
-    ));
-    let hub = Hub::with_config(Config {
-        host: "127.0.0.1".into(),
-        port: 0,
-        ..Config::default()
-    })
-    .expect("hub binds");
-    let addr = hub.local_addr();
-    let server = hub.spawn().expect("hub starts");
-    let handle = server.handle().clone();
-
-    let (clients, errors, _) = open_clients(addr, subscribers, Some("bench"));
-    let subscribed = clients.len();
-    let total = messages + HTTP_PUBLISHES;
-    let progress = Arc::new(Progress::default());
-    let readers = spawn_readers(clients, messages, total, &progress);
-
-    // Phase 1: the library, as fast as the router answers or at `rate`.
-    let cpu_start = (thread_cpu("wshub"), thread_cpu("bench-reader"));
-    let start = now_ns();
-    let started = Instant::now();
-    let mut queued_for = usize::MAX;
-    for seq in 0..messages {
-        if rate > 0 {
-            let due = started + Duration::from_secs_f64(seq as f64 / rate as f64);
-            thread::sleep(due.saturating_duration_since(Instant::now()));
-        }
-        let n = handle
-            .publish(Target::channel("bench"), "event", payload(seq))
-            .expect("publish");
-        queued_for = queued_for.min(n);
-    }
-    let publish_took = Duration::from_nanos(now_ns() - start);
-    wait_until("every subscriber has the library messages", || {
-        progress.settled_lib.load(Ordering::Acquire) >= subscribed
-    });
-    let delivered_in = Duration::from_nanos(progress.last_lib_ns.load(Ordering::Acquire) - start);
-    let hub_cpu = thread_cpu("wshub").saturating_sub(cpu_start.0);
-    let reader_cpu = thread_cpu("bench-reader").saturating_sub(cpu_start.1);
-
-    // Phase 2: the same channel through POST /api/publish, one at a time.
-    let mut http_times = Vec::new();
-    let mut http_failures = 0;
-    for seq in messages..total {
-        let body = json!({"channel": "bench", "type": "event", "data": payload(seq)}).to_string();
-        let sent = Instant::now();
-        let (status, _) = http(addr, "POST", "/api/publish", &body);
-        http_times.push(sent.elapsed().as_micros() as u64);
-        if status != 200 {
-            http_failures += 1;
+    let mut words = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let Some(flag) = arg.strip_prefix("--") else {
+            words.push(arg);
+            continue;
+        };
+        let (name, inline) = match flag.split_once('=') {
+            Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+            None => (flag.to_owned(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .unwrap_or_else(|| usage(&format!("--{name} needs a value")))
+        };
+        match name.as_str() {
+            // `cargo bench` adds it.
+            "bench" => {}
+            "runs" => {
+                options.runs = value()
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .unwrap_or_else(|| usage("--runs needs a number above 0"));
+            }
+            "servers" => {
+                options.servers = value()
+                    .split(',')
+                    .map(|s| {
+                        Kind::ALL
+                            .into_iter()
+                            .find(|k| k.name() == s.trim())
+                            .unwrap_or_else(|| usage(&format!("unknown server {s}")))
+                    })
+                    .collect();
+            }
+            "server-cpus" => options.server_cpus = value(),
+            "client-cpus" => options.client_cpus = value(),
+            "no-pin" => options.pin = false,
+            "wshub-arg" => options.wshub_args.push(value()),
+            "help" => usage("wshub's load benchmarks, side by side with two reference servers"),
+            _ => usage(&format!("unknown option --{name}")),
         }
     }
-    wait_until("every subscriber has the HTTP messages", || {
-        progress.settled_all.load(Ordering::Acquire) >= subscribed
-    });
-    progress.stop.store(true, Ordering::Release);
-    let report = readers
-        .into_iter()
-        .map(|r| r.join().expect("reader thread"))
-        .fold(ReaderReport::default(), ReaderReport::merge);
-    let metrics = metrics(addr);
-
-    let deliveries = subscribed as u64 * messages;
-    table(&[
-        ("subscribers", format!("{subscribed} / {subscribers}")),
-        ("connect errors", errors.summary()),
-        ("publish() recipients (min)", queued_for.to_string()),
-        (
-            "publish() calls/s",
-            format!("{:.0}", messages as f64 / publish_took.as_secs_f64()),
-        ),
-        (
-            "first publish -> last delivery",
-            format!("{:.3} s", delivered_in.as_secs_f64()),
-        ),
-        (
-            "deliveries/s",
-            format!("{:.0}", deliveries as f64 / delivered_in.as_secs_f64()),
-        ),
-        ("latency (library)", percentiles(report.lat_lib)),
-        (
-            "hub threads CPU (library phase)",
-            format!(
-                "{:.2} s ({:.0}% of one core)",
-                hub_cpu.as_secs_f64(),
-                100.0 * hub_cpu.as_secs_f64() / delivered_in.as_secs_f64()
-            ),
-        ),
-        (
-            "reader threads CPU (same phase)",
-            format!(
-                "{:.2} s ({:.0}% of one core)",
-                reader_cpu.as_secs_f64(),
-                100.0 * reader_cpu.as_secs_f64() / delivered_in.as_secs_f64()
-            ),
-        ),
-        (
-            "HTTP POST /api/publish time",
-            format!("{} ({http_failures} failed)", percentiles(http_times)),
-        ),
-        ("latency (HTTP publish)", percentiles(report.lat_http)),
-        (
-            "complete & in order",
-            format!("{} / {subscribed} subscribers", report.complete),
-        ),
-        ("sequence gaps/reorders", report.out_of_order.to_string()),
-        ("subscribers closed", report.closes.summary()),
-        (
-            "hub slow consumers",
-            metric(&metrics, "wshub_slow_consumers_total"),
-        ),
-    ]);
-    server.shutdown().expect("hub shuts down");
+    (options, words)
 }
 
-/// C clients, K pings each, one at a time: request/response round trips.
-fn rtt(clients: usize, pings: u64) {
-    header(&format!(
-        "rtt: {clients} clients x {pings} ping/pong round trips \
-         (hub = release binary, separate process)"
-    ));
-    let hub = HubProcess::start(&rate_limit_args(clients as u64 * pings));
-    let before = hub.snapshot();
-    let barrier = Arc::new(Barrier::new(clients + 1));
-    let workers: Vec<_> = (0..clients)
-        .map(|_| {
-            let barrier = Arc::clone(&barrier);
-            let addr = hub.addr;
-            thread::spawn(move || {
-                let ws = connect(addr, None);
-                barrier.wait();
-                let mut ws = ws?;
-                let mut latencies = Vec::with_capacity(pings as usize);
-                for n in 0..pings {
-                    let sent = Instant::now();
-                    let request = format!(r#"{{"type":"ping","correlationId":{n}}}"#);
-                    ws.send(Message::text(request)).map_err(|e| e.to_string())?;
-                    let reply = read_text(&mut ws)?;
-                    if !reply.contains(r#""type":"pong""#)
-                        || field(&reply, "correlationId") != Some(n)
-                    {
-                        return Err(format!("expected pong {n}, got {reply}"));
-                    }
-                    latencies.push(sent.elapsed().as_micros() as u64);
-                }
-                Ok(latencies)
-            })
+/// The scenario's title, with what else the machine is doing.
+fn header(title: &str) {
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!("\n\n== {title}");
+    println!(
+        "  (load generator on {} CPU(s); load average {})",
+        generator_cpus(),
+        load.join(" ")
+    );
+}
+
+/// Pins this process (every thread it has, and every one it will start) to
+/// `--client-cpus`; returns the CPUs the servers get, if pinning worked.
+fn pin_load_generator(options: &Options) -> Option<String> {
+    if !options.pin {
+        println!("  nothing pinned (--no-pin): servers and load generator share the CPUs");
+        return None;
+    }
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        println!("  one CPU only: servers and load generator share it");
+        return None;
+    }
+    let pid = std::process::id().to_string();
+    let pinned = Command::new("taskset")
+        .args(["-a", "-p", "-c", &options.client_cpus, &pid])
+        .stdout(Stdio::null())
+        .status();
+    match pinned {
+        Ok(status) if status.success() => {
+            println!(
+                "  servers on CPU {} (taskset), this load generator on CPU {}",
+                options.server_cpus, options.client_cpus
+            );
+            let _ = PINNED.set((
+                cpu_list(&options.server_cpus),
+                cpu_list(&options.client_cpus),
+            ));
+            Some(options.server_cpus.clone())
+        }
+        Ok(status) => {
+            println!("  !! taskset failed ({status}): nothing pinned");
+            None
+        }
+        Err(err) => {
+            println!("  !! no taskset ({err}): nothing pinned");
+            None
+        }
+    }
+}
+
+/// The servers' CPUs and the load generator's, once both are pinned.
+static PINNED: OnceLock<(Vec<usize>, Vec<usize>)> = OnceLock::new();
+
+/// The CPUs of a taskset list such as `0`, `1-3` or `0,2`.
+fn cpu_list(list: &str) -> Vec<usize> {
+    list.split(',')
+        .filter_map(|part| match part.split_once('-') {
+            Some((a, b)) => Some((a.trim().parse().ok()?..=b.trim().parse().ok()?).collect()),
+            None => Some(vec![part.trim().parse().ok()?]),
         })
-        .collect();
-    barrier.wait();
-    let start = Instant::now();
-    let mut latencies = Vec::new();
-    let mut errors = Tally::default();
-    for worker in workers {
-        match worker.join().expect("client thread") {
-            Ok(l) => latencies.extend(l),
-            Err(e) => errors.add(e),
+        .flatten()
+        .collect()
+}
+
+/// Time these CPUs spent busy (not idle, not waiting for I/O), from /proc/stat.
+fn cpus_busy(cpus: &[usize]) -> Duration {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let cpu: usize = fields.next()?.strip_prefix("cpu")?.parse().ok()?;
+            if !cpus.contains(&cpu) {
+                return None;
+            }
+            let times: Vec<u64> = fields.take(8).filter_map(|f| f.parse().ok()).collect();
+            // user nice system idle iowait irq softirq steal
+            Some(times.iter().sum::<u64>() - times.get(3)? - times.get(4)?)
+        })
+        .sum();
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SEC)
+}
+
+/// CPUs this process may run on (after pinning, the load generator's).
+fn generator_cpus() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+// ------------------------------------------------------------ the servers
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Wshub,
+    Tokio,
+    Node,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Wshub, Kind::Tokio, Kind::Node];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Wshub => "wshub",
+            Kind::Tokio => "tokio",
+            Kind::Node => "node",
         }
     }
-    let took = start.elapsed();
-    let cpu = hub.snapshot().cpu.saturating_sub(before.cpu);
-    let metrics = metrics(hub.addr);
-    table(&[
-        (
-            "clients finished",
-            format!("{} / {clients}", clients - errors.count),
-        ),
-        ("client errors", errors.summary()),
-        ("round trips", latencies.len().to_string()),
-        ("elapsed", format!("{:.3} s", took.as_secs_f64())),
-        (
-            "round trips/s",
-            format!("{:.0}", latencies.len() as f64 / took.as_secs_f64()),
-        ),
-        ("latency", percentiles(latencies)),
-        (
-            "hub CPU",
-            format!(
-                "{:.2} s ({:.0}% of one core)",
-                cpu.as_secs_f64(),
-                100.0 * cpu.as_secs_f64() / took.as_secs_f64()
-            ),
-        ),
-        (
-            "hub messages received",
-            metric(&metrics, "wshub_messages_received_total"),
-        ),
-    ]);
-    hub.stop();
 }
 
-/// `--rate-limit` if the binary knows it, set high enough never to trigger.
-fn rate_limit_args(messages: u64) -> Vec<String> {
-    let help = Command::new(env!("CARGO_BIN_EXE_wshub"))
-        .arg("--help")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    match help.lines().find(|l| l.contains("--rate-limit ")) {
-        Some(line) => {
-            println!("  (binary has {}; raising it)", line.trim());
-            vec!["--rate-limit".to_owned(), (messages * 10).to_string()]
-        }
-        None => Vec::new(),
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
-// ------------------------------------------------------- fan-out readers
-
-/// Counters the publisher watches while readers work.
-#[derive(Default)]
-struct Progress {
-    /// Subscribers that got the last library message, or closed before.
-    settled_lib: AtomicUsize,
-    /// Subscribers that got the last message of all, or closed before.
-    settled_all: AtomicUsize,
-    /// When the last library message arrived anywhere (ns since start).
-    last_lib_ns: AtomicU64,
-    /// Set by the publisher when it is done waiting.
-    stop: AtomicBool,
+/// How to start one server.
+struct Launch {
+    kind: Kind,
+    program: PathBuf,
+    args: Vec<String>,
 }
 
-/// One subscriber as a reader sees it.
-struct Subscriber {
-    ws: Ws,
-    next: u64,
-    in_order: bool,
-    open: bool,
-}
-
-#[derive(Default)]
-struct ReaderReport {
-    lat_lib: Vec<u64>,
-    lat_http: Vec<u64>,
-    complete: usize,
-    out_of_order: u64,
-    closes: Tally,
-}
-
-impl ReaderReport {
-    fn merge(mut self, other: ReaderReport) -> ReaderReport {
-        self.lat_lib.extend(other.lat_lib);
-        self.lat_http.extend(other.lat_http);
-        self.complete += other.complete;
-        self.out_of_order += other.out_of_order;
-        self.closes.merge(other.closes);
-        self
-    }
-}
-
-/// Splits the subscribers among [`READER_THREADS`] threads that poll their
-/// non-blocking sockets in turn, sleeping briefly when nothing came.
-fn spawn_readers(
-    clients: Vec<Ws>,
-    lib_messages: u64,
-    total: u64,
-    progress: &Arc<Progress>,
-) -> Vec<thread::JoinHandle<ReaderReport>> {
-    let mut groups: Vec<Vec<Subscriber>> = (0..READER_THREADS).map(|_| Vec::new()).collect();
-    for (i, ws) in clients.into_iter().enumerate() {
-        ws.get_ref().set_nonblocking(true).expect("nonblocking");
-        groups[i % READER_THREADS].push(Subscriber {
-            ws,
-            next: 0,
-            in_order: true,
-            open: true,
-        });
-    }
-    groups
-        .into_iter()
-        .map(|mut subs| {
-            let progress = Arc::clone(progress);
-            thread::Builder::new()
-                .name("bench-reader".into())
-                .spawn(move || read_all(&mut subs, lib_messages, total, &progress))
-                .expect("reader thread")
+/// Every server asked for that can run here; the others are skipped with
+/// the reason.
+fn prepare(kinds: &[Kind]) -> Vec<Launch> {
+    kinds
+        .iter()
+        .filter_map(|&kind| {
+            let launch = match kind {
+                Kind::Wshub => Ok(wshub_launch()),
+                Kind::Tokio => tokio_launch(),
+                Kind::Node => node_launch(),
+            };
+            match launch {
+                Ok(launch) => Some(launch),
+                Err(why) => {
+                    println!("  !! skipping {kind}: {why}");
+                    None
+                }
+            }
         })
         .collect()
 }
 
-fn read_all(subs: &mut [Subscriber], lib: u64, total: u64, progress: &Progress) -> ReaderReport {
-    let mut report = ReaderReport::default();
-    let deadline = Instant::now() + PHASE_LIMIT;
-    let mut active = subs.len();
-    while active > 0 && Instant::now() < deadline && !progress.stop.load(Ordering::Acquire) {
-        let mut got = 0;
-        for sub in subs.iter_mut().filter(|s| s.open && s.next < total) {
-            loop {
-                match sub.ws.read() {
-                    Ok(Message::Text(text)) => {
-                        let now = now_ns();
-                        let (Some(seq), Some(sent)) = (field(&text, "seq"), field(&text, "sentNs"))
-                        else {
-                            continue;
-                        };
-                        got += 1;
-                        if seq != sub.next {
-                            sub.in_order = false;
-                            report.out_of_order += 1;
-                        }
-                        sub.next = seq + 1;
-                        let latency = now.saturating_sub(sent) / 1000;
-                        if seq < lib {
-                            report.lat_lib.push(latency);
-                        } else {
-                            report.lat_http.push(latency);
-                        }
-                        if seq + 1 == lib {
-                            progress.last_lib_ns.fetch_max(now, Ordering::AcqRel);
-                            progress.settled_lib.fetch_add(1, Ordering::AcqRel);
-                        }
-                        if seq + 1 == total {
-                            progress.settled_all.fetch_add(1, Ordering::AcqRel);
-                            report.complete += usize::from(sub.in_order);
-                            active -= 1;
-                            break;
-                        }
-                    }
-                    Ok(Message::Close(frame)) => {
-                        let why =
-                            frame.map_or("no code".into(), |f| format!("{} {}", f.code, f.reason));
-                        close_subscriber(sub, lib, progress, &mut report, format!("Close {why}"));
-                        active -= 1;
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        close_subscriber(sub, lib, progress, &mut report, e.to_string());
-                        active -= 1;
-                        break;
-                    }
-                }
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// wshub's `--help`, read once: flags are only passed if the binary has them.
+fn wshub_help() -> &'static str {
+    static HELP: OnceLock<String> = OnceLock::new();
+    HELP.get_or_init(|| {
+        Command::new(env!("CARGO_BIN_EXE_wshub"))
+            .arg("--help")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    })
+}
+
+fn wshub_has(flag: &str) -> bool {
+    wshub_help().contains(&format!("{flag} ")) || wshub_help().contains(&format!("{flag}\n"))
+}
+
+fn wshub_launch() -> Launch {
+    let mut args: Vec<String> = ["--host", "127.0.0.1", "--port", "0", "--log-level", "info"]
+        .map(String::from)
+        .into();
+    for (flag, value) in [
+        ("--allow-client-publish", None),
+        ("--rate-limit", Some("0")),
+        // Loopback is exempt today; this keeps it so if that changes.
+        ("--max-connections-per-ip", Some("0")),
+    ] {
+        if wshub_has(flag) {
+            args.push(flag.to_owned());
+            args.extend(value.map(String::from));
+        } else {
+            println!("  !! wshub has no {flag}: left out");
+        }
+    }
+    if wshub_has("--writer-threads") {
+        println!("  wshub: --writer-threads left at its default");
+    }
+    println!(
+        "  wshub: {} {}",
+        env!("CARGO_BIN_EXE_wshub"),
+        args.join(" ")
+    );
+    Launch {
+        kind: Kind::Wshub,
+        program: PathBuf::from(env!("CARGO_BIN_EXE_wshub")),
+        args,
+    }
+}
+
+/// wshub's own arguments for a scenario that needs `clients` connections.
+fn wshub_capacity(clients: usize) -> Vec<String> {
+    if wshub_has("--max-connections") {
+        vec![
+            "--max-connections".to_owned(),
+            (clients + 100).max(10_000).to_string(),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The tokio peer, built first if its binary is missing or out of date.
+fn tokio_launch() -> Result<Launch, String> {
+    let dir = root().join("benches/peers/tokio");
+    let manifest = dir.join("Cargo.toml");
+    let target = root().join("target/peers");
+    let binary = target.join("release/wshub-peer-tokio");
+    let built = fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    let sources = newest_change(&[manifest.clone(), dir.join("src")]);
+    if built.is_none_or(|built| sources.is_some_and(|s| s > built)) {
+        println!(
+            "  building the tokio peer: cargo build --release --manifest-path \
+             benches/peers/tokio/Cargo.toml --target-dir target/peers"
+        );
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target)
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "cargo build of benches/peers/tokio failed ({status})"
+            ));
+        }
+    }
+    let lock = fs::read_to_string(dir.join("Cargo.lock")).unwrap_or_default();
+    println!(
+        "  tokio: {} (tokio {}, tokio-tungstenite {})",
+        binary.display(),
+        locked_version(&lock, "tokio"),
+        locked_version(&lock, "tokio-tungstenite")
+    );
+    Ok(Launch {
+        kind: Kind::Tokio,
+        program: binary,
+        args: vec!["--port".to_owned(), "0".to_owned()],
+    })
+}
+
+/// The version of `name` in a Cargo.lock, or `?`.
+fn locked_version(lock: &str, name: &str) -> String {
+    let entry = format!("name = \"{name}\"\nversion = \"");
+    lock.split_once(&entry)
+        .and_then(|(_, rest)| rest.split('"').next())
+        .unwrap_or("?")
+        .to_owned()
+}
+
+/// The latest modification time among these files and folders' files.
+fn newest_change(paths: &[PathBuf]) -> Option<SystemTime> {
+    let mut newest = None;
+    let mut stack = paths.to_vec();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = fs::read_dir(&path) {
+                stack.extend(entries.filter_map(Result::ok).map(|e| e.path()));
             }
-        }
-        if got == 0 {
-            thread::sleep(Duration::from_micros(100));
+        } else if let Ok(modified) = meta.modified() {
+            newest = newest.max(Some(modified));
         }
     }
-    report
+    newest
 }
 
-/// A subscriber that ended early still counts as settled, so nobody waits.
-fn close_subscriber(
-    sub: &mut Subscriber,
-    lib: u64,
-    progress: &Progress,
-    report: &mut ReaderReport,
-    why: String,
-) {
-    sub.open = false;
-    if sub.next < lib {
-        progress.settled_lib.fetch_add(1, Ordering::AcqRel);
+/// The node peer, with `npm install` first if its packages are missing.
+fn node_launch() -> Result<Launch, String> {
+    let dir = root().join("benches/peers/node");
+    let version = Command::new("node")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("node is not installed ({e})"))?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    if !dir.join("node_modules").is_dir() {
+        println!("  installing the node peer's packages: npm install (in benches/peers/node)");
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .map_err(|e| format!("npm is not installed ({e})"))?;
+        if !status.success() {
+            return Err(format!(
+                "npm install in benches/peers/node failed ({status})"
+            ));
+        }
     }
-    progress.settled_all.fetch_add(1, Ordering::AcqRel);
-    report.closes.add(why);
+    let ws: serde_json::Value = fs::read_to_string(dir.join("node_modules/ws/package.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .ok_or("benches/peers/node/node_modules has no ws package: remove it to reinstall")?;
+    let script = dir.join("server.js");
+    println!(
+        "  node: node {} (node {version}, ws {}{})",
+        script.display(),
+        ws["version"].as_str().unwrap_or("?"),
+        if dir.join("node_modules/bufferutil").is_dir() {
+            ", bufferutil"
+        } else {
+            ""
+        }
+    );
+    Ok(Launch {
+        kind: Kind::Node,
+        program: PathBuf::from("node"),
+        args: vec![
+            script.to_string_lossy().into_owned(),
+            "--port".to_owned(),
+            "0".to_owned(),
+        ],
+    })
 }
 
-/// About 100 bytes of JSON: a sequence number, the send time, padding.
-fn payload(seq: u64) -> serde_json::Value {
-    json!({"seq": seq, "sentNs": now_ns(), "pad": "x".repeat(48)})
-}
-
-// ------------------------------------------------------- the hub process
-
-/// The release `wshub` binary, started on a free loopback port.
-struct HubProcess {
+/// One server process, started on a free loopback port.
+struct Server {
+    kind: Kind,
     child: Child,
     addr: SocketAddr,
-    /// Everything on stderr but `INFO` lines: warnings, errors, and whatever
-    /// a crash prints (kept while stderr is drained).
-    complaints: Arc<Mutex<Tally>>,
+    /// stderr lines that are not `INFO` (warnings, errors, a crash).
+    complaints: Arc<Mutex<Lines>>,
 }
 
-/// What `/proc/<pid>` says about the hub.
+/// What `/proc/<pid>` says about a server.
+#[derive(Clone, Copy)]
 struct Snapshot {
     rss_kib: u64,
     threads: u64,
     fds: u64,
-    /// Memory mappings (VMAs); each thread costs a few, and the kernel caps
-    /// them at `vm.max_map_count`.
+    /// Memory mappings; each thread costs a few, and the kernel caps them
+    /// at `vm.max_map_count`.
     maps: u64,
     cpu: Duration,
 }
 
-impl HubProcess {
-    fn start(extra: &[String]) -> HubProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wshub"))
-            .args(["--host", "127.0.0.1", "--port", "0", "--log-level", "info"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the wshub binary");
-        let stderr = child.stderr.take().expect("stderr");
-        let complaints = Arc::new(Mutex::new(Tally::default()));
-        let (addr_tx, addr_rx) = crossbeam_channel::bounded(1);
-        let seen = Arc::clone(&complaints);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ws://").nth(1) {
-                    let addr = rest.split('/').next().unwrap_or_default().to_owned();
-                    let _ = addr_tx.send(addr);
-                } else if !line.contains(" INFO ") {
-                    seen.lock().unwrap().add(line);
-                }
+impl Server {
+    fn start(launch: &Launch, extra: &[String], cpus: Option<&str>) -> Result<Server, String> {
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus, "sh", "-c", WITH_LIMITS]);
+                c
             }
-        });
-        let addr = match addr_rx.recv_timeout(STEP_TIMEOUT) {
-            Ok(addr) => addr.parse().expect("hub address"),
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait();
-                panic!("wshub {extra:?} did not start listening ({status:?})");
+            None => {
+                let mut c = Command::new("sh");
+                c.args(["-c", WITH_LIMITS]);
+                c
             }
         };
-        println!("  hub pid {} on {addr} {}", child.id(), extra.join(" "));
-        HubProcess {
-            child,
-            addr,
-            complaints,
+        // taskset and sh both exec: the child's pid is the server's.
+        let mut child = command
+            .arg(&launch.program)
+            .args(&launch.args)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", launch.kind))?;
+        let complaints = Arc::new(Mutex::new(Lines::default()));
+        let (addr_tx, addr_rx) = mpsc::channel::<String>();
+        let stdout = child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>);
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>);
+        for (pipe, is_stderr) in [(stdout, false), (stderr, true)] {
+            let Some(pipe) = pipe else { continue };
+            let addr_tx = addr_tx.clone();
+            let complaints = Arc::clone(&complaints);
+            thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("listening on ws://").nth(1) {
+                        let addr = rest.split(['/', ' ']).next().unwrap_or_default();
+                        let _ = addr_tx.send(addr.to_owned());
+                    } else if is_stderr && !line.contains(" INFO ") {
+                        complaints.lock().expect("complaints lock").add(line);
+                    }
+                }
+            });
+        }
+        match addr_rx.recv_timeout(STEP_TIMEOUT) {
+            Ok(addr) => match addr.parse() {
+                Ok(addr) => Ok(Server {
+                    kind: launch.kind,
+                    child,
+                    addr,
+                    complaints,
+                }),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    Err(format!("{} printed an odd address: {addr}", launch.kind))
+                }
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().map_or("?".to_owned(), |s| s.to_string());
+                let complaints = complaints.lock().expect("complaints lock");
+                Err(format!(
+                    "{} did not say where it listens within {} s ({status}); stderr: {}",
+                    launch.kind,
+                    STEP_TIMEOUT.as_secs(),
+                    complaints.summary()
+                ))
+            }
         }
     }
 
     fn snapshot(&self) -> Snapshot {
-        let pid = self.child.id();
-        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let status_field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0)
-        };
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        Snapshot {
-            rss_kib: status_field("VmRSS:"),
-            threads: status_field("Threads:"),
-            fds: fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64),
-            maps: fs::read_to_string(format!("/proc/{pid}/maps"))
-                .map_or(0, |m| m.lines().count() as u64),
-            cpu: stat_cpu(&stat),
-        }
+        proc_snapshot(&format!("/proc/{}", self.child.id()))
     }
 
-    /// How the hub ended, if it has.
+    /// How the server ended, if it has.
     fn exited(&mut self) -> Option<String> {
         self.child.try_wait().ok().flatten().map(|s| s.to_string())
     }
 
-    /// SIGTERM (a graceful shutdown), then SIGKILL if it takes too long.
+    /// Its stderr lines (not INFO) that contain `word`: the first, and how many.
+    fn complaints_about(&self, word: &str) -> Option<(String, usize)> {
+        let complaints = self.complaints.lock().expect("complaints lock");
+        let mut matching = complaints.lines.iter().filter(|l| l.contains(word));
+        let first = matching.next()?.clone();
+        Some((first, 1 + matching.count()))
+    }
+
+    /// SIGTERM, then SIGKILL if it takes more than 15 s.
     fn stop(mut self) {
         if let Some(status) = self.exited() {
-            let complaints = self.complaints.lock().unwrap();
+            let complaints = self.complaints.lock().expect("complaints lock");
             println!(
-                "  !! the hub had already exited ({status}); stderr besides INFO: {}",
+                "  !! {} had already exited ({status}); stderr besides INFO: {}",
+                self.kind,
                 complaints.summary()
             );
             return;
@@ -711,12 +787,31 @@ impl HubProcess {
                 _ => thread::sleep(Duration::from_millis(20)),
             }
         };
-        let complaints = self.complaints.lock().unwrap();
+        let complaints = self.complaints.lock().expect("complaints lock");
         println!(
-            "  hub stopped in {:.2} s ({status}); stderr besides INFO: {}",
+            "  {} stopped in {:.2} s ({status}); stderr besides INFO: {}",
+            self.kind,
             started.elapsed().as_secs_f64(),
             complaints.summary()
         );
+    }
+}
+
+fn proc_snapshot(dir: &str) -> Snapshot {
+    let status = fs::read_to_string(format!("{dir}/status")).unwrap_or_default();
+    let status_field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    Snapshot {
+        rss_kib: status_field("VmRSS:"),
+        threads: status_field("Threads:"),
+        fds: fs::read_dir(format!("{dir}/fd")).map_or(0, |d| d.count() as u64),
+        maps: fs::read_to_string(format!("{dir}/maps")).map_or(0, |m| m.lines().count() as u64),
+        cpu: stat_cpu(&fs::read_to_string(format!("{dir}/stat")).unwrap_or_default()),
     }
 }
 
@@ -724,133 +819,1488 @@ impl HubProcess {
 fn stat_cpu(stat: &str) -> Duration {
     // Fields after the `(comm)`: state is the first, utime the 12th, stime the 13th.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<u64> = rest
+    let ticks: u64 = rest
         .split_whitespace()
         .skip(11)
         .take(2)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    Duration::from_millis(fields.iter().sum::<u64>() * 1000 / TICKS_PER_SEC)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SEC)
 }
 
-/// CPU time of this process's threads whose name starts with `prefix`.
-fn thread_cpu(prefix: &str) -> Duration {
-    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
+/// CPU time of this process, the load generator, so far.
+fn own_cpu() -> Duration {
+    stat_cpu(&fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// This process's soft limit on open files.
+fn own_fd_limit() -> Option<u64> {
+    fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
+
+/// CPU time the server and this load generator spend over a phase. When
+/// pinned, it also watches what else ran on those CPUs meanwhile.
+struct CpuClock {
+    server: Duration,
+    generator: Duration,
+    /// Busy time of the servers' CPUs and of the load generator's.
+    busy: Option<(Duration, Duration)>,
+    started: Instant,
+}
+
+/// What a [`CpuClock`] measured, in seconds.
+struct CpuUse {
+    wall: f64,
+    server: f64,
+    generator: f64,
+    /// Busy time of the servers' CPUs and of the load generator's.
+    busy: Option<(f64, f64)>,
+}
+
+impl CpuClock {
+    fn start(server: &Server) -> CpuClock {
+        CpuClock {
+            server: server.snapshot().cpu,
+            generator: own_cpu(),
+            busy: PINNED.get().map(|(s, c)| (cpus_busy(s), cpus_busy(c))),
+            started: Instant::now(),
+        }
+    }
+
+    fn stop(&self, server: &Server) -> CpuUse {
+        let since = |now: Duration, then: Duration| now.saturating_sub(then).as_secs_f64();
+        CpuUse {
+            wall: self.started.elapsed().as_secs_f64().max(1e-9),
+            server: since(server.snapshot().cpu, self.server),
+            generator: since(own_cpu(), self.generator),
+            busy: self
+                .busy
+                .zip(PINNED.get())
+                .map(|((s, c), (sc, cc))| (since(cpus_busy(sc), s), since(cpus_busy(cc), c))),
+        }
+    }
+}
+
+impl CpuUse {
+    /// Adds the CPU rows and the warnings (a saturated load generator, other
+    /// programs on the pinned CPUs); returns the server's share of one core
+    /// in percent.
+    fn report(&self, kind: Kind, out: &mut Outcome) -> f64 {
+        let cpus = generator_cpus();
+        let share = self.generator / self.wall / cpus as f64;
+        out.row(
+            "server CPU",
+            format!(
+                "{:.2} s over {:.2} s ({:.0}% of one core)",
+                self.server,
+                self.wall,
+                100.0 * self.server / self.wall
+            ),
+        );
+        out.row(
+            "load generator CPU",
+            format!(
+                "{:.2} s ({:.0}% of its {cpus} CPU(s))",
+                self.generator,
+                100.0 * share
+            ),
+        );
+        if share >= SATURATED {
+            out.note(format!(
+                "the load generator was saturated ({:.0}% of its {cpus} CPU(s)): \
+                 it may be the ceiling here, not {kind}",
+                100.0 * share
+            ));
+        }
+        if let (Some((server_busy, generator_busy)), Some((server_cpus, generator_cpus))) =
+            (self.busy, PINNED.get())
+        {
+            self.others(out, "the server's", server_cpus, server_busy, self.server);
+            self.others(
+                out,
+                "the load generator's",
+                generator_cpus,
+                generator_busy,
+                self.generator,
+            );
+        }
+        100.0 * self.server / self.wall
+    }
+
+    /// A warning when other programs took more than a tenth of `cpus` over
+    /// the phase: then this run's figures say more about the machine.
+    fn others(&self, out: &mut Outcome, whose: &str, cpus: &[usize], busy: f64, ours: f64) {
+        let theirs = (busy - ours).max(0.0);
+        let others = theirs / (self.wall * cpus.len().max(1) as f64);
+        out.row(
+            &format!("other programs on {whose} CPU"),
+            format!("{:.0}% of it", 100.0 * others),
+        );
+        // Both counts are in ticks of 10 ms: a few ticks say nothing.
+        if others > 0.1 && theirs > 0.05 {
+            out.note(format!(
+                "other programs took {:.0}% of {whose} CPU meanwhile: \
+                 this run's figures are not reliable",
+                100.0 * others
+            ));
+        }
+    }
+}
+
+// ------------------------------------------------------------ the harness
+
+/// The servers to compare and how often.
+struct Bench {
+    runs: usize,
+    servers: Vec<Launch>,
+    server_cpus: Option<String>,
+    /// `--wshub-arg`s, passed after the scenario's own.
+    wshub_args: Vec<String>,
+}
+
+/// What one run of a scenario found: rows to print now, figures for the
+/// summary, and warnings for both.
+#[derive(Default)]
+struct Outcome {
+    rows: Vec<(String, String)>,
+    figures: Vec<Figure>,
+    notes: Vec<String>,
+}
+
+struct Figure {
+    name: &'static str,
+    value: f64,
+    show: fn(f64) -> String,
+}
+
+impl Outcome {
+    fn row(&mut self, label: &str, value: impl Into<String>) {
+        self.rows.push((label.to_owned(), value.into()));
+    }
+
+    fn figure(&mut self, name: &'static str, value: f64, show: fn(f64) -> String) {
+        if value.is_finite() {
+            self.figures.push(Figure { name, value, show });
+        }
+    }
+
+    fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+}
+
+impl Bench {
+    /// Runs `body` against each server, `runs` times in turn, each time on a
+    /// freshly started server.
+    fn compare(
+        &self,
+        title: &str,
+        wshub_args: &[String],
+        mut body: impl FnMut(&mut Server) -> Outcome,
+    ) -> Summary {
+        header(title);
+        let mut outcomes: Vec<(Kind, Vec<Outcome>)> =
+            self.servers.iter().map(|l| (l.kind, Vec::new())).collect();
+        let mut failures = Vec::new();
+        for run in 1..=self.runs {
+            for (launch, (_, done)) in self.servers.iter().zip(outcomes.iter_mut()) {
+                println!("\n  -- {} (run {run} of {})", launch.kind, self.runs);
+                let extra: Vec<String> = if launch.kind == Kind::Wshub {
+                    wshub_args.iter().chain(&self.wshub_args).cloned().collect()
+                } else {
+                    Vec::new()
+                };
+                let mut server = match Server::start(launch, &extra, self.server_cpus.as_deref()) {
+                    Ok(server) => server,
+                    Err(why) => {
+                        println!("  !! {why}");
+                        failures.push(format!("{}: run {run} did not start: {why}", launch.kind));
+                        continue;
+                    }
+                };
+                println!(
+                    "  {} pid {} on {} {}",
+                    launch.kind,
+                    server.child.id(),
+                    server.addr,
+                    extra.join(" ")
+                );
+                let outcome = body(&mut server);
+                table(&outcome.rows);
+                for note in &outcome.notes {
+                    println!("  !! {note}");
+                }
+                server.stop();
+                done.push(outcome);
+            }
+        }
+        let summary = Summary::new(title, self.runs, outcomes, failures);
+        summary.print();
+        summary
+    }
+
+    fn fanout_max(&self, subscribers: usize, secs: u64) -> Summary {
+        let title = format!(
+            "fanout-max: 1 publisher -> {subscribers} subscribers of one channel, \
+             {PAYLOAD_BYTES}-byte payloads, flat out for {secs} s \
+             (at most {ACK_WINDOW} publications unacknowledged, \
+             {DELIVERY_WINDOW} unread per subscriber)"
+        );
+        let pace = Pace::Max {
+            run_for: Duration::from_secs(secs),
+        };
+        self.compare(&title, &wshub_capacity(subscribers + 1), |server| {
+            fanout(server, subscribers, pace)
+        })
+    }
+
+    fn fanout_paced(&self, subscribers: usize, rate: u64, secs: u64) -> Summary {
+        let title = format!(
+            "fanout-paced: 1 publisher -> {subscribers} subscribers at {rate} publications/s \
+             for {secs} s ({} deliveries/s offered)",
+            group(subscribers as f64 * rate as f64)
+        );
+        let pace = Pace::Paced {
+            rate: rate.max(1),
+            count: rate.max(1) * secs,
+        };
+        self.compare(&title, &wshub_capacity(subscribers + 1), |server| {
+            fanout(server, subscribers, pace)
+        })
+    }
+
+    fn idle(&self, n: usize) -> Summary {
+        let title = format!("idle: {n} silent WebSocket clients");
+        if let Some(limit) = own_fd_limit().filter(|&l| l < n as u64 + 200) {
+            println!(
+                "  !! this process may open only {limit} files (ulimit -n): \
+                 fewer than {n} clients will connect"
+            );
+        }
+        self.compare(&title, &wshub_capacity(n), |server| idle(server, n))
+    }
+
+    fn ping(&self, clients: usize, rate: u64, secs: u64) -> Summary {
+        let pace = match rate {
+            0 => "each sending its next as soon as its pong is in".to_owned(),
+            rate => format!("{rate} pings/s in all"),
+        };
+        let title = format!(
+            "ping: {clients} clients, application ping -> pong by correlationId, \
+             {pace}, for {secs} s"
+        );
+        self.compare(&title, &wshub_capacity(clients), |server| {
+            ping(server, clients, rate, Duration::from_secs(secs))
+        })
+    }
+
+    fn connect(&self, n: usize, at_once: usize) -> Summary {
+        let title = format!(
+            "connect: {n} connections, {at_once} at a time, each done once it has the welcome"
+        );
+        self.compare(&title, &wshub_capacity(n), |server| {
+            connect(server, n, at_once)
+        })
+    }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+#[derive(Clone, Copy)]
+enum Pace {
+    /// As fast as the server answers, for this long.
+    Max { run_for: Duration },
+    /// `count` publications, `rate` per second.
+    Paced { rate: u64, count: u64 },
+}
+
+/// One publisher and `subscribers` subscribers of [`CHANNEL`].
+fn fanout(server: &mut Server, subscribers: usize, pace: Pace) -> Outcome {
+    let mut out = Outcome::default();
+    let opened = open_many(server.addr, subscribers, CONNECT_AT_ONCE, Some(CHANNEL));
+    let subscribed = opened.clients.len();
+    out.row("subscribers", format!("{subscribed} / {subscribers}"));
+    out.row("connect errors", opened.errors.summary());
+    if subscribed < subscribers {
+        out.note(format!(
+            "{} took only {subscribed} of {subscribers} subscribers: {}",
+            server.kind,
+            opened.errors.summary()
+        ));
+    }
+    let publisher = match open_client(server.addr, None) {
+        Ok(publisher) => publisher,
+        Err(why) => {
+            out.note(format!("the publisher could not connect: {why}"));
+            return out;
+        }
     };
-    tasks
-        .filter_map(Result::ok)
-        .filter(|t| fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix)))
-        .map(|t| stat_cpu(&fs::read_to_string(t.path().join("stat")).unwrap_or_default()))
-        .sum()
+    if subscribed == 0 {
+        out.note("no subscriber connected");
+        return out;
+    }
+
+    let shared = Shared::default();
+    let threads = generator_cpus().clamp(1, subscribed);
+    let mut groups: Vec<Vec<Sub>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, client) in opened.clients.into_iter().enumerate() {
+        groups[i % threads].push(Sub::new(client));
+    }
+    let pause = match pace {
+        Pace::Max { .. } => BATCH_PAUSE,
+        Pace::Paced { .. } => Duration::ZERO,
+    };
+
+    let (published, report, on_time, cpu) = thread::scope(|scope| {
+        let readers: Vec<_> = groups
+            .into_iter()
+            .map(|subs| {
+                let shared = &shared;
+                thread::Builder::new()
+                    .name("bench-reader".into())
+                    .spawn_scoped(scope, move || read_subscribers(subs, shared, pause))
+                    .expect("start a reader thread")
+            })
+            .collect();
+        let clock = CpuClock::start(server);
+        let published = match pace {
+            Pace::Max { run_for } => publish_max(publisher, run_for, subscribed, &shared),
+            Pace::Paced { rate, count } => publish_paced(publisher, rate, count),
+        };
+        shared.total.store(published.count, Ordering::Release);
+        let on_time = match pace {
+            Pace::Max { .. } => None,
+            Pace::Paced { .. } => {
+                thread::sleep(PACED_GRACE);
+                Some(shared.delivered.load(Ordering::Acquire))
+            }
+        };
+        let drained = wait_for(DRAIN_LIMIT, || {
+            shared.complete.load(Ordering::Acquire) >= subscribed
+        });
+        let cpu = clock.stop(server);
+        if !drained {
+            println!(
+                "  !! gave up waiting {} s for the last deliveries",
+                DRAIN_LIMIT.as_secs()
+            );
+        }
+        shared.stop.store(true, Ordering::Release);
+        let report = readers
+            .into_iter()
+            .map(|r| r.join().expect("reader thread"))
+            .fold(ReaderReport::default(), ReaderReport::merge);
+        (published, report, on_time, cpu)
+    });
+
+    let offered = published.count * subscribed as u64;
+    out.row("publications", published.count.to_string());
+    if let Some(error) = &published.error {
+        out.note(format!("the publisher stopped: {error}"));
+    }
+    match pace {
+        Pace::Max { .. } => {
+            out.row(
+                "acks (published)",
+                format!(
+                    "{} ({} did not count every subscriber; {} errors)",
+                    published.acks, published.short_acks, published.errors
+                ),
+            );
+            out.row(
+                "publisher held back by",
+                format!(
+                    "acks {} times, unread deliveries {} times",
+                    published.waits_ack, published.waits_delivery
+                ),
+            );
+        }
+        Pace::Paced { .. } => {
+            out.row(
+                "publisher lateness (max)",
+                show_us(published.max_late_us as f64),
+            );
+            if published.max_late_us > 50_000 {
+                out.note(format!(
+                    "the publisher fell up to {} behind its schedule: \
+                     the load generator did not get its CPU",
+                    show_us(published.max_late_us as f64)
+                ));
+            }
+        }
+    }
+    let span_ns = report.last_rx_ns.saturating_sub(published.first_ns).max(1);
+    let rate = report.received as f64 * 1e9 / span_ns as f64;
+    out.row(
+        "deliveries",
+        format!("{} of {} offered", report.received, offered),
+    );
+    out.row(
+        "first publication -> last delivery",
+        format!("{:.3} s", span_ns as f64 / 1e9),
+    );
+    out.row("deliveries/s", group(rate));
+    out.row("latency (publish -> receive)", report.latency.summary());
+    out.row(
+        "complete & in order",
+        format!("{} / {subscribed} subscribers", report.complete),
+    );
+    out.row("gaps, duplicates, reorders", report.anomalies.to_string());
+    out.row("subscribers closed", report.closes.summary());
+    if report.closes.count > 0 {
+        out.note(format!(
+            "{} closed {} subscribers: {}",
+            server.kind,
+            report.closes.count,
+            report.closes.summary()
+        ));
+    }
+    if report.complete < subscribed {
+        out.note(format!(
+            "only {} of {subscribed} subscribers got every message exactly once and in order",
+            report.complete
+        ));
+    }
+    if server.kind == Kind::Wshub {
+        out.row(
+            "wshub slow consumers",
+            metric(&metrics(server.addr), "wshub_slow_consumers_total"),
+        );
+    }
+    let server_cpu = cpu.report(server.kind, &mut out);
+
+    let complete = 100.0 * report.complete as f64 / subscribers as f64;
+    match pace {
+        Pace::Max { .. } => out.figure("deliveries/s", rate, group),
+        Pace::Paced { .. } => {
+            let on_time = on_time.unwrap_or(0).min(offered);
+            let share = 100.0 * on_time as f64 / offered.max(1) as f64;
+            out.row(
+                "delivered within 1 s of the end",
+                format!("{on_time} ({share:.2}% of offered)"),
+            );
+            out.figure("delivered in time", share, percent);
+            out.figure(
+                "delivered in all",
+                100.0 * report.received as f64 / offered.max(1) as f64,
+                percent,
+            );
+        }
+    }
+    out.figure("complete & in order", complete, percent);
+    out.figure("latency p50", report.latency.quantile(0.50), show_us);
+    out.figure("latency p99", report.latency.quantile(0.99), show_us);
+    out.figure("latency max", report.latency.max as f64, show_us);
+    out.figure("server CPU", server_cpu, percent);
+    out
+}
+
+/// `n` silent clients: what each costs the server, and what it does idle.
+fn idle(server: &mut Server, n: usize) -> Outcome {
+    let mut out = Outcome::default();
+    thread::sleep(Duration::from_millis(500));
+    let before = server.snapshot();
+    let mut opened = open_many(server.addr, n, CONNECT_AT_ONCE, None);
+    thread::sleep(Duration::from_secs(1)); // let the last threads settle
+    let connected = opened.clients.len();
+    out.row("clients connected", format!("{connected} / {n}"));
+    out.row("connect errors", opened.errors.summary());
+    out.row(
+        "connect phase",
+        format!(
+            "{:.1} s ({:.0} handshakes/s, {CONNECT_AT_ONCE} at a time)",
+            opened.took.as_secs_f64(),
+            connected as f64 / opened.took.as_secs_f64()
+        ),
+    );
+    if let Some(status) = server.exited() {
+        out.note(format!(
+            "{} exited with {connected} clients connected ({status})",
+            server.kind
+        ));
+        return out;
+    }
+    let after = server.snapshot();
+    let cpu_start = server.snapshot().cpu;
+    thread::sleep(IDLE_WINDOW);
+    let idle_cpu = server.snapshot().cpu.saturating_sub(cpu_start);
+    let mut held = 0;
+    for client in &mut opened.clients {
+        held += usize::from(client.still_open());
+    }
+
+    let per = |a: u64, b: u64| (a as f64 - b as f64) / connected.max(1) as f64;
+    out.row("clients still open after idling", held.to_string());
+    out.row(
+        "RSS before / after",
+        format!("{} / {}", mib(before.rss_kib), mib(after.rss_kib)),
+    );
+    out.row(
+        "RSS per connection",
+        format!("{:.1} KiB", per(after.rss_kib, before.rss_kib)),
+    );
+    out.row(
+        "fds before / after",
+        format!("{} / {}", before.fds, after.fds),
+    );
+    out.row(
+        "fds per connection",
+        format!("{:.2}", per(after.fds, before.fds)),
+    );
+    out.row(
+        "threads before / after",
+        format!("{} / {}", before.threads, after.threads),
+    );
+    out.row(
+        "threads per connection",
+        format!("{:.2}", per(after.threads, before.threads)),
+    );
+    out.row(
+        "memory maps before / after",
+        format!("{} / {}", before.maps, after.maps),
+    );
+    out.row(
+        "maps per connection",
+        map_ceiling(per(after.maps, before.maps), before.maps),
+    );
+    out.row(
+        "server CPU while idle",
+        format!(
+            "{} ms over {} s ({:.2}% of one core; wshub's 30 s heartbeats may fall inside)",
+            idle_cpu.as_millis(),
+            IDLE_WINDOW.as_secs(),
+            100.0 * idle_cpu.as_secs_f64() / IDLE_WINDOW.as_secs_f64()
+        ),
+    );
+    if server.kind == Kind::Wshub {
+        let metrics = metrics(server.addr);
+        out.row(
+            "wshub active / rejected",
+            format!(
+                "{} / {}",
+                metric(&metrics, "wshub_connections_active"),
+                metric(&metrics, "wshub_connections_rejected_total")
+            ),
+        );
+    }
+    if held < n {
+        let mut why = format!("failed attempts: {}", opened.errors.summary());
+        if let Some((line, count)) = server
+            .complaints_about("refus")
+            .or_else(|| server.complaints_about("WARN"))
+        {
+            why = format!("{why}; its log ({count} such lines): {line}");
+        }
+        out.note(format!(
+            "{} could not hold {n} clients: it held {held} ({connected} connected); {why}",
+            server.kind
+        ));
+    }
+    out.figure("clients held", held as f64, count);
+    out.figure(
+        "RSS per connection",
+        per(after.rss_kib, before.rss_kib),
+        kib,
+    );
+    out.figure(
+        "threads per connection",
+        per(after.threads, before.threads),
+        two_places,
+    );
+    out.figure("fds per connection", per(after.fds, before.fds), two_places);
+    out.figure("CPU idle, ms per 10 s", idle_cpu.as_millis() as f64, count);
+    out
+}
+
+/// Memory maps per connection, and how many connections the kernel's
+/// `vm.max_map_count` leaves room for at that rate.
+fn map_ceiling(per_connection: f64, base: u64) -> String {
+    let cap: f64 = fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|m| m.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    if per_connection < 0.5 {
+        return format!("{per_connection:.2}");
+    }
+    format!(
+        "{per_connection:.2} (vm.max_map_count {cap} leaves room for ~{:.0} connections)",
+        (cap - base as f64) / per_connection
+    )
+}
+
+/// `clients` clients sending application pings, `rate` per second in all
+/// (0: each as soon as its last pong is in), for `run_for`.
+fn ping(server: &mut Server, clients: usize, rate: u64, run_for: Duration) -> Outcome {
+    let mut out = Outcome::default();
+    let opened = open_many(server.addr, clients, CONNECT_AT_ONCE, None);
+    let connected = opened.clients.len();
+    out.row("clients", format!("{connected} / {clients}"));
+    out.row("connect errors", opened.errors.summary());
+    if connected == 0 {
+        out.note("no client connected");
+        return out;
+    }
+    // Each client pings every `period`, the clients spread evenly over it.
+    let period_ns = (rate > 0).then(|| connected as u64 * 1_000_000_000 / rate);
+    let barrier = Barrier::new(connected + 1);
+    let (results, cpu) = thread::scope(|scope| {
+        let barrier = &barrier;
+        let workers: Vec<_> = opened
+            .clients
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut ws)| {
+                thread::Builder::new()
+                    .name("bench-ping".into())
+                    .stack_size(256 * 1024)
+                    .spawn_scoped(scope, move || {
+                        barrier.wait();
+                        let start = Instant::now();
+                        let offset = period_ns.map_or(0, |p| p * i as u64 / connected as u64);
+                        let mut latency = Histogram::default();
+                        let mut behind = 0u64;
+                        let mut k = 0u64;
+                        loop {
+                            if let Some(period) = period_ns {
+                                let due = start + Duration::from_nanos(offset + period * k);
+                                let now = Instant::now();
+                                if due > now {
+                                    thread::sleep(due - now);
+                                } else if now - due > Duration::from_nanos(period) {
+                                    behind += 1;
+                                }
+                            }
+                            if start.elapsed() >= run_for {
+                                break;
+                            }
+                            let sent = Instant::now();
+                            let request = format!(r#"{{"type":"ping","correlationId":{k}}}"#);
+                            ws.send_text(&request)?;
+                            loop {
+                                let reply = ws.expect_text()?;
+                                if reply.contains(r#""type":"pong""#)
+                                    && field(&reply, "correlationId") == Some(k)
+                                {
+                                    break;
+                                }
+                            }
+                            latency.record(sent.elapsed().as_micros() as u64);
+                            k += 1;
+                        }
+                        Ok::<_, String>((latency, behind))
+                    })
+                    .expect("start a ping thread")
+            })
+            .collect();
+        barrier.wait();
+        let clock = CpuClock::start(server);
+        let results: Vec<_> = workers
+            .into_iter()
+            .map(|w| w.join().expect("ping thread"))
+            .collect();
+        (results, clock.stop(server))
+    });
+    let mut latency = Histogram::default();
+    let mut errors = Tally::default();
+    let mut behind = 0;
+    for result in results {
+        match result {
+            Ok((l, b)) => {
+                latency.merge(&l);
+                behind += b;
+            }
+            Err(e) => errors.add(e),
+        }
+    }
+    let achieved = latency.n as f64 / cpu.wall;
+    out.row("client errors", errors.summary());
+    out.row("round trips", latency.n.to_string());
+    out.row(
+        "round trips/s",
+        match rate {
+            0 => group(achieved),
+            rate => format!("{} (offered {rate})", group(achieved)),
+        },
+    );
+    if rate > 0 {
+        out.row("pings a period late", behind.to_string());
+    }
+    out.row("latency", latency.summary());
+    if errors.count > 0 {
+        out.note(format!(
+            "{} clients failed: {}",
+            errors.count,
+            errors.summary()
+        ));
+    }
+    let server_cpu = cpu.report(server.kind, &mut out);
+    out.figure("round trips/s", achieved, group);
+    out.figure("latency p50", latency.quantile(0.50), show_us);
+    out.figure("latency p99", latency.quantile(0.99), show_us);
+    out.figure("latency max", latency.max as f64, show_us);
+    out.figure("server CPU", server_cpu, percent);
+    out
+}
+
+/// `n` handshakes, `at_once` at a time; everyone stays connected till the end.
+fn connect(server: &mut Server, n: usize, at_once: usize) -> Outcome {
+    let mut out = Outcome::default();
+    let clock = CpuClock::start(server);
+    let opened = open_many(server.addr, n, at_once, None);
+    let cpu = clock.stop(server);
+    let connected = opened.clients.len();
+    let per_sec = connected as f64 / opened.took.as_secs_f64();
+    out.row("connected", format!("{connected} / {n}"));
+    out.row("connect errors", opened.errors.summary());
+    out.row("took", format!("{:.2} s", opened.took.as_secs_f64()));
+    out.row("connections/s", group(per_sec));
+    out.row("handshake + welcome", opened.latency.summary());
+    let server_cpu = cpu.report(server.kind, &mut out);
+    if connected < n {
+        out.note(format!(
+            "{} accepted only {connected} of {n}: {}",
+            server.kind,
+            opened.errors.summary()
+        ));
+    }
+    out.figure("connections/s", per_sec, group);
+    out.figure("connected", connected as f64, count);
+    out.figure("handshake p50", opened.latency.quantile(0.50), show_us);
+    out.figure("handshake p99", opened.latency.quantile(0.99), show_us);
+    out.figure("server CPU", server_cpu, percent);
+    out
+}
+
+// --------------------------------------------------------- the publishers
+
+/// What a publisher did.
+#[derive(Default)]
+struct Published {
+    count: u64,
+    /// When the first publication went out (ns on [`now_ns`]'s clock).
+    first_ns: u64,
+    acks: u64,
+    /// `published` acks that counted fewer than every subscriber.
+    short_acks: u64,
+    /// `error` replies.
+    errors: u64,
+    waits_ack: u64,
+    waits_delivery: u64,
+    max_late_us: u64,
+    error: Option<String>,
+}
+
+/// Publishes for `run_for` as fast as the windows allow: at most
+/// [`ACK_WINDOW`] publications unanswered, at most [`DELIVERY_WINDOW`]
+/// ahead of what the average subscriber has read.
+fn publish_max(mut ws: RawWs, run_for: Duration, subscribers: usize, shared: &Shared) -> Published {
+    let mut done = Published::default();
+    // Wait for acks a millisecond at a time, so the deliveries window is
+    // checked again soon.
+    ws.stream
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .expect("set the publisher's read timeout");
+    let mut frames = Vec::with_capacity(64 * 1024);
+    let started = Instant::now();
+    done.first_ns = now_ns();
+    loop {
+        let publishing = started.elapsed() < run_for;
+        let outstanding = done.count - done.acks - done.errors;
+        if !publishing && outstanding == 0 {
+            break;
+        }
+        if !publishing && started.elapsed() > run_for + STEP_TIMEOUT {
+            done.error = Some(format!("{outstanding} publications never acknowledged"));
+            break;
+        }
+        if publishing {
+            let read = shared.delivered.load(Ordering::Acquire) / subscribers as u64;
+            let by_acks = ACK_WINDOW.saturating_sub(outstanding);
+            let by_deliveries = (read + DELIVERY_WINDOW).saturating_sub(done.count);
+            let room = by_acks.min(by_deliveries);
+            if room == 0 {
+                if by_acks == 0 {
+                    done.waits_ack += 1;
+                } else {
+                    done.waits_delivery += 1;
+                }
+            }
+            frames.clear();
+            for _ in 0..room {
+                push_publish(&mut frames, done.count, now_ns(), Some(done.count));
+                done.count += 1;
+            }
+            if !frames.is_empty()
+                && let Err(e) = ws.stream.write_all(&frames)
+            {
+                done.error = Some(format!("write: {e}"));
+                break;
+            }
+        }
+        match ws.read_text() {
+            Ok(Some(reply)) if reply.contains(r#""type":"published""#) => {
+                done.acks += 1;
+                if field(&reply, "delivered") != Some(subscribers as u64) {
+                    done.short_acks += 1;
+                }
+            }
+            Ok(Some(reply)) if reply.contains(r#""type":"error""#) => {
+                done.errors += 1;
+                if done.error.is_none() {
+                    done.error = Some(format!("the server answered {reply}"));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                done.error = Some(e);
+                break;
+            }
+        }
+    }
+    done
+}
+
+/// `count` publications, `rate` per second, each stamped with when it went
+/// out. Those that fell due together (the thread overslept) go in one write;
+/// how late the publisher ran is reported on its own, so the latency stays
+/// the server's.
+fn publish_paced(mut ws: RawWs, rate: u64, count: u64) -> Published {
+    let mut done = Published::default();
+    let mut frames = Vec::with_capacity(16 * 1024);
+    let start = now_ns() + 10_000_000;
+    done.first_ns = start;
+    let period = 1_000_000_000 / rate;
+    while done.count < count {
+        let due = start + done.count * period;
+        let now = now_ns();
+        if due > now {
+            thread::sleep(Duration::from_nanos(due - now));
+            continue;
+        }
+        done.max_late_us = done.max_late_us.max((now - due) / 1000);
+        frames.clear();
+        while done.count < count && start + done.count * period <= now {
+            push_publish(&mut frames, done.count, now, None);
+            done.count += 1;
+        }
+        if let Err(e) = ws.stream.write_all(&frames) {
+            done.error = Some(format!("write: {e}"));
+            break;
+        }
+    }
+    done
+}
+
+/// A `publish` frame whose `data` is [`PAYLOAD_BYTES`] of JSON carrying its
+/// sequence number and send time under keys nothing else uses.
+fn push_publish(frames: &mut Vec<u8>, seq: u64, sent_ns: u64, correlation: Option<u64>) {
+    let mut data = format!(r#"{{"Kseq":{seq},"Ksent":{sent_ns},"pad":""#);
+    let pad = PAYLOAD_BYTES.saturating_sub(data.len() + 2);
+    data.extend(std::iter::repeat_n('x', pad));
+    data.push_str("\"}");
+    let message = match correlation {
+        Some(id) => format!(
+            r#"{{"type":"publish","channel":"{CHANNEL}","correlationId":{id},"data":{data}}}"#
+        ),
+        None => format!(r#"{{"type":"publish","channel":"{CHANNEL}","data":{data}}}"#),
+    };
+    push_frame(frames, OP_TEXT, message.as_bytes());
+}
+
+// ------------------------------------------------------------ the readers
+
+/// What publisher and readers share.
+struct Shared {
+    /// Deliveries read so far, every subscriber together.
+    delivered: AtomicU64,
+    /// How many publications there were, once the publisher is done.
+    total: AtomicU64,
+    /// Subscribers that have all `total`, or closed.
+    complete: AtomicUsize,
+    stop: AtomicBool,
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared {
+            delivered: AtomicU64::new(0),
+            total: AtomicU64::new(u64::MAX),
+            complete: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+}
+
+/// One subscriber as a reader sees it.
+struct Sub {
+    stream: mio::net::TcpStream,
+    /// The start of a frame that has not all arrived.
+    pending: Vec<u8>,
+    next: u64,
+    received: u64,
+    anomalies: u64,
+    open: bool,
+    counted: bool,
+}
+
+impl Sub {
+    fn new(ws: RawWs) -> Sub {
+        ws.stream
+            .set_nonblocking(true)
+            .expect("make a subscriber non-blocking");
+        Sub {
+            stream: mio::net::TcpStream::from_std(ws.stream),
+            pending: ws.buf,
+            next: 0,
+            received: 0,
+            anomalies: 0,
+            open: true,
+            counted: false,
+        }
+    }
+
+    fn close(&mut self, report: &mut ReaderReport, why: String) {
+        self.open = false;
+        report.closes.add(why);
+    }
+
+    /// Handles the complete frames at the start of `data`; returns how many
+    /// bytes they took and how many were publications.
+    fn consume(&mut self, data: &[u8], now: u64, report: &mut ReaderReport) -> (usize, u64) {
+        let mut at = 0;
+        let mut got = 0;
+        while self.open {
+            match parse_frame(&data[at..]) {
+                Parse::Partial => break,
+                Parse::Bad(why) => self.close(report, why.to_owned()),
+                Parse::Frame {
+                    fin,
+                    opcode,
+                    start,
+                    end,
+                } => {
+                    let payload = &data[at + start..at + end];
+                    at += end;
+                    match opcode {
+                        OP_TEXT if fin => got += u64::from(self.on_text(payload, now, report)),
+                        OP_CLOSE => self.close(report, close_reason(payload)),
+                        OP_PING => {
+                            let mut pong = Vec::with_capacity(payload.len() + 8);
+                            push_frame(&mut pong, OP_PONG, payload);
+                            let _ = self.stream.write(&pong);
+                        }
+                        OP_TEXT => self.close(report, "fragmented message".to_owned()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        (at, got)
+    }
+
+    fn on_text(&mut self, payload: &[u8], now: u64, report: &mut ReaderReport) -> bool {
+        let Some(seq) = number_after(payload, br#""Kseq":"#) else {
+            return false;
+        };
+        let sent = number_after(payload, br#""Ksent":"#).unwrap_or(now);
+        if seq != self.next {
+            self.anomalies += 1;
+        }
+        self.next = self.next.max(seq + 1);
+        self.received += 1;
+        report.latency.record(now.saturating_sub(sent) / 1000);
+        true
+    }
+
+    /// Reads until the socket has nothing more; returns the publications read.
+    fn drain(&mut self, buf: &mut [u8], report: &mut ReaderReport) -> u64 {
+        let mut got = 0;
+        while self.open {
+            let keep = self.pending.len();
+            if keep > buf.len() / 2 {
+                self.close(report, format!("a frame of more than {keep} bytes"));
+                break;
+            }
+            buf[..keep].copy_from_slice(&self.pending);
+            let n = match self.stream.read(&mut buf[keep..]) {
+                Ok(0) => {
+                    self.close(report, "EOF without a close frame".to_owned());
+                    break;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.close(report, format!("read: {e}"));
+                    break;
+                }
+            };
+            let now = now_ns();
+            let data = &buf[..keep + n];
+            let (used, publications) = self.consume(data, now, report);
+            got += publications;
+            if publications > 0 {
+                report.last_rx_ns = report.last_rx_ns.max(now);
+            }
+            self.pending.clear();
+            self.pending.extend_from_slice(&data[used..]);
+        }
+        got
+    }
+}
+
+#[derive(Default)]
+struct ReaderReport {
+    latency: Histogram,
+    received: u64,
+    last_rx_ns: u64,
+    complete: usize,
+    anomalies: u64,
+    closes: Tally,
+}
+
+impl ReaderReport {
+    fn merge(mut self, other: ReaderReport) -> ReaderReport {
+        self.latency.merge(&other.latency);
+        self.received += other.received;
+        self.last_rx_ns = self.last_rx_ns.max(other.last_rx_ns);
+        self.complete += other.complete;
+        self.anomalies += other.anomalies;
+        self.closes.merge(other.closes);
+        self
+    }
+}
+
+/// One reader thread: epoll over its subscribers until told to stop.
+fn read_subscribers(mut subs: Vec<Sub>, shared: &Shared, pause: Duration) -> ReaderReport {
+    let mut report = ReaderReport::default();
+    let mut poll = Poll::new().expect("create an epoll instance");
+    let mut buf = vec![0u8; READ_BUFFER];
+    let now = now_ns();
+    let mut got = 0;
+    for (i, sub) in subs.iter_mut().enumerate() {
+        // What came with the `subscribed` reply, before any publication.
+        let pending = std::mem::take(&mut sub.pending);
+        let (used, publications) = sub.consume(&pending, now, &mut report);
+        got += publications;
+        sub.pending = pending[used..].to_vec();
+        poll.registry()
+            .register(&mut sub.stream, Token(i), Interest::READABLE)
+            .expect("register a subscriber with epoll");
+    }
+    let mut events = Events::with_capacity(4096);
+    let deadline = Instant::now() + PHASE_LIMIT + DRAIN_LIMIT;
+    while !shared.stop.load(Ordering::Acquire) && Instant::now() < deadline {
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(5))) {
+            assert_eq!(e.kind(), ErrorKind::Interrupted, "epoll_wait: {e}");
+            continue;
+        }
+        for event in &events {
+            if let Some(sub) = subs.get_mut(event.token().0) {
+                got += sub.drain(&mut buf, &mut report);
+            }
+        }
+        if got > 0 {
+            report.received += got;
+            shared.delivered.fetch_add(got, Ordering::AcqRel);
+        }
+        let total = shared.total.load(Ordering::Acquire);
+        if total != u64::MAX {
+            for sub in subs
+                .iter_mut()
+                .filter(|s| !s.counted && (!s.open || s.next >= total))
+            {
+                sub.counted = true;
+                shared.complete.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        if got > 0 && !pause.is_zero() {
+            thread::sleep(pause);
+        }
+        got = 0;
+    }
+    let total = shared.total.load(Ordering::Acquire);
+    for sub in &subs {
+        report.anomalies += sub.anomalies;
+        if sub.next == total && sub.received == total && sub.anomalies == 0 {
+            report.complete += 1;
+        }
+    }
+    report
 }
 
 // ---------------------------------------------------------------- clients
 
-/// A WebSocket client past the `connection` welcome, subscribed to
-/// `channel` if one is given. Blocking, with [`STEP_TIMEOUT`] on reads.
-fn connect(addr: SocketAddr, channel: Option<&str>) -> Result<Ws, String> {
-    let stream =
-        TcpStream::connect_timeout(&addr, STEP_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-    stream.set_nodelay(true).ok();
-    stream.set_read_timeout(Some(STEP_TIMEOUT)).ok();
-    let url = format!("ws://{addr}/ws");
-    // tungstenite zero-fills its read buffer on every read: at the default
-    // 128 KiB, the load generator would spend the cores meant for the hub.
-    let config = WebSocketConfig::default().read_buffer_size(4096);
-    let (mut ws, _) = tungstenite::client::client_with_config(url.as_str(), stream, Some(config))
-        .map_err(|e| match e {
-        tungstenite::HandshakeError::Failure(e) => format!("handshake: {e}"),
-        tungstenite::HandshakeError::Interrupted(_) => "handshake interrupted".to_owned(),
-    })?;
-    let welcome = read_text(&mut ws)?;
+/// A client past the handshake, on a blocking socket, with the bytes read
+/// past the last complete frame.
+struct RawWs {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawWs {
+    /// Connects and upgrades to a WebSocket, reads nothing more.
+    fn handshake(addr: SocketAddr) -> Result<RawWs, String> {
+        let mut stream =
+            TcpStream::connect_timeout(&addr, STEP_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+        stream.set_nodelay(true).ok();
+        stream.set_read_timeout(Some(STEP_TIMEOUT)).ok();
+        stream.set_write_timeout(Some(STEP_TIMEOUT)).ok();
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| format!("send the upgrade request: {e}"))?;
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 1024];
+        let head_end = loop {
+            let n = match stream.read(&mut chunk) {
+                Ok(0) => return Err("closed during the handshake".to_owned()),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("read the upgrade response: {e}")),
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(at) = find(&buf, b"\r\n\r\n") {
+                break at + 4;
+            }
+            if buf.len() > 16 * 1024 {
+                return Err("an upgrade response head over 16 KiB".to_owned());
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]);
+        let status = head.lines().next().unwrap_or_default().to_owned();
+        if !status.starts_with("HTTP/1.1 101") {
+            let body = String::from_utf8_lossy(&buf[head_end..]);
+            return Err(format!("refused: {status} {}", body.trim()));
+        }
+        buf.drain(..head_end);
+        Ok(RawWs { stream, buf })
+    }
+
+    fn send_text(&mut self, text: &str) -> Result<(), String> {
+        let mut frame = Vec::with_capacity(text.len() + 14);
+        push_frame(&mut frame, OP_TEXT, text.as_bytes());
+        self.stream
+            .write_all(&frame)
+            .map_err(|e| format!("write: {e}"))
+    }
+
+    /// The next text message, or `None` when the socket's read timeout (or
+    /// non-blocking mode) says there is none yet. Pings are answered.
+    fn read_text(&mut self) -> Result<Option<String>, String> {
+        loop {
+            match parse_frame(&self.buf) {
+                Parse::Frame {
+                    fin,
+                    opcode,
+                    start,
+                    end,
+                } => {
+                    let payload = self.buf[start..end].to_vec();
+                    self.buf.drain(..end);
+                    match opcode {
+                        OP_TEXT if fin => {
+                            return String::from_utf8(payload)
+                                .map(Some)
+                                .map_err(|_| "a text frame that is not UTF-8".to_owned());
+                        }
+                        OP_TEXT => return Err("a fragmented message".to_owned()),
+                        OP_CLOSE => {
+                            return Err(format!(
+                                "closed by the server: {}",
+                                close_reason(&payload)
+                            ));
+                        }
+                        OP_PING => {
+                            let mut pong = Vec::with_capacity(payload.len() + 8);
+                            push_frame(&mut pong, OP_PONG, &payload);
+                            self.stream
+                                .write_all(&pong)
+                                .map_err(|e| format!("write: {e}"))?;
+                        }
+                        _ => {}
+                    }
+                }
+                Parse::Partial => {
+                    let mut chunk = [0u8; 16 * 1024];
+                    match self.stream.read(&mut chunk) {
+                        Ok(0) => return Err("connection closed".to_owned()),
+                        Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                        {
+                            return Ok(None);
+                        }
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Err(format!("read: {e}")),
+                    }
+                }
+                Parse::Bad(why) => return Err(why.to_owned()),
+            }
+        }
+    }
+
+    /// The next text message within the socket's read timeout.
+    fn expect_text(&mut self) -> Result<String, String> {
+        self.read_text()?
+            .ok_or_else(|| format!("no message within {} s", STEP_TIMEOUT.as_secs()))
+    }
+
+    /// Whether the server still has this (silent) client: nothing to read,
+    /// or only what an open connection gets.
+    fn still_open(&mut self) -> bool {
+        if self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        loop {
+            match self.read_text() {
+                Ok(None) => return true,
+                Ok(Some(_)) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// A client past the `connection` welcome, subscribed to `channel` if one is
+/// given.
+fn open_client(addr: SocketAddr, channel: Option<&str>) -> Result<RawWs, String> {
+    let mut ws = RawWs::handshake(addr)?;
+    let welcome = ws.expect_text()?;
     if !welcome.contains(r#""type":"connection""#) {
         return Err(format!("expected the welcome, got {welcome}"));
     }
     if let Some(channel) = channel {
-        let subscribe = json!({"type": "subscribe", "channel": channel}).to_string();
-        ws.send(Message::text(subscribe))
-            .map_err(|e| e.to_string())?;
-        let reply = read_text(&mut ws)?;
-        if !reply.contains(r#""type":"subscribed""#) {
-            return Err(format!("expected subscribed, got {reply}"));
+        let subscribe =
+            format!(r#"{{"type":"subscribe","channel":"{channel}","correlationId":"sub"}}"#);
+        ws.send_text(&subscribe)?;
+        loop {
+            let reply = ws.expect_text()?;
+            if reply.contains(r#""type":"subscribed""#) {
+                break;
+            }
+            if reply.contains(r#""type":"error""#) {
+                return Err(format!("subscribe refused: {reply}"));
+            }
         }
     }
     Ok(ws)
 }
 
-/// The next text message (pings are answered by tungstenite while reading).
-fn read_text(ws: &mut Ws) -> Result<String, String> {
-    loop {
-        match ws.read() {
-            Ok(Message::Text(text)) => return Ok(text.as_str().to_owned()),
-            Ok(Message::Close(frame)) => return Err(format!("closed: {frame:?}")),
-            Ok(_) => {}
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
+/// Clients that made it, the failures, how long it took, and how long each
+/// successful one took.
+struct Opened {
+    clients: Vec<RawWs>,
+    errors: Tally,
+    took: Duration,
+    latency: Histogram,
 }
 
-/// Opens `n` clients from [`CONNECT_THREADS`] threads; returns those that
-/// made it, the failures, and how long it took.
-fn open_clients(addr: SocketAddr, n: usize, channel: Option<&str>) -> (Vec<Ws>, Tally, Duration) {
+/// Opens `n` clients, `at_once` at a time (one thread each), until done,
+/// [`PHASE_LIMIT`] passes or more than half have failed.
+fn open_many(addr: SocketAddr, n: usize, at_once: usize, channel: Option<&str>) -> Opened {
+    let next = AtomicUsize::new(0);
+    let failures = AtomicUsize::new(0);
     let start = Instant::now();
-    let workers: Vec<_> = (0..CONNECT_THREADS)
-        .map(|t| {
-            let channel = channel.map(str::to_owned);
-            let share = n / CONNECT_THREADS + usize::from(t < n % CONNECT_THREADS);
-            thread::spawn(move || {
-                let mut clients = Vec::with_capacity(share);
-                let mut errors = Tally::default();
-                for _ in 0..share {
-                    match connect(addr, channel.as_deref()) {
-                        Ok(ws) => clients.push(ws),
-                        Err(e) => errors.add(e),
-                    }
-                }
-                (clients, errors)
+    let parts: Vec<(Vec<RawWs>, Tally, Histogram)> = thread::scope(|scope| {
+        let workers: Vec<_> = (0..at_once.clamp(1, n.max(1)))
+            .map(|_| {
+                let (next, failures) = (&next, &failures);
+                thread::Builder::new()
+                    .name("bench-connect".into())
+                    .stack_size(256 * 1024)
+                    .spawn_scoped(scope, move || {
+                        let mut part = (Vec::new(), Tally::default(), Histogram::default());
+                        while start.elapsed() < PHASE_LIMIT
+                            && failures.load(Ordering::Relaxed) <= n / 2 + 100
+                            && next.fetch_add(1, Ordering::Relaxed) < n
+                        {
+                            let began = Instant::now();
+                            match open_client(addr, channel) {
+                                Ok(ws) => {
+                                    part.2.record(began.elapsed().as_micros() as u64);
+                                    part.0.push(ws);
+                                }
+                                Err(e) => {
+                                    failures.fetch_add(1, Ordering::Relaxed);
+                                    part.1.add(e);
+                                }
+                            }
+                        }
+                        part
+                    })
+                    .expect("start a connect thread")
             })
-        })
-        .collect();
-    let mut clients = Vec::with_capacity(n);
-    let mut errors = Tally::default();
-    for worker in workers {
-        let (c, e) = worker.join().expect("connect thread");
-        clients.extend(c);
-        errors.merge(e);
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("connect thread"))
+            .collect()
+    });
+    let mut opened = Opened {
+        clients: Vec::with_capacity(n),
+        errors: Tally::default(),
+        took: start.elapsed(),
+        latency: Histogram::default(),
+    };
+    for (clients, errors, latency) in parts {
+        opened.clients.extend(clients);
+        opened.errors.merge(errors);
+        opened.latency.merge(&latency);
     }
-    (clients, errors, start.elapsed())
+    let tried = next.load(Ordering::Relaxed).min(n);
+    if tried < n {
+        opened
+            .errors
+            .add(format!("gave up after {tried} of {n} attempts"));
+    }
+    opened
 }
 
-/// One HTTP/1.1 request on its own connection (the hub closes it after the
-/// response); returns the status and body.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+// --------------------------------------------------------- WebSocket frames
+
+/// A client frame (masked) onto `out`.
+fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    out.push(0x80 | opcode);
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
+}
+
+enum Parse {
+    /// A whole frame: its payload is `start..end`, and `end` is its length.
+    Frame {
+        fin: bool,
+        opcode: u8,
+        start: usize,
+        end: usize,
+    },
+    Partial,
+    Bad(&'static str),
+}
+
+/// The server frame at the start of `buf`, if it has all arrived.
+fn parse_frame(buf: &[u8]) -> Parse {
+    let [b0, b1, rest @ ..] = buf else {
+        return Parse::Partial;
+    };
+    if b1 & 0x80 != 0 {
+        return Parse::Bad("a masked frame from the server");
+    }
+    let (len, start) = match b1 & 0x7f {
+        126 => match rest {
+            [a, b, ..] => (u64::from(u16::from_be_bytes([*a, *b])), 4),
+            _ => return Parse::Partial,
+        },
+        127 => match rest.get(..8) {
+            Some(bytes) => (u64::from_be_bytes(bytes.try_into().expect("8 bytes")), 10),
+            None => return Parse::Partial,
+        },
+        n => (u64::from(n), 2),
+    };
+    if len > 16 << 20 {
+        return Parse::Bad("a frame over 16 MiB");
+    }
+    let end = start + len as usize;
+    if buf.len() < end {
+        return Parse::Partial;
+    }
+    Parse::Frame {
+        fin: b0 & 0x80 != 0,
+        opcode: b0 & 0x0f,
+        start,
+        end,
+    }
+}
+
+/// `code reason` from a close frame's payload.
+fn close_reason(payload: &[u8]) -> String {
+    match payload {
+        [a, b, reason @ ..] => format!(
+            "close {} {}",
+            u16::from_be_bytes([*a, *b]),
+            String::from_utf8_lossy(reason)
+        ),
+        _ => "close (no code)".to_owned(),
+    }
+}
+
+/// Where `needle` (at least two bytes) first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    // Scan for the second byte: the first is often a `"`.
+    let mut from = 1;
+    while let Some(at) = hay.get(from..)?.iter().position(|&b| b == needle[1]) {
+        let start = from + at - 1;
+        if hay[start..].starts_with(needle) {
+            return Some(start);
+        }
+        from += at + 1;
+    }
+    None
+}
+
+/// The unsigned number right after `key` in `hay`.
+fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
+    let digits = &hay[find(hay, key)? + key.len()..];
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    if end == 0 {
+        return None;
+    }
+    digits[..end].iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// The unsigned number after `"name":` in a JSON text, without parsing it all.
+fn field(text: &str, name: &str) -> Option<u64> {
+    number_after(text.as_bytes(), format!("\"{name}\":").as_bytes())
+}
+
+// ------------------------------------------------------------- HTTP (wshub)
+
+/// One HTTP/1.1 request on its own connection; returns the body.
+fn http_get(addr: SocketAddr, path: &str) -> String {
     let exchange = || -> std::io::Result<String> {
         let mut stream = TcpStream::connect_timeout(&addr, STEP_TIMEOUT)?;
         stream.set_read_timeout(Some(STEP_TIMEOUT))?;
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes())?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
         Ok(response)
     };
     let response = exchange().unwrap_or_default();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, body.to_owned())
+    response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned()
 }
 
-/// The hub's Prometheus counters, as `name value` lines.
+/// wshub's Prometheus counters, as `name value` lines.
 fn metrics(addr: SocketAddr) -> String {
-    http(addr, "GET", "/metrics", "").1
+    http_get(addr, "/metrics")
 }
 
 fn metric(metrics: &str, name: &str) -> String {
@@ -861,6 +2311,141 @@ fn metric(metrics: &str, name: &str) -> String {
         .to_owned()
 }
 
+// ---------------------------------------------------------------- summary
+
+/// One scenario's figures: the median of each over the runs, per server.
+struct Summary {
+    title: String,
+    runs: usize,
+    kinds: Vec<Kind>,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+/// One figure of a summary: the median per server, in `kinds`' order.
+struct Row {
+    name: &'static str,
+    show: fn(f64) -> String,
+    medians: Vec<Option<f64>>,
+}
+
+impl Summary {
+    fn new(
+        title: &str,
+        runs: usize,
+        outcomes: Vec<(Kind, Vec<Outcome>)>,
+        failures: Vec<String>,
+    ) -> Summary {
+        let mut rows: Vec<Row> = Vec::new();
+        for (_, runs) in &outcomes {
+            for figure in runs.iter().flat_map(|o| &o.figures) {
+                if !rows.iter().any(|row| row.name == figure.name) {
+                    rows.push(Row {
+                        name: figure.name,
+                        show: figure.show,
+                        medians: Vec::new(),
+                    });
+                }
+            }
+        }
+        for Row { name, medians, .. } in &mut rows {
+            for (_, runs) in &outcomes {
+                let values: Vec<f64> = runs
+                    .iter()
+                    .flat_map(|o| &o.figures)
+                    .filter(|f| f.name == *name)
+                    .map(|f| f.value)
+                    .collect();
+                medians.push(median(values));
+            }
+        }
+        let mut notes = failures;
+        for (kind, runs) in &outcomes {
+            let mut seen: Vec<(&str, usize)> = Vec::new();
+            for note in runs.iter().flat_map(|o| &o.notes) {
+                match seen.iter_mut().find(|(n, _)| n == note) {
+                    Some((_, times)) => *times += 1,
+                    None => seen.push((note, 1)),
+                }
+            }
+            for (note, times) in seen {
+                let times = if times > 1 {
+                    format!(" ({times} runs)")
+                } else {
+                    String::new()
+                };
+                notes.push(format!("{kind}: {note}{times}"));
+            }
+        }
+        Summary {
+            title: title.to_owned(),
+            runs,
+            kinds: outcomes.iter().map(|(k, _)| *k).collect(),
+            rows,
+            notes,
+        }
+    }
+
+    fn print(&self) {
+        let wshub = self.kinds.iter().position(|&k| k == Kind::Wshub);
+        let others: Vec<usize> = match wshub {
+            Some(w) => (0..self.kinds.len()).filter(|&i| i != w).collect(),
+            None => Vec::new(),
+        };
+        println!(
+            "\n== summary: {} (median of {} run{} per server)",
+            self.title,
+            self.runs,
+            if self.runs == 1 { "" } else { "s" }
+        );
+        let mut line = format!("  {:<26}", "figure");
+        for kind in &self.kinds {
+            line += &format!(" {:>14}", kind.name());
+        }
+        for &o in &others {
+            line += &format!(" {:>12}", format!("wshub/{}", self.kinds[o]));
+        }
+        println!("{line}");
+        for Row {
+            name,
+            show,
+            medians,
+        } in &self.rows
+        {
+            let mut line = format!("  {name:<26}");
+            for value in medians {
+                line += &format!(" {:>14}", value.map_or("-".to_owned(), show));
+            }
+            if let Some(w) = wshub {
+                for &o in &others {
+                    let ratio = match (medians[w], medians[o]) {
+                        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}x", a / b),
+                        _ => "-".to_owned(),
+                    };
+                    line += &format!(" {ratio:>12}");
+                }
+            }
+            println!("{line}");
+        }
+        for note in &self.notes {
+            println!("  !! {note}");
+        }
+    }
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
 // ---------------------------------------------------------------- helpers
 
 /// Nanoseconds since the benchmark started (one clock for the whole process).
@@ -869,30 +2454,100 @@ fn now_ns() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// The unsigned number after `"name":` in a JSON text, without parsing it all.
-fn field(text: &str, name: &str) -> Option<u64> {
-    let key = format!("\"{name}\":");
-    let at = text.find(&key)? + key.len();
-    let digits: &str = &text[at..];
-    let end = digits
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(digits.len());
-    digits[..end].parse().ok()
-}
-
-/// Polls `done` until it holds or [`PHASE_LIMIT`] passes.
-fn wait_until(what: &str, done: impl Fn() -> bool) {
+/// Polls `done` every millisecond until it holds (true) or `limit` passes.
+fn wait_for(limit: Duration, done: impl Fn() -> bool) -> bool {
     let start = Instant::now();
     while !done() {
-        if start.elapsed() > PHASE_LIMIT {
-            println!("  !! gave up waiting: {what}");
-            return;
+        if start.elapsed() > limit {
+            return false;
         }
         thread::sleep(Duration::from_millis(1));
     }
+    true
 }
 
-/// How often something happened, with the first few examples.
+/// Latencies in microseconds, in buckets about 3% wide: 32 per power of two.
+#[derive(Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    n: u64,
+    max: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram {
+            counts: vec![0; 60 * 32],
+            n: 0,
+            max: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn bucket(value: u64) -> usize {
+        if value < 32 {
+            return value as usize;
+        }
+        let exp = 63 - value.leading_zeros() as usize; // 5 and up
+        let mantissa = (value >> (exp - 5)) as usize & 31;
+        (exp - 4) * 32 + mantissa
+    }
+
+    /// The smallest value of bucket `i`.
+    fn floor(i: usize) -> u64 {
+        if i < 32 {
+            return i as u64;
+        }
+        let exp = i / 32 + 4;
+        ((32 + i % 32) as u64) << (exp - 5)
+    }
+
+    fn record(&mut self, micros: u64) {
+        self.counts[Self::bucket(micros)] += 1;
+        self.n += 1;
+        self.max = self.max.max(micros);
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.n += other.n;
+        self.max = self.max.max(other.max);
+    }
+
+    /// The value below which a share `q` of the samples fall (NaN if none).
+    fn quantile(&self, q: f64) -> f64 {
+        if self.n == 0 {
+            return f64::NAN;
+        }
+        let rank = ((q * self.n as f64).ceil() as u64).clamp(1, self.n);
+        let mut seen = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return (Self::floor(i) as f64).min(self.max as f64);
+            }
+        }
+        self.max as f64
+    }
+
+    fn summary(&self) -> String {
+        if self.n == 0 {
+            return "no samples".to_owned();
+        }
+        format!(
+            "p50 {}  p99 {}  max {}  (n={})",
+            show_us(self.quantile(0.5)),
+            show_us(self.quantile(0.99)),
+            show_us(self.max as f64),
+            self.n
+        )
+    }
+}
+
+/// How often something happened, with the first few distinct examples.
 #[derive(Default)]
 struct Tally {
     count: usize,
@@ -903,6 +2558,9 @@ struct Tally {
 impl Tally {
     fn add(&mut self, example: String) {
         self.count += 1;
+        if self.examples.contains(&example) {
+            return;
+        }
         if self.examples.len() < 3 {
             self.examples.push(example);
         } else {
@@ -912,8 +2570,11 @@ impl Tally {
 
     fn merge(&mut self, other: Tally) {
         self.count += other.count;
-        self.examples.extend(other.examples);
-        self.examples.truncate(3);
+        for example in other.examples {
+            if !self.examples.contains(&example) && self.examples.len() < 3 {
+                self.examples.push(example);
+            }
+        }
         self.last = other.last.or(self.last.take());
     }
 
@@ -921,7 +2582,7 @@ impl Tally {
         match self.count {
             0 => "0".to_owned(),
             n => {
-                let mut shown = self.examples[..self.examples.len().min(3)].join(" | ");
+                let mut shown = self.examples.join(" | ");
                 if let Some(last) = &self.last {
                     shown = format!("{shown} ... last: {last}");
                 }
@@ -931,32 +2592,76 @@ impl Tally {
     }
 }
 
-/// p50 / p99 / max of microsecond samples.
-fn percentiles(mut samples: Vec<u64>) -> String {
-    if samples.is_empty() {
-        return "no samples".to_owned();
+/// A server's stderr lines, the first thousand kept.
+#[derive(Default)]
+struct Lines {
+    lines: Vec<String>,
+    count: usize,
+}
+
+impl Lines {
+    fn add(&mut self, line: String) {
+        self.count += 1;
+        if self.lines.len() < 1000 {
+            self.lines.push(line);
+        }
     }
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    let show = |us: u64| match us {
-        0..1_000 => format!("{us} µs"),
-        _ => format!("{:.2} ms", us as f64 / 1000.0),
-    };
-    format!(
-        "p50 {}  p99 {}  max {}  (n={})",
-        show(at(0.50)),
-        show(at(0.99)),
-        show(at(1.0)),
-        samples.len()
-    )
+
+    fn summary(&self) -> String {
+        match self.count {
+            0 => "none".to_owned(),
+            n => {
+                let shown: Vec<&str> = self.lines.iter().take(3).map(String::as_str).collect();
+                format!("{n} line(s), e.g. {}", shown.join(" | "))
+            }
+        }
+    }
+}
+
+fn show_us(us: f64) -> String {
+    match us {
+        us if us.is_nan() => "-".to_owned(),
+        us if us < 1_000.0 => format!("{us:.0} µs"),
+        us if us < 1_000_000.0 => format!("{:.2} ms", us / 1e3),
+        us => format!("{:.2} s", us / 1e6),
+    }
+}
+
+/// A whole number with thin spaces between thousands: `1 234 567`.
+fn group(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn percent(value: f64) -> String {
+    format!("{value:.1}%")
+}
+
+fn kib(value: f64) -> String {
+    format!("{value:.1} KiB")
+}
+
+fn count(value: f64) -> String {
+    format!("{value:.0}")
+}
+
+fn two_places(value: f64) -> String {
+    format!("{value:.2}")
 }
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-fn table(rows: &[(&str, String)]) {
+fn table(rows: &[(String, String)]) {
     for (label, value) in rows {
-        println!("  {label:<32} {value}");
+        println!("  {label:<34} {value}");
     }
 }
