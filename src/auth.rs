@@ -102,6 +102,13 @@ pub struct TokenGrant {
     /// `allow_client_publish`.
     #[serde(default)]
     pub publish: bool,
+    /// A backend's service connection: it receives other clients'
+    /// application messages and may publish to every target.
+    #[serde(default)]
+    pub service: bool,
+    /// Key/values about the client (visible to publish filters and stats).
+    #[serde(default)]
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl TokenGrant {
@@ -112,6 +119,8 @@ impl TokenGrant {
             admin: false,
             channels: None,
             publish: false,
+            service: false,
+            meta: None,
         }
     }
 }
@@ -186,6 +195,8 @@ pub(crate) struct Identity {
     pub access: Access,
     /// When its token stops being valid (expiry plus leeway), if ever.
     pub expires_at: Option<SystemTime>,
+    /// Key/values the token carried (`meta`).
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// What kind of client this is.
@@ -206,7 +217,15 @@ pub(crate) enum Access {
 pub(crate) struct Grants {
     pub admin: bool,
     pub publish: bool,
+    pub service: bool,
     pub channels: Option<Vec<Pattern>>,
+}
+
+impl Grants {
+    /// Every right: an admin, or a backend's service connection.
+    pub(crate) fn full(&self) -> bool {
+        self.admin || self.service
+    }
 }
 
 impl Identity {
@@ -216,7 +235,14 @@ impl Identity {
             user_id,
             access: Access::Open,
             expires_at: None,
+            meta: None,
         }
+    }
+
+    /// Whether this is a backend's service connection (the admin token, or
+    /// a token with the `service` grant).
+    pub(crate) fn is_service(&self) -> bool {
+        matches!(&self.access, Access::Verified(g) if g.service)
     }
 
     /// Whether a token vouched for this client.
@@ -230,7 +256,7 @@ impl Identity {
             Access::Open => true,
             Access::Anonymous => is_public(channel),
             Access::Verified(grants) => {
-                grants.admin
+                grants.full()
                     || self
                         .user_id
                         .as_deref()
@@ -248,7 +274,7 @@ impl Identity {
         match &self.access {
             Access::Open => allowed_by_flag,
             Access::Anonymous => false,
-            Access::Verified(grants) => grants.admin || grants.publish || allowed_by_flag,
+            Access::Verified(grants) => grants.full() || grants.publish || allowed_by_flag,
         }
     }
 
@@ -260,18 +286,20 @@ impl Identity {
     /// Whether sessions this client opens belong to its user (with auth on,
     /// for non-admin users).
     pub(crate) fn owns_sessions(&self) -> bool {
-        matches!(&self.access, Access::Verified(g) if !g.admin)
+        matches!(&self.access, Access::Verified(g) if !g.full())
     }
 
     fn verified(
         user_id: Option<String>,
         grants: Grants,
         expires_at: Option<SystemTime>,
+        meta: Option<serde_json::Map<String, serde_json::Value>>,
     ) -> Identity {
         Identity {
             user_id,
             access: Access::Verified(grants),
             expires_at,
+            meta,
         }
     }
 }
@@ -385,6 +413,7 @@ impl Authenticator {
                 user_id: None,
                 access: Access::Anonymous,
                 expires_at: None,
+                meta: None,
             },
             None if self.allow_anonymous => return Err(Denied::UserWithoutToken),
             None => return Err(Denied::MissingToken),
@@ -415,8 +444,14 @@ impl Authenticator {
         if let Some(grant) = grant {
             return Ok(Identity::verified(
                 Some(grant.user_id.clone()),
-                grants(grant.admin, grant.publish, grant.channels.as_deref())?,
+                grants(
+                    grant.admin,
+                    grant.publish,
+                    grant.service,
+                    grant.channels.as_deref(),
+                )?,
                 None,
+                grant.meta.clone(),
             ));
         }
         if let Some(secret) = &self.jwt_secret
@@ -426,14 +461,21 @@ impl Authenticator {
                 .map_err(Denied::Jwt)?;
             return Ok(Identity::verified(
                 Some(claims.sub),
-                grants(claims.admin, claims.publish, claims.channels.as_deref())?,
+                grants(
+                    claims.admin,
+                    claims.publish,
+                    claims.service,
+                    claims.channels.as_deref(),
+                )?,
                 claims.valid_until,
+                claims.meta,
             ));
         }
         Err(Denied::InvalidToken)
     }
 
-    /// The admin token used as a WebSocket token: full rights, no user.
+    /// The admin token used as a WebSocket token: a service connection
+    /// with full rights and no user.
     fn service(&self, given: &Digest) -> Option<Identity> {
         let admin = self.admin_token.as_ref()?;
         admin.matches(given).then(|| {
@@ -442,8 +484,10 @@ impl Authenticator {
                 Grants {
                     admin: true,
                     publish: true,
+                    service: true,
                     channels: None,
                 },
+                None,
                 None,
             )
         })
@@ -520,7 +564,12 @@ pub(crate) fn bearer(header: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn grants(admin: bool, publish: bool, channels: Option<&[String]>) -> Result<Grants, Denied> {
+fn grants(
+    admin: bool,
+    publish: bool,
+    service: bool,
+    channels: Option<&[String]>,
+) -> Result<Grants, Denied> {
     let channels = channels
         .map(|patterns| {
             patterns
@@ -533,6 +582,7 @@ fn grants(admin: bool, publish: bool, channels: Option<&[String]>) -> Result<Gra
     Ok(Grants {
         admin,
         publish,
+        service,
         channels,
     })
 }

@@ -88,6 +88,18 @@ pub struct Config {
     /// the whole is used, is not read from until there is room again, so a
     /// flood is held back by TCP, not by the hub's memory. Default 32 MiB.
     pub max_inbox_bytes: usize,
+    /// Most application requests waiting for the embedding program (see
+    /// [`Hub::requests`](crate::Hub::requests)); past that, clients get the
+    /// error `busy`. Default 1024.
+    pub request_queue: usize,
+    /// How long a batched publication may wait for others of its target
+    /// before the batch goes out. Default 100 ms.
+    pub batch_window: Duration,
+    /// A batch of this many messages goes out at once. Default 64.
+    pub batch_max: usize,
+    /// The `type` of a batch: `batch_update` by default (`batchUpdate` for
+    /// the Cursor Chat Agent clients).
+    pub batch_type: String,
     /// Read buffer of each connection, in bytes. Default 4 KiB: enough for
     /// typical messages, small enough for many idle clients (larger messages
     /// grow it as needed).
@@ -178,6 +190,10 @@ impl Default for Config {
             thread_stack_size: 64 * 1024,
             writer_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_inbox_bytes: 32 * 1024 * 1024,
+            request_queue: 1024,
+            batch_window: Duration::from_millis(100),
+            batch_max: 64,
+            batch_type: "batch_update".to_owned(),
             read_buffer_size: 4 * 1024,
             tokens: HashMap::new(),
             jwt_secret: None,
@@ -276,6 +292,18 @@ impl Config {
         }
         if self.writer_threads == 0 || self.writer_threads > 1024 {
             return fail("writer_threads", "must be between 1 and 1024");
+        }
+        if self.request_queue == 0 {
+            return fail("request_queue", "must be at least 1");
+        }
+        if self.batch_window.is_zero() || self.batch_window > Duration::from_secs(60) {
+            return fail("batch_window", "must be more than 0 and at most 60 s");
+        }
+        if self.batch_max == 0 || self.batch_max > 10_000 {
+            return fail("batch_max", "must be between 1 and 10000");
+        }
+        if let Err((_, reason)) = crate::protocol::check_name(&self.batch_type, "batch_type") {
+            return fail("batch_type", &reason);
         }
         if self.max_inbox_bytes < self.max_message_size {
             return fail("max_inbox_bytes", "must be at least max_message_size");

@@ -38,6 +38,9 @@ pub enum Error {
     /// The hub has shut down, so this [`Handle`](crate::Handle) can do nothing
     /// more. Not a failure of the call itself.
     Closed,
+    /// The hub refused a command for one of its limits (a client's
+    /// subscriptions, the size of its metadata); the reason says which.
+    Refused(String),
     /// Application data could not be turned into JSON (a map with non-string
     /// keys, a failing `Serialize` impl). Fix the data.
     Json(serde_json::Error),
@@ -55,6 +58,7 @@ impl fmt::Display for Error {
             Error::Config { field, reason } => write!(f, "invalid {field}: {reason}"),
             Error::InvalidName { what, reason } => write!(f, "invalid {what}: {reason}"),
             Error::Closed => f.write_str("the hub has shut down"),
+            Error::Refused(reason) => write!(f, "refused: {reason}"),
             Error::Json(err) => write!(f, "data is not serialisable as JSON: {err}"),
             Error::Io(err) => write!(f, "{err}"),
             Error::Panicked(thread) => write!(f, "the {thread} thread panicked"),

@@ -25,9 +25,9 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use crate::auth::Identity;
 use crate::budget::HandshakeSlot;
 use crate::link::Link;
-use crate::protocol::{Rejection, Request};
-use crate::publish::Publication;
-use crate::stats::Stats;
+use crate::protocol::{Rejection, Request, Topic};
+use crate::publish::{Publication, Target};
+use crate::stats::{ClientStats, PresenceEntry, Stats};
 
 /// Most events waiting on the clients lane (each also counts in bytes).
 const CLIENT_LANE: usize = 8 * 1024;
@@ -75,12 +75,60 @@ pub(crate) enum Event {
     },
     /// Close one client with 1000; the reply says whether it existed.
     Disconnect { client: String, reply: Sender<bool> },
+    /// Server-side control (handles, HTTP): subscribe others, close,
+    /// metadata, listings.
+    Command {
+        command: Command,
+        reply: Sender<Answer>,
+    },
     /// A copy of the counters, with the client list if asked.
     Stats { clients: bool, reply: Sender<Stats> },
 
     // --- control lane ---
     /// Close everyone with 1001 and stop (handle, signal).
     Shutdown,
+}
+
+/// Server-side control of clients, from the library, the HTTP API or a
+/// service connection.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Subscribe a client to a channel or session (the backend is trusted:
+    /// only the subscription limit applies).
+    Subscribe { client: String, topic: Topic },
+    /// Unsubscribe a client from a topic, or (`None`) from every session.
+    Unsubscribe {
+        client: String,
+        topic: Option<Topic>,
+    },
+    /// Close every client of a target with this code and reason.
+    Close {
+        target: Target,
+        code: u16,
+        reason: String,
+    },
+    /// Merge key/values into a client's metadata (`null` removes a key).
+    SetMeta {
+        client: String,
+        meta: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Who is subscribed to a topic.
+    Subscribers { topic: Topic },
+    /// Every user online and their status.
+    Presence,
+}
+
+/// The router's answer to a [`Command`].
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// Whether the client existed (and the command applied).
+    Done(bool),
+    /// How many clients it applied to.
+    Count(usize),
+    Clients(Vec<ClientStats>),
+    Presence(Vec<PresenceEntry>),
+    /// Refused: why.
+    Refused(String),
 }
 
 /// What the router needs to adopt a new client.
@@ -264,7 +312,10 @@ impl Inbox {
     pub(crate) fn send(&self, event: Event) -> bool {
         let lane = match event {
             Event::Shutdown => &self.control,
-            Event::Publish { .. } | Event::Disconnect { .. } | Event::Stats { .. } => &self.api,
+            Event::Publish { .. }
+            | Event::Disconnect { .. }
+            | Event::Stats { .. }
+            | Event::Command { .. } => &self.api,
             _ => &self.clients,
         };
         lane.send(event).is_ok()

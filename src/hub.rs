@@ -17,18 +17,20 @@ use std::time::Duration;
 
 use std::time::Instant;
 
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use serde::Serialize;
 
+use crate::app::ClientRequest;
 use crate::auth::Authenticator;
 use crate::budget::{self, Handshakes, Threads};
 use crate::config::Config;
 use crate::conn::{self, Shared};
 use crate::error::{Error, Result};
-use crate::event::{self, Event, Inbox, InboxBudget, Lanes};
+use crate::event::{self, Answer, Command, Event, Inbox, InboxBudget, Lanes};
+use crate::protocol::Topic;
 use crate::publish::{Publication, Target};
 use crate::router::Router;
-use crate::stats::Stats;
+use crate::stats::{ClientStats, PresenceEntry, Stats};
 use crate::timer;
 use crate::writer::Writers;
 
@@ -63,6 +65,8 @@ pub struct Hub {
     lanes: Lanes,
     ticks: Sender<Instant>,
     handle: Handle,
+    /// The application's request queue, once [`Hub::requests`] made it.
+    requests: Option<(Sender<ClientRequest>, Receiver<ClientRequest>)>,
 }
 
 impl Hub {
@@ -146,6 +150,7 @@ impl Hub {
             lanes,
             ticks,
             handle,
+            requests: None,
         })
     }
 
@@ -158,6 +163,23 @@ impl Hub {
     /// during [`run`](Hub::run).
     pub fn handle(&self) -> Handle {
         self.handle.clone()
+    }
+
+    /// The application requests of every client: each message whose `type`
+    /// the protocol does not reserve, as a [`ClientRequest`] to answer.
+    ///
+    /// Call it before [`run`](Hub::run) or [`spawn`](Hub::spawn); every call
+    /// gives a receiver of the same queue, so several threads may share the
+    /// work. The queue holds `request_queue` requests; past that, clients
+    /// get the error `busy` at once (the hub never waits for the program).
+    /// Once every receiver is dropped, requests go to service connections,
+    /// or are answered `unknown_type`, as if this was never called.
+    ///
+    /// See [`ClientRequest`] for an example.
+    pub fn requests(&mut self) -> Receiver<ClientRequest> {
+        let capacity = self.config.request_queue;
+        let (_, receiver) = self.requests.get_or_insert_with(|| bounded(capacity));
+        receiver.clone()
     }
 
     /// Runs the hub on this thread until [`Handle::shutdown`].
@@ -180,6 +202,7 @@ impl Hub {
             lanes,
             ticks,
             handle,
+            requests,
         } = self;
 
         let (writers, writer_threads) = Writers::start(config.writer_threads)?;
@@ -198,6 +221,9 @@ impl Hub {
             Arc::clone(&threads),
             lanes,
             writers,
+            // The router keeps the sender only: with no receiver left, the
+            // queue is closed and requests go elsewhere.
+            requests.map(|(sender, _)| (sender, handle.clone())),
         );
         let stop = Arc::clone(&handle.stop);
         // Dropped when the router thread ends, which stops the timer at once.
@@ -266,6 +292,15 @@ impl Hub {
             local_addr,
             thread: Some(thread),
         })
+    }
+}
+
+/// A command's answer as a yes or no, or the limit it met.
+fn done(answer: Answer) -> Result<bool> {
+    match answer {
+        Answer::Done(done) => Ok(done),
+        Answer::Refused(reason) => Err(Error::Refused(reason)),
+        _ => Ok(false),
     }
 }
 
@@ -500,11 +535,160 @@ impl Handle {
     /// ```
     pub fn publish(&self, target: Target, kind: &str, data: impl Serialize) -> Result<usize> {
         let data = serde_json::value::to_raw_value(&data)?;
-        let publication = Publication::new(target, kind, Some(&data))?;
+        self.publish_prepared(Publication::new(target, kind, Some(&data))?)
+    }
+
+    /// Publishes a checked publication; returns how many clients got it.
+    pub(crate) fn publish_prepared(&self, publication: Publication) -> Result<usize> {
         self.ask(|reply| Event::Publish {
             publication,
             reply: Some(reply),
         })
+    }
+
+    /// Publishes `{"type": kind, "data": data}` to `target` as part of a
+    /// batch: it is held up to `batch_window` from the first held message
+    /// of that target and delivered with the others as one `batch_update`
+    /// (`batch_max` messages go at once). Returns how many clients the
+    /// batch will reach. A filter target cannot be batched: it goes at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Handle::publish).
+    pub fn publish_batched(
+        &self,
+        target: Target,
+        kind: &str,
+        data: impl Serialize,
+    ) -> Result<usize> {
+        let data = serde_json::value::to_raw_value(&data)?;
+        self.publish_prepared(Publication::new(target, kind, Some(&data))?.batched(true))
+    }
+
+    /// Sends `{"type": kind, "data": data}` to one client; `false` if no
+    /// client has that id.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Handle::publish).
+    pub fn send(&self, client_id: &str, kind: &str, data: impl Serialize) -> Result<bool> {
+        Ok(self.publish(Target::client(client_id), kind, data)? > 0)
+    }
+
+    /// Subscribes a client to a channel or session, as if it had asked;
+    /// it is told with `subscribed`. The backend is trusted: the client's
+    /// permissions do not apply, its subscription limit does. `false` if no
+    /// client has that id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for a bad topic, [`Error::Refused`] at the
+    /// client's subscription limit, [`Error::Closed`] after shutdown.
+    pub fn subscribe(&self, client_id: &str, topic: Topic) -> Result<bool> {
+        topic.validate()?;
+        self.command(Command::Subscribe {
+            client: client_id.to_owned(),
+            topic,
+        })
+        .and_then(done)
+    }
+
+    /// Unsubscribes a client from a topic, or (`None`) from every session;
+    /// it is told with `unsubscribed`. `false` if no client has that id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after shutdown.
+    pub fn unsubscribe(&self, client_id: &str, topic: Option<Topic>) -> Result<bool> {
+        self.command(Command::Unsubscribe {
+            client: client_id.to_owned(),
+            topic,
+        })
+        .and_then(done)
+    }
+
+    /// Closes every client of `target` (one client, every connection of a
+    /// user, a channel's subscribers...) with `code` (1000, or 3000 to
+    /// 4999) and `reason` (at most 123 bytes). Returns how many.
+    ///
+    /// ```
+    /// # let server = wshub::Hub::bind("127.0.0.1:0")?.spawn()?;
+    /// # let handle = server.handle();
+    /// let closed = handle.close(wshub::Target::user("alice"), 4000, "Signed out elsewhere")?;
+    /// # assert_eq!(closed, 0);
+    /// # Ok::<(), wshub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for a code or reason out of range,
+    /// [`Error::Closed`] after shutdown.
+    pub fn close(&self, target: Target, code: u16, reason: &str) -> Result<usize> {
+        if !crate::protocol::valid_close_code(code) {
+            return Err(Error::InvalidName {
+                what: "close code",
+                reason: "must be 1000 or 3000 to 4999".into(),
+            });
+        }
+        if reason.len() > crate::protocol::inbound::MAX_CLOSE_REASON {
+            return Err(Error::InvalidName {
+                what: "close reason",
+                reason: "must be at most 123 bytes".into(),
+            });
+        }
+        match self.command(Command::Close {
+            target,
+            code,
+            reason: reason.to_owned(),
+        })? {
+            Answer::Count(count) => Ok(count),
+            _ => Ok(0),
+        }
+    }
+
+    /// Sets one key of a client's metadata (`null` removes it), which
+    /// publish filters and stats see. `false` if no client has that id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Json`] for data that is not JSON, [`Error::Refused`] past
+    /// 64 keys or 16 KiB of metadata, [`Error::Closed`] after shutdown.
+    pub fn set_meta(&self, client_id: &str, key: &str, value: impl Serialize) -> Result<bool> {
+        let mut meta = serde_json::Map::new();
+        meta.insert(key.to_owned(), serde_json::to_value(value)?);
+        self.command(Command::SetMeta {
+            client: client_id.to_owned(),
+            meta,
+        })
+        .and_then(done)
+    }
+
+    /// The clients subscribed to a channel or session.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after shutdown.
+    pub fn subscribers(&self, topic: Topic) -> Result<Vec<ClientStats>> {
+        match self.command(Command::Subscribers { topic })? {
+            Answer::Clients(clients) => Ok(clients),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Every user online and its status.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after shutdown.
+    pub fn presence(&self) -> Result<Vec<PresenceEntry>> {
+        match self.command(Command::Presence)? {
+            Answer::Presence(users) => Ok(users),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn command(&self, command: Command) -> Result<Answer> {
+        self.ask(|reply| Event::Command { command, reply })
     }
 
     /// Publishes to every connected client; see [`publish`](Handle::publish).

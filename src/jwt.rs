@@ -35,6 +35,10 @@ pub(crate) struct Claims {
     pub admin: bool,
     /// `publish`: may publish to the channels it may read.
     pub publish: bool,
+    /// `service`: a backend's service connection.
+    pub service: bool,
+    /// `meta`: key/values about the client, for the backend's filters.
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Why a token was refused. The text is sent to the client.
@@ -85,6 +89,9 @@ struct RawClaims {
     admin: bool,
     #[serde(default)]
     publish: bool,
+    #[serde(default)]
+    service: bool,
+    meta: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Verifies an HS256 token at `now`, allowing `leeway` of clock skew on
@@ -146,6 +153,8 @@ pub(crate) fn verify(
         channels: claims.channels,
         admin: claims.admin,
         publish: claims.publish,
+        service: claims.service,
+        meta: claims.meta,
     })
 }
 
@@ -163,7 +172,8 @@ fn decode(part: &str, what: &'static str) -> Result<Vec<u8>, JwtError> {
 ///
 /// For tests, tools and backends that mint tokens for their users; the hub
 /// itself only verifies. Include `sub` (the user id) and `exp` (expiry, in
-/// seconds since 1970); `channels`, `admin` and `publish` are optional.
+/// seconds since 1970); `channels`, `admin`, `publish`, `service` and `meta`
+/// (an object of key/values about the client) are optional.
 ///
 /// # Errors
 ///

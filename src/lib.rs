@@ -80,6 +80,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod app;
 mod auth;
 mod budget;
 mod config;
@@ -103,11 +104,12 @@ mod writer;
 #[path = "../tests/support/json.rs"]
 mod test_json;
 
+pub use crate::app::ClientRequest;
 pub use crate::auth::{Secret, TokenGrant, load_tokens};
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 pub use crate::hub::{Handle, Hub, Server};
 pub use crate::jwt::sign_jwt;
-pub use crate::protocol::{ErrorCode, Status, Timestamp};
+pub use crate::protocol::{ErrorCode, Status, Timestamp, Topic};
 pub use crate::publish::{ClientRef, Filter, Target};
-pub use crate::stats::{ClientStats, Stats};
+pub use crate::stats::{ClientStats, PresenceEntry, Stats};

@@ -1,18 +1,18 @@
-//! Server-side publications: where they go ([`Target`]) and the message
-//! they become.
+//! Server-side publications: where they go ([`Target`]), what a filter may
+//! look at ([`ClientRef`]), and the message they carry.
 //!
-//! A [`Publication`] is encoded on the caller's thread (a [`Handle`](crate::Handle)
-//! user or an HTTP connection), so the router only has to hand the shared
-//! bytes to each recipient.
+//! A [`Publication`] is checked and its data serialised on the caller's
+//! thread (a [`Handle`](crate::Handle) user or an HTTP connection); the
+//! router encodes it once per envelope in use among its recipients and
+//! hands the shared bytes to each of them.
 
 use std::fmt;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
-use tungstenite::Bytes;
 
 use crate::error::{Error, Result};
-use crate::protocol::{self, Envelope, MAX_NAME_LEN, Topic};
+use crate::protocol::{self, MAX_NAME_LEN, Topic};
 
 /// Who receives a publication.
 ///
@@ -38,6 +38,9 @@ pub enum Target {
     User(String),
     /// One connection, by the `clientId` it was welcomed with.
     Client(String),
+    /// Every client that is not anonymous: with client auth on, those a
+    /// token vouched for; in development mode, everyone.
+    Authenticated,
     /// Every client the filter accepts.
     Filter(Filter),
 }
@@ -70,7 +73,7 @@ impl Target {
             Target::Session(id) => protocol::check_name(id, "sessionId"),
             Target::User(id) => check_id(id, "userId"),
             Target::Client(id) => check_id(id, "clientId"),
-            Target::Broadcast | Target::Filter(_) => Ok(()),
+            Target::Broadcast | Target::Authenticated | Target::Filter(_) => Ok(()),
         };
         checked.map_err(|(_, reason)| Error::InvalidName {
             what: match self {
@@ -83,7 +86,8 @@ impl Target {
         })
     }
 
-    fn topic(&self) -> Option<Topic> {
+    /// The channel or session a delivery to this target names.
+    pub(crate) fn topic(&self) -> Option<Topic> {
         match self {
             Target::Channel(name) => Some(Topic::Channel(name.clone())),
             Target::Session(id) => Some(Topic::Session(id.clone())),
@@ -130,6 +134,7 @@ pub struct ClientRef<'a> {
     pub(crate) authenticated: bool,
     pub(crate) channels: &'a [Box<str>],
     pub(crate) sessions: &'a [Box<str>],
+    pub(crate) meta: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl ClientRef<'_> {
@@ -157,17 +162,46 @@ impl ClientRef<'_> {
     pub fn sessions(&self) -> impl Iterator<Item = &str> + '_ {
         self.sessions.iter().map(|s| &**s)
     }
+
+    /// One key of the client's metadata (from its token's `meta` claim, or
+    /// set by the backend with [`Handle::set_meta`](crate::Handle::set_meta)).
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use wshub::{Filter, Target};
+    /// // The IDE clients that asked for IDE events:
+    /// let ide = Target::Filter(Filter::new(|c| c.meta("subscribedToIDE") == Some(&json!(true))));
+    /// # let _ = ide;
+    /// ```
+    pub fn meta(&self, key: &str) -> Option<&serde_json::Value> {
+        self.meta.get(key)
+    }
 }
 
-/// A message on its way to a target, already encoded.
+/// A message on its way to a target: checked, its data serialised.
 #[derive(Debug)]
 pub(crate) struct Publication {
     pub target: Target,
-    pub frame: Bytes,
+    pub kind: Box<str>,
+    pub data: Option<Box<RawValue>>,
+    /// Echoed to the one client a reply goes to.
+    pub correlation_id: Option<Box<RawValue>>,
+    /// Held up to the batch window and delivered with the others of its
+    /// target as one batch.
+    pub batched: bool,
+    /// The client it comes from, for a client's publication (`from`).
+    pub from: Option<Origin>,
+}
+
+/// The client a publication comes from, as subscribers see it.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub client_id: Box<str>,
+    pub user_id: Option<Box<str>>,
 }
 
 impl Publication {
-    /// Builds `{"type": kind, "channel"|"sessionId"?, "data"?, "timestamp"}` for `target`.
+    /// A publication of `{"type": kind, "data"?}` to `target`.
     ///
     /// # Errors
     ///
@@ -180,9 +214,26 @@ impl Publication {
                 reason: format!("must be 1 to {MAX_NAME_LEN} bytes"),
             });
         }
-        let topic = target.topic();
-        let frame = Envelope::new(kind, data).topic(topic.as_ref()).encode();
-        Ok(Publication { target, frame })
+        Ok(Publication {
+            target,
+            kind: kind.into(),
+            data: data.map(RawValue::to_owned),
+            correlation_id: None,
+            batched: false,
+            from: None,
+        })
+    }
+
+    /// Marks it batched.
+    pub(crate) fn batched(mut self, batched: bool) -> Publication {
+        self.batched = batched;
+        self
+    }
+
+    /// Echoes a request's `correlationId`.
+    pub(crate) fn correlation(mut self, correlation_id: Option<Box<RawValue>>) -> Publication {
+        self.correlation_id = correlation_id;
+        self
     }
 }
 
@@ -207,12 +258,11 @@ mod tests {
     }
 
     #[test]
-    fn channel_publications_carry_the_channel() {
+    fn channel_publications_name_their_channel() {
         let data = RawValue::from_string(r#"{"file":"a.rs"}"#.into()).unwrap();
         let p = Publication::new(Target::channel("files"), "event", Some(&data)).unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&p.frame[2..]).unwrap();
-        assert_eq!(json["type"], "event");
-        assert_eq!(json["channel"], "files");
-        assert_eq!(json["data"]["file"], "a.rs");
+        assert_eq!(p.target.topic(), Some(Topic::Channel("files".into())));
+        assert_eq!(&*p.kind, "event");
+        assert_eq!(p.data.unwrap().get(), r#"{"file":"a.rs"}"#);
     }
 }

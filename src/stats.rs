@@ -24,6 +24,8 @@ pub(crate) struct Counters {
     pub rejected_connections: u64,
     pub rate_limited: u64,
     pub errors_sent: u64,
+    pub requests: u64,
+    pub busy: u64,
 }
 
 /// A copy of the hub's numbers at one moment.
@@ -50,6 +52,14 @@ pub struct Stats {
     pub rate_limited: u64,
     /// `error` messages sent to clients.
     pub errors_sent: u64,
+    /// Application requests handed to the embedding program or a service
+    /// connection.
+    pub requests: u64,
+    /// Application requests answered `busy` (a full queue, or a service
+    /// connection that left before answering).
+    pub busy: u64,
+    /// Backends' service connections connected now.
+    pub service_connections: usize,
     /// Channels with at least one subscriber.
     pub channels: usize,
     /// Sessions with at least one subscriber.
@@ -90,6 +100,21 @@ pub struct ClientStats {
     pub channels: Vec<String>,
     /// Its sessions.
     pub sessions: Vec<String>,
+    /// Its metadata (its token's `meta`, and what the backend set).
+    pub meta: serde_json::Map<String, serde_json::Value>,
+    /// Whether it is a backend's service connection.
+    pub service: bool,
+}
+
+/// One user online, and its status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct PresenceEntry {
+    /// The user.
+    pub user_id: String,
+    /// Its status.
+    pub status: crate::Status,
 }
 
 /// `GET /api/websocket/status` (as the Cursor Chat Agent clients expect).
@@ -210,6 +235,27 @@ const NUMBERS: &[Number] = &[
         value: |s| s.errors_sent,
     },
     Number {
+        json: "requests",
+        metric: "wshub_requests_total",
+        kind: Kind::Counter,
+        help: "Application requests handed to the program or a service connection.",
+        value: |s| s.requests,
+    },
+    Number {
+        json: "busy",
+        metric: "wshub_requests_busy_total",
+        kind: Kind::Counter,
+        help: "Application requests answered busy.",
+        value: |s| s.busy,
+    },
+    Number {
+        json: "serviceConnections",
+        metric: "wshub_service_connections",
+        kind: Kind::Gauge,
+        help: "Backends' service connections connected now.",
+        value: |s| s.service_connections as u64,
+    },
+    Number {
         json: "channels",
         metric: "wshub_channels",
         kind: Kind::Gauge,
@@ -267,8 +313,8 @@ const NUMBERS: &[Number] = &[
     },
 ];
 
-/// `GET /api/ws/stats` (as the AI Canvas clients expect, with every number of [`NUMBERS`]).
-pub(crate) fn stats_body(stats: &Stats) -> serde_json::Value {
+/// One client as the HTTP API shows it (`/api/ws/stats`, `/api/subscribers`).
+pub(crate) fn client_body(c: &ClientStats) -> impl Serialize + '_ {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Client<'a> {
@@ -279,27 +325,33 @@ pub(crate) fn stats_body(stats: &Stats) -> serde_json::Value {
         /// WebSocket readyState: every listed client is OPEN (1).
         state: u8,
         authenticated: bool,
+        service: bool,
         channels: &'a [String],
         sessions: &'a [String],
+        meta: &'a serde_json::Map<String, serde_json::Value>,
     }
+    Client {
+        id: &c.id,
+        user_id: c.user_id.as_deref(),
+        session_id: c.session_id.as_deref(),
+        is_alive: c.is_alive,
+        state: 1,
+        authenticated: c.authenticated,
+        service: c.service,
+        channels: &c.channels,
+        sessions: &c.sessions,
+        meta: &c.meta,
+    }
+}
+
+/// `GET /api/ws/stats` (as the AI Canvas clients expect, with every number
+/// of [`NUMBERS`]).
+pub(crate) fn stats_body(stats: &Stats) -> serde_json::Value {
     let mut body = serde_json::Map::new();
     for number in NUMBERS {
         body.insert(number.json.into(), (number.value)(stats).into());
     }
-    let clients: Vec<Client<'_>> = stats
-        .clients
-        .iter()
-        .map(|c| Client {
-            id: &c.id,
-            user_id: c.user_id.as_deref(),
-            session_id: c.session_id.as_deref(),
-            is_alive: c.is_alive,
-            state: 1,
-            authenticated: c.authenticated,
-            channels: &c.channels,
-            sessions: &c.sessions,
-        })
-        .collect();
+    let clients: Vec<_> = stats.clients.iter().map(client_body).collect();
     body.insert(
         "clients".into(),
         serde_json::to_value(clients).unwrap_or_default(),

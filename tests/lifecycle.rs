@@ -211,6 +211,8 @@ fn past_its_thread_budget_the_hub_refuses_connections_and_stays_up() {
         ..support::config()
     });
     let _clients = (hub.client("/ws"), hub.client("/ws"));
+    // A client has its welcome a moment before its handshake thread ends.
+    hub.wait_stats("a thread per client", |s| s.threads == 2);
     let mut idle: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(hub.addr).unwrap())
         .collect();
@@ -261,6 +263,8 @@ fn idle_sockets_get_only_their_share_of_handshakes() {
         ..support::config()
     });
     let mut client = hub.client("/ws");
+    // A client has its welcome a moment before its handshake thread ends.
+    hub.wait_stats("a thread for the client", |s| s.threads == 1);
     let idle: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(hub.addr).unwrap())
         .collect();

@@ -1,26 +1,128 @@
-//! The HTTP API on the WebSocket port: health, status, stats, metrics and
-//! publishing.
+//! The HTTP API on the WebSocket port: health, status, stats, metrics,
+//! publishing, and server-side control of clients.
 //!
 //! Runs on the connection's first thread (see [`super`]), one request per
-//! connection. Each answer that needs the hub's state asks the router on
-//! its API lane and waits at most [`ROUTER_TIMEOUT`].
+//! connection. Every endpoint is a row of [`ROUTES`]; each answer that needs
+//! the hub's state asks the router on its API lane and waits at most
+//! [`ROUTER_TIMEOUT`].
 
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::http::{Request, Response};
 use super::{Shared, Unread, read_before, write_before};
 use crate::auth::AdminCheck;
 use crate::config::Config;
-use crate::event::Event;
+use crate::event::{Answer, Command, Event};
+use crate::protocol::{Topic, inbound::MAX_CLOSE_REASON, valid_close_code};
 use crate::publish::{Publication, Target};
 use crate::stats;
 
 /// How long an HTTP request waits for the router's answer.
 const ROUTER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One endpoint: where, how, whether it needs the admin token, and what
+/// answers it (given the request, with its body read when it has one).
+struct Route {
+    path: &'static str,
+    method: &'static str,
+    admin: bool,
+    answer: fn(&Request, &Shared) -> Response,
+}
+
+/// Every endpoint of the HTTP API.
+const ROUTES: &[Route] = &[
+    Route {
+        path: "/health",
+        method: "GET",
+        admin: false,
+        answer: |_, shared| match ask_stats(shared, false) {
+            Some(_) => Response::json(200, &json!({"status": "ok"})),
+            None => Response::json(503, &json!({"status": "unavailable"})),
+        },
+    },
+    Route {
+        path: "/api/websocket/status",
+        method: "GET",
+        admin: false,
+        answer: |_, shared| match ask_stats(shared, false) {
+            Some(stats) => Response::json(200, &stats::status_body(&stats)),
+            None => unavailable(),
+        },
+    },
+    Route {
+        path: "/api/ws/stats",
+        method: "GET",
+        admin: true,
+        answer: |_, shared| match ask_stats(shared, true) {
+            Some(stats) => Response::json(200, &stats::stats_body(&stats)),
+            None => unavailable(),
+        },
+    },
+    Route {
+        path: "/metrics",
+        method: "GET",
+        admin: true,
+        answer: |_, shared| match ask_stats(shared, false) {
+            Some(stats) => {
+                Response::text(200, "text/plain; version=0.0.4", stats::prometheus(&stats))
+            }
+            None => unavailable(),
+        },
+    },
+    Route {
+        path: "/api/publish",
+        method: "POST",
+        admin: true,
+        answer: publish,
+    },
+    Route {
+        path: "/api/subscribe",
+        method: "POST",
+        admin: true,
+        answer: |request, shared| subscription(request, shared, true),
+    },
+    Route {
+        path: "/api/unsubscribe",
+        method: "POST",
+        admin: true,
+        answer: |request, shared| subscription(request, shared, false),
+    },
+    Route {
+        path: "/api/disconnect",
+        method: "POST",
+        admin: true,
+        answer: disconnect,
+    },
+    Route {
+        path: "/api/meta",
+        method: "POST",
+        admin: true,
+        answer: set_meta,
+    },
+    Route {
+        path: "/api/subscribers",
+        method: "GET",
+        admin: true,
+        answer: subscribers,
+    },
+    Route {
+        path: "/api/presence",
+        method: "GET",
+        admin: true,
+        answer: |_, shared| match command(shared, Command::Presence) {
+            Some(Answer::Presence(users)) => {
+                Response::json(200, &json!({"success": true, "data": {"users": users}}))
+            }
+            _ => unavailable(),
+        },
+    },
+];
 
 pub(super) fn api(
     stream: &TcpStream,
@@ -35,26 +137,32 @@ pub(super) fn api(
         other => other,
     };
     let path = request.path.as_str();
-    let allowed = match path {
-        "/health" | "/api/websocket/status" | "/api/ws/stats" | "/metrics" => "GET, HEAD",
-        "/api/publish" => "POST",
-        p if p == config.path || p == "/" => {
-            let message = format!("{p} speaks WebSocket: connect with a WebSocket client");
+    let routes: Vec<&Route> = ROUTES.iter().filter(|r| r.path == path).collect();
+    if routes.is_empty() {
+        if path == config.path || path == "/" {
+            let message = format!("{path} speaks WebSocket: connect with a WebSocket client");
             return Ok(Response::error(426, "upgrade_required", &message)
                 .with_header("Upgrade", "websocket"));
         }
-        _ => {
-            let message = format!("Nothing at {path}");
-            return Ok(Response::error(404, "not_found", &message));
-        }
-    };
-    if !allowed.split(", ").any(|m| m == method) {
+        let message = format!("Nothing at {path}");
+        return Ok(Response::error(404, "not_found", &message));
+    }
+    let Some(route) = routes.iter().find(|r| r.method == method) else {
+        let allowed = routes
+            .iter()
+            .flat_map(|r| match r.method {
+                "GET" => ["GET", "HEAD"].as_slice(),
+                _ => std::slice::from_ref(&r.method),
+            })
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
         let message = format!("{path} accepts {allowed}, not {}", request.method);
         return Ok(
             Response::error(405, "method_not_allowed", &message).with_header("Allow", allowed)
         );
-    }
-    if matches!(path, "/api/ws/stats" | "/metrics" | "/api/publish") {
+    };
+    if route.admin {
         match shared.auth.admin(request.header("authorization")) {
             AdminCheck::Allowed => {}
             AdminCheck::Refused => {
@@ -69,43 +177,29 @@ pub(super) fn api(
             }
         }
     }
-    if path == "/api/publish"
-        && let Some(origin) = request.header("origin")
-        && !shared.auth.origin_listed(origin)
-    {
-        // A browser page elsewhere must not publish through a user's machine.
-        let message = format!("Cross-origin publishing from {origin} is refused");
-        return Ok(Response::error(403, "forbidden_origin", &message));
-    }
-    let response = match path {
-        "/health" => match ask_stats(shared, false) {
-            Some(_) => Response::json(200, &serde_json::json!({"status": "ok"})),
-            None => Response::json(503, &serde_json::json!({"status": "unavailable"})),
-        },
-        "/api/websocket/status" => match ask_stats(shared, false) {
-            Some(stats) => Response::json(200, &stats::status_body(&stats)),
-            None => unavailable(),
-        },
-        "/api/ws/stats" => match ask_stats(shared, true) {
-            Some(stats) => Response::json(200, &stats::stats_body(&stats)),
-            None => unavailable(),
-        },
-        "/metrics" => match ask_stats(shared, false) {
-            Some(stats) => {
-                Response::text(200, "text/plain; version=0.0.4", stats::prometheus(&stats))
-            }
-            None => unavailable(),
-        },
-        _ => {
-            read_body(stream, &mut request, rest, config, deadline)?;
-            publish(&request.body, shared)
+    if route.method == "POST" {
+        // A browser page elsewhere must not act through a user's machine.
+        if let Some(origin) = request.header("origin")
+            && !shared.auth.origin_listed(origin)
+        {
+            let message = format!("Cross-origin requests from {origin} are refused");
+            return Ok(Response::error(403, "forbidden_origin", &message));
         }
-    };
-    Ok(response)
+        read_body(stream, &mut request, rest, config, deadline)?;
+    }
+    Ok((route.answer)(&request, shared))
 }
 
 fn unavailable() -> Response {
     Response::error(503, "unavailable", "The hub is shutting down")
+}
+
+fn bad(message: &str) -> Response {
+    Response::error(400, "bad_request", message)
+}
+
+fn no_client(client: &str) -> Response {
+    Response::error(404, "not_found", &format!("No client {client}"))
 }
 
 fn ask_stats(shared: &Shared, clients: bool) -> Option<stats::Stats> {
@@ -113,6 +207,19 @@ fn ask_stats(shared: &Shared, clients: bool) -> Option<stats::Stats> {
         |reply| Event::Stats { clients, reply },
         Some(ROUTER_TIMEOUT),
     )
+}
+
+fn command(shared: &Shared, command: Command) -> Option<Answer> {
+    shared.inbox.ask(
+        |reply| Event::Command { command, reply },
+        Some(ROUTER_TIMEOUT),
+    )
+}
+
+/// A JSON body, or the 400 that says why it is not one.
+fn body<T: DeserializeOwned>(request: &Request, what: &str) -> Result<T, Response> {
+    serde_json::from_slice(&request.body)
+        .map_err(|err| bad(&format!("Body is not a valid {what} request: {err}")))
 }
 
 /// Reads a `Content-Length` body within the deadline and `max_body_size`.
@@ -164,7 +271,7 @@ fn read_body(
 /// The body of `POST /api/publish`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PublishBody<'a> {
+struct PublishBody {
     channel: Option<String>,
     #[serde(rename = "sessionId")]
     session_id: Option<String>,
@@ -173,17 +280,17 @@ struct PublishBody<'a> {
     #[serde(rename = "clientId")]
     client_id: Option<String>,
     broadcast: Option<bool>,
+    authenticated: Option<bool>,
     #[serde(rename = "type")]
     kind: Option<String>,
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
+    data: Option<Box<RawValue>>,
+    batched: Option<bool>,
 }
 
-fn publish(body: &[u8], shared: &Shared) -> Response {
-    let bad = |message: &str| Response::error(400, "bad_request", message);
-    let body: PublishBody<'_> = match serde_json::from_slice(body) {
+fn publish(request: &Request, shared: &Shared) -> Response {
+    let body: PublishBody = match body(request, "publish") {
         Ok(body) => body,
-        Err(err) => return bad(&format!("Body is not a valid publish request: {err}")),
+        Err(response) => return response,
     };
     let mut targets = Vec::with_capacity(1);
     targets.extend(body.channel.map(Target::Channel));
@@ -193,17 +300,20 @@ fn publish(body: &[u8], shared: &Shared) -> Response {
     if body.broadcast == Some(true) {
         targets.push(Target::Broadcast);
     }
+    if body.authenticated == Some(true) {
+        targets.push(Target::Authenticated);
+    }
     let target = match targets.pop() {
         Some(target) if targets.is_empty() => target,
         _ => {
             return bad(
-                "Give exactly one of channel, sessionId, userId, clientId or \"broadcast\": true",
+                "Give exactly one of channel, sessionId, userId, clientId, \"broadcast\": true or \"authenticated\": true",
             );
         }
     };
     let kind = body.kind.as_deref().unwrap_or("event");
-    let publication = match Publication::new(target, kind, body.data) {
-        Ok(publication) => publication,
+    let publication = match Publication::new(target, kind, body.data.as_deref()) {
+        Ok(publication) => publication.batched(body.batched == Some(true)),
         Err(err) => return bad(&err.to_string()),
     };
     let delivered = shared.inbox.ask(
@@ -216,8 +326,155 @@ fn publish(body: &[u8], shared: &Shared) -> Response {
     match delivered {
         Some(delivered) => Response::json(
             200,
-            &serde_json::json!({"success": true, "data": {"delivered": delivered}}),
+            &json!({"success": true, "data": {"delivered": delivered}}),
         ),
         None => unavailable(),
+    }
+}
+
+/// The body of `POST /api/subscribe` and `/api/unsubscribe`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SubscriptionBody {
+    client_id: String,
+    channel: Option<String>,
+    session_id: Option<String>,
+}
+
+fn topic_of(channel: Option<String>, session: Option<String>) -> Result<Option<Topic>, Response> {
+    let topic = match (channel, session) {
+        (Some(_), Some(_)) => return Err(bad("Give channel or sessionId, not both")),
+        (Some(channel), None) => Topic::Channel(channel),
+        (None, Some(session)) => Topic::Session(session),
+        (None, None) => return Ok(None),
+    };
+    topic.validate().map_err(|err| bad(&err.to_string()))?;
+    Ok(Some(topic))
+}
+
+/// `POST /api/subscribe` (`subscribe`) and `/api/unsubscribe`.
+fn subscription(request: &Request, shared: &Shared, subscribe: bool) -> Response {
+    let body: SubscriptionBody = match body(request, "subscription") {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let topic = match topic_of(body.channel, body.session_id) {
+        Ok(topic) => topic,
+        Err(response) => return response,
+    };
+    let client = body.client_id;
+    let order = match (subscribe, topic) {
+        (true, Some(topic)) => Command::Subscribe {
+            client: client.clone(),
+            topic,
+        },
+        (true, None) => return bad("Give the channel or sessionId to subscribe to"),
+        (false, topic) => Command::Unsubscribe {
+            client: client.clone(),
+            topic,
+        },
+    };
+    match command(shared, order) {
+        Some(Answer::Done(true)) => Response::json(200, &json!({"success": true, "data": {}})),
+        Some(Answer::Done(false)) => no_client(&client),
+        Some(Answer::Refused(why)) => Response::error(409, "refused", &why),
+        _ => unavailable(),
+    }
+}
+
+/// The body of `POST /api/disconnect`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DisconnectBody {
+    client_id: Option<String>,
+    user_id: Option<String>,
+    code: Option<u16>,
+    reason: Option<String>,
+}
+
+/// `POST /api/disconnect`: a client, or every connection of a user.
+fn disconnect(request: &Request, shared: &Shared) -> Response {
+    let body: DisconnectBody = match body(request, "disconnect") {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let target = match (body.client_id, body.user_id) {
+        (Some(client), None) => Target::Client(client),
+        (None, Some(user)) => Target::User(user),
+        _ => return bad("Give exactly one of clientId or userId"),
+    };
+    let code = body.code.unwrap_or(1000);
+    if !valid_close_code(code) {
+        return bad("code must be 1000 or 3000 to 4999");
+    }
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "Disconnected by the server".to_owned());
+    if reason.len() > MAX_CLOSE_REASON {
+        return bad(&format!("reason is longer than {MAX_CLOSE_REASON} bytes"));
+    }
+    match command(
+        shared,
+        Command::Close {
+            target,
+            code,
+            reason,
+        },
+    ) {
+        Some(Answer::Count(count)) => Response::json(
+            200,
+            &json!({"success": true, "data": {"disconnected": count}}),
+        ),
+        _ => unavailable(),
+    }
+}
+
+/// The body of `POST /api/meta`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MetaBody {
+    client_id: String,
+    meta: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `POST /api/meta`: merges key/values into a client's metadata.
+fn set_meta(request: &Request, shared: &Shared) -> Response {
+    let body: MetaBody = match body(request, "meta") {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let client = body.client_id;
+    match command(
+        shared,
+        Command::SetMeta {
+            client: client.clone(),
+            meta: body.meta,
+        },
+    ) {
+        Some(Answer::Done(true)) => Response::json(200, &json!({"success": true, "data": {}})),
+        Some(Answer::Done(false)) => no_client(&client),
+        Some(Answer::Refused(why)) => Response::error(409, "refused", &why),
+        _ => unavailable(),
+    }
+}
+
+/// `GET /api/subscribers?channel=X` (or `?sessionId=X`).
+fn subscribers(request: &Request, shared: &Shared) -> Response {
+    let query = |name| request.query_param(name).map_err(|b| bad(b.0));
+    let (channel, session) = match (query("channel"), query("sessionId")) {
+        (Ok(channel), Ok(session)) => (channel, session),
+        (Err(response), _) | (_, Err(response)) => return response,
+    };
+    let topic = match topic_of(channel, session) {
+        Ok(Some(topic)) => topic,
+        Ok(None) => return bad("Give ?channel= or ?sessionId="),
+        Err(response) => return response,
+    };
+    match command(shared, Command::Subscribers { topic }) {
+        Some(Answer::Clients(clients)) => {
+            let clients: Vec<_> = clients.iter().map(stats::client_body).collect();
+            Response::json(200, &json!({"success": true, "data": {"clients": clients}}))
+        }
+        _ => unavailable(),
     }
 }

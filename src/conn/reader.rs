@@ -58,7 +58,7 @@ impl Write for ReadHalf<'_> {
 /// The reader thread: reads `link` until the connection ends, then tells
 /// the router why.
 #[inline(never)]
-pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared) {
+pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared, sender: protocol::Sender) {
     let config = &shared.config;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(config.read_buffer_size)
@@ -67,7 +67,7 @@ pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared) {
         .max_frame_size(Some(config.max_message_size));
     let mut ws =
         WebSocket::from_partially_read(ReadHalf(&link.stream), rest, Role::Server, Some(ws_config));
-    let why = Reader::new(&link, shared).read_loop(&mut ws);
+    let why = Reader::new(&link, shared, sender).read_loop(&mut ws);
     log::debug!("reader of {:?} ended: {why:?}", link.id);
     let _ = shared.inbox.send(Event::Left {
         link: Arc::clone(&link),
@@ -79,17 +79,20 @@ pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared) {
 struct Reader<'a> {
     link: &'a Arc<Link>,
     shared: &'a Shared,
+    /// What the client may say: a service connection has commands more.
+    sender: protocol::Sender,
     /// The client's message rate limit; `None` when it is off.
     rate: Option<RateLimiter>,
     pings: ControlBudget,
 }
 
 impl<'a> Reader<'a> {
-    fn new(link: &'a Arc<Link>, shared: &'a Shared) -> Reader<'a> {
+    fn new(link: &'a Arc<Link>, shared: &'a Shared, sender: protocol::Sender) -> Reader<'a> {
         let config = &shared.config;
         Reader {
             link,
             shared,
+            sender,
             rate: RateLimiter::new(config.rate_limit, config.rate_window, Instant::now()),
             pings: ControlBudget::new(config),
         }
@@ -178,7 +181,7 @@ impl<'a> Reader<'a> {
     /// the inbox has no room for this connection. `false` when the router
     /// is gone.
     fn request(&self, text: &str) -> bool {
-        let request = protocol::parse(text);
+        let request = protocol::parse(text, self.sender);
         let cost = text.len() + EVENT_OVERHEAD;
         let budget = &self.shared.inbox.budget;
         budget.charge(self.link, cost);

@@ -76,6 +76,10 @@ pub(super) fn upgrade(
             return refuse(vec![error, Close::Unauthorized.frame()], handshake);
         }
     };
+    let sender = match identity.is_service() {
+        true => protocol::Sender::Service,
+        false => protocol::Sender::Client,
+    };
     let Some(slot) = shared.threads.reserve() else {
         log::warn!("refused {peer}: no thread left for its reader");
         return refuse(vec![Close::ServerFull.frame()], handshake);
@@ -106,7 +110,7 @@ pub(super) fn upgrade(
         .stack_size(config.thread_stack_size)
         .spawn(move || {
             let _slot = slot;
-            reader::run(reader_link, rest, &reader_shared);
+            reader::run(reader_link, rest, &reader_shared, sender);
         });
     if let Err(err) = spawned {
         log::error!("cannot start a reader thread for {peer}: {err}");

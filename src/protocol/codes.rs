@@ -87,6 +87,9 @@ wire_names! {
         Unauthorized = "unauthorized",
         /// The client's token expired.
         TokenExpired = "token_expired",
+        /// The application cannot take the request now: its queue is full,
+        /// or the service connection handling it left before answering.
+        Busy = "busy",
     }
 }
 
@@ -129,6 +132,7 @@ wire_names! {
         Presence = "presence",
         ClientMessage = "client_message",
         BatchUpdate = "batch_update",
+        Subscribers = "subscribers",
     }
 }
 

@@ -62,7 +62,7 @@ impl Close {
 }
 
 /// A Close frame with `code` and `reason`.
-fn close_frame(code: u16, reason: &str) -> Bytes {
+pub(crate) fn close_frame(code: u16, reason: &str) -> Bytes {
     control_frame(Frame::close(Some(CloseFrame {
         code: CloseCode::from(code),
         reason: reason.into(),

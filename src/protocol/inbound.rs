@@ -18,27 +18,95 @@ const MAX_CORRELATION_ID: usize = 256;
 /// Longest accepted channel name, session id or event name, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
 
-/// Where a client-side request points: a channel or a session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Topic {
+/// A channel or a session: what a client subscribes to.
+///
+/// ```
+/// let files = wshub::Topic::channel("files");
+/// let session = wshub::Topic::session("session_123");
+/// # let _ = (files, session);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// A channel, by name.
     Channel(String),
+    /// A session, by id.
     Session(String),
 }
+
+impl Topic {
+    /// [`Topic::Channel`].
+    pub fn channel(name: impl Into<String>) -> Topic {
+        Topic::Channel(name.into())
+    }
+
+    /// [`Topic::Session`].
+    pub fn session(id: impl Into<String>) -> Topic {
+        Topic::Session(id.into())
+    }
+
+    /// Checks the name against the naming rules.
+    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+        let (name, what) = match self {
+            Topic::Channel(name) => (name, "channel"),
+            Topic::Session(id) => (id, "sessionId"),
+        };
+        check_name(name, what).map_err(|(_, reason)| crate::Error::InvalidName { what, reason })
+    }
+}
+
+/// Where a publication goes, as a request names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Destination {
+    Topic(Topic),
+    User(String),
+    Client(String),
+    Broadcast,
+    /// Every client that is not anonymous.
+    Authenticated,
+}
+
+/// Whose connections a server-side disconnect closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Who {
+    Client(String),
+    User(String),
+}
+
+/// A message a service connection hands the hub for one client.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub kind: String,
+    pub data: Option<Box<RawValue>>,
+    pub correlation_id: Option<Box<RawValue>>,
+}
+
+/// Most bytes of a close reason: a Close frame's payload is at most 125
+/// bytes, two of them the code.
+pub(crate) const MAX_CLOSE_REASON: usize = 123;
 
 /// One request from a client, validated.
 #[derive(Debug)]
 pub(crate) enum ClientMessage {
     /// `ping`: answered `pong` at once.
     Ping,
-    /// `subscribe` to a channel or a session.
-    Subscribe(Topic),
-    /// `unsubscribe` from one channel or session, or (`None`) from every session.
-    Unsubscribe(Option<Topic>),
-    /// `publish` to a channel or a session.
-    Publish {
+    /// `subscribe` to a channel or a session; with `client`, a service
+    /// subscribes that client.
+    Subscribe {
         topic: Topic,
+        client: Option<String>,
+    },
+    /// `unsubscribe` from one channel or session, or (`None`) from every
+    /// session; with `client`, a service unsubscribes that client.
+    Unsubscribe {
+        topic: Option<Topic>,
+        client: Option<String>,
+    },
+    /// `publish` to a channel or a session (services: to any destination).
+    Publish {
+        to: Destination,
         event: String,
         data: Option<Box<RawValue>>,
+        batched: bool,
     },
     /// `user_presence`: set the user's status.
     Presence(Status),
@@ -46,8 +114,29 @@ pub(crate) enum ClientMessage {
     PresenceQuery,
     /// `refresh`: replace the connection's token before it expires.
     Refresh { token: String },
-    /// Any other `type`: an application message.
-    Application { kind: String },
+    /// `send` (service connections): one message to one client.
+    Send { client: String, message: Outgoing },
+    /// `disconnect` (service connections): close a client or a user.
+    Disconnect {
+        who: Who,
+        code: Option<u16>,
+        reason: Option<String>,
+    },
+    /// `set_meta` (service connections): merge key/values into a client's
+    /// metadata (`null` removes a key).
+    SetMeta {
+        client: String,
+        meta: serde_json::Map<String, serde_json::Value>,
+    },
+    /// `subscribers` (service connections): who listens to a topic.
+    Subscribers { topic: Topic },
+    /// Any other `type`: an application message, for the application.
+    Application {
+        kind: String,
+        data: Option<Box<RawValue>>,
+        /// The whole message as the client sent it.
+        message: Box<RawValue>,
+    },
 }
 
 /// A parsed request and the `correlationId` to echo.
@@ -83,6 +172,22 @@ struct RawRequest<'a> {
     payload: Option<&'a RawValue>,
     #[serde(rename = "correlationId", borrow)]
     correlation_id: Option<&'a RawValue>,
+    #[serde(rename = "userId", borrow)]
+    user_id: Option<&'a RawValue>,
+    #[serde(rename = "clientId", borrow)]
+    client_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    broadcast: Option<&'a RawValue>,
+    #[serde(borrow)]
+    authenticated: Option<&'a RawValue>,
+    #[serde(borrow)]
+    batched: Option<&'a RawValue>,
+    #[serde(borrow)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow)]
+    code: Option<&'a RawValue>,
+    #[serde(borrow)]
+    reason: Option<&'a RawValue>,
 }
 
 /// Only the `correlationId`, to answer a request that failed validation.
@@ -101,12 +206,22 @@ pub(crate) fn correlation_of(text: &str) -> Option<Box<RawValue>> {
         .and_then(|c| correlation_id(c).ok())
 }
 
+/// Who sent a frame: what it may say differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sender {
+    /// A client: `send`, `disconnect`, `set_meta` and `subscribers` are
+    /// application messages like any other type it makes up.
+    Client,
+    /// A backend's service connection: those are commands to the hub.
+    Service,
+}
+
 /// Parses one text frame into a request.
 ///
 /// Never panics, whatever the input: every failure is a [`Rejection`] with the
 /// code the protocol gives it and, when it can be recovered, the request's
 /// `correlationId`.
-pub(crate) fn parse(text: &str) -> Result<Request, Rejection> {
+pub(crate) fn parse(text: &str, sender: Sender) -> Result<Request, Rejection> {
     let raw: RawRequest<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(err) => return Err(parse_failure(text, &err)),
@@ -120,7 +235,7 @@ pub(crate) fn parse(text: &str) -> Result<Request, Rejection> {
         message,
         correlation_id: correlation_id.clone(),
     };
-    match validate(&raw) {
+    match validate(&raw, text, sender) {
         Ok(message) => Ok(Request {
             message,
             correlation_id,
@@ -179,7 +294,7 @@ fn correlation_id(value: &RawValue) -> Result<Box<RawValue>, Rejection> {
 
 type Invalid = (ErrorCode, String);
 
-fn validate(raw: &RawRequest<'_>) -> Result<ClientMessage, Invalid> {
+fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMessage, Invalid> {
     let kind = match raw.kind {
         None => return Err(invalid("`type` is missing")),
         Some(kind) => string_field(kind, "type")?,
@@ -194,20 +309,27 @@ fn validate(raw: &RawRequest<'_>) -> Result<ClientMessage, Invalid> {
         (Some(_), Some(_)) => return Err(invalid("give `data` or `payload`, not both")),
         (data, payload) => data.or(payload),
     };
+    let service = sender == Sender::Service;
     let message = match kind.as_str() {
         "ping" => ClientMessage::Ping,
-        "subscribe" => ClientMessage::Subscribe(required_topic(raw, "subscribe")?),
-        "unsubscribe" => ClientMessage::Unsubscribe(topic(raw)?),
+        "subscribe" => ClientMessage::Subscribe {
+            topic: required_topic(raw, "subscribe")?,
+            client: client_field(raw)?,
+        },
+        "unsubscribe" => ClientMessage::Unsubscribe {
+            topic: topic(raw)?,
+            client: client_field(raw)?,
+        },
         "publish" => {
-            let topic = required_topic(raw, "publish")?;
             let event = match raw.event {
                 None => "event".to_owned(),
                 Some(event) => event_name(&string_field(event, "event")?)?,
             };
             ClientMessage::Publish {
-                topic,
+                to: destination(raw)?,
                 event,
                 data: data.map(RawValue::to_owned),
+                batched: flag(raw.batched, "batched")?,
             }
         }
         "user_presence" => ClientMessage::Presence(presence_status(data)?),
@@ -215,9 +337,170 @@ fn validate(raw: &RawRequest<'_>) -> Result<ClientMessage, Invalid> {
         "refresh" => ClientMessage::Refresh {
             token: refresh_token(data)?,
         },
-        _ => ClientMessage::Application { kind },
+        "send" if service => ClientMessage::Send {
+            client: required_client(raw, "send")?,
+            message: outgoing(raw.message)?,
+        },
+        "disconnect" if service => ClientMessage::Disconnect {
+            who: who(raw)?,
+            code: close_code(raw.code)?,
+            reason: close_reason(raw.reason)?,
+        },
+        "set_meta" if service => ClientMessage::SetMeta {
+            client: required_client(raw, "set_meta")?,
+            meta: meta(data)?,
+        },
+        "subscribers" if service => ClientMessage::Subscribers {
+            topic: required_topic(raw, "subscribers")?,
+        },
+        _ => ClientMessage::Application {
+            kind,
+            data: data.map(RawValue::to_owned),
+            // The frame parsed as a JSON object, so it is a valid raw value.
+            message: RawValue::from_string(text.trim().to_owned())
+                .map_err(|_| invalid("the message is not valid JSON"))?,
+        },
     };
     Ok(message)
+}
+
+/// `true`, `false` or absent.
+fn flag(value: Option<&RawValue>, name: &str) -> Result<bool, Invalid> {
+    match value {
+        None => Ok(false),
+        Some(value) => serde_json::from_str::<bool>(value.get())
+            .map_err(|_| invalid(&format!("`{name}` must be true or false"))),
+    }
+}
+
+/// The `clientId` a request names, if any.
+fn client_field(raw: &RawRequest<'_>) -> Result<Option<String>, Invalid> {
+    raw.client_id
+        .map(|c| {
+            let client = string_field(c, "clientId")?;
+            check_id(&client, "clientId")?;
+            Ok(client)
+        })
+        .transpose()
+}
+
+fn required_client(raw: &RawRequest<'_>, what: &str) -> Result<String, Invalid> {
+    client_field(raw)?.ok_or_else(|| invalid(&format!("`{what}` needs a `clientId`")))
+}
+
+/// A user or client id: 1 to 255 bytes, no control characters.
+fn check_id(id: &str, what: &str) -> Result<(), Invalid> {
+    if id.is_empty() || id.len() > MAX_NAME_LEN || id.chars().any(char::is_control) {
+        return Err(invalid(&format!(
+            "`{what}` must be 1 to {MAX_NAME_LEN} bytes with no control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The one destination of a `publish`: a channel, a session, a user, a
+/// client, every client, or every authenticated client.
+fn destination(raw: &RawRequest<'_>) -> Result<Destination, Invalid> {
+    let mut found = Vec::with_capacity(1);
+    if let Some(topic) = topic(raw)? {
+        found.push(Destination::Topic(topic));
+    }
+    if let Some(user) = raw.user_id {
+        let user = string_field(user, "userId")?;
+        check_id(&user, "userId")?;
+        found.push(Destination::User(user));
+    }
+    if let Some(client) = client_field(raw)? {
+        found.push(Destination::Client(client));
+    }
+    if flag(raw.broadcast, "broadcast")? {
+        found.push(Destination::Broadcast);
+    }
+    if flag(raw.authenticated, "authenticated")? {
+        found.push(Destination::Authenticated);
+    }
+    match found.pop() {
+        Some(to) if found.is_empty() => Ok(to),
+        _ => Err(invalid(
+            "`publish` needs exactly one of `channel`, `sessionId`, `userId`, `clientId`, `\"broadcast\": true` or `\"authenticated\": true`",
+        )),
+    }
+}
+
+fn who(raw: &RawRequest<'_>) -> Result<Who, Invalid> {
+    let user = raw
+        .user_id
+        .map(|u| {
+            let user = string_field(u, "userId")?;
+            check_id(&user, "userId")?;
+            Ok::<_, Invalid>(user)
+        })
+        .transpose()?;
+    match (client_field(raw)?, user) {
+        (Some(client), None) => Ok(Who::Client(client)),
+        (None, Some(user)) => Ok(Who::User(user)),
+        _ => Err(invalid("`disconnect` needs a `clientId` or a `userId`")),
+    }
+}
+
+/// A close code an application may send: 1000, or 3000 to 4999.
+pub(crate) fn valid_close_code(code: u16) -> bool {
+    code == 1000 || (3000..=4999).contains(&code)
+}
+
+fn close_code(value: Option<&RawValue>) -> Result<Option<u16>, Invalid> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<u16>(value.get()) {
+        Ok(code) if valid_close_code(code) => Ok(Some(code)),
+        _ => Err(invalid("`code` must be 1000 or 3000 to 4999")),
+    }
+}
+
+fn close_reason(value: Option<&RawValue>) -> Result<Option<String>, Invalid> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let reason = string_field(value, "reason")?;
+    if reason.len() > MAX_CLOSE_REASON {
+        return Err(invalid(&format!(
+            "`reason` is longer than {MAX_CLOSE_REASON} bytes"
+        )));
+    }
+    Ok(Some(reason))
+}
+
+fn meta(data: Option<&RawValue>) -> Result<serde_json::Map<String, serde_json::Value>, Invalid> {
+    data.and_then(|d| serde_json::from_str(d.get()).ok())
+        .ok_or_else(|| invalid("`set_meta` needs `data`: an object of key/values"))
+}
+
+/// The `message` of a `send`: `{"type", "data"|"payload"?, "correlationId"?}`.
+fn outgoing(message: Option<&RawValue>) -> Result<Outgoing, Invalid> {
+    let message = message.ok_or_else(|| invalid("`send` needs a `message` object"))?;
+    let raw: RawRequest<'_> = serde_json::from_str(message.get())
+        .map_err(|_| invalid("`message` must be an object with a `type`"))?;
+    let kind = match raw.kind {
+        Some(kind) => string_field(kind, "message.type")?,
+        None => return Err(invalid("`message` needs a `type`")),
+    };
+    if kind.is_empty() || kind.len() > MAX_NAME_LEN {
+        return Err(invalid("`message.type` must be 1 to 255 bytes"));
+    }
+    let data = match (raw.data, raw.payload) {
+        (Some(_), Some(_)) => return Err(invalid("give `data` or `payload`, not both")),
+        (data, payload) => data.or(payload),
+    };
+    let correlation_id = raw
+        .correlation_id
+        .map(|c| correlation_id(c).map_err(|r| (r.code, r.message)))
+        .transpose()?;
+    Ok(Outgoing {
+        kind,
+        data: data.map(RawValue::to_owned),
+        correlation_id,
+    })
 }
 
 fn invalid(message: &str) -> Invalid {
@@ -333,28 +616,45 @@ impl fmt::Display for Shown<'_> {
 mod tests {
     use super::*;
 
+    fn parse_client(text: &str) -> Result<Request, Rejection> {
+        parse(text, Sender::Client)
+    }
+
     #[test]
     fn ping_subscribe_and_publish_parse_into_typed_requests() {
-        let r = parse(r#"{"type":"ping","correlationId":"r1"}"#).unwrap();
+        let r = parse_client(r#"{"type":"ping","correlationId":"r1"}"#).unwrap();
         assert!(matches!(r.message, ClientMessage::Ping));
         assert_eq!(r.correlation_id.unwrap().get(), r#""r1""#);
 
-        let r = parse(r#"{"type":"subscribe","channel":"files"}"#).unwrap();
-        assert!(
-            matches!(r.message, ClientMessage::Subscribe(Topic::Channel(ref c)) if c == "files")
-        );
+        let r = parse_client(r#"{"type":"subscribe","channel":"files"}"#).unwrap();
+        assert!(matches!(
+            r.message,
+            ClientMessage::Subscribe { topic: Topic::Channel(ref c), client: None } if c == "files"
+        ));
 
-        let r = parse(r#"{"type":"subscribe","sessionId":"s1","correlationId":7}"#).unwrap();
-        assert!(matches!(r.message, ClientMessage::Subscribe(Topic::Session(ref s)) if s == "s1"));
+        let r = parse_client(r#"{"type":"subscribe","sessionId":"s1","correlationId":7}"#).unwrap();
+        assert!(matches!(
+            r.message,
+            ClientMessage::Subscribe { topic: Topic::Session(ref s), .. } if s == "s1"
+        ));
         assert_eq!(r.correlation_id.unwrap().get(), "7");
 
-        let r = parse(r#"{"type":"unsubscribe"}"#).unwrap();
-        assert!(matches!(r.message, ClientMessage::Unsubscribe(None)));
+        let r = parse_client(r#"{"type":"unsubscribe"}"#).unwrap();
+        assert!(matches!(
+            r.message,
+            ClientMessage::Unsubscribe {
+                topic: None,
+                client: None
+            }
+        ));
 
-        let r = parse(r#"{"type":"publish","channel":"git","payload":{"a":[1,2]}}"#).unwrap();
+        let r =
+            parse_client(r#"{"type":"publish","channel":"git","payload":{"a":[1,2]}}"#).unwrap();
         match r.message {
-            ClientMessage::Publish { topic, event, data } => {
-                assert_eq!(topic, Topic::Channel("git".into()));
+            ClientMessage::Publish {
+                to, event, data, ..
+            } => {
+                assert_eq!(to, Destination::Topic(Topic::Channel("git".into())));
                 assert_eq!(event, "event");
                 assert_eq!(data.unwrap().get(), r#"{"a":[1,2]}"#);
             }
@@ -368,23 +668,92 @@ mod tests {
             r#"{"type":"user_presence","data":"away"}"#,
             r#"{"type":"user_presence","data":{"status":"away"}}"#,
         ] {
-            let r = parse(text).unwrap();
+            let r = parse_client(text).unwrap();
             assert!(
                 matches!(r.message, ClientMessage::Presence(Status::Away)),
                 "{text}"
             );
         }
-        let err =
-            parse(r#"{"type":"user_presence","data":"sleeping","correlationId":"c"}"#).unwrap_err();
+        let err = parse_client(r#"{"type":"user_presence","data":"sleeping","correlationId":"c"}"#)
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidMessage);
         assert_eq!(err.correlation_id.unwrap().get(), r#""c""#);
     }
 
     #[test]
     fn unknown_types_are_application_messages() {
-        let r = parse(r#"{"type":"agent:start","payload":{"projectId":"p"}}"#).unwrap();
+        let r = parse_client(r#"{"type":"agent:start","payload":{"projectId":"p"}}"#).unwrap();
         assert!(
-            matches!(r.message, ClientMessage::Application { ref kind } if kind == "agent:start")
+            matches!(r.message, ClientMessage::Application { ref kind, .. } if kind == "agent:start")
+        );
+    }
+
+    #[test]
+    fn service_commands_are_commands_only_on_service_connections() {
+        let send = r#"{"type":"send","clientId":"c_1","message":{"type":"agent:started","payload":{"sessionId":"s"},"correlationId":"r1"}}"#;
+        match parse(send, Sender::Service).unwrap().message {
+            ClientMessage::Send { client, message } => {
+                assert_eq!(client, "c_1");
+                assert_eq!(message.kind, "agent:started");
+                assert_eq!(message.data.unwrap().get(), r#"{"sessionId":"s"}"#);
+                assert_eq!(message.correlation_id.unwrap().get(), r#""r1""#);
+            }
+            other => panic!("not a send: {other:?}"),
+        }
+        match parse_client(send).unwrap().message {
+            ClientMessage::Application { kind, message, .. } => {
+                assert_eq!(kind, "send");
+                assert_eq!(message.get(), send, "the whole message, as sent");
+            }
+            other => panic!("a client's send is the application's: {other:?}"),
+        }
+        let disconnect = r#"{"type":"disconnect","userId":"alice","code":4000,"reason":"bye"}"#;
+        assert!(matches!(
+            parse(disconnect, Sender::Service).unwrap().message,
+            ClientMessage::Disconnect { who: Who::User(ref u), code: Some(4000), .. } if u == "alice"
+        ));
+        for bad in [
+            r#"{"type":"disconnect","userId":"a","code":1001}"#,
+            r#"{"type":"disconnect"}"#,
+            r#"{"type":"send","clientId":"c"}"#,
+            r#"{"type":"send","message":{"type":"x"}}"#,
+            r#"{"type":"set_meta","clientId":"c","data":[1]}"#,
+        ] {
+            assert_eq!(
+                parse(bad, Sender::Service).unwrap_err().code,
+                ErrorCode::InvalidMessage,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn publish_names_exactly_one_destination() {
+        let to = |text: &str| match parse_client(text).map(|r| r.message) {
+            Ok(ClientMessage::Publish { to, batched, .. }) => Ok((to, batched)),
+            Ok(other) => panic!("{other:?}"),
+            Err(rejection) => Err(rejection.code),
+        };
+        assert_eq!(
+            to(r#"{"type":"publish","userId":"u","batched":true}"#),
+            Ok((Destination::User("u".into()), true))
+        );
+        assert_eq!(
+            to(r#"{"type":"publish","broadcast":true}"#),
+            Ok((Destination::Broadcast, false))
+        );
+        assert_eq!(
+            to(r#"{"type":"publish","authenticated":true}"#),
+            Ok((Destination::Authenticated, false))
+        );
+        assert_eq!(
+            to(r#"{"type":"publish","channel":"a","userId":"u"}"#),
+            Err(ErrorCode::InvalidMessage)
+        );
+        assert_eq!(to(r#"{"type":"publish"}"#), Err(ErrorCode::InvalidMessage));
+        assert_eq!(
+            to(r#"{"type":"publish","channel":"a","batched":"yes"}"#),
+            Err(ErrorCode::InvalidMessage)
         );
     }
 
@@ -442,24 +811,28 @@ mod tests {
             ),
         ];
         for (text, code) in cases {
-            let err = parse(text).expect_err(text);
+            let err = parse_client(text).expect_err(text);
             assert_eq!(err.code, *code, "{text}: {}", err.message);
             assert!(!err.message.is_empty());
         }
         let long = format!(r#"{{"type":"subscribe","channel":"{}"}}"#, "a".repeat(256));
-        assert_eq!(parse(&long).unwrap_err().code, ErrorCode::InvalidChannel);
+        assert_eq!(
+            parse_client(&long).unwrap_err().code,
+            ErrorCode::InvalidChannel
+        );
     }
 
     #[test]
     fn a_rejected_request_keeps_its_correlation_id() {
-        let err = parse(r#"{"type":7,"correlationId":"r9"}"#).unwrap_err();
+        let err = parse_client(r#"{"type":7,"correlationId":"r9"}"#).unwrap_err();
         assert_eq!(err.correlation_id.unwrap().get(), r#""r9""#);
-        let err = parse(r#"{"type":"subscribe","correlationId":"r8"}"#).unwrap_err();
+        let err = parse_client(r#"{"type":"subscribe","correlationId":"r8"}"#).unwrap_err();
         assert_eq!(err.correlation_id.unwrap().get(), r#""r8""#);
     }
 
     mod properties {
         use super::super::*;
+        use super::parse_client;
         use crate::test_json::{any_json, request_like};
         use proptest::prelude::*;
         use serde_json::Value;
@@ -469,7 +842,7 @@ mod tests {
 
             #[test]
             fn any_text_is_parsed_or_rejected_without_panicking(text in ".{0,200}") {
-                if let Err(rejection) = parse(&text) {
+                if let Err(rejection) = parse_client(&text) {
                     prop_assert!(!rejection.message.is_empty());
                 }
             }
@@ -477,7 +850,7 @@ mod tests {
             #[test]
             fn any_json_value_is_parsed_or_rejected_with_a_code(value in any_json()) {
                 let text = value.to_string();
-                match parse(&text) {
+                match parse_client(&text) {
                     Ok(_) => prop_assert!(value.get("type").is_some_and(Value::is_string)),
                     Err(rejection) => prop_assert_ne!(rejection.code, ErrorCode::InvalidJson, "{}", text),
                 }
@@ -487,7 +860,7 @@ mod tests {
             fn request_shaped_json_keeps_its_correlation_id(value in request_like()) {
                 let text = value.to_string();
                 let given = value.get("correlationId").filter(|c| c.is_string() || c.is_number());
-                let echoed = match parse(&text) {
+                let echoed = match parse_client(&text) {
                     Ok(request) => request.correlation_id,
                     Err(rejection) => rejection.correlation_id,
                 };

@@ -18,9 +18,13 @@ pub(crate) mod outbound;
 
 pub(crate) use codes::{Close, Kind};
 pub use codes::{ErrorCode, Status};
-pub(crate) use frame::{close_reply, ping_frame, pong_frame};
+pub(crate) use frame::{close_frame, close_reply, ping_frame, pong_frame};
 pub use inbound::MAX_NAME_LEN;
-pub(crate) use inbound::{ClientMessage, Rejection, Request, Topic, check_name, parse};
+pub use inbound::Topic;
+pub(crate) use inbound::{
+    ClientMessage, Destination, Outgoing, Rejection, Request, Sender, Who, check_name, parse,
+    valid_close_code,
+};
 pub use outbound::Timestamp;
 pub(crate) use outbound::{
     Delivered, Empty, Envelope, From, PresenceData, PresenceList, Welcome, error_frame,

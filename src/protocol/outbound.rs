@@ -66,9 +66,12 @@ impl<'a, D: Serialize> Envelope<'a, D> {
         self
     }
 
-    /// Names the client a publication comes from.
-    pub(crate) fn from(mut self, from: From<'a>) -> Self {
-        self.from = Some(from);
+    /// Names the client a publication comes from, if it does.
+    pub(crate) fn origin(mut self, origin: Option<&'a crate::publish::Origin>) -> Self {
+        self.from = origin.map(|o| From {
+            client_id: &o.client_id,
+            user_id: o.user_id.as_deref(),
+        });
         self
     }
 

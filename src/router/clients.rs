@@ -67,16 +67,19 @@ impl Router {
 
         let id = link.id;
         let user = identity.user_id.clone();
+        let service = identity.is_service();
         let client = Client {
             name: name.into(),
             peer,
-            identity,
             channels: Vec::new(),
             sessions: Vec::new(),
             link,
             next_ping: now + self.config.heartbeat_interval,
             pinged_at: None,
             slow: false,
+            meta: identity.meta.clone().unwrap_or_default(),
+            pending: 0,
+            identity,
         };
         log::info!(
             "client {} connected from {}{} ({} connected)",
@@ -91,11 +94,14 @@ impl Router {
         *self.addresses.entry(address).or_default() += 1;
         self.clients.insert(id, client);
         self.counters.total_connections += 1;
+        if service {
+            self.services.add(id);
+        }
         // The session asked for in the query, if this client may join it:
         // the same admission, and the same error, as a `subscribe`.
         let (session, refused) = match session_id {
             None => (None, None),
-            Some(session) => match self.join_session(id, &session) {
+            Some(session) => match self.join_session(id, &session, false) {
                 Ok(()) => (Some(session), None),
                 Err(refusal) => (None, Some(refusal)),
             },
@@ -250,16 +256,23 @@ impl Router {
     /// a slow consumer, `abort`) instead of it. Its socket is cut if the
     /// close handshake is not over within `close_timeout`.
     pub(super) fn close(&mut self, id: ClientId, close: Close, abort: bool) {
+        if let Some(client) = self.clients.get(&id) {
+            log::debug!(
+                "closing client {} with {} {}",
+                client.name,
+                close.code(),
+                close.reason()
+            );
+        }
+        self.close_with(id, close.frame(), abort);
+    }
+
+    /// [`close`](Router::close) with an encoded Close frame.
+    pub(super) fn close_with(&mut self, id: ClientId, frame: Bytes, abort: bool) {
         let Some(client) = self.detach(id) else {
             return;
         };
-        log::debug!(
-            "closing client {} with {} {}",
-            client.name,
-            close.code(),
-            close.reason()
-        );
-        self.delivery.close(&client.link, close, abort);
+        self.delivery.close_with(&client.link, frame, abort);
         self.closing.push(Closing {
             deadline: Instant::now() + self.config.close_timeout,
             link: Arc::downgrade(&client.link),
@@ -279,6 +292,12 @@ impl Router {
     pub(super) fn detach(&mut self, id: ClientId) -> Option<Client> {
         let client = self.clients.remove(&id)?;
         self.names.remove(&client.name);
+        if client.identity.is_service() {
+            self.service_left(id);
+        }
+        if client.pending > 0 {
+            self.forget_pending(id);
+        }
         let address = client.peer.ip().to_canonical();
         if let Some(count) = self.addresses.get_mut(&address) {
             *count -= 1;

@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use tungstenite::Bytes;
 
 use super::Router;
+use super::batches::BatchKey;
 use crate::config::Config;
 use crate::link::{Drained, Link, Push, QueueLimits, Scratch};
 use crate::protocol::{Close, Envelope, ErrorCode, Kind, Topic, error_frame};
@@ -185,15 +186,80 @@ impl Router {
         self.send(id, error_frame(code, message, correlation));
     }
 
-    pub(super) fn publish(&mut self, publication: &Publication) -> usize {
-        let frame = &publication.frame;
-        match &publication.target {
+    /// Publishes: into its target's batch when batched, otherwise now
+    /// (after the target's held batch, so nothing is reordered). Returns
+    /// how many clients it reaches.
+    pub(super) fn publish(&mut self, publication: Publication) -> usize {
+        if let Some(key) = BatchKey::of(&publication.target) {
+            if publication.batched {
+                return self.hold(key, publication);
+            }
+            if self.batches.is_held(&key) {
+                self.flush_batch(&key);
+            }
+        }
+        let topic = publication.target.topic();
+        let frame = Envelope::new(&publication.kind, publication.data.as_deref())
+            .topic(topic.as_ref())
+            .origin(publication.from.as_ref())
+            .correlation(publication.correlation_id.as_deref())
+            .encode();
+        self.deliver(&publication.target, &frame)
+    }
+
+    /// Offers an encoded frame to every client of `target`.
+    pub(super) fn deliver(&mut self, target: &Target, frame: &Bytes) -> usize {
+        match target {
             Target::Broadcast => self.fan_out(Audience::All, frame),
+            Target::Authenticated => self.fan_out(Audience::Trusted, frame),
             Target::Channel(name) => self.fan_out(Audience::Channel(name), frame),
             Target::Session(id) => self.fan_out(Audience::Session(id), frame),
             Target::User(id) => self.fan_out(Audience::User(id), frame),
             Target::Client(name) => self.fan_out(Audience::Client(name), frame),
             Target::Filter(filter) => self.fan_out(Audience::Filter(filter), frame),
+        }
+    }
+
+    /// How many clients `target` reaches now (a filter: every client it
+    /// might accept, without running it).
+    pub(super) fn audience_size(&self, target: &Target) -> usize {
+        match target {
+            Target::Broadcast | Target::Filter(_) => self.clients.len(),
+            Target::Authenticated => self
+                .clients
+                .values()
+                .filter(|c| c.identity.sees_private_events())
+                .count(),
+            Target::Channel(name) => self.channels.count(name),
+            Target::Session(id) => self.sessions.members(id).count(),
+            Target::User(id) => self.users.count(id),
+            Target::Client(name) => usize::from(self.names.contains_key(name.as_str())),
+        }
+    }
+
+    /// The clients `target` reaches now (server-side control; not a hot path).
+    pub(super) fn audience(&self, target: &Target) -> Vec<ClientId> {
+        match target {
+            Target::Broadcast => self.clients.keys().copied().collect(),
+            Target::Authenticated => self
+                .clients
+                .iter()
+                .filter(|(_, c)| c.identity.sees_private_events())
+                .map(|(id, _)| *id)
+                .collect(),
+            Target::Channel(name) => self.channels.members(name).collect(),
+            Target::Session(id) => self.sessions.members(id).collect(),
+            Target::User(id) => self.users.members(id).collect(),
+            Target::Client(name) => self.names.get(name.as_str()).copied().into_iter().collect(),
+            Target::Filter(filter) => self
+                .clients
+                .iter()
+                .filter(|(_, c)| {
+                    panic::catch_unwind(AssertUnwindSafe(|| (filter.0)(&c.as_ref())))
+                        .unwrap_or(false)
+                })
+                .map(|(id, _)| *id)
+                .collect(),
         }
     }
 

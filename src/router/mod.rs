@@ -20,10 +20,15 @@
 //!
 //! The `impl Router` blocks, by concern: [`clients`] (join, leave, close),
 //! [`delivery`] (queues, fan-out, slow consumers, hand-off to writers),
-//! [`topics`] (subscribe, unsubscribe, sessions, client publishing),
-//! [`presence`] (statuses and their broadcasts).
+//! [`batches`] (batched publications), [`topics`] (subscribe, unsubscribe,
+//! sessions, publishing from clients), [`presence`] (statuses and their
+//! broadcasts), [`app`] (application requests, service connections),
+//! [`control`] (server-side subscribe, close, metadata, listings).
 
+mod app;
+mod batches;
 mod clients;
+mod control;
 mod delivery;
 mod presence;
 mod topics;
@@ -36,10 +41,14 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{TryRecvError, select};
 use serde_json::value::RawValue;
 
+use crossbeam_channel::Sender;
+
+use crate::app::ClientRequest;
 use crate::auth::{Authenticator, Identity};
 use crate::budget::{HandshakeSlot, Threads};
 use crate::config::Config;
 use crate::event::{Event, Lanes};
+use crate::hub::Handle;
 use crate::link::{self, Link};
 use crate::protocol::{ClientMessage, Close, Empty, ErrorCode, Kind, Rejection, Request};
 use crate::publish::ClientRef;
@@ -47,6 +56,8 @@ use crate::stats::{ClientStats, Counters, Stats};
 use crate::subscriptions::{ClientId, Index, Sessions};
 use crate::writer::Writers;
 
+use app::{AppQueue, Services};
+use batches::Batches;
 use delivery::Delivery;
 use presence::Presence;
 
@@ -77,6 +88,11 @@ struct Client {
     pinged_at: Option<u64>,
     /// Already on the router's list of slow consumers to close.
     slow: bool,
+    /// Key/values about the client: its token's `meta`, and what the
+    /// backend set.
+    meta: serde_json::Map<String, serde_json::Value>,
+    /// Requests of this client that a service connection owes an answer.
+    pending: usize,
 }
 
 impl Client {
@@ -87,6 +103,22 @@ impl Client {
             authenticated: self.identity.authenticated(),
             channels: &self.channels,
             sessions: &self.sessions,
+            meta: &self.meta,
+        }
+    }
+
+    /// The client as stats and listings show it.
+    fn stats(&self) -> ClientStats {
+        ClientStats {
+            id: self.name.to_string(),
+            user_id: self.identity.user_id.clone(),
+            session_id: self.sessions.first().map(|s| s.to_string()),
+            is_alive: self.is_alive(),
+            authenticated: self.identity.authenticated(),
+            channels: self.channels.iter().map(|s| s.to_string()).collect(),
+            sessions: self.sessions.iter().map(|s| s.to_string()).collect(),
+            meta: self.meta.clone(),
+            service: self.identity.is_service(),
         }
     }
 
@@ -148,6 +180,10 @@ pub(crate) struct Router {
     sessions: Sessions,
     users: Index,
     presence: Presence,
+    batches: Batches,
+    /// The embedding program's request queue, while it reads it.
+    app: Option<AppQueue>,
+    services: Services,
     closing: Vec<Closing>,
     /// Slow consumers to close once the current event is handled.
     slow: Vec<ClientId>,
@@ -166,9 +202,13 @@ impl Router {
         threads: Arc<Threads>,
         lanes: Lanes,
         writers: Arc<Writers>,
+        app: Option<(Sender<ClientRequest>, Handle)>,
     ) -> Router {
         let now = Instant::now();
         Router {
+            batches: Batches::default(),
+            app: app.map(|(sender, handle)| AppQueue { sender, handle }),
+            services: Services::default(),
             presence: Presence::new(config.presence_grace),
             config,
             auth,
@@ -210,6 +250,7 @@ impl Router {
                 break;
             }
             let worked = self.work_batch();
+            self.flush_due_batches(Instant::now());
             self.end_batch();
             if !worked && !self.wait() {
                 break;
@@ -253,11 +294,17 @@ impl Router {
     /// ms, to look whether every client is gone), and handles it. `false`
     /// when every sender is gone.
     fn wait(&mut self) -> bool {
-        let lanes = &self.lanes;
+        let now = Instant::now();
+        let batch = self
+            .batches
+            .next_due()
+            .map(|due| due.saturating_duration_since(now));
         let timeout = match self.stopping {
             Some(_) => SHUTDOWN_POLL,
             None => Duration::from_secs(3600),
-        };
+        }
+        .min(batch.unwrap_or(Duration::MAX));
+        let lanes = &self.lanes;
         let next = select! {
             recv(lanes.control) -> event => Woke::Event(event.ok()),
             recv(lanes.clients) -> event => Woke::Event(event.ok()),
@@ -272,6 +319,7 @@ impl Router {
             Woke::Tick(Some(now)) => self.tick(now),
             // The timer is gone (it only stops after us): stop listening to it.
             Woke::Tick(None) => self.lanes.ticks = crossbeam_channel::never(),
+            // A batch window ended (the loop flushes it), or a poll while stopping.
             Woke::Nothing => {}
         }
         true
@@ -306,7 +354,7 @@ impl Router {
             } => self.refuse(&link, frames, handshake),
             Event::Left { link, why } => self.left(&link, why),
             Event::Publish { publication, reply } => {
-                let delivered = self.publish(&publication);
+                let delivered = self.publish(publication);
                 if let Some(reply) = reply {
                     // A fresh one-slot channel: never full, never blocks.
                     let _ = reply.try_send(delivered);
@@ -321,6 +369,9 @@ impl Router {
             }
             Event::Stats { clients, reply } => {
                 let _ = reply.try_send(self.stats(clients));
+            }
+            Event::Command { command, reply } => {
+                let _ = reply.try_send(self.command(command));
             }
             Event::Shutdown => self.shutdown(),
         }
@@ -351,21 +402,91 @@ impl Router {
     fn dispatch(&mut self, id: ClientId, message: ClientMessage, correlation: Option<&RawValue>) {
         match message {
             ClientMessage::Ping => self.reply(id, Kind::Pong, None, None::<Empty>, correlation),
-            ClientMessage::Subscribe(topic) => self.subscribe(id, topic, correlation),
-            ClientMessage::Unsubscribe(topic) => self.unsubscribe(id, topic, correlation),
-            ClientMessage::Publish { topic, event, data } => {
-                self.client_publish(id, &topic, &event, data.as_deref(), correlation)
-            }
+            ClientMessage::Subscribe { topic, client } => match client {
+                None => self.subscribe(id, topic, correlation),
+                Some(other) => self.service_command(id, correlation, |router| {
+                    router.subscribe_other(&other, &topic)
+                }),
+            },
+            ClientMessage::Unsubscribe { topic, client } => match client {
+                None => self.unsubscribe(id, topic, correlation),
+                Some(other) => self.service_command(id, correlation, |router| {
+                    router.unsubscribe_other(&other, topic)
+                }),
+            },
+            ClientMessage::Publish {
+                to,
+                event,
+                data,
+                batched,
+            } => self.client_publish(id, to, event, data, batched, correlation),
             ClientMessage::Presence(status) => self.set_presence(id, status, correlation),
             ClientMessage::PresenceQuery => self.presence_query(id, correlation),
             ClientMessage::Refresh { token } => self.refresh(id, &token, correlation),
-            ClientMessage::Application { kind } => self.error(
-                id,
-                ErrorCode::UnknownType,
-                &format!("Unknown message type: {kind}"),
-                correlation,
-            ),
+            ClientMessage::Send { client, message } => {
+                self.service_send(id, &client, message, correlation)
+            }
+            ClientMessage::Disconnect { who, code, reason } => {
+                let target = match who {
+                    crate::protocol::Who::Client(client) => crate::Target::Client(client),
+                    crate::protocol::Who::User(user) => crate::Target::User(user),
+                };
+                let code = code.unwrap_or(1000);
+                let reason = reason.unwrap_or_else(|| "Disconnected by the server".to_owned());
+                self.service_command(id, correlation, |router| {
+                    crate::event::Answer::Count(router.close_target(&target, code, &reason))
+                })
+            }
+            ClientMessage::SetMeta { client, meta } => {
+                self.service_command(id, correlation, |router| {
+                    router.command(crate::event::Command::SetMeta { client, meta })
+                })
+            }
+            ClientMessage::Subscribers { topic } => {
+                let clients = self.subscribers(&topic);
+                let list: Vec<_> = clients.iter().map(crate::stats::client_body).collect();
+                self.reply(
+                    id,
+                    Kind::Subscribers,
+                    Some(&topic),
+                    Some(serde_json::json!({ "clients": list })),
+                    correlation,
+                );
+            }
+            ClientMessage::Application {
+                kind,
+                data,
+                message,
+            } => self.application(id, kind, data, message, correlation),
         }
+    }
+
+    /// A server-side command from a connection, which must be a service's;
+    /// answered `ack` with what it did, or an error.
+    fn service_command(
+        &mut self,
+        id: ClientId,
+        correlation: Option<&RawValue>,
+        command: impl FnOnce(&mut Router) -> crate::event::Answer,
+    ) {
+        use crate::event::Answer;
+        let service = self
+            .clients
+            .get(&id)
+            .is_some_and(|c| c.identity.is_service());
+        if !service {
+            let message = "Only a service connection may act on other clients";
+            return self.error(id, ErrorCode::Forbidden, message, correlation);
+        }
+        let data = match command(self) {
+            Answer::Done(done) => serde_json::json!({ "done": done }),
+            Answer::Count(count) => serde_json::json!({ "count": count }),
+            Answer::Clients(_) | Answer::Presence(_) => serde_json::json!({}),
+            Answer::Refused(why) => {
+                return self.error(id, ErrorCode::Forbidden, &why, correlation);
+            }
+        };
+        self.reply(id, Kind::Ack, None, Some(data), correlation);
     }
 
     /// Every tick: Pings, silent clients, expired tokens, presence, sessions
@@ -450,21 +571,9 @@ impl Router {
     }
 
     fn stats(&self, with_clients: bool) -> Stats {
-        let clients = if with_clients {
-            self.clients
-                .values()
-                .map(|c| ClientStats {
-                    id: c.name.to_string(),
-                    user_id: c.identity.user_id.clone(),
-                    session_id: c.sessions.first().map(|s| s.to_string()),
-                    is_alive: c.is_alive(),
-                    authenticated: c.identity.authenticated(),
-                    channels: c.channels.iter().map(|s| s.to_string()).collect(),
-                    sessions: c.sessions.iter().map(|s| s.to_string()).collect(),
-                })
-                .collect()
-        } else {
-            Vec::new()
+        let clients = match with_clients {
+            true => self.clients.values().map(Client::stats).collect(),
+            false => Vec::new(),
         };
         let c = &self.counters;
         Stats {
@@ -476,6 +585,9 @@ impl Router {
             rejected_connections: c.rejected_connections,
             rate_limited: c.rate_limited,
             errors_sent: c.errors_sent,
+            requests: c.requests,
+            busy: c.busy,
+            service_connections: self.services.count(),
             active_connections: self.clients.len(),
             authenticated_connections: self
                 .clients

@@ -52,6 +52,13 @@ impl Presence {
         }
     }
 
+    /// Every user online (or in its grace period) and its status.
+    pub(super) fn statuses(&self) -> impl Iterator<Item = (&str, Status)> + '_ {
+        self.statuses
+            .iter()
+            .map(|(user, status)| (&**user, *status))
+    }
+
     /// Takes one broadcast from `user`'s budget; `false` when it is spent.
     fn spend(&mut self, user: &str, now: Instant) -> bool {
         self.budgets

@@ -1,17 +1,19 @@
-//! Topics: subscribing to channels and sessions, leaving them, and client
-//! publishing to them.
+//! Topics: subscribing to channels and sessions, leaving them, and
+//! publishing from a connection.
 //!
 //! Runs on the router thread. Every way into a session (a `subscribe`, the
-//! `sessionId` of the upgrade, a refresh) goes through one admission,
-//! [`Router::join_session`], so each refusal has one code and one message.
+//! `sessionId` of the upgrade, the backend's server-side subscribe) goes
+//! through one admission, [`Router::join_session`], so each refusal has one
+//! code and one message; the backend is trusted with permissions, not with
+//! limits.
 
 use std::time::Instant;
 
 use serde_json::value::RawValue;
 
 use super::Router;
-use super::delivery::Audience;
-use crate::protocol::{self, Delivered, Empty, Envelope, ErrorCode, Kind, Topic};
+use crate::protocol::{Delivered, Destination, Empty, ErrorCode, Kind, Topic};
+use crate::publish::{Origin, Publication, Target};
 use crate::subscriptions::{ClientId, Refused};
 
 /// A request refused with this code and message.
@@ -20,8 +22,8 @@ type Refusal = (ErrorCode, String);
 impl Router {
     pub(super) fn subscribe(&mut self, id: ClientId, topic: Topic, correlation: Option<&RawValue>) {
         let refused = match &topic {
-            Topic::Channel(name) => self.join_channel(id, name),
-            Topic::Session(session) => self.join_session(id, session),
+            Topic::Channel(name) => self.join_channel(id, name, false),
+            Topic::Session(session) => self.join_session(id, session, false),
         };
         match refused {
             Err((code, message)) => self.error(id, code, &message, correlation),
@@ -35,8 +37,14 @@ impl Router {
         }
     }
 
-    /// Subscribes a client to a channel it may read, within its limit.
-    fn join_channel(&mut self, id: ClientId, name: &str) -> Result<(), Refusal> {
+    /// Subscribes a client to a channel it may read (any channel when
+    /// `trusted`: the backend asks), within its limit.
+    pub(super) fn join_channel(
+        &mut self,
+        id: ClientId,
+        name: &str,
+        trusted: bool,
+    ) -> Result<(), Refusal> {
         let max = self.config.max_subscriptions;
         let Some(client) = self.clients.get_mut(&id) else {
             return Ok(());
@@ -47,7 +55,7 @@ impl Router {
         if client.channels.len() + client.sessions.len() >= max {
             return Err(too_many(max));
         }
-        if !client.identity.may_read_channel(name) {
+        if !trusted && !client.identity.may_read_channel(name) {
             return Err((
                 ErrorCode::Forbidden,
                 format!("Not allowed to subscribe to channel {name}"),
@@ -60,8 +68,14 @@ impl Router {
 
     /// The one admission to a session: anonymous clients never, a session
     /// of another user never (when auth is on), within the client's
-    /// subscription limit and its user's session limit.
-    pub(super) fn join_session(&mut self, id: ClientId, session: &str) -> Result<(), Refusal> {
+    /// subscription limit and its user's session limit. `trusted` (the
+    /// backend asks) lifts the first two.
+    pub(super) fn join_session(
+        &mut self,
+        id: ClientId,
+        session: &str,
+        trusted: bool,
+    ) -> Result<(), Refusal> {
         let max = self.config.max_subscriptions;
         let max_owned = self.config.max_sessions_per_user;
         let Some(client) = self.clients.get_mut(&id) else {
@@ -73,13 +87,16 @@ impl Router {
         if client.channels.len() + client.sessions.len() >= max {
             return Err(too_many(max));
         }
-        if !client.identity.sees_private_events() {
+        if !trusted && !client.identity.sees_private_events() {
             return Err((
                 ErrorCode::Forbidden,
                 format!("Anonymous clients cannot join session {session}"),
             ));
         }
-        let owner = client.session_owner();
+        let owner = match trusted {
+            true => None,
+            false => client.session_owner(),
+        };
         match self.sessions.join(session, id, owner, max_owned) {
             Ok(_) => {
                 client.sessions.push(session.into());
@@ -104,11 +121,23 @@ impl Router {
         topic: Option<Topic>,
         correlation: Option<&RawValue>,
     ) {
+        self.leave(id, topic.as_ref());
+        self.reply(
+            id,
+            Kind::Unsubscribed,
+            topic.as_ref(),
+            Some(Empty {}),
+            correlation,
+        );
+    }
+
+    /// Takes a client off a topic, or (`None`) off every session.
+    pub(super) fn leave(&mut self, id: ClientId, topic: Option<&Topic>) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
         let now = Instant::now();
-        match &topic {
+        match topic {
             Some(Topic::Channel(name)) => {
                 if self.channels.remove(name, id) {
                     client.channels.retain(|c| **c != **name);
@@ -125,21 +154,17 @@ impl Router {
                 }
             }
         }
-        self.reply(
-            id,
-            Kind::Unsubscribed,
-            topic.as_ref(),
-            Some(Empty {}),
-            correlation,
-        );
     }
 
+    /// `publish` from a connection: a client to a channel or session it may
+    /// use, a service connection anywhere.
     pub(super) fn client_publish(
         &mut self,
         id: ClientId,
-        topic: &Topic,
-        event: &str,
-        data: Option<&RawValue>,
+        to: Destination,
+        event: String,
+        data: Option<Box<RawValue>>,
+        batched: bool,
         correlation: Option<&RawValue>,
     ) {
         let Some(client) = self.clients.get(&id) else {
@@ -152,41 +177,68 @@ impl Router {
             let message = "Clients may not publish: start the hub with --allow-client-publish";
             return self.error(id, ErrorCode::Forbidden, message, correlation);
         }
-        let allowed = match topic {
-            Topic::Channel(name) => client.identity.may_read_channel(name),
-            Topic::Session(session) => {
-                client.identity.sees_private_events()
-                    && self.sessions.may_use(session, client.session_owner())
+        let service = client.identity.is_service();
+        let (target, from) = match to {
+            // A service publishes as the backend: no `from`.
+            Destination::Topic(topic) if service => (topic_target(topic), None),
+            Destination::Topic(topic) => {
+                let allowed = match &topic {
+                    Topic::Channel(name) => client.identity.may_read_channel(name),
+                    Topic::Session(session) => {
+                        client.identity.sees_private_events()
+                            && self.sessions.may_use(session, client.session_owner())
+                    }
+                };
+                if !allowed {
+                    return self.error(
+                        id,
+                        ErrorCode::Forbidden,
+                        "Not allowed to publish there",
+                        correlation,
+                    );
+                }
+                let from = Origin {
+                    client_id: client.name.clone(),
+                    user_id: client.identity.user_id.as_deref().map(Into::into),
+                };
+                (topic_target(topic), Some(from))
+            }
+            Destination::User(user) if service => (Target::User(user), None),
+            Destination::Client(other) if service => (Target::Client(other), None),
+            Destination::Broadcast if service => (Target::Broadcast, None),
+            Destination::Authenticated if service => (Target::Authenticated, None),
+            _ => {
+                let message =
+                    "Only a service connection may publish to a user, a client or everyone";
+                return self.error(id, ErrorCode::Forbidden, message, correlation);
             }
         };
-        if !allowed {
-            return self.error(
-                id,
-                ErrorCode::Forbidden,
-                "Not allowed to publish there",
-                correlation,
-            );
-        }
-        let frame = Envelope::new(event, data)
-            .topic(Some(topic))
-            .from(protocol::From {
-                client_id: &client.name,
-                user_id: client.identity.user_id.as_deref(),
-            })
-            .encode();
-        let delivered = match topic {
-            Topic::Channel(name) => self.fan_out(Audience::Channel(name), &frame),
-            Topic::Session(session) => self.fan_out(Audience::Session(session), &frame),
+        let topic = target.topic();
+        let publication = Publication {
+            target,
+            kind: event.into(),
+            data,
+            correlation_id: None,
+            batched,
+            from,
         };
+        let delivered = self.publish(publication);
         if correlation.is_some() {
             self.reply(
                 id,
                 Kind::Published,
-                Some(topic),
+                topic.as_ref(),
                 Some(Delivered { delivered }),
                 correlation,
             );
         }
+    }
+}
+
+fn topic_target(topic: Topic) -> Target {
+    match topic {
+        Topic::Channel(name) => Target::Channel(name),
+        Topic::Session(id) => Target::Session(id),
     }
 }
 

@@ -1,0 +1,179 @@
+//! Batching: publications marked batched are held per target and go out
+//! together as one `batch_update`.
+//!
+//! Runs on the router thread. The first held message of a target starts
+//! its window (`batch_window`); the batch goes out when the window ends,
+//! when it holds `batch_max` messages, or just before an unbatched
+//! publication to the same target, so a target's messages are never
+//! reordered. The router's loop wakes for the earliest window's end.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::Router;
+use crate::protocol::{Envelope, Topic};
+use crate::publish::{Origin, Publication, Target};
+
+/// The targets a batch can be held for (a filter has no identity to hold by).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum BatchKey {
+    Broadcast,
+    Authenticated,
+    Channel(Box<str>),
+    Session(Box<str>),
+    User(Box<str>),
+    Client(Box<str>),
+}
+
+impl BatchKey {
+    /// The key of a target, if it can be batched.
+    pub(super) fn of(target: &Target) -> Option<BatchKey> {
+        Some(match target {
+            Target::Broadcast => BatchKey::Broadcast,
+            Target::Authenticated => BatchKey::Authenticated,
+            Target::Channel(name) => BatchKey::Channel(name.as_str().into()),
+            Target::Session(id) => BatchKey::Session(id.as_str().into()),
+            Target::User(id) => BatchKey::User(id.as_str().into()),
+            Target::Client(id) => BatchKey::Client(id.as_str().into()),
+            Target::Filter(_) => return None,
+        })
+    }
+
+    fn target(&self) -> Target {
+        match self {
+            BatchKey::Broadcast => Target::Broadcast,
+            BatchKey::Authenticated => Target::Authenticated,
+            BatchKey::Channel(name) => Target::channel(&**name),
+            BatchKey::Session(id) => Target::session(&**id),
+            BatchKey::User(id) => Target::user(&**id),
+            BatchKey::Client(id) => Target::client(&**id),
+        }
+    }
+}
+
+/// One message held in a batch.
+struct Item {
+    kind: Box<str>,
+    data: Option<Box<RawValue>>,
+    from: Option<Origin>,
+}
+
+/// One target's batch.
+struct Held {
+    due: Instant,
+    items: Vec<Item>,
+}
+
+/// Every held batch, and when each is due.
+#[derive(Default)]
+pub(super) struct Batches {
+    held: HashMap<BatchKey, Held>,
+    /// Windows in the order they end (all windows are as long): entries of
+    /// batches that went out early are skipped when met.
+    due: VecDeque<(Instant, BatchKey)>,
+}
+
+impl Batches {
+    /// When the earliest batch is due, if any is held.
+    pub(super) fn next_due(&mut self) -> Option<Instant> {
+        while let Some((due, key)) = self.due.front() {
+            match self.held.get(key) {
+                Some(held) if held.due == *due => return Some(*due),
+                _ => {
+                    self.due.pop_front();
+                }
+            }
+        }
+        None
+    }
+
+    pub(super) fn is_held(&self, key: &BatchKey) -> bool {
+        self.held.contains_key(key)
+    }
+}
+
+/// The data of a batch: `{"messages": [{"type", "data"?, "from"?}...]}`.
+#[derive(Serialize)]
+struct BatchData<'a> {
+    messages: Vec<BatchItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct BatchItem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<crate::protocol::From<'a>>,
+}
+
+impl Router {
+    /// Holds a batched publication; returns how many clients the batch will
+    /// reach (as of now).
+    pub(super) fn hold(&mut self, key: BatchKey, publication: Publication) -> usize {
+        let audience = self.audience_size(&publication.target);
+        let now = Instant::now();
+        let window = self.config.batch_window;
+        let held = self
+            .batches
+            .held
+            .entry(key.clone())
+            .or_insert_with(|| Held {
+                due: now + window,
+                items: Vec::new(),
+            });
+        if held.items.is_empty() {
+            self.batches.due.push_back((held.due, key.clone()));
+        }
+        held.items.push(Item {
+            kind: publication.kind,
+            data: publication.data,
+            from: publication.from,
+        });
+        if held.items.len() >= self.config.batch_max {
+            self.flush_batch(&key);
+        }
+        audience
+    }
+
+    /// Sends a target's held batch now, if it has one.
+    pub(super) fn flush_batch(&mut self, key: &BatchKey) {
+        let Some(held) = self.batches.held.remove(key) else {
+            return;
+        };
+        let target = key.target();
+        let topic: Option<Topic> = target.topic();
+        let messages = held
+            .items
+            .iter()
+            .map(|item| BatchItem {
+                kind: &item.kind,
+                data: item.data.as_deref(),
+                from: item.from.as_ref().map(|o| crate::protocol::From {
+                    client_id: &o.client_id,
+                    user_id: o.user_id.as_deref(),
+                }),
+            })
+            .collect();
+        let frame = Envelope::new(&self.config.batch_type, Some(BatchData { messages }))
+            .topic(topic.as_ref())
+            .encode();
+        self.deliver(&target, &frame);
+    }
+
+    /// Sends every batch whose window has ended.
+    pub(super) fn flush_due_batches(&mut self, now: Instant) {
+        while let Some(due) = self.batches.next_due() {
+            if due > now {
+                break;
+            }
+            if let Some((_, key)) = self.batches.due.pop_front() {
+                self.flush_batch(&key);
+            }
+        }
+    }
+}
