@@ -27,7 +27,7 @@ use crate::publish::{Publication, Target};
 ///
 /// ```
 /// use serde_json::json;
-/// let hub = wshub::Hub::bind("127.0.0.1:0")?;
+/// let mut hub = wshub::Hub::bind("127.0.0.1:0")?;
 /// let requests = hub.requests();
 /// let server = hub.spawn()?;
 /// std::thread::spawn(move || {
