@@ -82,6 +82,7 @@
 
 mod auth;
 mod budget;
+mod bus;
 mod config;
 mod conn;
 mod error;
@@ -105,6 +106,7 @@ mod writer;
 mod test_json;
 
 pub use crate::auth::{Secret, TokenGrant, load_tokens};
+pub use crate::bus::{BusEvent, EventBus, Listener, Subscription};
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 pub use crate::events::{
