@@ -700,6 +700,26 @@ impl Handle {
         self.publish(Target::Broadcast, kind, data)
     }
 
+    /// Publishes a typed event to `target` (its wire type is `E::TYPE`); see
+    /// [`publish`](Handle::publish).
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Handle::publish).
+    pub fn emit<E: crate::events::Event>(&self, target: Target, event: &E) -> Result<usize> {
+        self.publish(target, E::TYPE, event)
+    }
+
+    /// Publishes a channel event on its own channel (`E::CHANNEL`), with its
+    /// wire type `E::TYPE`; see [`publish`](Handle::publish).
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Handle::publish).
+    pub fn emit_on_channel<E: crate::events::ChannelEvent>(&self, event: &E) -> Result<usize> {
+        self.publish(Target::channel(E::CHANNEL), E::TYPE, event)
+    }
+
     /// Closes one client with 1000; `false` if no client has that id.
     ///
     /// # Errors

@@ -83,10 +83,12 @@
 mod app;
 mod auth;
 mod budget;
+mod bus;
 mod config;
 mod conn;
 mod error;
 mod event;
+mod events;
 mod hub;
 mod jwt;
 mod link;
@@ -106,8 +108,17 @@ mod test_json;
 
 pub use crate::app::ClientRequest;
 pub use crate::auth::{Secret, TokenGrant, load_tokens};
+pub use crate::bus::{BusEvent, EventBus, Listener, Subscription};
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
+pub use crate::events::{
+    AgentCancelled, AgentStarted, AgentState, AgentStatus, AiChunk, AiComplete, AiError,
+    AiErrorInfo, AiProgress, AiProgressInfo, AiResult, AiStart, AiTask, ChannelEvent, ChatMessage,
+    ConnectionStatus, Diagnostic, DiagnosticsUpdated, Event, FileChanged, GitEvent, Heartbeat,
+    IdeStatusChanged, MessageReceived, Notification, NotificationLevel, SearchProgress,
+    SessionStatus, Severity, StatusUpdate, StreamChunk, StreamComplete, StreamError,
+    UserAppDetected, UserPresence, ValidationComplete, WorkspaceChanged,
+};
 pub use crate::hub::{Handle, Hub, Server};
 pub use crate::jwt::sign_jwt;
 pub use crate::protocol::{ErrorCode, Status, Timestamp, Topic};
