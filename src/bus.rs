@@ -1,5 +1,5 @@
 //! An in-process event bus for a program's own domain events, as in
-//! `000_*.txt` (`eventBus.publish('MessageSent', data)`,
+//! the Cursor Chat Agent (`eventBus.publish('MessageSent', data)`,
 //! `eventBus.subscribe('MessageSent', handler)`), and bridges that forward
 //! them to the hub's clients.
 //!
@@ -35,7 +35,7 @@
 //! let server = Hub::bind("127.0.0.1:0")?.spawn()?;
 //! let bus = EventBus::new();
 //!
-//! // Every MessageSent reaches every client as messageReceived (000_*.txt).
+//! // Every MessageSent reaches every client as messageReceived (as the Cursor Chat Agent does).
 //! bus.bridge("MessageSent", server.handle().clone(), Target::Broadcast, "messageReceived")?;
 //! // A domain event whose shape differs from what clients read: map it.
 //! bus.bridge_with("activeIDEChanged", server.handle().clone(), |event| {

@@ -1,48 +1,48 @@
-//! Typed server-to-client events: one struct per payload the seed systems'
-//! clients expect, each tied to its wire `type` by [`Event`] (and to its
+//! Typed server-to-client events: one struct per payload that the clients of the systems
+//! wshub replaces expect, each tied to its wire `type` by [`Event`] (and to its
 //! channel by [`ChannelEvent`]), so nobody builds event JSON by hand and a
 //! misspelt type name does not compile.
 //!
 //! Pure data, no threads: each struct serialises to exactly the `data` its
-//! seed's clients read. [`Handle::emit`](crate::Handle::emit) and
+//! clients read. [`Handle::emit`](crate::Handle::emit) and
 //! [`Handle::emit_on_channel`](crate::Handle::emit_on_channel) publish them.
 //!
-//! Payloads that a seed reads as one nested object (`message.progress`,
-//! `message.result`, `message.task`, `message.error` in `004_*.txt`) are
+//! Payloads that clients read as one nested object (`message.progress`,
+//! `message.result`, `message.task`, `message.error` in the AI Canvas clients) are
 //! wrapped in a struct of one field, so that the `flat` envelope, which lifts
 //! an object payload's fields next to `type`, gives those clients the shape
 //! they read.
 //!
-//! | `type` | struct | usual target | seed |
+//! | `type` | struct | usual target | clients that read it |
 //! | --- | --- | --- | --- |
-//! | `agent_status` | [`AgentStatus`] | broadcast | `001_*.txt` |
-//! | `chat_message` | [`ChatMessage`] | broadcast | `001_*.txt` |
-//! | `notification` | [`Notification`] | broadcast, or one user | `001_*.txt` |
-//! | `user_presence` | [`UserPresence`] | broadcast (the hub sends its own) | `001_*.txt` |
-//! | `ai_start` | [`AiStart`] | a session | `004_*.txt` |
-//! | `ai_progress` | [`AiProgress`] | a session | `004_*.txt` |
-//! | `ai_complete` | [`AiComplete`] | a session | `004_*.txt` |
-//! | `ai_error` | [`AiError`] | a session | `004_*.txt` |
-//! | `stream:chunk` | [`StreamChunk`] | a session, or one client | `003_*.txt` |
-//! | `stream:complete` | [`StreamComplete`] | a session, or one client | `003_*.txt` |
-//! | `stream:error` | [`StreamError`] | a session, or one client | `003_*.txt` |
-//! | `status:update` | [`StatusUpdate`] | a session, or one client | `003_*.txt` |
-//! | `agent:started` | [`AgentStarted`] | a session, or one client | `003_*.txt` |
-//! | `agent:cancelled` | [`AgentCancelled`] | a session, or one client | `003_*.txt` |
-//! | `messageReceived` | [`MessageReceived`] | broadcast | `000_*.txt` |
-//! | `ideStatusChanged` | [`IdeStatusChanged`] | broadcast | `000_*.txt` |
-//! | `connectionStatus` | [`ConnectionStatus`] | broadcast | `000_*.txt` |
-//! | `userAppDetected` | [`UserAppDetected`] | broadcast | `000_*.txt` |
-//! | `workspaceChanged` | [`WorkspaceChanged`] | broadcast | `000_*.txt` |
-//! | `heartbeat` | [`Heartbeat`] | broadcast (or the hub's `--json-heartbeat`) | `000_*.txt` |
-//! | `event` | [`FileChanged`] | channel `files` | `002_*.txt` |
-//! | `event` | [`DiagnosticsUpdated`] | channel `diagnostics` | `002_*.txt` |
-//! | `event` | [`AiChunk`] | channel `ai-response` | `002_*.txt` |
-//! | `event` | [`SearchProgress`] | channel `search` | `002_*.txt` |
-//! | `event` | [`ValidationComplete`] | channel `validation` | `002_*.txt` |
-//! | `event` | [`GitEvent`] | channel `git` | `002_*.txt` |
+//! | `agent_status` | [`AgentStatus`] | broadcast | Code Cloud Agents |
+//! | `chat_message` | [`ChatMessage`] | broadcast | Code Cloud Agents |
+//! | `notification` | [`Notification`] | broadcast, or one user | Code Cloud Agents |
+//! | `user_presence` | [`UserPresence`] | broadcast (the hub sends its own) | Code Cloud Agents |
+//! | `ai_start` | [`AiStart`] | a session | AI Canvas |
+//! | `ai_progress` | [`AiProgress`] | a session | AI Canvas |
+//! | `ai_complete` | [`AiComplete`] | a session | AI Canvas |
+//! | `ai_error` | [`AiError`] | a session | AI Canvas |
+//! | `stream:chunk` | [`StreamChunk`] | a session, or one client | agent service |
+//! | `stream:complete` | [`StreamComplete`] | a session, or one client | agent service |
+//! | `stream:error` | [`StreamError`] | a session, or one client | agent service |
+//! | `status:update` | [`StatusUpdate`] | a session, or one client | agent service |
+//! | `agent:started` | [`AgentStarted`] | a session, or one client | agent service |
+//! | `agent:cancelled` | [`AgentCancelled`] | a session, or one client | agent service |
+//! | `messageReceived` | [`MessageReceived`] | broadcast | Cursor Chat Agent |
+//! | `ideStatusChanged` | [`IdeStatusChanged`] | broadcast | Cursor Chat Agent |
+//! | `connectionStatus` | [`ConnectionStatus`] | broadcast | Cursor Chat Agent |
+//! | `userAppDetected` | [`UserAppDetected`] | broadcast | Cursor Chat Agent |
+//! | `workspaceChanged` | [`WorkspaceChanged`] | broadcast | Cursor Chat Agent |
+//! | `heartbeat` | [`Heartbeat`] | broadcast (or the hub's `--json-heartbeat`) | Cursor Chat Agent |
+//! | `event` | [`FileChanged`] | channel `files` | Cluso |
+//! | `event` | [`DiagnosticsUpdated`] | channel `diagnostics` | Cluso |
+//! | `event` | [`AiChunk`] | channel `ai-response` | Cluso |
+//! | `event` | [`SearchProgress`] | channel `search` | Cluso |
+//! | `event` | [`ValidationComplete`] | channel `validation` | Cluso |
+//! | `event` | [`GitEvent`] | channel `git` | Cluso |
 //!
-//! Timestamps inside payloads are ISO-8601 strings, as the seeds send them;
+//! Timestamps inside payloads are ISO-8601 strings, as those systems send them;
 //! the constructors that stamp one use [`Timestamp::now`].
 //!
 //! # Example
@@ -70,7 +70,7 @@ use crate::protocol::{Status, Timestamp};
 /// A payload with its wire `type`: what [`Handle::emit`](crate::Handle::emit)
 /// publishes.
 ///
-/// Every event the seed systems' clients expect has a struct here (see
+/// Every event the clients of the systems wshub replaces expect has a struct here (see
 /// the implementors); an application may implement it for its own.
 ///
 /// ```
@@ -156,7 +156,7 @@ fn now() -> String {
 
 // --- 001: Code Cloud Agents -------------------------------------------------
 
-/// `agent_status`: an agent's state and progress (`001_*.txt`).
+/// `agent_status`: an agent's state and progress (the Code Cloud Agents clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentStatus {
@@ -208,7 +208,7 @@ pub enum AgentState {
     Stopped,
 }
 
-/// `chat_message`: a message in a conversation (`001_*.txt`).
+/// `chat_message`: a message in a conversation (the Code Cloud Agents clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatMessage {
@@ -242,7 +242,7 @@ impl ChatMessage {
     }
 }
 
-/// `notification`: a message for people to see (`001_*.txt`), to everyone
+/// `notification`: a message for people to see (the Code Cloud Agents clients), to everyone
 /// or to one user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -297,7 +297,7 @@ pub enum NotificationLevel {
     Error,
 }
 
-/// `user_presence`: a user's status (`001_*.txt`). The hub broadcasts these
+/// `user_presence`: a user's status (the Code Cloud Agents clients). The hub broadcasts these
 /// itself when clients set their presence; this is for an application that
 /// knows more.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,7 +306,6 @@ pub struct UserPresence {
     /// The user.
     pub user_id: String,
     /// Online, away, busy or offline.
-    #[serde(deserialize_with = "status")]
     pub status: Status,
 }
 
@@ -320,17 +319,9 @@ impl UserPresence {
     }
 }
 
-/// Reads a [`Status`] from any JSON source: its own `Deserialize` takes a
-/// borrowed string only, which a `serde_json::Value` cannot lend.
-fn status<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Status, D::Error> {
-    let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
-    Status::from_wire(&name)
-        .ok_or_else(|| serde::de::Error::custom(format!("unknown status {name:?}")))
-}
-
 // --- 004: AI Canvas, to a session -------------------------------------------
 
-/// `ai_start`: an AI task began (`004_*.txt`); clients read `message.task`.
+/// `ai_start`: an AI task began (the AI Canvas clients); clients read `message.task`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AiStart {
@@ -370,7 +361,7 @@ pub struct AiTask {
     pub target_file: Option<String>,
 }
 
-/// `ai_progress`: how far an AI task is (`004_*.txt`); clients read
+/// `ai_progress`: how far an AI task is (the AI Canvas clients); clients read
 /// `message.progress.chunksReceived`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -401,7 +392,7 @@ pub struct AiProgressInfo {
     pub content_length: u64,
 }
 
-/// `ai_complete`: an AI task finished (`004_*.txt`); clients read
+/// `ai_complete`: an AI task finished (the AI Canvas clients); clients read
 /// `message.result`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -445,7 +436,7 @@ pub struct AiResult {
     pub target_file: Option<String>,
 }
 
-/// `ai_error`: an AI task failed (`004_*.txt`); clients read
+/// `ai_error`: an AI task failed (the AI Canvas clients); clients read
 /// `message.error.message`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -479,7 +470,7 @@ pub struct AiErrorInfo {
 
 // --- 003: agent sessions ----------------------------------------------------
 
-/// `stream:chunk`: a piece of an agent's answer (`003_*.txt`).
+/// `stream:chunk`: a piece of an agent's answer (the agent service clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamChunk {
@@ -499,7 +490,7 @@ impl StreamChunk {
     }
 }
 
-/// `stream:complete`: the answer is whole (`003_*.txt`).
+/// `stream:complete`: the answer is whole (the agent service clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamComplete {
@@ -516,7 +507,7 @@ impl StreamComplete {
     }
 }
 
-/// `stream:error`: the answer failed (`003_*.txt`).
+/// `stream:error`: the answer failed (the agent service clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamError {
@@ -536,7 +527,7 @@ impl StreamError {
     }
 }
 
-/// `status:update`: what a session's agent is doing (`003_*.txt`).
+/// `status:update`: what a session's agent is doing (the agent service clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusUpdate {
@@ -570,7 +561,7 @@ pub enum SessionStatus {
     Error,
 }
 
-/// `agent:started`: a session's agent is running (`003_*.txt`).
+/// `agent:started`: a session's agent is running (the agent service clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentStarted {
@@ -587,7 +578,7 @@ impl AgentStarted {
     }
 }
 
-/// `agent:cancelled`: a session's agent was stopped (`003_*.txt`).
+/// `agent:cancelled`: a session's agent was stopped (the agent service clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentCancelled {
@@ -606,7 +597,7 @@ impl AgentCancelled {
 
 // --- 000: Cursor Chat Agent -------------------------------------------------
 
-/// `messageReceived`: a chat message to show (`000_*.txt`).
+/// `messageReceived`: a chat message to show (the Cursor Chat Agent clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageReceived {
@@ -616,7 +607,7 @@ pub struct MessageReceived {
     pub content: String,
     /// When (ISO-8601).
     pub timestamp: String,
-    /// Whose, e.g. `user` (`type` on the wire). The seed's own broadcasts
+    /// Whose, e.g. `user` (`type` on the wire). The Cursor Chat Agent's own broadcasts
     /// sometimes leave it out.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -640,7 +631,7 @@ impl MessageReceived {
     }
 }
 
-/// `ideStatusChanged`: an IDE's state (`000_*.txt`).
+/// `ideStatusChanged`: an IDE's state (the Cursor Chat Agent clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IdeStatusChanged {
@@ -667,7 +658,7 @@ impl IdeStatusChanged {
     }
 }
 
-/// `connectionStatus`: the connection to the IDE (`000_*.txt`).
+/// `connectionStatus`: the connection to the IDE (the Cursor Chat Agent clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionStatus {
@@ -707,7 +698,7 @@ impl ConnectionStatus {
     }
 }
 
-/// `userAppDetected`: the user's own app is running (`000_*.txt`).
+/// `userAppDetected`: the user's own app is running (the Cursor Chat Agent clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserAppDetected {
@@ -727,7 +718,7 @@ impl UserAppDetected {
     }
 }
 
-/// `workspaceChanged`: the IDE opened another workspace (`000_*.txt`).
+/// `workspaceChanged`: the IDE opened another workspace (the Cursor Chat Agent clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceChanged {
@@ -747,7 +738,7 @@ impl WorkspaceChanged {
     }
 }
 
-/// `heartbeat`: the server is alive (`000_*.txt`).
+/// `heartbeat`: the server is alive (the Cursor Chat Agent clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Heartbeat {
@@ -764,7 +755,7 @@ impl Heartbeat {
 
 // --- 002: Cluso, channel events ---------------------------------------------
 
-/// `event` on `files`: a file changed on disk (`002_*.txt`).
+/// `event` on `files`: a file changed on disk (the Cluso clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileChanged {
@@ -789,7 +780,7 @@ impl FileChanged {
 }
 
 /// `event` on `diagnostics`: the current lint and type errors
-/// (`002_*.txt`).
+/// (the Cluso clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DiagnosticsUpdated {
@@ -855,7 +846,7 @@ pub enum Severity {
     Hint,
 }
 
-/// `event` on `ai-response`: a piece of a streamed AI answer (`002_*.txt`).
+/// `event` on `ai-response`: a piece of a streamed AI answer (the Cluso clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AiChunk {
@@ -886,7 +877,7 @@ impl AiChunk {
     }
 }
 
-/// `event` on `search`: results so far (`002_*.txt`).
+/// `event` on `search`: results so far (the Cluso clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SearchProgress {
@@ -917,7 +908,7 @@ impl SearchProgress {
     }
 }
 
-/// `event` on `validation`: a validation run finished (`002_*.txt`).
+/// `event` on `validation`: a validation run finished (the Cluso clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidationComplete {
@@ -932,7 +923,7 @@ impl ValidationComplete {
     }
 }
 
-/// `event` on `git`: a git operation happened (`002_*.txt`).
+/// `event` on `git`: a git operation happened (the Cluso clients).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GitEvent {
@@ -1123,7 +1114,7 @@ pub(crate) mod tests {
                 "type": "user"
             }),
         );
-        // What the seed's own broadcastToClients('messageReceived', ...) sends.
+        // What the Cursor Chat Agent's own broadcastToClients('messageReceived', ...) sends.
         wire(
             &MessageReceived {
                 timestamp: SEED_TIME.into(),

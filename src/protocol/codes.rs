@@ -110,8 +110,10 @@ wire_names! {
 
 impl<'de> Deserialize<'de> for Status {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Status, D::Error> {
-        let name = <&str>::deserialize(deserializer)?;
-        Status::from_wire(name)
+        // Owned or borrowed: a `serde_json::Value` or an escaped string
+        // cannot lend a `&str`.
+        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        Status::from_wire(&name)
             .ok_or_else(|| serde::de::Error::custom(format!("unknown status {name:?}")))
     }
 }
