@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::hub::Handle;
 use crate::publish::{Publication, Target};
 
@@ -117,6 +118,24 @@ impl ClientRequest {
     /// As [`Handle::publish`].
     pub fn reply(&self, kind: &str, data: impl Serialize) -> Result<bool> {
         self.to_sender(kind, data, true)
+    }
+
+    /// Answers the request with a typed event (its `type` is `E::TYPE`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::publish`].
+    pub fn reply_event<E: Event>(&self, event: &E) -> Result<bool> {
+        self.to_sender(E::TYPE, event, true)
+    }
+
+    /// Sends the sender a typed event, without the `correlationId`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::publish`].
+    pub fn send_event<E: Event>(&self, event: &E) -> Result<bool> {
+        self.to_sender(E::TYPE, event, false)
     }
 
     /// Answers the request with an error: `{"type":"error","data":{"code",

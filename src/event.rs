@@ -141,8 +141,6 @@ pub(crate) struct Joining {
     /// Kept until the client is admitted; a refused client keeps it until
     /// it is gone, so refusals count against their address's handshakes.
     pub handshake: HandshakeSlot,
-    /// Whether it was admitted.
-    pub reply: Sender<bool>,
 }
 
 /// What the reader refuses, each answered in its own way.

@@ -24,23 +24,18 @@ use crate::app::ClientRequest;
 use crate::auth::Authenticator;
 use crate::budget::{self, Handshakes, Threads};
 use crate::config::Config;
-use crate::conn::{self, Shared};
+use crate::conn::Shared;
+use crate::conn::pool::{self, Job, Pool};
+
 use crate::error::{Error, Result};
 use crate::event::{self, Answer, Command, Event, Inbox, InboxBudget, Lanes};
 use crate::protocol::Topic;
 use crate::publish::{Publication, Target};
 use crate::router::Router;
 use crate::stats::{ClientStats, PresenceEntry, Stats};
+use crate::throttle::warn_throttled;
 use crate::timer;
 use crate::writer::Writers;
-
-/// Stack of the short-lived thread that reads a connection's HTTP request
-/// (parsing, token checks); a client's long-lived reader gets
-/// `thread_stack_size` instead. glibc caches the stacks of ended threads,
-/// their top pages still resident, and hands a cached stack to a new thread
-/// asking for up to four times less: this size keeps the handshake's pages
-/// from ever following a client's reader (64 KiB by default) for its life.
-const HANDSHAKE_STACK: usize = 512 * 1024;
 
 /// A bound, not yet running, hub.
 ///
@@ -118,6 +113,10 @@ impl Hub {
             addr: shown,
             source,
         })?;
+        // Small messages go out at once rather than waiting for more. Linux
+        // gives accepted sockets the listener's TCP_NODELAY (a `setsockopt`
+        // less per connection); elsewhere each is set when accepted.
+        let _ = socket2::SockRef::from(&listener).set_tcp_nodelay(true);
         let auth = Arc::new(config.authenticator());
         let config = Arc::new(config);
         let (ticks, router_ticks) = bounded(1);
@@ -131,8 +130,9 @@ impl Hub {
         let wanted = config
             .max_threads
             .unwrap_or(config.max_connections + config.max_handshakes);
-        let kernel =
-            budget::kernel_thread_limit().map(|limit| limit.saturating_sub(config.writer_threads));
+        // Writers and idle connection threads hold no place in the budget.
+        let kernel = budget::kernel_thread_limit()
+            .map(|limit| limit.saturating_sub(config.writer_threads + pool::MOST_IDLE));
         let threads = Threads::new(kernel.map_or(wanted, |limit| limit.min(wanted)));
         let handle = Handle {
             inbox,
@@ -327,6 +327,7 @@ fn warn_about_auth(config: &Config, auth: &Authenticator) {
 /// The accept loop: one thread per connection, nothing else.
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
     let config = &shared.config;
+    let pool = Pool::new(Arc::clone(shared));
     let mut handshakes = Handshakes::new(
         config.max_handshakes,
         config.max_handshakes_per_ip,
@@ -345,7 +346,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
             Err(err) => {
                 // Out of file descriptors or memory: wait a moment rather
                 // than spin on an error that will repeat.
-                log::warn!("accept failed: {err}");
+                warn_throttled!("accept failed: {err}");
                 thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -355,7 +356,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
             Err(_) => continue,
         };
         let Some(handshake) = handshakes.admit(peer.ip().to_canonical()) else {
-            log::warn!(
+            warn_throttled!(
                 "refusing a connection from {}: too many handshakes under way",
                 peer.ip()
             );
@@ -363,24 +364,23 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
             continue;
         };
         let Some(slot) = shared.threads.reserve() else {
-            log::warn!(
+            warn_throttled!(
                 "refusing a connection: {} threads are running",
                 shared.threads.most()
             );
             busy(stream);
             continue;
         };
-        // Small messages go out at once rather than waiting for more.
-        let _ = stream.set_nodelay(true);
-        let shared = Arc::clone(shared);
-        let spawned = thread::Builder::new()
-            .name("wshub-conn".into())
-            .stack_size(HANDSHAKE_STACK)
-            .spawn(move || {
-                let _slot = slot;
-                conn::serve(stream, peer, &shared, handshake);
-            });
-        if let Err(err) = spawned {
+        if !cfg!(target_os = "linux") {
+            let _ = stream.set_nodelay(true);
+        }
+        let job = Job {
+            stream,
+            peer,
+            handshake,
+            thread: slot,
+        };
+        if let Err(err) = pool.dispatch(job) {
             log::error!("cannot start a connection thread: {err}");
         }
     }

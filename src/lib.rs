@@ -67,10 +67,11 @@
 //! ## Logging
 //!
 //! wshub logs through the [`log`] facade; the binary installs
-//! `simple_logger`. At `info`: start, stop, each connect and disconnect with
-//! the client count. At `warn`: slow consumers closed, silent clients
-//! terminated, refused connections. At `debug`: every error sent to a client
-//! and how each connection ended.
+//! `simple_logger`. At `info`: start and stop. At `warn`: slow consumers
+//! closed, silent clients terminated, refused connections, abusive clients,
+//! at most one line a second for each kind (with a count of those held
+//! back). At `debug`: each connect and disconnect with the client count,
+//! every error sent to a client and how each connection ended.
 //!
 //! ## The protocol
 //!
@@ -98,6 +99,7 @@ mod ratelimit;
 mod router;
 mod stats;
 mod subscriptions;
+mod throttle;
 mod timer;
 mod writer;
 

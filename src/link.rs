@@ -27,7 +27,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -128,7 +128,19 @@ pub(crate) struct Link {
     heard: AtomicU64,
     /// Bytes of this connection's events waiting in the router's inbox.
     pub(crate) inbox_share: AtomicUsize,
+    /// The router's answer to the client's admission ([`Admission`]).
+    admission: AtomicU8,
+    /// The reader waiting for that answer.
+    reader: Mutex<Option<std::thread::Thread>>,
     outbox: Mutex<Outbox>,
+}
+
+/// Whether the router has let a client in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    Pending,
+    Admitted,
+    Refused,
 }
 
 impl Link {
@@ -139,7 +151,59 @@ impl Link {
             writer,
             heard: AtomicU64::new(clock()),
             inbox_share: AtomicUsize::new(0),
+            admission: AtomicU8::new(0),
+            reader: Mutex::new(None),
             outbox: Mutex::new(Outbox::default()),
+        }
+    }
+
+    /// The router's answer to the client's admission so far.
+    pub(crate) fn admission(&self) -> Admission {
+        match self.admission.load(Ordering::Acquire) {
+            0 => Admission::Pending,
+            1 => Admission::Admitted,
+            _ => Admission::Refused,
+        }
+    }
+
+    /// Queues bytes to go first, before any frame (the upgrade's `101`
+    /// response), without scheduling the link: they go out with the first
+    /// frame the router queues (the welcome, or a refusal's Close), in one
+    /// send. Only for a new link nobody else has seen yet.
+    pub(crate) fn preamble(&self, bytes: Bytes) {
+        let mut out = self.lock();
+        out.queued_frames += 1;
+        out.queued_bytes += bytes.len();
+        out.frames.push_front(bytes);
+    }
+
+    /// Records the router's answer and wakes the reader if it waits.
+    pub(crate) fn admit(&self, admitted: bool) {
+        let answer = match admitted {
+            true => 1,
+            false => 2,
+        };
+        self.admission.store(answer, Ordering::Release);
+        let waiting = self
+            .reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(reader) = waiting {
+            reader.unpark();
+        }
+    }
+
+    /// The reader's wait for the router's answer (parked, not spinning).
+    pub(crate) fn wait_for_admission(&self) {
+        if self.admission() != Admission::Pending {
+            return;
+        }
+        *self.reader.lock().unwrap_or_else(PoisonError::into_inner) = Some(std::thread::current());
+        // The answer may have come between the look and the registration;
+        // `unpark` before `park` makes `park` return at once.
+        while self.admission() == Admission::Pending {
+            std::thread::park();
         }
     }
 

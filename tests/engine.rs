@@ -761,10 +761,12 @@ fn shutdown_closes_quiet_clients_with_1001_despite_a_backlog() {
     for observer in &mut observers {
         observer.request(json!({"type": "ping"}), "ready");
     }
-    // The backlog builds up for certain while the router is blocked.
-    let (release, publisher) = block_router(hub.handle());
+    // The backlog builds up for certain once the router is blocked. The
+    // flooders connect first: a client's handshake completes with its
+    // welcome, which the router sends.
     let (stalled_tx, stalled) = unbounded();
     let flooders = publish_flooders(addr, FLOODERS, "fan", &stop, &stalled_tx);
+    let (release, publisher) = block_router(hub.handle());
     let deadline = Instant::now() + DEADLINE;
     for _ in 0..FLOODERS {
         stalled

@@ -6,8 +6,7 @@
 //! the hub's state asks the router on its API lane and waits at most
 //! [`ROUTER_TIMEOUT`].
 
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -15,7 +14,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::http::{Request, Response};
-use super::{Shared, Unread, read_before, write_before};
+use super::{Shared, Timed, Unread};
 use crate::auth::AdminCheck;
 use crate::config::Config;
 use crate::event::{Answer, Command, Event};
@@ -125,10 +124,9 @@ const ROUTES: &[Route] = &[
 ];
 
 pub(super) fn api(
-    stream: &TcpStream,
+    timed: &mut Timed<'_>,
     mut request: Request,
     rest: Vec<u8>,
-    deadline: Instant,
     shared: &Shared,
 ) -> Result<Response, Unread> {
     let config = &shared.config;
@@ -185,7 +183,7 @@ pub(super) fn api(
             let message = format!("Cross-origin requests from {origin} are refused");
             return Ok(Response::error(403, "forbidden_origin", &message));
         }
-        read_body(stream, &mut request, rest, config, deadline)?;
+        read_body(timed, &mut request, rest, config)?;
     }
     Ok((route.answer)(&request, shared))
 }
@@ -224,11 +222,10 @@ fn body<T: DeserializeOwned>(request: &Request, what: &str) -> Result<T, Respons
 
 /// Reads a `Content-Length` body within the deadline and `max_body_size`.
 fn read_body(
-    stream: &TcpStream,
+    timed: &mut Timed<'_>,
     request: &mut Request,
     mut body: Vec<u8>,
     config: &Config,
-    deadline: Instant,
 ) -> Result<(), Unread> {
     let respond =
         |status, code, message: &str| Unread::Respond(Response::error(status, code, message));
@@ -254,13 +251,13 @@ fn read_body(
         return Err(respond(413, "payload_too_large", &message));
     }
     if request.header_has_token("expect", "100-continue")
-        && write_before(stream, b"HTTP/1.1 100 Continue\r\n\r\n", deadline).is_err()
+        && timed.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
     {
         return Err(Unread::Gone);
     }
     let mut chunk = [0u8; 8192];
     while body.len() < length {
-        let n = read_before(stream, &mut chunk, deadline)?;
+        let n = timed.read(&mut chunk)?;
         body.extend_from_slice(&chunk[..n]);
     }
     body.truncate(length);

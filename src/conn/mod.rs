@@ -9,6 +9,7 @@
 
 mod api;
 mod http;
+pub(crate) mod pool;
 mod reader;
 mod upgrade;
 
@@ -26,6 +27,7 @@ use crate::event::Inbox;
 use crate::subscriptions::ClientId;
 use crate::writer::Writers;
 use http::{HeadError, Request, Response};
+use socket2::SockRef;
 
 /// After an error response, how long to read and discard what the client is
 /// still sending, so that closing does not reset the connection before the
@@ -90,7 +92,8 @@ pub(crate) fn serve(
     handshake: HandshakeSlot,
 ) {
     let deadline = Instant::now() + shared.config.handshake_timeout;
-    let (request, rest) = match read_head(&stream, &shared.config, deadline) {
+    let mut timed = Timed::new(&stream, deadline);
+    let (request, rest) = match read_head(&mut timed, &shared.config) {
         Ok(read) => read,
         Err(Unread::Respond(response)) => {
             return respond(&stream, &response, false, shared.config.handshake_timeout);
@@ -101,10 +104,14 @@ pub(crate) fn serve(
         return respond(&stream, &response, false, shared.config.handshake_timeout);
     }
     if request.header_has_token("upgrade", "websocket") {
-        return upgrade::upgrade(stream, peer, request, rest, shared, handshake);
+        // A client's reader waits as long as it needs: no read timeout.
+        if timed.clear().is_ok() {
+            upgrade::upgrade(stream, peer, request, rest, shared, handshake);
+        }
+        return;
     }
     let head_only = request.method == "HEAD";
-    let response = match api::api(&stream, request, rest, deadline, shared) {
+    let response = match api::api(&mut timed, request, rest, shared) {
         Ok(response) | Err(Unread::Respond(response)) => response,
         Err(Unread::Gone) => return,
     };
@@ -135,11 +142,7 @@ fn foreign_host(request: &Request, shared: &Shared) -> Option<Response> {
 
 /// Reads up to the end of the request head, within the deadline and the
 /// header size limit. Returns the head and any bytes read past it.
-fn read_head(
-    stream: &TcpStream,
-    config: &Config,
-    deadline: Instant,
-) -> Result<(Request, Vec<u8>), Unread> {
+fn read_head(timed: &mut Timed<'_>, config: &Config) -> Result<(Request, Vec<u8>), Unread> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
@@ -159,7 +162,7 @@ fn read_head(
                 )));
             }
         }
-        let n = read_before(stream, &mut chunk, deadline)?;
+        let n = timed.read(&mut chunk)?;
         buf.extend_from_slice(&chunk[..n]);
     }
 }
@@ -169,73 +172,127 @@ fn too_large_head(config: &Config) -> Unread {
     Unread::Respond(Response::error(431, "header_too_large", &message))
 }
 
-/// One `read` that gives up at `deadline` (408) or on EOF.
-pub(crate) fn read_before(
-    stream: &TcpStream,
-    buf: &mut [u8],
+/// A connection's socket while its HTTP request is served: every read and
+/// write gives up at one deadline. The socket's timeouts are set only when
+/// they must change (a `setsockopt` each), and a write the socket takes at
+/// once sets none.
+pub(crate) struct Timed<'a> {
+    stream: &'a TcpStream,
     deadline: Instant,
-) -> Result<usize, Unread> {
-    let timeout = || {
-        Unread::Respond(Response::error(
-            408,
-            "timeout",
-            "The request took too long to arrive",
-        ))
-    };
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(timeout());
-        }
-        if stream.set_read_timeout(Some(left)).is_err() {
-            return Err(Unread::Gone);
-        }
-        match (&mut &*stream).read(buf) {
-            Ok(0) => return Err(Unread::Gone),
-            Ok(n) => return Ok(n),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(timeout());
-            }
-            Err(_) => return Err(Unread::Gone),
-        }
-    }
+    /// The read timeout set on the socket, if one is.
+    read: Option<Duration>,
+    write: Option<Duration>,
 }
 
-/// Writes all of `bytes` by `deadline`, however slowly the client reads:
-/// a client that never reads cannot hold this thread.
-pub(crate) fn write_before(stream: &TcpStream, bytes: &[u8], deadline: Instant) -> io::Result<()> {
-    let mut rest = bytes;
-    while !rest.is_empty() {
+impl<'a> Timed<'a> {
+    pub(crate) fn new(stream: &'a TcpStream, deadline: Instant) -> Timed<'a> {
+        Timed {
+            stream,
+            deadline,
+            read: None,
+            write: None,
+        }
+    }
+
+    /// A timeout for the next blocking call, or `None` past the deadline.
+    /// The one set stays while the deadline is at least half of it away: a
+    /// call then ends by the deadline plus what is left.
+    fn timeout(deadline: Instant, set: Option<Duration>) -> Option<(Duration, bool)> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
+            return None;
         }
-        stream.set_write_timeout(Some(left))?;
-        match (&mut &*stream).write(rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+        match set {
+            Some(set) if left >= set / 2 => Some((set, false)),
+            _ => Some((left, true)),
+        }
+    }
+
+    /// One `read` that gives up at the deadline (408) or on EOF.
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> Result<usize, Unread> {
+        let timeout = || {
+            Unread::Respond(Response::error(
+                408,
+                "timeout",
+                "The request took too long to arrive",
+            ))
+        };
+        loop {
+            let Some((left, change)) = Self::timeout(self.deadline, self.read) else {
+                return Err(timeout());
+            };
+            if change {
+                if self.stream.set_read_timeout(Some(left)).is_err() {
+                    return Err(Unread::Gone);
+                }
+                self.read = Some(left);
+            }
+            match (&mut &*self.stream).read(buf) {
+                Ok(0) => return Err(Unread::Gone),
+                Ok(n) => return Ok(n),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(timeout());
+                }
+                Err(_) => return Err(Unread::Gone),
+            }
+        }
+    }
+
+    /// Writes all of `bytes` by the deadline, however slowly the client
+    /// reads: a client that never reads cannot hold this thread.
+    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        // Most answers fit the socket's buffer: try without waiting first.
+        let mut rest = bytes;
+        match SockRef::from(self.stream).send_with_flags(rest, SEND_NOW) {
             Ok(written) => rest = &rest[written..],
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
         }
+        while !rest.is_empty() {
+            let Some((left, change)) = Self::timeout(self.deadline, self.write) else {
+                return Err(io::ErrorKind::TimedOut.into());
+            };
+            if change {
+                self.stream.set_write_timeout(Some(left))?;
+                self.write = Some(left);
+            }
+            match (&mut &*self.stream).write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => rest = &rest[written..],
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Clears the timeouts this set, for a socket that becomes a client's:
+    /// its reader then waits as long as it needs.
+    pub(crate) fn clear(&mut self) -> io::Result<()> {
+        if self.read.take().is_some() {
+            self.stream.set_read_timeout(None)?;
+        }
+        if self.write.take().is_some() {
+            self.stream.set_write_timeout(None)?;
+        }
+        Ok(())
+    }
 }
+
+/// Flags of a send that must not wait: never block, never raise SIGPIPE.
+const SEND_NOW: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 
 /// Writes an HTTP response (within `timeout`) and closes the connection.
 pub(crate) fn respond(stream: &TcpStream, response: &Response, head_only: bool, timeout: Duration) {
-    if write_before(
-        stream,
-        &response.to_bytes(head_only),
-        Instant::now() + timeout,
-    )
-    .is_err()
-    {
+    let mut timed = Timed::new(stream, Instant::now() + timeout);
+    if timed.write_all(&response.to_bytes(head_only)).is_err() {
         return;
     }
     if response.status >= 400 {
@@ -249,11 +306,11 @@ fn linger(stream: &TcpStream) {
     if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
-    let deadline = Instant::now() + LINGER;
+    let mut timed = Timed::new(stream, Instant::now() + LINGER);
     let mut sink = [0u8; 4096];
     let mut budget: usize = 1 << 20;
     while budget > 0 {
-        match read_before(stream, &mut sink, deadline) {
+        match timed.read(&mut sink) {
             Ok(n) => budget = budget.saturating_sub(n),
             Err(_) => break,
         }

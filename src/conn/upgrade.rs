@@ -11,19 +11,20 @@
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use tungstenite::Bytes;
 use tungstenite::handshake::derive_accept_key;
 
 use super::http::{Request, Response};
 use super::reader;
-use super::{Shared, respond, write_before};
+use super::{Shared, respond};
 use crate::auth::{Denied, Identity};
 use crate::budget::HandshakeSlot;
 use crate::event::{Ending, Event, Joining};
-use crate::link::Link;
+use crate::link::{Admission, Link};
 use crate::protocol::{self, Close, ErrorCode, MAX_NAME_LEN};
+use crate::throttle::warn_throttled;
 
 /// Checks the upgrade request, answers 101, and hands the client to the
 /// router and to its reader thread.
@@ -47,18 +48,15 @@ pub(super) fn upgrade(
     let switching = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
-    // From here writes are non-blocking (the writer pool) and reads wait
-    // as long as they need: liveness is the router's business.
-    let deadline = Instant::now() + config.handshake_timeout;
-    if write_before(&stream, switching.as_bytes(), deadline).is_err()
-        || stream.set_read_timeout(None).is_err()
-        || stream.set_write_timeout(None).is_err()
-    {
-        return;
-    }
     let (id, name) = shared.new_client();
     let writer = (id.0 % shared.writers.count() as u64) as usize;
     let link = Arc::new(Link::new(id, stream, writer));
+    // The 101 goes out with the client's first frame (its welcome, or the
+    // reason it is refused), in one send: one TCP segment and one wake-up
+    // of the client less per connection. From here writes are non-blocking
+    // (the writer pool) and reads wait as long as they need: liveness is
+    // the router's business.
+    link.preamble(Bytes::from(switching.into_bytes()));
     let refuse = |frames: Vec<Bytes>, handshake| {
         // The router sends the frames and lets the client go; no thread
         // waits for it meanwhile, and it keeps its handshake slot.
@@ -71,7 +69,7 @@ pub(super) fn upgrade(
     let identity = match identity {
         Ok(identity) => identity,
         Err(denied) => {
-            log::warn!("refused {peer}: {denied}");
+            warn_throttled!("refused {peer}: {denied}");
             let error = protocol::error_frame(ErrorCode::Unauthorized, &denied.to_string(), None);
             return refuse(vec![error, Close::Unauthorized.frame()], handshake);
         }
@@ -81,28 +79,24 @@ pub(super) fn upgrade(
         false => protocol::Sender::Client,
     };
     let Some(slot) = shared.threads.reserve() else {
-        log::warn!("refused {peer}: no thread left for its reader");
+        warn_throttled!("refused {peer}: no thread left for its reader");
         return refuse(vec![Close::ServerFull.frame()], handshake);
     };
-    let admitted = shared.inbox.ask(
-        |reply| {
-            Event::Joined(Box::new(Joining {
-                link: Arc::clone(&link),
-                name,
-                peer,
-                identity,
-                session_id,
-                handshake,
-                reply,
-            }))
-        },
-        None,
-    );
-    if admitted != Some(true) {
-        // Refused (the router lets it go), or the router is gone.
-        return;
+    // The router is asked before the reader starts, so its events follow
+    // the question in order, and the answer is usually there when the
+    // reader looks. This thread is free for the next connection at once;
+    // refused, the reader ends without reading.
+    let joining = Joining {
+        link: Arc::clone(&link),
+        name,
+        peer,
+        identity,
+        session_id,
+        handshake,
+    };
+    if !shared.inbox.send(Event::Joined(Box::new(joining))) {
+        return link.cut();
     }
-    // Joined came first: the reader's events follow it, in order.
     let reader_link = Arc::clone(&link);
     let reader_shared = Arc::clone(shared);
     let spawned = thread::Builder::new()
@@ -110,9 +104,15 @@ pub(super) fn upgrade(
         .stack_size(config.thread_stack_size)
         .spawn(move || {
             let _slot = slot;
-            reader::run(reader_link, rest, &reader_shared, sender);
+            // The router answers on the link, then wakes the thread
+            // registered there; park returns at once if that happened first.
+            reader_link.wait_for_admission();
+            if reader_link.admission() == Admission::Admitted {
+                reader::run(reader_link, rest, &reader_shared, sender);
+            }
         });
     if let Err(err) = spawned {
+        // The router has the client (Joined went first): it closes it 1011.
         log::error!("cannot start a reader thread for {peer}: {err}");
         let _ = shared.inbox.send(Event::Left {
             link,

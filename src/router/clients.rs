@@ -18,6 +18,7 @@ use crate::event::{Ending, Joining, Refusal};
 use crate::link::Link;
 use crate::protocol::{Close, Empty, Envelope, ErrorCode, Kind, Topic, Welcome, close_reply};
 use crate::subscriptions::ClientId;
+use crate::throttle::warn_throttled;
 
 impl Router {
     /// A handshake is done: admit the client (welcome, session, presence)
@@ -31,7 +32,6 @@ impl Router {
             identity,
             session_id,
             handshake,
-            reply,
         } = joining;
         let user_connections = identity
             .user_id
@@ -56,10 +56,9 @@ impl Router {
         } else {
             None
         };
-        // A fresh one-slot channel: the answer never blocks.
-        let _ = reply.try_send(refusal.is_none());
+        link.admit(refusal.is_none());
         if let Some(close) = refusal {
-            log::warn!("refused {name} from {peer}: {}", close.reason());
+            warn_throttled!("refused {name} from {peer}: {}", close.reason());
             return self.refuse(&link, vec![close.frame()], handshake);
         }
         // Admitted: the handshake slot goes back to the accept loop.
@@ -81,7 +80,7 @@ impl Router {
             pending: 0,
             identity,
         };
-        log::info!(
+        log::debug!(
             "client {} connected from {}{} ({} connected)",
             client.name,
             client.peer,
@@ -158,7 +157,7 @@ impl Router {
             // Closed or refused already: its `Closing` entry sees it go.
             return;
         };
-        log::info!(
+        log::debug!(
             "client {} disconnected ({} connected)",
             client.name,
             self.clients.len()
@@ -217,7 +216,7 @@ impl Router {
             Refusal::Abuse => {
                 self.counters.rate_limited += 1;
                 if let Some(client) = self.clients.get(&id) {
-                    log::warn!(
+                    warn_throttled!(
                         "client {} keeps exceeding its rate limit: closing it with 1008",
                         client.name
                     );
@@ -242,7 +241,7 @@ impl Router {
             Refusal::ControlFlood => {
                 self.counters.rate_limited += 1;
                 if let Some(client) = self.clients.get(&id) {
-                    log::warn!(
+                    warn_throttled!(
                         "client {} floods Pings or Pongs: closing it with 1008",
                         client.name
                     );

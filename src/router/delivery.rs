@@ -23,11 +23,14 @@ use crate::link::{Drained, Link, Push, QueueLimits, Scratch};
 use crate::protocol::{Close, Envelope, ErrorCode, Kind, Topic, error_frame};
 use crate::publish::{Filter, Publication, Target};
 use crate::subscriptions::ClientId;
+use crate::throttle::warn_throttled;
 use crate::writer::Writers;
 
 /// At most this many links queued in a batch: the router writes them
-/// itself rather than waking a writer (a reply, a few deliveries).
-const DIRECT_WRITES: usize = 4;
+/// itself rather than waking a writer (replies, a few deliveries). A wake-up
+/// and a switch to a writer cost more than these few non-blocking sends;
+/// a fan-out to more goes to the writers, which can run on other cores.
+const DIRECT_WRITES: usize = 16;
 
 /// Who a fan-out reaches.
 pub(super) enum Audience<'a> {
@@ -344,7 +347,7 @@ impl Router {
     pub(super) fn close_slow_consumers(&mut self) {
         while let Some(id) = self.slow.pop() {
             if let Some(client) = self.clients.get(&id) {
-                log::warn!(
+                warn_throttled!(
                     "client {} is too slow ({} messages queued): closing it with 1013",
                     client.name,
                     client.link.queued()

@@ -54,6 +54,7 @@ use crate::protocol::{ClientMessage, Close, Empty, ErrorCode, Kind, Rejection, R
 use crate::publish::ClientRef;
 use crate::stats::{ClientStats, Counters, Stats};
 use crate::subscriptions::{ClientId, Index, Sessions};
+use crate::throttle::warn_throttled;
 use crate::writer::Writers;
 
 use app::{AppQueue, Services};
@@ -522,7 +523,7 @@ impl Router {
         }
         for id in stale {
             if let Some(client) = self.clients.get(&id) {
-                log::warn!(
+                warn_throttled!(
                     "client {} sent nothing for {:.1?}: terminating it",
                     client.name,
                     client.link.silent_for(clock)
