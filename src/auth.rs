@@ -197,6 +197,9 @@ pub(crate) struct Identity {
     pub expires_at: Option<SystemTime>,
     /// Key/values the token carried (`meta`).
     pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Why the token given was refused, for a client let in as anonymous
+    /// instead (`allow_anonymous`).
+    pub refused_token: Option<String>,
 }
 
 /// What kind of client this is.
@@ -236,6 +239,7 @@ impl Identity {
             access: Access::Open,
             expires_at: None,
             meta: None,
+            refused_token: None,
         }
     }
 
@@ -300,6 +304,7 @@ impl Identity {
             access: Access::Verified(grants),
             expires_at,
             meta,
+            refused_token: None,
         }
     }
 }
@@ -407,14 +412,25 @@ impl Authenticator {
                 None => Identity::open(user_param.map(str::to_owned)),
             });
         }
+        let anonymous = |refused: Option<String>| Identity {
+            user_id: None,
+            access: Access::Anonymous,
+            expires_at: None,
+            meta: None,
+            refused_token: refused,
+        };
         let identity = match token {
-            Some(token) => self.verify(token, now)?,
-            None if self.allow_anonymous && user_param.is_none() => Identity {
-                user_id: None,
-                access: Access::Anonymous,
-                expires_at: None,
-                meta: None,
+            Some(token) => match self.verify(token, now) {
+                Ok(identity) => identity,
+                // Let in as anonymous, told why (the Code Cloud Agents
+                // clients: unauthenticated clients connect but get no
+                // sensitive updates).
+                Err(denied) if self.allow_anonymous && user_param.is_none() => {
+                    anonymous(Some(denied.to_string()))
+                }
+                Err(denied) => return Err(denied),
             },
+            None if self.allow_anonymous && user_param.is_none() => anonymous(None),
             None if self.allow_anonymous => return Err(Denied::UserWithoutToken),
             None => return Err(Denied::MissingToken),
         };

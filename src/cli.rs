@@ -91,6 +91,8 @@ struct Settings {
     origins_from_flags: Vec<String>,
     proxies_from_env: Option<Vec<IpAddr>>,
     proxies_from_flags: Vec<IpAddr>,
+    endpoints_from_env: Option<Vec<wshub::Endpoint>>,
+    endpoints_from_flags: Vec<wshub::Endpoint>,
 }
 
 /// Applies one flag's value (`from_env` when it came from its variable).
@@ -204,6 +206,91 @@ const FLAGS: &[Flag] = &[
         default: Some("one per CPU"),
         apply: |s, f, v, _| {
             s.config.writer_threads = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--envelope",
+        env: "WSHUB_ENVELOPE",
+        value: Some("<NAME>"),
+        section: Section::Server,
+        help: "How messages look: standard, flat or payload (a client may ask with ?envelope=)",
+        default: Some("standard"),
+        apply: |s, f, v, _| {
+            s.config.envelope = envelope(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--endpoint",
+        env: "WSHUB_ENDPOINTS",
+        value: Some("<PATH=NAME>"),
+        section: Section::Server,
+        help: "One more WebSocket path with its own envelope, like /agents=payload; repeat for more (the variable: comma-separated)",
+        default: None,
+        apply: |s, f, v, from_env| {
+            let mut endpoints = Vec::new();
+            for spec in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let (path, name) = spec.split_once('=').ok_or_else(|| CliError::InvalidValue {
+                    flag: f,
+                    value: spec.to_owned(),
+                    expected: "PATH=ENVELOPE, like /agents=payload",
+                })?;
+                endpoints.push(wshub::Endpoint::new(path, envelope(f, name)?));
+            }
+            if from_env {
+                s.endpoints_from_env = Some(endpoints);
+            } else {
+                s.endpoints_from_flags.extend(endpoints);
+            }
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--json-heartbeat",
+        env: "WSHUB_JSON_HEARTBEAT",
+        value: None,
+        section: Section::Server,
+        help: "Also send {\"type\":\"heartbeat\"} messages every heartbeat interval",
+        default: None,
+        apply: |s, f, v, _| {
+            s.config.json_heartbeat = boolean(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--batch-window",
+        env: "WSHUB_BATCH_WINDOW",
+        value: Some("<SECS>"),
+        section: Section::Server,
+        help: "How long batched publications wait for others of their target",
+        default: Some("0.1"),
+        apply: |s, f, v, _| {
+            s.config.batch_window = seconds(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--batch-max",
+        env: "WSHUB_BATCH_MAX",
+        value: Some("<N>"),
+        section: Section::Server,
+        help: "A batch of this many messages goes at once",
+        default: Some("64"),
+        apply: |s, f, v, _| {
+            s.config.batch_max = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--batch-type",
+        env: "WSHUB_BATCH_TYPE",
+        value: Some("<TYPE>"),
+        section: Section::Server,
+        help: "The type of a batch message (batchUpdate for the Cursor Chat Agent clients)",
+        default: Some("batch_update"),
+        apply: |s, _, v, _| {
+            s.config.batch_type = v;
             Ok(())
         },
     },
@@ -677,7 +764,14 @@ pub fn parse(
         origins_from_flags,
         proxies_from_env,
         proxies_from_flags,
+        endpoints_from_env,
+        endpoints_from_flags,
     } = settings;
+    if !endpoints_from_flags.is_empty() {
+        config.endpoints = endpoints_from_flags;
+    } else if let Some(endpoints) = endpoints_from_env {
+        config.endpoints = endpoints;
+    }
     config.allowed_origins = if origins_from_flags.is_empty() {
         origins_from_env
     } else {
@@ -766,6 +860,14 @@ fn seconds_or_zero(flag: &'static str, value: &str) -> Result<Duration, CliError
         Ok(0.0) => Ok(Duration::ZERO),
         _ => seconds(flag, value),
     }
+}
+
+fn envelope(flag: &'static str, value: &str) -> Result<wshub::Envelope, CliError> {
+    value.parse().map_err(|_| CliError::InvalidValue {
+        flag,
+        value: value.to_owned(),
+        expected: "standard, flat or payload",
+    })
 }
 
 fn boolean(flag: &'static str, value: &str) -> Result<bool, CliError> {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::auth::{self, Authenticator, Secret, TokenGrant};
 use crate::error::{Error, Result};
+use crate::protocol::Envelope;
 
 /// Everything a hub can be told. Every field has a documented default; the
 /// binary sets them from flags and `WSHUB_*` environment variables.
@@ -100,6 +101,16 @@ pub struct Config {
     /// The `type` of a batch: `batch_update` by default (`batchUpdate` for
     /// the Cursor Chat Agent clients).
     pub batch_type: String,
+    /// The envelope of clients that do not ask for another (`?envelope=`)
+    /// on an endpoint without one of its own. Default `standard`.
+    pub envelope: Envelope,
+    /// More WebSocket endpoints, each with its own default envelope, so
+    /// clients written for different shapes share one hub. Default: none.
+    pub endpoints: Vec<Endpoint>,
+    /// Also send `{"type":"heartbeat","data":{"timestamp"}}` every
+    /// `heartbeat_interval` (the Cursor Chat Agent clients expect it),
+    /// besides the protocol Ping. Default `false`.
+    pub json_heartbeat: bool,
     /// Read buffer of each connection, in bytes. Default 4 KiB: enough for
     /// typical messages, small enough for many idle clients (larger messages
     /// grow it as needed).
@@ -169,6 +180,36 @@ pub struct Config {
     pub presence_grace: Duration,
 }
 
+/// One more WebSocket endpoint and the envelope its clients get.
+///
+/// ```
+/// let agents = wshub::Endpoint::new("/agents", wshub::Envelope::Payload);
+/// # let _ = agents;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Endpoint {
+    /// Its path, like `/agents`.
+    pub path: String,
+    /// The envelope its clients get unless they ask for another.
+    pub envelope: Envelope,
+}
+
+impl Endpoint {
+    /// An endpoint at `path` with `envelope`.
+    pub fn new(path: impl Into<String>, envelope: Envelope) -> Endpoint {
+        Endpoint {
+            path: path.into(),
+            envelope,
+        }
+    }
+}
+
+/// Paths of the HTTP API, which an endpoint may not take.
+fn reserved_path(path: &str) -> bool {
+    path == "/health" || path == "/metrics" || path.starts_with("/api/")
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -194,6 +235,9 @@ impl Default for Config {
             batch_window: Duration::from_millis(100),
             batch_max: 64,
             batch_type: "batch_update".to_owned(),
+            envelope: Envelope::Standard,
+            endpoints: Vec::new(),
+            json_heartbeat: false,
             read_buffer_size: 4 * 1024,
             tokens: HashMap::new(),
             jwt_secret: None,
@@ -305,6 +349,18 @@ impl Config {
         if let Err((_, reason)) = crate::protocol::check_name(&self.batch_type, "batch_type") {
             return fail("batch_type", &reason);
         }
+        for endpoint in &self.endpoints {
+            let path = &endpoint.path;
+            if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+                return fail(
+                    "endpoints",
+                    "a path must start with / and hold no ?, # or space",
+                );
+            }
+            if *path == self.path || path == "/" || reserved_path(path) {
+                return fail("endpoints", &format!("{path} is taken already"));
+            }
+        }
         if self.max_inbox_bytes < self.max_message_size {
             return fail("max_inbox_bytes", "must be at least max_message_size");
         }
@@ -352,6 +408,19 @@ impl Config {
             return fail("max_threads", "must be at least 2");
         }
         Ok(())
+    }
+
+    /// The envelope of a client connecting on `path` (its own choice, the
+    /// query's `envelope`, comes first); `None` if `path` is no WebSocket
+    /// endpoint.
+    pub(crate) fn endpoint_envelope(&self, path: &str) -> Option<Envelope> {
+        if path == self.path || path == "/" {
+            return Some(self.envelope);
+        }
+        self.endpoints
+            .iter()
+            .find(|e| e.path == path)
+            .map(|e| e.envelope)
     }
 
     /// The authenticator these settings describe.

@@ -141,6 +141,8 @@ pub(crate) struct Joining {
     /// Kept until the client is admitted; a refused client keeps it until
     /// it is gone, so refusals count against their address's handshakes.
     pub handshake: HandshakeSlot,
+    /// How its messages look on the wire.
+    pub envelope: crate::protocol::Envelope,
 }
 
 /// What the reader refuses, each answered in its own way.

@@ -111,7 +111,7 @@ mod test_json;
 pub use crate::app::ClientRequest;
 pub use crate::auth::{Secret, TokenGrant, load_tokens};
 pub use crate::bus::{BusEvent, EventBus, Listener, Subscription};
-pub use crate::config::Config;
+pub use crate::config::{Config, Endpoint};
 pub use crate::error::{Error, Result};
 pub use crate::events::{
     AgentCancelled, AgentStarted, AgentState, AgentStatus, AiChunk, AiComplete, AiError,
@@ -123,6 +123,6 @@ pub use crate::events::{
 };
 pub use crate::hub::{Handle, Hub, Server};
 pub use crate::jwt::sign_jwt;
-pub use crate::protocol::{ErrorCode, Status, Timestamp, Topic};
+pub use crate::protocol::{Envelope, ErrorCode, Status, Timestamp, Topic};
 pub use crate::publish::{ClientRef, Filter, Target};
 pub use crate::stats::{ClientStats, PresenceEntry, Stats};

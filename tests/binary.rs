@@ -157,6 +157,20 @@ fn bad_flags_and_variables_exit_2_with_a_clear_message() {
         (&["--heartbeat-interval", "-1"], &[], "--heartbeat-interval"),
         (&[], &[("WSHUB_MAX_QUEUE", "lots")], "--max-queue"),
         (&["--max-message-size", "1"], &[], "max_message_size"),
+        (
+            &["--envelope", "xml"],
+            &[],
+            "invalid value \"xml\" for --envelope",
+        ),
+        (&["--endpoint", "/agents"], &[], "PATH=ENVELOPE"),
+        (
+            &["--endpoint", "/agents=xml"],
+            &[],
+            "standard, flat or payload",
+        ),
+        (&[], &[("WSHUB_ENDPOINTS", "/a=flat,/b=soap")], "--endpoint"),
+        (&["--endpoint", "/health=flat"], &[], "/health is taken"),
+        (&["--batch-type", ""], &[], "batch_type"),
     ] {
         let (code, _, err) = run(args, env);
         assert_eq!(code, 2, "{args:?} {env:?}");
@@ -308,4 +322,45 @@ fn an_argument_that_is_not_utf8_is_refused_not_a_crash() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not valid UTF-8"));
+}
+
+#[test]
+fn envelope_flags_serve_each_seeds_clients_from_one_binary() {
+    let mut hub = Running::start(&[
+        "--port",
+        "0",
+        "--envelope",
+        "flat",
+        "--endpoint",
+        "/agents=payload",
+        "--endpoint",
+        "/chat=standard",
+        "--json-heartbeat",
+        "--heartbeat-interval",
+        "0.1",
+        "--batch-type",
+        "batchUpdate",
+    ]);
+    let mut agent = support::Client::open(hub.addr, "/agents").unwrap();
+    let welcome = support::read_json(&mut agent, DEADLINE).unwrap();
+    assert_eq!(welcome["type"], "connection:established", "{welcome}");
+    let mut ide = support::Client::open(hub.addr, "/ws").unwrap();
+    let welcome = support::read_json(&mut ide, DEADLINE).unwrap();
+    assert_eq!(welcome["status"], "connected", "{welcome}");
+    let mut chat = Client::connect(hub.addr, "/chat");
+    chat.expect_eventually("heartbeat");
+
+    let mut hub_env = Running::start_with_env(
+        &["--port", "0"],
+        &[("WSHUB_ENDPOINTS", "/agents=payload, /ide=flat")],
+    );
+    let mut env_ide = support::Client::open(hub_env.addr, "/ide").unwrap();
+    let welcome = support::read_json(&mut env_ide, DEADLINE).unwrap();
+    assert_eq!(welcome["status"], "connected", "{welcome}");
+    // Gone before the stop, so it need not wait for their Close replies.
+    drop((agent, ide, chat, env_ide));
+    for running in [&mut hub, &mut hub_env] {
+        running.signal("TERM");
+        assert_eq!(running.wait_exit(), 0);
+    }
 }

@@ -33,8 +33,8 @@ fn websocket_status_has_the_shape_of_the_chat_seed() {
     assert_eq!(data["connected"], true);
     assert_eq!(data["clients"], 1);
     assert!(data["uptime"].is_u64());
-    // The welcome and the pong out, the ping in.
-    assert_eq!(data["messageCount"], 3);
+    // The welcome, its auth and the pong out, the ping in.
+    assert_eq!(data["messageCount"], 4);
     assert_eq!(data["lastActivity"].as_str().unwrap().len(), 24);
 }
 

@@ -550,6 +550,7 @@ fn oversized_and_broken_frames_close_with_their_codes() {
         .unwrap();
     let welcome = read_json(&mut ws, DEADLINE).unwrap();
     assert_eq!(welcome["type"], "connection");
+    assert_eq!(read_json(&mut ws, DEADLINE).unwrap()["type"], "auth");
     assert_eq!(
         read_json(&mut ws, DEADLINE).unwrap()["data"]["code"],
         "invalid_message"

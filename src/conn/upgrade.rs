@@ -23,7 +23,7 @@ use crate::auth::{Denied, Identity};
 use crate::budget::HandshakeSlot;
 use crate::event::{Ending, Event, Joining};
 use crate::link::{Admission, Link};
-use crate::protocol::{self, Close, ErrorCode, MAX_NAME_LEN};
+use crate::protocol::{self, Close, Envelope, ErrorCode, Kind, MAX_NAME_LEN, Message};
 use crate::throttle::warn_throttled;
 
 /// Checks the upgrade request, answers 101, and hands the client to the
@@ -40,6 +40,7 @@ pub(super) fn upgrade(
     let Upgrade {
         identity,
         session_id,
+        envelope,
         accept,
     } = match check_upgrade(&request, shared) {
         Ok(checked) => checked,
@@ -70,7 +71,8 @@ pub(super) fn upgrade(
         Ok(identity) => identity,
         Err(denied) => {
             warn_throttled!("refused {peer}: {denied}");
-            let error = protocol::error_frame(ErrorCode::Unauthorized, &denied.to_string(), None);
+            let data = protocol::error_data(ErrorCode::Unauthorized, &denied.to_string());
+            let error = Message::new(Kind::Error.as_str(), Some(&data)).encode(envelope);
             return refuse(vec![error, Close::Unauthorized.frame()], handshake);
         }
     };
@@ -93,6 +95,7 @@ pub(super) fn upgrade(
         identity,
         session_id,
         handshake,
+        envelope,
     };
     if !shared.inbox.send(Event::Joined(Box::new(joining))) {
         return link.cut();
@@ -126,6 +129,7 @@ pub(super) fn upgrade(
 struct Upgrade {
     identity: Result<Identity, Denied>,
     session_id: Option<String>,
+    envelope: Envelope,
     accept: String,
 }
 
@@ -136,13 +140,13 @@ struct Upgrade {
 fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response> {
     let config = &shared.config;
     let bad = |message: &str| Response::error(400, "bad_request", message);
-    if request.path != config.path && request.path != "/" {
+    let Some(endpoint_envelope) = config.endpoint_envelope(&request.path) else {
         let message = format!(
             "No WebSocket endpoint at {}: use {}",
             request.path, config.path
         );
         return Err(Response::error(404, "not_found", &message));
-    }
+    };
     if request.method != "GET" {
         return Err(bad("A WebSocket upgrade must be a GET request"));
     }
@@ -176,6 +180,10 @@ fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response
     {
         return Err(bad("userId must not contain control characters"));
     }
+    let envelope = match query("envelope")?.filter(|e| !e.is_empty()) {
+        None => endpoint_envelope,
+        Some(name) => name.parse::<Envelope>().map_err(|reason| bad(&reason))?,
+    };
     let session_id = query("sessionId")?.filter(|s| !s.is_empty());
     if let Some(session) = &session_id {
         protocol::check_name(session, "sessionId").map_err(|(_, message)| bad(&message))?;
@@ -194,6 +202,7 @@ fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response
     Ok(Upgrade {
         identity,
         session_id,
+        envelope,
         accept: derive_accept_key(key.as_bytes()),
     })
 }

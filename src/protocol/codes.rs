@@ -119,6 +119,48 @@ impl<'de> Deserialize<'de> for Status {
 }
 
 wire_names! {
+    /// How a client's messages look on the wire: one hub serves clients
+    /// written for each shape. Client messages are accepted in any of them.
+    ///
+    /// | | `standard` | `flat` | `payload` |
+    /// | --- | --- | --- | --- |
+    /// | payload | `data` | an object's fields next to `type` | `payload` |
+    /// | timestamp | ISO-8601 | ISO-8601 | ms since the epoch |
+    /// | welcome | `connection`, then `auth` | `connection` with `status: "connected"` | `connection:established` |
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub enum Envelope {
+        /// `{"type", "data", "timestamp": ISO, ...}`: the default.
+        #[default]
+        Standard = "standard",
+        /// `{"type", ...the data's own fields, "timestamp": ISO}` (the AI
+        /// Canvas clients).
+        Flat = "flat",
+        /// `{"type", "payload", "timestamp": ms}` (the agent-service clients).
+        Payload = "payload",
+    }
+}
+
+impl Envelope {
+    /// How many envelopes there are (to keep one encoding of each).
+    pub(crate) const COUNT: usize = 3;
+
+    /// Its place among the envelopes, for a per-envelope cache.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::str::FromStr for Envelope {
+    type Err = String;
+
+    /// `standard`, `flat` or `payload`.
+    fn from_str(name: &str) -> Result<Envelope, String> {
+        Envelope::from_wire(name)
+            .ok_or_else(|| format!("unknown envelope {name:?}: use standard, flat or payload"))
+    }
+}
+
+wire_names! {
     /// The `type` of a message the hub itself originates. Clients may not
     /// publish under these names: they would pass for the hub's own.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +177,9 @@ wire_names! {
         ClientMessage = "client_message",
         BatchUpdate = "batch_update",
         Subscribers = "subscribers",
+        Auth = "auth",
+        Heartbeat = "heartbeat",
+        ConnectionEstablished = "connection:established",
     }
 }
 

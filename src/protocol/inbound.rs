@@ -5,11 +5,13 @@
 //! router only ever sees validated requests. Never panics, whatever the
 //! input.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::protocol::fields::{Fields, Object};
 use crate::protocol::{ErrorCode, Kind, Status};
 
 /// Longest accepted `correlationId`, in bytes of JSON.
@@ -305,9 +307,16 @@ fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMe
     if kind.len() > MAX_NAME_LEN {
         return Err(invalid("`type` is longer than 255 bytes"));
     }
-    let data = match (raw.data, raw.payload) {
+    let given = match (raw.data, raw.payload) {
         (Some(_), Some(_)) => return Err(invalid("give `data` or `payload`, not both")),
         (data, payload) => data.or(payload),
+    };
+    // Without `data` or `payload`, a flat message's own fields are its data.
+    let data = |consumed: &[&str]| -> Result<Option<Cow<'_, RawValue>>, Invalid> {
+        match given {
+            Some(data) => Ok(Some(Cow::Borrowed(data))),
+            None => Ok(gathered(text, consumed)?.map(Cow::Owned)),
+        }
     };
     let service = sender == Sender::Service;
     let message = match kind.as_str() {
@@ -328,14 +337,14 @@ fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMe
             ClientMessage::Publish {
                 to: destination(raw)?,
                 event,
-                data: data.map(RawValue::to_owned),
+                data: data(PUBLISH_KEYS)?.map(Cow::into_owned),
                 batched: flag(raw.batched, "batched")?,
             }
         }
-        "user_presence" => ClientMessage::Presence(presence_status(data)?),
+        "user_presence" => ClientMessage::Presence(presence_status(data(OWN_KEYS)?.as_deref())?),
         "presence" => ClientMessage::PresenceQuery,
         "refresh" => ClientMessage::Refresh {
-            token: refresh_token(data)?,
+            token: refresh_token(data(OWN_KEYS)?.as_deref())?,
         },
         "send" if service => ClientMessage::Send {
             client: required_client(raw, "send")?,
@@ -348,20 +357,57 @@ fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMe
         },
         "set_meta" if service => ClientMessage::SetMeta {
             client: required_client(raw, "set_meta")?,
-            meta: meta(data)?,
+            meta: meta(given)?,
         },
         "subscribers" if service => ClientMessage::Subscribers {
             topic: required_topic(raw, "subscribers")?,
         },
         _ => ClientMessage::Application {
             kind,
-            data: data.map(RawValue::to_owned),
+            data: data(OWN_KEYS)?.map(Cow::into_owned),
             // The frame parsed as a JSON object, so it is a valid raw value.
             message: RawValue::from_string(text.trim().to_owned())
                 .map_err(|_| invalid("the message is not valid JSON"))?,
         },
     };
     Ok(message)
+}
+
+/// The keys every request may carry besides its data.
+const OWN_KEYS: &[&str] = &["type", "correlationId"];
+
+/// The keys of a `publish` besides its data: where it goes and how.
+const PUBLISH_KEYS: &[&str] = &[
+    "type",
+    "correlationId",
+    "channel",
+    "sessionId",
+    "userId",
+    "clientId",
+    "broadcast",
+    "authenticated",
+    "event",
+    "batched",
+];
+
+/// The data of a `flat` message: its fields but the `consumed` ones, as one
+/// object, or `None` when there are none.
+fn gathered(text: &str, consumed: &[&str]) -> Result<Option<Box<RawValue>>, Invalid> {
+    let fields: Fields<'_> =
+        serde_json::from_str(text).map_err(|_| invalid("the message is not a JSON object"))?;
+    let rest: Vec<_> = fields
+        .0
+        .into_iter()
+        .filter(|(key, _)| !consumed.contains(&key.as_ref()))
+        .collect();
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    let text = serde_json::to_string(&Object(&rest))
+        .map_err(|_| invalid("the message's fields could not be gathered"))?;
+    RawValue::from_string(text)
+        .map(Some)
+        .map_err(|_| invalid("the message's fields could not be gathered"))
 }
 
 /// `true`, `false` or absent.
@@ -724,6 +770,62 @@ mod tests {
                 ErrorCode::InvalidMessage,
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn flat_messages_gather_their_own_fields_as_data() {
+        let request = parse_client(
+            r#"{"type":"publish","channel":"c","event":"e","text":"hi","n":1,"correlationId":7}"#,
+        )
+        .unwrap();
+        match request.message {
+            ClientMessage::Publish { data, event, .. } => {
+                assert_eq!(event, "e");
+                assert_eq!(data.unwrap().get(), r#"{"text":"hi","n":1}"#);
+            }
+            other => panic!("expected a publish, got {other:?}"),
+        }
+        match parse_client(r#"{"type":"chat","message":"hi","correlationId":"a"}"#)
+            .unwrap()
+            .message
+        {
+            ClientMessage::Application { data, .. } => {
+                assert_eq!(data.unwrap().get(), r#"{"message":"hi"}"#);
+            }
+            other => panic!("expected an application message, got {other:?}"),
+        }
+        match parse_client(r#"{"type":"user_presence","status":"away"}"#)
+            .unwrap()
+            .message
+        {
+            ClientMessage::Presence(status) => assert_eq!(status, Status::Away),
+            other => panic!("expected presence, got {other:?}"),
+        }
+        match parse_client(r#"{"type":"refresh","token":"t2"}"#)
+            .unwrap()
+            .message
+        {
+            ClientMessage::Refresh { token } => assert_eq!(token, "t2"),
+            other => panic!("expected a refresh, got {other:?}"),
+        }
+        // Nothing but the request's own keys: no data at all.
+        match parse_client(r#"{"type":"publish","channel":"c"}"#)
+            .unwrap()
+            .message
+        {
+            ClientMessage::Publish { data, .. } => assert!(data.is_none()),
+            other => panic!("expected a publish, got {other:?}"),
+        }
+        // The payload shape and the standard one are read as before.
+        match parse_client(r#"{"type":"agent:start","payload":{"projectId":"p"},"x":1}"#)
+            .unwrap()
+            .message
+        {
+            ClientMessage::Application { data, .. } => {
+                assert_eq!(data.unwrap().get(), r#"{"projectId":"p"}"#);
+            }
+            other => panic!("expected an application message, got {other:?}"),
         }
     }
 

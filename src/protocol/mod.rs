@@ -12,12 +12,13 @@
 //! The README's Protocol section describes it as built.
 
 pub(crate) mod codes;
+pub(crate) mod fields;
 pub(crate) mod frame;
 pub(crate) mod inbound;
 pub(crate) mod outbound;
 
 pub(crate) use codes::{Close, Kind};
-pub use codes::{ErrorCode, Status};
+pub use codes::{Envelope, ErrorCode, Status};
 pub(crate) use frame::{close_frame, close_reply, ping_frame, pong_frame};
 pub use inbound::MAX_NAME_LEN;
 pub use inbound::Topic;
@@ -27,5 +28,6 @@ pub(crate) use inbound::{
 };
 pub use outbound::Timestamp;
 pub(crate) use outbound::{
-    Delivered, Empty, Envelope, From, PresenceData, PresenceList, Welcome, error_frame,
+    AuthResult, Delivered, Empty, From, Message, PresenceData, PresenceList, Welcome, error_data,
+    raw,
 };

@@ -1,11 +1,25 @@
-//! What the hub sends: the envelope every server message shares, the data
-//! of the hub's own messages, and the timestamp format.
+//! What the hub sends: every server message as its parts ([`Message`]),
+//! encoded in the envelope each recipient expects, the data of the hub's
+//! own messages, and the timestamp format.
 //!
 //! Pure code. The router, the HTTP handlers and [`Handle`](crate::Handle)
-//! build messages with [`Envelope`] and encode them once
-//! ([`Envelope::encode`]), so a fan-out to any number of clients shares one
-//! buffer.
+//! build a [`Message`]; a fan-out encodes it once per envelope in use among
+//! its recipients ([`Message::encode`]), and every recipient of one
+//! envelope shares the same bytes.
+//!
+//! The three envelopes (see [`Envelope`]):
+//! - `standard`: `{"type", "channel"?, "sessionId"?, "data"?, "from"?,
+//!   "correlationId"?, "seq"?, "epoch"?, "timestamp": ISO}`;
+//! - `flat`: the same, but an object's fields stand next to `type` instead
+//!   of under `data` (a field named like one of the envelope's own keys
+//!   stays under `data`, with the whole object);
+//! - `payload`: `{"type", "payload", "timestamp": ms, ...}`; `payload` is
+//!   `{}` when there is no data.
+//!
+//! An `error` whose data has an `error` text and no `message` also gets
+//! `message` in the flat and payload envelopes, where their clients read it.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,10 +27,11 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use tungstenite::Bytes;
 
-use crate::protocol::{ErrorCode, Kind, Status, Topic, frame};
+use crate::protocol::fields::{Object, object_fields};
+use crate::protocol::{Envelope, ErrorCode, Kind, Status, Topic, frame};
 
 /// The sender of a client publication, as subscribers see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub(crate) struct From<'a> {
     #[serde(rename = "clientId")]
     pub client_id: &'a str,
@@ -24,45 +39,57 @@ pub(crate) struct From<'a> {
     pub user_id: Option<&'a str>,
 }
 
-/// Every server-to-client message: `type`, `timestamp` and what applies.
-#[derive(Debug, Serialize)]
-pub(crate) struct Envelope<'a, D: Serialize> {
-    #[serde(rename = "type")]
-    pub kind: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub channel: Option<&'a str>,
-    #[serde(rename = "sessionId", skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<D>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<From<'a>>,
-    #[serde(rename = "correlationId", skip_serializing_if = "Option::is_none")]
-    pub correlation_id: Option<&'a RawValue>,
-    pub timestamp: Timestamp,
+/// Where a publication stands in its stream (see the README's Recovery).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Position<'a> {
+    pub seq: u64,
+    pub epoch: &'a str,
 }
 
-impl<'a, D: Serialize> Envelope<'a, D> {
+/// One server-to-client message, before it is encoded for an envelope.
+#[derive(Debug, Clone)]
+pub(crate) struct Message<'a> {
+    pub kind: &'a str,
+    pub topic: Option<&'a Topic>,
+    pub data: Option<&'a RawValue>,
+    pub from: Option<From<'a>>,
+    pub correlation_id: Option<&'a RawValue>,
+    pub position: Option<Position<'a>>,
+    pub timestamp: SystemTime,
+}
+
+/// The keys every envelope may use itself: a `flat` payload field of one of
+/// these names stays under `data`.
+const ENVELOPE_KEYS: &[&str] = &[
+    "type",
+    "channel",
+    "sessionId",
+    "data",
+    "payload",
+    "from",
+    "correlationId",
+    "seq",
+    "epoch",
+    "timestamp",
+];
+
+impl<'a> Message<'a> {
     /// A message of `kind` with `data`, stamped now.
-    pub(crate) fn new(kind: &'a str, data: Option<D>) -> Self {
-        Envelope {
+    pub(crate) fn new(kind: &'a str, data: Option<&'a RawValue>) -> Self {
+        Message {
             kind,
-            channel: None,
-            session_id: None,
+            topic: None,
             data,
             from: None,
             correlation_id: None,
-            timestamp: Timestamp::now(),
+            position: None,
+            timestamp: SystemTime::now(),
         }
     }
 
     /// Sets where the message is addressed (`channel` or `sessionId`).
     pub(crate) fn topic(mut self, topic: Option<&'a Topic>) -> Self {
-        match topic {
-            Some(Topic::Channel(c)) => self.channel = Some(c),
-            Some(Topic::Session(s)) => self.session_id = Some(s),
-            None => {}
-        }
+        self.topic = topic;
         self
     }
 
@@ -81,9 +108,123 @@ impl<'a, D: Serialize> Envelope<'a, D> {
         self
     }
 
-    /// The encoded text frame.
-    pub(crate) fn encode(&self) -> Bytes {
-        frame::encode(self)
+    /// The complete text frame of this message in `envelope`.
+    pub(crate) fn encode(&self, envelope: Envelope) -> Bytes {
+        frame::encode(&Shaped {
+            message: self,
+            envelope,
+        })
+    }
+
+    /// For an error whose data has an `error` text and no `message`: its
+    /// fields with `message` added, where clients read it.
+    fn mirrored_error(&self) -> Option<Vec<(Cow<'a, str>, &'a RawValue)>> {
+        if self.kind != Kind::Error.as_str() {
+            return None;
+        }
+        let mut fields = object_fields(self.data?)?;
+        let has = |name: &str, fields: &[(Cow<'_, str>, &RawValue)]| {
+            fields.iter().any(|(k, _)| k == name)
+        };
+        if has("message", &fields) || !has("error", &fields) {
+            return None;
+        }
+        let error = fields.iter().find(|(k, _)| k == "error").map(|(_, v)| *v)?;
+        fields.push((Cow::Borrowed("message"), error));
+        Some(fields)
+    }
+}
+
+/// A message in one envelope, as serde writes it.
+struct Shaped<'m, 'a> {
+    message: &'m Message<'a>,
+    envelope: Envelope,
+}
+
+impl Serialize for Shaped<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let m = self.message;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("type", m.kind)?;
+        match m.topic {
+            Some(Topic::Channel(channel)) => map.serialize_entry("channel", channel)?,
+            Some(Topic::Session(session)) => map.serialize_entry("sessionId", session)?,
+            None => {}
+        }
+        let mirrored = match self.envelope {
+            Envelope::Standard => None,
+            Envelope::Flat | Envelope::Payload => m.mirrored_error(),
+        };
+        match self.envelope {
+            Envelope::Standard => {
+                if let Some(data) = m.data {
+                    map.serialize_entry("data", data)?;
+                }
+            }
+            Envelope::Payload => match (&mirrored, m.data) {
+                (Some(fields), _) => map.serialize_entry("payload", &Object(fields))?,
+                (None, Some(data)) => map.serialize_entry("payload", data)?,
+                (None, None) => map.serialize_entry("payload", &Empty {})?,
+            },
+            Envelope::Flat => {
+                let fields = mirrored.or_else(|| m.data.and_then(object_fields));
+                match (fields, m.data) {
+                    (Some(fields), data) => {
+                        let mut collided = false;
+                        for (key, value) in &fields {
+                            if ENVELOPE_KEYS.contains(&key.as_ref()) {
+                                collided = true;
+                            } else {
+                                map.serialize_entry(key, value)?;
+                            }
+                        }
+                        if collided && let Some(data) = data {
+                            map.serialize_entry("data", data)?;
+                        }
+                    }
+                    (None, Some(data)) => map.serialize_entry("data", data)?,
+                    (None, None) => {}
+                }
+            }
+        }
+        if let Some(from) = &m.from {
+            map.serialize_entry("from", from)?;
+        }
+        if let Some(correlation) = m.correlation_id {
+            map.serialize_entry("correlationId", correlation)?;
+        }
+        if let Some(position) = &m.position {
+            map.serialize_entry("seq", &position.seq)?;
+            map.serialize_entry("epoch", position.epoch)?;
+        }
+        match self.envelope {
+            Envelope::Payload => map.serialize_entry("timestamp", &unix_millis(m.timestamp))?,
+            Envelope::Standard | Envelope::Flat => {
+                map.serialize_entry("timestamp", &Timestamp::at(m.timestamp))?
+            }
+        }
+        map.end()
+    }
+}
+
+/// Milliseconds since 1970 (before it counts as 0).
+fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Data of the hub's own messages, serialised once into raw JSON for a
+/// [`Message`].
+pub(crate) fn raw<T: Serialize + ?Sized>(data: &T) -> Box<RawValue> {
+    match serde_json::value::to_raw_value(data) {
+        Ok(raw) => raw,
+        Err(err) => {
+            // Only a Serialize impl that fails can get here; the hub's do not.
+            log::error!("could not serialise a message's data: {err}");
+            serde_json::value::to_raw_value(&()).unwrap_or_default()
+        }
     }
 }
 
@@ -97,15 +238,31 @@ pub(crate) struct ErrorData<'a> {
 /// Data of the `connection` welcome.
 #[derive(Debug, Serialize)]
 pub(crate) struct Welcome<'a> {
+    /// `"connected"`, in the flat envelope's welcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a str>,
     #[serde(rename = "clientId")]
     pub client_id: &'a str,
     #[serde(rename = "userId")]
     pub user_id: Option<&'a str>,
-    #[serde(rename = "sessionId")]
-    pub session_id: Option<&'a str>,
+    /// The session (`null` if none); left out of the flat welcome, which
+    /// names it next to `type`.
+    #[serde(rename = "sessionId", skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<Option<&'a str>>,
     pub authenticated: bool,
     #[serde(rename = "heartbeatMs")]
     pub heartbeat_ms: u64,
+}
+
+/// Data of the `auth` message that follows the standard welcome.
+#[derive(Debug, Serialize)]
+pub(crate) struct AuthResult<'a> {
+    pub success: bool,
+    #[serde(rename = "userId")]
+    pub user_id: Option<&'a str>,
+    /// Why a token was not accepted, for a client let in as anonymous.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
 }
 
 /// Data of a `user_presence` broadcast.
@@ -132,26 +289,15 @@ pub(crate) struct Delivered {
 #[derive(Debug, Serialize)]
 pub(crate) struct Empty {}
 
-/// An `error` message, encoded.
-pub(crate) fn error_frame(
-    code: ErrorCode,
-    message: &str,
-    correlation_id: Option<&RawValue>,
-) -> Bytes {
-    Envelope::new(
-        Kind::Error.as_str(),
-        Some(ErrorData {
-            code,
-            error: message,
-        }),
-    )
-    .correlation(correlation_id)
-    .encode()
+/// The data of an `error` message, as raw JSON.
+pub(crate) fn error_data(code: ErrorCode, message: &str) -> Box<RawValue> {
+    raw(&ErrorData {
+        code,
+        error: message,
+    })
 }
 
-/// Serialises `message` as JSON straight into a server text frame.
-///
-/// The JSON is written after room for the longest frame header; the header is
+/// A UTC instant written as ISO-8601 with milliseconds: `2024-01-01T12:00:00.000Z`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Timestamp([u8; 24]);
 
@@ -236,10 +382,6 @@ impl Serialize for Timestamp {
 mod tests {
     use super::*;
 
-    fn payload(frame: &Bytes) -> serde_json::Value {
-        serde_json::from_slice(&frame[2..]).expect("a short frame's payload is JSON")
-    }
-
     #[test]
     fn timestamps_are_iso8601_utc_with_milliseconds() {
         assert_eq!(
@@ -261,20 +403,93 @@ mod tests {
         );
     }
 
+    fn raw_json(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    fn shaped(message: &Message<'_>, envelope: Envelope) -> serde_json::Value {
+        let frame = message.encode(envelope);
+        let start = match frame[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        serde_json::from_slice(&frame[start..]).unwrap()
+    }
+
     #[test]
-    fn envelopes_carry_topic_correlation_and_raw_data() {
-        let raw = RawValue::from_string(r#"{"k":[1,2,3]}"#.to_owned()).unwrap();
-        let corr = RawValue::from_string(r#""abc""#.to_owned()).unwrap();
+    fn the_standard_envelope_carries_data_topic_correlation_and_position() {
+        let data = raw_json(r#"{"k":[1,2,3]}"#);
+        let corr = raw_json(r#""abc""#);
         let topic = Topic::Session("s1".into());
-        let frame = Envelope::new("ai_progress", Some(&raw))
+        let mut message = Message::new("ai_progress", Some(&data))
             .topic(Some(&topic))
-            .correlation(Some(&corr))
-            .encode();
-        let value = payload(&frame);
+            .correlation(Some(&corr));
+        message.position = Some(Position {
+            seq: 7,
+            epoch: "e1",
+        });
+        let value = shaped(&message, Envelope::Standard);
         assert_eq!(value["sessionId"], "s1");
         assert_eq!(value["correlationId"], "abc");
         assert_eq!(value["data"]["k"][2], 3);
+        assert_eq!(
+            (value["seq"].as_u64(), value["epoch"].as_str()),
+            (Some(7), Some("e1"))
+        );
         assert_eq!(value["timestamp"].as_str().unwrap().len(), 24);
         assert!(value.get("channel").is_none());
+    }
+
+    #[test]
+    fn the_flat_envelope_lifts_an_object_payload_and_keeps_the_rest_under_data() {
+        let data = raw_json(r#"{"progress":{"chunksReceived":25},"note":"x"}"#);
+        let topic = Topic::Session("s1".into());
+        let message = Message::new("ai_progress", Some(&data)).topic(Some(&topic));
+        let value = shaped(&message, Envelope::Flat);
+        assert_eq!(value["progress"]["chunksReceived"], 25);
+        assert_eq!(value["note"], "x");
+        assert_eq!(value["sessionId"], "s1");
+        assert!(value.get("data").is_none());
+        assert!(value["timestamp"].is_string());
+        // A field named like an envelope key stays under data, whole.
+        let clash = raw_json(r#"{"type":"commit","message":"m"}"#);
+        let value = shaped(&Message::new("event", Some(&clash)), Envelope::Flat);
+        assert_eq!(value["type"], "event");
+        assert_eq!(value["message"], "m");
+        assert_eq!(value["data"]["type"], "commit");
+        // Anything but an object stays under data.
+        let list = raw_json("[1,2]");
+        let value = shaped(&Message::new("event", Some(&list)), Envelope::Flat);
+        assert_eq!(value["data"][1], 2);
+    }
+
+    #[test]
+    fn the_payload_envelope_has_a_payload_and_a_numeric_timestamp() {
+        let data = raw_json(r#"{"sessionId":"s","content":"hi"}"#);
+        let value = shaped(
+            &Message::new("stream:chunk", Some(&data)),
+            Envelope::Payload,
+        );
+        assert_eq!(value["payload"]["content"], "hi");
+        assert!(value["timestamp"].as_u64().unwrap() > 1_600_000_000_000);
+        let value = shaped(&Message::new("pong", None), Envelope::Payload);
+        assert_eq!(value["payload"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn errors_read_as_message_where_their_clients_look_for_it() {
+        let data = error_data(ErrorCode::UnknownType, "Unknown message type: x");
+        let message = Message::new("error", Some(&data));
+        let standard = shaped(&message, Envelope::Standard);
+        assert_eq!(standard["data"]["code"], "unknown_type");
+        assert!(standard["data"].get("message").is_none());
+        let payload = shaped(&message, Envelope::Payload);
+        assert_eq!(payload["payload"]["message"], "Unknown message type: x");
+        assert_eq!(payload["payload"]["code"], "unknown_type");
+        let flat = shaped(&message, Envelope::Flat);
+        assert_eq!(flat["message"], "Unknown message type: x");
+        assert_eq!(flat["code"], "unknown_type");
+        assert_eq!(flat["error"], "Unknown message type: x");
     }
 }

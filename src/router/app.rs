@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use super::Router;
 use crate::app::ClientRequest;
 use crate::hub::Handle;
-use crate::protocol::{Envelope, ErrorCode, Kind, Outgoing, error_frame};
+use crate::protocol::{ErrorCode, Kind, Message, Outgoing, raw};
 use crate::subscriptions::ClientId;
 
 /// Most requests all service connections together may owe an answer to.
@@ -144,19 +144,18 @@ impl Router {
         let Some(client) = self.clients.get(&id) else {
             return;
         };
-        let frame = Envelope::new(
-            Kind::ClientMessage.as_str(),
-            Some(Forwarded {
-                client_id: &client.name,
-                user_id: client.identity.user_id.as_deref(),
-                session_id: client.sessions.first().map(|s| &**s),
-                meta: &client.meta,
-                message: &message,
-            }),
-        )
-        .encode();
+        let data = raw(&Forwarded {
+            client_id: &client.name,
+            user_id: client.identity.user_id.as_deref(),
+            session_id: client.sessions.first().map(|s| &**s),
+            meta: &client.meta,
+            message: &message,
+        });
         self.counters.requests += 1;
-        self.send(service, frame);
+        self.send_message(
+            service,
+            &Message::new(Kind::ClientMessage.as_str(), Some(&data)),
+        );
     }
 
     /// The application cannot take a request now.
@@ -185,10 +184,9 @@ impl Router {
                     c.pending = c.pending.saturating_sub(1);
                 }
             }
-            let frame = Envelope::new(&message.kind, message.data.as_deref())
-                .correlation(message.correlation_id.as_deref())
-                .encode();
-            self.send(target, frame);
+            let outgoing = Message::new(&message.kind, message.data.as_deref())
+                .correlation(message.correlation_id.as_deref());
+            self.send_message(target, &outgoing);
             delivered = 1;
         }
         if correlation.is_some() {
@@ -224,11 +222,7 @@ impl Router {
             };
             self.counters.busy += 1;
             let message = "The service handling this request went away: try again";
-            self.counters.errors_sent += 1;
-            self.send(
-                client,
-                error_frame(ErrorCode::Busy, message, Some(&correlation)),
-            );
+            self.error(client, ErrorCode::Busy, message, Some(&correlation));
         }
     }
 

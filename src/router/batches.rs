@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::Router;
-use crate::protocol::{Envelope, Topic};
+use crate::protocol::{Message, Topic, raw};
 use crate::publish::{Origin, Publication, Target};
 
 /// The targets a batch can be held for (a filter has no identity to hold by).
@@ -159,10 +159,10 @@ impl Router {
                 }),
             })
             .collect();
-        let frame = Envelope::new(&self.config.batch_type, Some(BatchData { messages }))
-            .topic(topic.as_ref())
-            .encode();
-        self.deliver(&target, &frame);
+        let data = raw(&BatchData { messages });
+        let kind = self.config.batch_type.clone();
+        let message = Message::new(&kind, Some(&data)).topic(topic.as_ref());
+        self.deliver(&target, &message);
     }
 
     /// Sends every batch whose window has ended.

@@ -16,7 +16,9 @@ use super::{Client, Closing, Router};
 use crate::budget::HandshakeSlot;
 use crate::event::{Ending, Joining, Refusal};
 use crate::link::Link;
-use crate::protocol::{Close, Empty, Envelope, ErrorCode, Kind, Topic, Welcome, close_reply};
+use crate::protocol::{
+    AuthResult, Close, Empty, Envelope, ErrorCode, Kind, Message, Topic, Welcome, close_reply, raw,
+};
 use crate::subscriptions::ClientId;
 use crate::throttle::warn_throttled;
 
@@ -32,6 +34,7 @@ impl Router {
             identity,
             session_id,
             handshake,
+            envelope,
         } = joining;
         let user_connections = identity
             .user_id
@@ -78,6 +81,7 @@ impl Router {
             slow: false,
             meta: identity.meta.clone().unwrap_or_default(),
             pending: 0,
+            envelope,
             identity,
         };
         log::debug!(
@@ -137,18 +141,42 @@ impl Router {
         let Some(client) = self.clients.get(&id) else {
             return;
         };
-        let frame = Envelope::new(
-            Kind::Connection.as_str(),
-            Some(Welcome {
-                client_id: &client.name,
+        let envelope = client.envelope;
+        let (kind, status) = match envelope {
+            Envelope::Standard => (Kind::Connection, None),
+            Envelope::Flat => (Kind::Connection, Some("connected")),
+            Envelope::Payload => (Kind::ConnectionEstablished, None),
+        };
+        // The flat envelope names the session where it names every other
+        // message's: at the top level, next to `type`.
+        let topic = session.map(Topic::session);
+        let (session_id, topic) = match envelope {
+            Envelope::Flat => (None, topic.as_ref()),
+            Envelope::Standard | Envelope::Payload => (Some(session), None),
+        };
+        let welcome = raw(&Welcome {
+            status,
+            client_id: &client.name,
+            user_id: client.identity.user_id.as_deref(),
+            session_id,
+            authenticated: client.identity.authenticated(),
+            heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
+        });
+        // The Code Cloud Agents clients expect to hear how their token went.
+        let auth = (envelope == Envelope::Standard).then(|| {
+            raw(&AuthResult {
+                success: client.identity.sees_private_events(),
                 user_id: client.identity.user_id.as_deref(),
-                session_id: session,
-                authenticated: client.identity.authenticated(),
-                heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
-            }),
-        )
-        .encode();
-        self.send(id, frame);
+                error: client.identity.refused_token.as_deref(),
+            })
+        });
+        self.send_message(
+            id,
+            &Message::new(kind.as_str(), Some(&welcome)).topic(topic),
+        );
+        if let Some(auth) = auth {
+            self.send_message(id, &Message::new(Kind::Auth.as_str(), Some(&auth)));
+        }
     }
 
     /// A reader stopped: the client closed, went away, or never got a reader.

@@ -1,8 +1,9 @@
 //! Delivery: frames into clients' queues, fan-out, slow consumers, and the
 //! hand-off of what a batch queued to the writer pool.
 //!
-//! Runs on the router thread. A fan-out encodes its frame once; every
-//! recipient's queue holds a reference to the same bytes. A push that finds
+//! Runs on the router thread. A fan-out encodes its message once per
+//! envelope in use among its recipients; every recipient's queue holds a
+//! reference to the same bytes. A push that finds
 //! a link idle puts it on this batch's list for its writer; at the end of
 //! the batch each writer gets its list in one hand-off (one wake-up at
 //! most), or, when only a few links wait (a reply to one request), the
@@ -20,7 +21,7 @@ use super::Router;
 use super::batches::BatchKey;
 use crate::config::Config;
 use crate::link::{Drained, Link, Push, QueueLimits, Scratch};
-use crate::protocol::{Close, Envelope, ErrorCode, Kind, Topic, error_frame};
+use crate::protocol::{Close, Envelope, ErrorCode, Kind, Message, Topic, error_data, raw};
 use crate::publish::{Filter, Publication, Target};
 use crate::subscriptions::ClientId;
 use crate::throttle::warn_throttled;
@@ -146,7 +147,7 @@ impl Delivery {
 }
 
 impl Router {
-    /// Sends one encoded frame to one client.
+    /// Sends one encoded frame to one client (a Ping: the same in every envelope).
     pub(super) fn send(&mut self, id: ClientId, frame: Bytes) {
         let limits = self.delivery.limits(&self.config);
         let Some(client) = self.clients.get(&id) else {
@@ -162,6 +163,15 @@ impl Router {
         }
     }
 
+    /// Sends one message to one client, in its envelope.
+    pub(super) fn send_message(&mut self, id: ClientId, message: &Message<'_>) {
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        let frame = message.encode(client.envelope);
+        self.send(id, frame);
+    }
+
     pub(super) fn reply<D: Serialize>(
         &mut self,
         id: ClientId,
@@ -170,11 +180,11 @@ impl Router {
         data: Option<D>,
         correlation: Option<&RawValue>,
     ) {
-        let frame = Envelope::new(kind.as_str(), data)
+        let data = data.map(|d| raw(&d));
+        let message = Message::new(kind.as_str(), data.as_deref())
             .topic(topic)
-            .correlation(correlation)
-            .encode();
-        self.send(id, frame);
+            .correlation(correlation);
+        self.send_message(id, &message);
     }
 
     pub(super) fn error(
@@ -186,7 +196,9 @@ impl Router {
     ) {
         self.counters.errors_sent += 1;
         log::debug!("error {code} to client {id:?}: {message}");
-        self.send(id, error_frame(code, message, correlation));
+        let data = error_data(code, message);
+        let message = Message::new(Kind::Error.as_str(), Some(&data)).correlation(correlation);
+        self.send_message(id, &message);
     }
 
     /// Publishes: into its target's batch when batched, otherwise now
@@ -202,24 +214,23 @@ impl Router {
             }
         }
         let topic = publication.target.topic();
-        let frame = Envelope::new(&publication.kind, publication.data.as_deref())
+        let message = Message::new(&publication.kind, publication.data.as_deref())
             .topic(topic.as_ref())
             .origin(publication.from.as_ref())
-            .correlation(publication.correlation_id.as_deref())
-            .encode();
-        self.deliver(&publication.target, &frame)
+            .correlation(publication.correlation_id.as_deref());
+        self.deliver(&publication.target, &message)
     }
 
-    /// Offers an encoded frame to every client of `target`.
-    pub(super) fn deliver(&mut self, target: &Target, frame: &Bytes) -> usize {
+    /// Offers a message to every client of `target`.
+    pub(super) fn deliver(&mut self, target: &Target, message: &Message<'_>) -> usize {
         match target {
-            Target::Broadcast => self.fan_out(Audience::All, frame),
-            Target::Authenticated => self.fan_out(Audience::Trusted, frame),
-            Target::Channel(name) => self.fan_out(Audience::Channel(name), frame),
-            Target::Session(id) => self.fan_out(Audience::Session(id), frame),
-            Target::User(id) => self.fan_out(Audience::User(id), frame),
-            Target::Client(name) => self.fan_out(Audience::Client(name), frame),
-            Target::Filter(filter) => self.fan_out(Audience::Filter(filter), frame),
+            Target::Broadcast => self.fan_out(Audience::All, message),
+            Target::Authenticated => self.fan_out(Audience::Trusted, message),
+            Target::Channel(name) => self.fan_out(Audience::Channel(name), message),
+            Target::Session(id) => self.fan_out(Audience::Session(id), message),
+            Target::User(id) => self.fan_out(Audience::User(id), message),
+            Target::Client(name) => self.fan_out(Audience::Client(name), message),
+            Target::Filter(filter) => self.fan_out(Audience::Filter(filter), message),
         }
     }
 
@@ -266,18 +277,23 @@ impl Router {
         }
     }
 
-    /// Offers one encoded frame to every client of `audience`, sharing the
-    /// bytes. Clients whose queue is full are closed afterwards; the count is
-    /// of clients the frame was queued for.
-    pub(super) fn fan_out(&mut self, audience: Audience<'_>, frame: &Bytes) -> usize {
+    /// Offers one message to every client of `audience`: it is encoded once
+    /// per envelope in use among them, and each recipient's queue shares
+    /// those bytes. Clients whose queue is full are closed afterwards; the
+    /// count is of clients it was queued for.
+    pub(super) fn fan_out(&mut self, audience: Audience<'_>, message: &Message<'_>) -> usize {
         let limits = self.delivery.limits(&self.config);
         let clients = &self.clients;
         let delivery = &mut self.delivery;
         let mut delivered = 0;
         let mut slow = Vec::new();
+        let mut frames: [Option<Bytes>; Envelope::COUNT] = Default::default();
         let mut offer = |id: ClientId| {
             if let Some(client) = clients.get(&id) {
-                match delivery.push(&client.link, frame.clone(), limits) {
+                let frame = frames[client.envelope.index()]
+                    .get_or_insert_with(|| message.encode(client.envelope))
+                    .clone();
+                match delivery.push(&client.link, frame, limits) {
                     Push::Queued { .. } => delivered += 1,
                     Push::Slow => slow.push(id),
                     Push::Gone => {}

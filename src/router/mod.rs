@@ -50,12 +50,15 @@ use crate::config::Config;
 use crate::event::{Event, Lanes};
 use crate::hub::Handle;
 use crate::link::{self, Link};
-use crate::protocol::{ClientMessage, Close, Empty, ErrorCode, Kind, Rejection, Request};
+use crate::protocol::{
+    ClientMessage, Close, Empty, Envelope, ErrorCode, Kind, Message, Rejection, Request, raw,
+};
 use crate::publish::ClientRef;
 use crate::stats::{ClientStats, Counters, Stats};
 use crate::subscriptions::{ClientId, Index, Sessions};
 use crate::throttle::warn_throttled;
 use crate::writer::Writers;
+use tungstenite::Bytes;
 
 use app::{AppQueue, Services};
 use batches::Batches;
@@ -94,6 +97,8 @@ struct Client {
     meta: serde_json::Map<String, serde_json::Value>,
     /// Requests of this client that a service connection owes an answer.
     pending: usize,
+    /// How its messages look on the wire.
+    envelope: Envelope,
 }
 
 impl Client {
@@ -501,6 +506,14 @@ impl Router {
         let mut stale = Vec::new();
         let mut slow = Vec::new();
         let mut expired = Vec::new();
+        // `--json-heartbeat`: one message per tick, encoded once per envelope.
+        let beat = self.config.json_heartbeat.then(|| {
+            raw(&serde_json::json!({ "timestamp": crate::protocol::Timestamp::at(wall) }))
+        });
+        let beat = beat
+            .as_deref()
+            .map(|data| Message::new(Kind::Heartbeat.as_str(), Some(data)));
+        let mut beats: [Option<Bytes>; Envelope::COUNT] = Default::default();
         // One pass over every client per tick.
         for (id, client) in &mut self.clients {
             // Readers stamp `heard` themselves: no backlog here can make a
@@ -516,6 +529,14 @@ impl Router {
                     .is_slow()
                 {
                     slow.push(*id);
+                }
+                if let Some(beat) = &beat {
+                    let frame = beats[client.envelope.index()]
+                        .get_or_insert_with(|| beat.encode(client.envelope))
+                        .clone();
+                    if self.delivery.push(&client.link, frame, limits).is_slow() {
+                        slow.push(*id);
+                    }
                 }
                 client.next_ping = now + heartbeat;
                 client.pinged_at = Some(clock);

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use super::Router;
 use super::delivery::Audience;
-use crate::protocol::{Empty, Envelope, ErrorCode, Kind, PresenceData, PresenceList, Status};
+use crate::protocol::{Empty, ErrorCode, Kind, Message, PresenceData, PresenceList, Status, raw};
 use crate::ratelimit::TokenBucket;
 use crate::subscriptions::ClientId;
 
@@ -153,15 +153,12 @@ impl Router {
                 self.presence.announced.insert(user.into(), status);
             }
         }
-        let frame = Envelope::new(
-            Kind::UserPresence.as_str(),
-            Some(PresenceData {
-                user_id: user,
-                status,
-            }),
-        )
-        .encode();
-        self.fan_out(Audience::Trusted, &frame);
+        let data = raw(&PresenceData {
+            user_id: user,
+            status,
+        });
+        let message = Message::new(Kind::UserPresence.as_str(), Some(&data));
+        self.fan_out(Audience::Trusted, &message);
     }
 
     /// Every tick: grace periods that ended, changes whose budget came back.
@@ -210,9 +207,8 @@ impl Router {
             })
             .collect();
         users.sort_by(|a, b| a.user_id.cmp(b.user_id));
-        let frame = Envelope::new(Kind::Presence.as_str(), Some(PresenceList { users }))
-            .correlation(correlation)
-            .encode();
-        self.send(id, frame);
+        let data = raw(&PresenceList { users });
+        let message = Message::new(Kind::Presence.as_str(), Some(&data)).correlation(correlation);
+        self.send_message(id, &message);
     }
 }

@@ -92,6 +92,12 @@ impl Client {
             welcome["type"], "connection",
             "first message is the welcome: {welcome}"
         );
+        // The standard envelope's greeting goes on with how the token went.
+        let auth = read_json(&mut ws, DEADLINE).expect("the auth message after the welcome");
+        assert_eq!(
+            auth["type"], "auth",
+            "the welcome is followed by auth: {auth}"
+        );
         Client { ws, welcome }
     }
 
