@@ -6,14 +6,14 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::thread;
 
 use crossbeam_channel::Receiver;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use support::{Client, DEADLINE, TestHub, start};
-use wshub::{ClientRequest, Config, Hub, Target};
+use support::{Client, DEADLINE, TestHub, http_raw, start};
+use wshub::{ClientRequest, Config, Hub, Secret, Target, TokenGrant, load_tokens};
 
 const ADMIN: &str = "admin-secret-for-tests";
 
@@ -32,6 +32,18 @@ fn with_admin() -> Config {
         admin_token: Some(ADMIN.into()),
         ..support::config()
     }
+}
+
+/// Writes `grants` to a tokens file and loads it, as `--tokens` does.
+fn tokens_file(name: &str, grants: Value) -> HashMap<Secret, TokenGrant> {
+    let path = std::env::temp_dir().join(format!(
+        "wshub-application-{}-{name}.json",
+        std::process::id()
+    ));
+    std::fs::write(&path, grants.to_string()).expect("write the tokens file");
+    let tokens = load_tokens(&path);
+    let _ = std::fs::remove_file(&path);
+    tokens.expect("the tokens file loads")
 }
 
 fn next_request(requests: &Receiver<ClientRequest>) -> ClientRequest {
@@ -71,6 +83,53 @@ fn quiet(client: &mut Client) {
             _ => panic!("expected nothing before the pong, got {message}"),
         }
     }
+}
+
+/// Sends `message` and returns the answer with `correlation`, skipping
+/// presence (and nothing else).
+fn ask(client: &mut Client, mut message: Value, correlation: &str) -> Value {
+    message["correlationId"] = json!(correlation);
+    client.send(message);
+    let answer = next(client, correlation);
+    assert_eq!(
+        answer["correlationId"], correlation,
+        "expected the answer to {correlation}, got {answer}"
+    );
+    answer
+}
+
+/// An HTTP request with an optional bearer token; status and JSON body.
+fn api(
+    hub: &TestHub,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        hub.addr,
+        body.len()
+    );
+    let (status, _, body) = http_raw(hub.addr, request.as_bytes());
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+fn client_stats(hub: &TestHub, id: &str) -> wshub::ClientStats {
+    hub.handle()
+        .stats()
+        .unwrap()
+        .clients
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("{id} is not in the stats"))
 }
 
 // --- requests to the embedding program --------------------------------------
@@ -350,4 +409,340 @@ fn with_neither_a_program_nor_a_service_a_request_is_an_unknown_type() {
         );
     }
     assert_eq!(hub.handle().stats().unwrap().requests, 0);
+}
+
+// --- service connections ----------------------------------------------------
+
+#[test]
+fn a_service_connection_receives_client_messages_and_answers_with_send() {
+    let hub = start(with_admin());
+    let mut service = hub.client(&format!("/ws?token={ADMIN}"));
+    assert_eq!(service.welcome["data"]["authenticated"], true);
+    assert_eq!(service.welcome["data"]["userId"], Value::Null);
+    let stats = hub.handle().stats().unwrap();
+    assert_eq!(stats.service_connections, 1);
+    assert!(client_stats(&hub, &service.id()).service);
+    let (_, body) = api(&hub, "GET", "/api/ws/stats", Some(ADMIN), None);
+    assert_eq!(body["serviceConnections"], 1);
+
+    let mut client = hub.client("/ws?userId=u1&sessionId=s1");
+    assert!(
+        hub.handle()
+            .set_meta(&client.id(), "subscribedToIDE", true)
+            .unwrap()
+    );
+    let sent = r#"{"type":"agent:start","payload":{"projectId":"p1"},"correlationId":"r1","extra":[1,{"deep":null}]}"#;
+    client.send_text(sent);
+    let forwarded = expect(&mut service, "client_message");
+    let data = &forwarded["data"];
+    assert_eq!(data["clientId"], client.id());
+    assert_eq!(data["userId"], "u1");
+    assert_eq!(data["sessionId"], "s1");
+    assert_eq!(data["meta"], json!({"subscribedToIDE": true}));
+    assert_eq!(
+        data["message"],
+        serde_json::from_str::<Value>(sent).unwrap(),
+        "the message as sent"
+    );
+
+    // The answer reaches the client with the request's correlationId; the
+    // service's own correlationId gets an ack.
+    service.send(json!({
+        "type": "send",
+        "clientId": client.id(),
+        "message": {"type": "agent:started", "payload": {"sessionId": "s1"}, "correlationId": "r1"},
+        "correlationId": "a1",
+    }));
+    let started = expect(&mut client, "agent:started");
+    assert_eq!(started["correlationId"], "r1");
+    assert_eq!(started["data"], json!({"sessionId": "s1"}));
+    let ack = expect(&mut service, "ack");
+    assert_eq!(ack["correlationId"], "a1");
+    assert_eq!(ack["data"]["delivered"], 1);
+    // With `data`, without correlationIds: delivered, and no ack.
+    service.send(json!({
+        "type": "send",
+        "clientId": client.id(),
+        "message": {"type": "stream:chunk", "data": {"content": "Hello"}},
+    }));
+    let chunk = expect(&mut client, "stream:chunk");
+    assert_eq!(chunk["data"]["content"], "Hello");
+    assert!(chunk.get("correlationId").is_none(), "{chunk}");
+    quiet(&mut service);
+    // To nobody: delivered 0.
+    let ack = ask(
+        &mut service,
+        json!({"type": "send", "clientId": "c_nobody", "message": {"type": "x"}}),
+        "a2",
+    );
+    assert_eq!(ack["type"], "ack");
+    assert_eq!(ack["data"]["delivered"], 0);
+
+    // A client without user, session or metadata: those are null or absent.
+    let mut plain = hub.client("/ws");
+    plain.send(json!({"type": "chat:send", "data": {"text": "hi"}}));
+    let forwarded = expect(&mut service, "client_message");
+    let data = &forwarded["data"];
+    assert_eq!(data["clientId"], plain.id());
+    assert_eq!(
+        (&data["userId"], &data["sessionId"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert!(data.get("meta").is_none(), "{forwarded}");
+    assert_eq!(
+        data["message"],
+        json!({"type": "chat:send", "data": {"text": "hi"}})
+    );
+    quiet(&mut plain);
+    quiet(&mut client);
+    // A service's own application messages reach nobody.
+    let reply = ask(&mut service, json!({"type": "agent:start"}), "own");
+    assert_eq!(reply["data"]["code"], "unknown_type", "{reply}");
+    assert_eq!(hub.handle().stats().unwrap().requests, 2);
+}
+
+#[test]
+fn a_token_with_the_service_grant_opens_a_service_connection() {
+    let hub = start(Config {
+        tokens: tokens_file(
+            "service-grant",
+            json!({
+                "svc-token": {"userId": "backend", "service": true},
+                "alice-token": {"userId": "alice", "meta": {"team": "red"}},
+            }),
+        ),
+        ..support::config()
+    });
+    let mut service = hub.client("/ws?token=svc-token");
+    assert_eq!(service.welcome["data"]["userId"], "backend");
+    assert_eq!(service.welcome["data"]["authenticated"], true);
+    assert_eq!(hub.handle().stats().unwrap().service_connections, 1);
+    assert!(client_stats(&hub, &service.id()).service);
+
+    let mut alice = hub.client("/ws?token=alice-token");
+    assert!(!client_stats(&hub, &alice.id()).service);
+    alice.send(json!({"type": "chat:send", "payload": {"text": "hi"}, "correlationId": "q1"}));
+    let forwarded = expect(&mut service, "client_message");
+    assert_eq!(forwarded["data"]["clientId"], alice.id());
+    assert_eq!(forwarded["data"]["userId"], "alice");
+    assert_eq!(forwarded["data"]["meta"], json!({"team": "red"}));
+    service.send(json!({
+        "type": "send",
+        "clientId": alice.id(),
+        "message": {"type": "chat:sent", "payload": {"ok": true}, "correlationId": "q1"},
+        "correlationId": "s1",
+    }));
+    let sent = expect(&mut alice, "chat:sent");
+    assert_eq!(sent["correlationId"], "q1");
+    assert_eq!(sent["data"], json!({"ok": true}));
+    assert_eq!(expect(&mut service, "ack")["data"]["delivered"], 1);
+
+    // From a regular client, `send` is one more request for the service,
+    // not a command.
+    let bob_message = json!({
+        "type": "send",
+        "clientId": service.id(),
+        "message": {"type": "pwned"},
+    });
+    alice.send(bob_message.clone());
+    let forwarded = expect(&mut service, "client_message");
+    assert_eq!(forwarded["data"]["message"], bob_message);
+    quiet(&mut alice);
+}
+
+#[test]
+fn requests_go_round_the_service_connections_in_turn() {
+    let hub = start(with_admin());
+    let mut services = [
+        hub.client(&format!("/ws?token={ADMIN}")),
+        hub.client(&format!("/ws?token={ADMIN}")),
+    ];
+    let mut client = hub.client("/ws?userId=u1");
+    const N: u64 = 10;
+    for n in 0..N {
+        client.send(json!({"type": "job", "data": {"n": n}}));
+    }
+    // Once the client's ping is answered, every request was routed; each
+    // service's own ping then comes after every request sent to it.
+    quiet(&mut client);
+    let mut taken = Vec::new();
+    for service in &mut services {
+        service.send(json!({"type": "ping", "correlationId": "done"}));
+        let mut got = Vec::new();
+        loop {
+            let message = next(service, "a request or the pong");
+            if message["type"] == "pong" {
+                break;
+            }
+            assert_eq!(message["type"], "client_message", "{message}");
+            got.push(message["data"]["message"]["data"]["n"].as_u64().unwrap());
+        }
+        taken.push(got);
+    }
+    let all: BTreeSet<u64> = taken.iter().flatten().copied().collect();
+    assert_eq!(all, (0..N).collect(), "every request went to one service");
+    assert_eq!(taken[0].len() + taken[1].len(), N as usize, "{taken:?}");
+    for got in &taken {
+        assert_eq!(got.len(), (N / 2) as usize, "in turn: {taken:?}");
+        assert!(
+            got.iter().all(|n| n % 2 == got[0] % 2),
+            "each service takes every other request: {taken:?}"
+        );
+    }
+    assert_eq!(hub.handle().stats().unwrap().requests, N);
+}
+
+#[test]
+fn a_service_that_leaves_mid_request_leaves_its_client_busy_not_silent() {
+    for clean_close in [false, true] {
+        let hub = start(with_admin());
+        let mut service = hub.client(&format!("/ws?token={ADMIN}"));
+        let mut client = hub.client("/ws");
+        client.send(json!({"type": "agent:start", "correlationId": "r0"}));
+        client.send(json!({"type": "agent:message", "correlationId": "r1"}));
+        client.send(json!({"type": "agent:message", "data": {"content": "no id"}}));
+        for _ in 0..3 {
+            expect(&mut service, "client_message");
+        }
+        // r0 is answered; r1 and the uncorrelated one are outstanding.
+        service.send(json!({
+            "type": "send",
+            "clientId": client.id(),
+            "message": {"type": "agent:started", "correlationId": "r0"},
+        }));
+        assert_eq!(expect(&mut client, "agent:started")["correlationId"], "r0");
+        if clean_close {
+            service.ws.close(None).expect("send a Close");
+            support::finish_close(&mut service.ws);
+        } else {
+            drop(service);
+        }
+        let busy = client.recv("busy for r1");
+        assert_eq!(busy["type"], "error", "{busy}");
+        assert_eq!(busy["data"]["code"], "busy", "{busy}");
+        assert_eq!(busy["correlationId"], "r1");
+        // Nothing for the answered r0, nor for the request without an id.
+        client.expect_nothing_pending();
+        let stats = hub.handle().stats().unwrap();
+        assert_eq!((stats.busy, stats.service_connections), (1, 0));
+        // No service left: requests are unknown types again.
+        let reply = client.request(json!({"type": "agent:start"}), "r2");
+        assert_eq!(reply["data"]["code"], "unknown_type");
+    }
+}
+
+#[test]
+fn a_service_publishes_to_every_target_without_from() {
+    let hub = start(Config {
+        tokens: tokens_file(
+            "service-publish",
+            json!({
+                "alice-token": {"userId": "alice", "publish": true},
+                "bob-token": {"userId": "bob"},
+            }),
+        ),
+        allow_anonymous: true,
+        admin_token: Some(ADMIN.into()),
+        ..support::config()
+    });
+    let mut service = hub.client(&format!("/ws?token={ADMIN}"));
+    let mut alice = hub.client("/ws?token=alice-token&sessionId=s1");
+    let mut bob = hub.client("/ws?token=bob-token");
+    let mut anon = hub.client("/ws");
+    ask(
+        &mut bob,
+        json!({"type": "subscribe", "channel": "news"}),
+        "s",
+    );
+    ask(
+        &mut anon,
+        json!({"type": "subscribe", "channel": "news"}),
+        "s",
+    );
+
+    let mut publish = |to: Value, n: u64| -> u64 {
+        let mut message = json!({"type": "publish", "event": "notification", "data": {"n": n}});
+        for (key, value) in to.as_object().unwrap() {
+            message[key] = value.clone();
+        }
+        let reply = service.request(message, &format!("p{n}"));
+        assert_eq!(reply["type"], "published", "{reply}");
+        reply["data"]["delivered"].as_u64().unwrap()
+    };
+    let got = |client: &mut Client, n: u64| {
+        let message = expect(client, "notification");
+        assert_eq!(message["data"]["n"], n, "{message}");
+        assert!(message.get("from").is_none(), "no from: {message}");
+        message
+    };
+
+    assert_eq!(publish(json!({"userId": "alice"}), 1), 1);
+    got(&mut alice, 1);
+    assert_eq!(publish(json!({"clientId": bob.id()}), 2), 1);
+    got(&mut bob, 2);
+    // Every client, the service connection among them.
+    assert_eq!(publish(json!({"broadcast": true}), 3), 4);
+    for client in [&mut alice, &mut bob, &mut anon] {
+        got(client, 3);
+    }
+    // Every client a token vouched for: not the anonymous one.
+    assert_eq!(publish(json!({"authenticated": true}), 4), 3);
+    got(&mut alice, 4);
+    got(&mut bob, 4);
+    assert_eq!(publish(json!({"channel": "news"}), 5), 2);
+    assert_eq!(got(&mut bob, 5)["channel"], "news");
+    assert_eq!(got(&mut anon, 5)["channel"], "news");
+    assert_eq!(publish(json!({"sessionId": "s1"}), 6), 1);
+    assert_eq!(got(&mut alice, 6)["sessionId"], "s1");
+    for client in [&mut alice, &mut bob, &mut anon] {
+        quiet(client);
+    }
+}
+
+#[test]
+fn a_regular_client_may_publish_to_topics_only() {
+    let hub = start(Config {
+        tokens: tokens_file(
+            "client-publish",
+            json!({
+                "alice-token": {"userId": "alice", "publish": true},
+                "bob-token": {"userId": "bob"},
+            }),
+        ),
+        ..support::config()
+    });
+    let mut alice = hub.client("/ws?token=alice-token");
+    let mut bob = hub.client("/ws?token=bob-token");
+    ask(
+        &mut bob,
+        json!({"type": "subscribe", "channel": "news"}),
+        "s",
+    );
+    for to in [
+        json!({"userId": "bob"}),
+        json!({"clientId": bob.id()}),
+        json!({"broadcast": true}),
+        json!({"authenticated": true}),
+    ] {
+        let mut message = json!({"type": "publish", "event": "notification", "data": 1});
+        for (key, value) in to.as_object().unwrap() {
+            message[key] = value.clone();
+        }
+        let reply = ask(&mut alice, message, "f");
+        assert_eq!(reply["type"], "error", "{to}: {reply}");
+        assert_eq!(reply["data"]["code"], "forbidden", "{to}: {reply}");
+    }
+    quiet(&mut bob);
+    // To a channel it may read it publishes, and subscribers see who.
+    let reply = ask(
+        &mut alice,
+        json!({"type": "publish", "channel": "news", "event": "notification", "data": 1}),
+        "ok",
+    );
+    assert_eq!(reply["type"], "published");
+    let message = expect(&mut bob, "notification");
+    assert_eq!(
+        message["from"],
+        json!({"clientId": alice.id(), "userId": "alice"})
+    );
 }
