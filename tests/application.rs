@@ -13,7 +13,10 @@ use crossbeam_channel::Receiver;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use support::{Client, DEADLINE, TestHub, http_raw, start};
-use wshub::{ClientRequest, Config, Hub, Secret, Target, TokenGrant, load_tokens};
+use wshub::{
+    ClientRequest, Config, Error, Filter, Hub, Secret, Status, Target, TokenGrant, Topic,
+    load_tokens,
+};
 
 const ADMIN: &str = "admin-secret-for-tests";
 
@@ -745,4 +748,558 @@ fn a_regular_client_may_publish_to_topics_only() {
         message["from"],
         json!({"clientId": alice.id(), "userId": "alice"})
     );
+}
+
+// --- server-side control ----------------------------------------------------
+
+#[test]
+fn the_library_subscribes_unsubscribes_and_closes_clients() {
+    let hub = start(Config {
+        max_subscriptions: 3,
+        ..support::config()
+    });
+    let handle = hub.handle();
+    let mut carol = hub.client("/ws?userId=carol");
+    let mut bob = [hub.client("/ws?userId=bob"), hub.client("/ws?userId=bob")];
+    let id = carol.id();
+
+    assert!(
+        handle
+            .subscribe(&id, Topic::channel("diagnostics"))
+            .unwrap()
+    );
+    let told = expect(&mut carol, "subscribed");
+    assert_eq!(
+        (&told["channel"], &told["data"]),
+        (&json!("diagnostics"), &json!({}))
+    );
+    assert_eq!(
+        handle
+            .publish(
+                Target::channel("diagnostics"),
+                "event",
+                json!({"errors": 0})
+            )
+            .unwrap(),
+        1
+    );
+    assert_eq!(expect(&mut carol, "event")["channel"], "diagnostics");
+    let listening = handle.subscribers(Topic::channel("diagnostics")).unwrap();
+    assert_eq!(
+        listening.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        [id.as_str()]
+    );
+    assert!(handle.subscribe(&id, Topic::session("s9")).unwrap());
+    assert_eq!(expect(&mut carol, "subscribed")["sessionId"], "s9");
+    assert_eq!(handle.subscribers(Topic::session("s9")).unwrap()[0].id, id);
+
+    assert!(
+        handle
+            .unsubscribe(&id, Some(Topic::channel("diagnostics")))
+            .unwrap()
+    );
+    assert_eq!(expect(&mut carol, "unsubscribed")["channel"], "diagnostics");
+    assert_eq!(
+        handle
+            .publish(Target::channel("diagnostics"), "event", json!(1))
+            .unwrap(),
+        0
+    );
+    assert!(handle.unsubscribe(&id, None).unwrap());
+    let told = expect(&mut carol, "unsubscribed");
+    assert!(told.get("sessionId").is_none() && told.get("channel").is_none());
+    assert!(client_stats(&hub, &id).sessions.is_empty());
+    quiet(&mut carol);
+
+    // Limits still apply to the trusted backend.
+    for channel in ["a", "b", "c"] {
+        assert!(handle.subscribe(&id, Topic::channel(channel)).unwrap());
+    }
+    assert!(matches!(
+        handle.subscribe(&id, Topic::channel("d")),
+        Err(Error::Refused(_))
+    ));
+
+    assert!(handle.set_meta(&id, "role", "reviewer").unwrap());
+    assert_eq!(
+        client_stats(&hub, &id).meta.get("role"),
+        Some(&json!("reviewer"))
+    );
+    let online = handle.presence().unwrap();
+    for user in ["bob", "carol"] {
+        assert!(
+            online
+                .iter()
+                .any(|p| p.user_id == user && p.status == Status::Online),
+            "{online:?}"
+        );
+    }
+
+    // Unknown clients: false, or nobody closed.
+    assert!(!handle.subscribe("c_nobody", Topic::channel("x")).unwrap());
+    assert!(!handle.unsubscribe("c_nobody", None).unwrap());
+    assert!(!handle.set_meta("c_nobody", "k", 1).unwrap());
+    assert_eq!(
+        handle.close(Target::client("c_nobody"), 1000, "").unwrap(),
+        0
+    );
+
+    // Every connection of a user, with the code and the reason.
+    assert_eq!(
+        handle
+            .close(Target::user("bob"), 4000, "Signed out elsewhere")
+            .unwrap(),
+        2
+    );
+    for bob in &mut bob {
+        assert_eq!(
+            bob.expect_close(),
+            (4000, "Signed out elsewhere".to_owned())
+        );
+        bob.finish_close();
+    }
+    assert!(handle.close(Target::client(&id), 999, "").is_err());
+    assert_eq!(handle.close(Target::client(&id), 3000, "bye").unwrap(), 1);
+    assert_eq!(carol.expect_close(), (3000, "bye".to_owned()));
+}
+
+#[test]
+fn the_http_api_controls_clients_with_the_admin_token() {
+    let hub = start(Config {
+        max_subscriptions: 2,
+        ..with_admin()
+    });
+    let mut carol = hub.client("/ws?userId=carol");
+    let mut dan = [hub.client("/ws?userId=dan"), hub.client("/ws?userId=dan")];
+    let id = carol.id();
+    let subscribe = json!({"clientId": id, "channel": "files"});
+
+    for (method, path, body) in [
+        ("POST", "/api/subscribe", Some(subscribe.clone())),
+        ("POST", "/api/unsubscribe", Some(subscribe.clone())),
+        ("POST", "/api/disconnect", Some(json!({"clientId": id}))),
+        (
+            "POST",
+            "/api/meta",
+            Some(json!({"clientId": id, "meta": {"a": 1}})),
+        ),
+        ("GET", "/api/subscribers?channel=files", None),
+        ("GET", "/api/presence", None),
+    ] {
+        assert_eq!(api(&hub, method, path, None, body.clone()).0, 401, "{path}");
+        assert_eq!(
+            api(&hub, method, path, Some("wrong"), body).0,
+            401,
+            "{path}"
+        );
+    }
+    quiet(&mut carol);
+
+    let ok = json!({"success": true, "data": {}});
+    assert_eq!(
+        api(
+            &hub,
+            "POST",
+            "/api/subscribe",
+            Some(ADMIN),
+            Some(subscribe.clone())
+        ),
+        (200, ok.clone())
+    );
+    assert_eq!(expect(&mut carol, "subscribed")["channel"], "files");
+    let (status, body) = api(
+        &hub,
+        "POST",
+        "/api/publish",
+        Some(ADMIN),
+        Some(json!({"channel": "files", "data": {"file": "a.rs"}})),
+    );
+    assert_eq!((status, &body["data"]["delivered"]), (200, &json!(1)));
+    assert_eq!(expect(&mut carol, "event")["data"]["file"], "a.rs");
+    let (status, body) = api(
+        &hub,
+        "GET",
+        "/api/subscribers?channel=files",
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["success"], true);
+    assert_eq!(body["data"]["clients"][0]["id"], id);
+    assert_eq!(body["data"]["clients"][0]["channels"], json!(["files"]));
+    assert_eq!(
+        api(
+            &hub,
+            "POST",
+            "/api/subscribe",
+            Some(ADMIN),
+            Some(json!({"clientId": id, "sessionId": "s3"}))
+        ),
+        (200, ok.clone())
+    );
+    assert_eq!(expect(&mut carol, "subscribed")["sessionId"], "s3");
+    let (_, body) = api(
+        &hub,
+        "GET",
+        "/api/subscribers?sessionId=s3",
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!(body["data"]["clients"][0]["id"], id);
+    // Its subscription limit holds for the backend too: 409.
+    let (status, body) = api(
+        &hub,
+        "POST",
+        "/api/subscribe",
+        Some(ADMIN),
+        Some(json!({"clientId": id, "channel": "third"})),
+    );
+    assert_eq!((status, &body["code"]), (409, &json!("refused")), "{body}");
+
+    assert_eq!(
+        api(
+            &hub,
+            "POST",
+            "/api/meta",
+            Some(ADMIN),
+            Some(json!({"clientId": id, "meta": {"subscribedToIDE": true, "x": 1}}))
+        ),
+        (200, ok.clone())
+    );
+    assert_eq!(
+        api(
+            &hub,
+            "POST",
+            "/api/meta",
+            Some(ADMIN),
+            Some(json!({"clientId": id, "meta": {"x": null}}))
+        ),
+        (200, ok.clone())
+    );
+    let (_, stats) = api(&hub, "GET", "/api/ws/stats", Some(ADMIN), None);
+    let entry = stats["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap();
+    assert_eq!(entry["meta"], json!({"subscribedToIDE": true}));
+
+    assert_eq!(
+        api(
+            &hub,
+            "POST",
+            "/api/unsubscribe",
+            Some(ADMIN),
+            Some(subscribe.clone())
+        ),
+        (200, ok.clone())
+    );
+    assert_eq!(expect(&mut carol, "unsubscribed")["channel"], "files");
+    let (_, body) = api(
+        &hub,
+        "GET",
+        "/api/subscribers?channel=files",
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!(body["data"]["clients"], json!([]));
+    assert_eq!(
+        api(
+            &hub,
+            "POST",
+            "/api/unsubscribe",
+            Some(ADMIN),
+            Some(json!({"clientId": id}))
+        ),
+        (200, ok.clone())
+    );
+    assert_eq!(expect(&mut carol, "unsubscribed").get("sessionId"), None);
+
+    let (status, body) = api(&hub, "GET", "/api/presence", Some(ADMIN), None);
+    assert_eq!(status, 200);
+    let users = body["data"]["users"].as_array().unwrap();
+    for user in ["carol", "dan"] {
+        assert!(
+            users.contains(&json!({"userId": user, "status": "online"})),
+            "{body}"
+        );
+    }
+
+    // Unknown clients: 404.
+    let nobody = json!({"clientId": "c_nobody", "channel": "files"});
+    for path in ["/api/subscribe", "/api/unsubscribe"] {
+        assert_eq!(
+            api(&hub, "POST", path, Some(ADMIN), Some(nobody.clone())).0,
+            404,
+            "{path}"
+        );
+    }
+    let meta = json!({"clientId": "c_nobody", "meta": {"a": 1}});
+    assert_eq!(
+        api(&hub, "POST", "/api/meta", Some(ADMIN), Some(meta)).0,
+        404
+    );
+    let (status, body) = api(
+        &hub,
+        "POST",
+        "/api/disconnect",
+        Some(ADMIN),
+        Some(json!({"clientId": "c_nobody"})),
+    );
+    assert_eq!((status, &body["data"]["disconnected"]), (200, &json!(0)));
+    quiet(&mut carol);
+
+    // A user's every connection, with the code and the reason.
+    let (status, body) = api(
+        &hub,
+        "POST",
+        "/api/disconnect",
+        Some(ADMIN),
+        Some(json!({"userId": "dan", "code": 4002, "reason": "Account suspended"})),
+    );
+    assert_eq!(
+        (status, body),
+        (200, json!({"success": true, "data": {"disconnected": 2}}))
+    );
+    for dan in &mut dan {
+        assert_eq!(dan.expect_close(), (4002, "Account suspended".to_owned()));
+    }
+    let (status, _) = api(
+        &hub,
+        "POST",
+        "/api/disconnect",
+        Some(ADMIN),
+        Some(json!({"clientId": id})),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(carol.expect_close().0, 1000);
+}
+
+#[test]
+fn a_service_connection_controls_clients() {
+    let hub = start(with_admin());
+    let mut service = hub.client(&format!("/ws?token={ADMIN}"));
+    let mut carol = hub.client("/ws?userId=carol");
+    let mut dan = [hub.client("/ws?userId=dan"), hub.client("/ws?userId=dan")];
+    let id = carol.id();
+    let mut command = |message: Value, correlation: &str| ask(&mut service, message, correlation);
+
+    let ack = command(
+        json!({"type": "subscribe", "clientId": id, "channel": "git"}),
+        "k1",
+    );
+    assert_eq!(
+        (&ack["type"], &ack["data"]),
+        (&json!("ack"), &json!({"done": true}))
+    );
+    let told = expect(&mut carol, "subscribed");
+    assert_eq!(
+        (&told["channel"], &told["data"]),
+        (&json!("git"), &json!({}))
+    );
+    assert_eq!(
+        hub.handle()
+            .publish(Target::channel("git"), "event", json!({"type": "commit"}))
+            .unwrap(),
+        1
+    );
+    assert_eq!(expect(&mut carol, "event")["channel"], "git");
+
+    let listing = command(json!({"type": "subscribers", "channel": "git"}), "k2");
+    assert_eq!(listing["type"], "subscribers");
+    assert_eq!(listing["channel"], "git");
+    let clients = listing["data"]["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 1);
+    assert_eq!(clients[0]["id"], id);
+    assert_eq!(clients[0]["userId"], "carol");
+
+    let ack = command(
+        json!({"type": "set_meta", "clientId": id, "data": {"role": "reviewer", "x": 1}}),
+        "k3",
+    );
+    assert_eq!(ack["data"], json!({"done": true}));
+    command(
+        json!({"type": "set_meta", "clientId": id, "data": {"x": null}}),
+        "k4",
+    );
+    assert_eq!(
+        client_stats(&hub, &id).meta,
+        json!({"role": "reviewer"}).as_object().unwrap().clone()
+    );
+
+    let ack = command(
+        json!({"type": "unsubscribe", "clientId": id, "channel": "git"}),
+        "k5",
+    );
+    assert_eq!(ack["data"], json!({"done": true}));
+    assert_eq!(expect(&mut carol, "unsubscribed")["channel"], "git");
+    assert_eq!(
+        hub.handle()
+            .publish(Target::channel("git"), "event", json!(1))
+            .unwrap(),
+        0
+    );
+    command(
+        json!({"type": "subscribe", "clientId": id, "sessionId": "s7"}),
+        "k6",
+    );
+    assert_eq!(expect(&mut carol, "subscribed")["sessionId"], "s7");
+    command(json!({"type": "unsubscribe", "clientId": id}), "k7");
+    let told = expect(&mut carol, "unsubscribed");
+    assert!(told.get("sessionId").is_none(), "every session: {told}");
+    assert!(client_stats(&hub, &id).sessions.is_empty());
+    quiet(&mut carol);
+
+    // Unknown clients.
+    for (message, data) in [
+        (
+            json!({"type": "subscribe", "clientId": "c_nobody", "channel": "git"}),
+            json!({"done": false}),
+        ),
+        (
+            json!({"type": "unsubscribe", "clientId": "c_nobody"}),
+            json!({"done": false}),
+        ),
+        (
+            json!({"type": "set_meta", "clientId": "c_nobody", "data": {"a": 1}}),
+            json!({"done": false}),
+        ),
+        (
+            json!({"type": "disconnect", "clientId": "c_nobody"}),
+            json!({"count": 0}),
+        ),
+    ] {
+        let ack = command(message.clone(), "n");
+        assert_eq!(
+            (&ack["type"], &ack["data"]),
+            (&json!("ack"), &data),
+            "{message}"
+        );
+    }
+
+    // Disconnect: a user's every connection, or one client.
+    let ack = command(json!({"type": "disconnect", "userId": "dan"}), "k8");
+    assert_eq!(ack["data"], json!({"count": 2}));
+    for dan in &mut dan {
+        assert_eq!(dan.expect_close().0, 1000);
+    }
+    let ack = command(
+        json!({"type": "disconnect", "clientId": id, "code": 4003, "reason": "Moved to another device"}),
+        "k9",
+    );
+    assert_eq!(ack["data"], json!({"count": 1}));
+    assert_eq!(
+        carol.expect_close(),
+        (4003, "Moved to another device".to_owned())
+    );
+}
+
+#[test]
+fn a_regular_client_may_not_act_on_other_clients() {
+    let hub = start(support::config());
+    let mut mallory = hub.client("/ws?userId=mallory");
+    let mut victim = hub.client("/ws?userId=victim");
+    for message in [
+        json!({"type": "subscribe", "clientId": victim.id(), "channel": "private-x"}),
+        json!({"type": "unsubscribe", "clientId": victim.id(), "channel": "files"}),
+        json!({"type": "unsubscribe", "clientId": victim.id()}),
+    ] {
+        let reply = ask(&mut mallory, message.clone(), "f1");
+        assert_eq!(reply["type"], "error", "{message}: {reply}");
+        assert_eq!(reply["data"]["code"], "forbidden", "{message}: {reply}");
+    }
+    quiet(&mut victim);
+    let stats = client_stats(&hub, &victim.id());
+    assert!(stats.channels.is_empty() && stats.sessions.is_empty());
+    assert!(client_stats(&hub, &mallory.id()).channels.is_empty());
+}
+
+// --- metadata ---------------------------------------------------------------
+
+#[test]
+fn a_filter_on_metadata_reaches_exactly_the_clients_it_accepts() {
+    let hub = start(Config {
+        tokens: tokens_file(
+            "meta",
+            json!({
+                "ide-token": {"userId": "ide", "meta": {"subscribedToIDE": true}},
+                "late-token": {"userId": "late"},
+                "plain-token": {"userId": "plain"},
+                "off-token": {"userId": "off", "meta": {"subscribedToIDE": true}},
+            }),
+        ),
+        admin_token: Some(ADMIN.into()),
+        ..support::config()
+    });
+    let handle = hub.handle();
+    let mut ide = hub.client("/ws?token=ide-token");
+    let mut late = hub.client("/ws?token=late-token");
+    let mut plain = hub.client("/ws?token=plain-token");
+    let mut off = hub.client("/ws?token=off-token");
+    assert!(
+        handle
+            .set_meta(&late.id(), "subscribedToIDE", true)
+            .unwrap()
+    );
+    assert!(
+        handle
+            .set_meta(&off.id(), "subscribedToIDE", false)
+            .unwrap()
+    );
+    let ide_clients = || {
+        Target::Filter(Filter::new(|c| {
+            c.meta("subscribedToIDE") == Some(&json!(true))
+        }))
+    };
+
+    let delivered = handle
+        .publish(
+            ide_clients(),
+            "ideStatusChanged",
+            json!({"port": 9222, "status": "active"}),
+        )
+        .unwrap();
+    assert_eq!(delivered, 2);
+    for client in [&mut ide, &mut late] {
+        assert_eq!(expect(client, "ideStatusChanged")["data"]["port"], 9222);
+        quiet(client);
+    }
+    quiet(&mut plain);
+    quiet(&mut off);
+
+    // Stats list the metadata, from the token and from the backend.
+    let meta = |id: &str| Value::Object(client_stats(&hub, id).meta);
+    assert_eq!(meta(&ide.id()), json!({"subscribedToIDE": true}));
+    assert_eq!(meta(&late.id()), json!({"subscribedToIDE": true}));
+    assert_eq!(meta(&off.id()), json!({"subscribedToIDE": false}));
+    assert_eq!(meta(&plain.id()), json!({}));
+    let (_, stats) = api(&hub, "GET", "/api/ws/stats", Some(ADMIN), None);
+    let listed = |id: String| {
+        stats["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()["meta"]
+            .clone()
+    };
+    assert_eq!(listed(ide.id()), json!({"subscribedToIDE": true}));
+    assert_eq!(listed(plain.id()), json!({}));
+
+    // null removes a key.
+    assert!(
+        handle
+            .set_meta(&late.id(), "subscribedToIDE", Value::Null)
+            .unwrap()
+    );
+    assert_eq!(meta(&late.id()), json!({}));
+    assert_eq!(
+        handle
+            .publish(ide_clients(), "ideStatusChanged", json!({"port": 9223}))
+            .unwrap(),
+        1
+    );
+    assert_eq!(expect(&mut ide, "ideStatusChanged")["data"]["port"], 9223);
+    quiet(&mut late);
 }
