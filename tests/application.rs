@@ -8,6 +8,7 @@ mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::thread;
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use serde::Deserialize;
@@ -1302,4 +1303,235 @@ fn a_filter_on_metadata_reaches_exactly_the_clients_it_accepts() {
     );
     assert_eq!(expect(&mut ide, "ideStatusChanged")["data"]["port"], 9223);
     quiet(&mut late);
+}
+
+// --- batching ---------------------------------------------------------------
+
+/// The `messages` of a batch, as (type, data) pairs.
+fn batch_items(batch: &Value) -> Vec<(String, Value)> {
+    batch["data"]["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a batch has messages: {batch}"))
+        .iter()
+        .map(|m| (m["type"].as_str().unwrap().to_owned(), m["data"].clone()))
+        .collect()
+}
+
+fn progress(n: u64) -> Value {
+    json!({"progress": {"chunksReceived": n}})
+}
+
+/// A hub whose batches are held for a minute unless something sends them.
+fn long_window(batch_max: usize) -> Config {
+    Config {
+        batch_window: Duration::from_secs(60),
+        batch_max,
+        admin_token: Some(ADMIN.into()),
+        ..support::config()
+    }
+}
+
+#[test]
+fn batched_publications_to_a_session_arrive_as_one_batch_in_order() {
+    // The window ends the batch: it only has to outlast three calls.
+    let hub = start(Config {
+        batch_window: Duration::from_secs(1),
+        ..support::config()
+    });
+    let mut client = hub.client("/ws?sessionId=s1");
+    let handle = hub.handle();
+    for n in 1..=3 {
+        let delivered = handle
+            .publish_batched(Target::session("s1"), "ai_progress", progress(n))
+            .unwrap();
+        assert_eq!(delivered, 1);
+    }
+    // The client is answered while the batch is held (before or after the
+    // batch goes, as the window falls); nothing comes one by one.
+    client.send(json!({"type": "ping", "correlationId": "p"}));
+    let mut two = [
+        client.recv("the pong or the batch"),
+        client.recv("the batch or the pong"),
+    ];
+    two.sort_by_key(|message| message["type"] != "pong");
+    assert_eq!(
+        (two[0]["type"].as_str(), two[1]["type"].as_str()),
+        (Some("pong"), Some("batch_update")),
+        "expected the pong and one batch: {two:?}"
+    );
+    let batch = &two[1];
+    assert_eq!(batch["sessionId"], "s1");
+    assert_eq!(
+        batch_items(batch),
+        (1..=3)
+            .map(|n| ("ai_progress".to_owned(), progress(n)))
+            .collect::<Vec<_>>()
+    );
+    client.expect_nothing_pending();
+}
+
+#[test]
+fn a_full_batch_goes_at_once_without_waiting_for_its_window() {
+    let hub = start(long_window(4));
+    let mut client = hub.client("/ws?sessionId=s1");
+    let handle = hub.handle();
+    for n in 1..=3 {
+        handle
+            .publish_batched(Target::session("s1"), "ai_progress", progress(n))
+            .unwrap();
+    }
+    client.expect_nothing_pending();
+    handle
+        .publish_batched(Target::session("s1"), "ai_progress", progress(4))
+        .unwrap();
+    // Well within the test's deadline, far inside the minute's window.
+    let batch = client.expect("batch_update");
+    assert_eq!(batch_items(&batch).len(), 4);
+    assert_eq!(batch_items(&batch)[3].1, progress(4));
+    // The next one starts a new batch, held again.
+    handle
+        .publish_batched(Target::session("s1"), "ai_progress", progress(5))
+        .unwrap();
+    client.expect_nothing_pending();
+}
+
+#[test]
+fn an_unbatched_publication_first_sends_its_targets_held_batch() {
+    let hub = start(long_window(64));
+    let mut client = hub.client("/ws?sessionId=s1");
+    client.request(json!({"type": "subscribe", "channel": "x"}), "s");
+    let handle = hub.handle();
+    handle
+        .publish_batched(Target::channel("x"), "event", json!({"x": 1}))
+        .unwrap();
+    handle
+        .publish_batched(Target::session("s1"), "ai_progress", progress(1))
+        .unwrap();
+    handle
+        .publish_batched(Target::session("s1"), "ai_progress", progress(2))
+        .unwrap();
+    assert_eq!(
+        handle
+            .publish(Target::session("s1"), "ai_complete", json!({"chunks": 2}))
+            .unwrap(),
+        1
+    );
+    let batch = client.expect("batch_update");
+    assert_eq!(batch["sessionId"], "s1");
+    assert_eq!(
+        batch_items(&batch),
+        [
+            ("ai_progress".to_owned(), progress(1)),
+            ("ai_progress".to_owned(), progress(2))
+        ]
+    );
+    assert_eq!(client.expect("ai_complete")["data"]["chunks"], 2);
+    // The channel's batch is another target's: still held.
+    client.expect_nothing_pending();
+    handle
+        .publish(Target::channel("x"), "event", json!({"x": 2}))
+        .unwrap();
+    let batch = client.expect("batch_update");
+    assert_eq!(batch["channel"], "x");
+    assert_eq!(batch_items(&batch), [("event".to_owned(), json!({"x": 1}))]);
+    assert_eq!(client.expect("event")["data"]["x"], 2);
+}
+
+#[test]
+fn publications_over_http_and_from_a_service_may_be_batched() {
+    let hub = start(long_window(3));
+    let mut client = hub.client("/ws?sessionId=s1");
+    let mut service = hub.client(&format!("/ws?token={ADMIN}"));
+    let http = |n: u64| {
+        let body =
+            json!({"sessionId": "s1", "type": "ai_progress", "data": progress(n), "batched": true});
+        let (status, body) = api(&hub, "POST", "/api/publish", Some(ADMIN), Some(body));
+        assert_eq!(status, 200, "{body}");
+        body["data"]["delivered"].clone()
+    };
+    assert_eq!(http(1), 1);
+    client.expect_nothing_pending();
+    let published = service.request(
+        json!({"type": "publish", "sessionId": "s1", "event": "ai_progress", "data": progress(2), "batched": true}),
+        "p",
+    );
+    assert_eq!(published["type"], "published");
+    assert_eq!(published["data"]["delivered"], 1);
+    client.expect_nothing_pending();
+    assert_eq!(http(3), 1);
+    let batch = client.expect("batch_update");
+    assert_eq!(
+        batch_items(&batch),
+        (1..=3)
+            .map(|n| ("ai_progress".to_owned(), progress(n)))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        batch["data"]["messages"][1].get("from").is_none(),
+        "no from on a service's publication: {batch}"
+    );
+}
+
+#[test]
+fn batch_type_names_the_batch_message() {
+    let hub = start(Config {
+        batch_type: "batchUpdate".into(),
+        ..long_window(2)
+    });
+    let mut client = hub.client("/ws");
+    let target = || Target::client(client.id());
+    hub.handle()
+        .publish_batched(target(), "messageReceived", json!({"id": "m1"}))
+        .unwrap();
+    hub.handle()
+        .publish_batched(target(), "messageReceived", json!({"id": "m2"}))
+        .unwrap();
+    let batch = client.expect("batchUpdate");
+    assert_eq!(
+        batch_items(&batch),
+        [
+            ("messageReceived".to_owned(), json!({"id": "m1"})),
+            ("messageReceived".to_owned(), json!({"id": "m2"}))
+        ]
+    );
+}
+
+#[test]
+fn delivered_counts_the_clients_the_batch_will_reach() {
+    let hub = start(long_window(2));
+    let mut tabs = [
+        hub.client("/ws?sessionId=s1"),
+        hub.client("/ws?sessionId=s1"),
+    ];
+    let mut elsewhere = hub.client("/ws?sessionId=s2");
+    assert_eq!(
+        hub.handle()
+            .publish_batched(Target::session("s1"), "ai_progress", progress(1))
+            .unwrap(),
+        2
+    );
+    let body =
+        json!({"sessionId": "s1", "type": "ai_progress", "data": progress(2), "batched": true});
+    let (status, body) = api(&hub, "POST", "/api/publish", Some(ADMIN), Some(body));
+    assert_eq!((status, &body["data"]["delivered"]), (200, &json!(2)));
+    for tab in &mut tabs {
+        assert_eq!(batch_items(&tab.expect("batch_update")).len(), 2);
+    }
+    elsewhere.expect_nothing_pending();
+}
+
+#[test]
+fn a_filter_target_is_not_batched() {
+    let hub = start(long_window(64));
+    let mut client = hub.client("/ws");
+    let delivered = hub
+        .handle()
+        .publish_batched(
+            Target::Filter(Filter::new(|_| true)),
+            "notification",
+            json!({"level": "info"}),
+        )
+        .unwrap();
+    assert_eq!(delivered, 1);
+    assert_eq!(client.expect("notification")["data"]["level"], "info");
 }
