@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use support::{Client, DEADLINE, TestHub, http_raw, start};
 use wshub::{
-    ClientRequest, Config, Error, Filter, Hub, Secret, Status, Target, TokenGrant, Topic,
-    load_tokens,
+    AiProgress, ClientRequest, Config, Error, EventBus, FileChanged, Filter, Hub, MessageReceived,
+    Secret, Status, Target, TokenGrant, Topic, load_tokens,
 };
 
 const ADMIN: &str = "admin-secret-for-tests";
@@ -1534,4 +1534,59 @@ fn a_filter_target_is_not_batched() {
         .unwrap();
     assert_eq!(delivered, 1);
     assert_eq!(client.expect("notification")["data"]["level"], "info");
+}
+
+// --- typed events and the event bus ----------------------------------------
+
+#[test]
+fn typed_events_and_the_event_bus_reach_clients() {
+    let hub = start(support::config());
+    let handle = hub.handle();
+    let mut client = hub.client("/ws?sessionId=session_123");
+    client.request(json!({"type": "subscribe", "channel": "files"}), "s");
+
+    assert_eq!(
+        handle
+            .emit(Target::session("session_123"), &AiProgress::new(25, 1250))
+            .unwrap(),
+        1
+    );
+    let progress = client.expect("ai_progress");
+    assert_eq!(progress["sessionId"], "session_123");
+    assert_eq!(
+        progress["data"],
+        json!({"progress": {"chunksReceived": 25, "contentLength": 1250}})
+    );
+
+    assert_eq!(
+        handle
+            .emit_on_channel(&FileChanged::new("src/main.ts", "change"))
+            .unwrap(),
+        1
+    );
+    let changed = client.expect("event");
+    assert_eq!(changed["channel"], "files");
+    assert_eq!(changed["data"]["file"], "src/main.ts");
+    assert_eq!(changed["data"]["event"], "change");
+    assert!(changed["data"]["timestamp"].is_string(), "{changed}");
+
+    let bus = EventBus::new();
+    bus.bridge(
+        "MessageSent",
+        handle.clone(),
+        Target::Broadcast,
+        "messageReceived",
+    )
+    .unwrap();
+    assert_eq!(
+        bus.publish(
+            "MessageSent",
+            MessageReceived::new("msg-123", "Hello, Cursor!")
+        )
+        .unwrap(),
+        1
+    );
+    let received = client.expect("messageReceived");
+    assert_eq!(received["data"]["id"], "msg-123");
+    assert_eq!(received["data"]["content"], "Hello, Cursor!");
 }
