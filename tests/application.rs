@@ -1536,6 +1536,31 @@ fn a_filter_target_is_not_batched() {
     assert_eq!(client.expect("notification")["data"]["level"], "info");
 }
 
+#[test]
+fn a_held_batch_is_delivered_before_shutdown_closes_its_clients() {
+    let hub = start(long_window(64));
+    let mut client = hub.client("/ws?sessionId=s1");
+    assert_eq!(
+        hub.handle()
+            .publish_batched(Target::session("s1"), "ai_progress", progress(1))
+            .unwrap(),
+        1,
+        "the batch will reach one client"
+    );
+    // Shutdown sends every client what it was promised, then 1001.
+    let server = hub.server;
+    let stopping = thread::spawn(move || server.shutdown());
+    let batch = client.recv("the held batch before the 1001 close");
+    assert_eq!(batch["type"], "batch_update", "{batch}");
+    assert_eq!(
+        batch_items(&batch),
+        [("ai_progress".to_owned(), progress(1))]
+    );
+    assert_eq!(client.expect_close().0, 1001);
+    client.finish_close();
+    stopping.join().unwrap().unwrap();
+}
+
 // --- typed events and the event bus ----------------------------------------
 
 #[test]
