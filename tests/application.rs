@@ -636,6 +636,46 @@ fn a_service_that_leaves_mid_request_leaves_its_client_busy_not_silent() {
 }
 
 #[test]
+fn requests_are_not_lost_after_a_refreshed_service_connection_leaves() {
+    let hub = start(Config {
+        tokens: tokens_file(
+            "service-refresh",
+            json!({
+                "svc-token": {"userId": "backend", "service": true},
+                "plain-token": {"userId": "backend"},
+                "alice-token": {"userId": "alice"},
+            }),
+        ),
+        ..support::config()
+    });
+    // A service connection refreshes to a token of the same user without
+    // the service grant (accepted: same user), then leaves.
+    let mut service = hub.client("/ws?token=svc-token");
+    let ack = ask(
+        &mut service,
+        json!({"type": "refresh", "data": {"token": "plain-token"}}),
+        "r",
+    );
+    assert_eq!(ack["type"], "ack", "{ack}");
+    drop(service);
+    hub.wait_stats("the refreshed service to leave", |s| {
+        s.active_connections == 0
+    });
+    // No service is left: a request is an unknown type, not silence.
+    let mut alice = hub.client("/ws?token=alice-token");
+    alice.send(json!({"type": "agent:start", "correlationId": "a1"}));
+    alice.send(json!({"type": "ping", "correlationId": "after"}));
+    let reply = next(&mut alice, "the answer to a1");
+    assert_eq!(
+        (&reply["type"], &reply["correlationId"]),
+        (&json!("error"), &json!("a1")),
+        "a1 went to a service connection that is gone: {reply}"
+    );
+    assert_eq!(reply["data"]["code"], "unknown_type");
+    assert_eq!(hub.handle().stats().unwrap().service_connections, 0);
+}
+
+#[test]
 fn a_service_publishes_to_every_target_without_from() {
     let hub = start(Config {
         tokens: tokens_file(
