@@ -295,6 +295,18 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "--request-queue",
+        env: "WSHUB_REQUEST_QUEUE",
+        value: Some("<N>"),
+        section: Section::Server,
+        help: "Application requests waiting for the embedding program, then the error busy",
+        default: Some("1024"),
+        apply: |s, f, v, _| {
+            s.config.request_queue = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "--log-level",
         env: "WSHUB_LOG_LEVEL",
         value: Some("<LEVEL>"),

@@ -636,7 +636,7 @@ fn a_service_that_leaves_mid_request_leaves_its_client_busy_not_silent() {
 }
 
 #[test]
-fn requests_are_not_lost_after_a_refreshed_service_connection_leaves() {
+fn a_refresh_cannot_change_what_a_connection_is_and_requests_are_not_lost() {
     let hub = start(Config {
         tokens: tokens_file(
             "service-refresh",
@@ -648,19 +648,28 @@ fn requests_are_not_lost_after_a_refreshed_service_connection_leaves() {
         ),
         ..support::config()
     });
-    // A service connection refreshes to a token of the same user without
-    // the service grant (accepted: same user), then leaves.
+    // A service connection may not refresh into a plain client (its
+    // messages are read as commands since it opened)...
     let mut service = hub.client("/ws?token=svc-token");
-    let ack = ask(
+    let refused = ask(
         &mut service,
         json!({"type": "refresh", "data": {"token": "plain-token"}}),
         "r",
     );
-    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["data"]["code"], "forbidden", "{refused}");
+    // ...nor a plain client into a service.
+    let mut plain = hub.client("/ws?token=plain-token");
+    let refused = ask(
+        &mut plain,
+        json!({"type": "refresh", "data": {"token": "svc-token"}}),
+        "r2",
+    );
+    assert_eq!(refused["data"]["code"], "forbidden", "{refused}");
+    assert_eq!(hub.handle().stats().unwrap().service_connections, 1);
+    drop(plain);
     drop(service);
-    hub.wait_stats("the refreshed service to leave", |s| {
-        s.active_connections == 0
-    });
+    hub.wait_stats("the service to leave", |s| s.active_connections == 0);
     // No service is left: a request is an unknown type, not silence.
     let mut alice = hub.client("/ws?token=alice-token");
     alice.send(json!({"type": "agent:start", "correlationId": "a1"}));
@@ -1599,6 +1608,33 @@ fn a_held_batch_is_delivered_before_shutdown_closes_its_clients() {
     assert_eq!(client.expect_close().0, 1001);
     client.finish_close();
     stopping.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_held_batch_reaches_a_client_before_the_server_closes_it() {
+    let hub = start(long_window(64));
+    let mut closed = hub.client("/ws?sessionId=s1");
+    let mut staying = hub.client("/ws?sessionId=s2");
+    hub.handle()
+        .publish_batched(Target::session("s1"), "ai_progress", progress(1))
+        .unwrap();
+    hub.handle()
+        .publish_batched(Target::session("s2"), "ai_progress", progress(2))
+        .unwrap();
+    assert_eq!(
+        hub.handle()
+            .close(Target::client(closed.id()), 4000, "done")
+            .unwrap(),
+        1
+    );
+    let batch = closed.recv("the held batch before the close");
+    assert_eq!(
+        batch_items(&batch),
+        [("ai_progress".to_owned(), progress(1))]
+    );
+    assert_eq!(closed.expect_close(), (4000, "done".to_owned()));
+    // Another target's batch keeps its window.
+    staying.expect_nothing_pending();
 }
 
 // --- typed events and the event bus ----------------------------------------

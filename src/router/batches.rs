@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use super::Router;
 use crate::protocol::{Message, Topic, raw};
 use crate::publish::{Origin, Publication, Target};
+use crate::subscriptions::ClientId;
 
 /// The targets a batch can be held for (a filter has no identity to hold by).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -163,6 +164,43 @@ impl Router {
         let kind = self.config.batch_type.clone();
         let message = Message::new(&kind, Some(&data)).topic(topic.as_ref());
         self.deliver(&target, &message);
+    }
+
+    /// Sends every held batch now (the hub is stopping).
+    pub(super) fn flush_all_batches(&mut self) {
+        let keys: Vec<BatchKey> = self.batches.held.keys().cloned().collect();
+        for key in keys {
+            self.flush_batch(&key);
+        }
+        self.batches.due.clear();
+    }
+
+    /// Sends now every held batch that would reach client `id` (it is being
+    /// closed), so a batch counted as reaching it does.
+    pub(super) fn flush_batches_reaching(&mut self, id: ClientId) {
+        if self.batches.held.is_empty() {
+            return;
+        }
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        let reaching: Vec<BatchKey> = self
+            .batches
+            .held
+            .keys()
+            .filter(|key| match key {
+                BatchKey::Broadcast => true,
+                BatchKey::Authenticated => client.identity.sees_private_events(),
+                BatchKey::Channel(name) => client.channels.contains(name),
+                BatchKey::Session(session) => client.sessions.contains(session),
+                BatchKey::User(user) => client.identity.user_id.as_deref() == Some(&**user),
+                BatchKey::Client(name) => *client.name == **name,
+            })
+            .cloned()
+            .collect();
+        for key in reaching {
+            self.flush_batch(&key);
+        }
     }
 
     /// Sends every batch whose window has ended.

@@ -296,6 +296,10 @@ impl Router {
 
     /// [`close`](Router::close) with an encoded Close frame.
     pub(super) fn close_with(&mut self, id: ClientId, frame: Bytes, abort: bool) {
+        if !abort {
+            // What it was promised goes out before the Close.
+            self.flush_batches_reaching(id);
+        }
         let Some(client) = self.detach(id) else {
             return;
         };
@@ -370,6 +374,17 @@ impl Router {
         };
         if identity.user_id != client.identity.user_id {
             let message = "The new token is for another user";
+            return self.error(id, ErrorCode::Forbidden, message, correlation);
+        }
+        // What a connection may say is fixed when it opens: a service
+        // connection stays one, and a client cannot become one.
+        if identity.is_service() != client.identity.is_service() {
+            let message = match client.identity.is_service() {
+                true => "A service connection must refresh with a service token",
+                false => {
+                    "A client cannot refresh into a service connection; reconnect with the token"
+                }
+            };
             return self.error(id, ErrorCode::Forbidden, message, correlation);
         }
         client.identity = identity;

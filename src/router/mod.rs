@@ -586,6 +586,8 @@ impl Router {
             self.clients.len()
         );
         self.stopping = Some(Instant::now() + self.config.shutdown_timeout);
+        // Held batches go out first, ahead of every client's Close.
+        self.flush_all_batches();
         let ids: Vec<ClientId> = self.clients.keys().copied().collect();
         for id in ids {
             self.close(id, Close::GoingAway, false);
