@@ -48,6 +48,12 @@
 //!   deliveries/s offered by default). Reports the share delivered within 1 s
 //!   of the last publication and in all, and publish-to-receive latency; says
 //!   when the publisher fell behind its schedule (then less was offered).
+//! - **fanout-envelopes `[S] [SECS]`** (defaults 1000 and 5): wshub alone,
+//!   fanout-max twice: every subscriber in the standard envelope, then a
+//!   third each in standard, flat and payload (`?envelope=`). A fan-out is
+//!   encoded once per envelope in use, so the mixed audience costs three
+//!   encodings per publication instead of one; the table compares
+//!   deliveries/s and the server's CPU time per delivery.
 //! - **idle `[N ...]`** (defaults 5000 and 10000): N silent clients. The
 //!   server's resident memory, threads and file descriptors per connection
 //!   (after minus before, over N), and its CPU time over 10 s with all N
@@ -72,6 +78,7 @@
 //! cargo bench --bench hub                              # everything, default sizes (10 to 15 min)
 //! cargo bench --bench hub -- fanout-max 1000 5
 //! cargo bench --bench hub -- fanout-paced 100 2000 10
+//! cargo bench --bench hub -- fanout-envelopes 1000 5
 //! cargo bench --bench hub -- idle 5000 10000
 //! cargo bench --bench hub -- ping 100 5000 5
 //! cargo bench --bench hub -- connect 5000 50
@@ -126,6 +133,14 @@ const BATCH_PAUSE: Duration = Duration::from_millis(1);
 /// The `data` of every publication: this many bytes of JSON.
 const PAYLOAD_BYTES: usize = 64;
 const CHANNEL: &str = "bench";
+/// Where every client connects, unless a scenario says otherwise.
+const WS_PATH: &str = "/ws";
+/// wshub's three envelopes, one path each.
+const ENVELOPE_PATHS: [&str; 3] = [
+    "/ws?envelope=standard",
+    "/ws?envelope=flat",
+    "/ws?envelope=payload",
+];
 /// Connections opened at once when a scenario opens many.
 const CONNECT_AT_ONCE: usize = 50;
 /// Each subscriber reader thread's read buffer.
@@ -165,7 +180,7 @@ fn main() {
     }
     if !matches!(
         scenario,
-        "all" | "fanout-max" | "fanout-paced" | "idle" | "ping" | "connect"
+        "all" | "fanout-max" | "fanout-paced" | "fanout-envelopes" | "idle" | "ping" | "connect"
     ) {
         usage(&format!("unknown scenario {scenario}"));
     }
@@ -190,6 +205,7 @@ fn main() {
         "all" => {
             summaries.push(bench.fanout_max(1_000, 5));
             summaries.push(bench.fanout_paced(100, 2_000, 10));
+            summaries.push(bench.fanout_envelopes(1_000, 5));
             for n in [5_000, 10_000] {
                 summaries.push(bench.idle(n));
             }
@@ -215,6 +231,9 @@ fn main() {
         }
         "ping" => {
             summaries.push(bench.ping(number(1, 100) as usize, number(2, 5_000), number(3, 5)))
+        }
+        "fanout-envelopes" => {
+            summaries.push(bench.fanout_envelopes(number(1, 1_000) as usize, number(2, 5)))
         }
         _ => summaries.push(bench.connect(
             number(1, 5_000) as usize,
@@ -1005,13 +1024,35 @@ impl Bench {
         wshub_args: &[String],
         mut body: impl FnMut(&mut Server) -> Outcome,
     ) -> Summary {
+        let contestants: Vec<(&str, &Launch, &[&str])> = self
+            .servers
+            .iter()
+            .map(|l| (l.kind.name(), l, &[WS_PATH][..]))
+            .collect();
+        self.compare_among(title, &contestants, wshub_args, |server, _| body(server))
+    }
+
+    /// Runs `body` for each contestant (a label, a server, the paths its
+    /// clients connect on), `runs` times in turn, each time on a freshly
+    /// started server. The first wshub contestant is the one the others are
+    /// compared with.
+    fn compare_among(
+        &self,
+        title: &str,
+        contestants: &[(&str, &Launch, &[&str])],
+        wshub_args: &[String],
+        mut body: impl FnMut(&mut Server, &[&str]) -> Outcome,
+    ) -> Summary {
         header(title);
-        let mut outcomes: Vec<(Kind, Vec<Outcome>)> =
-            self.servers.iter().map(|l| (l.kind, Vec::new())).collect();
+        let mut outcomes: Vec<(String, Vec<Outcome>)> = contestants
+            .iter()
+            .map(|(label, _, _)| ((*label).to_owned(), Vec::new()))
+            .collect();
         let mut failures = Vec::new();
         for run in 1..=self.runs {
-            for (launch, (_, done)) in self.servers.iter().zip(outcomes.iter_mut()) {
-                println!("\n  -- {} (run {run} of {})", launch.kind, self.runs);
+            for (&(label, launch, paths), (_, done)) in contestants.iter().zip(outcomes.iter_mut())
+            {
+                println!("\n  -- {label} (run {run} of {})", self.runs);
                 let extra: Vec<String> = if launch.kind == Kind::Wshub {
                     wshub_args.iter().chain(&self.wshub_args).cloned().collect()
                 } else {
@@ -1021,7 +1062,7 @@ impl Bench {
                     Ok(server) => server,
                     Err(why) => {
                         println!("  !! {why}");
-                        failures.push(format!("{}: run {run} did not start: {why}", launch.kind));
+                        failures.push(format!("{label}: run {run} did not start: {why}"));
                         continue;
                     }
                 };
@@ -1032,7 +1073,7 @@ impl Bench {
                     server.addr,
                     extra.join(" ")
                 );
-                let outcome = body(&mut server);
+                let outcome = body(&mut server, paths);
                 table(&outcome.rows);
                 for note in &outcome.notes {
                     println!("  !! {note}");
@@ -1057,8 +1098,33 @@ impl Bench {
             run_for: Duration::from_secs(secs),
         };
         self.compare(&title, &wshub_capacity(subscribers + 1), |server| {
-            fanout(server, subscribers, pace)
+            fanout(server, subscribers, pace, &[WS_PATH])
         })
+    }
+
+    /// wshub alone: the same fan-out to subscribers of one envelope and to
+    /// subscribers of all three in equal parts, each encoded once per
+    /// envelope in use.
+    fn fanout_envelopes(&self, subscribers: usize, secs: u64) -> Summary {
+        let title = format!(
+            "fanout-envelopes: wshub, 1 publisher -> {subscribers} subscribers, \
+             all standard or a third each standard/flat/payload, flat out for {secs} s"
+        );
+        let Some(launch) = self.servers.iter().find(|l| l.kind == Kind::Wshub) else {
+            println!("  !! fanout-envelopes measures wshub only, which is not among --servers");
+            return Summary::new(&title, self.runs, Vec::new(), Vec::new());
+        };
+        let pace = Pace::Max {
+            run_for: Duration::from_secs(secs),
+        };
+        let audiences: [(&str, &[&str]); 2] =
+            [("3 envelopes", &ENVELOPE_PATHS), ("1 envelope", &[WS_PATH])];
+        self.compare_among(
+            &title,
+            &audiences.map(|(label, paths)| (label, launch, paths)),
+            &wshub_capacity(subscribers + 1),
+            |server, paths| fanout(server, subscribers, pace, paths),
+        )
     }
 
     fn fanout_paced(&self, subscribers: usize, rate: u64, secs: u64) -> Summary {
@@ -1072,7 +1138,7 @@ impl Bench {
             count: rate.max(1) * secs,
         };
         self.compare(&title, &wshub_capacity(subscribers + 1), |server| {
-            fanout(server, subscribers, pace)
+            fanout(server, subscribers, pace, &[WS_PATH])
         })
     }
 
@@ -1121,10 +1187,17 @@ enum Pace {
     Paced { rate: u64, count: u64 },
 }
 
-/// One publisher and `subscribers` subscribers of [`CHANNEL`].
-fn fanout(server: &mut Server, subscribers: usize, pace: Pace) -> Outcome {
+/// One publisher and `subscribers` subscribers of [`CHANNEL`], each
+/// connecting on one of `paths` in turn.
+fn fanout(server: &mut Server, subscribers: usize, pace: Pace, paths: &[&str]) -> Outcome {
     let mut out = Outcome::default();
-    let opened = open_many(server.addr, subscribers, CONNECT_AT_ONCE, Some(CHANNEL));
+    let opened = open_many(
+        server.addr,
+        subscribers,
+        CONNECT_AT_ONCE,
+        Some(CHANNEL),
+        paths,
+    );
     let subscribed = opened.clients.len();
     out.row("subscribers", format!("{subscribed} / {subscribers}"));
     out.row("connect errors", opened.errors.summary());
@@ -1135,7 +1208,7 @@ fn fanout(server: &mut Server, subscribers: usize, pace: Pace) -> Outcome {
             opened.errors.summary()
         ));
     }
-    let publisher = match open_client(server.addr, None) {
+    let publisher = match open_client(server.addr, WS_PATH, None) {
         Ok(publisher) => publisher,
         Err(why) => {
             out.note(format!("the publisher could not connect: {why}"));
@@ -1299,6 +1372,13 @@ fn fanout(server: &mut Server, subscribers: usize, pace: Pace) -> Outcome {
     out.figure("latency p99", report.latency.quantile(0.99), show_us);
     out.figure("latency max", report.latency.max as f64, show_us);
     out.figure("server CPU", server_cpu, percent);
+    if report.received > 0 {
+        out.figure(
+            "server CPU per delivery",
+            cpu.server * 1e9 / report.received as f64,
+            show_ns,
+        );
+    }
     out
 }
 
@@ -1307,7 +1387,7 @@ fn idle(server: &mut Server, n: usize) -> Outcome {
     let mut out = Outcome::default();
     thread::sleep(Duration::from_millis(500));
     let before = server.snapshot();
-    let mut opened = open_many(server.addr, n, CONNECT_AT_ONCE, None);
+    let mut opened = open_many(server.addr, n, CONNECT_AT_ONCE, None, &[WS_PATH]);
     thread::sleep(Duration::from_secs(1)); // let the last threads settle
     let connected = opened.clients.len();
     out.row("clients connected", format!("{connected} / {n}"));
@@ -1439,7 +1519,7 @@ fn map_ceiling(per_connection: f64, base: u64) -> String {
 /// (0: each as soon as its last pong is in), for `run_for`.
 fn ping(server: &mut Server, clients: usize, rate: u64, run_for: Duration) -> Outcome {
     let mut out = Outcome::default();
-    let opened = open_many(server.addr, clients, CONNECT_AT_ONCE, None);
+    let opened = open_many(server.addr, clients, CONNECT_AT_ONCE, None, &[WS_PATH]);
     let connected = opened.clients.len();
     out.row("clients", format!("{connected} / {clients}"));
     out.row("connect errors", opened.errors.summary());
@@ -1553,7 +1633,7 @@ fn ping(server: &mut Server, clients: usize, rate: u64, run_for: Duration) -> Ou
 fn connect(server: &mut Server, n: usize, at_once: usize) -> Outcome {
     let mut out = Outcome::default();
     let clock = CpuClock::start(server);
-    let opened = open_many(server.addr, n, at_once, None);
+    let opened = open_many(server.addr, n, at_once, None, &[WS_PATH]);
     let cpu = clock.stop(server);
     let connected = opened.clients.len();
     let per_sec = connected as f64 / opened.took.as_secs_f64();
@@ -1947,14 +2027,14 @@ struct RawWs {
 
 impl RawWs {
     /// Connects and upgrades to a WebSocket, reads nothing more.
-    fn handshake(addr: SocketAddr) -> Result<RawWs, String> {
+    fn handshake(addr: SocketAddr, path: &str) -> Result<RawWs, String> {
         let mut stream =
             TcpStream::connect_timeout(&addr, STEP_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
         stream.set_nodelay(true).ok();
         stream.set_read_timeout(Some(STEP_TIMEOUT)).ok();
         stream.set_write_timeout(Some(STEP_TIMEOUT)).ok();
         let request = format!(
-            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         stream
@@ -2074,10 +2154,11 @@ impl RawWs {
 
 /// A client past the `connection` welcome, subscribed to `channel` if one is
 /// given.
-fn open_client(addr: SocketAddr, channel: Option<&str>) -> Result<RawWs, String> {
-    let mut ws = RawWs::handshake(addr)?;
+fn open_client(addr: SocketAddr, path: &str, channel: Option<&str>) -> Result<RawWs, String> {
+    let mut ws = RawWs::handshake(addr, path)?;
     let welcome = ws.expect_text()?;
-    if !welcome.contains(r#""type":"connection""#) {
+    // `connection`, or `connection:established` in the payload envelope.
+    if !welcome.contains(r#""type":"connection"#) {
         return Err(format!("expected the welcome, got {welcome}"));
     }
     if let Some(channel) = channel {
@@ -2108,7 +2189,14 @@ struct Opened {
 
 /// Opens `n` clients, `at_once` at a time (one thread each), until done,
 /// [`PHASE_LIMIT`] passes or more than half have failed.
-fn open_many(addr: SocketAddr, n: usize, at_once: usize, channel: Option<&str>) -> Opened {
+/// Client `i` connects on `paths[i % paths.len()]`.
+fn open_many(
+    addr: SocketAddr,
+    n: usize,
+    at_once: usize,
+    channel: Option<&str>,
+    paths: &[&str],
+) -> Opened {
     let next = AtomicUsize::new(0);
     let failures = AtomicUsize::new(0);
     let start = Instant::now();
@@ -2123,10 +2211,13 @@ fn open_many(addr: SocketAddr, n: usize, at_once: usize, channel: Option<&str>) 
                         let mut part = (Vec::new(), Tally::default(), Histogram::default());
                         while start.elapsed() < PHASE_LIMIT
                             && failures.load(Ordering::Relaxed) <= n / 2 + 100
-                            && next.fetch_add(1, Ordering::Relaxed) < n
                         {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= n {
+                                break;
+                            }
                             let began = Instant::now();
-                            match open_client(addr, channel) {
+                            match open_client(addr, paths[i % paths.len()], channel) {
                                 Ok(ws) => {
                                     part.2.record(began.elapsed().as_micros() as u64);
                                     part.0.push(ws);
@@ -2317,7 +2408,9 @@ fn metric(metrics: &str, name: &str) -> String {
 struct Summary {
     title: String,
     runs: usize,
-    kinds: Vec<Kind>,
+    /// Who was measured, in column order; the first is compared with the
+    /// others.
+    labels: Vec<String>,
     rows: Vec<Row>,
     notes: Vec<String>,
 }
@@ -2333,7 +2426,7 @@ impl Summary {
     fn new(
         title: &str,
         runs: usize,
-        outcomes: Vec<(Kind, Vec<Outcome>)>,
+        outcomes: Vec<(String, Vec<Outcome>)>,
         failures: Vec<String>,
     ) -> Summary {
         let mut rows: Vec<Row> = Vec::new();
@@ -2380,16 +2473,21 @@ impl Summary {
         Summary {
             title: title.to_owned(),
             runs,
-            kinds: outcomes.iter().map(|(k, _)| *k).collect(),
+            labels: outcomes.into_iter().map(|(label, _)| label).collect(),
             rows,
             notes,
         }
     }
 
     fn print(&self) {
-        let wshub = self.kinds.iter().position(|&k| k == Kind::Wshub);
-        let others: Vec<usize> = match wshub {
-            Some(w) => (0..self.kinds.len()).filter(|&i| i != w).collect(),
+        // wshub against the others, or (one server, several setups) the
+        // first setup against the rest.
+        let base = match self.labels.is_empty() {
+            true => None,
+            false => Some(self.labels.iter().position(|l| l == "wshub").unwrap_or(0)),
+        };
+        let others: Vec<usize> = match base {
+            Some(w) => (0..self.labels.len()).filter(|&i| i != w).collect(),
             None => Vec::new(),
         };
         println!(
@@ -2399,11 +2497,14 @@ impl Summary {
             if self.runs == 1 { "" } else { "s" }
         );
         let mut line = format!("  {:<26}", "figure");
-        for kind in &self.kinds {
-            line += &format!(" {:>14}", kind.name());
+        for label in &self.labels {
+            line += &format!(" {label:>14}");
         }
-        for &o in &others {
-            line += &format!(" {:>12}", format!("wshub/{}", self.kinds[o]));
+        if let Some(b) = base {
+            for &o in &others {
+                let ratio = format!("{}/{}", self.labels[b], self.labels[o]);
+                line += &format!(" {ratio:>12}");
+            }
         }
         println!("{line}");
         for Row {
@@ -2416,7 +2517,7 @@ impl Summary {
             for value in medians {
                 line += &format!(" {:>14}", value.map_or("-".to_owned(), show));
             }
-            if let Some(w) = wshub {
+            if let Some(w) = base {
                 for &o in &others {
                     let ratio = match (medians[w], medians[o]) {
                         (Some(a), Some(b)) if b != 0.0 => format!("{:.2}x", a / b),
@@ -2615,6 +2716,14 @@ impl Lines {
                 format!("{n} line(s), e.g. {}", shown.join(" | "))
             }
         }
+    }
+}
+
+fn show_ns(ns: f64) -> String {
+    match ns {
+        ns if ns.is_nan() => "-".to_owned(),
+        ns if ns < 1_000.0 => format!("{ns:.0} ns"),
+        ns => show_us(ns / 1e3),
     }
 }
 
