@@ -87,6 +87,7 @@ mod budget;
 mod bus;
 mod config;
 mod conn;
+mod engine;
 mod error;
 mod event;
 mod events;
