@@ -137,8 +137,8 @@ export async function startHub(args = []) {
  * `cut()` ends every connection (the client sees 1006), `freeze()` stops
  * forwarding on the open ones (a dead network, sockets still up),
  * `refuse = true` ends new connections at once, `setTarget(addr)` points new
- * connections at another hub, and `drop(predicate)` loses hub-to-client text
- * messages whose JSON matches.
+ * connections at another hub, `drop = predicate` loses the hub-to-client
+ * text messages whose JSON matches, and `duplicate = predicate` sends them twice.
  */
 export async function startProxy(target) {
   const pairs = new Set();
@@ -147,6 +147,8 @@ export async function startProxy(target) {
     refuse: false,
     drop: null,
     dropped: [],
+    duplicate: null,
+    duplicated: [],
     connections: 0,
     setTarget(addr) {
       proxy.target = addr;
@@ -182,16 +184,22 @@ export async function startProxy(target) {
     upstream.on('close', () => pair.destroy());
     client.on('data', (chunk) => pair.frozen || upstream.write(chunk));
     const frames = frameFilter((text) => {
-      if (!proxy.drop) return false;
+      if (!proxy.drop && !proxy.duplicate) return 1;
       let message;
       try {
         message = JSON.parse(text);
       } catch {
-        return false;
+        return 1;
       }
-      if (!proxy.drop(message)) return false;
-      proxy.dropped.push(message);
-      return true;
+      if (proxy.drop && proxy.drop(message)) {
+        proxy.dropped.push(message);
+        return 0;
+      }
+      if (proxy.duplicate && proxy.duplicate(message)) {
+        proxy.duplicated.push(message);
+        return 2;
+      }
+      return 1;
     });
     upstream.on('data', (chunk) => {
       if (pair.frozen) return;
@@ -213,9 +221,9 @@ function splitAddr(addr) {
 
 /**
  * Splits the hub-to-client byte stream (the HTTP answer, then unmasked
- * frames) and leaves out the whole text frames `lose(text)` says to.
+ * frames) and sends each whole text frame as many times as `copies(text)` says.
  */
-function frameFilter(lose) {
+function frameFilter(copies) {
   let head = true;
   let buffer = Buffer.alloc(0);
   return (chunk) => {
@@ -248,7 +256,8 @@ function frameFilter(lose) {
       const frame = buffer.subarray(0, offset + length);
       const fin = (buffer[0] & 0x80) !== 0;
       const text = opcode === 1 && fin && !masked ? frame.subarray(offset).toString('utf8') : null;
-      if (text === null || !lose(text)) out.push(frame);
+      const n = text === null ? 1 : copies(text);
+      for (let i = 0; i < n; i++) out.push(frame);
       buffer = buffer.subarray(offset + length);
     }
     return Buffer.concat(out);
