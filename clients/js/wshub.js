@@ -194,7 +194,7 @@ export class WshubClient {
   #attempt = 0;
   #nextId = 0;
   #welcome = null;
-  #timers = { reconnect: null, connect: null, heartbeat: null };
+  #timers = { reconnect: null, connect: null, heartbeat: null, watchdog: null };
   #lastHeard = 0;
   /** correlationId -> {resolve, reject, message, sent, timer} */
   #pending = new Map();
@@ -553,7 +553,8 @@ export class WshubClient {
   #disconnected(why = 'disconnected') {
     clearTimeout(this.#timers.connect);
     clearInterval(this.#timers.heartbeat);
-    this.#timers.connect = this.#timers.heartbeat = null;
+    clearTimeout(this.#timers.watchdog);
+    this.#timers.connect = this.#timers.heartbeat = this.#timers.watchdog = null;
     this.#socket = null;
     this.#welcomed = false;
     this.#recovering.clear();
@@ -630,13 +631,15 @@ export class WshubClient {
     const socket = this.#socket;
     const silence = interval + heartbeat.grace;
     this.#lastHeard = Date.now();
-    this.#timers.heartbeat = setInterval(() => {
-      if (Date.now() - this.#lastHeard > silence) {
-        this.#lost(socket, `No message within ${silence} ms`);
-      } else {
-        this.#transmit({ type: 'ping', correlationId: HEARTBEAT_ID });
-      }
-    }, interval);
+    // The hub's protocol Pings never reach JavaScript; its pongs to these do.
+    this.#timers.heartbeat = setInterval(() => this.#transmit({ type: 'ping', correlationId: HEARTBEAT_ID }), interval);
+    // Wakes when the silence would be complete, not on every message.
+    const watch = () => {
+      const quiet = Date.now() - this.#lastHeard;
+      if (quiet >= silence) this.#lost(socket, `No message within ${silence} ms`);
+      else this.#timers.watchdog = setTimeout(watch, silence - quiet);
+    };
+    this.#timers.watchdog = setTimeout(watch, silence);
   }
 
   #transmit(message) {
