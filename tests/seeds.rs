@@ -983,6 +983,44 @@ fn agent_service_clients_work_unchanged() {
     check_agent_service(&result, &service.stop());
 }
 
+/// Fails today: a service connection is rate-limited like a browser
+/// (`--rate-limit`, 100 messages a minute by default), so an agent service
+/// that streams a long answer, one `send` per chunk, has its sends refused
+/// (`rate_limited`) after about a hundred, then is closed 1008: the client
+/// gets the first hundred chunks and never `stream:complete`.
+#[test]
+#[ignore = "needs node and the npm ws package; .ci/run installs them"]
+fn agent_service_streams_a_long_answer_whole() {
+    const WORDS: usize = 250;
+    let hub = Hub::start(AGENT_SERVICE);
+    let service = AgentService::start(&hub);
+    let content: Vec<String> = (1..=WORDS).map(|i| format!("w{i}")).collect();
+    let node = Node::start(
+        "agent-service.js",
+        json!({"hub": hub.url(), "run": "agent", "content": content.join(" "), "deadlineMs": 5000}),
+    );
+    let outcome = node.ready_or_gave_up();
+    let served = service.stop();
+    let result = match outcome {
+        Ok(()) => {
+            hub.done("agent");
+            node.result()
+        }
+        Err(gave_up) => gave_up,
+    };
+    let chunks = got(&result, "stream:chunk").len();
+    let complete = got(&result, "stream:complete").len();
+    let refused: Vec<&Value> = served.errors.iter().map(|e| &e["data"]["code"]).collect();
+    assert!(
+        chunks == WORDS && complete == 1 && refused.is_empty() && served.ended.is_none(),
+        "the client got {chunks} of {WORDS} chunks and {complete} stream:complete; \
+         the hub refused {} of the service's messages ({:?}) and ended its connection: {:?}",
+        refused.len(),
+        refused.first(),
+        served.ended
+    );
+}
+
 #[test]
 #[ignore = "needs node and the npm ws package; .ci/run installs them"]
 fn ai_canvas_clients_work_unchanged() {
