@@ -65,6 +65,12 @@
 //!   application `ping`s, RATE per second in all, each waiting for the
 //!   `pong` with its `correlationId`: round-trip latency. RATE 0 sends the
 //!   next ping as soon as the pong is in (throughput).
+//! - **request `[C] [RATE] [SECS]`** (defaults 100, 0 and 5): wshub alone,
+//!   the ping scenario three ways: C clients each sending a request and
+//!   waiting for its answer by `correlationId`, answered by the hub itself
+//!   (`ping`), by a program through the library receiver
+//!   (`examples/echo_service.rs`, two worker threads, built here), and by a
+//!   backend's service connection (a thread of the load generator).
 //! - **connect `[N] [AT_ONCE]`** (defaults 5000 and 50): N connections opened
 //!   AT_ONCE at a time, each complete once it has read the welcome:
 //!   connections per second and handshake latency.
@@ -81,6 +87,7 @@
 //! cargo bench --bench hub -- fanout-max 1000 5
 //! cargo bench --bench hub -- fanout-paced 100 2000 10
 //! cargo bench --bench hub -- fanout-envelopes 1000 5
+//! cargo bench --bench hub -- request 100 0 5
 //! cargo bench --bench hub -- chaos 1000 500 60 10
 //! cargo bench --bench hub -- history 10000 10
 //! cargo bench --bench hub -- idle 5000 10000
@@ -192,6 +199,7 @@ fn main() {
             | "fanout-envelopes"
             | "chaos"
             | "history"
+            | "request"
             | "idle"
             | "ping"
             | "connect"
@@ -226,6 +234,7 @@ fn main() {
                 summaries.push(bench.idle(n));
             }
             summaries.push(bench.ping(100, 5_000, 5));
+            summaries.push(bench.request(100, 0, 5));
             summaries.push(bench.connect(5_000, CONNECT_AT_ONCE));
         }
         "fanout-max" => {
@@ -247,6 +256,9 @@ fn main() {
         }
         "ping" => {
             summaries.push(bench.ping(number(1, 100) as usize, number(2, 5_000), number(3, 5)))
+        }
+        "request" => {
+            summaries.push(bench.request(number(1, 100) as usize, number(2, 0), number(3, 5)))
         }
         "chaos" => summaries.push(bench.chaos(
             number(1, 1_000) as usize,
@@ -459,6 +471,9 @@ enum Kind {
     Wshub,
     Tokio,
     Node,
+    /// `examples/echo_service.rs`: wshub embedded in a program that answers
+    /// requests through the library receiver (the request scenario only).
+    Library,
 }
 
 impl Kind {
@@ -469,6 +484,7 @@ impl Kind {
             Kind::Wshub => "wshub",
             Kind::Tokio => "tokio",
             Kind::Node => "node",
+            Kind::Library => "library",
         }
     }
 }
@@ -496,6 +512,7 @@ fn prepare(kinds: &[Kind]) -> Vec<Launch> {
                 Kind::Wshub => Ok(wshub_launch()),
                 Kind::Tokio => tokio_launch(),
                 Kind::Node => node_launch(),
+                Kind::Library => library_launch(),
             };
             match launch {
                 Ok(launch) => Some(launch),
@@ -610,6 +627,34 @@ fn tokio_launch() -> Result<Launch, String> {
         kind: Kind::Tokio,
         program: binary,
         args: vec!["--port".to_owned(), "0".to_owned()],
+    })
+}
+
+/// `examples/echo_service.rs`, built first if missing or out of date.
+fn library_launch() -> Result<Launch, String> {
+    let binary = root().join("target/release/examples/echo_service");
+    let built = fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    let sources = newest_change(&[root().join("src"), root().join("examples/echo_service.rs")]);
+    if built.is_none_or(|built| sources.is_some_and(|s| s > built)) {
+        println!("  building the library peer: cargo build --release --example echo_service");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--quiet", "--example", "echo_service"])
+            .current_dir(root())
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "cargo build of the echo_service example failed ({status})"
+            ));
+        }
+    }
+    println!("  library: {}", binary.display());
+    Ok(Launch {
+        kind: Kind::Library,
+        program: binary,
+        // Port 0, two worker threads on the receiver.
+        args: vec!["0".to_owned(), "2".to_owned()],
     })
 }
 
@@ -1052,7 +1097,7 @@ impl Bench {
             .iter()
             .map(|l| (l.kind.name(), l, &[WS_PATH][..]))
             .collect();
-        self.compare_among(title, &contestants, wshub_args, |server, _| body(server))
+        self.compare_among(title, &contestants, wshub_args, |server, _, _| body(server))
     }
 
     /// Runs `body` for each contestant (a label, a server, the paths its
@@ -1064,7 +1109,7 @@ impl Bench {
         title: &str,
         contestants: &[(&str, &Launch, &[&str])],
         wshub_args: &[String],
-        mut body: impl FnMut(&mut Server, &[&str]) -> Outcome,
+        mut body: impl FnMut(&mut Server, &str, &[&str]) -> Outcome,
     ) -> Summary {
         header(title);
         let mut outcomes: Vec<(String, Vec<Outcome>)> = contestants
@@ -1096,7 +1141,7 @@ impl Bench {
                     server.addr,
                     extra.join(" ")
                 );
-                let outcome = body(&mut server, paths);
+                let outcome = body(&mut server, label, paths);
                 table(&outcome.rows);
                 for note in &outcome.notes {
                     println!("  !! {note}");
@@ -1146,7 +1191,7 @@ impl Bench {
             &title,
             &audiences.map(|(label, paths)| (label, launch, paths)),
             &wshub_capacity(subscribers + 1),
-            |server, paths| fanout(server, subscribers, pace, paths),
+            |server, _, paths| fanout(server, subscribers, pace, paths),
         )
     }
 
@@ -1171,7 +1216,7 @@ impl Bench {
             &title,
             &[("wshub", launch, &[WS_PATH])],
             &wshub_capacity(subscribers * 2),
-            |server, _| recovery::chaos(server, subscribers, rate, secs, drop_percent),
+            |server, _, _| recovery::chaos(server, subscribers, rate, secs, drop_percent),
         )
     }
 
@@ -1203,7 +1248,55 @@ impl Bench {
                 ("history off", &off, &[WS_PATH]),
             ],
             &[],
-            |server, _| recovery::history(server, streams, per_stream),
+            |server, _, _| recovery::history(server, streams, per_stream),
+        )
+    }
+
+    /// A request -> reply round trip answered by the hub itself (`ping`),
+    /// by a program through the library receiver, and by a backend's
+    /// service connection.
+    fn request(&self, clients: usize, rate: u64, secs: u64) -> Summary {
+        let pace = match rate {
+            0 => "each sending its next as soon as its answer is in".to_owned(),
+            rate => format!("{rate} requests/s in all"),
+        };
+        let title = format!(
+            "request: {clients} clients, request -> reply by correlationId, {pace}, for {secs} s: \
+             answered by the hub (ping), the library receiver, a service connection"
+        );
+        let Some(hub) = self.wshub_only("request") else {
+            return Summary::new(&title, self.runs, Vec::new(), Vec::new());
+        };
+        let library = match library_launch() {
+            Ok(launch) => launch,
+            Err(why) => {
+                println!("  !! {why}");
+                return Summary::new(&title, self.runs, Vec::new(), vec![why]);
+            }
+        };
+        let mut service_args = hub.args.clone();
+        service_args.extend(["--admin-token".to_owned(), SERVICE_TOKEN.to_owned()]);
+        let service = Launch {
+            kind: Kind::Wshub,
+            program: hub.program.clone(),
+            args: service_args,
+        };
+        let run_for = Duration::from_secs(secs);
+        self.compare_among(
+            &title,
+            &[
+                ("hub (ping)", hub, &[WS_PATH]),
+                ("library", &library, &[WS_PATH]),
+                ("service", &service, &[WS_PATH]),
+            ],
+            &wshub_capacity(clients + 1),
+            |server, label, _| match label {
+                "hub (ping)" => round_trips(server, clients, rate, run_for, "ping", "pong"),
+                "library" => round_trips(server, clients, rate, run_for, "echo", "echoed"),
+                _ => with_service(server, |server| {
+                    round_trips(server, clients, rate, run_for, "echo", "echoed")
+                }),
+            },
         )
     }
 
@@ -1598,7 +1691,22 @@ fn map_ceiling(per_connection: f64, base: u64) -> String {
 /// `clients` clients sending application pings, `rate` per second in all
 /// (0: each as soon as its last pong is in), for `run_for`.
 fn ping(server: &mut Server, clients: usize, rate: u64, run_for: Duration) -> Outcome {
+    round_trips(server, clients, rate, run_for, "ping", "pong")
+}
+
+/// `clients` clients each sending `request`s and waiting for the `reply`
+/// with its `correlationId`, `rate` per second in all (0: flat out).
+fn round_trips(
+    server: &mut Server,
+    clients: usize,
+    rate: u64,
+    run_for: Duration,
+    request: &str,
+    reply: &str,
+) -> Outcome {
     let mut out = Outcome::default();
+    let reply_type = format!(r#""type":"{reply}""#);
+    let reply_type = reply_type.as_str();
     let opened = open_many(server.addr, clients, CONNECT_AT_ONCE, None, &[WS_PATH]);
     let connected = opened.clients.len();
     out.row("clients", format!("{connected} / {clients}"));
@@ -1618,7 +1726,7 @@ fn ping(server: &mut Server, clients: usize, rate: u64, run_for: Duration) -> Ou
             .enumerate()
             .map(|(i, mut ws)| {
                 thread::Builder::new()
-                    .name("bench-ping".into())
+                    .name("bench-rtt".into())
                     .stack_size(256 * 1024)
                     .spawn_scoped(scope, move || {
                         barrier.wait();
@@ -1641,12 +1749,12 @@ fn ping(server: &mut Server, clients: usize, rate: u64, run_for: Duration) -> Ou
                                 break;
                             }
                             let sent = Instant::now();
-                            let request = format!(r#"{{"type":"ping","correlationId":{k}}}"#);
-                            ws.send_text(&request)?;
+                            let message = format!(r#"{{"type":"{request}","correlationId":{k}}}"#);
+                            ws.send_text(&message)?;
                             loop {
-                                let reply = ws.expect_text()?;
-                                if reply.contains(r#""type":"pong""#)
-                                    && field(&reply, "correlationId") == Some(k)
+                                let answer = ws.expect_text()?;
+                                if answer.contains(reply_type)
+                                    && field(&answer, "correlationId") == Some(k)
                                 {
                                     break;
                                 }
@@ -1656,14 +1764,14 @@ fn ping(server: &mut Server, clients: usize, rate: u64, run_for: Duration) -> Ou
                         }
                         Ok::<_, String>((latency, behind))
                     })
-                    .expect("start a ping thread")
+                    .expect("start a round-trip thread")
             })
             .collect();
         barrier.wait();
         let clock = CpuClock::start(server);
         let results: Vec<_> = workers
             .into_iter()
-            .map(|w| w.join().expect("ping thread"))
+            .map(|w| w.join().expect("round-trip thread"))
             .collect();
         (results, clock.stop(server))
     });
@@ -1690,7 +1798,7 @@ fn ping(server: &mut Server, clients: usize, rate: u64, run_for: Duration) -> Ou
         },
     );
     if rate > 0 {
-        out.row("pings a period late", behind.to_string());
+        out.row("requests a period late", behind.to_string());
     }
     out.row("latency", latency.summary());
     if errors.count > 0 {
@@ -1707,6 +1815,67 @@ fn ping(server: &mut Server, clients: usize, rate: u64, run_for: Duration) -> Ou
     out.figure("latency max", latency.max as f64, show_us);
     out.figure("server CPU", server_cpu, percent);
     out
+}
+
+/// The admin token of the request scenario's service setup.
+const SERVICE_TOKEN: &str = "bench-service-token";
+
+/// Runs `body` while a service connection (a thread of this process)
+/// answers every `echo` with `echoed`, as a backend in another language would.
+fn with_service(server: &mut Server, body: impl FnOnce(&mut Server) -> Outcome) -> Outcome {
+    let path = format!("{WS_PATH}?token={SERVICE_TOKEN}");
+    let mut ws = match RawWs::handshake(server.addr, &path).and_then(|mut ws| {
+        ws.expect_text()?;
+        Ok(ws)
+    }) {
+        Ok(ws) => ws,
+        Err(e) => {
+            let mut out = Outcome::default();
+            out.note(format!("the service connection could not connect: {e}"));
+            return out;
+        }
+    };
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let stop = &stop;
+        let answering = scope.spawn(move || {
+            let _ = ws.stream.set_read_timeout(Some(Duration::from_millis(50)));
+            let mut answered = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let message = match ws.read_text() {
+                    Ok(Some(message)) => message,
+                    Ok(None) => continue,
+                    Err(_) => break,
+                };
+                let Ok(event) = serde_json::from_str::<serde_json::Value>(&message) else {
+                    continue;
+                };
+                if event["type"] != "client_message" {
+                    continue;
+                }
+                let request = &event["data"]["message"];
+                let answer = serde_json::json!({
+                    "type": "send",
+                    "clientId": event["data"]["clientId"],
+                    "message": {
+                        "type": "echoed",
+                        "data": request.get("data"),
+                        "correlationId": request.get("correlationId"),
+                    },
+                });
+                if ws.send_text(&answer.to_string()).is_err() {
+                    break;
+                }
+                answered += 1;
+            }
+            answered
+        });
+        let mut out = body(server);
+        stop.store(true, Ordering::Relaxed);
+        let answered = answering.join().unwrap_or(0);
+        out.row("answered by the service", group(answered as f64));
+        out
+    })
 }
 
 /// `n` handshakes, `at_once` at a time; everyone stays connected till the end.
