@@ -174,7 +174,7 @@ impl Pattern {
         Ok(Pattern(pattern.into()))
     }
 
-    fn matches(&self, channel: &str) -> bool {
+    pub(crate) fn matches(&self, channel: &str) -> bool {
         match self.0.strip_suffix('*') {
             Some(prefix) => channel.starts_with(prefix),
             None => *self.0 == *channel,

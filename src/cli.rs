@@ -93,6 +93,8 @@ struct Settings {
     proxies_from_flags: Vec<IpAddr>,
     endpoints_from_env: Option<Vec<wshub::Endpoint>>,
     endpoints_from_flags: Vec<wshub::Endpoint>,
+    history_off_from_env: Option<Vec<String>>,
+    history_off_from_flags: Vec<String>,
 }
 
 /// Applies one flag's value (`from_env` when it came from its variable).
@@ -303,6 +305,62 @@ const FLAGS: &[Flag] = &[
         default: Some("1024"),
         apply: |s, f, v, _| {
             s.config.request_queue = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--history-size",
+        env: "WSHUB_HISTORY_SIZE",
+        value: Some("<N>"),
+        section: Section::Server,
+        help: "Publications kept per stream for clients that come back (0: none)",
+        default: Some("1000"),
+        apply: |s, f, v, _| {
+            s.config.history_size = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--history-ttl",
+        env: "WSHUB_HISTORY_TTL",
+        value: Some("<SECS>"),
+        section: Section::Server,
+        help: "How long a publication is kept for recovery",
+        default: Some("300"),
+        apply: |s, f, v, _| {
+            s.config.history_ttl = seconds(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--history-bytes",
+        env: "WSHUB_HISTORY_BYTES",
+        value: Some("<BYTES>"),
+        section: Section::Server,
+        help: "Most bytes of history, every stream together (the oldest go first)",
+        default: Some("67108864"),
+        apply: |s, f, v, _| {
+            s.config.max_history_bytes = number(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--history-off",
+        env: "WSHUB_HISTORY_OFF",
+        value: Some("<PATTERN>"),
+        section: Section::Server,
+        help: "Channels that keep no history, like typing-*; session:* and user:* too; repeat for more (the variable: comma-separated)",
+        default: None,
+        apply: |s, _, v, from_env| {
+            let patterns = v
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty());
+            if from_env {
+                s.history_off_from_env = Some(patterns.collect());
+            } else {
+                s.history_off_from_flags.extend(patterns);
+            }
             Ok(())
         },
     },
@@ -778,7 +836,14 @@ pub fn parse(
         proxies_from_flags,
         endpoints_from_env,
         endpoints_from_flags,
+        history_off_from_env,
+        history_off_from_flags,
     } = settings;
+    if !history_off_from_flags.is_empty() {
+        config.history_off = history_off_from_flags;
+    } else if let Some(patterns) = history_off_from_env {
+        config.history_off = patterns;
+    }
     if !endpoints_from_flags.is_empty() {
         config.endpoints = endpoints_from_flags;
     } else if let Some(endpoints) = endpoints_from_env {

@@ -178,6 +178,23 @@ pub struct Config {
     /// it went `offline`; a connection within that time cancels it (a page
     /// reload does not flicker). Zero: at once. Default 2 s.
     pub presence_grace: Duration,
+
+    /// Most publications kept per stream (a channel, a session, a user) for
+    /// clients that come back (see the README's Recovery). `0` keeps none.
+    /// Default 1000: a whole AI answer streamed in chunks, or a minute of a
+    /// busy channel.
+    pub history_size: usize,
+    /// How long a publication is kept for recovery. Default 5 min: longer
+    /// than a reconnect with the longest backoff, a laptop lid closed for a
+    /// moment, or a redeploy.
+    pub history_ttl: Duration,
+    /// Most bytes of history, every stream together: past it the oldest
+    /// publications of all go first. Default 64 MiB.
+    pub max_history_bytes: usize,
+    /// Streams that keep no history (and whose deliveries carry no `seq`):
+    /// channel patterns like `typing-*`; `session:*` and `user:*` match
+    /// sessions and users. Default: none.
+    pub history_off: Vec<String>,
 }
 
 /// One more WebSocket endpoint and the envelope its clients get.
@@ -260,6 +277,10 @@ impl Default for Config {
             session_retention: Duration::from_secs(3600),
             max_sessions_per_user: 1000,
             presence_grace: Duration::from_secs(2),
+            history_size: 1000,
+            history_ttl: Duration::from_secs(300),
+            max_history_bytes: 64 * 1024 * 1024,
+            history_off: Vec::new(),
         }
     }
 }
@@ -290,6 +311,7 @@ impl Config {
             ("rate_window", self.rate_window),
             ("session_retention", self.session_retention),
             ("presence_grace", self.presence_grace),
+            ("history_ttl", self.history_ttl),
         ] {
             if value > year {
                 return fail(field, "must be at most a year");
@@ -404,6 +426,14 @@ impl Config {
         if self.max_handshakes == 0 || self.max_handshakes_per_ip == 0 {
             return fail("max_handshakes", "must be at least 1 (per address too)");
         }
+        if self.history_size > 1_000_000 {
+            return fail("history_size", "must be at most 1000000");
+        }
+        for pattern in &self.history_off {
+            if let Err(reason) = auth::Pattern::parse(pattern) {
+                return fail("history_off", &reason);
+            }
+        }
         if self.max_threads.is_some_and(|n| n < 2) {
             return fail("max_threads", "must be at least 2");
         }
@@ -433,6 +463,21 @@ impl Config {
             self.allow_anonymous,
             &self.allowed_origins,
         )
+    }
+
+    /// The bounds of history these settings describe.
+    pub(crate) fn history_limits(&self) -> crate::engine::Limits {
+        crate::engine::Limits {
+            size: self.history_size,
+            ttl: self.history_ttl,
+            bytes: self.max_history_bytes,
+            // Checked by `validate`.
+            off: self
+                .history_off
+                .iter()
+                .filter_map(|p| auth::Pattern::parse(p).ok())
+                .collect(),
+        }
     }
 
     /// How often the timer thread wakes the router: often enough to ping and

@@ -94,6 +94,7 @@ mod bus;
 pub mod client;
 mod config;
 mod conn;
+mod engine;
 mod error;
 mod event;
 mod events;

@@ -233,6 +233,12 @@ impl Link {
         self.lock().queued_frames
     }
 
+    /// Frames and bytes queued and not yet written.
+    pub(crate) fn backlog(&self) -> (usize, usize) {
+        let out = self.lock();
+        (out.queued_frames, out.queued_bytes)
+    }
+
     /// Queues `frame` unless the queue is at its `limits` (then: a slow
     /// consumer). One frame larger than the byte limit still goes to a
     /// client with nothing queued.

@@ -86,11 +86,16 @@ impl Target {
         })
     }
 
-    /// The channel or session a delivery to this target names.
+    /// The channel or session a delivery to this target names; a user's
+    /// deliveries name its own stream, the channel `user:<id>`.
     pub(crate) fn topic(&self) -> Option<Topic> {
         match self {
             Target::Channel(name) => Some(Topic::Channel(name.clone())),
             Target::Session(id) => Some(Topic::Session(id.clone())),
+            Target::User(id) => Some(Topic::Channel(format!(
+                "{}{id}",
+                crate::engine::USER_PREFIX
+            ))),
             _ => None,
         }
     }

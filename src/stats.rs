@@ -26,6 +26,8 @@ pub(crate) struct Counters {
     pub errors_sent: u64,
     pub requests: u64,
     pub busy: u64,
+    pub recoveries: u64,
+    pub recoveries_lost: u64,
 }
 
 /// A copy of the hub's numbers at one moment.
@@ -58,6 +60,16 @@ pub struct Stats {
     /// Application requests answered `busy` (a full queue, or a service
     /// connection that left before answering).
     pub busy: u64,
+    /// Subscribes with `since` that got every missed publication.
+    pub recoveries: u64,
+    /// Subscribes with `since` answered `recovered: false`.
+    pub recoveries_lost: u64,
+    /// Streams the history knows (with publications kept, or subscribers).
+    pub history_streams: usize,
+    /// Publications kept for recovery.
+    pub history_entries: usize,
+    /// Bytes of history, against `max_history_bytes`.
+    pub history_bytes: usize,
     /// Backends' service connections connected now.
     pub service_connections: usize,
     /// Channels with at least one subscriber.
@@ -247,6 +259,41 @@ const NUMBERS: &[Number] = &[
         kind: Kind::Counter,
         help: "Application requests answered busy.",
         value: |s| s.busy,
+    },
+    Number {
+        json: "recoveries",
+        metric: "wshub_recoveries_total",
+        kind: Kind::Counter,
+        help: "Subscribes with since that got every missed publication.",
+        value: |s| s.recoveries,
+    },
+    Number {
+        json: "recoveriesLost",
+        metric: "wshub_recoveries_lost_total",
+        kind: Kind::Counter,
+        help: "Subscribes with since answered recovered: false.",
+        value: |s| s.recoveries_lost,
+    },
+    Number {
+        json: "historyStreams",
+        metric: "wshub_history_streams",
+        kind: Kind::Gauge,
+        help: "Streams the history knows.",
+        value: |s| s.history_streams as u64,
+    },
+    Number {
+        json: "historyEntries",
+        metric: "wshub_history_entries",
+        kind: Kind::Gauge,
+        help: "Publications kept for recovery.",
+        value: |s| s.history_entries as u64,
+    },
+    Number {
+        json: "historyBytes",
+        metric: "wshub_history_bytes",
+        kind: Kind::Gauge,
+        help: "Bytes of history kept.",
+        value: |s| s.history_bytes as u64,
     },
     Number {
         json: "serviceConnections",

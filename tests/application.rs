@@ -819,10 +819,12 @@ fn the_library_subscribes_unsubscribes_and_closes_clients() {
             .unwrap()
     );
     let told = expect(&mut carol, "subscribed");
+    // Told where the stream stands: nothing published on it yet.
     assert_eq!(
-        (&told["channel"], &told["data"]),
-        (&json!("diagnostics"), &json!({}))
+        (&told["channel"], &told["data"]["seq"]),
+        (&json!("diagnostics"), &json!(0))
     );
+    assert!(told["data"]["epoch"].is_string(), "{told}");
     assert_eq!(
         handle
             .publish(
@@ -1144,10 +1146,12 @@ fn a_service_connection_controls_clients() {
         (&json!("ack"), &json!({"done": true}))
     );
     let told = expect(&mut carol, "subscribed");
+    // Told where the stream stands: nothing published on it yet.
     assert_eq!(
-        (&told["channel"], &told["data"]),
-        (&json!("git"), &json!({}))
+        (&told["channel"], &told["data"]["seq"]),
+        (&json!("git"), &json!(0))
     );
+    assert!(told["data"]["epoch"].is_string(), "{told}");
     assert_eq!(
         hub.handle()
             .publish(Target::channel("git"), "event", json!({"type": "commit"}))

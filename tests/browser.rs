@@ -2,7 +2,11 @@
 //! token, subscribes, publishes, receives, and stays connected through
 //! heartbeats (the browser answers protocol Pings); without a token it sees
 //! the `unauthorized` error and close 1008 "Unauthorized"; from an origin the
-//! hub does not allow, it cannot connect at all.
+//! hub does not allow, it cannot connect at all. And the JavaScript client,
+//! `clients/js/wshub.js`, loaded by a page as a module: it connects with a
+//! token, subscribes, publishes, gets replies and errors to its requests,
+//! reconnects and re-subscribes after the application bounces it, and its
+//! heartbeat keeps it open.
 //!
 //! Needs Chromium, so plain `cargo test` lists it as ignored; `.ci/run`
 //! installs Chromium and runs `cargo test --test browser -- --ignored`.
@@ -15,9 +19,9 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 use serde_json::{Value, json};
-use wshub::{Config, sign_jwt};
+use wshub::{Config, Hub, Target, sign_jwt};
 
 const SECRET: &str = "browser-test-secret-of-32-bytes!";
 
@@ -48,17 +52,26 @@ async function run() {
 run().catch(err => fetch("/result", { method: "POST", body: JSON.stringify({ error: String(err) }) }));
 </script>"#;
 
-/// Serves the page and passes the posted result on. One thread per
-/// connection: browsers open spare connections that never send a request.
+/// Serves the page (and any other files: path, content type, body) and
+/// passes the posted result on. One thread per connection: browsers open
+/// spare connections that never send a request.
 fn serve_page(listener: TcpListener, page: String, results: Sender<Value>) {
+    serve(listener, vec![("/", "text/html", page)], results);
+}
+
+fn serve(
+    listener: TcpListener,
+    files: Vec<(&'static str, &'static str, String)>,
+    results: Sender<Value>,
+) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        let (page, results) = (page.clone(), results.clone());
-        thread::spawn(move || answer(stream, &page, &results));
+        let (files, results) = (files.clone(), results.clone());
+        thread::spawn(move || answer(stream, &files, &results));
     }
 }
 
-fn answer(mut stream: TcpStream, page: &str, results: &Sender<Value>) {
+fn answer(mut stream: TcpStream, files: &[(&str, &str, String)], results: &Sender<Value>) {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
@@ -85,15 +98,56 @@ fn answer(mut stream: TcpStream, page: &str, results: &Sender<Value>) {
         }
         return;
     }
-    let (status, body) = match request_line.starts_with("GET / ") {
-        true => ("200 OK", page),
-        false => ("404 Not Found", ""),
+    let path = request_line.split(' ').nth(1).unwrap_or("");
+    let (status, kind, body) = match files.iter().find(|(p, _, _)| *p == path) {
+        Some((_, kind, body)) => ("200 OK", *kind, body.as_str()),
+        None => ("404 Not Found", "text/plain", ""),
     };
     let _ = write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+}
+
+/// Opens `{origin}/` in headless Chromium and returns what the page posted
+/// to `/result`, within a minute (else panics with the page's console).
+fn browse(origin: &str, results: &Receiver<Value>, name: &str) -> Value {
+    let profile =
+        std::env::temp_dir().join(format!("wshub-chromium-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&profile).unwrap();
+    let log_path = profile.join("console.log");
+    let mut browser = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--enable-logging=stderr")
+        .arg(format!("{origin}/"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("chromium starts (install it: apt-get install chromium)");
+    let result = results.recv_timeout(Duration::from_secs(60));
+    let _ = browser.kill();
+    let _ = browser.wait();
+    let console: Vec<String> = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("CONSOLE"))
+        .map(str::to_owned)
+        .collect();
+    let _ = std::fs::remove_dir_all(&profile);
+    result.unwrap_or_else(|_| {
+        panic!("the page did not report within a minute; console: {console:#?}")
+    })
 }
 
 #[test]
@@ -128,40 +182,7 @@ fn a_real_browser_connects_receives_and_sees_refusals() {
 
     let (tx, results) = unbounded();
     thread::spawn(move || serve_page(pages, page, tx));
-    let profile = std::env::temp_dir().join(format!("wshub-chromium-{}", std::process::id()));
-    std::fs::create_dir_all(&profile).unwrap();
-    let log_path = profile.join("console.log");
-    let mut browser = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--enable-logging=stderr")
-        .arg(format!("{page_origin}/"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .expect("chromium starts (install it: apt-get install chromium)");
-    let result = results.recv_timeout(Duration::from_secs(60));
-    let _ = browser.kill();
-    let _ = browser.wait();
-    let console: Vec<String> = std::fs::read_to_string(&log_path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("CONSOLE"))
-        .map(str::to_owned)
-        .collect();
-    let _ = std::fs::remove_dir_all(&profile);
-    let result = result.unwrap_or_else(|_| {
-        panic!("the page did not report within a minute; console: {console:#?}")
-    });
+    let result = browse(&page_origin, &results, "protocol");
     assert!(result.get("error").is_none(), "the page failed: {result}");
 
     let authorized = &result["authorized"];
@@ -205,4 +226,163 @@ fn a_real_browser_connects_receives_and_sees_refusals() {
     assert_eq!(foreign["seen"], json!([]));
     assert_eq!(other.handle().stats().unwrap().total_connections, 0);
     let _ = TcpStream::connect(hub.addr);
+}
+
+/// A page that runs wshub.js (served as `/wshub.js`) through a whole
+/// scenario and posts what it saw.
+const CLIENT_PAGE: &str = r#"<!doctype html>
+<title>wshub.js in a real browser</title>
+<script type="module">
+import { WshubClient } from "/wshub.js";
+const HUB = "ws://{{HUB}}/ws", TOKEN = "{{TOKEN}}";
+const report = body => fetch("/result", { method: "POST", body: JSON.stringify(body) });
+async function until(check, what) {
+  for (const end = Date.now() + 10000; !check(); ) {
+    if (Date.now() > end) throw new Error("timed out waiting for " + what);
+    await new Promise(resolve => setTimeout(resolve, 10));
+  }
+}
+async function run() {
+  const r = { closes: [], opens: [], events: [] };
+  let tokens = 0, resubscribed = 0;
+  const client = new WshubClient(HUB, { token: () => (tokens++, TOKEN), minDelay: 50, maxDelay: 500, heartbeat: { grace: 1000 } });
+  client.on("open", welcome => r.opens.push(welcome));
+  client.on("close", e => r.closes.push({ code: e.code, reason: e.reason, action: e.action }));
+  client.on("event", (data, m) => r.events.push({ data, channel: m.channel, from: m.from && m.from.userId }));
+  client.on("subscribed", (data, m) => m.channel === "files" && resubscribed++);
+
+  r.subscribed = await client.subscribe("files");
+  r.delivered = await client.publish("files", "event", { file: "a.ts" });
+  await until(() => r.events.length === 1, "the event");
+  r.reply = await client.request("agent:start", { projectId: "p1" });
+  r.rejected = await client.request("agent:fail", {}).then(() => null, e => ({ name: e.name, code: e.code, message: e.message }));
+  r.presence = await client.presence();
+
+  // The application bounces this client (close 4000): it backs off,
+  // reconnects with a token from the provider and subscribes again.
+  client.send("bounce-me");
+  await until(() => r.opens.length === 2 && resubscribed === 2, "the reconnect and re-subscription");
+  r.deliveredAgain = await client.publish("files", "event", { file: "b.ts" });
+  await until(() => r.events.length === 2, "the event after the reconnect");
+
+  // Outlive several heartbeats: the watchdog's pings keep the client open.
+  await new Promise(resolve => setTimeout(resolve, 1500));
+  r.stateAfterHeartbeats = client.state;
+  r.tokens = tokens;
+  client.close();
+  r.stateAfterClose = client.state;
+  await report(r);
+}
+run().catch(err => report({ error: String((err && err.stack) || err) }));
+</script>"#;
+
+#[test]
+#[ignore = "needs Chromium: .ci/run installs it and runs cargo test --test browser -- --ignored"]
+fn the_js_client_connects_subscribes_requests_and_reconnects_in_a_real_browser() {
+    let pages = TcpListener::bind("127.0.0.1:0").unwrap();
+    let page_origin = format!("http://{}", pages.local_addr().unwrap());
+    let mut hub = Hub::with_config(Config {
+        jwt_secret: Some(SECRET.into()),
+        allow_client_publish: true,
+        allowed_origins: vec![page_origin.clone()],
+        heartbeat_interval: Duration::from_millis(200),
+        client_timeout: Duration::from_millis(1000),
+        rate_limit: 0,
+        ..support::config()
+    })
+    .expect("hub binds");
+    let requests = hub.requests();
+    let addr = hub.local_addr();
+    let server = hub.spawn().expect("hub starts");
+    // The application: answers two requests and bounces the client on the third.
+    thread::spawn(move || {
+        for request in requests.iter() {
+            let _ = match request.kind() {
+                "agent:start" => {
+                    let data: Value = request.data().unwrap_or(Value::Null);
+                    request.reply("agent:started", json!({"projectId": data["projectId"]}))
+                }
+                "agent:fail" => request.reply_error("agent_failed", "No agent for that"),
+                "bounce-me" => request
+                    .handle()
+                    .close(Target::client(request.client_id()), 4000, "Bounce")
+                    .map(|n| n > 0),
+                _ => Ok(false),
+            };
+        }
+    });
+
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = sign_jwt(
+        SECRET.as_bytes(),
+        &json!({"sub": "browser-user", "exp": exp}),
+    )
+    .unwrap();
+    let page = CLIENT_PAGE
+        .replace("{{HUB}}", &addr.to_string())
+        .replace("{{TOKEN}}", &token);
+    let client = include_str!("../clients/js/wshub.js").to_owned();
+    let (tx, results) = unbounded();
+    thread::spawn(move || {
+        serve(
+            pages,
+            vec![
+                ("/", "text/html", page),
+                ("/wshub.js", "text/javascript", client),
+            ],
+            tx,
+        )
+    });
+    let r = browse(&page_origin, &results, "client");
+    assert!(r.get("error").is_none(), "the page failed: {r}");
+
+    let welcome = &r["opens"][0];
+    assert_eq!(welcome["userId"], "browser-user", "{r}");
+    assert_eq!(welcome["authenticated"], true);
+    assert_eq!(welcome["heartbeatMs"], 200);
+    assert_eq!(welcome["reconnected"], false);
+    assert!(r["subscribed"].is_object(), "{r}");
+    assert_eq!(r["delivered"], 1);
+    assert_eq!(
+        r["events"][0],
+        json!({"data": {"file": "a.ts"}, "channel": "files", "from": "browser-user"})
+    );
+    assert_eq!(r["reply"]["type"], "agent:started");
+    assert_eq!(r["reply"]["data"]["projectId"], "p1");
+    assert!(r["reply"]["correlationId"].is_string(), "{r}");
+    assert_eq!(
+        r["rejected"],
+        json!({"name": "WshubError", "code": "agent_failed", "message": "No agent for that"})
+    );
+    assert!(
+        r["presence"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"userId": "browser-user", "status": "online"})),
+        "{r}"
+    );
+
+    assert_eq!(
+        r["closes"][0],
+        json!({"code": 4000, "reason": "Bounce", "action": "backoff"})
+    );
+    assert_eq!(r["opens"][1]["reconnected"], true);
+    assert_eq!(
+        r["tokens"], 2,
+        "the token provider is asked at every connect"
+    );
+    assert_eq!(r["deliveredAgain"], 1);
+    assert_eq!(r["events"][1]["data"]["file"], "b.ts");
+    assert_eq!(
+        r["stateAfterHeartbeats"], "open",
+        "no silence seen through the heartbeats"
+    );
+    assert_eq!(r["stateAfterClose"], "closed");
+    assert_eq!(r["closes"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(r["closes"][1]["action"], "stop");
+    server.shutdown().unwrap();
 }

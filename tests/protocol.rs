@@ -78,7 +78,8 @@ fn subscribers_of_a_channel_receive_its_events_and_others_do_not() {
     let reply = files.request(json!({"type": "subscribe", "channel": "files"}), "s");
     assert_eq!(reply["type"], "subscribed");
     assert_eq!(reply["channel"], "files");
-    assert_eq!(reply["data"], json!({}));
+    assert_eq!(reply["data"]["seq"], 0, "nothing published yet: {reply}");
+    let epoch = reply["data"]["epoch"].clone();
     git.request(json!({"type": "subscribe", "channel": "git"}), "s");
 
     let delivered = hub
@@ -93,6 +94,7 @@ fn subscribers_of_a_channel_receive_its_events_and_others_do_not() {
     let event = files.expect("event");
     assert_eq!(event["channel"], "files");
     assert_eq!(event["data"]["file"], "src/main.ts");
+    assert_eq!((&event["seq"], &event["epoch"]), (&json!(1), &epoch));
     assert!(is_timestamp(&event["timestamp"]));
     git.expect_nothing_pending();
 

@@ -96,6 +96,9 @@ pub(crate) enum ClientMessage {
     Subscribe {
         topic: Topic,
         client: Option<String>,
+        /// The last position the client has of this stream: what comes
+        /// after it is replayed.
+        since: Option<Since>,
     },
     /// `unsubscribe` from one channel or session, or (`None`) from every
     /// session; with `client`, a service unsubscribes that client.
@@ -140,6 +143,17 @@ pub(crate) enum ClientMessage {
         message: Box<RawValue>,
     },
 }
+
+/// `since` of a `subscribe`: the last publication a client has of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Since {
+    pub seq: u64,
+    pub epoch: String,
+}
+
+/// Longest `epoch` a client may send back.
+const MAX_EPOCH: usize = 64;
 
 /// A parsed request and the `correlationId` to echo.
 #[derive(Debug)]
@@ -190,6 +204,8 @@ struct RawRequest<'a> {
     code: Option<&'a RawValue>,
     #[serde(borrow)]
     reason: Option<&'a RawValue>,
+    #[serde(borrow)]
+    since: Option<&'a RawValue>,
 }
 
 /// Only the `correlationId`, to answer a request that failed validation.
@@ -324,6 +340,7 @@ fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMe
         "subscribe" => ClientMessage::Subscribe {
             topic: required_topic(raw, "subscribe")?,
             client: client_field(raw)?,
+            since: since(raw.since)?,
         },
         "unsubscribe" => ClientMessage::Unsubscribe {
             topic: topic(raw)?,
@@ -408,6 +425,19 @@ fn gathered(text: &str, consumed: &[&str]) -> Result<Option<Box<RawValue>>, Inva
     RawValue::from_string(text)
         .map(Some)
         .map_err(|_| invalid("the message's fields could not be gathered"))
+}
+
+/// `since`: absent, `null`, or `{"seq": <u64>, "epoch": "<string>"}`.
+fn since(value: Option<&RawValue>) -> Result<Option<Since>, Invalid> {
+    let Some(value) = value.filter(|v| v.get() != "null") else {
+        return Ok(None);
+    };
+    let since: Since = serde_json::from_str(value.get())
+        .map_err(|_| invalid("`since` must be {\"seq\": <number>, \"epoch\": \"<string>\"}"))?;
+    if since.epoch.len() > MAX_EPOCH {
+        return Err(invalid("`since.epoch` is longer than 64 bytes"));
+    }
+    Ok(Some(since))
 }
 
 /// `true`, `false` or absent.
@@ -675,7 +705,7 @@ mod tests {
         let r = parse_client(r#"{"type":"subscribe","channel":"files"}"#).unwrap();
         assert!(matches!(
             r.message,
-            ClientMessage::Subscribe { topic: Topic::Channel(ref c), client: None } if c == "files"
+            ClientMessage::Subscribe { topic: Topic::Channel(ref c), client: None, since: None } if c == "files"
         ));
 
         let r = parse_client(r#"{"type":"subscribe","sessionId":"s1","correlationId":7}"#).unwrap();

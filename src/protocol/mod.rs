@@ -23,11 +23,11 @@ pub(crate) use frame::{close_frame, close_reply, ping_frame, pong_frame};
 pub use inbound::MAX_NAME_LEN;
 pub use inbound::Topic;
 pub(crate) use inbound::{
-    ClientMessage, Destination, Outgoing, Rejection, Request, Sender, Who, check_name, parse,
-    valid_close_code,
+    ClientMessage, Destination, Outgoing, Rejection, Request, Sender, Since, Who, check_name,
+    parse, valid_close_code,
 };
 pub use outbound::Timestamp;
 pub(crate) use outbound::{
-    AuthResult, Delivered, Empty, From, Message, PresenceData, PresenceList, Welcome, error_data,
-    raw,
+    AuthResult, Delivered, Empty, From, Message, Position, PresenceData, PresenceList, Subscribed,
+    Welcome, error_data, raw,
 };

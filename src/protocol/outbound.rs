@@ -108,6 +108,19 @@ impl<'a> Message<'a> {
         self
     }
 
+    /// Its place in its stream.
+    pub(crate) fn position(mut self, position: Option<Position<'a>>) -> Self {
+        self.position = position;
+        self
+    }
+
+    /// Stamps it with when it was first published (a replay shows the
+    /// original time).
+    pub(crate) fn at(mut self, timestamp: SystemTime) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+
     /// The complete text frame of this message in `envelope`.
     pub(crate) fn encode(&self, envelope: Envelope) -> Bytes {
         frame::encode(&Shaped {
@@ -252,6 +265,18 @@ pub(crate) struct Welcome<'a> {
     pub authenticated: bool,
     #[serde(rename = "heartbeatMs")]
     pub heartbeat_ms: u64,
+}
+
+/// Data of `subscribed`: where the stream stands, and whether what the
+/// client missed since its `since` is on its way.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Subscribed<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
 }
 
 /// Data of the `auth` message that follows the standard welcome.

@@ -8,7 +8,8 @@
 //! reordered. The router's loop wakes for the earliest window's end.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -55,11 +56,12 @@ impl BatchKey {
     }
 }
 
-/// One message held in a batch.
+/// One message held in a batch, numbered in its stream when it was held.
 struct Item {
     kind: Box<str>,
     data: Option<Box<RawValue>>,
     from: Option<Origin>,
+    position: Option<(u64, Arc<str>)>,
 }
 
 /// One target's batch.
@@ -110,6 +112,10 @@ struct BatchItem<'a> {
     data: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     from: Option<crate::protocol::From<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<&'a str>,
 }
 
 impl Router {
@@ -117,6 +123,15 @@ impl Router {
     /// reach (as of now).
     pub(super) fn hold(&mut self, key: BatchKey, publication: Publication) -> usize {
         let audience = self.audience_size(&publication.target);
+        let position = self
+            .record(
+                &publication.target,
+                &publication.kind,
+                publication.data.as_deref(),
+                publication.from.as_ref(),
+                SystemTime::now(),
+            )
+            .map(|a| (a.entry.seq, a.epoch));
         let now = Instant::now();
         let window = self.config.batch_window;
         let held = self
@@ -134,6 +149,7 @@ impl Router {
             kind: publication.kind,
             data: publication.data,
             from: publication.from,
+            position,
         });
         if held.items.len() >= self.config.batch_max {
             self.flush_batch(&key);
@@ -158,6 +174,8 @@ impl Router {
                     client_id: &o.client_id,
                     user_id: o.user_id.as_deref(),
                 }),
+                seq: item.position.as_ref().map(|(seq, _)| *seq),
+                epoch: item.position.as_ref().map(|(_, epoch)| &**epoch),
             })
             .collect();
         let data = raw(&BatchData { messages });

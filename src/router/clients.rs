@@ -82,6 +82,7 @@ impl Router {
             meta: identity.meta.clone().unwrap_or_default(),
             pending: 0,
             envelope,
+            replays: Vec::new(),
             identity,
         };
         log::debug!(
@@ -323,6 +324,9 @@ impl Router {
     pub(super) fn detach(&mut self, id: ClientId) -> Option<Client> {
         let client = self.clients.remove(&id)?;
         self.names.remove(&client.name);
+        if !client.replays.is_empty() {
+            self.replaying.remove(&id);
+        }
         if client.identity.is_service() {
             self.service_left(id);
         }

@@ -42,12 +42,16 @@ impl Router {
             return Answer::Done(false);
         };
         let joined = match topic {
+            // Its user's deliveries reach it already.
+            Topic::Channel(channel) if channel.starts_with(crate::engine::USER_PREFIX) => {
+                self.may_follow_user(id, &channel[crate::engine::USER_PREFIX.len()..])
+            }
             Topic::Channel(channel) => self.join_channel(id, channel, true),
             Topic::Session(session) => self.join_session(id, session, true),
         };
         match joined {
             Ok(()) => {
-                self.reply(id, Kind::Subscribed, Some(topic), Some(Empty {}), None);
+                self.open_stream(id, topic, None, None);
                 Answer::Done(true)
             }
             Err((_, why)) => Answer::Refused(why),

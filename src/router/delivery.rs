@@ -20,8 +20,11 @@ use tungstenite::Bytes;
 use super::Router;
 use super::batches::BatchKey;
 use crate::config::Config;
+use crate::engine::{StreamKey, USER_PREFIX};
 use crate::link::{Drained, Link, Push, QueueLimits, Scratch};
-use crate::protocol::{Close, Envelope, ErrorCode, Kind, Message, Topic, error_data, raw};
+use crate::protocol::{
+    Close, Envelope, ErrorCode, Kind, Message, Position, Topic, error_data, raw,
+};
 use crate::publish::{Filter, Publication, Target};
 use crate::subscriptions::ClientId;
 use crate::throttle::warn_throttled;
@@ -204,33 +207,64 @@ impl Router {
     /// Publishes: into its target's batch when batched, otherwise now
     /// (after the target's held batch, so nothing is reordered). Returns
     /// how many clients it reaches.
-    pub(super) fn publish(&mut self, publication: Publication) -> usize {
+    pub(super) fn publish(&mut self, mut publication: Publication) -> usize {
+        // The channel `user:<id>` is that user's own stream.
+        if let Target::Channel(name) = &publication.target
+            && let Some(user) = name.strip_prefix(USER_PREFIX)
+        {
+            publication.target = Target::User(user.to_owned());
+        }
         if let Some(key) = BatchKey::of(&publication.target) {
-            if publication.batched {
+            // A client catching up on the stream gets it after its replay,
+            // one by one: a batch would overtake the replay.
+            let replaying =
+                StreamKey::of(&publication.target).is_some_and(|s| self.is_replaying(&s));
+            if publication.batched && !replaying {
                 return self.hold(key, publication);
             }
             if self.batches.is_held(&key) {
                 self.flush_batch(&key);
             }
         }
+        let time = SystemTime::now();
+        let appended = self.record(
+            &publication.target,
+            &publication.kind,
+            publication.data.as_deref(),
+            publication.from.as_ref(),
+            time,
+        );
         let topic = publication.target.topic();
+        let position = appended.as_ref().map(|a| Position {
+            seq: a.entry.seq,
+            epoch: &a.epoch,
+        });
         let message = Message::new(&publication.kind, publication.data.as_deref())
             .topic(topic.as_ref())
             .origin(publication.from.as_ref())
-            .correlation(publication.correlation_id.as_deref());
+            .correlation(publication.correlation_id.as_deref())
+            .position(position)
+            .at(time);
         self.deliver(&publication.target, &message)
     }
 
     /// Offers a message to every client of `target`.
+    /// Clients catching up on the target's stream are skipped: what is
+    /// published there goes into their replay (see [`history`](super::history)).
     pub(super) fn deliver(&mut self, target: &Target, message: &Message<'_>) -> usize {
+        let replaying = match self.replaying.is_empty() {
+            true => None,
+            false => StreamKey::of(target),
+        };
+        let skip = replaying.as_ref();
         match target {
-            Target::Broadcast => self.fan_out(Audience::All, message),
-            Target::Authenticated => self.fan_out(Audience::Trusted, message),
-            Target::Channel(name) => self.fan_out(Audience::Channel(name), message),
-            Target::Session(id) => self.fan_out(Audience::Session(id), message),
-            Target::User(id) => self.fan_out(Audience::User(id), message),
-            Target::Client(name) => self.fan_out(Audience::Client(name), message),
-            Target::Filter(filter) => self.fan_out(Audience::Filter(filter), message),
+            Target::Broadcast => self.fan_out(Audience::All, message, None),
+            Target::Authenticated => self.fan_out(Audience::Trusted, message, None),
+            Target::Channel(name) => self.fan_out(Audience::Channel(name), message, skip),
+            Target::Session(id) => self.fan_out(Audience::Session(id), message, skip),
+            Target::User(id) => self.fan_out(Audience::User(id), message, skip),
+            Target::Client(name) => self.fan_out(Audience::Client(name), message, None),
+            Target::Filter(filter) => self.fan_out(Audience::Filter(filter), message, None),
         }
     }
 
@@ -280,8 +314,14 @@ impl Router {
     /// Offers one message to every client of `audience`: it is encoded once
     /// per envelope in use among them, and each recipient's queue shares
     /// those bytes. Clients whose queue is full are closed afterwards; the
-    /// count is of clients it was queued for.
-    pub(super) fn fan_out(&mut self, audience: Audience<'_>, message: &Message<'_>) -> usize {
+    /// count is of clients it was queued for (or, replaying `skip`, will get
+    /// it after their replay).
+    pub(super) fn fan_out(
+        &mut self,
+        audience: Audience<'_>,
+        message: &Message<'_>,
+        skip: Option<&StreamKey>,
+    ) -> usize {
         let limits = self.delivery.limits(&self.config);
         let clients = &self.clients;
         let delivery = &mut self.delivery;
@@ -290,6 +330,12 @@ impl Router {
         let mut frames: [Option<Bytes>; Envelope::COUNT] = Default::default();
         let mut offer = |id: ClientId| {
             if let Some(client) = clients.get(&id) {
+                if let Some(stream) = skip
+                    && client.replays.iter().any(|r| r.stream == *stream)
+                {
+                    delivered += 1;
+                    return;
+                }
                 let frame = frames[client.envelope.index()]
                     .get_or_insert_with(|| message.encode(client.envelope))
                     .clone();

@@ -30,10 +30,11 @@ mod batches;
 mod clients;
 mod control;
 mod delivery;
+mod history;
 mod presence;
 mod topics;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -47,6 +48,7 @@ use crate::app::ClientRequest;
 use crate::auth::{Authenticator, Identity};
 use crate::budget::{HandshakeSlot, Threads};
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::event::{Event, Lanes};
 use crate::hub::Handle;
 use crate::link::{self, Link};
@@ -64,6 +66,13 @@ use app::{AppQueue, Services};
 use batches::Batches;
 use delivery::Delivery;
 use presence::Presence;
+
+/// While a paced replay is under way, how often its clients' queues are
+/// looked at for room.
+const REPLAY_POLL: Duration = Duration::from_millis(1);
+
+/// How often expired history and unused streams are dropped.
+const HISTORY_SWEEP: Duration = Duration::from_secs(1);
 
 /// How often vacant sessions' owners are looked at for expiry.
 const SESSION_SWEEP: Duration = Duration::from_secs(10);
@@ -99,6 +108,8 @@ struct Client {
     pending: usize,
     /// How its messages look on the wire.
     envelope: Envelope,
+    /// Streams it is catching up on (see [`history`]).
+    replays: Vec<history::Replaying>,
 }
 
 impl Client {
@@ -187,6 +198,11 @@ pub(crate) struct Router {
     users: Index,
     presence: Presence,
     batches: Batches,
+    /// Every stream's position and recent publications.
+    history: Box<dyn Engine>,
+    /// Clients with a paced replay under way.
+    replaying: HashSet<ClientId>,
+    next_history_sweep: Instant,
     /// The embedding program's request queue, while it reads it.
     app: Option<AppQueue>,
     services: Services,
@@ -213,6 +229,9 @@ impl Router {
         let now = Instant::now();
         Router {
             batches: Batches::default(),
+            history: Box::new(crate::engine::memory::Memory::new(config.history_limits())),
+            replaying: HashSet::new(),
+            next_history_sweep: now + HISTORY_SWEEP,
             app: app.map(|(sender, handle)| AppQueue { sender, handle }),
             services: Services::default(),
             presence: Presence::new(config.presence_grace),
@@ -257,6 +276,9 @@ impl Router {
             }
             let worked = self.work_batch();
             self.flush_due_batches(Instant::now());
+            if !self.replaying.is_empty() {
+                self.pump_replays();
+            }
             self.end_batch();
             if !worked && !self.wait() {
                 break;
@@ -309,7 +331,11 @@ impl Router {
             Some(_) => SHUTDOWN_POLL,
             None => Duration::from_secs(3600),
         }
-        .min(batch.unwrap_or(Duration::MAX));
+        .min(batch.unwrap_or(Duration::MAX))
+        .min(match self.replaying.is_empty() {
+            true => Duration::MAX,
+            false => REPLAY_POLL,
+        });
         let lanes = &self.lanes;
         let next = select! {
             recv(lanes.control) -> event => Woke::Event(event.ok()),
@@ -408,8 +434,16 @@ impl Router {
     fn dispatch(&mut self, id: ClientId, message: ClientMessage, correlation: Option<&RawValue>) {
         match message {
             ClientMessage::Ping => self.reply(id, Kind::Pong, None, None::<Empty>, correlation),
-            ClientMessage::Subscribe { topic, client } => match client {
-                None => self.subscribe(id, topic, correlation),
+            ClientMessage::Subscribe {
+                topic,
+                client,
+                since,
+            } => match client {
+                None => self.subscribe(id, topic, since, correlation),
+                Some(_) if since.is_some() => {
+                    let message = "`since` is for a client's own subscribe, not a service's";
+                    self.error(id, ErrorCode::InvalidMessage, message, correlation)
+                }
                 Some(other) => self.service_command(id, correlation, |router| {
                     router.subscribe_other(&other, &topic)
                 }),
@@ -567,6 +601,10 @@ impl Router {
             self.sessions.sweep(now, self.config.session_retention);
             self.next_sweep = now + SESSION_SWEEP;
         }
+        if now >= self.next_history_sweep {
+            self.sweep_history(now);
+            self.next_history_sweep = now + HISTORY_SWEEP;
+        }
         self.closing.retain(|closing| {
             if closing.deadline <= now {
                 closing.cut();
@@ -600,6 +638,7 @@ impl Router {
             false => Vec::new(),
         };
         let c = &self.counters;
+        let history = self.history.usage();
         Stats {
             total_connections: c.total_connections,
             messages_received: c.messages_received,
@@ -611,6 +650,11 @@ impl Router {
             errors_sent: c.errors_sent,
             requests: c.requests,
             busy: c.busy,
+            recoveries: c.recoveries,
+            recoveries_lost: c.recoveries_lost,
+            history_streams: history.streams,
+            history_entries: history.entries,
+            history_bytes: history.bytes,
             service_connections: self.services.count(),
             active_connections: self.clients.len(),
             authenticated_connections: self

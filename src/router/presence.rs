@@ -158,7 +158,7 @@ impl Router {
             status,
         });
         let message = Message::new(Kind::UserPresence.as_str(), Some(&data));
-        self.fan_out(Audience::Trusted, &message);
+        self.fan_out(Audience::Trusted, &message, None);
     }
 
     /// Every tick: grace periods that ended, changes whose budget came back.

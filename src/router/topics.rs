@@ -12,7 +12,8 @@ use std::time::Instant;
 use serde_json::value::RawValue;
 
 use super::Router;
-use crate::protocol::{Delivered, Destination, Empty, ErrorCode, Kind, Topic};
+use crate::engine::{StreamKey, USER_PREFIX};
+use crate::protocol::{Delivered, Destination, Empty, ErrorCode, Kind, Since, Topic};
 use crate::publish::{Origin, Publication, Target};
 use crate::subscriptions::{ClientId, Refused};
 
@@ -20,20 +21,28 @@ use crate::subscriptions::{ClientId, Refused};
 type Refusal = (ErrorCode, String);
 
 impl Router {
-    pub(super) fn subscribe(&mut self, id: ClientId, topic: Topic, correlation: Option<&RawValue>) {
+    /// A client's own `subscribe`, answered with where the stream stands
+    /// and, with `since`, followed by what it missed. The channel
+    /// `user:<id>` is the user's own stream: every connection of the user
+    /// gets its publications already, so following it only positions (and
+    /// recovers) it.
+    pub(super) fn subscribe(
+        &mut self,
+        id: ClientId,
+        topic: Topic,
+        since: Option<Since>,
+        correlation: Option<&RawValue>,
+    ) {
         let refused = match &topic {
-            Topic::Channel(name) => self.join_channel(id, name, false),
+            Topic::Channel(name) => match name.strip_prefix(USER_PREFIX) {
+                Some(user) => self.may_follow_user(id, user),
+                None => self.join_channel(id, name, false),
+            },
             Topic::Session(session) => self.join_session(id, session, false),
         };
         match refused {
             Err((code, message)) => self.error(id, code, &message, correlation),
-            Ok(()) => self.reply(
-                id,
-                Kind::Subscribed,
-                Some(&topic),
-                Some(Empty {}),
-                correlation,
-            ),
+            Ok(()) => self.open_stream(id, &topic, since, correlation),
         }
     }
 
@@ -122,6 +131,7 @@ impl Router {
         correlation: Option<&RawValue>,
     ) {
         self.leave(id, topic.as_ref());
+        self.stop_replay(id, topic.as_ref().map(StreamKey::of_topic).as_ref());
         self.reply(
             id,
             Kind::Unsubscribed,
@@ -181,6 +191,10 @@ impl Router {
         let (target, from) = match to {
             // A service publishes as the backend: no `from`.
             Destination::Topic(topic) if service => (topic_target(topic), None),
+            Destination::Topic(Topic::Channel(name)) if name.starts_with(USER_PREFIX) => {
+                let message = "A user's own stream takes publications from the backend only";
+                return self.error(id, ErrorCode::Forbidden, message, correlation);
+            }
             Destination::Topic(topic) => {
                 let allowed = match &topic {
                     Topic::Channel(name) => client.identity.may_read_channel(name),

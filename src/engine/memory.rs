@@ -1,0 +1,397 @@
+//! The in-process history engine: each stream's recent publications in a
+//! queue, bounded per stream (count), by age (TTL) and all together (bytes).
+//!
+//! Pure data, owned by the router. Every bound drops the oldest first: a
+//! stream's count its own oldest, the TTL and the byte budget the oldest of
+//! every stream, found through one ordered index of each stream's oldest
+//! entry. A stream with nothing kept is forgotten once nobody is subscribed
+//! to it, so a flood of new streams costs no more than the budget and the
+//! sweep interval; a stream seen again then starts a new epoch, which is
+//! what tells a client that came back that its history is gone.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use serde_json::value::RawValue;
+
+use super::{Appended, Engine, Entry, Head, Limits, Recovery, STREAM_OVERHEAD, StreamKey, Usage};
+use crate::publish::Origin;
+
+/// Emptied streams that make [`Engine::wants_sweep`] say yes.
+const SWEEP_AT: usize = 1024;
+
+/// One stream: its position and its kept publications, oldest first.
+#[derive(Debug)]
+struct Stream {
+    seq: u64,
+    epoch: Arc<str>,
+    entries: VecDeque<Arc<Entry>>,
+    /// On the `emptied` list already.
+    listed: bool,
+}
+
+/// History in this process.
+#[derive(Debug)]
+pub(crate) struct Memory {
+    limits: Limits,
+    streams: HashMap<StreamKey, Stream>,
+    /// Each non-empty stream under the serial of its oldest entry: the
+    /// first is the oldest entry of all.
+    oldest: BTreeMap<u64, StreamKey>,
+    /// Streams that were left with nothing kept, to forget once unused.
+    emptied: Vec<StreamKey>,
+    /// How many of those were in use at the last sweep.
+    in_use_at_sweep: usize,
+    bytes: usize,
+    entries: usize,
+    serial: u64,
+    /// Epochs are hashes of a counter under this process's random key: new
+    /// in every process, so a restart changes every epoch.
+    epoch_key: RandomState,
+    epochs: u64,
+}
+
+impl Memory {
+    pub(crate) fn new(limits: Limits) -> Memory {
+        Memory {
+            limits,
+            streams: HashMap::new(),
+            oldest: BTreeMap::new(),
+            emptied: Vec::new(),
+            in_use_at_sweep: 0,
+            bytes: 0,
+            entries: 0,
+            serial: 0,
+            epoch_key: RandomState::new(),
+            epochs: 0,
+        }
+    }
+
+    fn new_epoch(&mut self) -> Arc<str> {
+        self.epochs += 1;
+        let hash = self.epoch_key.hash_one(self.epochs);
+        format!("{:012x}", hash & 0xffff_ffff_ffff).into()
+    }
+
+    /// `stream`, opened with a new epoch if it is not known.
+    fn open(&mut self, key: &StreamKey) -> Option<&mut Stream> {
+        if !self.streams.contains_key(key) {
+            let epoch = self.new_epoch();
+            self.bytes += STREAM_OVERHEAD + key.size();
+            // Nothing kept yet: forgotten at a sweep if nobody subscribes.
+            self.emptied.push(key.clone());
+            let stream = Stream {
+                seq: 0,
+                epoch,
+                entries: VecDeque::new(),
+                listed: true,
+            };
+            self.streams.insert(key.clone(), stream);
+        }
+        self.streams.get_mut(key)
+    }
+
+    /// Drops the oldest entry of `key`.
+    fn drop_oldest(&mut self, key: &StreamKey) {
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
+        let Some(entry) = stream.entries.pop_front() else {
+            return;
+        };
+        self.oldest.remove(&entry.serial);
+        self.bytes -= entry.size();
+        self.entries -= 1;
+        match stream.entries.front() {
+            Some(next) => {
+                self.oldest.insert(next.serial, key.clone());
+            }
+            None if !stream.listed => {
+                stream.listed = true;
+                self.emptied.push(key.clone());
+            }
+            None => {}
+        }
+    }
+
+    /// Drops the oldest entry of every stream, if there is one.
+    fn drop_oldest_of_all(&mut self) -> bool {
+        let Some(key) = self.oldest.first_key_value().map(|(_, k)| k.clone()) else {
+            return false;
+        };
+        self.drop_oldest(&key);
+        true
+    }
+}
+
+impl Engine for Memory {
+    fn append(
+        &mut self,
+        key: &StreamKey,
+        kind: &str,
+        data: Option<&RawValue>,
+        from: Option<&Origin>,
+        time: SystemTime,
+    ) -> Option<Appended> {
+        if !self.limits.keeps(key) {
+            return None;
+        }
+        self.serial += 1;
+        let serial = self.serial;
+        let size = self.limits.size;
+        let stream = self.open(key)?;
+        stream.seq += 1;
+        let entry = Arc::new(Entry {
+            seq: stream.seq,
+            kind: kind.into(),
+            data: data.map(RawValue::to_owned),
+            from: from.cloned(),
+            time,
+            at: Instant::now(),
+            serial,
+        });
+        let was_empty = stream.entries.is_empty();
+        stream.entries.push_back(Arc::clone(&entry));
+        let over = stream.entries.len() > size;
+        let epoch = Arc::clone(&stream.epoch);
+        self.bytes += entry.size();
+        self.entries += 1;
+        if was_empty {
+            self.oldest.insert(serial, key.clone());
+        }
+        if over {
+            self.drop_oldest(key);
+        }
+        while self.bytes > self.limits.bytes && self.drop_oldest_of_all() {}
+        Some(Appended { entry, epoch })
+    }
+
+    fn head(&mut self, key: &StreamKey) -> Option<Head> {
+        if !self.limits.keeps(key) {
+            return None;
+        }
+        let stream = self.open(key)?;
+        Some(Head {
+            seq: stream.seq,
+            epoch: Arc::clone(&stream.epoch),
+        })
+    }
+
+    fn since(&self, key: &StreamKey, seq: u64, epoch: &str) -> Recovery {
+        let Some(stream) = self.streams.get(key) else {
+            return Recovery::Lost;
+        };
+        if *stream.epoch != *epoch || seq > stream.seq {
+            return Recovery::Lost;
+        }
+        let first = stream.entries.front().map_or(stream.seq + 1, |e| e.seq);
+        // Entries are numbered without holes: the missed ones are all here
+        // if the first kept is at most the one after `seq`.
+        if seq.saturating_add(1) < first {
+            return Recovery::Lost;
+        }
+        let skip = usize::try_from(seq + 1 - first).unwrap_or(usize::MAX);
+        Recovery::Recovered(stream.entries.iter().skip(skip).cloned().collect())
+    }
+
+    fn expire(&mut self, now: Instant, in_use: &dyn Fn(&StreamKey) -> bool) {
+        let ttl = self.limits.ttl;
+        while let Some(key) = self.oldest.first_key_value().map(|(_, k)| k.clone()) {
+            let expired = self
+                .streams
+                .get(&key)
+                .and_then(|s| s.entries.front())
+                .is_some_and(|e| now.saturating_duration_since(e.at) >= ttl);
+            if !expired {
+                break;
+            }
+            self.drop_oldest(&key);
+        }
+        let emptied = std::mem::take(&mut self.emptied);
+        for key in emptied {
+            let Some(stream) = self.streams.get_mut(&key) else {
+                continue;
+            };
+            if !stream.entries.is_empty() {
+                // It got publications again; its oldest is indexed.
+                stream.listed = false;
+            } else if in_use(&key) {
+                self.emptied.push(key);
+            } else if self.streams.remove(&key).is_some() {
+                self.bytes -= STREAM_OVERHEAD + key.size();
+            }
+        }
+        self.in_use_at_sweep = self.emptied.len();
+    }
+
+    fn wants_sweep(&self) -> bool {
+        let new = self.emptied.len().saturating_sub(self.in_use_at_sweep);
+        new >= SWEEP_AT || (new > 0 && self.bytes > self.limits.bytes)
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            streams: self.streams.len(),
+            entries: self.entries,
+            bytes: self.bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn limits(size: usize, bytes: usize) -> Limits {
+        Limits {
+            size,
+            ttl: Duration::from_secs(300),
+            bytes,
+            off: Vec::new(),
+        }
+    }
+
+    fn channel(name: &str) -> StreamKey {
+        StreamKey::Channel(name.into())
+    }
+
+    fn push(memory: &mut Memory, key: &StreamKey, n: u64) -> Appended {
+        let data = RawValue::from_string(n.to_string()).unwrap();
+        memory
+            .append(key, "event", Some(&data), None, SystemTime::now())
+            .expect("history is on")
+    }
+
+    fn seqs(recovery: Recovery) -> Option<Vec<u64>> {
+        match recovery {
+            Recovery::Recovered(entries) => Some(entries.iter().map(|e| e.seq).collect()),
+            Recovery::Lost => None,
+        }
+    }
+
+    #[test]
+    fn publications_are_numbered_from_one_per_stream() {
+        let mut memory = Memory::new(limits(10, 1 << 20));
+        let (a, b) = (channel("a"), channel("b"));
+        assert_eq!(push(&mut memory, &a, 1).entry.seq, 1);
+        assert_eq!(push(&mut memory, &a, 2).entry.seq, 2);
+        assert_eq!(push(&mut memory, &b, 1).entry.seq, 1);
+        let head = memory.head(&a).unwrap();
+        assert_eq!(head.seq, 2);
+        assert_ne!(head.epoch, memory.head(&b).unwrap().epoch);
+    }
+
+    #[test]
+    fn since_returns_what_came_after_or_says_it_is_lost() {
+        let mut memory = Memory::new(limits(3, 1 << 20));
+        let a = channel("a");
+        let epoch = memory.head(&a).unwrap().epoch;
+        for n in 1..=5 {
+            push(&mut memory, &a, n);
+        }
+        // Kept: 3, 4, 5.
+        assert_eq!(seqs(memory.since(&a, 2, &epoch)), Some(vec![3, 4, 5]));
+        assert_eq!(seqs(memory.since(&a, 4, &epoch)), Some(vec![5]));
+        assert_eq!(seqs(memory.since(&a, 5, &epoch)), Some(vec![]));
+        // Too old, ahead of the stream, another epoch, an unknown stream.
+        assert_eq!(seqs(memory.since(&a, 1, &epoch)), None);
+        assert_eq!(seqs(memory.since(&a, 6, &epoch)), None);
+        assert_eq!(seqs(memory.since(&a, 4, "other")), None);
+        assert_eq!(seqs(memory.since(&channel("b"), 0, &epoch)), None);
+    }
+
+    #[test]
+    fn a_stream_that_kept_nothing_still_recovers_a_client_that_missed_nothing() {
+        let mut memory = Memory::new(limits(1, 1 << 20));
+        let a = channel("a");
+        let first = push(&mut memory, &a, 1);
+        push(&mut memory, &a, 2);
+        let epoch = first.epoch;
+        assert_eq!(seqs(memory.since(&a, 2, &epoch)), Some(vec![]));
+        assert_eq!(seqs(memory.since(&a, 1, &epoch)), Some(vec![2]));
+        assert_eq!(seqs(memory.since(&a, 0, &epoch)), None);
+    }
+
+    #[test]
+    fn the_byte_budget_drops_the_oldest_of_every_stream() {
+        let budget = 40 * 1024;
+        let mut memory = Memory::new(limits(1000, budget));
+        for n in 0..2_000 {
+            push(&mut memory, &channel(&format!("s{}", n % 50)), n);
+            assert!(memory.usage().bytes <= budget, "over budget at {n}");
+        }
+        // The newest survive, the oldest went first.
+        let newest = channel("s49");
+        let head = memory.head(&newest).unwrap();
+        assert_eq!(
+            seqs(memory.since(&newest, head.seq - 1, &head.epoch))
+                .unwrap()
+                .len(),
+            1
+        );
+        let oldest = channel("s0");
+        let epoch = memory.head(&oldest).unwrap().epoch;
+        assert_eq!(seqs(memory.since(&oldest, 0, &epoch)), None);
+    }
+
+    #[test]
+    fn a_flood_of_new_streams_is_forgotten_once_unused() {
+        let budget = 64 * 1024;
+        let mut memory = Memory::new(limits(1000, budget));
+        let kept = channel("subscribed");
+        push(&mut memory, &kept, 0);
+        let epoch = memory.head(&kept).unwrap().epoch;
+        for n in 0..20_000 {
+            push(&mut memory, &channel(&format!("flood-{n}")), n);
+            if memory.wants_sweep() {
+                memory.expire(Instant::now(), &|k| *k == kept);
+            }
+            assert!(memory.usage().bytes <= budget);
+        }
+        memory.expire(Instant::now(), &|k| *k == kept);
+        let usage = memory.usage();
+        assert!(usage.streams < 1_000, "{usage:?}");
+        assert!(memory.emptied.len() <= 1);
+        // The subscribed stream kept its epoch though its entry went.
+        assert_eq!(memory.head(&kept).unwrap().epoch, epoch);
+    }
+
+    #[test]
+    fn entries_older_than_the_ttl_expire_and_unused_streams_go_with_them() {
+        let mut memory = Memory::new(Limits {
+            ttl: Duration::from_millis(1),
+            ..limits(10, 1 << 20)
+        });
+        let a = channel("a");
+        let first = push(&mut memory, &a, 1);
+        memory.expire(Instant::now() + Duration::from_secs(1), &|_| false);
+        assert_eq!(memory.usage(), Usage::default());
+        // Seen again: a new epoch, numbered from 1.
+        let again = push(&mut memory, &a, 2);
+        assert_eq!(again.entry.seq, 1);
+        assert_ne!(again.epoch, first.epoch);
+    }
+
+    #[test]
+    fn streams_matching_an_off_pattern_keep_nothing() {
+        let mut memory = Memory::new(Limits {
+            off: vec![
+                crate::auth::Pattern::parse("typing-*").unwrap(),
+                crate::auth::Pattern::parse("session:*").unwrap(),
+            ],
+            ..limits(10, 1 << 20)
+        });
+        assert!(
+            memory
+                .append(&channel("typing-1"), "t", None, None, SystemTime::now())
+                .is_none()
+        );
+        assert!(memory.head(&StreamKey::Session("s".into())).is_none());
+        assert!(memory.head(&channel("files")).is_some());
+        assert!(memory.head(&StreamKey::User("u".into())).is_some());
+    }
+}

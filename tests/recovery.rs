@@ -1,0 +1,504 @@
+//! History and recovery: every publication on a channel, a session or a user
+//! is numbered, and a client that comes back with `since` gets what it
+//! missed, in order, then the live ones, with no gap and no duplicate; or
+//! `recovered: false` when that is no longer possible, never silence.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Client, TestHub, start};
+use wshub::{Config, Secret, Target, TokenGrant};
+
+fn hub_with(config: Config) -> TestHub {
+    start(config)
+}
+
+/// Subscribes and returns the `subscribed` reply.
+fn subscribe(client: &mut Client, topic: Value, since: Option<Value>) -> Value {
+    let mut request = json!({"type": "subscribe"});
+    for (key, value) in topic.as_object().expect("a topic object") {
+        request[key] = value.clone();
+    }
+    if let Some(since) = since {
+        request["since"] = since;
+    }
+    let reply = client.request(request, "sub");
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    reply
+}
+
+/// The position a `subscribed` reply or a delivery carries.
+fn position(message: &Value) -> Value {
+    let data = match message.get("data").filter(|d| d.get("seq").is_some()) {
+        Some(data) => data,
+        None => message,
+    };
+    json!({"seq": data["seq"], "epoch": data["epoch"]})
+}
+
+/// The next `kind` messages' `data.n`, `n` of them.
+fn numbers(client: &mut Client, kind: &str, n: usize) -> Vec<(u64, u64)> {
+    (0..n)
+        .map(|_| {
+            let message = client.expect(kind);
+            (
+                message["seq"].as_u64().expect("a seq"),
+                message["data"]["n"].as_u64().expect("data.n"),
+            )
+        })
+        .collect()
+}
+
+fn publish_n(hub: &TestHub, target: &Target, from: u64, to: u64) {
+    for n in from..to {
+        hub.handle()
+            .publish(target.clone(), "tick", json!({ "n": n }))
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_channel_subscriber_that_comes_back_gets_what_it_missed_then_live() {
+    let hub = support::start_default();
+    let target = Target::channel("files");
+    let mut first = hub.client("/ws");
+    let reply = subscribe(&mut first, json!({"channel": "files"}), None);
+    assert_eq!(reply["data"]["seq"], 0);
+    assert!(reply["data"].get("recovered").is_none(), "{reply}");
+    publish_n(&hub, &target, 0, 3);
+    let seen = numbers(&mut first, "tick", 3);
+    assert_eq!(seen, [(1, 0), (2, 1), (3, 2)]);
+    let since = json!({"seq": 3, "epoch": reply["data"]["epoch"]});
+    drop(first);
+
+    publish_n(&hub, &target, 3, 8);
+    let mut back = hub.client("/ws");
+    let reply = subscribe(&mut back, json!({"channel": "files"}), Some(since));
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+    assert_eq!(reply["data"]["seq"], 8);
+    publish_n(&hub, &target, 8, 10);
+    let seen = numbers(&mut back, "tick", 7);
+    let expected: Vec<(u64, u64)> = (4..=10).map(|seq| (seq, seq - 1)).collect();
+    assert_eq!(seen, expected, "the missed ones, then the live ones");
+    back.expect_nothing_pending();
+    let stats = hub.handle().stats().unwrap();
+    assert_eq!((stats.recoveries, stats.recoveries_lost), (1, 0));
+}
+
+#[test]
+fn a_replay_looks_exactly_like_the_live_delivery_did() {
+    let hub = hub_with(Config {
+        allow_client_publish: true,
+        ..support::config()
+    });
+    let mut live = hub.client("/ws");
+    let reply = subscribe(&mut live, json!({"channel": "chat"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    let mut author = hub.client("/ws?userId=ann");
+    author.request(
+        json!({"type": "publish", "channel": "chat", "event": "said", "data": {"text": "hi"}}),
+        "p",
+    );
+    let delivered = live.expect_eventually("said");
+    let mut back = hub.client("/ws");
+    subscribe(
+        &mut back,
+        json!({"channel": "chat"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    let replayed = back.expect("said");
+    assert_eq!(replayed, delivered, "same fields, same timestamp");
+    assert_eq!(replayed["from"]["userId"], "ann");
+}
+
+#[test]
+fn a_session_recovers_the_same_way() {
+    let hub = support::start_default();
+    let target = Target::session("s1");
+    let mut client = hub.client("/ws?sessionId=s1");
+    let reply = subscribe(&mut client, json!({"sessionId": "s1"}), None);
+    publish_n(&hub, &target, 0, 2);
+    let seen = numbers(&mut client, "tick", 2);
+    assert_eq!(seen, [(1, 0), (2, 1)]);
+    drop(client);
+    publish_n(&hub, &target, 2, 5);
+    let mut back = hub.client("/ws");
+    let reply = subscribe(
+        &mut back,
+        json!({"sessionId": "s1"}),
+        Some(json!({"seq": 2, "epoch": reply["data"]["epoch"]})),
+    );
+    assert_eq!(reply["sessionId"], "s1");
+    assert_eq!(reply["data"]["recovered"], true);
+    let seen = numbers(&mut back, "tick", 3);
+    assert_eq!(seen, [(3, 2), (4, 3), (5, 4)]);
+    back.expect_nothing_pending();
+}
+
+fn user_hub() -> TestHub {
+    hub_with(Config {
+        tokens: HashMap::from([
+            (Secret::new("alice-token"), TokenGrant::user("alice")),
+            (Secret::new("bob-token"), TokenGrant::user("bob")),
+        ]),
+        ..support::config()
+    })
+}
+
+#[test]
+fn a_user_who_was_offline_catches_up_on_its_notifications() {
+    let hub = user_hub();
+    let target = Target::user("alice");
+    let mut alice = hub.client("/ws?token=alice-token");
+    let reply = subscribe(&mut alice, json!({"channel": "user:alice"}), None);
+    assert_eq!(reply["channel"], "user:alice");
+    publish_n(&hub, &target, 0, 1);
+    let note = alice.expect("tick");
+    assert_eq!(note["channel"], "user:alice", "{note}");
+    assert_eq!(note["seq"], 1);
+    let since = position(&note);
+    drop(alice);
+    hub.wait_stats("alice gone", |s| s.active_connections == 0);
+
+    // Offline: nobody of hers is connected, the stream keeps them.
+    publish_n(&hub, &target, 1, 4);
+    let mut alice = hub.client("/ws?token=alice-token");
+    let reply = subscribe(&mut alice, json!({"channel": "user:alice"}), Some(since));
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+    assert_eq!(numbers(&mut alice, "tick", 3), [(2, 1), (3, 2), (4, 3)]);
+    // Live ones still come once, not twice (she is not a channel member).
+    publish_n(&hub, &target, 4, 5);
+    assert_eq!(numbers(&mut alice, "tick", 1), [(5, 4)]);
+    alice.expect_nothing_pending();
+}
+
+#[test]
+fn a_user_stream_is_its_users_alone() {
+    let hub = user_hub();
+    let mut bob = hub.client("/ws?token=bob-token");
+    let error = bob.request(
+        json!({"type": "subscribe", "channel": "user:alice"}),
+        "peek",
+    );
+    assert_eq!(error["data"]["code"], "forbidden", "{error}");
+    let error = bob.request(
+        json!({"type": "publish", "channel": "user:bob", "data": 1}),
+        "self",
+    );
+    assert_eq!(error["data"]["code"], "forbidden", "{error}");
+}
+
+#[test]
+fn a_since_older_than_the_history_is_recovered_false() {
+    let hub = hub_with(Config {
+        history_size: 3,
+        ..support::config()
+    });
+    let target = Target::channel("c");
+    let mut client = hub.client("/ws");
+    let reply = subscribe(&mut client, json!({"channel": "c"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    drop(client);
+    publish_n(&hub, &target, 0, 10);
+    let mut back = hub.client("/ws");
+    let reply = subscribe(
+        &mut back,
+        json!({"channel": "c"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], false, "{reply}");
+    assert_eq!(reply["data"]["seq"], 10);
+    // Nothing replayed; live from here.
+    back.expect_nothing_pending();
+    publish_n(&hub, &target, 10, 11);
+    assert_eq!(numbers(&mut back, "tick", 1), [(11, 10)]);
+    assert_eq!(hub.handle().stats().unwrap().recoveries_lost, 1);
+}
+
+#[test]
+fn another_epoch_is_recovered_false() {
+    let hub = support::start_default();
+    let mut client = hub.client("/ws");
+    publish_n(&hub, &Target::channel("c"), 0, 2);
+    let reply = subscribe(
+        &mut client,
+        json!({"channel": "c"}),
+        Some(json!({"seq": 1, "epoch": "not-this-one"})),
+    );
+    assert_eq!(reply["data"]["recovered"], false);
+    assert_ne!(reply["data"]["epoch"], "not-this-one");
+    client.expect_nothing_pending();
+}
+
+#[test]
+fn a_restarted_hub_has_new_epochs_so_clients_know_they_missed_data() {
+    let first = support::start_default();
+    let addr = first.addr;
+    let mut client = first.client("/ws");
+    let reply = subscribe(&mut client, json!({"channel": "c"}), None);
+    let since = position(&reply);
+    drop(client);
+    first.server.shutdown().unwrap();
+
+    let again = hub_with(Config {
+        port: addr.port(),
+        ..support::config()
+    });
+    let mut client = again.client("/ws");
+    let reply = subscribe(&mut client, json!({"channel": "c"}), Some(since.clone()));
+    assert_eq!(reply["data"]["recovered"], false, "{reply} after {since}");
+}
+
+#[test]
+fn streams_with_history_off_carry_no_position_and_recover_nothing() {
+    let hub = hub_with(Config {
+        history_off: vec!["typing-*".into()],
+        ..support::config()
+    });
+    let mut client = hub.client("/ws");
+    let reply = subscribe(&mut client, json!({"channel": "typing-1"}), None);
+    assert_eq!(reply["data"], json!({}), "{reply}");
+    publish_n(&hub, &Target::channel("typing-1"), 0, 1);
+    let tick = client.expect("tick");
+    assert!(
+        tick.get("seq").is_none() && tick.get("epoch").is_none(),
+        "{tick}"
+    );
+    let reply = subscribe(
+        &mut client,
+        json!({"channel": "typing-1"}),
+        Some(json!({"seq": 0, "epoch": "x"})),
+    );
+    assert_eq!(reply["data"], json!({"recovered": false}));
+
+    // And with no history at all, nothing is numbered.
+    let none = hub_with(Config {
+        history_size: 0,
+        ..support::config()
+    });
+    let mut client = none.client("/ws");
+    subscribe(&mut client, json!({"channel": "files"}), None);
+    publish_n(&none, &Target::channel("files"), 0, 1);
+    assert!(client.expect("tick").get("seq").is_none());
+}
+
+#[test]
+fn a_malformed_since_is_a_clear_error() {
+    let hub = support::start_default();
+    let mut client = hub.client("/ws");
+    for since in [
+        json!(5),
+        json!({"seq": -1, "epoch": "e"}),
+        json!({"seq": 1}),
+        json!({"seq": 1, "epoch": "e", "extra": true}),
+        json!({"seq": 1, "epoch": "e".repeat(100)}),
+    ] {
+        let reply = client.request(
+            json!({"type": "subscribe", "channel": "c", "since": since}),
+            "bad",
+        );
+        assert_eq!(reply["type"], "error", "{since}: {reply}");
+        assert_eq!(reply["data"]["code"], "invalid_message", "{since}: {reply}");
+    }
+    client.expect_nothing_pending();
+}
+
+#[test]
+fn batched_items_are_numbered_and_replayed_one_by_one() {
+    let hub = support::start_default();
+    let target = Target::session("s1");
+    let mut client = hub.client("/ws?sessionId=s1");
+    let reply = subscribe(&mut client, json!({"sessionId": "s1"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    for n in 0..3 {
+        hub.handle()
+            .publish_batched(target.clone(), "tick", json!({ "n": n }))
+            .unwrap();
+    }
+    let batch = client.expect("batch_update");
+    let items = batch["data"]["messages"].as_array().unwrap();
+    let seqs: Vec<_> = items.iter().map(|i| i["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    assert!(items.iter().all(|i| i["epoch"] == epoch), "{batch}");
+
+    let mut back = hub.client("/ws");
+    subscribe(
+        &mut back,
+        json!({"sessionId": "s1"}),
+        Some(json!({"seq": 1, "epoch": epoch})),
+    );
+    assert_eq!(numbers(&mut back, "tick", 2), [(2, 1), (3, 2)]);
+}
+
+#[test]
+fn a_batch_held_when_a_client_resumes_is_neither_lost_nor_doubled() {
+    let hub = hub_with(Config {
+        batch_window: Duration::from_secs(60),
+        ..support::config()
+    });
+    let target = Target::channel("c");
+    let mut client = hub.client("/ws");
+    let reply = subscribe(&mut client, json!({"channel": "c"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    for n in 0..2 {
+        hub.handle()
+            .publish_batched(target.clone(), "tick", json!({ "n": n }))
+            .unwrap();
+    }
+    let mut back = hub.client("/ws");
+    subscribe(
+        &mut back,
+        json!({"channel": "c"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    // The held batch went out first (to the one already subscribed)...
+    assert_eq!(
+        client.expect("batch_update")["data"]["messages"][1]["seq"],
+        2
+    );
+    // ...and the one resuming got both once, replayed.
+    assert_eq!(numbers(&mut back, "tick", 2), [(1, 0), (2, 1)]);
+    back.expect_nothing_pending();
+}
+
+#[test]
+fn a_replay_larger_than_the_queue_is_paced_not_a_slow_consumer() {
+    let hub = hub_with(Config {
+        max_queue: 16,
+        history_size: 2_000,
+        ..support::config()
+    });
+    let target = Target::channel("big");
+    let mut client = hub.client("/ws");
+    let reply = subscribe(&mut client, json!({"channel": "big"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    drop(client);
+    publish_n(&hub, &target, 0, 1_000);
+    let mut back = hub.client("/ws");
+    subscribe(
+        &mut back,
+        json!({"channel": "big"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    // Live publications while the replay is under way wait behind it.
+    publish_n(&hub, &target, 1_000, 1_010);
+    let seen = numbers(&mut back, "tick", 1_010);
+    let expected: Vec<(u64, u64)> = (1..=1_010).map(|seq| (seq, seq - 1)).collect();
+    assert_eq!(seen, expected);
+    back.expect_nothing_pending();
+    assert_eq!(hub.handle().stats().unwrap().slow_consumers, 0);
+}
+
+#[test]
+fn resuming_while_a_publisher_runs_flat_out_leaves_no_gap_and_no_duplicate() {
+    let hub = hub_with(Config {
+        history_size: 100_000,
+        ..support::config()
+    });
+    let mut first = hub.client("/ws");
+    let reply = subscribe(&mut first, json!({"channel": "race"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    drop(first);
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let handle = hub.handle().clone();
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            // Bounded: it stops when told, or after this many.
+            while !stop.load(Ordering::Relaxed) && n < 200_000 {
+                handle
+                    .publish(Target::channel("race"), "tick", json!({ "n": n }))
+                    .unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    // Several clients resume again and again from where they left off,
+    // each time reading a different number of messages before dropping.
+    let mut since: Vec<u64> = vec![0; 4];
+    for round in 0..6usize {
+        for (i, seen) in since.iter_mut().enumerate() {
+            let mut client = hub.client("/ws");
+            let reply = subscribe(
+                &mut client,
+                json!({"channel": "race"}),
+                Some(json!({"seq": *seen, "epoch": epoch})),
+            );
+            assert_eq!(reply["data"]["recovered"], true, "{reply}");
+            for _ in 0..(50 + 37 * (round + i)) {
+                let tick = client.expect("tick");
+                let seq = tick["seq"].as_u64().unwrap();
+                assert_eq!(
+                    seq,
+                    *seen + 1,
+                    "client {i} round {round}: a gap or a duplicate"
+                );
+                assert_eq!(tick["data"]["n"], seq - 1);
+                *seen = seq;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let published = publisher.join().unwrap();
+    assert!(published > 0);
+}
+
+#[test]
+fn history_stays_within_its_byte_budget_under_a_flood_of_new_streams() {
+    let budget = 256 * 1024;
+    let hub = hub_with(Config {
+        max_history_bytes: budget,
+        ..support::config()
+    });
+    let mut watcher = hub.client("/ws");
+    subscribe(&mut watcher, json!({"channel": "kept"}), None);
+    let payload = "x".repeat(200);
+    for n in 0..20_000 {
+        hub.handle()
+            .publish(
+                Target::channel(format!("flood-{n}")),
+                "tick",
+                json!({ "p": payload }),
+            )
+            .unwrap();
+        if n % 1000 == 0 {
+            let stats = hub.handle().stats().unwrap();
+            assert!(
+                stats.history_bytes <= budget + 64 * 1024,
+                "{} bytes of history at {n}",
+                stats.history_bytes
+            );
+        }
+    }
+    let stats = hub.handle().stats().unwrap();
+    assert!(stats.history_bytes <= budget + 64 * 1024);
+    assert!(
+        stats.history_streams < 5_000,
+        "{} streams",
+        stats.history_streams
+    );
+    // The stream with a subscriber is still known, positioned as before.
+    let reply = subscribe(&mut watcher, json!({"channel": "kept"}), None);
+    assert_eq!(reply["data"]["seq"], 0);
+}
+
+#[test]
+fn history_figures_are_in_the_stats_and_metrics() {
+    let hub = support::start_default();
+    publish_n(&hub, &Target::channel("c"), 0, 3);
+    let stats = hub.handle().stats().unwrap();
+    assert_eq!(stats.history_entries, 3);
+    assert_eq!(stats.history_streams, 1);
+    assert!(stats.history_bytes > 0);
+    let (status, _, body) = support::http_raw(hub.addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 200);
+    assert!(body.contains("wshub_history_entries 3"), "{body}");
+    assert!(body.contains("wshub_recoveries_total 0"));
+}
