@@ -655,6 +655,59 @@ fn a_4001_without_a_fresh_token_stops_and_a_refused_token_stops_with_1008() {
 }
 
 #[test]
+fn a_subscription_the_new_token_no_longer_allows_is_lost_and_forgotten() {
+    let hub = token_hub();
+    let claims = |channels: Value| {
+        sign_jwt(
+            SECRET.as_bytes(),
+            &json!({"sub": "erin", "exp": now() + 3600.0, "channels": channels}),
+        )
+        .unwrap()
+    };
+    let narrower = claims(json!(["a"]));
+    let options = quick()
+        .token(claims(json!(["a", "b"])))
+        .token_provider(move || Some(narrower.clone()));
+    let mut client = connect(&hub, options);
+    client.subscribe(Topic::channel("a")).unwrap();
+    client.subscribe(Topic::channel("b")).unwrap();
+    // Kept, so the hub does not forget the streams while the client is away.
+    publish_n(&hub, &Target::channel("a"), 0, 1);
+    publish_n(&hub, &Target::user("erin"), 0, 1);
+    assert_eq!(numbered(&mut client, 2), [(1, 0), (1, 0)]);
+    let id = client.welcome().client_id.clone();
+    hub.handle()
+        .close(Target::client(id), 4001, "Token expired")
+        .unwrap();
+    expect_closed(&mut client);
+    until_reconnected(&mut client);
+    match next(&mut client) {
+        Event::Lost {
+            stream,
+            loss: Loss::Refused(error),
+        } => {
+            assert_eq!(stream, Topic::channel("b"));
+            assert_eq!(error.code, "forbidden");
+        }
+        other => panic!("expected b refused, got {other:?}"),
+    }
+    // Forgotten: the next reconnect does not ask again; `a` is still followed.
+    let id = client.welcome().client_id.clone();
+    hub.handle().close(Target::client(id), 3000, "cut").unwrap();
+    expect_closed(&mut client);
+    let (before, _) = until_reconnected(&mut client);
+    assert!(before.is_empty(), "{before:?}");
+    assert_eq!(
+        hub.handle()
+            .publish(Target::channel("a"), "event", 1)
+            .unwrap(),
+        1
+    );
+    assert_eq!(next_message(&mut client).data, json!(1));
+    expect_nothing_pending(&mut client);
+}
+
+#[test]
 fn stop_codes_stop_the_client() {
     let hub = support::start_default();
     for code in [1000, 4000, 4999] {

@@ -106,6 +106,7 @@ pub struct Options {
     connect_timeout: Duration,
     heartbeat_grace: Duration,
     batch_type: String,
+    follow_user_stream: bool,
 }
 
 impl Default for Options {
@@ -123,6 +124,7 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(10),
             heartbeat_grace: Duration::from_secs(5),
             batch_type: "batch_update".to_owned(),
+            follow_user_stream: true,
         }
     }
 }
@@ -142,6 +144,7 @@ impl fmt::Debug for Options {
             .field("connect_timeout", &self.connect_timeout)
             .field("heartbeat_grace", &self.heartbeat_grace)
             .field("batch_type", &self.batch_type)
+            .field("follow_user_stream", &self.follow_user_stream)
             .finish()
     }
 }
@@ -305,6 +308,21 @@ impl Options {
         self.batch_type = kind.into();
         self
     }
+
+    /// Whether to follow this user's own stream, the channel `user:<id>`
+    /// (default `true`, for a connection with a user): every connection of
+    /// the user gets its publications anyway; following it gives the client
+    /// a position, so that notifications sent while it was away are
+    /// replayed after a reconnect.
+    ///
+    /// ```
+    /// let options = wshub::client::Options::new().follow_user_stream(false);
+    /// # let _ = options;
+    /// ```
+    pub fn follow_user_stream(mut self, follow: bool) -> Options {
+        self.follow_user_stream = follow;
+        self
+    }
 }
 
 /// The connection, as far as the client knows.
@@ -431,13 +449,14 @@ impl Client {
             welcome.client_id,
             welcome.user_id
         );
-        let mut subscriptions = Vec::new();
-        let mut confirmed = HashSet::new();
-        if let Some(session) = &options.session_id {
-            subscriptions.push(Topic::session(session.clone()));
-            confirmed.insert(Topic::session(session.clone()));
-        }
-        Ok(Client {
+        // The session joined at connect is a subscription like the others.
+        let subscriptions = options
+            .session_id
+            .iter()
+            .cloned()
+            .map(Topic::session)
+            .collect();
+        let mut client = Client {
             backoff: Backoff::new(options.initial_delay, options.max_delay),
             endpoint,
             options,
@@ -447,12 +466,16 @@ impl Client {
             attempt: 0,
             events: VecDeque::new(),
             subscriptions,
-            confirmed,
+            confirmed: HashSet::new(),
             streams: Streams::default(),
             pending: HashMap::new(),
             replies: HashMap::new(),
             next_id: 0,
-        })
+        };
+        // Where the joined session and the user's own stream stand, so a
+        // reconnect can recover them.
+        client.resubscribe();
+        Ok(client)
     }
 
     /// The latest welcome: this connection's id, user and heartbeat.
@@ -546,9 +569,10 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Hub`] when refused (`forbidden`, `invalid_channel`,
-    /// `too_many_subscriptions`; it is then forgotten), [`Error::Timeout`]
-    /// after the request timeout (it stays remembered), [`Error::Closed`]
-    /// once stopped.
+    /// `too_many_subscriptions`; it is then forgotten). [`Error::Timeout`]
+    /// after the request timeout, or [`Error::Disconnected`] while the
+    /// client is down with no attempt due in time: it stays remembered, and
+    /// the next connection subscribes it. [`Error::Closed`] once stopped.
     pub fn subscribe(&mut self, topic: Topic) -> Result<()> {
         let deadline = deadline_after(self.options.request_timeout);
         if !self.subscriptions.contains(&topic) {
@@ -907,24 +931,19 @@ impl Client {
         }
     }
 
-    /// Re-sends every subscription on a new connection (with `since` where
-    /// the position is known; the user's own stream too, once it has one)
-    /// and reads until the hub answered them all.
+    /// Sends every subscription on a new connection (with `since` where the
+    /// position is known), and the user's own stream's, and reads until the
+    /// hub answered them all. The session joined at connect is subscribed
+    /// again too: that tells where it stands, or replays what was missed.
     fn resubscribe(&mut self) {
         let deadline = deadline_after(self.options.request_timeout);
         let mut topics = self.subscriptions.clone();
-        if let Some(user) = &self.welcome.user_id {
-            let own = Topic::channel(format!("{USER_PREFIX}{user}"));
-            if self.streams.position(&own).is_some() && !topics.contains(&own) {
-                topics.push(own);
-            }
+        if let Some(own) = self.own_stream()
+            && !topics.contains(&own)
+        {
+            topics.push(own);
         }
         for topic in topics {
-            let joined_at_connect = self.is_url_session(&topic);
-            if joined_at_connect && self.streams.position(&topic).is_none() {
-                self.confirmed.insert(topic);
-                continue;
-            }
             if self.send_subscribe(&topic, false).is_err() {
                 return; // the connection is gone again
             }
@@ -941,6 +960,14 @@ impl Client {
                 return;
             }
         }
+    }
+
+    /// The user's own stream, when the client follows it.
+    fn own_stream(&self) -> Option<Topic> {
+        let user = self.welcome.user_id.as_ref()?;
+        self.options
+            .follow_user_stream
+            .then(|| Topic::channel(format!("{USER_PREFIX}{user}")))
     }
 
     fn is_url_session(&self, topic: &Topic) -> bool {
@@ -1123,7 +1150,9 @@ impl Client {
         } else if reply["type"] == "error" {
             let error = HubError::from_data(&reply["data"]);
             self.forget(&topic);
-            if !waiter {
+            if self.own_stream().as_ref() == Some(&topic) && !waiter {
+                log::debug!("the hub does not let this client follow {topic:?}: {error}");
+            } else if !waiter {
                 self.events.push_back(Event::Lost {
                     stream: topic,
                     loss: Loss::Refused(error),
@@ -1216,5 +1245,42 @@ fn checked(message: Value) -> Result<Map<String, Value>> {
         _ => Err(Error::InvalidMessage {
             reason: "it is not a JSON object",
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_can_move_to_a_thread_of_its_own() {
+        fn send<T: Send>() {}
+        send::<Client>();
+        send::<Options>();
+        send::<Event>();
+        send::<Error>();
+    }
+
+    #[test]
+    fn messages_to_send_are_objects_with_a_type() {
+        assert!(checked(json!({"type": "ping", "data": 1})).is_ok());
+        assert!(matches!(
+            checked(json!({"type": 1})),
+            Err(Error::InvalidMessage { .. })
+        ));
+        assert!(matches!(
+            checked(json!(["ping"])),
+            Err(Error::InvalidMessage { .. })
+        ));
+    }
+
+    #[test]
+    fn requests_name_their_topic_and_timeouts_never_overflow() {
+        let mut message = json!({"type": "subscribe"});
+        name_topic(&mut message, &Topic::session("s1"));
+        assert_eq!(message, json!({"type": "subscribe", "sessionId": "s1"}));
+        name_topic(&mut message, &Topic::channel("c"));
+        assert_eq!(message["channel"], "c");
+        assert!(deadline_after(Duration::MAX) > Instant::now());
     }
 }
