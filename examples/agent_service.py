@@ -16,7 +16,10 @@ import json, os, sys
 from websockets.sync.client import connect
 
 url = sys.argv[1] if len(sys.argv) > 1 else "ws://127.0.0.1:3000/ws"
-with connect(f"{url}?token={os.environ['WSHUB_ADMIN_TOKEN']}") as hub:
+# The service reads the standard envelope, whatever the hub's default.
+joiner = "&" if "?" in url else "?"
+token = os.environ["WSHUB_ADMIN_TOKEN"]
+with connect(f"{url}{joiner}token={token}&envelope=standard") as hub:
     for frame in hub:
         event = json.loads(frame)
         if event["type"] != "client_message":

@@ -1695,3 +1695,29 @@ fn typed_events_and_the_event_bus_reach_clients() {
     assert_eq!(received["data"]["id"], "msg-123");
     assert_eq!(received["data"]["content"], "Hello, Cursor!");
 }
+
+#[test]
+fn a_service_connection_is_not_rate_limited_like_a_browser() {
+    // The default rate limit (100 a minute) is for clients; a backend
+    // streaming an answer word by word goes far past it.
+    let hub = start(Config {
+        admin_token: Some(ADMIN.into()),
+        ..support::config()
+    });
+    let mut service = hub.client(&format!("/ws?token={ADMIN}"));
+    let mut client = hub.client("/ws");
+    let id = client.id();
+    for n in 0..300 {
+        service.send(json!({
+            "type": "send",
+            "clientId": id,
+            "message": {"type": "stream:chunk", "data": {"n": n}},
+        }));
+    }
+    for n in 0..300 {
+        let chunk = expect(&mut client, "stream:chunk");
+        assert_eq!(chunk["data"]["n"], n);
+    }
+    quiet(&mut service);
+    assert_eq!(hub.handle().stats().unwrap().rate_limited, 0);
+}

@@ -346,3 +346,14 @@ fn with_anonymous_allowed_a_bad_token_connects_with_auth_failed() {
     let (code, _) = support::expect_close(&mut refused);
     assert_eq!(code, 1008);
 }
+
+#[test]
+fn a_flat_subscribed_names_its_position_next_to_type() {
+    let hub = support::start_default();
+    let mut flat = Shaped::connect(&hub, "/ws?envelope=flat");
+    let reply = flat.request(json!({"type": "subscribe", "sessionId": "s1"}), "s");
+    assert_eq!(reply["type"], "subscribed");
+    assert_eq!(reply["seq"], 0, "{reply}");
+    assert!(reply["epoch"].is_string(), "{reply}");
+    assert!(reply.get("data").is_none(), "{reply}");
+}

@@ -81,7 +81,8 @@ struct Reader<'a> {
     shared: &'a Shared,
     /// What the client may say: a service connection has commands more.
     sender: protocol::Sender,
-    /// The client's message rate limit; `None` when it is off.
+    /// The client's message rate limit; `None` when it is off, or for a
+    /// service connection.
     rate: Option<RateLimiter>,
     pings: ControlBudget,
 }
@@ -93,7 +94,15 @@ impl<'a> Reader<'a> {
             link,
             shared,
             sender,
-            rate: RateLimiter::new(config.rate_limit, config.rate_window, Instant::now()),
+            // A service connection is the backend, trusted with floods of
+            // its own (an agent streaming an answer): the inbox budget
+            // still holds it back by TCP, but no rate limit cuts it off.
+            rate: match sender {
+                protocol::Sender::Service => None,
+                protocol::Sender::Client => {
+                    RateLimiter::new(config.rate_limit, config.rate_window, Instant::now())
+                }
+            },
             pings: ControlBudget::new(config),
         }
     }

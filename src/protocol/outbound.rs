@@ -11,8 +11,9 @@
 //! - `standard`: `{"type", "channel"?, "sessionId"?, "data"?, "from"?,
 //!   "correlationId"?, "seq"?, "epoch"?, "timestamp": ISO}`;
 //! - `flat`: the same, but an object's fields stand next to `type` instead
-//!   of under `data` (a field named like one of the envelope's own keys
-//!   stays under `data`, with the whole object);
+//!   of under `data`; a field that would clash with a key the message
+//!   writes itself (its `type`, `timestamp`, its `channel`...) is not
+//!   lifted, and the whole object is then under `data` too;
 //! - `payload`: `{"type", "payload", "timestamp": ms, ...}`; `payload` is
 //!   `{}` when there is no data.
 //!
@@ -58,20 +59,21 @@ pub(crate) struct Message<'a> {
     pub timestamp: SystemTime,
 }
 
-/// The keys every envelope may use itself: a `flat` payload field of one of
-/// these names stays under `data`.
-const ENVELOPE_KEYS: &[&str] = &[
-    "type",
-    "channel",
-    "sessionId",
-    "data",
-    "payload",
-    "from",
-    "correlationId",
-    "seq",
-    "epoch",
-    "timestamp",
-];
+/// Whether a `flat` data field named `key` would clash with a key this
+/// message writes itself (then the field stays under `data`, with the
+/// whole object): `type`, `timestamp`, `data` and `payload` always, the
+/// others when this message has them.
+fn clashes(key: &str, message: &Message<'_>) -> bool {
+    match key {
+        "type" | "timestamp" | "data" | "payload" => true,
+        "channel" => matches!(message.topic, Some(Topic::Channel(_))),
+        "sessionId" => matches!(message.topic, Some(Topic::Session(_))),
+        "from" => message.from.is_some(),
+        "correlationId" => message.correlation_id.is_some(),
+        "seq" | "epoch" => message.position.is_some(),
+        _ => false,
+    }
+}
 
 impl<'a> Message<'a> {
     /// A message of `kind` with `data`, stamped now.
@@ -186,7 +188,7 @@ impl Serialize for Shaped<'_, '_> {
                     (Some(fields), data) => {
                         let mut collided = false;
                         for (key, value) in &fields {
-                            if ENVELOPE_KEYS.contains(&key.as_ref()) {
+                            if clashes(key, m) {
                                 collided = true;
                             } else {
                                 map.serialize_entry(key, value)?;

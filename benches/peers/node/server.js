@@ -1,5 +1,5 @@
 'use strict';
-// Reference peer for wshub's benchmark (benches/hub.rs): the protocol subset
+// Reference peer for wshub's benchmark (benches/hub/): the protocol subset
 // the benchmark uses (welcome, subscribe, publish, ping), written on the `ws`
 // package the way the hand-rolled Node servers that wshub replaces are.
 //

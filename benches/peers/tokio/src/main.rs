@@ -1,4 +1,4 @@
-//! Reference peer for wshub's benchmark (`benches/hub.rs`): the protocol
+//! Reference peer for wshub's benchmark (`benches/hub/`): the protocol
 //! subset the benchmark uses (welcome, subscribe, publish, ping) on tokio's
 //! multi-thread runtime and tokio-tungstenite, written the way a competent
 //! async user would.

@@ -54,6 +54,8 @@
 //!   encoded once per envelope in use, so the mixed audience costs three
 //!   encodings per publication instead of one; the table compares
 //!   deliveries/s and the server's CPU time per delivery.
+//! - **chaos `[S] [RATE] [SECS] [DROP%]`** and **history `[STREAMS] [PER]`**:
+//!   recovery under churn, and what history costs; see `recovery.rs`.
 //! - **idle `[N ...]`** (defaults 5000 and 10000): N silent clients. The
 //!   server's resident memory, threads and file descriptors per connection
 //!   (after minus before, over N), and its CPU time over 10 s with all N
@@ -79,6 +81,8 @@
 //! cargo bench --bench hub -- fanout-max 1000 5
 //! cargo bench --bench hub -- fanout-paced 100 2000 10
 //! cargo bench --bench hub -- fanout-envelopes 1000 5
+//! cargo bench --bench hub -- chaos 1000 500 60 10
+//! cargo bench --bench hub -- history 10000 10
 //! cargo bench --bench hub -- idle 5000 10000
 //! cargo bench --bench hub -- ping 100 5000 5
 //! cargo bench --bench hub -- connect 5000 50
@@ -98,6 +102,8 @@
 //! near 7 500 clients; the idle table says when a server held fewer than N.
 
 #![forbid(unsafe_code)]
+
+mod recovery;
 
 use std::fmt;
 use std::fs;
@@ -180,7 +186,15 @@ fn main() {
     }
     if !matches!(
         scenario,
-        "all" | "fanout-max" | "fanout-paced" | "fanout-envelopes" | "idle" | "ping" | "connect"
+        "all"
+            | "fanout-max"
+            | "fanout-paced"
+            | "fanout-envelopes"
+            | "chaos"
+            | "history"
+            | "idle"
+            | "ping"
+            | "connect"
     ) {
         usage(&format!("unknown scenario {scenario}"));
     }
@@ -206,6 +220,8 @@ fn main() {
             summaries.push(bench.fanout_max(1_000, 5));
             summaries.push(bench.fanout_paced(100, 2_000, 10));
             summaries.push(bench.fanout_envelopes(1_000, 5));
+            summaries.push(bench.chaos(1_000, 500, 60, 10));
+            summaries.push(bench.history(10_000, 10));
             for n in [5_000, 10_000] {
                 summaries.push(bench.idle(n));
             }
@@ -232,6 +248,13 @@ fn main() {
         "ping" => {
             summaries.push(bench.ping(number(1, 100) as usize, number(2, 5_000), number(3, 5)))
         }
+        "chaos" => summaries.push(bench.chaos(
+            number(1, 1_000) as usize,
+            number(2, 500),
+            number(3, 60),
+            number(4, 10),
+        )),
+        "history" => summaries.push(bench.history(number(1, 10_000) as usize, number(2, 10))),
         "fanout-envelopes" => {
             summaries.push(bench.fanout_envelopes(number(1, 1_000) as usize, number(2, 5)))
         }
@@ -1124,6 +1147,63 @@ impl Bench {
             &audiences.map(|(label, paths)| (label, launch, paths)),
             &wshub_capacity(subscribers + 1),
             |server, paths| fanout(server, subscribers, pace, paths),
+        )
+    }
+
+    /// The wshub launch, or a note that it is not among `--servers`.
+    fn wshub_only(&self, scenario: &str) -> Option<&Launch> {
+        let launch = self.servers.iter().find(|l| l.kind == Kind::Wshub);
+        if launch.is_none() {
+            println!("  !! {scenario} measures wshub only, which is not among --servers");
+        }
+        launch
+    }
+
+    fn chaos(&self, subscribers: usize, rate: u64, secs: u64, drop_percent: u64) -> Summary {
+        let title = format!(
+            "chaos: wshub, {subscribers} subscribers of one channel at {rate} publications/s \
+             for {secs} s, {drop_percent}% of them dropped and back with `since` every second"
+        );
+        let Some(launch) = self.wshub_only("chaos") else {
+            return Summary::new(&title, self.runs, Vec::new(), Vec::new());
+        };
+        self.compare_among(
+            &title,
+            &[("wshub", launch, &[WS_PATH])],
+            &wshub_capacity(subscribers * 2),
+            |server, _| recovery::chaos(server, subscribers, rate, secs, drop_percent),
+        )
+    }
+
+    fn history(&self, streams: usize, per_stream: u64) -> Summary {
+        let title = format!(
+            "history: wshub, {} publications over {streams} channels nobody follows, \
+             history on (defaults) and off (--history-size 0)",
+            streams as u64 * per_stream
+        );
+        let Some(launch) = self.wshub_only("history") else {
+            return Summary::new(&title, self.runs, Vec::new(), Vec::new());
+        };
+        let on = Launch {
+            kind: Kind::Wshub,
+            program: launch.program.clone(),
+            args: launch.args.clone(),
+        };
+        let mut off_args = launch.args.clone();
+        off_args.extend(["--history-size".to_owned(), "0".to_owned()]);
+        let off = Launch {
+            kind: Kind::Wshub,
+            program: launch.program.clone(),
+            args: off_args,
+        };
+        self.compare_among(
+            &title,
+            &[
+                ("history on", &on, &[WS_PATH]),
+                ("history off", &off, &[WS_PATH]),
+            ],
+            &[],
+            |server, _| recovery::history(server, streams, per_stream),
         )
     }
 
