@@ -942,6 +942,27 @@ fn duplicates_are_dropped_and_gaps_epochs_and_unrecovered_streams_are_reported()
 }
 
 #[test]
+fn an_idle_client_answers_the_hub_s_pings_and_its_watchdog_hears_them() {
+    let hub = start(Config {
+        heartbeat_interval: Duration::from_millis(100),
+        client_timeout: Duration::from_millis(400),
+        ..support::config()
+    });
+    // Silence would be declared after 2 × 100 ms + 50 ms.
+    let mut client = connect(&hub, quick().heartbeat_grace(Duration::from_millis(50)));
+    assert_eq!(client.welcome().heartbeat, Some(Duration::from_millis(100)));
+    // Well past the hub's client timeout and the watchdog, with nothing
+    // but the hub's Pings on the wire.
+    match client.next_event(Duration::from_secs(1)) {
+        Ok(None) => {}
+        other => panic!("expected a quiet second, got {other:?}"),
+    }
+    assert!(client.is_connected());
+    expect_nothing_pending(&mut client);
+    assert_eq!(hub.handle().stats().unwrap().stale_clients, 0);
+}
+
+#[test]
 fn a_hub_that_falls_silent_is_taken_for_dead_and_reconnected_to() {
     let hub = Scripted::new();
     let script_url = hub.url();
