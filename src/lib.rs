@@ -77,6 +77,12 @@
 //!
 //! JSON text frames with a `type`; see the README for every message, error
 //! code, close code and HTTP endpoint.
+//!
+//! ## A Rust client
+//!
+//! [`client`] is a blocking client of the hub for CLIs, IDE plugins and
+//! services: it reconnects, recovers what was missed, correlates requests,
+//! and runs on the caller's thread only.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -85,6 +91,7 @@ mod app;
 mod auth;
 mod budget;
 mod bus;
+pub mod client;
 mod config;
 mod conn;
 mod engine;
