@@ -597,8 +597,6 @@ fn an_expired_token_is_replaced_by_the_provider_s_and_the_client_goes_on() {
 }
 
 #[test]
-#[ignore = "hub: a stream with nothing kept is forgotten at the next history sweep once \
-            nobody follows it, so its subscriber comes back to recovered:false and a new epoch"]
 fn a_quiet_stream_is_recovered_after_an_absence_longer_than_a_history_sweep() {
     let hub = support::start_default();
     let mut client = connect(&hub, quick());

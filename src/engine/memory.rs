@@ -6,8 +6,10 @@
 //! every stream, found through one ordered index of each stream's oldest
 //! entry. A stream with nothing kept is forgotten once nobody is subscribed
 //! to it, so a flood of new streams costs no more than the budget and the
-//! sweep interval; a stream seen again then starts a new epoch, which is
-//! what tells a client that came back that its history is gone.
+//! sweep interval; where it stood is remembered (for the last 65 536 such
+//! streams), so one seen again goes on in the same epoch and a client that
+//! missed nothing is still recovered. Past that, a stream seen again starts
+//! a new epoch, which tells a client that came back that its history is gone.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -21,6 +23,9 @@ use crate::publish::Origin;
 
 /// Emptied streams that make [`Engine::wants_sweep`] say yes.
 const SWEEP_AT: usize = 1024;
+
+/// Forgotten streams whose position is remembered, at most.
+const TOMBSTONES: usize = 65_536;
 
 /// One stream: its position and its kept publications, oldest first.
 #[derive(Debug)]
@@ -51,6 +56,12 @@ pub(crate) struct Memory {
     /// in every process, so a restart changes every epoch.
     epoch_key: RandomState,
     epochs: u64,
+    /// Where forgotten streams stood, so that one seen again goes on from
+    /// there in the same epoch: a client that missed nothing while a quiet
+    /// stream was forgotten is still told `recovered: true`. The oldest are
+    /// dropped past [`TOMBSTONES`] (those streams start a new epoch).
+    tombstones: HashMap<StreamKey, (u64, Arc<str>)>,
+    buried: VecDeque<StreamKey>,
 }
 
 impl Memory {
@@ -66,6 +77,8 @@ impl Memory {
             serial: 0,
             epoch_key: RandomState::new(),
             epochs: 0,
+            tombstones: HashMap::new(),
+            buried: VecDeque::new(),
         }
     }
 
@@ -78,12 +91,15 @@ impl Memory {
     /// `stream`, opened with a new epoch if it is not known.
     fn open(&mut self, key: &StreamKey) -> Option<&mut Stream> {
         if !self.streams.contains_key(key) {
-            let epoch = self.new_epoch();
+            let (seq, epoch) = match self.tombstones.remove(key) {
+                Some(position) => position,
+                None => (0, self.new_epoch()),
+            };
             self.bytes += STREAM_OVERHEAD + key.size();
             // Nothing kept yet: forgotten at a sweep if nobody subscribes.
             self.emptied.push(key.clone());
             let stream = Stream {
-                seq: 0,
+                seq,
                 epoch,
                 entries: VecDeque::new(),
                 listed: true,
@@ -123,6 +139,28 @@ impl Memory {
         };
         self.drop_oldest(&key);
         true
+    }
+}
+
+impl Memory {
+    /// Remembers where a forgotten stream stood.
+    fn bury(&mut self, key: StreamKey, seq: u64, epoch: Arc<str>) {
+        if self.tombstones.insert(key.clone(), (seq, epoch)).is_none() {
+            self.buried.push_back(key);
+        }
+        while self.tombstones.len() > TOMBSTONES {
+            match self.buried.pop_front() {
+                Some(oldest) => {
+                    self.tombstones.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        // Keys taken back by `open` linger in `buried`: trim them too.
+        if self.buried.len() > 2 * TOMBSTONES {
+            let tombstones = &self.tombstones;
+            self.buried.retain(|k| tombstones.contains_key(k));
+        }
     }
 }
 
@@ -219,8 +257,9 @@ impl Engine for Memory {
                 stream.listed = false;
             } else if in_use(&key) {
                 self.emptied.push(key);
-            } else if self.streams.remove(&key).is_some() {
+            } else if let Some(stream) = self.streams.remove(&key) {
                 self.bytes -= STREAM_OVERHEAD + key.size();
+                self.bury(key, stream.seq, stream.epoch);
             }
         }
         self.in_use_at_sweep = self.emptied.len();
@@ -370,10 +409,44 @@ mod tests {
         let first = push(&mut memory, &a, 1);
         memory.expire(Instant::now() + Duration::from_secs(1), &|_| false);
         assert_eq!(memory.usage(), Usage::default());
-        // Seen again: a new epoch, numbered from 1.
+        // Seen again: it goes on from where it stood, in the same epoch,
+        // and what expired is still lost.
         let again = push(&mut memory, &a, 2);
-        assert_eq!(again.entry.seq, 1);
-        assert_ne!(again.epoch, first.epoch);
+        assert_eq!(again.entry.seq, 2);
+        assert_eq!(again.epoch, first.epoch);
+        assert_eq!(seqs(memory.since(&a, 0, &first.epoch)), None);
+        assert_eq!(seqs(memory.since(&a, 1, &first.epoch)), Some(vec![2]));
+    }
+
+    #[test]
+    fn a_quiet_stream_forgotten_while_nobody_followed_it_still_recovers() {
+        let mut memory = Memory::new(limits(10, 1 << 20));
+        let quiet = channel("quiet");
+        let head = memory.head(&quiet).unwrap();
+        memory.expire(Instant::now(), &|_| false);
+        assert_eq!(memory.usage().streams, 0, "forgotten");
+        assert_eq!(
+            seqs(memory.since(&quiet, 0, &head.epoch)),
+            None,
+            "not known now"
+        );
+        // A client comes back: the stream is opened where it stood.
+        assert_eq!(memory.head(&quiet).unwrap(), head);
+        assert_eq!(seqs(memory.since(&quiet, 0, &head.epoch)), Some(vec![]));
+    }
+
+    #[test]
+    fn tombstones_are_bounded() {
+        let mut memory = Memory::new(limits(10, 1 << 30));
+        for n in 0..(TOMBSTONES + 100) {
+            memory.head(&channel(&format!("q{n}")));
+            if n % 1000 == 0 {
+                memory.expire(Instant::now(), &|_| false);
+            }
+        }
+        memory.expire(Instant::now(), &|_| false);
+        assert!(memory.tombstones.len() <= TOMBSTONES);
+        assert!(memory.buried.len() <= 2 * TOMBSTONES + 1);
     }
 
     #[test]
