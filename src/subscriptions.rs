@@ -4,17 +4,50 @@
 //! Plain data owned by the router thread; no threads, no I/O.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 /// A connection's number, unique for the life of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ClientId(pub u64);
 
+/// Hashes a [`ClientId`] with one multiplication. The default SipHash
+/// guards a map against keys an attacker chooses; a `ClientId` is a
+/// counter the hub hands out, and a fan-out looks up one per recipient,
+/// where SipHash took a tenth of the router's time.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+/// Fibonacci hashing's multiplier: odd, so no two ids collide, and it
+/// spreads consecutive ids over the high bits a table looks at.
+const SPREAD: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(SPREAD);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(SPREAD);
+    }
+}
+
+/// Maps and sets keyed by [`ClientId`].
+pub(crate) type ById = BuildHasherDefault<IdHasher>;
+pub(crate) type IdMap<V> = HashMap<ClientId, V, ById>;
+pub(crate) type IdSet = HashSet<ClientId, ById>;
+
 /// Names to the clients under each. Empty names are dropped at once, so the
 /// index never holds more entries than there are live memberships.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    members: HashMap<Box<str>, HashSet<ClientId>>,
+    members: HashMap<Box<str>, IdSet>,
 }
 
 impl Index {
@@ -23,7 +56,9 @@ impl Index {
         match self.members.get_mut(name) {
             Some(set) => set.insert(client),
             None => {
-                self.members.insert(name.into(), HashSet::from([client]));
+                let mut set = IdSet::default();
+                set.insert(client);
+                self.members.insert(name.into(), set);
                 true
             }
         }

@@ -34,7 +34,7 @@ mod history;
 mod presence;
 mod topics;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -57,7 +57,7 @@ use crate::protocol::{
 };
 use crate::publish::ClientRef;
 use crate::stats::{ClientStats, Counters, Stats};
-use crate::subscriptions::{ClientId, Index, Sessions};
+use crate::subscriptions::{ClientId, IdMap, IdSet, Index, Sessions};
 use crate::throttle::warn_throttled;
 use crate::writer::Writers;
 use tungstenite::Bytes;
@@ -189,7 +189,7 @@ pub(crate) struct Router {
     threads: Arc<Threads>,
     lanes: Lanes,
     delivery: Delivery,
-    clients: HashMap<ClientId, Client>,
+    clients: IdMap<Client>,
     names: HashMap<Box<str>, ClientId>,
     /// Clients per address, for `max_connections_per_ip`.
     addresses: HashMap<IpAddr, usize>,
@@ -201,7 +201,7 @@ pub(crate) struct Router {
     /// Every stream's position and recent publications.
     history: Box<dyn Engine>,
     /// Clients with a paced replay under way.
-    replaying: HashSet<ClientId>,
+    replaying: IdSet,
     next_history_sweep: Instant,
     /// The embedding program's request queue, while it reads it.
     app: Option<AppQueue>,
@@ -230,7 +230,7 @@ impl Router {
         Router {
             batches: Batches::default(),
             history: Box::new(crate::engine::memory::Memory::new(config.history_limits())),
-            replaying: HashSet::new(),
+            replaying: IdSet::default(),
             next_history_sweep: now + HISTORY_SWEEP,
             app: app.map(|(sender, handle)| AppQueue { sender, handle }),
             services: Services::default(),
@@ -240,7 +240,7 @@ impl Router {
             threads,
             lanes,
             delivery: Delivery::new(writers),
-            clients: HashMap::new(),
+            clients: IdMap::default(),
             names: HashMap::new(),
             addresses: HashMap::new(),
             channels: Index::default(),
