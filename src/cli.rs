@@ -365,6 +365,30 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "--redis",
+        env: "WSHUB_REDIS",
+        value: Some("<URL>"),
+        section: Section::Server,
+        help: "A Redis shared with other hubs (redis://host:6379/0): together they serve one set of clients",
+        default: Some("none: this hub alone"),
+        apply: |s, _, v, _| {
+            s.config.redis = Some(v).filter(|v| !v.is_empty());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--redis-prefix",
+        env: "WSHUB_REDIS_PREFIX",
+        value: Some("<PREFIX>"),
+        section: Section::Server,
+        help: "The prefix of the hubs' keys and channels in Redis",
+        default: Some("wshub"),
+        apply: |s, _, v, _| {
+            s.config.redis_prefix = v;
+            Ok(())
+        },
+    },
+    Flag {
         name: "--log-level",
         env: "WSHUB_LOG_LEVEL",
         value: Some("<LEVEL>"),

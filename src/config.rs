@@ -195,6 +195,15 @@ pub struct Config {
     /// channel patterns like `typing-*`; `session:*` and `user:*` match
     /// sessions and users. Default: none.
     pub history_off: Vec<String>,
+
+    /// A Redis shared by several hubs (`redis://host:6379/0`): they then
+    /// serve one set of clients, whichever hub each is connected to (see
+    /// the README's "Running several hubs"). Default: none, a hub on its
+    /// own. Needs the `redis` feature (on by default).
+    pub redis: Option<String>,
+    /// The prefix of every key and channel the hubs use in Redis, so that
+    /// several clusters can share one. Default `wshub`.
+    pub redis_prefix: String,
 }
 
 /// One more WebSocket endpoint and the envelope its clients get.
@@ -281,6 +290,8 @@ impl Default for Config {
             history_ttl: Duration::from_secs(300),
             max_history_bytes: 64 * 1024 * 1024,
             history_off: Vec::new(),
+            redis: None,
+            redis_prefix: "wshub".to_owned(),
         }
     }
 }
@@ -433,6 +444,20 @@ impl Config {
             if let Err(reason) = auth::Pattern::parse(pattern) {
                 return fail("history_off", &reason);
             }
+        }
+        if let Some(url) = &self.redis
+            && !(url.starts_with("redis://") || url.starts_with("unix://"))
+        {
+            return fail("redis", "must be a redis:// (or unix://) URL");
+        }
+        if cfg!(not(feature = "redis")) && self.redis.is_some() {
+            return fail(
+                "redis",
+                "this build has no Redis support (the `redis` feature)",
+            );
+        }
+        if let Err((_, reason)) = crate::protocol::check_name(&self.redis_prefix, "redis_prefix") {
+            return fail("redis_prefix", &reason);
         }
         if self.max_threads.is_some_and(|n| n < 2) {
             return fail("max_threads", "must be at least 2");

@@ -4,6 +4,8 @@
 //! lanes, so that what must not wait never waits behind work:
 //! - **control** (shutdown): read before anything else;
 //! - **api** (handles and HTTP: publish, stats, disconnect);
+//! - **cluster** (the Redis threads, with several hubs: publications back
+//!   from Redis, answers, other hubs' news);
 //! - **clients** (connection threads: joins, requests, refusals, ends), in
 //!   order per connection, bounded by count and by bytes: each connection
 //!   may have [`InboxBudget::share`] bytes waiting, all of them together
@@ -33,6 +35,9 @@ use crate::stats::{ClientStats, PresenceEntry, Stats};
 const CLIENT_LANE: usize = 8 * 1024;
 /// Most events waiting on the api lane: handles wait beyond it.
 const API_LANE: usize = 1024;
+/// Most events waiting on the cluster lane: past it the pubsub reader
+/// waits, and Redis holds the rest.
+const CLUSTER_LANE: usize = 16 * 1024;
 /// What an event costs in the byte budget beyond its text: the parsed
 /// request and the channel slot.
 pub(crate) const EVENT_OVERHEAD: usize = 128;
@@ -83,6 +88,12 @@ pub(crate) enum Event {
     },
     /// A copy of the counters, with the client list if asked.
     Stats { clients: bool, reply: Sender<Stats> },
+
+    // --- cluster lane, from the Redis threads ---
+    /// What Redis or another hub says (only the `redis` feature's threads
+    /// send it).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Cluster(crate::cluster::In),
 
     // --- control lane ---
     /// Close everyone with 1001 and stop (handle, signal).
@@ -272,6 +283,7 @@ impl InboxBudget {
 pub(crate) struct Inbox {
     control: Sender<Event>,
     api: Sender<Event>,
+    cluster: Sender<Event>,
     clients: Sender<Event>,
     pub(crate) budget: Arc<InboxBudget>,
 }
@@ -280,6 +292,7 @@ pub(crate) struct Inbox {
 pub(crate) struct Lanes {
     pub control: Receiver<Event>,
     pub api: Receiver<Event>,
+    pub cluster: Receiver<Event>,
     pub clients: Receiver<Event>,
     pub ticks: Receiver<Instant>,
     pub budget: Arc<InboxBudget>,
@@ -289,17 +302,20 @@ pub(crate) struct Lanes {
 pub(crate) fn inbox(budget: InboxBudget, ticks: Receiver<Instant>) -> (Inbox, Lanes) {
     let (control, control_rx) = bounded(16);
     let (api, api_rx) = bounded(API_LANE);
+    let (cluster, cluster_rx) = bounded(CLUSTER_LANE);
     let (clients, clients_rx) = bounded(CLIENT_LANE);
     let budget = Arc::new(budget);
     let inbox = Inbox {
         control,
         api,
+        cluster,
         clients,
         budget: Arc::clone(&budget),
     };
     let lanes = Lanes {
         control: control_rx,
         api: api_rx,
+        cluster: cluster_rx,
         clients: clients_rx,
         ticks,
         budget,
@@ -316,6 +332,7 @@ impl Inbox {
             | Event::Disconnect { .. }
             | Event::Stats { .. }
             | Event::Command { .. } => &self.api,
+            Event::Cluster(_) => &self.cluster,
             _ => &self.clients,
         };
         lane.send(event).is_ok()

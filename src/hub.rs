@@ -206,6 +206,20 @@ impl Hub {
         } = self;
 
         let (writers, writer_threads) = Writers::start(config.writer_threads)?;
+        // With `--redis`, the threads that join this hub to the others.
+        let hub_id = config.redis.as_ref().map(|_| crate::cluster::new_hub_id());
+        let (cluster, cluster_threads) = match (&config.redis, &hub_id) {
+            (Some(url), Some(hub)) => {
+                match crate::cluster::start(&config, url, Arc::clone(hub), &handle.inbox) {
+                    Ok((cluster, threads)) => (Some(cluster), threads),
+                    Err(err) => {
+                        writers.stop();
+                        return Err(err);
+                    }
+                }
+            }
+            _ => (None, Vec::new()),
+        };
         let mut shared = Shared::new(
             Arc::clone(&config),
             Arc::clone(&auth),
@@ -214,6 +228,7 @@ impl Hub {
             Arc::clone(&writers),
         );
         shared.loopback = local_addr.ip().is_loopback();
+        shared.hub = hub_id;
         let shared = Arc::new(shared);
         let router = Router::new(
             Arc::clone(&config),
@@ -224,6 +239,7 @@ impl Hub {
             // The router keeps the sender only: with no receiver left, the
             // queue is closed and requests go elsewhere.
             requests.map(|(sender, _)| (sender, handle.clone())),
+            cluster,
         );
         let stop = Arc::clone(&handle.stop);
         // Dropped when the router thread ends, which stops the timer at once.
@@ -270,6 +286,10 @@ impl Hub {
         let _ = timer.join();
         for writer in writer_threads {
             let _ = writer.join();
+        }
+        // The router dropped its side: both end within a poll.
+        for thread in cluster_threads {
+            let _ = thread.join();
         }
         router?;
         log::info!("wshub stopped");

@@ -92,6 +92,10 @@ mod auth;
 mod budget;
 mod bus;
 pub mod client;
+// Without the `redis` feature `--redis` is refused at start, so the threads'
+// half of the cluster types is never read.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+mod cluster;
 mod config;
 mod conn;
 mod engine;
@@ -133,4 +137,4 @@ pub use crate::hub::{Handle, Hub, Server};
 pub use crate::jwt::sign_jwt;
 pub use crate::protocol::{Envelope, ErrorCode, Status, Timestamp, Topic};
 pub use crate::publish::{ClientRef, Filter, Target};
-pub use crate::stats::{ClientStats, PresenceEntry, Stats};
+pub use crate::stats::{ClientStats, ClusterStats, HubStats, PresenceEntry, Stats};

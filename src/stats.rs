@@ -92,6 +92,44 @@ pub struct Stats {
     pub last_activity: Option<SystemTime>,
     /// One entry per connected client, when asked for.
     pub clients: Vec<ClientStats>,
+    /// With `--redis`: this hub among the others.
+    pub cluster: Option<ClusterStats>,
+}
+
+/// A hub among the hubs of a Redis.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// This hub's id (every `clientId` of it ends with `.<id>`).
+    pub hub: String,
+    /// Whether both connections to Redis are up (otherwise the hub serves
+    /// its own clients alone).
+    pub redis_up: bool,
+    /// Every hub heard of within a lease, this one included.
+    pub hubs: Vec<HubStats>,
+}
+
+/// One hub's numbers, as its last heartbeat told them.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Its id.
+    pub hub: String,
+    /// Its WebSocket clients.
+    pub connections: usize,
+    /// Users with a connection to it.
+    pub users: usize,
+    /// Channels with a subscriber on it.
+    pub channels: usize,
+    /// Sessions with a subscriber on it.
+    pub sessions: usize,
+    /// Its service connections.
+    pub services: usize,
+    /// Messages it queued to its clients.
+    pub messages_sent: u64,
+    /// Messages its clients sent it.
+    pub messages_received: u64,
 }
 
 /// One connected client, as `/api/ws/stats` shows it.
@@ -352,6 +390,31 @@ const NUMBERS: &[Number] = &[
         value: |s| s.inbox_bytes as u64,
     },
     Number {
+        json: "clusterHubs",
+        metric: "wshub_cluster_hubs",
+        kind: Kind::Gauge,
+        help: "Hubs sharing this hub's Redis, this one included (0: no Redis).",
+        value: |s| s.cluster.as_ref().map_or(0, |c| c.hubs.len() as u64),
+    },
+    Number {
+        json: "clusterConnections",
+        metric: "wshub_cluster_connections",
+        kind: Kind::Gauge,
+        help: "WebSocket clients of every hub, as their last heartbeats said.",
+        value: |s| {
+            s.cluster
+                .as_ref()
+                .map_or(0, |c| c.hubs.iter().map(|h| h.connections as u64).sum())
+        },
+    },
+    Number {
+        json: "redisUp",
+        metric: "wshub_redis_up",
+        kind: Kind::Gauge,
+        help: "1 when both connections to Redis are up.",
+        value: |s| u64::from(s.cluster.as_ref().is_some_and(|c| c.redis_up)),
+    },
+    Number {
         json: "uptime",
         metric: "wshub_uptime_seconds",
         kind: Kind::Gauge,
@@ -403,6 +466,13 @@ pub(crate) fn stats_body(stats: &Stats) -> serde_json::Value {
         "clients".into(),
         serde_json::to_value(clients).unwrap_or_default(),
     );
+    if let Some(cluster) = &stats.cluster {
+        body.insert("hub".into(), cluster.hub.clone().into());
+        body.insert(
+            "hubs".into(),
+            serde_json::to_value(&cluster.hubs).unwrap_or_default(),
+        );
+    }
     serde_json::Value::Object(body)
 }
 

@@ -90,6 +90,11 @@ impl Index {
     pub(crate) fn len(&self) -> usize {
         self.members.len()
     }
+
+    /// Every name with at least one client.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.members.keys().map(|name| &**name)
+    }
 }
 
 /// Sessions: their subscribers and, when auth is on, the user each belongs to.
@@ -200,6 +205,13 @@ impl Sessions {
     /// Sessions with at least one subscriber.
     pub(crate) fn len(&self) -> usize {
         self.members.len()
+    }
+
+    /// Sessions with an owner and a subscriber: the claims to keep alive.
+    pub(crate) fn owned_in_use(&self) -> impl Iterator<Item = &str> + '_ {
+        self.members
+            .names()
+            .filter(|session| self.owners.contains_key(*session))
     }
 }
 

@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// Keyed per process, so `clientId`s from before a restart match nobody.
     id_key: RandomState,
+    /// This hub's id among the hubs of a Redis: every `clientId` ends with
+    /// it (`c_1-5cb63b6f.3fa9c2d1`), so commands for a client find its hub.
+    pub(crate) hub: Option<std::sync::Arc<str>>,
 }
 
 impl Shared {
@@ -66,13 +69,18 @@ impl Shared {
             writers,
             next_id: AtomicU64::new(1),
             id_key: RandomState::new(),
+            hub: None,
         }
     }
 
     fn new_client(&self) -> (ClientId, String) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let tag = self.id_key.hash_one(id) as u32;
-        (ClientId(id), format!("c_{id:x}-{tag:08x}"))
+        let name = match &self.hub {
+            Some(hub) => format!("c_{id:x}-{tag:08x}.{hub}"),
+            None => format!("c_{id:x}-{tag:08x}"),
+        };
+        (ClientId(id), name)
     }
 }
 

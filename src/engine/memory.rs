@@ -265,6 +265,10 @@ impl Engine for Memory {
         self.in_use_at_sweep = self.emptied.len();
     }
 
+    fn keeps(&self, stream: &StreamKey) -> bool {
+        self.limits.keeps(stream)
+    }
+
     fn wants_sweep(&self) -> bool {
         let new = self.emptied.len().saturating_sub(self.in_use_at_sweep);
         new >= SWEEP_AT || (new > 0 && self.bytes > self.limits.bytes)

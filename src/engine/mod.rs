@@ -108,6 +108,25 @@ const ENTRY_OVERHEAD: usize = 96;
 const STREAM_OVERHEAD: usize = 128;
 
 impl Entry {
+    /// A publication numbered elsewhere (by Redis), to deliver or replay.
+    pub(crate) fn new(
+        seq: u64,
+        kind: &str,
+        data: Option<&RawValue>,
+        from: Option<&Origin>,
+        time: SystemTime,
+    ) -> Entry {
+        Entry {
+            seq,
+            kind: kind.into(),
+            data: data.map(RawValue::to_owned),
+            from: from.cloned(),
+            time,
+            at: Instant::now(),
+            serial: 0,
+        }
+    }
+
     /// Bytes it takes, for the history budget.
     fn size(&self) -> usize {
         ENTRY_OVERHEAD
@@ -201,6 +220,9 @@ pub(crate) trait Engine: Send {
     /// Drops what is older than the TTL, and streams with nothing kept that
     /// nobody is subscribed to (`in_use` says who is).
     fn expire(&mut self, now: Instant, in_use: &dyn Fn(&StreamKey) -> bool);
+
+    /// Whether `stream` keeps history (and so numbers its publications).
+    fn keeps(&self, stream: &StreamKey) -> bool;
 
     /// Whether enough streams have emptied that [`expire`](Engine::expire)
     /// should run before the next tick.

@@ -123,6 +123,11 @@ impl Router {
             }
         }
         let Some(service) = self.services.pick() else {
+            // With other hubs, one with a service connection takes it.
+            if self.forward_request(id, &message) {
+                self.counters.requests += 1;
+                return;
+            }
             return self.error(
                 id,
                 ErrorCode::UnknownType,
@@ -150,6 +155,30 @@ impl Router {
             session_id: client.sessions.first().map(|s| &**s),
             meta: &client.meta,
             message: &message,
+        });
+        self.counters.requests += 1;
+        self.send_message(
+            service,
+            &Message::new(Kind::ClientMessage.as_str(), Some(&data)),
+        );
+    }
+
+    /// A client's request another hub forwarded: one of this hub's service
+    /// connections gets it, as if the client were here.
+    pub(super) fn remote_request(&mut self, request: crate::cluster::wire::Request) {
+        let Some(service) = self.services.pick() else {
+            crate::throttle::warn_throttled!(
+                "a request of client {} came for a service connection, but this hub has none now",
+                request.client
+            );
+            return;
+        };
+        let data = raw(&Forwarded {
+            client_id: &request.client,
+            user_id: request.user.as_deref(),
+            session_id: request.session.as_deref(),
+            meta: &request.meta,
+            message: &request.message,
         });
         self.counters.requests += 1;
         self.send_message(
@@ -188,6 +217,19 @@ impl Router {
                 .correlation(message.correlation_id.as_deref());
             self.send_message(target, &outgoing);
             delivered = 1;
+        } else if self.cluster_up() && crate::cluster::wire::hub_of(client).is_some() {
+            // A client of another hub: it goes there through Redis.
+            let publication = crate::publish::Publication {
+                target: crate::Target::Client(client.to_owned()),
+                kind: message.kind.as_str().into(),
+                data: message.data,
+                correlation_id: message.correlation_id,
+                batched: false,
+                from: None,
+            };
+            if self.cluster_publish(&publication).is_some() {
+                delivered = 1;
+            }
         }
         if correlation.is_some() {
             self.reply(

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::Router;
+use crate::engine::Appended;
 use crate::protocol::{Message, Topic, raw};
 use crate::publish::{Origin, Publication, Target};
 use crate::subscriptions::ClientId;
@@ -121,17 +122,24 @@ struct BatchItem<'a> {
 impl Router {
     /// Holds a batched publication; returns how many clients the batch will
     /// reach (as of now).
-    pub(super) fn hold(&mut self, key: BatchKey, publication: Publication) -> usize {
+    pub(super) fn hold(
+        &mut self,
+        key: BatchKey,
+        publication: Publication,
+        numbered: Option<Appended>,
+    ) -> usize {
         let audience = self.audience_size(&publication.target);
-        let position = self
-            .record(
+        let numbered = match numbered {
+            Some(numbered) => Some(numbered),
+            None => self.record(
                 &publication.target,
                 &publication.kind,
                 publication.data.as_deref(),
                 publication.from.as_ref(),
                 SystemTime::now(),
-            )
-            .map(|a| (a.entry.seq, a.epoch));
+            ),
+        };
+        let position = numbered.map(|a| (a.entry.seq, a.epoch));
         let now = Instant::now();
         let window = self.config.batch_window;
         let held = self

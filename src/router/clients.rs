@@ -111,6 +111,11 @@ impl Router {
             },
         };
         self.welcome(id, session.as_deref());
+        if let Some(session) = &session {
+            // With other hubs, the session's position (and its owner) is
+            // Redis's: its publications wait until Redis answers.
+            self.cluster_claim(id, session);
+        }
         if let Some((code, message)) = refused {
             self.error(id, code, &message, None);
         }

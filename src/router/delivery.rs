@@ -20,7 +20,7 @@ use tungstenite::Bytes;
 use super::Router;
 use super::batches::BatchKey;
 use crate::config::Config;
-use crate::engine::{StreamKey, USER_PREFIX};
+use crate::engine::{Appended, StreamKey, USER_PREFIX};
 use crate::link::{Drained, Link, Push, QueueLimits, Scratch};
 use crate::protocol::{
     Close, Envelope, ErrorCode, Kind, Message, Position, Topic, error_data, raw,
@@ -214,26 +214,45 @@ impl Router {
         {
             publication.target = Target::User(user.to_owned());
         }
+        // With other hubs, it goes through Redis and is delivered when it
+        // comes back, like on every hub.
+        if let Some(reached) = self.cluster_publish(&publication) {
+            return reached;
+        }
+        self.publish_here(publication, None, SystemTime::now())
+    }
+
+    /// Delivers to this hub's clients: into its target's batch when
+    /// batched, otherwise now. A publication to a stream is numbered here,
+    /// unless Redis numbered it (`numbered`).
+    pub(super) fn publish_here(
+        &mut self,
+        publication: Publication,
+        numbered: Option<Appended>,
+        time: SystemTime,
+    ) -> usize {
         if let Some(key) = BatchKey::of(&publication.target) {
             // A client catching up on the stream gets it after its replay,
             // one by one: a batch would overtake the replay.
             let replaying =
                 StreamKey::of(&publication.target).is_some_and(|s| self.is_replaying(&s));
             if publication.batched && !replaying {
-                return self.hold(key, publication);
+                return self.hold(key, publication, numbered);
             }
             if self.batches.is_held(&key) {
                 self.flush_batch(&key);
             }
         }
-        let time = SystemTime::now();
-        let appended = self.record(
-            &publication.target,
-            &publication.kind,
-            publication.data.as_deref(),
-            publication.from.as_ref(),
-            time,
-        );
+        let appended = match numbered {
+            Some(numbered) => Some(numbered),
+            None => self.record(
+                &publication.target,
+                &publication.kind,
+                publication.data.as_deref(),
+                publication.from.as_ref(),
+                time,
+            ),
+        };
         let topic = publication.target.topic();
         let position = appended.as_ref().map(|a| Position {
             seq: a.entry.seq,

@@ -30,10 +30,40 @@ use crate::subscriptions::ClientId;
 pub(super) struct Replaying {
     pub stream: StreamKey,
     topic: Topic,
-    epoch: Arc<str>,
-    /// What is still to go: the missed publications, then the live ones
-    /// that came meanwhile.
-    pending: VecDeque<Arc<Entry>>,
+    /// What is still to go, each in its epoch: the missed publications,
+    /// then the live ones that came meanwhile.
+    pending: VecDeque<(Arc<Entry>, Arc<str>)>,
+    /// Redis has not said yet where the stream stands (see
+    /// [`cluster`](super::cluster)): nothing goes out, live ones gather
+    /// until the answer with this ticket comes.
+    waiting: Option<u64>,
+}
+
+impl Replaying {
+    /// A subscription waiting for Redis: its publications wait here.
+    pub(super) fn waiting(stream: StreamKey, ticket: u64) -> Replaying {
+        Replaying {
+            topic: stream.topic(),
+            stream,
+            pending: VecDeque::new(),
+            waiting: Some(ticket),
+        }
+    }
+
+    /// Whether it waits for the answer with `ticket`.
+    pub(super) fn waits_for(&self, ticket: u64) -> bool {
+        self.waiting == Some(ticket)
+    }
+
+    /// What came while it waited.
+    pub(super) fn into_pending(self) -> Vec<(Arc<Entry>, Arc<str>)> {
+        self.pending.into()
+    }
+
+    /// Takes over what an earlier replay of the stream still had to send.
+    pub(super) fn extend(&mut self, pending: Vec<(Arc<Entry>, Arc<str>)>) {
+        self.pending.extend(pending);
+    }
 }
 
 impl StreamKey {
@@ -73,22 +103,32 @@ impl Router {
     ) -> Option<Appended> {
         let stream = StreamKey::of(target)?;
         let appended = self.history.append(&stream, kind, data, from, time)?;
-        if !self.replaying.is_empty() {
-            for id in &self.replaying {
-                let Some(client) = self.clients.get_mut(id) else {
-                    continue;
-                };
-                for replay in &mut client.replays {
-                    if replay.stream == stream {
-                        replay.pending.push_back(Arc::clone(&appended.entry));
-                    }
-                }
-            }
-        }
+        self.numbered_alone(&stream);
+        self.feed_replays(&stream, &appended);
         if self.history.wants_sweep() {
             self.sweep_history(Instant::now());
         }
         Some(appended)
+    }
+
+    /// Clients catching up on `stream` get `appended` after what they are
+    /// catching up on.
+    pub(super) fn feed_replays(&mut self, stream: &StreamKey, appended: &Appended) {
+        if self.replaying.is_empty() {
+            return;
+        }
+        for id in &self.replaying {
+            let Some(client) = self.clients.get_mut(id) else {
+                continue;
+            };
+            for replay in &mut client.replays {
+                if replay.stream == *stream {
+                    replay
+                        .pending
+                        .push_back((Arc::clone(&appended.entry), Arc::clone(&appended.epoch)));
+                }
+            }
+        }
     }
 
     /// Whether a client is catching up on `stream` (its live publications
@@ -137,6 +177,10 @@ impl Router {
         {
             self.flush_batch(&key);
         }
+        // With other hubs, Redis says where the stream stands.
+        if self.cluster_open_stream(id, topic, &since, correlation, true) {
+            return;
+        }
         let head = self.history.head(&stream);
         let recovery = match (&since, &head) {
             (None, _) => None,
@@ -165,18 +209,20 @@ impl Router {
         if let (Some(Recovery::Recovered(entries)), Some(head)) = (recovery, head)
             && !entries.is_empty()
         {
-            self.start_replay(id, stream, named, head.epoch, entries);
+            let entries = entries
+                .into_iter()
+                .map(|e| (e, Arc::clone(&head.epoch)))
+                .collect();
+            self.start_replay(id, stream, entries);
         }
     }
 
     /// Queues `entries` for a client, paced if they do not fit now.
-    fn start_replay(
+    pub(super) fn start_replay(
         &mut self,
         id: ClientId,
         stream: StreamKey,
-        topic: Topic,
-        epoch: Arc<str>,
-        entries: Vec<Arc<Entry>>,
+        entries: Vec<(Arc<Entry>, Arc<str>)>,
     ) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
@@ -184,10 +230,10 @@ impl Router {
         // A second `since` for the same stream starts over from it.
         client.replays.retain(|r| r.stream != stream);
         client.replays.push(Replaying {
+            topic: stream.topic(),
             stream,
-            topic,
-            epoch,
             pending: entries.into(),
+            waiting: None,
         });
         self.replaying.insert(id);
         self.pump_replay(id);
@@ -213,12 +259,14 @@ impl Router {
         let mut sent = 0u64;
         let mut gone = false;
         'replays: for replay in &mut client.replays {
-            while let Some(entry) = replay.pending.front() {
+            if replay.waiting.is_some() {
+                continue;
+            }
+            while let Some((entry, epoch)) = replay.pending.front() {
                 if frames >= limits.messages / 2 || bytes >= limits.bytes / 2 {
                     break 'replays;
                 }
-                let frame =
-                    entry_message(entry, &replay.topic, &replay.epoch).encode(client.envelope);
+                let frame = entry_message(entry, &replay.topic, epoch).encode(client.envelope);
                 let len = frame.len();
                 match self.delivery.push(&client.link, frame, limits) {
                     Push::Queued { .. } => {
@@ -235,7 +283,9 @@ impl Router {
                 }
             }
         }
-        client.replays.retain(|r| !r.pending.is_empty() && !gone);
+        client
+            .replays
+            .retain(|r| !gone && (r.waiting.is_some() || !r.pending.is_empty()));
         if client.replays.is_empty() {
             self.replaying.remove(&id);
         }

@@ -28,6 +28,7 @@
 mod app;
 mod batches;
 mod clients;
+mod cluster;
 mod control;
 mod delivery;
 mod history;
@@ -203,6 +204,8 @@ pub(crate) struct Router {
     /// Clients with a paced replay under way.
     replaying: IdSet,
     next_history_sweep: Instant,
+    /// The other hubs, through Redis (`--redis`).
+    cluster: Option<cluster::ClusterState>,
     /// The embedding program's request queue, while it reads it.
     app: Option<AppQueue>,
     services: Services,
@@ -225,12 +228,14 @@ impl Router {
         lanes: Lanes,
         writers: Arc<Writers>,
         app: Option<(Sender<ClientRequest>, Handle)>,
+        cluster: Option<crate::cluster::Cluster>,
     ) -> Router {
         let now = Instant::now();
         Router {
             batches: Batches::default(),
             history: Box::new(crate::engine::memory::Memory::new(config.history_limits())),
             replaying: IdSet::default(),
+            cluster: cluster.map(cluster::ClusterState::new),
             next_history_sweep: now + HISTORY_SWEEP,
             app: app.map(|(sender, handle)| AppQueue { sender, handle }),
             services: Services::default(),
@@ -304,6 +309,11 @@ impl Router {
                 handled += 1;
                 got = true;
             }
+            if let Ok(event) = self.lanes.cluster.try_recv() {
+                self.handle(event);
+                handled += 1;
+                got = true;
+            }
             if !got || (handled % BATCH_CHECK == 0 && started.elapsed() >= BATCH_TIME) {
                 break;
             }
@@ -341,6 +351,7 @@ impl Router {
             recv(lanes.control) -> event => Woke::Event(event.ok()),
             recv(lanes.clients) -> event => Woke::Event(event.ok()),
             recv(lanes.api) -> event => Woke::Event(event.ok()),
+            recv(lanes.cluster) -> event => Woke::Event(event.ok()),
             recv(lanes.ticks) -> tick => Woke::Tick(tick.ok()),
             default(timeout) => Woke::Nothing,
         };
@@ -396,15 +407,33 @@ impl Router {
                 let found = self.names.get(client.as_str()).copied();
                 if let Some(id) = found {
                     self.close(id, Close::Normal, false);
+                    let _ = reply.try_send(true);
+                } else {
+                    // Another hub's client, maybe.
+                    let command = crate::event::Command::Close {
+                        target: crate::Target::Client(client),
+                        code: 1000,
+                        reason: Close::Normal.reason().to_owned(),
+                    };
+                    if let Some((_, waiter)) =
+                        self.route_command(command, cluster::Waiter::Disconnect(reply))
+                    {
+                        self.answer(waiter, crate::event::Answer::Done(false));
+                    }
                 }
-                let _ = reply.try_send(found.is_some());
             }
             Event::Stats { clients, reply } => {
                 let _ = reply.try_send(self.stats(clients));
             }
             Event::Command { command, reply } => {
-                let _ = reply.try_send(self.command(command));
+                if let Some((command, waiter)) =
+                    self.route_command(command, cluster::Waiter::Caller(reply))
+                {
+                    let answer = self.command(command);
+                    self.answer(waiter, answer);
+                }
             }
+            Event::Cluster(event) => self.cluster_event(event),
             Event::Shutdown => self.shutdown(),
         }
         self.close_slow_consumers();
@@ -444,15 +473,25 @@ impl Router {
                     let message = "`since` is for a client's own subscribe, not a service's";
                     self.error(id, ErrorCode::InvalidMessage, message, correlation)
                 }
-                Some(other) => self.service_command(id, correlation, |router| {
-                    router.subscribe_other(&other, &topic)
-                }),
+                Some(other) => self.service_command(
+                    id,
+                    correlation,
+                    crate::event::Command::Subscribe {
+                        client: other,
+                        topic,
+                    },
+                ),
             },
             ClientMessage::Unsubscribe { topic, client } => match client {
                 None => self.unsubscribe(id, topic, correlation),
-                Some(other) => self.service_command(id, correlation, |router| {
-                    router.unsubscribe_other(&other, topic)
-                }),
+                Some(other) => self.service_command(
+                    id,
+                    correlation,
+                    crate::event::Command::Unsubscribe {
+                        client: other,
+                        topic,
+                    },
+                ),
             },
             ClientMessage::Publish {
                 to,
@@ -473,15 +512,21 @@ impl Router {
                 };
                 let code = code.unwrap_or(1000);
                 let reason = reason.unwrap_or_else(|| "Disconnected by the server".to_owned());
-                self.service_command(id, correlation, |router| {
-                    crate::event::Answer::Count(router.close_target(&target, code, &reason))
-                })
+                self.service_command(
+                    id,
+                    correlation,
+                    crate::event::Command::Close {
+                        target,
+                        code,
+                        reason,
+                    },
+                )
             }
-            ClientMessage::SetMeta { client, meta } => {
-                self.service_command(id, correlation, |router| {
-                    router.command(crate::event::Command::SetMeta { client, meta })
-                })
-            }
+            ClientMessage::SetMeta { client, meta } => self.service_command(
+                id,
+                correlation,
+                crate::event::Command::SetMeta { client, meta },
+            ),
             ClientMessage::Subscribers { topic } => {
                 let clients = self.subscribers(&topic);
                 let list: Vec<_> = clients.iter().map(crate::stats::client_body).collect();
@@ -507,9 +552,8 @@ impl Router {
         &mut self,
         id: ClientId,
         correlation: Option<&RawValue>,
-        command: impl FnOnce(&mut Router) -> crate::event::Answer,
+        command: crate::event::Command,
     ) {
-        use crate::event::Answer;
         let service = self
             .clients
             .get(&id)
@@ -518,7 +562,26 @@ impl Router {
             let message = "Only a service connection may act on other clients";
             return self.error(id, ErrorCode::Forbidden, message, correlation);
         }
-        let data = match command(self) {
+        let waiter = cluster::Waiter::Service {
+            client: id,
+            correlation: correlation.map(RawValue::to_owned),
+        };
+        // A client of another hub: the answer comes when that hub sends it.
+        if let Some((command, waiter)) = self.route_command(command, waiter) {
+            let answer = self.command(command);
+            self.answer(waiter, answer);
+        }
+    }
+
+    /// A service connection's command, answered `ack` with what it did.
+    fn service_answer(
+        &mut self,
+        id: ClientId,
+        correlation: Option<&RawValue>,
+        answer: crate::event::Answer,
+    ) {
+        use crate::event::Answer;
+        let data = match answer {
             Answer::Done(done) => serde_json::json!({ "done": done }),
             Answer::Count(count) => serde_json::json!({ "count": count }),
             Answer::Clients(_) | Answer::Presence(_) => serde_json::json!({}),
@@ -601,6 +664,7 @@ impl Router {
             self.sessions.sweep(now, self.config.session_retention);
             self.next_sweep = now + SESSION_SWEEP;
         }
+        self.cluster_tick(now);
         if now >= self.next_history_sweep {
             self.sweep_history(now);
             self.next_history_sweep = now + HISTORY_SWEEP;
@@ -672,6 +736,27 @@ impl Router {
             uptime: self.started.elapsed(),
             last_activity: self.last_activity,
             clients,
+            cluster: self.cluster.as_ref().map(|cluster| {
+                let mut hubs: Vec<crate::stats::HubStats> = cluster
+                    .hubs()
+                    .map(|beat| crate::stats::HubStats {
+                        hub: beat.hub.clone(),
+                        connections: beat.connections,
+                        users: beat.users,
+                        channels: beat.channels,
+                        sessions: beat.sessions,
+                        services: beat.services,
+                        messages_sent: beat.messages_sent,
+                        messages_received: beat.messages_received,
+                    })
+                    .collect();
+                hubs.sort_by(|a, b| a.hub.cmp(&b.hub));
+                crate::stats::ClusterStats {
+                    hub: cluster.hub().to_owned(),
+                    redis_up: cluster.is_up(),
+                    hubs,
+                }
+            }),
         }
     }
 }

@@ -76,6 +76,10 @@ impl Router {
         self.users.add(user, id);
         let returning = self.presence.pending_offline.remove(user).is_some();
         if first && !returning {
+            // With other hubs, Redis says whether it is news.
+            if self.cluster_user_here(user) {
+                return;
+            }
             self.presence.statuses.insert(user.into(), Status::Online);
             self.announce(user);
         }
@@ -84,7 +88,10 @@ impl Router {
     /// The last connection of `user` left.
     pub(super) fn user_disconnected(&mut self, user: &str, now: Instant) {
         if self.stopping.is_some() {
-            self.presence.statuses.remove(user);
+            // The other hubs hear of it at once, not when the lease ends.
+            if !self.cluster_user_gone(user) {
+                self.presence.statuses.remove(user);
+            }
         } else if self.presence.grace.is_zero() {
             self.went_offline(user);
         } else {
@@ -96,8 +103,40 @@ impl Router {
 
     /// A user's last connection is gone (and its grace period over).
     fn went_offline(&mut self, user: &str) {
+        // With other hubs, offline only once the last one anywhere is gone.
+        if self.cluster_user_gone(user) {
+            return;
+        }
         self.presence.statuses.remove(user);
         self.announce(user);
+    }
+
+    /// A user's status changed cluster-wide (Redis said so).
+    pub(super) fn remote_presence(&mut self, user: &str, status: Status) {
+        match status {
+            Status::Offline => {
+                self.presence.statuses.remove(user);
+            }
+            status => {
+                self.presence.statuses.insert(user.into(), status);
+            }
+        }
+        self.announce(user);
+    }
+
+    /// Every user's status as Redis has it, after (re)joining the hubs.
+    pub(super) fn presence_snapshot(&mut self, statuses: Vec<(String, Status)>) {
+        let mut users: Vec<Box<str>> = self.presence.statuses.keys().cloned().collect();
+        self.presence.statuses = statuses
+            .into_iter()
+            .map(|(user, status)| (user.into_boxed_str(), status))
+            .collect();
+        users.extend(self.presence.statuses.keys().cloned());
+        users.sort();
+        users.dedup();
+        for user in users {
+            self.announce(&user);
+        }
     }
 
     /// `user_presence` from a client.
@@ -114,8 +153,10 @@ impl Router {
             let message = "Presence needs a user: connect with ?userId= or a token";
             return self.error(id, ErrorCode::Forbidden, message, correlation);
         };
-        self.presence.statuses.insert(user.as_str().into(), status);
-        self.announce(&user);
+        if !self.cluster_status(&user, status) {
+            self.presence.statuses.insert(user.as_str().into(), status);
+            self.announce(&user);
+        }
         if correlation.is_some() {
             self.reply(id, Kind::Ack, None, None::<Empty>, correlation);
         }

@@ -1,0 +1,662 @@
+//! The two threads that talk to Redis, and the scripts they run there.
+//!
+//! - `wshub-cluster-out` owns the command connection. It takes what the
+//!   router asks ([`Out`]) in batches and sends each batch as one pipeline:
+//!   a publication to a stream is one script that numbers it, keeps it in
+//!   the stream's history and publishes it, atomically, so every hub sees a
+//!   stream in the same order. It ends when the router drops its sender.
+//! - `wshub-cluster-in` owns the pubsub connection (the bus and this hub's
+//!   own channel) and hands every message to the router's cluster lane. It
+//!   wakes every [`POLL`] to see whether it should stop.
+//!
+//! Both reconnect with backoff (100 ms doubling to 5 s), log the outage
+//! once and its end once, and tell the router ([`In::State`]), which serves
+//! its own clients alone while either is down.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use redis::{Connection, Value};
+
+use super::wire::{self, Wire};
+use super::{HeadReply, In, Kept, Out, Settings, Side};
+use crate::event::{Event, Inbox};
+
+/// How often the pubsub reader looks whether it should stop.
+const POLL: Duration = Duration::from_millis(200);
+/// Most requests sent in one pipeline.
+const BATCH: usize = 512;
+/// How long to wait for Redis to answer before taking it for gone.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Numbers a publication in its stream, keeps it, publishes it.
+/// KEYS: meta hash, history stream. ARGV: channel, JSON, maxlen, history TTL
+/// (ms), meta TTL (ms), now (ms), a fresh epoch (used if the stream has
+/// none: its history was lost, or it is new).
+const PUBLISH: &str = r"
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[7]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-1', 't', ARGV[6], 'm', ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[1], seq .. ' ' .. epoch .. ' ' .. ARGV[2])
+return seq
+";
+
+/// Where a stream stands and what it kept after `since`; first claims a
+/// session for its user, if asked.
+/// KEYS: meta hash, history stream, session owner key. ARGV: since (-1:
+/// none), most entries, meta TTL (ms), a fresh epoch, '1' if the stream
+/// keeps history, the claiming user ('' for none), the claim's TTL (ms).
+const HEAD: &str = r"
+if ARGV[6] ~= '' then
+  local owner = redis.call('GET', KEYS[3])
+  if owner and owner ~= ARGV[6] then
+    return {'refused', owner}
+  end
+  redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[7])
+end
+if ARGV[5] ~= '1' then
+  return {'ok'}
+end
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+local since = tonumber(ARGV[1])
+local entries = {}
+if since >= 0 and since < seq then
+  entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT', ARGV[2])
+end
+return {'ok', seq, epoch, entries}
+";
+
+/// A user's connection on this hub: the first anywhere makes it online.
+/// The hub's lease is made sure of first, so that a hub dying before its
+/// first heartbeat still has its users swept.
+/// KEYS: the user's hubs, the hub's users, the status hash, the leases.
+/// ARGV: user, hub, bus channel, the framed `online` message, the lease's
+/// end (ms).
+const JOIN: &str = r"
+redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[1], ARGV[2])
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
+  redis.call('HSET', KEYS[3], ARGV[1], 'online')
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+  return 1
+end
+return 0
+";
+
+/// A user's last connection on this hub is gone: the last anywhere makes
+/// it offline. KEYS and ARGV as [`JOIN`], with the `offline` message (the
+/// lease is left alone).
+const LEAVE: &str = r"
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[1], ARGV[2])
+if redis.call('SCARD', KEYS[1]) == 0 and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+  return 1
+end
+return 0
+";
+
+/// A status a user set, told once cluster-wide if it changed.
+/// KEYS: the status hash. ARGV: user, status, bus channel, framed message.
+const STATUS: &str = r"
+local now = redis.call('HGET', KEYS[1], ARGV[1])
+if not now or now == ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+";
+
+/// This hub's lease, and the users of hubs whose lease ran out: offline,
+/// once, if they have no connection left anywhere.
+/// KEYS: the hubs' leases. ARGV: hub, now (ms), lease (ms), key prefix,
+/// bus channel.
+const BEAT: &str = r#"
+redis.call('ZADD', KEYS[1], ARGV[2] + ARGV[3], ARGV[1])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+for _, hub in ipairs(dead) do
+  redis.call('ZREM', KEYS[1], hub)
+  local users = ARGV[4] .. ':hu:' .. hub
+  for _, user in ipairs(redis.call('SMEMBERS', users)) do
+    local hubs = ARGV[4] .. ':p:' .. user
+    redis.call('SREM', hubs, hub)
+    local statuses = ARGV[4] .. ':status'
+    if redis.call('SCARD', hubs) == 0 and redis.call('HEXISTS', statuses, user) == 1 then
+      redis.call('HDEL', statuses, user)
+      redis.call('PUBLISH', ARGV[5],
+        '- - {"presence":{"user":' .. cjson.encode(user) .. ',"status":"offline"}}')
+    end
+  end
+  redis.call('DEL', users)
+end
+return #dead
+"#;
+
+/// The scripts, loaded on every connection (a restarted Redis has none).
+struct Scripts {
+    publish: String,
+    head: String,
+    join: String,
+    leave: String,
+    status: String,
+    beat: String,
+}
+
+impl Scripts {
+    fn load(con: &mut Connection) -> redis::RedisResult<Scripts> {
+        let mut load = |body: &str| -> redis::RedisResult<String> {
+            redis::cmd("SCRIPT").arg("LOAD").arg(body).query(con)
+        };
+        Ok(Scripts {
+            publish: load(PUBLISH)?,
+            head: load(HEAD)?,
+            join: load(JOIN)?,
+            leave: load(LEAVE)?,
+            status: load(STATUS)?,
+            beat: load(BEAT)?,
+        })
+    }
+}
+
+/// Reconnection delays: 100 ms doubling to 5 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(Duration::from_millis(100))
+    }
+
+    fn next(&mut self) -> Duration {
+        let now = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        now
+    }
+}
+
+/// Milliseconds since 1970.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn connect(client: &redis::Client) -> redis::RedisResult<Connection> {
+    let con = client.get_connection_with_timeout(IO_TIMEOUT)?;
+    con.set_read_timeout(Some(IO_TIMEOUT))?;
+    con.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(con)
+}
+
+/// Whether the connection is to be given up after `err`.
+fn broken(err: &redis::RedisError) -> bool {
+    err.is_io_error() || err.is_connection_dropped() || err.is_timeout()
+}
+
+/// Tells the router, unless it is gone (then the thread ends soon anyway).
+fn tell(inbox: &Inbox, event: In) -> bool {
+    inbox.send(Event::Cluster(event))
+}
+
+/// The cluster-out thread's loop.
+pub(super) fn run_out(
+    client: redis::Client,
+    settings: Arc<Settings>,
+    requests: Receiver<Out>,
+    inbox: Inbox,
+) {
+    let mut backoff = Backoff::new();
+    let mut down_since_logged = false;
+    loop {
+        let (mut con, scripts) = match connect(&client).and_then(|mut con| {
+            let scripts = Scripts::load(&mut con)?;
+            Ok((con, scripts))
+        }) {
+            Ok(ready) => ready,
+            Err(err) => {
+                if !down_since_logged {
+                    log::warn!(
+                        "Redis at {} is unreachable ({err}): serving this hub's clients alone, reconnecting",
+                        settings.shown_url
+                    );
+                    down_since_logged = true;
+                }
+                tell(&inbox, In::State(Side::Out, false));
+                // Whatever the router sent meanwhile cannot go: hand it back.
+                let wait = backoff.next();
+                match requests.recv_timeout(wait) {
+                    Ok(first) => {
+                        let mut batch = vec![first];
+                        batch.extend(requests.try_iter().take(BATCH));
+                        give_back(&inbox, batch);
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                continue;
+            }
+        };
+        if down_since_logged {
+            log::info!("Redis at {} is back", settings.shown_url);
+        } else {
+            log::info!(
+                "joined the hubs of Redis at {} as hub {}",
+                settings.shown_url,
+                settings.hub
+            );
+        }
+        backoff = Backoff::new();
+        tell(&inbox, In::State(Side::Out, true));
+        loop {
+            let first = match requests.recv() {
+                Ok(first) => first,
+                Err(_) => return,
+            };
+            let mut batch = vec![first];
+            batch.extend(requests.try_iter().take(BATCH));
+            match send_batch(&mut con, &scripts, &settings, &batch) {
+                Ok(replies) => {
+                    for reply in replies {
+                        tell(&inbox, reply);
+                    }
+                }
+                Err(err) if broken(&err) => {
+                    log::warn!("lost Redis at {} ({err}): reconnecting", settings.shown_url);
+                    down_since_logged = true;
+                    tell(&inbox, In::State(Side::Out, false));
+                    give_back(&inbox, batch);
+                    break;
+                }
+                Err(err) => {
+                    crate::throttle::warn_throttled!("Redis refused a batch: {err}");
+                    give_back(&inbox, batch);
+                }
+            }
+        }
+    }
+}
+
+/// Publications that could not be sent go back to the router, which
+/// delivers them to its own clients; heads are answered with nothing.
+fn give_back(inbox: &Inbox, batch: Vec<Out>) {
+    let mut undelivered = Vec::new();
+    for out in batch {
+        match out {
+            Out::Publish { .. } | Out::Send { .. } => undelivered.push(out),
+            Out::Head { ticket, .. } => {
+                tell(
+                    inbox,
+                    In::Head {
+                        ticket,
+                        reply: None,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+    if !undelivered.is_empty() {
+        tell(inbox, In::Undelivered(undelivered));
+    }
+}
+
+/// One batch as one pipeline; the answers the router waits for.
+fn send_batch(
+    con: &mut Connection,
+    scripts: &Scripts,
+    settings: &Settings,
+    batch: &[Out],
+) -> redis::RedisResult<Vec<In>> {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    let now = now_ms();
+    let key = |kind: &str, name: &str| format!("{}:{kind}:{name}", settings.prefix);
+    let bus = wire::bus_channel(&settings.prefix);
+    for out in batch {
+        match out {
+            Out::Publish {
+                channel,
+                stream,
+                body,
+            } => match stream {
+                Some(stream) => {
+                    pipe.cmd("EVALSHA")
+                        .arg(&scripts.publish)
+                        .arg(2)
+                        .arg(key("m", stream))
+                        .arg(key("h", stream))
+                        .arg(channel)
+                        .arg(body)
+                        .arg(settings.history_size)
+                        .arg(settings.history_ttl_ms)
+                        .arg(settings.meta_ttl_ms)
+                        .arg(now)
+                        .arg(super::fresh_epoch());
+                }
+                None => {
+                    pipe.cmd("PUBLISH").arg(channel).arg(format!("- - {body}"));
+                }
+            },
+            Out::Send { channel, body } => {
+                pipe.cmd("PUBLISH").arg(channel).arg(body);
+            }
+            Out::Head {
+                stream,
+                since,
+                claim,
+                history,
+                ..
+            } => {
+                let (owner_key, user) = match claim {
+                    Some((session, user)) => (key("owner", session), user.as_str()),
+                    None => ("-".to_owned(), ""),
+                };
+                pipe.cmd("EVALSHA")
+                    .arg(&scripts.head)
+                    .arg(3)
+                    .arg(key("m", stream))
+                    .arg(key("h", stream))
+                    .arg(owner_key)
+                    .arg(since.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX)))
+                    .arg(settings.history_size.max(1))
+                    .arg(settings.meta_ttl_ms)
+                    .arg(super::fresh_epoch())
+                    .arg(if *history { "1" } else { "0" })
+                    .arg(user)
+                    .arg(settings.claim_ttl_ms);
+            }
+            Out::Join { user } | Out::Leave { user } => {
+                let (script, status) = match out {
+                    Out::Join { .. } => (&scripts.join, crate::Status::Online),
+                    _ => (&scripts.leave, crate::Status::Offline),
+                };
+                let message = wire::frame(&Wire::Presence {
+                    user: user.clone(),
+                    status,
+                })
+                .unwrap_or_default();
+                pipe.cmd("EVALSHA")
+                    .arg(script)
+                    .arg(4)
+                    .arg(key("p", user))
+                    .arg(key("hu", &settings.hub))
+                    .arg(format!("{}:status", settings.prefix))
+                    .arg(format!("{}:hubs", settings.prefix))
+                    .arg(user)
+                    .arg(&*settings.hub)
+                    .arg(&bus)
+                    .arg(message)
+                    .arg(now + settings.lease_ms);
+            }
+            Out::Status { user, status } => {
+                let message = wire::frame(&Wire::Presence {
+                    user: user.clone(),
+                    status: *status,
+                })
+                .unwrap_or_default();
+                pipe.cmd("EVALSHA")
+                    .arg(&scripts.status)
+                    .arg(1)
+                    .arg(format!("{}:status", settings.prefix))
+                    .arg(user)
+                    .arg(status.as_str())
+                    .arg(&bus)
+                    .arg(message);
+            }
+            Out::NewEpochs(streams) => {
+                for stream in streams {
+                    pipe.cmd("HSET")
+                        .arg(key("m", stream))
+                        .arg("epoch")
+                        .arg(super::fresh_epoch());
+                }
+                // At least one command per request keeps the indexes simple.
+                pipe.cmd("PING");
+            }
+            Out::Heartbeat { beat, sessions } => {
+                pipe.cmd("EVALSHA")
+                    .arg(&scripts.beat)
+                    .arg(1)
+                    .arg(format!("{}:hubs", settings.prefix))
+                    .arg(&*settings.hub)
+                    .arg(now)
+                    .arg(settings.lease_ms)
+                    .arg(&settings.prefix)
+                    .arg(&bus);
+                pipe.cmd("PUBLISH").arg(&bus).arg(beat);
+                for session in sessions {
+                    pipe.cmd("PEXPIRE")
+                        .arg(key("owner", session))
+                        .arg(settings.claim_ttl_ms);
+                }
+            }
+            Out::Snapshot => {
+                pipe.cmd("HGETALL")
+                    .arg(format!("{}:status", settings.prefix));
+            }
+            Out::Probe => {
+                pipe.cmd("PING");
+            }
+        }
+    }
+    let values: Vec<Value> = pipe.query(con)?;
+    // Walk the answers in the order the commands went.
+    let mut answers = values.into_iter();
+    let mut replies = Vec::new();
+    for out in batch {
+        match out {
+            Out::Publish { .. } | Out::Send { .. } => {
+                if let Some(Value::ServerError(err)) = answers.next() {
+                    crate::throttle::warn_throttled!("Redis refused a publication: {err:?}");
+                }
+            }
+            Out::Head { ticket, .. } => {
+                let reply = answers.next().and_then(head_reply);
+                replies.push(In::Head {
+                    ticket: *ticket,
+                    reply,
+                });
+            }
+            Out::Join { .. } | Out::Leave { .. } | Out::Status { .. } => {
+                answers.next();
+            }
+            Out::NewEpochs(streams) => {
+                for _ in 0..=streams.len() {
+                    answers.next();
+                }
+            }
+            Out::Heartbeat { sessions, .. } => {
+                for _ in 0..2 + sessions.len() {
+                    answers.next();
+                }
+            }
+            Out::Snapshot => {
+                let statuses = answers.next().map(statuses).unwrap_or_default();
+                replies.push(In::Snapshot(statuses));
+            }
+            Out::Probe => {
+                answers.next();
+                replies.push(In::State(Side::Out, true));
+            }
+        }
+    }
+    Ok(replies)
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn number(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+/// The head script's answer.
+fn head_reply(value: Value) -> Option<HeadReply> {
+    let Value::Array(parts) = value else {
+        return None;
+    };
+    match parts.first().and_then(text).as_deref() {
+        Some("refused") => Some(HeadReply {
+            refused: Some(parts.get(1).and_then(text).unwrap_or_default()),
+            ..HeadReply::default()
+        }),
+        Some("ok") if parts.len() == 1 => Some(HeadReply::default()),
+        Some("ok") => {
+            let seq = parts.get(1).and_then(number)?;
+            let epoch = parts.get(2).and_then(text)?;
+            let entries = match parts.get(3) {
+                Some(Value::Array(entries)) => entries.iter().filter_map(kept).collect(),
+                _ => Vec::new(),
+            };
+            Some(HeadReply {
+                position: Some((seq, epoch)),
+                entries,
+                refused: None,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// One XRANGE entry: `[id, [field, value, ...]]`.
+fn kept(value: &Value) -> Option<Kept> {
+    let Value::Array(pair) = value else {
+        return None;
+    };
+    let id = text(pair.first()?)?;
+    let seq = id.split('-').next()?.parse().ok()?;
+    let Value::Array(fields) = pair.get(1)? else {
+        return None;
+    };
+    let mut ts = None;
+    let mut publication = None;
+    for field in fields.chunks(2) {
+        match (field.first().and_then(text).as_deref(), field.get(1)) {
+            (Some("t"), Some(value)) => ts = number(value),
+            (Some("m"), Some(Value::BulkString(json))) => publication = wire::publication(json),
+            _ => {}
+        }
+    }
+    Some(Kept {
+        seq,
+        ts: ts?,
+        publication: publication?,
+    })
+}
+
+/// HGETALL of the status hash.
+fn statuses(value: Value) -> Vec<(String, crate::Status)> {
+    let pairs: Vec<(Value, Value)> = match value {
+        Value::Array(flat) => {
+            let mut pairs = Vec::new();
+            let mut flat = flat.into_iter();
+            while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+                pairs.push((k, v));
+            }
+            pairs
+        }
+        Value::Map(pairs) => pairs,
+        _ => Vec::new(),
+    };
+    pairs
+        .iter()
+        .filter_map(|(user, status)| {
+            let status = crate::Status::from_wire(&text(status)?)?;
+            Some((text(user)?, status))
+        })
+        .collect()
+}
+
+/// The cluster-in thread's loop.
+pub(super) fn run_in(
+    client: redis::Client,
+    settings: Arc<Settings>,
+    inbox: Inbox,
+    stop: Arc<AtomicBool>,
+) {
+    let mut backoff = Backoff::new();
+    let channels = [
+        wire::bus_channel(&settings.prefix),
+        wire::hub_channel(&settings.prefix, &settings.hub),
+    ];
+    while !stop.load(Ordering::Acquire) {
+        let mut con = match connect(&client) {
+            Ok(con) => con,
+            Err(_) => {
+                tell(&inbox, In::State(Side::In, false));
+                sleep_unless_stopped(backoff.next(), &stop);
+                continue;
+            }
+        };
+        let mut pubsub = con.as_pubsub();
+        if pubsub.subscribe(&channels).is_err() || pubsub.set_read_timeout(Some(POLL)).is_err() {
+            tell(&inbox, In::State(Side::In, false));
+            sleep_unless_stopped(backoff.next(), &stop);
+            continue;
+        }
+        backoff = Backoff::new();
+        tell(&inbox, In::State(Side::In, true));
+        loop {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            match pubsub.get_message() {
+                Ok(message) => {
+                    let Some(framed) = wire::unframe(message.get_payload_bytes()) else {
+                        crate::throttle::warn_throttled!(
+                            "ignored a message on {} that no hub of this version sent",
+                            message.get_channel_name()
+                        );
+                        continue;
+                    };
+                    if !tell(&inbox, In::Message(Box::new(framed))) {
+                        return;
+                    }
+                }
+                Err(err) if err.is_timeout() => {}
+                Err(_) => {
+                    tell(&inbox, In::State(Side::In, false));
+                    break;
+                }
+            }
+        }
+        sleep_unless_stopped(backoff.next(), &stop);
+    }
+}
+
+fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
+    let mut left = wait;
+    while !left.is_zero() && !stop.load(Ordering::Acquire) {
+        let step = left.min(POLL);
+        thread::sleep(step);
+        left -= step;
+    }
+}

@@ -1,0 +1,970 @@
+//! The router's side of scale-out (see [`crate::cluster`]): what it hands
+//! Redis, and what it does with what comes back.
+//!
+//! Runs on the router thread, and never waits: a publication goes to the
+//! cluster-out thread and is delivered here when it comes back on the bus,
+//! with the position Redis gave it, like on every other hub. A `subscribe`
+//! to a stream asks Redis where it stands (and, with `since`, what it
+//! kept); the publications that arrive meanwhile wait in the client's
+//! replay, so the seam has no gap and no duplicate, as on one hub.
+//!
+//! While either Redis connection is down, the hub serves its own clients
+//! alone, numbering with its own history (its own epochs). When both are
+//! back: the streams published to meanwhile get a new epoch in Redis (their
+//! history there has a hole), this hub's users are counted again, the
+//! statuses are read again, and every stream its clients follow is caught
+//! up from where it was delivered last.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use serde_json::value::RawValue;
+
+use super::Router;
+use super::history::Replaying;
+use crate::cluster::wire::{self, HubBeat, Wire, WireAnswer, WireCommand, WireOrigin, WireTarget};
+use crate::cluster::{Cluster, HEARTBEAT, HeadReply, In, LEASE, Out, Side};
+use crate::engine::{Appended, Entry, StreamKey};
+use crate::event::{Answer, Command};
+use crate::protocol::{ErrorCode, Kind, Message, Since, Status, Subscribed, Topic, raw};
+use crate::publish::{Publication, Target};
+use crate::subscriptions::ClientId;
+
+/// How long an answer from another hub is waited for.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A publication from Redis waiting for its stream's catch-up.
+struct Held {
+    seq: u64,
+    epoch: Arc<str>,
+    publication: Publication,
+    time: SystemTime,
+}
+
+/// A client's subscription waiting for Redis.
+struct Subscription {
+    client: ClientId,
+    topic: Topic,
+    since: Option<Since>,
+    correlation: Option<Box<RawValue>>,
+    /// It asked, so it is answered `subscribed` (a session joined at
+    /// connect is not).
+    reply: bool,
+}
+
+/// What an [`Out::Head`] was asked for.
+enum Awaiting {
+    Subscribe(Subscription),
+    /// What this hub's clients missed of a stream while Redis was away.
+    CatchUp {
+        stream: StreamKey,
+        after: u64,
+    },
+}
+
+/// Who waits for another hub's answer to a command.
+pub(super) enum Waiter {
+    /// A handle or the HTTP API.
+    Caller(Sender<Answer>),
+    /// [`Handle::disconnect`](crate::Handle::disconnect) and the like.
+    Disconnect(Sender<bool>),
+    /// A service connection, answered `ack`.
+    Service {
+        client: ClientId,
+        correlation: Option<Box<RawValue>>,
+    },
+}
+
+/// The router's cluster state.
+pub(super) struct ClusterState {
+    link: Cluster,
+    out_up: bool,
+    in_up: bool,
+    /// Both connections were up when last heard of: the router's mode.
+    up: bool,
+    /// Streams this hub numbered alone while Redis was away.
+    dirty: HashSet<StreamKey>,
+    /// The last position delivered here, per stream with clients here.
+    last: HashMap<StreamKey, (u64, Arc<str>)>,
+    /// Streams being caught up: their live publications wait here.
+    catching_up: HashMap<StreamKey, Vec<Held>>,
+    heads: HashMap<u64, Awaiting>,
+    next_ticket: u64,
+    /// Every hub heard of lately (this one too), and when.
+    hubs: HashMap<String, (HubBeat, Instant)>,
+    commands: HashMap<u64, (Waiter, Instant)>,
+    next_command: u64,
+    next_beat: Instant,
+    /// Round robin over the hubs with service connections.
+    turn: usize,
+}
+
+impl ClusterState {
+    pub(super) fn new(link: Cluster) -> ClusterState {
+        ClusterState {
+            link,
+            out_up: false,
+            in_up: false,
+            up: false,
+            dirty: HashSet::new(),
+            last: HashMap::new(),
+            catching_up: HashMap::new(),
+            heads: HashMap::new(),
+            next_ticket: 1,
+            hubs: HashMap::new(),
+            commands: HashMap::new(),
+            next_command: 1,
+            next_beat: Instant::now(),
+            turn: 0,
+        }
+    }
+
+    pub(super) fn hub(&self) -> &str {
+        &self.link.hub
+    }
+
+    pub(super) fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// The hubs heard of within a lease, and their numbers.
+    pub(super) fn hubs(&self) -> impl Iterator<Item = &HubBeat> + '_ {
+        self.hubs.values().map(|(beat, _)| beat)
+    }
+
+    fn bus(&self) -> String {
+        wire::bus_channel(&self.link.prefix)
+    }
+
+    fn channel_of(&self, hub: &str) -> String {
+        wire::hub_channel(&self.link.prefix, hub)
+    }
+}
+
+/// ms since 1970 and back.
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn time_of(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl StreamKey {
+    /// Its name in Redis keys: `c:<channel>`, `s:<session>`, `u:<user>`.
+    pub(super) fn redis_name(&self) -> String {
+        match self {
+            StreamKey::Channel(name) => format!("c:{name}"),
+            StreamKey::Session(id) => format!("s:{id}"),
+            StreamKey::User(id) => format!("u:{id}"),
+        }
+    }
+}
+
+impl Router {
+    /// Whether publications go through Redis now.
+    pub(super) fn cluster_up(&self) -> bool {
+        self.cluster.as_ref().is_some_and(ClusterState::is_up)
+    }
+
+    /// Sends a publication to every hub through Redis; `None` when it is to
+    /// be delivered here alone (no Redis, Redis away, or a filter, which is
+    /// code and cannot cross). The count is of this hub's clients.
+    pub(super) fn cluster_publish(&mut self, publication: &Publication) -> Option<usize> {
+        let cluster = self.cluster.as_ref().filter(|c| c.up)?;
+        let to = WireTarget::of(&publication.target)?;
+        let channel = match &publication.target {
+            Target::Client(name) => match wire::hub_of(name) {
+                Some(hub) => cluster.channel_of(hub),
+                None => cluster.bus(),
+            },
+            _ => cluster.bus(),
+        };
+        let stream = StreamKey::of(&publication.target)
+            .filter(|s| self.history.keeps(s))
+            .map(|s| s.redis_name());
+        let body = Wire::Pub(wire::Publication {
+            hub: cluster.hub().to_owned(),
+            to,
+            kind: publication.kind.to_string(),
+            data: publication.data.clone(),
+            from: publication.from.as_ref().map(WireOrigin::of),
+            ts: millis(SystemTime::now()),
+            batched: publication.batched,
+            corr: publication.correlation_id.clone(),
+        });
+        let body = serde_json::to_string(&body).ok()?;
+        if !cluster.link.send(Out::Publish {
+            channel,
+            stream,
+            body,
+        }) {
+            crate::throttle::warn_throttled!(
+                "the queue to Redis is full: a publication is delivered on this hub alone"
+            );
+            return None;
+        }
+        Some(self.audience_size(&publication.target))
+    }
+
+    /// A streamed publication numbered here while Redis is away: its
+    /// stream's history in Redis will have a hole.
+    pub(super) fn numbered_alone(&mut self, stream: &StreamKey) {
+        if let Some(cluster) = &mut self.cluster
+            && !cluster.up
+        {
+            cluster.dirty.insert(stream.clone());
+        }
+    }
+
+    /// One event from the cluster threads.
+    pub(super) fn cluster_event(&mut self, event: In) {
+        match event {
+            In::State(side, up) => self.cluster_state(side, up),
+            In::Message(framed) => {
+                let framed = *framed;
+                match framed.wire {
+                    Wire::Pub(publication) => {
+                        self.remote_publication(framed.seq, framed.epoch, publication)
+                    }
+                    Wire::Presence { user, status } => self.remote_presence(&user, status),
+                    Wire::Cmd { from, id, cmd } => self.remote_command(&from, id, cmd),
+                    Wire::Reply { id, answer } => self.remote_answer(id, answer.answer()),
+                    Wire::Request(request) => self.remote_request(request),
+                    Wire::Hub(beat) => {
+                        if let Some(cluster) = &mut self.cluster {
+                            cluster
+                                .hubs
+                                .insert(beat.hub.clone(), (beat, Instant::now()));
+                        }
+                    }
+                }
+            }
+            In::Head { ticket, reply } => {
+                let awaiting = self.cluster.as_mut().and_then(|c| c.heads.remove(&ticket));
+                match awaiting {
+                    Some(Awaiting::Subscribe(subscription)) => {
+                        self.resolve_subscribe(ticket, subscription, reply)
+                    }
+                    Some(Awaiting::CatchUp { stream, after }) => {
+                        self.resolve_catch_up(stream, after, reply)
+                    }
+                    None => {}
+                }
+            }
+            In::Snapshot(statuses) => self.presence_snapshot(statuses),
+            In::Undelivered(outs) => {
+                for out in outs {
+                    if let Out::Publish { body, .. } | Out::Send { body, .. } = out {
+                        let json = body.strip_prefix("- - ").unwrap_or(&body);
+                        if let Ok(Wire::Pub(publication)) = serde_json::from_str(json) {
+                            self.deliver_alone(publication);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A publication Redis could not take is delivered here alone.
+    fn deliver_alone(&mut self, publication: wire::Publication) {
+        let Some(publication) = self.local_publication(publication) else {
+            return;
+        };
+        self.publish_here(publication, None, SystemTime::now());
+    }
+
+    /// One connection up or down; the mode changes when both agree.
+    fn cluster_state(&mut self, side: Side, up: bool) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        match side {
+            Side::Out => cluster.out_up = up,
+            Side::In => {
+                cluster.in_up = up;
+                if !up {
+                    // Whatever broke the pubsub connection may have broken
+                    // the other one unnoticed: trust it again once it
+                    // answers.
+                    cluster.out_up = false;
+                    cluster.link.send(Out::Probe);
+                }
+            }
+        }
+        let now_up = cluster.out_up && cluster.in_up;
+        if now_up == cluster.up {
+            return;
+        }
+        cluster.up = now_up;
+        if now_up {
+            self.cluster_came_up();
+        } else {
+            log::warn!("cut off from the other hubs: serving this hub's clients alone");
+            // What was asked and will not be answered is answered now.
+            let heads: Vec<u64> = cluster.heads.keys().copied().collect();
+            for ticket in heads {
+                self.cluster_event(In::Head {
+                    ticket,
+                    reply: None,
+                });
+            }
+        }
+    }
+
+    /// Both connections are back (or up for the first time).
+    fn cluster_came_up(&mut self) {
+        // The lease first: the users counted below are swept with it if
+        // this hub dies.
+        self.heartbeat(Instant::now());
+        let users: Vec<String> = self.users.names().map(str::to_owned).collect();
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let dirty: Vec<String> = cluster.dirty.drain().map(|s| s.redis_name()).collect();
+        if !dirty.is_empty() {
+            log::info!(
+                "{} streams were published to on this hub alone while Redis was away: they start a new epoch",
+                dirty.len()
+            );
+            cluster.link.send(Out::NewEpochs(dirty));
+        }
+        for user in users {
+            cluster.link.send(Out::Join { user });
+        }
+        cluster.link.send(Out::Snapshot);
+        cluster.next_beat = Instant::now();
+        // What this hub's clients missed meanwhile.
+        let last: Vec<(StreamKey, u64)> = cluster
+            .last
+            .iter()
+            .map(|(stream, (seq, _))| (stream.clone(), *seq))
+            .collect();
+        for (stream, after) in last {
+            let Some(cluster) = &mut self.cluster else {
+                return;
+            };
+            let ticket = cluster.next_ticket;
+            cluster.next_ticket += 1;
+            let name = stream.redis_name();
+            cluster.catching_up.insert(stream.clone(), Vec::new());
+            cluster
+                .heads
+                .insert(ticket, Awaiting::CatchUp { stream, after });
+            cluster.link.send(Out::Head {
+                ticket,
+                stream: name,
+                since: Some(after),
+                claim: None,
+                history: true,
+            });
+        }
+    }
+
+    /// A wire publication as this hub delivers it; `None` for a client
+    /// that is not here.
+    fn local_publication(&self, p: wire::Publication) -> Option<Publication> {
+        let target = p.to.target();
+        if let Target::Client(name) = &target
+            && !self.names.contains_key(name.as_str())
+        {
+            return None;
+        }
+        Some(Publication {
+            target,
+            kind: p.kind.into(),
+            data: p.data,
+            correlation_id: p.corr,
+            batched: p.batched,
+            from: p.from.as_ref().map(WireOrigin::origin),
+        })
+    }
+
+    /// A publication back from Redis, with its position if it is on a stream.
+    fn remote_publication(
+        &mut self,
+        seq: Option<u64>,
+        epoch: Option<String>,
+        p: wire::Publication,
+    ) {
+        let time = time_of(p.ts);
+        let Some(publication) = self.local_publication(p) else {
+            return;
+        };
+        let position = match (seq, epoch, StreamKey::of(&publication.target)) {
+            (Some(seq), Some(epoch), Some(stream)) => Some((stream, seq, Arc::<str>::from(epoch))),
+            _ => None,
+        };
+        if let Some((stream, seq, epoch)) = position {
+            if let Some(held) = self
+                .cluster
+                .as_mut()
+                .and_then(|c| c.catching_up.get_mut(&stream))
+            {
+                held.push(Held {
+                    seq,
+                    epoch,
+                    publication,
+                    time,
+                });
+                return;
+            }
+            self.deliver_numbered(&stream, seq, epoch, publication, time);
+        } else {
+            self.publish_here(publication, None, time);
+        }
+    }
+
+    /// Delivers a publication Redis numbered, to this hub's clients.
+    fn deliver_numbered(
+        &mut self,
+        stream: &StreamKey,
+        seq: u64,
+        epoch: Arc<str>,
+        publication: Publication,
+        time: SystemTime,
+    ) {
+        let entry = Arc::new(Entry::new(
+            seq,
+            &publication.kind,
+            publication.data.as_deref(),
+            publication.from.as_ref(),
+            time,
+        ));
+        let appended = Appended { entry, epoch };
+        self.feed_replays(stream, &appended);
+        if self.audience_size(&publication.target) > 0
+            && let Some(cluster) = &mut self.cluster
+        {
+            cluster
+                .last
+                .insert(stream.clone(), (seq, Arc::clone(&appended.epoch)));
+        }
+        self.publish_here(publication, Some(appended), time);
+    }
+
+    /// Asks Redis where `topic` stands before the client hears of it; its
+    /// publications wait in its replay meanwhile. `false` when the
+    /// subscription is to be answered here (no Redis, or nothing to ask).
+    pub(super) fn cluster_open_stream(
+        &mut self,
+        id: ClientId,
+        topic: &Topic,
+        since: &Option<Since>,
+        correlation: Option<&RawValue>,
+        reply: bool,
+    ) -> bool {
+        if !self.cluster_up() {
+            return false;
+        }
+        let stream = StreamKey::of_topic(topic);
+        let history = self.history.keeps(&stream);
+        let claim = match (topic, self.clients.get(&id)) {
+            (Topic::Session(session), Some(client)) => client
+                .session_owner()
+                .map(|user| (session.clone(), user.to_owned())),
+            _ => None,
+        };
+        if !history && claim.is_none() {
+            return false;
+        }
+        let Some(cluster) = &mut self.cluster else {
+            return false;
+        };
+        let ticket = cluster.next_ticket;
+        let sent = cluster.link.send(Out::Head {
+            ticket,
+            stream: stream.redis_name(),
+            since: since.as_ref().map(|s| s.seq),
+            claim,
+            history,
+        });
+        if !sent {
+            return false;
+        }
+        cluster.next_ticket += 1;
+        cluster.heads.insert(
+            ticket,
+            Awaiting::Subscribe(Subscription {
+                client: id,
+                topic: topic.clone(),
+                since: since.clone(),
+                correlation: correlation.map(RawValue::to_owned),
+                reply,
+            }),
+        );
+        if let Some(client) = self.clients.get_mut(&id) {
+            // A later subscribe to the same stream supersedes an earlier
+            // one still waiting (whose answer then finds nothing to do).
+            let earlier = client.replays.iter().position(|r| r.stream == stream);
+            let pending = earlier.map(|at| client.replays.remove(at).into_pending());
+            let mut replay = Replaying::waiting(stream, ticket);
+            replay.extend(pending.unwrap_or_default());
+            client.replays.push(replay);
+            self.replaying.insert(id);
+        }
+        true
+    }
+
+    /// Redis answered where a stream stands: the client gets `subscribed`
+    /// (if it asked), then what it missed and what came meanwhile.
+    fn resolve_subscribe(
+        &mut self,
+        ticket: u64,
+        subscription: Subscription,
+        reply: Option<HeadReply>,
+    ) {
+        let Subscription {
+            client: id,
+            topic,
+            since,
+            correlation,
+            reply: wants_reply,
+        } = subscription;
+        let (topic, correlation) = (&topic, correlation.as_deref());
+        let stream = StreamKey::of_topic(topic);
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let Some(at) = client.replays.iter().position(|r| r.waits_for(ticket)) else {
+            return;
+        };
+        let pending: Vec<(Arc<Entry>, Arc<str>)> = client.replays.remove(at).into_pending();
+        if client.replays.is_empty() {
+            self.replaying.remove(&id);
+        }
+        // Redis did not answer: the position is not known here.
+        let reply = reply.unwrap_or_default();
+        if let Some(owner) = reply.refused {
+            self.leave(id, Some(topic));
+            let message = format!("Session {} belongs to another user", topic_name(topic));
+            log::debug!("session claim refused: it is {owner}'s");
+            return self.error(id, ErrorCode::Forbidden, &message, correlation);
+        }
+        let ttl = self.config.history_ttl;
+        let now = SystemTime::now();
+        let (position, recovered, replay) = match reply.position {
+            None => {
+                let recovered = since.as_ref().map(|_| false);
+                (None, recovered, pending)
+            }
+            Some((head, epoch)) => {
+                let epoch: Arc<str> = epoch.into();
+                let kept: Vec<(Arc<Entry>, Arc<str>)> = reply
+                    .entries
+                    .into_iter()
+                    .filter(|k| {
+                        now.duration_since(time_of(k.ts))
+                            .map_or(true, |age| age < ttl)
+                    })
+                    .filter_map(|k| {
+                        let p = self.local_publication_any(k.publication)?;
+                        let entry = Entry::new(
+                            k.seq,
+                            &p.kind,
+                            p.data.as_deref(),
+                            p.from.as_ref(),
+                            time_of(k.ts),
+                        );
+                        Some((Arc::new(entry), Arc::clone(&epoch)))
+                    })
+                    .collect();
+                match &since {
+                    Some(since) => {
+                        let merged = merge(kept, pending.clone());
+                        let contiguous = *since.epoch == *epoch
+                            && since.seq <= head
+                            && is_run(&merged, since.seq, head, &epoch);
+                        if contiguous {
+                            let replay = merged.into_iter().filter(|(e, _)| e.seq > since.seq);
+                            (Some((head, epoch)), Some(true), replay.collect())
+                        } else {
+                            let live = pending.into_iter().filter(|(e, _)| e.seq > head);
+                            (Some((head, epoch)), Some(false), live.collect())
+                        }
+                    }
+                    None => {
+                        // Live from here: from before the first that came
+                        // meanwhile, so none of those looks already seen.
+                        let from = pending.first().map_or(head, |(e, _)| head.min(e.seq - 1));
+                        (Some((from, epoch)), None, pending)
+                    }
+                }
+            }
+        };
+        match recovered {
+            Some(true) => self.counters.recoveries += 1,
+            Some(false) => self.counters.recoveries_lost += 1,
+            None => {}
+        }
+        if wants_reply {
+            let data = raw(&Subscribed {
+                seq: position.as_ref().map(|(seq, _)| *seq),
+                epoch: position.as_ref().map(|(_, epoch)| &**epoch),
+                recovered,
+            });
+            let named = stream.topic();
+            let message = Message::new(Kind::Subscribed.as_str(), Some(&data))
+                .topic(Some(&named))
+                .correlation(correlation);
+            self.send_message(id, &message);
+        }
+        if !replay.is_empty() {
+            self.start_replay(id, stream, replay);
+        }
+    }
+
+    /// A wire publication as an entry, whoever its target is here.
+    fn local_publication_any(&self, p: wire::Publication) -> Option<Publication> {
+        Some(Publication {
+            target: p.to.target(),
+            kind: p.kind.into(),
+            data: p.data,
+            correlation_id: None,
+            batched: false,
+            from: p.from.as_ref().map(WireOrigin::origin),
+        })
+    }
+
+    /// What a stream's clients here missed while Redis was away, then what
+    /// came meanwhile.
+    fn resolve_catch_up(&mut self, stream: StreamKey, after: u64, reply: Option<HeadReply>) {
+        let held = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.catching_up.remove(&stream))
+            .unwrap_or_default();
+        let mut last = after;
+        if let Some((_, epoch)) = reply.as_ref().and_then(|r| r.position.clone()) {
+            let epoch: Arc<str> = epoch.into();
+            for kept in reply.map(|r| r.entries).unwrap_or_default() {
+                if kept.seq <= last {
+                    continue;
+                }
+                let time = time_of(kept.ts);
+                if let Some(publication) = self.local_publication(kept.publication) {
+                    last = kept.seq;
+                    self.deliver_numbered(&stream, kept.seq, Arc::clone(&epoch), publication, time);
+                }
+            }
+        }
+        for held in held {
+            if held.seq > last {
+                last = held.seq;
+                self.deliver_numbered(&stream, held.seq, held.epoch, held.publication, held.time);
+            }
+        }
+    }
+
+    /// A client joined a session at connect: its claim is checked in Redis
+    /// before it hears anything of it.
+    pub(super) fn cluster_claim(&mut self, id: ClientId, session: &str) {
+        let topic = Topic::Session(session.to_owned());
+        self.cluster_open_stream(id, &topic, &None, None, false);
+    }
+
+    // --- presence ----------------------------------------------------------
+
+    /// A user has a first connection here; `false` when presence is this
+    /// hub's alone.
+    pub(super) fn cluster_user_here(&mut self, user: &str) -> bool {
+        match &self.cluster {
+            Some(cluster) if cluster.up => cluster.link.send(Out::Join {
+                user: user.to_owned(),
+            }),
+            _ => false,
+        }
+    }
+
+    /// A user's last connection here is gone.
+    pub(super) fn cluster_user_gone(&mut self, user: &str) -> bool {
+        match &self.cluster {
+            Some(cluster) if cluster.up => cluster.link.send(Out::Leave {
+                user: user.to_owned(),
+            }),
+            _ => false,
+        }
+    }
+
+    /// A status a user set here.
+    pub(super) fn cluster_status(&mut self, user: &str, status: Status) -> bool {
+        match &self.cluster {
+            Some(cluster) if cluster.up => cluster.link.send(Out::Status {
+                user: user.to_owned(),
+                status,
+            }),
+            _ => false,
+        }
+    }
+
+    // --- commands across hubs ----------------------------------------------
+
+    /// A command for a client of another hub goes there, and its answer
+    /// comes back to `waiter`; a close of many goes to every hub. Returns
+    /// the command if it is this hub's to carry out.
+    pub(super) fn route_command(
+        &mut self,
+        command: Command,
+        waiter: Waiter,
+    ) -> Option<(Command, Waiter)> {
+        let Some(cluster) = self.cluster.as_ref().filter(|c| c.up) else {
+            return Some((command, waiter));
+        };
+        let client = match &command {
+            Command::Subscribe { client, .. }
+            | Command::Unsubscribe { client, .. }
+            | Command::SetMeta { client, .. } => Some(client.as_str()),
+            Command::Close {
+                target: Target::Client(client),
+                ..
+            } => Some(client.as_str()),
+            Command::Close { .. } => None,
+            Command::Subscribers { .. } | Command::Presence => return Some((command, waiter)),
+        };
+        match client {
+            Some(name) if self.names.contains_key(name) => Some((command, waiter)),
+            Some(name) => {
+                let Some(hub) = wire::hub_of(name).filter(|h| *h != cluster.hub()) else {
+                    return Some((command, waiter));
+                };
+                let Some(cmd) = WireCommand::of(&command) else {
+                    return Some((command, waiter));
+                };
+                let channel = cluster.channel_of(hub);
+                let id = cluster.next_command;
+                let message = Wire::Cmd {
+                    from: cluster.hub().to_owned(),
+                    id,
+                    cmd,
+                };
+                let Ok(body) = wire::frame(&message) else {
+                    return Some((command, waiter));
+                };
+                if !cluster.link.send(Out::Send { channel, body }) {
+                    return Some((command, waiter));
+                }
+                if let Some(cluster) = &mut self.cluster {
+                    cluster.next_command += 1;
+                    cluster
+                        .commands
+                        .insert(id, (waiter, Instant::now() + ANSWER_TIMEOUT));
+                }
+                None
+            }
+            None => {
+                // Every hub closes its own; this one answers with its count.
+                if let Some(cmd) = WireCommand::of(&command) {
+                    let message = Wire::Cmd {
+                        from: cluster.hub().to_owned(),
+                        id: 0,
+                        cmd,
+                    };
+                    if let Ok(body) = wire::frame(&message) {
+                        cluster.link.send(Out::Send {
+                            channel: cluster.bus(),
+                            body,
+                        });
+                    }
+                }
+                Some((command, waiter))
+            }
+        }
+    }
+
+    /// Answers a waiter, here or on another hub.
+    pub(super) fn answer(&mut self, waiter: Waiter, answer: Answer) {
+        match waiter {
+            Waiter::Caller(reply) => {
+                let _ = reply.try_send(answer);
+            }
+            Waiter::Disconnect(reply) => {
+                let found = matches!(answer, Answer::Count(n) if n > 0)
+                    || matches!(answer, Answer::Done(true));
+                let _ = reply.try_send(found);
+            }
+            Waiter::Service {
+                client,
+                correlation,
+            } => self.service_answer(client, correlation.as_deref(), answer),
+        }
+    }
+
+    /// A command from another hub, for this hub's clients.
+    fn remote_command(&mut self, from: &str, id: u64, cmd: WireCommand) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        if from == cluster.hub() {
+            return;
+        }
+        let answer = self.command(cmd.command());
+        if id == 0 {
+            return;
+        }
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let message = Wire::Reply {
+            id,
+            answer: WireAnswer::of(&answer),
+        };
+        if let Ok(body) = wire::frame(&message) {
+            cluster.link.send(Out::Send {
+                channel: cluster.channel_of(from),
+                body,
+            });
+        }
+    }
+
+    fn remote_answer(&mut self, id: u64, answer: Answer) {
+        let waiter = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.commands.remove(&id))
+            .map(|(waiter, _)| waiter);
+        if let Some(waiter) = waiter {
+            self.answer(waiter, answer);
+        }
+    }
+
+    // --- application requests ----------------------------------------------
+
+    /// A request nobody here can answer goes to a hub with a service
+    /// connection; `false` if there is none.
+    pub(super) fn forward_request(&mut self, id: ClientId, message: &RawValue) -> bool {
+        let Some(client) = self.clients.get(&id) else {
+            return false;
+        };
+        let Some(cluster) = self.cluster.as_mut().filter(|c| c.up) else {
+            return false;
+        };
+        let own = cluster.hub().to_owned();
+        let mut hubs: Vec<&String> = cluster
+            .hubs
+            .iter()
+            .filter(|(hub, (beat, _))| beat.services > 0 && **hub != own)
+            .map(|(hub, _)| hub)
+            .collect();
+        if hubs.is_empty() {
+            return false;
+        }
+        hubs.sort();
+        let hub = hubs[cluster.turn % hubs.len()].clone();
+        cluster.turn = cluster.turn.wrapping_add(1);
+        let request = Wire::Request(wire::Request {
+            client: client.name.to_string(),
+            user: client.identity.user_id.clone(),
+            session: client.sessions.first().map(|s| s.to_string()),
+            meta: client.meta.clone(),
+            message: message.to_owned(),
+        });
+        let Ok(body) = wire::frame(&request) else {
+            return false;
+        };
+        let channel = cluster.channel_of(&hub);
+        cluster.link.send(Out::Send { channel, body })
+    }
+
+    // --- the heartbeat -----------------------------------------------------
+
+    /// Every tick: the heartbeat when due, answers that will not come.
+    pub(super) fn cluster_tick(&mut self, now: Instant) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let expired: Vec<u64> = cluster
+            .commands
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        cluster
+            .hubs
+            .retain(|_, (_, seen)| now.saturating_duration_since(*seen) < LEASE);
+        let due = cluster.up && now >= cluster.next_beat;
+        for id in expired {
+            if let Some((waiter, _)) = self.cluster.as_mut().and_then(|c| c.commands.remove(&id)) {
+                // The other hub did not answer in time: as if not found.
+                self.answer(waiter, Answer::Done(false));
+            }
+        }
+        if due {
+            self.heartbeat(now);
+        }
+        // Positions of streams nobody here follows any more are forgotten.
+        let channels = &self.channels;
+        let sessions = &self.sessions;
+        let users = &self.users;
+        if let Some(cluster) = &mut self.cluster {
+            cluster.last.retain(|stream, _| match stream {
+                StreamKey::Channel(name) => channels.count(name) > 0,
+                StreamKey::Session(id) => sessions.members(id).next().is_some(),
+                StreamKey::User(id) => users.count(id) > 0,
+            });
+        }
+    }
+
+    fn heartbeat(&mut self, now: Instant) {
+        let sessions: Vec<String> = self.sessions.owned_in_use().map(str::to_owned).collect();
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let beat = HubBeat {
+            hub: cluster.hub().to_owned(),
+            connections: self.clients.len(),
+            users: self.users.len(),
+            channels: self.channels.len(),
+            sessions: self.sessions.len(),
+            services: self.services.count(),
+            messages_sent: self.counters.messages_sent,
+            messages_received: self.counters.messages_received,
+        };
+        let Ok(framed) = wire::frame(&Wire::Hub(beat)) else {
+            return;
+        };
+        cluster.link.send(Out::Heartbeat {
+            beat: framed,
+            sessions,
+        });
+        if let Some(cluster) = &mut self.cluster {
+            cluster.next_beat = now + HEARTBEAT;
+        }
+    }
+}
+
+/// `kept` then `pending`, by `seq`, each once.
+fn merge(
+    kept: Vec<(Arc<Entry>, Arc<str>)>,
+    pending: Vec<(Arc<Entry>, Arc<str>)>,
+) -> Vec<(Arc<Entry>, Arc<str>)> {
+    let mut all: Vec<(Arc<Entry>, Arc<str>)> = kept.into_iter().chain(pending).collect();
+    all.sort_by_key(|(e, _)| e.seq);
+    all.dedup_by_key(|(e, _)| e.seq);
+    all
+}
+
+/// Whether `entries` hold every publication after `after` up to `head` at
+/// least, in `epoch`, without a hole.
+fn is_run(entries: &[(Arc<Entry>, Arc<str>)], after: u64, head: u64, epoch: &str) -> bool {
+    let mut next = after + 1;
+    for (entry, entry_epoch) in entries {
+        if entry.seq < next {
+            continue;
+        }
+        if entry.seq != next || **entry_epoch != *epoch {
+            return false;
+        }
+        next += 1;
+    }
+    next > head
+}
+
+fn topic_name(topic: &Topic) -> &str {
+    match topic {
+        Topic::Channel(name) => name,
+        Topic::Session(id) => id,
+    }
+}

@@ -1,0 +1,633 @@
+//! Several hubs on one Redis serve one set of clients: every target reaches
+//! its clients on every hub, presence is told once per user, a client
+//! resumes on another hub without a gap, commands and service connections
+//! reach the hub that holds the client, and a hub or Redis going away costs
+//! only what it must. Real `redis-server` processes on free ports; `.ci/run`
+//! installs Debian's.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Client, DEADLINE, TestHub};
+use wshub::{Config, Secret, Target, TokenGrant, Topic};
+
+const ADMIN: &str = "cluster-admin-token";
+const NEEDS_REDIS: &str = "needs redis-server; .ci/run installs it";
+
+/// A `redis-server` of our own on a free port, gone when dropped.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut redis = Redis { child: None, port };
+        redis.launch();
+        redis
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{NEEDS_REDIS}: cannot start redis-server: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + DEADLINE;
+        while !self.pings() {
+            assert!(Instant::now() < deadline, "redis-server did not answer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pings(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(1))).ok();
+        if stream.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        let mut reply = [0u8; 7];
+        stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config(redis: &Redis) -> Config {
+    Config {
+        redis: Some(redis.url()),
+        presence_grace: Duration::ZERO,
+        admin_token: Some(ADMIN.into()),
+        allow_client_publish: true,
+        ..support::config()
+    }
+}
+
+/// A hub on `redis`, once it has joined the others.
+fn hub_on(config: Config) -> TestHub {
+    let hub = support::start(config);
+    hub.wait_stats("the hub to join Redis", |s| {
+        s.cluster.as_ref().is_some_and(|c| c.redis_up)
+    });
+    hub
+}
+
+/// `n` hubs that know each other.
+fn hubs(redis: &Redis, n: usize) -> Vec<TestHub> {
+    let hubs: Vec<TestHub> = (0..n).map(|_| hub_on(config(redis))).collect();
+    for hub in &hubs {
+        hub.wait_stats("every hub's heartbeat", |s| {
+            s.cluster.as_ref().is_some_and(|c| c.hubs.len() == n)
+        });
+    }
+    hubs
+}
+
+/// Skips presence broadcasts.
+fn next(client: &mut Client, what: &str) -> Value {
+    loop {
+        let message = client.recv(what);
+        if message["type"] != "user_presence" {
+            return message;
+        }
+    }
+}
+
+fn expect(client: &mut Client, kind: &str) -> Value {
+    let message = next(client, kind);
+    assert_eq!(message["type"], kind, "expected {kind}, got {message}");
+    message
+}
+
+fn subscribe(client: &mut Client, topic: Value, since: Option<Value>) -> Value {
+    let mut request = json!({"type": "subscribe"});
+    for (key, value) in topic.as_object().unwrap() {
+        request[key] = value.clone();
+    }
+    if let Some(since) = since {
+        request["since"] = since;
+    }
+    request["correlationId"] = json!("sub");
+    client.send(request);
+    loop {
+        let reply = next(client, "subscribed");
+        if reply["correlationId"] == "sub" {
+            assert_eq!(reply["type"], "subscribed", "{reply}");
+            return reply;
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn every_target_reaches_its_clients_on_every_hub() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let (one, two) = (&hubs[0], &hubs[1]);
+    let mut near = one.client("/ws?userId=alice&sessionId=s1");
+    let mut far = two.client("/ws?userId=bob&sessionId=s1");
+    subscribe(&mut near, json!({"channel": "files"}), None);
+    subscribe(&mut far, json!({"channel": "files"}), None);
+    subscribe(&mut near, json!({"sessionId": "s1"}), None);
+    subscribe(&mut far, json!({"sessionId": "s1"}), None);
+
+    // A channel: one publication, the same position on both hubs.
+    one.handle()
+        .publish(Target::channel("files"), "file_changed", json!({"n": 1}))
+        .unwrap();
+    let a = expect(&mut near, "file_changed");
+    let b = expect(&mut far, "file_changed");
+    assert_eq!((&a["seq"], &a["epoch"]), (&b["seq"], &b["epoch"]));
+    assert_eq!(a["data"], json!({"n": 1}));
+
+    // A session, from the other hub.
+    two.handle()
+        .publish(Target::session("s1"), "ai_progress", json!({"p": 2}))
+        .unwrap();
+    assert_eq!(expect(&mut near, "ai_progress")["sessionId"], "s1");
+    assert_eq!(expect(&mut far, "ai_progress")["data"], json!({"p": 2}));
+
+    // A user, a client, everyone, the authenticated.
+    one.handle()
+        .publish(Target::user("bob"), "notification", json!({"to": "bob"}))
+        .unwrap();
+    assert_eq!(expect(&mut far, "notification")["channel"], "user:bob");
+    one.handle()
+        .publish(Target::client(far.id()), "direct", json!({}))
+        .unwrap();
+    expect(&mut far, "direct");
+    two.handle().broadcast("everyone", json!({})).unwrap();
+    expect(&mut near, "everyone");
+    expect(&mut far, "everyone");
+    one.handle()
+        .publish(Target::Authenticated, "trusted", json!({}))
+        .unwrap();
+    expect(&mut near, "trusted");
+    expect(&mut far, "trusted");
+
+    // Batched: one batch on each hub, the same items.
+    for n in 0..3 {
+        one.handle()
+            .publish_batched(Target::session("s1"), "chunk", json!({ "n": n }))
+            .unwrap();
+    }
+    let a = expect(&mut near, "batch_update");
+    let b = expect(&mut far, "batch_update");
+    assert_eq!(a["data"]["messages"], b["data"]["messages"]);
+    assert_eq!(a["data"]["messages"].as_array().unwrap().len(), 3);
+
+    // A client's own publication, and HTTP on the other hub.
+    near.send(json!({"type": "publish", "channel": "files", "event": "said", "data": "hi"}));
+    assert_eq!(expect(&mut far, "said")["from"]["userId"], "alice");
+    expect(&mut near, "said");
+    let (status, _) = admin(
+        two,
+        "POST",
+        "/api/publish",
+        &json!({"channel": "files", "type": "over_http", "data": 1}).to_string(),
+    );
+    assert_eq!(status, 200);
+    expect(&mut near, "over_http");
+    expect(&mut far, "over_http");
+    near.expect_nothing_pending();
+    far.expect_nothing_pending();
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn presence_is_told_once_per_user_across_hubs() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 3);
+    let mut watcher = hubs[0].client("/ws?userId=watcher");
+    // Its own online, once.
+    let own = watcher.expect("user_presence");
+    assert_eq!(own["data"]["userId"], "watcher");
+
+    let first = hubs[1].client("/ws?userId=alice");
+    let online = watcher.expect("user_presence");
+    assert_eq!(
+        online["data"],
+        json!({"userId": "alice", "status": "online"})
+    );
+    let second = hubs[2].client("/ws?userId=alice");
+    // A second connection anywhere is no news...
+    let probe = hubs[2].client("/ws?userId=probe");
+    assert_eq!(watcher.expect("user_presence")["data"]["userId"], "probe");
+    drop(first);
+    hubs[1].wait_stats("alice's first connection to go", |s| s.users == 0);
+    // ...nor is the first of two leaving: the next news is probe's.
+    drop(probe);
+    let next = watcher.expect("user_presence");
+    assert_eq!(
+        next["data"],
+        json!({"userId": "probe", "status": "offline"})
+    );
+    drop(second);
+    let offline = watcher.expect("user_presence");
+    assert_eq!(
+        offline["data"],
+        json!({"userId": "alice", "status": "offline"})
+    );
+
+    // A status set on one hub is seen on another, once.
+    let mut carol = hubs[1].client("/ws?userId=carol");
+    assert_eq!(watcher.expect("user_presence")["data"]["status"], "online");
+    carol.send(json!({"type": "user_presence", "data": {"status": "away"}}));
+    carol.send(json!({"type": "user_presence", "data": {"status": "away"}}));
+    let away = watcher.expect("user_presence");
+    assert_eq!(away["data"], json!({"userId": "carol", "status": "away"}));
+    // The presence list is the cluster's.
+    let list = watcher.request(json!({"type": "presence"}), "who");
+    let users: Vec<&str> = list["data"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userId"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["carol", "watcher"], "{list}");
+    watcher.expect_nothing_pending();
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_client_resumes_on_another_hub_without_a_gap() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let mut client = hubs[0].client("/ws");
+    let reply = subscribe(&mut client, json!({"channel": "feed"}), None);
+    assert_eq!(reply["data"]["seq"], 0);
+    for n in 1..=3 {
+        hubs[0]
+            .handle()
+            .publish(Target::channel("feed"), "tick", json!({ "n": n }))
+            .unwrap();
+    }
+    let mut last = Value::Null;
+    for n in 1..=3 {
+        last = expect(&mut client, "tick");
+        assert_eq!(last["seq"], n);
+    }
+    drop(client);
+    // Published on the other hub while it is away.
+    for n in 4..=6 {
+        hubs[1]
+            .handle()
+            .publish(Target::channel("feed"), "tick", json!({ "n": n }))
+            .unwrap();
+    }
+    let mut back = hubs[1].client("/ws");
+    let reply = subscribe(
+        &mut back,
+        json!({"channel": "feed"}),
+        Some(json!({"seq": 3, "epoch": last["epoch"]})),
+    );
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+    assert_eq!(reply["data"]["seq"], 6);
+    hubs[0]
+        .handle()
+        .publish(Target::channel("feed"), "tick", json!({"n": 7}))
+        .unwrap();
+    for n in 4..=7 {
+        let tick = expect(&mut back, "tick");
+        assert_eq!((&tick["seq"], &tick["data"]["n"]), (&json!(n), &json!(n)));
+    }
+    back.expect_nothing_pending();
+    // Too old, or of another epoch: recovered false, on any hub.
+    let mut stale = hubs[0].client("/ws");
+    let reply = subscribe(
+        &mut stale,
+        json!({"channel": "feed"}),
+        Some(json!({"seq": 3, "epoch": "not-it"})),
+    );
+    assert_eq!(reply["data"]["recovered"], false);
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_users_stream_is_recovered_on_another_hub() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let mut alice = hubs[0].client("/ws?userId=alice");
+    let reply = subscribe(&mut alice, json!({"channel": "user:alice"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    drop(alice);
+    hubs[0].wait_stats("alice gone", |s| s.active_connections == 0);
+    for n in 1..=2 {
+        hubs[1]
+            .handle()
+            .publish(Target::user("alice"), "note", json!({ "n": n }))
+            .unwrap();
+    }
+    let mut alice = hubs[1].client("/ws?userId=alice");
+    let reply = subscribe(
+        &mut alice,
+        json!({"channel": "user:alice"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+    assert_eq!(expect(&mut alice, "note")["seq"], 1);
+    assert_eq!(expect(&mut alice, "note")["seq"], 2);
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn server_side_control_reaches_the_hub_that_holds_the_client() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let mut far = hubs[1].client("/ws");
+    let id = far.id();
+    assert!(id.ends_with(&format!(".{}", cluster_id(&hubs[1]))), "{id}");
+    // Subscribed from the other hub.
+    assert!(
+        hubs[0]
+            .handle()
+            .subscribe(&id, Topic::channel("ops"))
+            .unwrap()
+    );
+    assert_eq!(expect(&mut far, "subscribed")["channel"], "ops");
+    assert!(hubs[0].handle().set_meta(&id, "role", "ide").unwrap());
+    // An unknown client of that hub is no client.
+    let ghost = format!("c_999-00000000.{}", cluster_id(&hubs[1]));
+    assert!(
+        !hubs[0]
+            .handle()
+            .subscribe(&ghost, Topic::channel("ops"))
+            .unwrap()
+    );
+    // A service connection on the first hub closes it.
+    let mut service = hubs[0].client(&format!("/ws?token={ADMIN}"));
+    let ack = service.request(
+        json!({"type": "disconnect", "clientId": id, "code": 4002, "reason": "moved"}),
+        "bye",
+    );
+    assert_eq!(ack["data"]["count"], 1, "{ack}");
+    assert_eq!(far.expect_close(), (4002, "moved".to_owned()));
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_service_on_one_hub_answers_clients_of_another() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let mut service = hubs[0].client(&format!("/ws?token={ADMIN}"));
+    hubs[1].wait_stats("the service to be known", |s| {
+        s.cluster
+            .as_ref()
+            .is_some_and(|c| c.hubs.iter().any(|h| h.services == 1))
+    });
+    let mut client = hubs[1].client("/ws?sessionId=s9");
+    client
+        .send(json!({"type": "agent:start", "payload": {"projectId": "p"}, "correlationId": "r1"}));
+    let forwarded = expect(&mut service, "client_message");
+    assert_eq!(forwarded["data"]["clientId"], client.id());
+    assert_eq!(forwarded["data"]["message"]["type"], "agent:start");
+    service.send(json!({
+        "type": "send",
+        "clientId": client.id(),
+        "message": {"type": "agent:started", "data": {"ok": true}, "correlationId": "r1"},
+    }));
+    let reply = expect(&mut client, "agent:started");
+    assert_eq!(reply["correlationId"], "r1");
+}
+
+/// An HTTP request with the admin token; its status and JSON body.
+fn admin(hub: &TestHub, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        hub.addr,
+        body.len()
+    );
+    let (status, _, body) = support::http_raw(hub.addr, request.as_bytes());
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+fn cluster_id(hub: &TestHub) -> String {
+    hub.handle().stats().unwrap().cluster.unwrap().hub
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn stats_show_each_hub_and_the_cluster() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let _a = hubs[0].client("/ws");
+    let _b = hubs[1].client("/ws");
+    let _c = hubs[1].client("/ws");
+    let stats = hubs[0].wait_stats("the heartbeats to count 3 clients", |s| {
+        s.cluster
+            .as_ref()
+            .is_some_and(|c| c.hubs.iter().map(|h| h.connections).sum::<usize>() == 3)
+    });
+    assert_eq!(stats.active_connections, 1);
+    let (status, body) = admin(&hubs[0], "GET", "/api/ws/stats", "");
+    assert_eq!(status, 200);
+    assert_eq!(body["clusterHubs"], 2);
+    assert_eq!(body["clusterConnections"], 3);
+    assert_eq!(body["redisUp"], 1);
+    assert_eq!(body["hubs"].as_array().unwrap().len(), 2);
+}
+
+/// The wshub binary on `redis`, its address from its log.
+struct Binary {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Binary {
+    fn start(redis: &Redis) -> Binary {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wshub"))
+            .args([
+                "--port",
+                "0",
+                "--redis",
+                &redis.url(),
+                "--presence-grace",
+                "0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines.next().expect("a log line").expect("readable stderr");
+            if let Some(rest) = line.split("listening on ws://").nth(1) {
+                break rest.split('/').next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining its log.
+        std::thread::spawn(move || for _ in lines {});
+        Binary { child, addr }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_hub_killed_with_sigkill_leaves_the_others_serving_and_its_users_go_offline() {
+    let redis = Redis::start();
+    let survivor = hub_on(config(&redis));
+    let mut doomed = Binary::start(&redis);
+    let mut watcher = survivor.client("/ws?userId=watcher");
+    watcher.expect("user_presence");
+    let deadline = Instant::now() + DEADLINE;
+    // The binary joins Redis on its own time: wait for alice's online.
+    let _alice = loop {
+        let alice = Client::connect(doomed.addr, "/ws?userId=alice");
+        let told = watcher.recv("alice online");
+        if told["data"]["userId"] == "alice" {
+            break alice;
+        }
+        assert!(Instant::now() < deadline);
+    };
+    let killed = Instant::now();
+    Command::new("kill")
+        .args(["-KILL", &doomed.child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = doomed.child.wait();
+    // Offline once its lease ran out (10 s) and a heartbeat swept it.
+    let mut offline = None;
+    while offline.is_none() {
+        let message = support::read_json(&mut watcher.ws, Duration::from_secs(20))
+            .expect("alice goes offline within the lease");
+        if message["data"] == json!({"userId": "alice", "status": "offline"}) {
+            offline = Some(killed.elapsed());
+        }
+    }
+    assert!(offline.unwrap() < Duration::from_secs(20));
+    // The survivor serves on.
+    subscribe(&mut watcher, json!({"channel": "c"}), None);
+    survivor
+        .handle()
+        .publish(Target::channel("c"), "still", json!({}))
+        .unwrap();
+    expect(&mut watcher, "still");
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn without_redis_each_hub_serves_its_own_and_joins_again_by_itself() {
+    let mut redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let mut near = hubs[0].client("/ws");
+    let mut far = hubs[1].client("/ws");
+    let reply = subscribe(&mut near, json!({"channel": "c"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    subscribe(&mut far, json!({"channel": "c"}), None);
+
+    redis.stop();
+    for hub in &hubs {
+        hub.wait_stats("the hub to see Redis gone", |s| {
+            s.cluster.as_ref().is_some_and(|c| !c.redis_up)
+        });
+    }
+    // Each hub serves its own clients alone.
+    hubs[0]
+        .handle()
+        .publish(Target::channel("c"), "alone", json!({"n": 1}))
+        .unwrap();
+    let alone = expect(&mut near, "alone");
+    assert_ne!(alone["epoch"], epoch, "numbered on this hub alone: {alone}");
+    far.expect_nothing_pending();
+
+    redis.launch();
+    for hub in &hubs {
+        hub.wait_stats("the hub to join Redis again", |s| {
+            s.cluster.as_ref().is_some_and(|c| c.redis_up)
+        });
+    }
+    // Cross-hub delivery is back by itself.
+    hubs[1]
+        .handle()
+        .publish(Target::channel("c"), "together", json!({}))
+        .unwrap();
+    let a = expect(&mut near, "together");
+    let b = expect(&mut far, "together");
+    assert_eq!(a["epoch"], b["epoch"]);
+    // Whoever had the old epoch learns it cannot be recovered.
+    let mut late = hubs[1].client("/ws");
+    let reply = subscribe(
+        &mut late,
+        json!({"channel": "c"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], false, "{reply}");
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_session_belongs_to_its_user_across_hubs() {
+    let redis = Redis::start();
+    let tokens = HashMap::from([
+        (Secret::new("alice-token"), TokenGrant::user("alice")),
+        (Secret::new("bob-token"), TokenGrant::user("bob")),
+    ]);
+    let hub = |tokens: &HashMap<Secret, TokenGrant>| {
+        hub_on(Config {
+            tokens: tokens.clone(),
+            ..config(&redis)
+        })
+    };
+    let (one, two) = (hub(&tokens), hub(&tokens));
+    let mut alice = one.client("/ws?token=alice-token");
+    subscribe(&mut alice, json!({"sessionId": "private-1"}), None);
+    let mut bob = two.client("/ws?token=bob-token");
+    bob.send(json!({"type": "subscribe", "sessionId": "private-1", "correlationId": "steal"}));
+    let refused = next(&mut bob, "the refusal");
+    assert_eq!(refused["data"]["code"], "forbidden", "{refused}");
+    one.handle()
+        .publish(Target::session("private-1"), "secret", json!({}))
+        .unwrap();
+    expect(&mut alice, "secret");
+    bob.expect_nothing_pending();
+}
