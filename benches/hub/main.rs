@@ -56,6 +56,8 @@
 //!   deliveries/s and the server's CPU time per delivery.
 //! - **chaos `[S] [RATE] [SECS] [DROP%]`** and **history `[STREAMS] [PER]`**:
 //!   recovery under churn, and what history costs; see `recovery.rs`.
+//! - **cluster `[S] [SECS]`**: fanout-max on one hub, and on two hubs
+//!   sharing one `redis-server`; see `cluster.rs`.
 //! - **idle `[N ...]`** (defaults 5000 and 10000): N silent clients. The
 //!   server's resident memory, threads and file descriptors per connection
 //!   (after minus before, over N), and its CPU time over 10 s with all N
@@ -90,6 +92,7 @@
 //! cargo bench --bench hub -- request 100 0 5
 //! cargo bench --bench hub -- chaos 1000 500 60 10
 //! cargo bench --bench hub -- history 10000 10
+//! cargo bench --bench hub -- cluster 1000 5
 //! cargo bench --bench hub -- idle 5000 10000
 //! cargo bench --bench hub -- ping 100 5000 5
 //! cargo bench --bench hub -- connect 5000 50
@@ -110,6 +113,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod recovery;
 
 use std::fmt;
@@ -200,6 +204,7 @@ fn main() {
             | "chaos"
             | "history"
             | "request"
+            | "cluster"
             | "idle"
             | "ping"
             | "connect"
@@ -230,6 +235,7 @@ fn main() {
             summaries.push(bench.fanout_envelopes(1_000, 5));
             summaries.push(bench.chaos(1_000, 500, 60, 10));
             summaries.push(bench.history(10_000, 10));
+            summaries.push(bench.cluster(1_000, 5));
             for n in [5_000, 10_000] {
                 summaries.push(bench.idle(n));
             }
@@ -257,6 +263,7 @@ fn main() {
         "ping" => {
             summaries.push(bench.ping(number(1, 100) as usize, number(2, 5_000), number(3, 5)))
         }
+        "cluster" => summaries.push(bench.cluster(number(1, 1_000) as usize, number(2, 5))),
         "request" => {
             summaries.push(bench.request(number(1, 100) as usize, number(2, 0), number(3, 5)))
         }
@@ -951,10 +958,22 @@ struct CpuUse {
     busy: Option<(f64, f64)>,
 }
 
+/// CPU time of these processes together.
+fn cpu_of(pids: &[u32]) -> Duration {
+    pids.iter()
+        .map(|pid| proc_snapshot(&format!("/proc/{pid}")).cpu)
+        .sum()
+}
+
 impl CpuClock {
     fn start(server: &Server) -> CpuClock {
+        CpuClock::start_pids(&[server.child.id()])
+    }
+
+    /// The server side is several processes (hubs, and Redis).
+    fn start_pids(pids: &[u32]) -> CpuClock {
         CpuClock {
-            server: server.snapshot().cpu,
+            server: cpu_of(pids),
             generator: own_cpu(),
             busy: PINNED.get().map(|(s, c)| (cpus_busy(s), cpus_busy(c))),
             started: Instant::now(),
@@ -962,10 +981,14 @@ impl CpuClock {
     }
 
     fn stop(&self, server: &Server) -> CpuUse {
+        self.stop_pids(&[server.child.id()])
+    }
+
+    fn stop_pids(&self, pids: &[u32]) -> CpuUse {
         let since = |now: Duration, then: Duration| now.saturating_sub(then).as_secs_f64();
         CpuUse {
             wall: self.started.elapsed().as_secs_f64().max(1e-9),
-            server: since(server.snapshot().cpu, self.server),
+            server: since(cpu_of(pids), self.server),
             generator: since(own_cpu(), self.generator),
             busy: self
                 .busy
@@ -1363,14 +1386,53 @@ enum Pace {
 /// One publisher and `subscribers` subscribers of [`CHANNEL`], each
 /// connecting on one of `paths` in turn.
 fn fanout(server: &mut Server, subscribers: usize, pace: Pace, paths: &[&str]) -> Outcome {
+    let fleet = Fleet {
+        hubs: vec![server],
+        pids: Vec::new(),
+    };
+    fanout_fleet(&fleet, subscribers, pace, paths).0
+}
+
+/// The servers a fan-out runs on: subscriber `i` connects to
+/// `hubs[i % hubs.len()]`, the publisher to the first; the server side's
+/// CPU is theirs and `pids`' (Redis).
+struct Fleet<'a> {
+    hubs: Vec<&'a Server>,
+    pids: Vec<u32>,
+}
+
+impl Fleet<'_> {
+    fn all_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.hubs.iter().map(|h| h.child.id()).collect();
+        pids.extend(&self.pids);
+        pids
+    }
+}
+
+/// [`fanout`] on a fleet; also returns how many publications there were.
+fn fanout_fleet(
+    fleet: &Fleet<'_>,
+    subscribers: usize,
+    pace: Pace,
+    paths: &[&str],
+) -> (Outcome, u64) {
     let mut out = Outcome::default();
-    let opened = open_many(
-        server.addr,
-        subscribers,
-        CONNECT_AT_ONCE,
-        Some(CHANNEL),
-        paths,
-    );
+    let server = fleet.hubs[0];
+    let mut opened = Opened {
+        clients: Vec::with_capacity(subscribers),
+        errors: Tally::default(),
+        took: Duration::ZERO,
+        latency: Histogram::default(),
+    };
+    let per_hub = subscribers.div_ceil(fleet.hubs.len());
+    for (i, hub) in fleet.hubs.iter().enumerate() {
+        let n = per_hub.min(subscribers.saturating_sub(i * per_hub));
+        let part = open_many(hub.addr, n, CONNECT_AT_ONCE, Some(CHANNEL), paths);
+        opened.clients.extend(part.clients);
+        opened.errors.merge(part.errors);
+        opened.took += part.took;
+        opened.latency.merge(&part.latency);
+    }
     let subscribed = opened.clients.len();
     out.row("subscribers", format!("{subscribed} / {subscribers}"));
     out.row("connect errors", opened.errors.summary());
@@ -1385,12 +1447,12 @@ fn fanout(server: &mut Server, subscribers: usize, pace: Pace, paths: &[&str]) -
         Ok(publisher) => publisher,
         Err(why) => {
             out.note(format!("the publisher could not connect: {why}"));
-            return out;
+            return (out, 0);
         }
     };
     if subscribed == 0 {
         out.note("no subscriber connected");
-        return out;
+        return (out, 0);
     }
 
     let shared = Shared::default();
@@ -1415,7 +1477,8 @@ fn fanout(server: &mut Server, subscribers: usize, pace: Pace, paths: &[&str]) -
                     .expect("start a reader thread")
             })
             .collect();
-        let clock = CpuClock::start(server);
+        let pids = fleet.all_pids();
+        let clock = CpuClock::start_pids(&pids);
         let published = match pace {
             Pace::Max { run_for } => publish_max(publisher, run_for, subscribed, &shared),
             Pace::Paced { rate, count } => publish_paced(publisher, rate, count),
@@ -1431,7 +1494,7 @@ fn fanout(server: &mut Server, subscribers: usize, pace: Pace, paths: &[&str]) -
         let drained = wait_for(DRAIN_LIMIT, || {
             shared.complete.load(Ordering::Acquire) >= subscribed
         });
-        let cpu = clock.stop(server);
+        let cpu = clock.stop_pids(&pids);
         if !drained {
             println!(
                 "  !! gave up waiting {} s for the last deliveries",
@@ -1515,10 +1578,12 @@ fn fanout(server: &mut Server, subscribers: usize, pace: Pace, paths: &[&str]) -
         ));
     }
     if server.kind == Kind::Wshub {
-        out.row(
-            "wshub slow consumers",
-            metric(&metrics(server.addr), "wshub_slow_consumers_total"),
-        );
+        for hub in &fleet.hubs {
+            out.row(
+                "wshub slow consumers",
+                metric(&metrics(hub.addr), "wshub_slow_consumers_total"),
+            );
+        }
     }
     let server_cpu = cpu.report(server.kind, &mut out);
 
@@ -1552,7 +1617,7 @@ fn fanout(server: &mut Server, subscribers: usize, pace: Pace, paths: &[&str]) -
             show_ns,
         );
     }
-    out
+    (out, published.count)
 }
 
 /// `n` silent clients: what each costs the server, and what it does idle.
