@@ -38,10 +38,15 @@
 //!                               │ lanes: control, api, clients (bounded in bytes)
 //!                               ▼
 //!  Handle / HTTP ──────────▶ router thread ──per-client queues──▶ writer pool
-//!                               ▲            (one hand-off per       (one per CPU,
-//!  timer thread ───ticks────────┘             batch and writer)       epoll, non-blocking)
+//!                               ▲   ▲        (one hand-off per       (one per CPU,
+//!  timer thread ───ticks────────┘   │         batch and writer)       epoll, non-blocking)
+//!  cluster in/out (`--redis`) ◀─────┘ lane: cluster (Redis's answers, other hubs)
 //! ```
 //!
+//! - With `--redis`, two more threads join the hub to the other hubs on
+//!   that Redis: one sends what the router asks, pipelined, the other reads
+//!   the pubsub bus; the router never waits for either (see the README's
+//!   "Running several hubs").
 //! - The **router** owns all state (clients, channels, sessions, users,
 //!   presence, counters); nothing else touches it, so there are no locks.
 //!   It reads its lanes in order: shutdown first, then the timer's tick,

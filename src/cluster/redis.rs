@@ -31,6 +31,9 @@ const POLL: Duration = Duration::from_millis(200);
 const BATCH: usize = 512;
 /// How long to wait for Redis to answer before taking it for gone.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection attempt may take: short, so that a hub stopping
+/// while Redis is away is not held up by it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Numbers a publication in its stream, keeps it, publishes it.
 /// KEYS: meta hash, history stream. ARGV: channel, JSON, maxlen, history TTL
@@ -201,7 +204,7 @@ pub(super) fn now_ms() -> u64 {
 }
 
 fn connect(client: &redis::Client) -> redis::RedisResult<Connection> {
-    let con = client.get_connection_with_timeout(IO_TIMEOUT)?;
+    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
     con.set_read_timeout(Some(IO_TIMEOUT))?;
     con.set_write_timeout(Some(IO_TIMEOUT))?;
     Ok(con)

@@ -5,8 +5,14 @@
 //! The router owns the engine and is the only one to call it, on the router
 //! thread; an engine has no thread of its own and ends with the router.
 //! [`Engine`] is the one interface: [`memory::Memory`] keeps history in this
-//! process (an epoch then lives as long as the process), and a shared engine
-//! can take its place without the router changing.
+//! process (an epoch then lives as long as the process).
+//!
+//! History shared by several hubs lives in Redis, and the router must never
+//! wait on the network, so it is not behind this synchronous interface: with
+//! `--redis` the router asks Redis through the cluster threads and hears the
+//! answer later (see [`crate::cluster`] and `router/cluster.rs`), with the
+//! same `seq`, `epoch` and recovery rules. This engine then numbers only what
+//! the hub delivers alone, while Redis is away.
 
 pub(crate) mod memory;
 
