@@ -294,12 +294,18 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "{problem}\n\
          usage: cargo bench --bench hub -- [SCENARIO [ARGS]] [OPTIONS]\n\
-         scenarios (default: all of them, in this order, at the default sizes):\n\
+         scenarios (default: all of them, at the default sizes):\n\
          \x20 fanout-max [S=1000] [SECS=5]           1 publisher -> S subscribers, flat out\n\
          \x20 fanout-paced [S=100] [RATE=2000] [SECS=10]  RATE publications/s to S subscribers\n\
          \x20 idle [N ...=5000 10000]                N silent clients: memory, threads, fds, CPU\n\
          \x20 ping [C=100] [RATE=5000] [SECS=5]      C clients, RATE pings/s in all (0: flat out)\n\
          \x20 connect [N=5000] [AT_ONCE=50]          N handshakes, AT_ONCE at a time\n\
+         wshub only (with and without a feature, or with its parts):\n\
+         \x20 fanout-envelopes [S=1000] [SECS=5]     fan-out to one envelope, and to three mixed\n\
+         \x20 chaos [S=1000] [RATE=500] [SECS=60] [PCT=10]  PCT% of S dropped each second, back with since\n\
+         \x20 history [STREAMS=10000] [EACH=10]      publications nobody follows, history on and off\n\
+         \x20 request [C=100] [RATE=0] [SECS=5]      round trips answered by the hub, the library, a service\n\
+         \x20 cluster [S=1000] [SECS=5]             fan-out on one hub, and on two hubs sharing one Redis\n\
          options:\n\
          \x20 --runs N              runs per server; the tables show medians (default 3)\n\
          \x20 --servers LIST        some of wshub,tokio,node (default all three)\n\
