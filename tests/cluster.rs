@@ -428,6 +428,93 @@ fn a_service_on_one_hub_answers_clients_of_another() {
     assert_eq!(reply["correlationId"], "r1");
 }
 
+/// The error a request got; it must echo `correlation`.
+fn expect_error(client: &mut Client, correlation: &str) -> Value {
+    let reply = expect(client, "error");
+    assert_eq!(reply["correlationId"], correlation, "{reply}");
+    reply
+}
+
+/// A service connection on `hubs[0]` that `hubs[1]` knows of.
+fn service_known_to_the_other(hubs: &[TestHub]) -> Client {
+    let service = hubs[0].client(&format!("/ws?token={ADMIN}"));
+    hubs[1].wait_stats("the service to be known", |s| {
+        s.cluster
+            .as_ref()
+            .is_some_and(|c| c.hubs.iter().any(|h| h.services == 1))
+    });
+    service
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_request_whose_service_on_another_hub_leaves_is_answered_busy() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let mut service = service_known_to_the_other(&hubs);
+    let mut client = hubs[1].client("/ws");
+    client.send(json!({"type": "agent:start", "correlationId": "r1"}));
+    expect(&mut service, "client_message");
+    drop(service);
+    let busy = expect_error(&mut client, "r1");
+    assert_eq!(busy["data"]["code"], "busy", "{busy}");
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_request_sent_on_old_news_of_a_service_is_answered_not_silent() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let service = service_known_to_the_other(&hubs);
+    drop(service);
+    hubs[0].wait_stats("the service to leave", |s| s.service_connections == 0);
+    // hubs[1] hears of it at hubs[0]'s next heartbeat, up to 2 s later;
+    // until then its requests go to a hub without a service, which says so.
+    let mut client = hubs[1].client("/ws");
+    client.send(json!({"type": "agent:start", "correlationId": "r1"}));
+    let reply = expect_error(&mut client, "r1");
+    let code = reply["data"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(code == "busy" || code == "unknown_type", "{reply}");
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_subscribe_superseded_while_it_waits_for_redis_is_answered_too() {
+    let redis = Redis::start();
+    let hub = hub_on(config(&redis));
+    hub.handle()
+        .publish(Target::channel("c"), "before", json!({}))
+        .unwrap();
+    let mut client = hub.client("/ws");
+    // Sent back to back: the later ones arrive while the first waits for
+    // Redis to say where the stream stands.
+    let asked: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
+    for (i, correlation) in asked.iter().enumerate() {
+        let mut request =
+            json!({"type": "subscribe", "channel": "c", "correlationId": correlation});
+        if i % 2 == 1 {
+            request["since"] = json!({"seq": 0, "epoch": "stale"});
+        }
+        client.send(request);
+    }
+    let mut answered = Vec::new();
+    while answered.len() < asked.len() {
+        let reply = expect(&mut client, "subscribed");
+        assert_eq!(reply["data"]["seq"], 1, "{reply}");
+        answered.push(reply["correlationId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(answered, asked, "one answer per subscribe, in order");
+    // And the subscription is live, once.
+    hub.handle()
+        .publish(Target::channel("c"), "after", json!({}))
+        .unwrap();
+    assert_eq!(expect(&mut client, "after")["seq"], 2);
+    client.expect_nothing_pending();
+}
+
 /// An HTTP request with the admin token; its status and JSON body.
 fn admin(hub: &TestHub, method: &str, path: &str, body: &str) -> (u16, Value) {
     let request = format!(
@@ -477,6 +564,10 @@ struct Binary {
 
 impl Binary {
     fn start(redis: &Redis) -> Binary {
+        Binary::start_with(redis, &[])
+    }
+
+    fn start_with(redis: &Redis, more: &[&str]) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wshub"))
             .args([
                 "--port",
@@ -486,6 +577,7 @@ impl Binary {
                 "--presence-grace",
                 "0",
             ])
+            .args(more)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -552,6 +644,34 @@ fn a_hub_killed_with_sigkill_leaves_the_others_serving_and_its_users_go_offline(
         .publish(Target::channel("c"), "still", json!({}))
         .unwrap();
     expect(&mut watcher, "still");
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_request_sent_to_a_hub_that_dies_is_answered_busy() {
+    let redis = Redis::start();
+    let survivor = hub_on(config(&redis));
+    let doomed = Binary::start_with(&redis, &["--admin-token", ADMIN]);
+    let mut service = Client::connect(doomed.addr, &format!("/ws?token={ADMIN}"));
+    survivor.wait_stats("the service to be known", |s| {
+        s.cluster
+            .as_ref()
+            .is_some_and(|c| c.hubs.iter().any(|h| h.services == 1))
+    });
+    let mut client = survivor.client("/ws");
+    client.send(json!({"type": "agent:start", "correlationId": "r1"}));
+    expect(&mut service, "client_message");
+    Command::new("kill")
+        .args(["-KILL", &doomed.child.id().to_string()])
+        .status()
+        .unwrap();
+    // Once its lease ran out (10 s), the request is known to be lost.
+    let busy = support::read_json(&mut client.ws, Duration::from_secs(25))
+        .expect("busy once the dead hub's lease runs out");
+    assert_eq!(busy["type"], "error", "{busy}");
+    assert_eq!(busy["correlationId"], "r1", "{busy}");
+    assert_eq!(busy["data"]["code"], "busy", "{busy}");
+    drop(doomed);
 }
 
 #[test]

@@ -35,6 +35,14 @@ pub(crate) enum Wire {
     Reply { id: u64, answer: WireAnswer },
     /// A client's application request, for a hub with a service connection.
     Request(Request),
+    /// The hub a request went to cannot get it answered (no service
+    /// connection any more, too many owed, or the one that took it left):
+    /// the client's hub tells it `busy`, as it would for a service of its own.
+    Unanswered {
+        client: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        corr: Option<Box<RawValue>>,
+    },
     /// Every heartbeat: a hub is alive, and its numbers.
     Hub(HubBeat),
 }
@@ -258,6 +266,9 @@ pub(crate) struct Request {
     pub meta: serde_json::Map<String, serde_json::Value>,
     /// The message as the client sent it.
     pub message: Box<RawValue>,
+    /// Its `correlationId`, which the answer (or [`Wire::Unanswered`]) echoes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corr: Option<Box<RawValue>>,
 }
 
 /// A hub's heartbeat.
@@ -361,6 +372,23 @@ mod tests {
         let stamped = format!("42 e1 {}", &payload[4..]);
         let back = unframe(stamped.as_bytes()).unwrap();
         assert_eq!((back.seq, back.epoch.as_deref()), (Some(42), Some("e1")));
+    }
+
+    #[test]
+    fn an_unanswered_request_keeps_its_raw_correlation_id() {
+        let corr = RawValue::from_string(r#"{"n":7}"#.to_owned()).unwrap();
+        let wire = Wire::Unanswered {
+            client: "c_1-ab.h1".into(),
+            corr: Some(corr),
+        };
+        let back = unframe(frame(&wire).unwrap().as_bytes()).unwrap();
+        match back.wire {
+            Wire::Unanswered { client, corr } => {
+                assert_eq!(client, "c_1-ab.h1");
+                assert_eq!(corr.unwrap().get(), r#"{"n":7}"#);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -9,6 +9,15 @@
 //! with a `correlationId` that a service connection took is remembered
 //! until that service answers it (a `send` to the client with the same
 //! `correlationId`); if the service leaves first, the client gets `busy`.
+//!
+//! With other hubs, a request nobody here can answer goes to a hub with a
+//! service connection, and the same promise holds across them: the hub
+//! that took it remembers what its service owes to the other hub's client
+//! and tells that hub when it cannot be answered ([`Wire::Unanswered`]),
+//! and the client's hub remembers where each request went, so a request
+//! whose hub dies or is cut off is answered `busy` too.
+//!
+//! [`Wire::Unanswered`]: crate::cluster::wire::Wire::Unanswered
 
 use std::collections::HashMap;
 
@@ -18,6 +27,7 @@ use serde_json::value::RawValue;
 
 use super::Router;
 use crate::app::ClientRequest;
+use crate::cluster::wire::Wire;
 use crate::hub::Handle;
 use crate::protocol::{ErrorCode, Kind, Message, Outgoing, raw};
 use crate::subscriptions::ClientId;
@@ -39,6 +49,11 @@ pub(super) struct Services {
     next: usize,
     /// (client, its `correlationId`) -> the service that took the request.
     pending: HashMap<(ClientId, Box<str>), ClientId>,
+    /// (another hub's client, its `correlationId`) -> the service here
+    /// that took its request.
+    remote: HashMap<(Box<str>, Box<str>), ClientId>,
+    /// (client here, its `correlationId`) -> the hub its request went to.
+    forwarded: HashMap<(ClientId, Box<str>), Box<str>>,
 }
 
 impl Services {
@@ -48,6 +63,11 @@ impl Services {
 
     pub(super) fn count(&self) -> usize {
         self.ids.len()
+    }
+
+    /// Answers owed, every kind together.
+    fn owed(&self) -> usize {
+        self.pending.len() + self.remote.len() + self.forwarded.len()
     }
 
     /// The next service, in turn.
@@ -122,10 +142,21 @@ impl Router {
                 }
             }
         }
+        if correlation.is_some() && self.services.owed() >= MAX_PENDING {
+            return self.busy(id, correlation);
+        }
         let Some(service) = self.services.pick() else {
             // With other hubs, one with a service connection takes it.
-            if self.forward_request(id, &message) {
+            if let Some(hub) = self.forward_request(id, &message, correlation) {
                 self.counters.requests += 1;
+                if let Some(correlation) = correlation {
+                    self.services
+                        .forwarded
+                        .insert((id, correlation.get().into()), hub.into());
+                    if let Some(client) = self.clients.get_mut(&id) {
+                        client.pending += 1;
+                    }
+                }
                 return;
             }
             return self.error(
@@ -136,9 +167,6 @@ impl Router {
             );
         };
         if let Some(correlation) = correlation {
-            if self.services.pending.len() >= MAX_PENDING {
-                return self.busy(id, Some(correlation));
-            }
             self.services
                 .pending
                 .insert((id, correlation.get().into()), service);
@@ -166,13 +194,18 @@ impl Router {
     /// A client's request another hub forwarded: one of this hub's service
     /// connections gets it, as if the client were here.
     pub(super) fn remote_request(&mut self, request: crate::cluster::wire::Request) {
-        let Some(service) = self.services.pick() else {
-            crate::throttle::warn_throttled!(
-                "a request of client {} came for a service connection, but this hub has none now",
-                request.client
-            );
-            return;
+        let full = request.corr.is_some() && self.services.owed() >= MAX_PENDING;
+        let service = self.services.pick().filter(|_| !full);
+        let Some(service) = service else {
+            // The hub that sent it had old news (or this one owes too
+            // much): its client hears `busy` rather than nothing.
+            self.counters.busy += 1;
+            return self.tell_unanswered(request.client, request.corr);
         };
+        if let Some(corr) = &request.corr {
+            let key = (request.client.as_str().into(), corr.get().into());
+            self.services.remote.insert(key, service);
+        }
         let data = raw(&Forwarded {
             client_id: &request.client,
             user_id: request.user.as_deref(),
@@ -204,6 +237,13 @@ impl Router {
     ) {
         let target = self.names.get(client).copied();
         let mut delivered = 0;
+        if target.is_none()
+            && let Some(answered) = &message.correlation_id
+        {
+            // Perhaps the answer to another hub's client.
+            let key = (Box::<str>::from(client), Box::<str>::from(answered.get()));
+            self.services.remote.remove(&key);
+        }
         if let Some(target) = target {
             if let Some(answered) = &message.correlation_id {
                 let key = (target, Box::<str>::from(answered.get()));
@@ -263,13 +303,91 @@ impl Router {
                 continue;
             };
             self.counters.busy += 1;
-            let message = "The service handling this request went away: try again";
-            self.error(client, ErrorCode::Busy, message, Some(&correlation));
+            self.gone_away(client, Some(&correlation));
+        }
+        let owed_there: Vec<(Box<str>, Box<str>)> = self
+            .services
+            .remote
+            .iter()
+            .filter(|(_, s)| **s == service)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in owed_there {
+            self.services.remote.remove(&key);
+            let (client, correlation) = key;
+            self.counters.busy += 1;
+            let correlation = RawValue::from_string(correlation.into()).ok();
+            self.tell_unanswered(client.into(), correlation);
+        }
+    }
+
+    /// The client's request was taken and will not be answered.
+    fn gone_away(&mut self, id: ClientId, correlation: Option<&RawValue>) {
+        let message = "The service handling this request went away: try again";
+        self.error(id, ErrorCode::Busy, message, correlation);
+    }
+
+    /// Tells the hub of another hub's client that its request will not be
+    /// answered.
+    fn tell_unanswered(&mut self, client: String, corr: Option<Box<RawValue>>) {
+        let Some(hub) = crate::cluster::wire::hub_of(&client).map(str::to_owned) else {
+            return;
+        };
+        self.cluster_send(&hub, &Wire::Unanswered { client, corr });
+    }
+
+    /// Another hub will not answer a request of client `name` of this hub.
+    pub(super) fn unanswered(&mut self, name: &str, corr: Option<Box<RawValue>>) {
+        let Some(id) = self.names.get(name).copied() else {
+            return;
+        };
+        if let Some(corr) = &corr {
+            self.forwarded_done(id, corr);
+        }
+        self.counters.busy += 1;
+        self.gone_away(id, corr.as_deref());
+    }
+
+    /// The answer to a request sent to another hub came (or never will).
+    pub(super) fn forwarded_done(&mut self, id: ClientId, corr: &RawValue) {
+        let key = (id, Box::<str>::from(corr.get()));
+        if self.services.forwarded.remove(&key).is_some()
+            && let Some(client) = self.clients.get_mut(&id)
+        {
+            client.pending = client.pending.saturating_sub(1);
+        }
+    }
+
+    /// Hubs are gone (every other hub, when `None`: this one is cut off):
+    /// the requests sent to them will not be answered, so their clients
+    /// hear `busy`, and what services here owe their clients is forgotten.
+    pub(super) fn hubs_lost(&mut self, gone: Option<&[String]>) {
+        let among = |hub: &str| gone.is_none_or(|gone| gone.iter().any(|g| g == hub));
+        self.services
+            .remote
+            .retain(|(client, _), _| !crate::cluster::wire::hub_of(client).is_some_and(among));
+        let lost: Vec<(ClientId, Box<str>)> = self
+            .services
+            .forwarded
+            .iter()
+            .filter(|(_, hub)| among(hub))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for (id, correlation) in lost {
+            let Ok(correlation) = RawValue::from_string(correlation.into()) else {
+                continue;
+            };
+            self.forwarded_done(id, &correlation);
+            self.counters.busy += 1;
+            self.gone_away(id, Some(&correlation));
         }
     }
 
     /// A client left: forget what services owed it.
     pub(super) fn forget_pending(&mut self, id: ClientId) {
         self.services.pending.retain(|(client, _), _| *client != id);
+        self.services
+            .forwarded
+            .retain(|(client, _), _| *client != id);
     }
 }

@@ -52,6 +52,10 @@ struct Subscription {
     /// It asked, so it is answered `subscribed` (a session joined at
     /// connect is not).
     reply: bool,
+    /// Earlier subscribes to the same stream that this one superseded
+    /// while they waited: each still gets its answer (the `correlationId`
+    /// it asked with), the same as this one's.
+    superseded: Vec<Option<Box<RawValue>>>,
 }
 
 /// What an [`Out::Head`] was asked for.
@@ -234,6 +238,7 @@ impl Router {
                     Wire::Cmd { from, id, cmd } => self.remote_command(&from, id, cmd),
                     Wire::Reply { id, answer } => self.remote_answer(id, answer.answer()),
                     Wire::Request(request) => self.remote_request(request),
+                    Wire::Unanswered { client, corr } => self.unanswered(&client, corr),
                     Wire::Hub(beat) => {
                         if let Some(cluster) = &mut self.cluster {
                             cluster
@@ -312,6 +317,8 @@ impl Router {
                     reply: None,
                 });
             }
+            // Nor will what other hubs were asked to answer.
+            self.hubs_lost(None);
         }
     }
 
@@ -394,6 +401,13 @@ impl Router {
         let Some(publication) = self.local_publication(p) else {
             return;
         };
+        if let (Target::Client(name), Some(corr)) =
+            (&publication.target, &publication.correlation_id)
+            && let Some(id) = self.names.get(name.as_str()).copied()
+        {
+            // Perhaps the answer to a request sent to another hub.
+            self.forwarded_done(id, corr);
+        }
         let position = match (seq, epoch, StreamKey::of(&publication.target)) {
             (Some(seq), Some(epoch), Some(stream)) => Some((stream, seq, Arc::<str>::from(epoch))),
             _ => None,
@@ -471,6 +485,12 @@ impl Router {
         if !history && claim.is_none() {
             return false;
         }
+        // An earlier subscribe to this stream still waiting is superseded
+        // by this one, but owed its answer all the same.
+        let earlier = self.clients.get(&id).and_then(|client| {
+            let replay = client.replays.iter().find(|r| r.stream == stream)?;
+            replay.ticket()
+        });
         let Some(cluster) = &mut self.cluster else {
             return false;
         };
@@ -486,6 +506,13 @@ impl Router {
             return false;
         }
         cluster.next_ticket += 1;
+        let mut superseded = Vec::new();
+        if let Some(Awaiting::Subscribe(mut old)) = earlier.and_then(|t| cluster.heads.remove(&t)) {
+            superseded.append(&mut old.superseded);
+            if old.reply {
+                superseded.push(old.correlation);
+            }
+        }
         cluster.heads.insert(
             ticket,
             Awaiting::Subscribe(Subscription {
@@ -494,11 +521,12 @@ impl Router {
                 since: since.clone(),
                 correlation: correlation.map(RawValue::to_owned),
                 reply,
+                superseded,
             }),
         );
         if let Some(client) = self.clients.get_mut(&id) {
             // A later subscribe to the same stream supersedes an earlier
-            // one still waiting (whose answer then finds nothing to do).
+            // one still waiting, and takes over what it gathered.
             let earlier = client.replays.iter().position(|r| r.stream == stream);
             let pending = earlier.map(|at| client.replays.remove(at).into_pending());
             let mut replay = Replaying::waiting(stream, ticket);
@@ -523,6 +551,7 @@ impl Router {
             since,
             correlation,
             reply: wants_reply,
+            superseded,
         } = subscription;
         let (topic, correlation) = (&topic, correlation.as_deref());
         let stream = StreamKey::of_topic(topic);
@@ -542,6 +571,9 @@ impl Router {
             self.leave(id, Some(topic));
             let message = format!("Session {} belongs to another user", topic_name(topic));
             log::debug!("session claim refused: it is {owner}'s");
+            for earlier in &superseded {
+                self.error(id, ErrorCode::Forbidden, &message, earlier.as_deref());
+            }
             return self.error(id, ErrorCode::Forbidden, &message, correlation);
         }
         let ttl = self.config.history_ttl;
@@ -600,17 +632,22 @@ impl Router {
             Some(false) => self.counters.recoveries_lost += 1,
             None => {}
         }
-        if wants_reply {
+        let asked = superseded.iter().map(Option::as_deref);
+        let asked: Vec<Option<&RawValue>> =
+            asked.chain(wants_reply.then_some(correlation)).collect();
+        if !asked.is_empty() {
             let data = raw(&Subscribed {
                 seq: position.as_ref().map(|(seq, _)| *seq),
                 epoch: position.as_ref().map(|(_, epoch)| &**epoch),
                 recovered,
             });
             let named = stream.topic();
-            let message = Message::new(Kind::Subscribed.as_str(), Some(&data))
-                .topic(Some(&named))
-                .correlation(correlation);
-            self.send_message(id, &message);
+            for correlation in asked {
+                let message = Message::new(Kind::Subscribed.as_str(), Some(&data))
+                    .topic(Some(&named))
+                    .correlation(correlation);
+                self.send_message(id, &message);
+            }
         }
         if !replay.is_empty() {
             self.start_replay(id, stream, replay);
@@ -833,14 +870,15 @@ impl Router {
     // --- application requests ----------------------------------------------
 
     /// A request nobody here can answer goes to a hub with a service
-    /// connection; `false` if there is none.
-    pub(super) fn forward_request(&mut self, id: ClientId, message: &RawValue) -> bool {
-        let Some(client) = self.clients.get(&id) else {
-            return false;
-        };
-        let Some(cluster) = self.cluster.as_mut().filter(|c| c.up) else {
-            return false;
-        };
+    /// connection: the hub it went to, `None` if there is none.
+    pub(super) fn forward_request(
+        &mut self,
+        id: ClientId,
+        message: &RawValue,
+        correlation: Option<&RawValue>,
+    ) -> Option<String> {
+        let client = self.clients.get(&id)?;
+        let cluster = self.cluster.as_mut().filter(|c| c.up)?;
         let own = cluster.hub().to_owned();
         let mut hubs: Vec<&String> = cluster
             .hubs
@@ -849,7 +887,7 @@ impl Router {
             .map(|(hub, _)| hub)
             .collect();
         if hubs.is_empty() {
-            return false;
+            return None;
         }
         hubs.sort();
         let hub = hubs[cluster.turn % hubs.len()].clone();
@@ -860,11 +898,25 @@ impl Router {
             session: client.sessions.first().map(|s| s.to_string()),
             meta: client.meta.clone(),
             message: message.to_owned(),
+            corr: correlation.map(RawValue::to_owned),
         });
-        let Ok(body) = wire::frame(&request) else {
+        let body = wire::frame(&request).ok()?;
+        let channel = cluster.channel_of(&hub);
+        cluster
+            .link
+            .send(Out::Send { channel, body })
+            .then_some(hub)
+    }
+
+    /// One message for one other hub; `false` if it could not be queued.
+    pub(super) fn cluster_send(&mut self, hub: &str, message: &Wire) -> bool {
+        let Some(cluster) = self.cluster.as_mut().filter(|c| c.up) else {
             return false;
         };
-        let channel = cluster.channel_of(&hub);
+        let Ok(body) = wire::frame(message) else {
+            return false;
+        };
+        let channel = cluster.channel_of(hub);
         cluster.link.send(Out::Send { channel, body })
     }
 
@@ -881,15 +933,24 @@ impl Router {
             .filter(|(_, (_, deadline))| *deadline <= now)
             .map(|(id, _)| *id)
             .collect();
-        cluster
-            .hubs
-            .retain(|_, (_, seen)| now.saturating_duration_since(*seen) < LEASE);
+        let mut gone = Vec::new();
+        cluster.hubs.retain(|hub, (_, seen)| {
+            let alive = now.saturating_duration_since(*seen) < LEASE;
+            if !alive {
+                gone.push(hub.clone());
+            }
+            alive
+        });
         let due = cluster.up && now >= cluster.next_beat;
         for id in expired {
             if let Some((waiter, _)) = self.cluster.as_mut().and_then(|c| c.commands.remove(&id)) {
                 // The other hub did not answer in time: as if not found.
                 self.answer(waiter, Answer::Done(false));
             }
+        }
+        if !gone.is_empty() {
+            // Requests sent there will not be answered.
+            self.hubs_lost(Some(&gone));
         }
         if due {
             self.heartbeat(now);

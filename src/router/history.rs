@@ -50,6 +50,11 @@ impl Replaying {
         }
     }
 
+    /// The answer it waits for, if it waits.
+    pub(super) fn ticket(&self) -> Option<u64> {
+        self.waiting
+    }
+
     /// Whether it waits for the answer with `ticket`.
     pub(super) fn waits_for(&self, ticket: u64) -> bool {
         self.waiting == Some(ticket)
