@@ -154,7 +154,10 @@ fn close_code_of(ws: &mut WebSocket<TcpStream>) -> Result<(u16, String), String>
             Ok(Message::Close(None)) => return Ok((1005, String::new())),
             Ok(_) => {}
             Err(tungstenite::Error::Io(err))
-                if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                if matches!(
+                    err.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
             {
                 return Err(format!("no Close frame within {DEADLINE:?}"));
             }
@@ -352,7 +355,11 @@ impl Live {
                     break;
                 }
                 Ok(n) => frames.feed(&chunk[..n]),
-                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
                 Err(err) => {
                     seen.end = Some(format!("cut by the hub: {err}"));
@@ -594,7 +601,9 @@ fn drained_subscribers(
                             Err(err)
                                 if matches!(
                                     err.kind(),
-                                    ErrorKind::WouldBlock | ErrorKind::TimedOut
+                                    ErrorKind::WouldBlock
+                                        | ErrorKind::TimedOut
+                                        | ErrorKind::Interrupted
                                 ) => {}
                             Err(_) => return,
                         }
@@ -643,7 +652,9 @@ fn publish_flooders(
                         Err(err)
                             if matches!(
                                 err.kind(),
-                                ErrorKind::WouldBlock | ErrorKind::TimedOut
+                                ErrorKind::WouldBlock
+                                    | ErrorKind::TimedOut
+                                    | ErrorKind::Interrupted
                             ) =>
                         {
                             if !told {
@@ -1057,7 +1068,10 @@ fn replies_arrive_before_the_close(busy: bool) {
             Ok(_) => {}
             Err(tungstenite::Error::Io(err))
                 if busy.is_some()
-                    && matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                    && matches!(
+                        err.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) =>
             {
                 // Nothing while the router is held: let it go.
                 busy = None;

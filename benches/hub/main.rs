@@ -2437,7 +2437,12 @@ impl RawWs {
                         Ok(0) => return Err("connection closed".to_owned()),
                         Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                         Err(e)
-                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                            if matches!(
+                                e.kind(),
+                                ErrorKind::WouldBlock
+                                    | ErrorKind::TimedOut
+                                    | ErrorKind::Interrupted
+                            ) =>
                         {
                             return Ok(None);
                         }

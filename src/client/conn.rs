@@ -308,9 +308,13 @@ impl Conn {
                 }
             }
             Err(tungstenite::Error::Io(err))
-                if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                if matches!(
+                    err.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
             {
-                // A read that found nothing at all: only now does silence count.
+                // A read that found nothing (or that a signal cut short): only
+                // now does silence count.
                 match (silent_until, self.watchdog) {
                     (Some(silent), Some(limit)) if Instant::now() >= silent => Err(Gone::abnormal(
                         format!("no frame from the hub for {limit:?}"),
@@ -349,7 +353,10 @@ impl Conn {
             match self.ws.read() {
                 Ok(_) => {}
                 Err(tungstenite::Error::Io(err))
-                    if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    if matches!(
+                        err.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
                 // Closed: the hub answered and dropped the connection.
                 Err(_) => return,
             }

@@ -248,7 +248,10 @@ pub fn read_json(ws: &mut WebSocket<TcpStream>, wait: Duration) -> Result<Value,
             Ok(Message::Close(frame)) => return Err(format!("closed: {frame:?}")),
             Ok(_) => {}
             Err(tungstenite::Error::Io(err))
-                if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                if matches!(
+                    err.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
             Err(err) => return Err(format!("read failed: {err}")),
         }
     }
