@@ -14,6 +14,7 @@ use crossbeam_channel::Receiver;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use support::{Client, DEADLINE, TestHub, http_raw, start};
+use support::{expect_but_presence as expect, next_but_presence as next};
 use wshub::{
     AiProgress, ClientRequest, Config, Error, EventBus, FileChanged, Filter, Hub, MessageReceived,
     Secret, Status, Target, TokenGrant, Topic, load_tokens,
@@ -54,24 +55,6 @@ fn next_request(requests: &Receiver<ClientRequest>) -> ClientRequest {
     requests
         .recv_timeout(DEADLINE)
         .expect("a request reaches the program")
-}
-
-/// The next message that is not a presence broadcast (users coming online
-/// are announced to every client allowed to see them).
-fn next(client: &mut Client, what: &str) -> Value {
-    loop {
-        let message = client.recv(what);
-        if message["type"] != "user_presence" {
-            return message;
-        }
-    }
-}
-
-/// The next message but presence, which must be of type `kind`.
-fn expect(client: &mut Client, kind: &str) -> Value {
-    let message = next(client, kind);
-    assert_eq!(message["type"], kind, "expected {kind}, got {message}");
-    message
 }
 
 /// Proves nothing but presence waits for `client`: a ping's pong comes next.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Client, DEADLINE, TestHub};
+use support::{expect_but_presence as expect, next_but_presence as next};
 use wshub::{Config, Secret, Target, TokenGrant, Topic};
 
 const ADMIN: &str = "cluster-admin-token";
@@ -119,22 +120,6 @@ fn hubs(redis: &Redis, n: usize) -> Vec<TestHub> {
         });
     }
     hubs
-}
-
-/// Skips presence broadcasts.
-fn next(client: &mut Client, what: &str) -> Value {
-    loop {
-        let message = client.recv(what);
-        if message["type"] != "user_presence" {
-            return message;
-        }
-    }
-}
-
-fn expect(client: &mut Client, kind: &str) -> Value {
-    let message = next(client, kind);
-    assert_eq!(message["type"], kind, "expected {kind}, got {message}");
-    message
 }
 
 fn subscribe(client: &mut Client, topic: Value, since: Option<Value>) -> Value {

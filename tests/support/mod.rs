@@ -341,3 +341,21 @@ pub fn upgrade_head(
         String::from_utf8_lossy(&body).into_owned(),
     )
 }
+
+/// The next message that is not a presence broadcast (users coming online
+/// are announced to every client allowed to see them).
+pub fn next_but_presence(client: &mut Client, what: &str) -> Value {
+    loop {
+        let message = client.recv(what);
+        if message["type"] != "user_presence" {
+            return message;
+        }
+    }
+}
+
+/// The next message but presence, which must be of type `kind`.
+pub fn expect_but_presence(client: &mut Client, kind: &str) -> Value {
+    let message = next_but_presence(client, kind);
+    assert_eq!(message["type"], kind, "expected {kind}, got {message}");
+    message
+}
