@@ -3,7 +3,9 @@
 It connects to wshub as a service connection (with the admin token), receives
 the clients' application requests as `client_message`, and answers each with
 `send`: `agent:start` -> `agent:started`, `agent:message` -> a `stream:chunk`
-per word then `stream:complete`, `agent:cancel` -> `agent:cancelled`.
+per word then `stream:complete`, `agent:cancel` -> `agent:cancelled`, and any
+other type -> `error` with `payload.message`, as the agent service's own
+server did.
 
     cargo run --release -- --admin-token s3cret &
     WSHUB_ADMIN_TOKEN=s3cret python3 examples/agent_service.py [ws://127.0.0.1:3000/ws]
@@ -38,3 +40,6 @@ with connect(f"{url}{joiner}token={token}&envelope=standard") as hub:
             send("stream:complete", {"sessionId": client})
         elif request["type"] == "agent:cancel":
             send("agent:cancelled", {"sessionId": client}, request.get("correlationId"))
+        else:
+            message = f"Unknown message type: {request['type']}"
+            send("error", {"message": message}, request.get("correlationId"))

@@ -14,9 +14,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, unbounded};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{Client, DEADLINE};
-use wshub::Config;
+use wshub::{Config, Envelope};
 
 /// How long each example runs before it stops by itself.
 const RUN_SECONDS: u64 = 4;
@@ -245,8 +245,11 @@ fn the_python_agent_service_plays_the_agent_flow_over_a_service_connection() {
         "python3 with the websockets package is needed (pip install websockets)"
     );
     const TOKEN: &str = "python-service-token";
+    // Served as the README's recipe for these clients serves them: the
+    // payload envelope by default, which the service opts out of.
     let hub = support::start(Config {
         admin_token: Some(TOKEN.into()),
+        envelope: Envelope::Payload,
         ..support::config()
     });
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/agent_service.py");
@@ -260,13 +263,18 @@ fn the_python_agent_service_plays_the_agent_flow_over_a_service_connection() {
         s.service_connections == 1
     });
 
-    let mut client = hub.client("/ws");
+    let mut ws = Client::open(hub.addr, "/ws").expect("the client connects");
+    let welcome = support::read_json(&mut ws, DEADLINE).expect("a welcome");
+    assert_eq!(welcome["type"], "connection:established", "{welcome}");
+    let id = welcome["payload"]["clientId"].clone();
+    assert!(id.is_string(), "{welcome}");
+    let mut client = Client { ws, welcome };
     let started = client.request(
         json!({"type": "agent:start", "payload": {"projectId": "p1"}}),
         "r1",
     );
     assert_eq!(started["type"], "agent:started", "{started}");
-    assert_eq!(started["data"], json!({"sessionId": client.id()}));
+    assert_eq!(started["payload"], json!({"sessionId": id}));
 
     client.send(json!({"type": "agent:message", "payload": {"content": "hello there"}}));
     let mut words = Vec::new();
@@ -275,7 +283,7 @@ fn the_python_agent_service_plays_the_agent_flow_over_a_service_connection() {
         assert!(message["correlationId"].is_null(), "{message}");
         match message["type"].as_str() {
             Some("stream:chunk") => {
-                words.push(message["data"]["content"].as_str().unwrap().to_owned());
+                words.push(message["payload"]["content"].as_str().unwrap().to_owned());
             }
             Some("stream:complete") => break,
             _ => panic!("unexpected in the stream: {message}"),
@@ -286,10 +294,12 @@ fn the_python_agent_service_plays_the_agent_flow_over_a_service_connection() {
 
     let cancelled = client.request(json!({"type": "agent:cancel"}), "c1");
     assert_eq!(cancelled["type"], "agent:cancelled", "{cancelled}");
+    assert_eq!(cancelled["payload"]["sessionId"], id, "{cancelled}");
+    let unknown = client.request(json!({"type": "agent:other"}), "u1");
+    assert_eq!(unknown["type"], "error", "{unknown}");
     assert_eq!(
-        cancelled["data"]["sessionId"],
-        Value::String(client.id()),
-        "{cancelled}"
+        unknown["payload"]["message"],
+        "Unknown message type: agent:other"
     );
     client.expect_nothing_pending();
 
