@@ -470,9 +470,13 @@ fn a_request_sent_on_old_news_of_a_service_is_answered_not_silent() {
 fn a_subscribe_superseded_while_it_waits_for_redis_is_answered_too() {
     let redis = Redis::start();
     let hub = hub_on(config(&redis));
+    // One publication that has come round, so the stream stands at 1.
+    let mut probe = hub.client("/ws");
+    subscribe(&mut probe, json!({"channel": "c"}), None);
     hub.handle()
         .publish(Target::channel("c"), "before", json!({}))
         .unwrap();
+    expect(&mut probe, "before");
     let mut client = hub.client("/ws");
     // Sent back to back: the later ones arrive while the first waits for
     // Redis to say where the stream stands.
@@ -734,5 +738,305 @@ fn a_session_belongs_to_its_user_across_hubs() {
         .publish(Target::session("private-1"), "secret", json!({}))
         .unwrap();
     expect(&mut alice, "secret");
-    bob.expect_nothing_pending();
+    // Nothing but presence (bob's own online comes round the bus at its
+    // own pace) before the pong: no secret.
+    bob.send(json!({"type": "ping", "correlationId": "p"}));
+    assert_eq!(next(&mut bob, "the pong")["type"], "pong");
+}
+
+// --- faults between one hub and Redis, Redis keeping its data -------------
+
+/// A TCP proxy to Redis that can be cut (every connection dropped, new ones
+/// refused) and restored: a hub cut off from Redis while Redis keeps its data.
+struct Proxy {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    live: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(redis: &Redis) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::<TcpStream>::new()));
+        let (d, l, target) = (down.clone(), live.clone(), redis.port);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                if d.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                l.lock().unwrap().push(client.try_clone().unwrap());
+                l.lock().unwrap().push(server.try_clone().unwrap());
+                let (mut c1, mut s1) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c2, mut s2) = (client, server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c1, &mut s1);
+                    let _ = s1.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Proxy { port, down, live }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn redis_cli(redis: &Redis, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_up(hub: &TestHub, up: bool) {
+    hub.wait_stats("redis_up to change", |s| {
+        s.cluster.as_ref().is_some_and(|c| c.redis_up == up)
+    });
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_lost_script_cache_costs_no_publication() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let mut near = hubs[0].client("/ws");
+    subscribe(&mut near, json!({"channel": "c"}), None);
+    hubs[0]
+        .handle()
+        .publish(Target::channel("c"), "before", json!({}))
+        .unwrap();
+    expect(&mut near, "before");
+    // An operator's SCRIPT FLUSH, or a failover behind a proxy: the
+    // connections stay up, the scripts are gone.
+    redis_cli(&redis, &["SCRIPT", "FLUSH"]);
+    hubs[0]
+        .handle()
+        .publish(Target::channel("c"), "after", json!({}))
+        .unwrap();
+    let got = support::read_json(&mut near.ws, Duration::from_secs(5));
+    assert!(
+        matches!(&got, Ok(m) if m["type"] == "after"),
+        "the publishing hub's own subscriber never got it: {got:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_redis_refusing_writes_still_leaves_the_publishing_hub_serving() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let mut near = hubs[0].client("/ws");
+    subscribe(&mut near, json!({"channel": "c"}), None);
+    // README: "Redis's own maxmemory bounds the shared history" (default policy noeviction).
+    redis_cli(&redis, &["CONFIG", "SET", "maxmemory", "1"]);
+    hubs[0]
+        .handle()
+        .publish(Target::channel("c"), "after", json!({}))
+        .unwrap();
+    let got = support::read_json(&mut near.ws, Duration::from_secs(5));
+    assert!(
+        matches!(&got, Ok(m) if m["type"] == "after"),
+        "lost everywhere, even on its own hub: {got:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_user_who_leaves_during_a_short_cut_off_goes_offline_everywhere() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(&redis);
+    let cut_hub = hub_on(Config {
+        redis: Some(proxy.url()),
+        ..config(&redis)
+    });
+    let other = hub_on(config(&redis));
+    let mut watcher = other.client("/ws?userId=watcher");
+    assert_eq!(watcher.expect("user_presence")["data"]["userId"], "watcher");
+    let alice = cut_hub.client("/ws?userId=alice");
+    assert_eq!(
+        watcher.expect("user_presence")["data"],
+        json!({"userId": "alice", "status": "online"})
+    );
+    proxy.cut();
+    wait_up(&cut_hub, false);
+    drop(alice);
+    cut_hub.wait_stats("alice gone", |s| s.users == 0);
+    proxy.restore();
+    wait_up(&cut_hub, true);
+    // Well past the lease: alice has no connection anywhere.
+    let got = support::read_json(&mut watcher.ws, Duration::from_secs(15));
+    let list = watcher.request(json!({"type": "presence"}), "who");
+    println!("presence list on the other hub: {}", list["data"]);
+    println!(
+        "redis p:alice = {:?}",
+        redis_cli(&redis, &["SMEMBERS", "wshub:p:alice"])
+    );
+    assert!(
+        matches!(&got, Ok(m) if m["data"] == json!({"userId": "alice", "status": "offline"})),
+        "alice was never told offline: {got:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_request_whose_answer_was_lost_in_a_short_cut_off_is_answered_busy() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(&redis);
+    let service_hub = hub_on(Config {
+        redis: Some(proxy.url()),
+        ..config(&redis)
+    });
+    let client_hub = hub_on(config(&redis));
+    let mut service = service_hub.client(&format!("/ws?token={ADMIN}"));
+    client_hub.wait_stats("the service to be known", |s| {
+        s.cluster
+            .as_ref()
+            .is_some_and(|c| c.hubs.iter().any(|h| h.services == 1))
+    });
+    let mut client = client_hub.client("/ws");
+    client.send(json!({"type": "agent:start", "correlationId": "r1"}));
+    expect(&mut service, "client_message");
+    proxy.cut();
+    wait_up(&service_hub, false);
+    let ack = service.request(
+        json!({"type": "send", "clientId": client.id(),
+               "message": {"type": "agent:started", "correlationId": "r1"}}),
+        "a1",
+    );
+    println!("service's ack while cut off: {ack}");
+    proxy.restore();
+    wait_up(&service_hub, true);
+    let got = support::read_json(&mut client.ws, Duration::from_secs(20));
+    assert!(
+        got.is_ok(),
+        "request r1 neither answered nor told busy after 20 s: {got:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn resuming_on_another_hub_under_load_has_no_gap_and_no_duplicate() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let publisher = hubs[1].handle().clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let flood = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            n += 1;
+            publisher
+                .publish(Target::channel("feed"), "tick", json!({ "n": n }))
+                .unwrap();
+            if n.is_multiple_of(5) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    let mut watcher = hubs[0].client("/ws");
+    subscribe(&mut watcher, json!({"channel": "feed"}), None);
+    let mut problems = Vec::new();
+    for round in 0..20 {
+        // Where a live client is now...
+        let seen = expect(&mut watcher, "tick");
+        let since = json!({"seq": seen["seq"], "epoch": seen["epoch"]});
+        // ...a new one resumes from there, on the hub that did not publish.
+        let mut resumed = hubs[0].client("/ws");
+        let reply = subscribe(
+            &mut resumed,
+            json!({"channel": "feed"}),
+            Some(since.clone()),
+        );
+        let first = seen["seq"].as_u64().unwrap() + 1;
+        for want in first..first + 100 {
+            let tick = expect(&mut resumed, "tick");
+            let seq = tick["seq"].as_u64().unwrap();
+            if seq != want {
+                problems.push(format!(
+                    "round {round}: since {since} answered {}, expected seq {want}, got {seq}",
+                    reply["data"]
+                ));
+                break;
+            }
+        }
+        // Drain the watcher (some) so it stays near the head.
+        for _ in 0..2_000 {
+            if support::read_json(&mut watcher.ws, Duration::from_millis(1)).is_err() {
+                break;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.join().unwrap();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_hub_cut_off_while_redis_restarted_empty_catches_up_on_the_new_epoch() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(&redis);
+    let cut_hub = hub_on(Config {
+        redis: Some(proxy.url()),
+        ..config(&redis)
+    });
+    let other = hub_on(config(&redis));
+    let mut near = cut_hub.client("/ws");
+    subscribe(&mut near, json!({"channel": "c"}), None);
+    for n in 1..=5 {
+        other
+            .handle()
+            .publish(Target::channel("c"), "old", json!({ "n": n }))
+            .unwrap();
+    }
+    for _ in 1..=5 {
+        expect(&mut near, "old");
+    }
+    proxy.cut();
+    wait_up(&cut_hub, false);
+    // Redis restarts empty (FLUSHALL stands in for it), the other hub goes on.
+    redis_cli(&redis, &["FLUSHALL"]);
+    for n in 1..=3 {
+        other
+            .handle()
+            .publish(Target::channel("c"), "new", json!({ "n": n }))
+            .unwrap();
+    }
+    println!(
+        "kept in Redis: {}",
+        redis_cli(&redis, &["XLEN", "wshub:h:c:c"])
+    );
+    proxy.restore();
+    wait_up(&cut_hub, true);
+    let got = support::read_json(&mut near.ws, Duration::from_secs(5));
+    assert!(
+        matches!(&got, Ok(m) if m["type"] == "new"),
+        "what Redis kept meanwhile never reached the hub's subscriber: {got:?}"
+    );
 }

@@ -46,7 +46,7 @@ const OUT_QUEUE: usize = 64 * 1024;
 const META_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// A request for Redis, from the router.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Out {
     /// A publication for the hubs on `channel`; `stream` numbers and keeps
     /// it (its history is on).
@@ -57,15 +57,23 @@ pub(crate) enum Out {
     },
     /// A framed message as it is, for the hubs on `channel`.
     Send { channel: String, body: String },
-    /// Where `stream` stands and what it kept after `since`, after claiming
-    /// a session for its user (`claim`): answered with [`In::Head`].
+    /// Where `stream` stands and what it kept after `since` (all it kept,
+    /// if its epoch is no longer `epoch`), after claiming a session for its
+    /// user (`claim`): answered with [`In::Head`], and, when the answer
+    /// has a position, marked on this hub's channel ([`wire::Wire::Mark`])
+    /// behind every publication it counts.
     Head {
         ticket: u64,
         stream: String,
         since: Option<u64>,
+        epoch: Option<String>,
         claim: Option<(String, String)>,
         history: bool,
     },
+    /// Back after a cut-off, with these users: those Redis still counts on
+    /// this hub but who left meanwhile are gone (offline, once, if they
+    /// have no connection anywhere).
+    Rejoin { users: Vec<String> },
     /// A user has a connection on this hub now...
     Join { user: String },
     /// ...or has none any more.

@@ -54,11 +54,14 @@ redis.call('PUBLISH', ARGV[1], seq .. ' ' .. epoch .. ' ' .. ARGV[2])
 return seq
 ";
 
-/// Where a stream stands and what it kept after `since`; first claims a
-/// session for its user, if asked.
+/// Where a stream stands and what it kept after `since` (everything it
+/// kept, if its epoch is no longer the one known); first claims a session
+/// for its user, if asked. Then marks the answer on the asking hub's
+/// channel: the publications it counts were published before the mark.
 /// KEYS: meta hash, history stream, session owner key. ARGV: since (-1:
 /// none), most entries, meta TTL (ms), a fresh epoch, '1' if the stream
-/// keeps history, the claiming user ('' for none), the claim's TTL (ms).
+/// keeps history, the claiming user ('' for none), the claim's TTL (ms),
+/// the hub's channel, the framed mark, the epoch known ('' for none).
 const HEAD: &str = r"
 if ARGV[6] ~= '' then
   local owner = redis.call('GET', KEYS[3])
@@ -79,10 +82,14 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 local since = tonumber(ARGV[1])
+if since >= 0 and ARGV[10] ~= '' and ARGV[10] ~= epoch then
+  since = 0
+end
 local entries = {}
 if since >= 0 and since < seq then
   entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT', ARGV[2])
 end
+redis.call('PUBLISH', ARGV[8], ARGV[9])
 return {'ok', seq, epoch, entries}
 ";
 
@@ -117,6 +124,32 @@ if redis.call('SCARD', KEYS[1]) == 0 and redis.call('HEXISTS', KEYS[3], ARGV[1])
 end
 return 0
 ";
+
+/// This hub is back: the users Redis counts on it that it no longer has
+/// left while it was away, as [`LEAVE`] would have said.
+/// KEYS: the hub's users, the status hash. ARGV: hub, key prefix, bus
+/// channel, then the users the hub has now.
+const REJOIN: &str = r#"
+local now = {}
+for i = 4, #ARGV do
+  now[ARGV[i]] = true
+end
+local gone = 0
+for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not now[user] then
+    redis.call('SREM', KEYS[1], user)
+    local hubs = ARGV[2] .. ':p:' .. user
+    redis.call('SREM', hubs, ARGV[1])
+    if redis.call('SCARD', hubs) == 0 and redis.call('HEXISTS', KEYS[2], user) == 1 then
+      redis.call('HDEL', KEYS[2], user)
+      redis.call('PUBLISH', ARGV[3],
+        '- - {"presence":{"user":' .. cjson.encode(user) .. ',"status":"offline"}}')
+    end
+    gone = gone + 1
+  end
+end
+return gone
+"#;
 
 /// A status a user set, told once cluster-wide if it changed.
 /// KEYS: the status hash. ARGV: user, status, bus channel, framed message.
@@ -163,6 +196,7 @@ struct Scripts {
     leave: String,
     status: String,
     beat: String,
+    rejoin: String,
 }
 
 impl Scripts {
@@ -177,6 +211,7 @@ impl Scripts {
             leave: load(LEAVE)?,
             status: load(STATUS)?,
             beat: load(BEAT)?,
+            rejoin: load(REJOIN)?,
         })
     }
 }
@@ -230,7 +265,7 @@ pub(super) fn run_out(
     let mut backoff = Backoff::new();
     let mut down_since_logged = false;
     loop {
-        let (mut con, scripts) = match connect(&client).and_then(|mut con| {
+        let (mut con, mut scripts) = match connect(&client).and_then(|mut con| {
             let scripts = Scripts::load(&mut con)?;
             Ok((con, scripts))
         }) {
@@ -277,9 +312,40 @@ pub(super) fn run_out(
             let mut batch = vec![first];
             batch.extend(requests.try_iter().take(BATCH));
             match send_batch(&mut con, &scripts, &settings, &batch) {
-                Ok(replies) => {
-                    for reply in replies {
+                Ok(done) => {
+                    for reply in done.replies {
                         tell(&inbox, reply);
+                    }
+                    if let Some((_, why)) = done.refused.first() {
+                        crate::throttle::warn_throttled!(
+                            "Redis refused {} commands ({why}): their publications go to this hub's clients alone",
+                            done.refused.len()
+                        );
+                    }
+                    let refused: Vec<usize> = done.refused.iter().map(|(at, _)| *at).collect();
+                    let noscript = pick(&batch, &done.noscript);
+                    give_back(&inbox, pick(&batch, &refused));
+                    if !noscript.is_empty() {
+                        log::warn!("Redis lost this hub's scripts: loading them again");
+                        match Scripts::load(&mut con) {
+                            Ok(loaded) => scripts = loaded,
+                            Err(err) => {
+                                log::warn!("could not load the scripts again ({err})");
+                                give_back(&inbox, noscript);
+                                continue;
+                            }
+                        }
+                        match send_batch(&mut con, &scripts, &settings, &noscript) {
+                            Ok(done) => {
+                                for reply in done.replies {
+                                    tell(&inbox, reply);
+                                }
+                                let mut places = done.noscript;
+                                places.extend(done.refused.iter().map(|(at, _)| *at));
+                                give_back(&inbox, pick(&noscript, &places));
+                            }
+                            Err(_) => give_back(&inbox, noscript),
+                        }
                     }
                 }
                 Err(err) if broken(&err) => {
@@ -328,7 +394,7 @@ fn send_batch(
     scripts: &Scripts,
     settings: &Settings,
     batch: &[Out],
-) -> redis::RedisResult<Vec<In>> {
+) -> redis::RedisResult<Done> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     let now = now_ms();
@@ -363,11 +429,12 @@ fn send_batch(
                 pipe.cmd("PUBLISH").arg(channel).arg(body);
             }
             Out::Head {
+                ticket,
                 stream,
                 since,
+                epoch,
                 claim,
                 history,
-                ..
             } => {
                 let (owner_key, user) = match claim {
                     Some((session, user)) => (key("owner", session), user.as_str()),
@@ -385,7 +452,10 @@ fn send_batch(
                     .arg(super::fresh_epoch())
                     .arg(if *history { "1" } else { "0" })
                     .arg(user)
-                    .arg(settings.claim_ttl_ms);
+                    .arg(settings.claim_ttl_ms)
+                    .arg(wire::hub_channel(&settings.prefix, &settings.hub))
+                    .arg(wire::frame(&Wire::Mark(*ticket)).unwrap_or_default())
+                    .arg(epoch.as_deref().unwrap_or(""));
             }
             Out::Join { user } | Out::Leave { user } => {
                 let (script, status) = match out {
@@ -409,6 +479,17 @@ fn send_batch(
                     .arg(&bus)
                     .arg(message)
                     .arg(now + settings.lease_ms);
+            }
+            Out::Rejoin { users } => {
+                pipe.cmd("EVALSHA")
+                    .arg(&scripts.rejoin)
+                    .arg(2)
+                    .arg(key("hu", &settings.hub))
+                    .arg(format!("{}:status", settings.prefix))
+                    .arg(&*settings.hub)
+                    .arg(&settings.prefix)
+                    .arg(&bus)
+                    .arg(users);
             }
             Out::Status { user, status } => {
                 let message = wire::frame(&Wire::Presence {
@@ -464,45 +545,69 @@ fn send_batch(
     let values: Vec<Value> = pipe.query(con)?;
     // Walk the answers in the order the commands went.
     let mut answers = values.into_iter();
-    let mut replies = Vec::new();
-    for out in batch {
-        match out {
-            Out::Publish { .. } | Out::Send { .. } => {
-                if let Some(Value::ServerError(err)) = answers.next() {
-                    crate::throttle::warn_throttled!("Redis refused a publication: {err:?}");
-                }
+    let mut done = Done::default();
+    for (at, out) in batch.iter().enumerate() {
+        let mine: Vec<Value> = answers.by_ref().take(answer_count(out)).collect();
+        let refused = mine.iter().find_map(|value| match value {
+            Value::ServerError(err) => Some(err),
+            _ => None,
+        });
+        if let Some(err) = refused {
+            // The scripts are gone (SCRIPT FLUSH, a failover): such a
+            // command did nothing, and goes again once they are loaded.
+            if err.code() == "NOSCRIPT" {
+                done.noscript.push(at);
+            } else {
+                done.refused.push((at, format!("{err:?}")));
             }
+            continue;
+        }
+        let first = mine.into_iter().next();
+        match out {
             Out::Head { ticket, .. } => {
-                let reply = answers.next().and_then(head_reply);
-                replies.push(In::Head {
+                let reply = first.and_then(head_reply);
+                done.replies.push(In::Head {
                     ticket: *ticket,
                     reply,
                 });
             }
-            Out::Join { .. } | Out::Leave { .. } | Out::Status { .. } => {
-                answers.next();
-            }
-            Out::NewEpochs(streams) => {
-                for _ in 0..=streams.len() {
-                    answers.next();
-                }
-            }
-            Out::Heartbeat { sessions, .. } => {
-                for _ in 0..2 + sessions.len() {
-                    answers.next();
-                }
-            }
             Out::Snapshot => {
-                let statuses = answers.next().map(statuses).unwrap_or_default();
-                replies.push(In::Snapshot(statuses));
+                let statuses = first.map(statuses).unwrap_or_default();
+                done.replies.push(In::Snapshot(statuses));
             }
-            Out::Probe => {
-                answers.next();
-                replies.push(In::State(Side::Out, true));
-            }
+            Out::Probe => done.replies.push(In::State(Side::Out, true)),
+            _ => {}
         }
     }
-    Ok(replies)
+    Ok(done)
+}
+
+/// What a batch came to.
+#[derive(Default)]
+struct Done {
+    /// The answers the router waits for.
+    replies: Vec<In>,
+    /// The commands that found no script (by their place in the batch).
+    noscript: Vec<usize>,
+    /// The commands Redis refused (out of memory, read-only...), and why.
+    refused: Vec<(usize, String)>,
+}
+
+/// How many answers the commands of `out` get.
+fn answer_count(out: &Out) -> usize {
+    match out {
+        Out::NewEpochs(streams) => streams.len() + 1,
+        Out::Heartbeat { sessions, .. } => 2 + sessions.len(),
+        _ => 1,
+    }
+}
+
+/// The commands at `places` of `batch`.
+fn pick(batch: &[Out], places: &[usize]) -> Vec<Out> {
+    places
+        .iter()
+        .filter_map(|at| batch.get(*at).cloned())
+        .collect()
 }
 
 fn text(value: &Value) -> Option<String> {

@@ -45,6 +45,14 @@ pub(crate) enum Wire {
     },
     /// Every heartbeat: a hub is alive, and its numbers.
     Hub(HubBeat),
+    /// A client that sent requests to another hub left: what that hub's
+    /// services owe it is forgotten.
+    Left { client: String },
+    /// Published by the head script on the asking hub's channel right
+    /// after it read where a stream stands: every publication that answer
+    /// counts came on the bus before it, so the answer is used only once
+    /// the mark is in.
+    Mark(u64),
 }
 
 /// A publication as it crosses Redis (and as a stream's history keeps it).
@@ -282,6 +290,11 @@ pub(crate) struct HubBeat {
     pub services: usize,
     pub messages_sent: u64,
     pub messages_received: u64,
+    /// When (ms since 1970) this hub last joined Redis: a change tells the
+    /// others it was cut off meanwhile, so what they asked of it may be
+    /// lost.
+    #[serde(default)]
+    pub up_since: u64,
 }
 
 /// What a pubsub payload carries: a position (for a publication to a

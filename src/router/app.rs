@@ -383,11 +383,27 @@ impl Router {
         }
     }
 
-    /// A client left: forget what services owed it.
-    pub(super) fn forget_pending(&mut self, id: ClientId) {
+    /// A client left: forget what services owed it, here and on the hubs
+    /// its requests went to.
+    pub(super) fn forget_pending(&mut self, id: ClientId, name: &str) {
         self.services.pending.retain(|(client, _), _| *client != id);
+        let mut hubs: Vec<Box<str>> = Vec::new();
+        self.services.forwarded.retain(|(client, _), hub| {
+            if *client == id && !hubs.contains(hub) {
+                hubs.push(hub.clone());
+            }
+            *client != id
+        });
+        for hub in hubs {
+            let client = name.to_owned();
+            self.cluster_send(&hub, &Wire::Left { client });
+        }
+    }
+
+    /// A client of another hub left: nothing owed to it is kept.
+    pub(super) fn remote_client_left(&mut self, name: &str) {
         self.services
-            .forwarded
-            .retain(|(client, _), _| *client != id);
+            .remote
+            .retain(|(client, _), _| &**client != name);
     }
 }

@@ -336,7 +336,7 @@ impl Router {
             self.service_left(id);
         }
         if client.pending > 0 {
-            self.forget_pending(id);
+            self.forget_pending(id, &client.name);
         }
         let address = client.peer.ip().to_canonical();
         if let Some(count) = self.addresses.get_mut(&address) {

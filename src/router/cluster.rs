@@ -5,8 +5,16 @@
 //! cluster-out thread and is delivered here when it comes back on the bus,
 //! with the position Redis gave it, like on every other hub. A `subscribe`
 //! to a stream asks Redis where it stands (and, with `since`, what it
-//! kept); the publications that arrive meanwhile wait in the client's
-//! replay, so the seam has no gap and no duplicate, as on one hub.
+//! kept). The answer comes on the command connection, the publications on
+//! the bus, and either can be first; so Redis also puts a mark
+//! ([`Wire::Mark`]) on this hub's channel behind every publication the
+//! answer counts, and the answer is used once both are in. The
+//! publications that arrive meanwhile wait in the client's replay, so the
+//! seam has no gap and no duplicate, as on one hub.
+//!
+//! Nothing asked of another hub is left in silence: a request sent to a
+//! hub that dies, or that was cut off since (its heartbeat's `up_since`
+//! changes), is answered `busy`.
 //!
 //! While either Redis connection is down, the hub serves its own clients
 //! alone, numbering with its own history (its own epochs). When both are
@@ -65,8 +73,14 @@ enum Awaiting {
     CatchUp {
         stream: StreamKey,
         after: u64,
+        epoch: Arc<str>,
     },
 }
+
+/// How long an answer with a position waits for its [`Wire::Mark`] before
+/// it is used anyway (the mark is lost only with the connection, which
+/// resolves everything).
+const MARK_WAIT: Duration = Duration::from_secs(2);
 
 /// Who waits for another hub's answer to a command.
 pub(super) enum Waiter {
@@ -95,6 +109,10 @@ pub(super) struct ClusterState {
     /// Streams being caught up: their live publications wait here.
     catching_up: HashMap<StreamKey, Vec<Held>>,
     heads: HashMap<u64, Awaiting>,
+    /// Answers in, waiting for their mark on the bus.
+    answered: HashMap<u64, (Awaiting, Option<HeadReply>, Instant)>,
+    /// Marks in before their answer.
+    marked: HashSet<u64>,
     next_ticket: u64,
     /// Every hub heard of lately (this one too), and when.
     hubs: HashMap<String, (HubBeat, Instant)>,
@@ -103,6 +121,8 @@ pub(super) struct ClusterState {
     next_beat: Instant,
     /// Round robin over the hubs with service connections.
     turn: usize,
+    /// When this hub last joined Redis, told in its heartbeats.
+    up_since: u64,
 }
 
 impl ClusterState {
@@ -116,12 +136,15 @@ impl ClusterState {
             last: HashMap::new(),
             catching_up: HashMap::new(),
             heads: HashMap::new(),
+            answered: HashMap::new(),
+            marked: HashSet::new(),
             next_ticket: 1,
             hubs: HashMap::new(),
             commands: HashMap::new(),
             next_command: 1,
             next_beat: Instant::now(),
             turn: 0,
+            up_since: 0,
         }
     }
 
@@ -239,26 +262,28 @@ impl Router {
                     Wire::Reply { id, answer } => self.remote_answer(id, answer.answer()),
                     Wire::Request(request) => self.remote_request(request),
                     Wire::Unanswered { client, corr } => self.unanswered(&client, corr),
-                    Wire::Hub(beat) => {
-                        if let Some(cluster) = &mut self.cluster {
-                            cluster
-                                .hubs
-                                .insert(beat.hub.clone(), (beat, Instant::now()));
-                        }
-                    }
+                    Wire::Mark(ticket) => self.marked(ticket),
+                    Wire::Left { client } => self.remote_client_left(&client),
+                    Wire::Hub(beat) => self.remote_beat(beat),
                 }
             }
             In::Head { ticket, reply } => {
-                let awaiting = self.cluster.as_mut().and_then(|c| c.heads.remove(&ticket));
-                match awaiting {
-                    Some(Awaiting::Subscribe(subscription)) => {
-                        self.resolve_subscribe(ticket, subscription, reply)
-                    }
-                    Some(Awaiting::CatchUp { stream, after }) => {
-                        self.resolve_catch_up(stream, after, reply)
-                    }
-                    None => {}
+                let Some(cluster) = &mut self.cluster else {
+                    return;
+                };
+                let Some(awaiting) = cluster.heads.remove(&ticket) else {
+                    return;
+                };
+                // An answer with a position is used once its mark is in:
+                // what it counts may still be on its way on the bus.
+                let marked = cluster.marked.remove(&ticket);
+                if reply.as_ref().is_some_and(|r| r.position.is_some()) && !marked {
+                    cluster
+                        .answered
+                        .insert(ticket, (awaiting, reply, Instant::now()));
+                    return;
                 }
+                self.resolve_head(ticket, awaiting, reply);
             }
             In::Snapshot(statuses) => self.presence_snapshot(statuses),
             In::Undelivered(outs) => {
@@ -271,6 +296,75 @@ impl Router {
                     }
                 }
             }
+        }
+    }
+
+    /// A hub's heartbeat; if it joined Redis again since the last one, it
+    /// was cut off, and what it was asked meanwhile may be lost.
+    fn remote_beat(&mut self, beat: HubBeat) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let hub = beat.hub.clone();
+        let rejoined = hub != cluster.hub()
+            && cluster
+                .hubs
+                .get(&hub)
+                .is_some_and(|(last, _)| last.up_since != beat.up_since);
+        cluster.hubs.insert(hub.clone(), (beat, Instant::now()));
+        if rejoined {
+            self.hubs_lost(Some(&[hub]));
+        }
+    }
+
+    /// The bus has brought everything an answer counts.
+    fn marked(&mut self, ticket: u64) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        if let Some((awaiting, reply, _)) = cluster.answered.remove(&ticket) {
+            self.resolve_head(ticket, awaiting, reply);
+        } else if cluster.heads.contains_key(&ticket) {
+            cluster.marked.insert(ticket);
+        }
+    }
+
+    fn resolve_head(&mut self, ticket: u64, awaiting: Awaiting, reply: Option<HeadReply>) {
+        match awaiting {
+            Awaiting::Subscribe(subscription) => {
+                self.resolve_subscribe(ticket, subscription, reply)
+            }
+            Awaiting::CatchUp {
+                stream,
+                after,
+                epoch,
+            } => self.resolve_catch_up(stream, after, &epoch, reply),
+        }
+    }
+
+    /// Answers that waited too long for their mark are used as they are.
+    fn overdue_answers(&mut self, now: Instant) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let overdue: Vec<u64> = cluster
+            .answered
+            .iter()
+            .filter(|(_, (_, _, at))| now.saturating_duration_since(*at) >= MARK_WAIT)
+            .map(|(ticket, _)| *ticket)
+            .collect();
+        for ticket in overdue {
+            let Some((awaiting, reply, _)) = self
+                .cluster
+                .as_mut()
+                .and_then(|c| c.answered.remove(&ticket))
+            else {
+                continue;
+            };
+            crate::throttle::warn_throttled!(
+                "Redis's mark for a stream's position did not come in time: used as it is"
+            );
+            self.resolve_head(ticket, awaiting, reply);
         }
     }
 
@@ -309,13 +403,25 @@ impl Router {
             self.cluster_came_up();
         } else {
             log::warn!("cut off from the other hubs: serving this hub's clients alone");
-            // What was asked and will not be answered is answered now.
+            // What was asked and will not be answered is answered now, and
+            // what was answered is used without its mark.
+            cluster.marked.clear();
             let heads: Vec<u64> = cluster.heads.keys().copied().collect();
+            let answered: Vec<u64> = cluster.answered.keys().copied().collect();
             for ticket in heads {
                 self.cluster_event(In::Head {
                     ticket,
                     reply: None,
                 });
+            }
+            for ticket in answered {
+                if let Some((awaiting, reply, _)) = self
+                    .cluster
+                    .as_mut()
+                    .and_then(|c| c.answered.remove(&ticket))
+                {
+                    self.resolve_head(ticket, awaiting, reply);
+                }
             }
             // Nor will what other hubs were asked to answer.
             self.hubs_lost(None);
@@ -324,6 +430,9 @@ impl Router {
 
     /// Both connections are back (or up for the first time).
     fn cluster_came_up(&mut self) {
+        if let Some(cluster) = &mut self.cluster {
+            cluster.up_since = millis(SystemTime::now());
+        }
         // The lease first: the users counted below are swept with it if
         // this hub dies.
         self.heartbeat(Instant::now());
@@ -339,18 +448,23 @@ impl Router {
             );
             cluster.link.send(Out::NewEpochs(dirty));
         }
+        // Who left while it was away is gone from Redis, then who is here
+        // is counted again.
+        cluster.link.send(Out::Rejoin {
+            users: users.clone(),
+        });
         for user in users {
             cluster.link.send(Out::Join { user });
         }
         cluster.link.send(Out::Snapshot);
         cluster.next_beat = Instant::now();
         // What this hub's clients missed meanwhile.
-        let last: Vec<(StreamKey, u64)> = cluster
+        let last: Vec<(StreamKey, u64, Arc<str>)> = cluster
             .last
             .iter()
-            .map(|(stream, (seq, _))| (stream.clone(), *seq))
+            .map(|(stream, (seq, epoch))| (stream.clone(), *seq, Arc::clone(epoch)))
             .collect();
-        for (stream, after) in last {
+        for (stream, after, epoch) in last {
             let Some(cluster) = &mut self.cluster else {
                 return;
             };
@@ -358,16 +472,25 @@ impl Router {
             cluster.next_ticket += 1;
             let name = stream.redis_name();
             cluster.catching_up.insert(stream.clone(), Vec::new());
-            cluster
-                .heads
-                .insert(ticket, Awaiting::CatchUp { stream, after });
-            cluster.link.send(Out::Head {
+            let sent = cluster.link.send(Out::Head {
                 ticket,
                 stream: name,
                 since: Some(after),
+                epoch: Some(epoch.to_string()),
                 claim: None,
                 history: true,
             });
+            if sent {
+                let catch_up = Awaiting::CatchUp {
+                    stream,
+                    after,
+                    epoch,
+                };
+                cluster.heads.insert(ticket, catch_up);
+            } else {
+                // Not asked, so not waited for: its publications go live.
+                cluster.catching_up.remove(&stream);
+            }
         }
     }
 
@@ -499,6 +622,7 @@ impl Router {
             ticket,
             stream: stream.redis_name(),
             since: since.as_ref().map(|s| s.seq),
+            epoch: None,
             claim,
             history,
         });
@@ -507,7 +631,11 @@ impl Router {
         }
         cluster.next_ticket += 1;
         let mut superseded = Vec::new();
-        if let Some(Awaiting::Subscribe(mut old)) = earlier.and_then(|t| cluster.heads.remove(&t)) {
+        let old = earlier.and_then(|t| {
+            let answered = cluster.answered.remove(&t).map(|(awaiting, _, _)| awaiting);
+            cluster.heads.remove(&t).or(answered)
+        });
+        if let Some(Awaiting::Subscribe(mut old)) = old {
             superseded.append(&mut old.superseded);
             if old.reply {
                 superseded.push(old.correlation);
@@ -621,7 +749,9 @@ impl Router {
                     None => {
                         // Live from here: from before the first that came
                         // meanwhile, so none of those looks already seen.
-                        let from = pending.first().map_or(head, |(e, _)| head.min(e.seq - 1));
+                        let from = pending
+                            .first()
+                            .map_or(head, |(e, _)| head.min(e.seq.saturating_sub(1)));
                         (Some((from, epoch)), None, pending)
                     }
                 }
@@ -668,7 +798,13 @@ impl Router {
 
     /// What a stream's clients here missed while Redis was away, then what
     /// came meanwhile.
-    fn resolve_catch_up(&mut self, stream: StreamKey, after: u64, reply: Option<HeadReply>) {
+    fn resolve_catch_up(
+        &mut self,
+        stream: StreamKey,
+        after: u64,
+        known: &str,
+        reply: Option<HeadReply>,
+    ) {
         let held = self
             .cluster
             .as_mut()
@@ -676,6 +812,10 @@ impl Router {
             .unwrap_or_default();
         let mut last = after;
         if let Some((_, epoch)) = reply.as_ref().and_then(|r| r.position.clone()) {
+            if epoch != known {
+                // A new epoch (Redis lost the stream): all it kept is new.
+                last = 0;
+            }
             let epoch: Arc<str> = epoch.into();
             for kept in reply.map(|r| r.entries).unwrap_or_default() {
                 if kept.seq <= last {
@@ -924,6 +1064,7 @@ impl Router {
 
     /// Every tick: the heartbeat when due, answers that will not come.
     pub(super) fn cluster_tick(&mut self, now: Instant) {
+        self.overdue_answers(now);
         let Some(cluster) = &mut self.cluster else {
             return;
         };
@@ -982,15 +1123,17 @@ impl Router {
             services: self.services.count(),
             messages_sent: self.counters.messages_sent,
             messages_received: self.counters.messages_received,
+            up_since: cluster.up_since,
         };
         let Ok(framed) = wire::frame(&Wire::Hub(beat)) else {
             return;
         };
-        cluster.link.send(Out::Heartbeat {
+        let sent = cluster.link.send(Out::Heartbeat {
             beat: framed,
             sessions,
         });
-        if let Some(cluster) = &mut self.cluster {
+        // Not sent (the queue to Redis is full): tried again at the next tick.
+        if sent && let Some(cluster) = &mut self.cluster {
             cluster.next_beat = now + HEARTBEAT;
         }
     }
