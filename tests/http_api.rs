@@ -398,3 +398,18 @@ fn conflicting_content_lengths_and_control_characters_are_bad_requests() {
     assert_eq!(status, 400);
     assert!(body.contains("control characters"), "{body}");
 }
+
+#[test]
+fn the_publish_answer_reads_as_the_readme_shows_it() {
+    let hub = start_default();
+    let body = r#"{"channel":"nobody-here","data":{}}"#;
+    let request = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        hub.addr,
+        body.len()
+    );
+    let (status, _, answer) = http_raw(hub.addr, request.as_bytes());
+    assert_eq!(status, 200);
+    assert_eq!(answer, r#"{"success":true,"data":{"delivered":0}}"#);
+}

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -115,9 +115,7 @@ const ROUTES: &[Route] = &[
         method: "GET",
         admin: true,
         answer: |_, shared| match command(shared, Command::Presence) {
-            Some(Answer::Presence(users)) => {
-                Response::json(200, &json!({"success": true, "data": {"users": users}}))
-            }
+            Some(Answer::Presence(users)) => ok(json!({"users": users})),
             _ => unavailable(),
         },
     },
@@ -321,10 +319,7 @@ fn publish(request: &Request, shared: &Shared) -> Response {
         Some(ROUTER_TIMEOUT),
     );
     match delivered {
-        Some(delivered) => Response::json(
-            200,
-            &json!({"success": true, "data": {"delivered": delivered}}),
-        ),
+        Some(delivered) => ok(json!({"delivered": delivered})),
         None => unavailable(),
     }
 }
@@ -372,7 +367,7 @@ fn subscription(request: &Request, shared: &Shared, subscribe: bool) -> Response
         },
     };
     match command(shared, order) {
-        Some(Answer::Done(true)) => Response::json(200, &json!({"success": true, "data": {}})),
+        Some(Answer::Done(true)) => ok(json!({})),
         Some(Answer::Done(false)) => no_client(&client),
         Some(Answer::Refused(why)) => Response::error(409, "refused", &why),
         _ => unavailable(),
@@ -418,10 +413,7 @@ fn disconnect(request: &Request, shared: &Shared) -> Response {
             reason,
         },
     ) {
-        Some(Answer::Count(count)) => Response::json(
-            200,
-            &json!({"success": true, "data": {"disconnected": count}}),
-        ),
+        Some(Answer::Count(count)) => ok(json!({"disconnected": count})),
         _ => unavailable(),
     }
 }
@@ -448,7 +440,7 @@ fn set_meta(request: &Request, shared: &Shared) -> Response {
             meta: body.meta,
         },
     ) {
-        Some(Answer::Done(true)) => Response::json(200, &json!({"success": true, "data": {}})),
+        Some(Answer::Done(true)) => ok(json!({})),
         Some(Answer::Done(false)) => no_client(&client),
         Some(Answer::Refused(why)) => Response::error(409, "refused", &why),
         _ => unavailable(),
@@ -470,8 +462,24 @@ fn subscribers(request: &Request, shared: &Shared) -> Response {
     match command(shared, Command::Subscribers { topic }) {
         Some(Answer::Clients(clients)) => {
             let clients: Vec<_> = clients.iter().map(stats::client_body).collect();
-            Response::json(200, &json!({"success": true, "data": {"clients": clients}}))
+            ok(json!({"clients": clients}))
         }
         _ => unavailable(),
     }
+}
+
+/// `{"success":true,"data":...}`, `success` first as the README shows it.
+fn ok(data: serde_json::Value) -> Response {
+    #[derive(Serialize)]
+    struct Success {
+        success: bool,
+        data: serde_json::Value,
+    }
+    Response::json(
+        200,
+        &Success {
+            success: true,
+            data,
+        },
+    )
 }
