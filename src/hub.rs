@@ -269,6 +269,15 @@ impl Hub {
             config.path,
             config.writer_threads
         );
+        log::info!(
+            "clients get the {} envelope{}",
+            config.envelope.as_str(),
+            config
+                .endpoints
+                .iter()
+                .map(|e| format!("; on {}, {}", e.path, e.envelope.as_str()))
+                .collect::<String>()
+        );
         warn_about_auth(&config, &auth);
         if threads.most() < config.max_connections {
             log::warn!(

@@ -341,6 +341,11 @@ fn envelope_flags_serve_each_seeds_clients_from_one_binary() {
         "--batch-type",
         "batchUpdate",
     ]);
+    let said = hub.wait_line("clients get the flat envelope");
+    assert!(
+        said.contains("on /agents, payload; on /chat, standard"),
+        "{said}"
+    );
     let mut agent = support::Client::open(hub.addr, "/agents").unwrap();
     let welcome = support::read_json(&mut agent, DEADLINE).unwrap();
     assert_eq!(welcome["type"], "connection:established", "{welcome}");
