@@ -286,6 +286,7 @@ impl Router {
     /// still waiting on it gets `busy` instead of silence.
     pub(super) fn service_left(&mut self, service: ClientId) {
         self.services.ids.retain(|id| *id != service);
+        self.services_changed();
         let owed: Vec<(ClientId, Box<str>)> = self
             .services
             .pending

@@ -100,6 +100,7 @@ impl Router {
         self.counters.total_connections += 1;
         if service {
             self.services.add(id);
+            self.services_changed();
         }
         // The session asked for in the query, if this client may join it:
         // the same admission, and the same error, as a `subscribe`.

@@ -1109,6 +1109,14 @@ impl Router {
         }
     }
 
+    /// A service connection came or went: the other hubs hear of it now,
+    /// not at the next heartbeat, so their requests go where one is.
+    pub(super) fn services_changed(&mut self) {
+        if self.cluster_up() {
+            self.heartbeat(Instant::now());
+        }
+    }
+
     fn heartbeat(&mut self, now: Instant) {
         let sessions: Vec<String> = self.sessions.owned_in_use().map(str::to_owned).collect();
         let Some(cluster) = &self.cluster else {
