@@ -1040,3 +1040,78 @@ fn a_hub_cut_off_while_redis_restarted_empty_catches_up_on_the_new_epoch() {
         "what Redis kept meanwhile never reached the hub's subscriber: {got:?}"
     );
 }
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_stream_published_to_alone_during_a_cut_off_is_not_replayed_again() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(&redis);
+    let cut_hub = hub_on(Config {
+        redis: Some(proxy.url()),
+        ..config(&redis)
+    });
+    let other = hub_on(config(&redis));
+    let mut near = cut_hub.client("/ws");
+    subscribe(&mut near, json!({"channel": "c"}), None);
+    for n in 1..=3 {
+        other
+            .handle()
+            .publish(Target::channel("c"), "old", json!({ "n": n }))
+            .unwrap();
+    }
+    for _ in 1..=3 {
+        expect(&mut near, "old");
+    }
+    proxy.cut();
+    wait_up(&cut_hub, false);
+    // Published on the cut-off hub alone: the stream gets a new epoch when
+    // it is back, and its numbering goes on.
+    cut_hub
+        .handle()
+        .publish(Target::channel("c"), "alone", json!({}))
+        .unwrap();
+    expect(&mut near, "alone");
+    proxy.restore();
+    wait_up(&cut_hub, true);
+    other
+        .handle()
+        .publish(Target::channel("c"), "fresh", json!({}))
+        .unwrap();
+    // Nothing of what it had already before the fresh one.
+    assert_eq!(next(&mut near, "fresh")["type"], "fresh");
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_user_in_their_grace_period_stays_online_across_a_short_cut_off() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(&redis);
+    let cut_hub = hub_on(Config {
+        redis: Some(proxy.url()),
+        presence_grace: Duration::from_secs(60),
+        ..config(&redis)
+    });
+    let other = hub_on(config(&redis));
+    let mut watcher = other.client("/ws?userId=watcher");
+    assert_eq!(watcher.expect("user_presence")["data"]["userId"], "watcher");
+    subscribe(&mut watcher, json!({"channel": "sync"}), None);
+    let alice = cut_hub.client("/ws?userId=alice");
+    assert_eq!(
+        watcher.expect("user_presence")["data"],
+        json!({"userId": "alice", "status": "online"})
+    );
+    drop(alice);
+    cut_hub.wait_stats("alice gone", |s| s.users == 0);
+    proxy.cut();
+    wait_up(&cut_hub, false);
+    proxy.restore();
+    wait_up(&cut_hub, true);
+    // Sent after what the hub told Redis on its return: anything that
+    // return said of alice reaches the watcher first.
+    cut_hub
+        .handle()
+        .publish(Target::channel("sync"), "sync", json!({}))
+        .unwrap();
+    let told = watcher.recv("the sync");
+    assert_eq!(told["type"], "sync", "alice is in her grace period: {told}");
+}

@@ -127,6 +127,9 @@ pub(crate) struct HeadReply {
     pub entries: Vec<Kept>,
     /// The session is another user's (its owner).
     pub refused: Option<String>,
+    /// The `since` the entries follow (lower than asked when the stream's
+    /// epoch is not the one known and its numbering began again).
+    pub from: Option<u64>,
 }
 
 /// A publication a stream kept in Redis.

@@ -44,7 +44,7 @@ local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[7]
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0, 'base', 0)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
@@ -54,8 +54,8 @@ redis.call('PUBLISH', ARGV[1], seq .. ' ' .. epoch .. ' ' .. ARGV[2])
 return seq
 ";
 
-/// Where a stream stands and what it kept after `since` (everything it
-/// kept, if its epoch is no longer the one known); first claims a session
+/// Where a stream stands and what it kept after `since` (after where its
+/// epoch began, if that is earlier and the epoch is not the one known); first claims a session
 /// for its user, if asked. Then marks the answer on the asking hub's
 /// channel: the publications it counts were published before the mark.
 /// KEYS: meta hash, history stream, session owner key. ARGV: since (-1:
@@ -77,20 +77,24 @@ local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[4]
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0, 'base', 0)
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 local since = tonumber(ARGV[1])
 if since >= 0 and ARGV[10] ~= '' and ARGV[10] ~= epoch then
-  since = 0
+  -- The numbering may have begun again where the epoch changed.
+  local base = tonumber(redis.call('HGET', KEYS[1], 'base') or '0')
+  if base < since then
+    since = base
+  end
 end
 local entries = {}
 if since >= 0 and since < seq then
   entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT', ARGV[2])
 end
 redis.call('PUBLISH', ARGV[8], ARGV[9])
-return {'ok', seq, epoch, entries}
+return {'ok', seq, epoch, entries, since}
 ";
 
 /// A user's connection on this hub: the first anywhere makes it online.
@@ -121,6 +125,17 @@ if redis.call('SCARD', KEYS[1]) == 0 and redis.call('HEXISTS', KEYS[3], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
   redis.call('PUBLISH', ARGV[3], ARGV[4])
   return 1
+end
+return 0
+";
+
+/// A stream whose history has a hole gets a new epoch; its numbering goes
+/// on, so the epoch's `base` is the seq it began after.
+/// KEYS: meta hash. ARGV: the new epoch.
+const NEW_EPOCH: &str = r"
+local seq = redis.call('HGET', KEYS[1], 'seq')
+if seq then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'base', seq)
 end
 return 0
 ";
@@ -197,6 +212,7 @@ struct Scripts {
     status: String,
     beat: String,
     rejoin: String,
+    new_epoch: String,
 }
 
 impl Scripts {
@@ -212,6 +228,7 @@ impl Scripts {
             status: load(STATUS)?,
             beat: load(BEAT)?,
             rejoin: load(REJOIN)?,
+            new_epoch: load(NEW_EPOCH)?,
         })
     }
 }
@@ -313,39 +330,13 @@ pub(super) fn run_out(
             batch.extend(requests.try_iter().take(BATCH));
             match send_batch(&mut con, &scripts, &settings, &batch) {
                 Ok(done) => {
-                    for reply in done.replies {
-                        tell(&inbox, reply);
-                    }
-                    if let Some((_, why)) = done.refused.first() {
-                        crate::throttle::warn_throttled!(
-                            "Redis refused {} commands ({why}): their publications go to this hub's clients alone",
-                            done.refused.len()
-                        );
-                    }
-                    let refused: Vec<usize> = done.refused.iter().map(|(at, _)| *at).collect();
-                    let noscript = pick(&batch, &done.noscript);
-                    give_back(&inbox, pick(&batch, &refused));
-                    if !noscript.is_empty() {
-                        log::warn!("Redis lost this hub's scripts: loading them again");
-                        match Scripts::load(&mut con) {
-                            Ok(loaded) => scripts = loaded,
-                            Err(err) => {
-                                log::warn!("could not load the scripts again ({err})");
-                                give_back(&inbox, noscript);
-                                continue;
-                            }
-                        }
-                        match send_batch(&mut con, &scripts, &settings, &noscript) {
-                            Ok(done) => {
-                                for reply in done.replies {
-                                    tell(&inbox, reply);
-                                }
-                                let mut places = done.noscript;
-                                places.extend(done.refused.iter().map(|(at, _)| *at));
-                                give_back(&inbox, pick(&noscript, &places));
-                            }
-                            Err(_) => give_back(&inbox, noscript),
-                        }
+                    if let Err(err) =
+                        settle(&mut con, &mut scripts, &settings, &inbox, &batch, done)
+                    {
+                        log::warn!("lost Redis at {} ({err}): reconnecting", settings.shown_url);
+                        down_since_logged = true;
+                        tell(&inbox, In::State(Side::Out, false));
+                        break;
                     }
                 }
                 Err(err) if broken(&err) => {
@@ -360,6 +351,55 @@ pub(super) fn run_out(
                     give_back(&inbox, batch);
                 }
             }
+        }
+    }
+}
+
+/// What a sent batch came to: the answers go to the router, what Redis
+/// refused goes back to it, what found no script goes again once the
+/// scripts are loaded. `Err` when the connection broke meanwhile (what
+/// went with it is given back).
+fn settle(
+    con: &mut Connection,
+    scripts: &mut Scripts,
+    settings: &Settings,
+    inbox: &Inbox,
+    batch: &[Out],
+    done: Done,
+) -> redis::RedisResult<()> {
+    for reply in done.replies {
+        tell(inbox, reply);
+    }
+    if let Some((_, why)) = done.refused.first() {
+        crate::throttle::warn_throttled!(
+            "Redis refused {} commands ({why}): their publications go to this hub's clients alone",
+            done.refused.len()
+        );
+    }
+    let refused: Vec<usize> = done.refused.iter().map(|(at, _)| *at).collect();
+    give_back(inbox, pick(batch, &refused));
+    let again = pick(batch, &done.noscript);
+    if again.is_empty() {
+        return Ok(());
+    }
+    log::warn!("Redis lost this hub's scripts: loading them again");
+    let retried = Scripts::load(con).and_then(|loaded| {
+        *scripts = loaded;
+        send_batch(con, scripts, settings, &again)
+    });
+    match retried {
+        Ok(done) => {
+            for reply in done.replies {
+                tell(inbox, reply);
+            }
+            let mut places = done.noscript;
+            places.extend(done.refused.iter().map(|(at, _)| *at));
+            give_back(inbox, pick(&again, &places));
+            Ok(())
+        }
+        Err(err) => {
+            give_back(inbox, again);
+            if broken(&err) { Err(err) } else { Ok(()) }
         }
     }
 }
@@ -508,9 +548,10 @@ fn send_batch(
             }
             Out::NewEpochs(streams) => {
                 for stream in streams {
-                    pipe.cmd("HSET")
+                    pipe.cmd("EVALSHA")
+                        .arg(&scripts.new_epoch)
+                        .arg(1)
                         .arg(key("m", stream))
-                        .arg("epoch")
                         .arg(super::fresh_epoch());
                 }
                 // At least one command per request keeps the indexes simple.
@@ -648,6 +689,7 @@ fn head_reply(value: Value) -> Option<HeadReply> {
                 position: Some((seq, epoch)),
                 entries,
                 refused: None,
+                from: parts.get(4).and_then(number),
             })
         }
         _ => None,

@@ -78,9 +78,9 @@ enum Awaiting {
 }
 
 /// How long an answer with a position waits for its [`Wire::Mark`] before
-/// it is used anyway (the mark is lost only with the connection, which
-/// resolves everything).
-const MARK_WAIT: Duration = Duration::from_secs(2);
+/// it is used anyway: the mark is lost only with the connection, which
+/// resolves everything, so this is a last resort, as long as a lease.
+const MARK_WAIT: Duration = LEASE;
 
 /// Who waits for another hub's answer to a command.
 pub(super) enum Waiter {
@@ -271,12 +271,12 @@ impl Router {
                 let Some(cluster) = &mut self.cluster else {
                     return;
                 };
+                let marked = cluster.marked.remove(&ticket);
                 let Some(awaiting) = cluster.heads.remove(&ticket) else {
                     return;
                 };
                 // An answer with a position is used once its mark is in:
                 // what it counts may still be on its way on the bus.
-                let marked = cluster.marked.remove(&ticket);
                 if reply.as_ref().is_some_and(|r| r.position.is_some()) && !marked {
                     cluster
                         .answered
@@ -436,7 +436,14 @@ impl Router {
         // The lease first: the users counted below are swept with it if
         // this hub dies.
         self.heartbeat(Instant::now());
-        let users: Vec<String> = self.users.names().map(str::to_owned).collect();
+        // Users in their grace period are still here, as far as the others
+        // know: their offline is told when it ends.
+        let users: Vec<String> = self
+            .users
+            .names()
+            .chain(self.presence.in_grace())
+            .map(str::to_owned)
+            .collect();
         let Some(cluster) = &mut self.cluster else {
             return;
         };
@@ -632,6 +639,7 @@ impl Router {
         cluster.next_ticket += 1;
         let mut superseded = Vec::new();
         let old = earlier.and_then(|t| {
+            cluster.marked.remove(&t);
             let answered = cluster.answered.remove(&t).map(|(awaiting, _, _)| awaiting);
             cluster.heads.remove(&t).or(answered)
         });
@@ -813,8 +821,9 @@ impl Router {
         let mut last = after;
         if let Some((_, epoch)) = reply.as_ref().and_then(|r| r.position.clone()) {
             if epoch != known {
-                // A new epoch (Redis lost the stream): all it kept is new.
-                last = 0;
+                // A new epoch: Redis says from where it is new to us (all
+                // it kept, if it lost the stream and numbers from 1 again).
+                last = reply.as_ref().and_then(|r| r.from).unwrap_or(0);
             }
             let epoch: Arc<str> = epoch.into();
             for kept in reply.map(|r| r.entries).unwrap_or_default() {
@@ -1112,7 +1121,8 @@ impl Router {
     /// A service connection came or went: the other hubs hear of it now,
     /// not at the next heartbeat, so their requests go where one is.
     pub(super) fn services_changed(&mut self) {
-        if self.cluster_up() {
+        // Other hubs only ask whether there is one: news at 0 and 1.
+        if self.services.count() <= 1 && self.cluster_up() {
             self.heartbeat(Instant::now());
         }
     }

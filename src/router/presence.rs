@@ -68,6 +68,13 @@ impl Presence {
     }
 }
 
+impl Presence {
+    /// Users whose last connection left but who are not offline yet.
+    pub(super) fn in_grace(&self) -> impl Iterator<Item = &str> + '_ {
+        self.pending_offline.keys().map(|user| &**user)
+    }
+}
+
 impl Router {
     /// A connection of `user` joined: the first one makes it `online`,
     /// unless it is back within its grace period.
