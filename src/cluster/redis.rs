@@ -55,8 +55,8 @@ return seq
 ";
 
 /// Where a stream stands and what it kept after `since` (after where its
-/// epoch began, if that is earlier and the epoch is not the one known); first claims a session
-/// for its user, if asked. Then marks the answer on the asking hub's
+/// epoch began, if that is earlier and the epoch is not the one known);
+/// first claims a session for its user, if asked. Then marks the answer on the asking hub's
 /// channel: the publications it counts were published before the mark.
 /// KEYS: meta hash, history stream, session owner key. ARGV: since (-1:
 /// none), most entries, meta TTL (ms), a fresh epoch, '1' if the stream
