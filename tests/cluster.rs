@@ -814,6 +814,30 @@ fn redis_cli(redis: &Redis, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A hub that reaches Redis through `proxy`.
+fn behind(proxy: &Proxy, config: Config) -> TestHub {
+    hub_on(Config {
+        redis: Some(proxy.url()),
+        ..config
+    })
+}
+
+/// A client of `near` following channel `c`, which has had `n`
+/// publications from `far`.
+fn following_c(near: &TestHub, far: &TestHub, n: u64) -> Client {
+    let mut client = near.client("/ws");
+    subscribe(&mut client, json!({"channel": "c"}), None);
+    for n in 1..=n {
+        far.handle()
+            .publish(Target::channel("c"), "old", json!({ "n": n }))
+            .unwrap();
+    }
+    for _ in 1..=n {
+        expect(&mut client, "old");
+    }
+    client
+}
+
 fn wait_up(hub: &TestHub, up: bool) {
     hub.wait_stats("redis_up to change", |s| {
         s.cluster.as_ref().is_some_and(|c| c.redis_up == up)
@@ -871,10 +895,7 @@ fn a_redis_refusing_writes_still_leaves_the_publishing_hub_serving() {
 fn a_user_who_leaves_during_a_short_cut_off_goes_offline_everywhere() {
     let redis = Redis::start();
     let proxy = Proxy::start(&redis);
-    let cut_hub = hub_on(Config {
-        redis: Some(proxy.url()),
-        ..config(&redis)
-    });
+    let cut_hub = behind(&proxy, config(&redis));
     let other = hub_on(config(&redis));
     let mut watcher = other.client("/ws?userId=watcher");
     assert_eq!(watcher.expect("user_presence")["data"]["userId"], "watcher");
@@ -908,10 +929,7 @@ fn a_user_who_leaves_during_a_short_cut_off_goes_offline_everywhere() {
 fn a_request_whose_answer_was_lost_in_a_short_cut_off_is_answered_busy() {
     let redis = Redis::start();
     let proxy = Proxy::start(&redis);
-    let service_hub = hub_on(Config {
-        redis: Some(proxy.url()),
-        ..config(&redis)
-    });
+    let service_hub = behind(&proxy, config(&redis));
     let client_hub = hub_on(config(&redis));
     let mut service = service_hub.client(&format!("/ws?token={ADMIN}"));
     client_hub.wait_stats("the service to be known", |s| {
@@ -1002,22 +1020,9 @@ fn resuming_on_another_hub_under_load_has_no_gap_and_no_duplicate() {
 fn a_hub_cut_off_while_redis_restarted_empty_catches_up_on_the_new_epoch() {
     let redis = Redis::start();
     let proxy = Proxy::start(&redis);
-    let cut_hub = hub_on(Config {
-        redis: Some(proxy.url()),
-        ..config(&redis)
-    });
+    let cut_hub = behind(&proxy, config(&redis));
     let other = hub_on(config(&redis));
-    let mut near = cut_hub.client("/ws");
-    subscribe(&mut near, json!({"channel": "c"}), None);
-    for n in 1..=5 {
-        other
-            .handle()
-            .publish(Target::channel("c"), "old", json!({ "n": n }))
-            .unwrap();
-    }
-    for _ in 1..=5 {
-        expect(&mut near, "old");
-    }
+    let mut near = following_c(&cut_hub, &other, 5);
     proxy.cut();
     wait_up(&cut_hub, false);
     // Redis restarts empty (FLUSHALL stands in for it), the other hub goes on.
@@ -1046,22 +1051,9 @@ fn a_hub_cut_off_while_redis_restarted_empty_catches_up_on_the_new_epoch() {
 fn a_stream_published_to_alone_during_a_cut_off_is_not_replayed_again() {
     let redis = Redis::start();
     let proxy = Proxy::start(&redis);
-    let cut_hub = hub_on(Config {
-        redis: Some(proxy.url()),
-        ..config(&redis)
-    });
+    let cut_hub = behind(&proxy, config(&redis));
     let other = hub_on(config(&redis));
-    let mut near = cut_hub.client("/ws");
-    subscribe(&mut near, json!({"channel": "c"}), None);
-    for n in 1..=3 {
-        other
-            .handle()
-            .publish(Target::channel("c"), "old", json!({ "n": n }))
-            .unwrap();
-    }
-    for _ in 1..=3 {
-        expect(&mut near, "old");
-    }
+    let mut near = following_c(&cut_hub, &other, 3);
     proxy.cut();
     wait_up(&cut_hub, false);
     // Published on the cut-off hub alone: the stream gets a new epoch when
@@ -1086,11 +1078,13 @@ fn a_stream_published_to_alone_during_a_cut_off_is_not_replayed_again() {
 fn a_user_in_their_grace_period_stays_online_across_a_short_cut_off() {
     let redis = Redis::start();
     let proxy = Proxy::start(&redis);
-    let cut_hub = hub_on(Config {
-        redis: Some(proxy.url()),
-        presence_grace: Duration::from_secs(60),
-        ..config(&redis)
-    });
+    let cut_hub = behind(
+        &proxy,
+        Config {
+            presence_grace: Duration::from_secs(60),
+            ..config(&redis)
+        },
+    );
     let other = hub_on(config(&redis));
     let mut watcher = other.client("/ws?userId=watcher");
     assert_eq!(watcher.expect("user_presence")["data"]["userId"], "watcher");
