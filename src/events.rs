@@ -1177,8 +1177,8 @@ pub(crate) mod tests {
             json!({"id": "r1", "chunk": "Hello", "index": 0, "finished": false}),
         );
         wire(
-            &SearchProgress::new("TODO", 2, 10, vec![json!({"file": "a.rs", "line": 4})]),
-            json!({"query": "TODO", "count": 2, "total": 10, "results": [{"file": "a.rs", "line": 4}]}),
+            &SearchProgress::new("retry", 2, 10, vec![json!({"file": "a.rs", "line": 4})]),
+            json!({"query": "retry", "count": 2, "total": 10, "results": [{"file": "a.rs", "line": 4}]}),
         );
         wire(
             &ValidationComplete::new(json!({"valid": true, "errors": []})),
