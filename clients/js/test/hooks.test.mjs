@@ -16,17 +16,17 @@ const ADMIN = 'hooks-admin';
 const cleanup = [];
 let hub;
 let hooks;
-let closePage;
 
 before(async () => {
   hub = await startHub(['--admin-token', ADMIN, '--presence-grace', '0', '--allow-client-publish']);
-  closePage = openPage();
+  openPage();
   hooks = await loadHooks();
 });
 after(async () => {
   for (const fn of cleanup.reverse()) await fn();
   await hub.stop();
-  closePage();
+  // The page stays: React may still render what the closes set, after this
+  // hook; the file's process ends with it.
 });
 
 function newClient(options = {}) {
