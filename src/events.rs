@@ -945,6 +945,9 @@ impl GitEvent {
 }
 
 #[cfg(test)]
+mod typescript;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use std::collections::HashSet;
     use std::fmt::Debug;

@@ -1233,6 +1233,57 @@ fn a_service_connection_controls_clients() {
 }
 
 #[test]
+fn a_service_connection_asks_for_stats_and_presence() {
+    let hub = start(Config {
+        presence_grace: Duration::ZERO,
+        ..with_admin()
+    });
+    let mut service = hub.client(&format!("/ws?token={ADMIN}"));
+    let mut erin = hub.client("/ws?userId=erin&sessionId=s-erin");
+    let id = erin.id();
+    quiet(&mut erin);
+
+    // The same body as GET /api/ws/stats, over the connection.
+    let stats = ask(&mut service, json!({"type": "stats"}), "st1");
+    assert_eq!(stats["type"], "stats", "{stats}");
+    assert_eq!(stats["data"]["activeConnections"], 2, "{stats}");
+    assert_eq!(stats["data"]["serviceConnections"], 1, "{stats}");
+    let (status, http) = api(&hub, "GET", "/api/ws/stats", Some(ADMIN), None);
+    assert_eq!(status, 200);
+    let keys = |v: &Value| {
+        v.as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        keys(&stats["data"]),
+        keys(&http),
+        "the same fields as the HTTP API"
+    );
+    let clients = stats["data"]["clients"].as_array().unwrap();
+    let erin_stats = clients.iter().find(|c| c["id"] == id.as_str()).unwrap();
+    assert_eq!(erin_stats["userId"], "erin");
+    assert_eq!(erin_stats["sessions"], json!(["s-erin"]));
+    assert!(clients.iter().any(|c| c["service"] == true), "{stats}");
+
+    let presence = ask(&mut service, json!({"type": "presence"}), "p1");
+    assert_eq!(presence["type"], "presence", "{presence}");
+    assert_eq!(
+        presence["data"]["users"],
+        json!([{"userId": "erin", "status": "online"}])
+    );
+
+    // For a regular client, `stats` is an application request like any
+    // type it makes up: the service gets it.
+    erin.send(json!({"type": "stats", "correlationId": "st2"}));
+    let forwarded = expect(&mut service, "client_message");
+    assert_eq!(forwarded["data"]["clientId"], id.as_str());
+    assert_eq!(forwarded["data"]["message"]["type"], "stats");
+}
+
+#[test]
 fn a_regular_client_may_not_act_on_other_clients() {
     let hub = start(support::config());
     let mut mallory = hub.client("/ws?userId=mallory");

@@ -6,7 +6,8 @@
 //! `clients/js/wshub.js`, loaded by a page as a module: it connects with a
 //! token, subscribes, publishes, gets replies and errors to its requests,
 //! reconnects and re-subscribes after the application bounces it, and its
-//! heartbeat keeps it open.
+//! heartbeat keeps it open. The same scenario again with the files `npm pack`
+//! puts in the `@wshub/client` package, imported by the package's name.
 //!
 //! Needs Chromium, so plain `cargo test` lists it as ignored; `.ci/run`
 //! installs Chromium and runs `cargo test --test browser -- --ignored`.
@@ -279,6 +280,59 @@ run().catch(err => report({ error: String((err && err.stack) || err) }));
 #[test]
 #[ignore = "needs Chromium: .ci/run installs it and runs cargo test --test browser -- --ignored"]
 fn the_js_client_connects_subscribes_requests_and_reconnects_in_a_real_browser() {
+    let client = include_str!("../clients/js/wshub.js").to_owned();
+    client_scenario(CLIENT_PAGE.to_owned(), "/wshub.js", client);
+}
+
+/// The page of the client scenario importing the package by its name, as an
+/// application does, through an import map onto the packed files.
+fn packed_page() -> String {
+    let map = r#"<script type="importmap">{"imports": {"@wshub/client": "/node_modules/@wshub/client/wshub.js"}}</script>"#;
+    CLIENT_PAGE
+        .replace(
+            "<script type=\"module\">",
+            &format!("{map}\n<script type=\"module\">"),
+        )
+        .replace(r#"from "/wshub.js""#, r#"from "@wshub/client""#)
+}
+
+#[test]
+#[ignore = "needs Chromium, node and npm: .ci/run installs them and runs cargo test --test browser -- --ignored"]
+fn the_packed_npm_package_runs_in_a_real_browser() {
+    let dir = std::env::temp_dir().join(format!("wshub-browser-pack-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let packed = Command::new("npm")
+        .args(["pack", "--pack-destination"])
+        .arg(&dir)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/js"))
+        .output()
+        .expect("npm runs (install node and npm)");
+    assert!(packed.status.success(), "npm pack: {packed:?}");
+    let tarball = String::from_utf8_lossy(&packed.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let untar = Command::new("tar")
+        .arg("xzf")
+        .arg(dir.join(&tarball))
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    let client = std::fs::read_to_string(dir.join("package/wshub.js")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    client_scenario(
+        packed_page(),
+        "/node_modules/@wshub/client/wshub.js",
+        client,
+    );
+}
+
+/// Runs the client scenario page, with `client` served at `client_path`.
+fn client_scenario(page: String, client_path: &'static str, client: String) {
     let pages = TcpListener::bind("127.0.0.1:0").unwrap();
     let page_origin = format!("http://{}", pages.local_addr().unwrap());
     let mut hub = Hub::with_config(Config {
@@ -322,17 +376,16 @@ fn the_js_client_connects_subscribes_requests_and_reconnects_in_a_real_browser()
         &json!({"sub": "browser-user", "exp": exp}),
     )
     .unwrap();
-    let page = CLIENT_PAGE
+    let page = page
         .replace("{{HUB}}", &addr.to_string())
         .replace("{{TOKEN}}", &token);
-    let client = include_str!("../clients/js/wshub.js").to_owned();
     let (tx, results) = unbounded();
     thread::spawn(move || {
         serve(
             pages,
             vec![
                 ("/", "text/html", page),
-                ("/wshub.js", "text/javascript", client),
+                (client_path, "text/javascript", client),
             ],
             tx,
         )

@@ -1,15 +1,27 @@
-// React hooks over wshub.js. This module imports `react`; wshub.js does not.
+// React hooks over wshub.js (`@wshub/client/react`). This module imports
+// `react`; wshub.js does not.
+//
+//   <WshubProvider url="wss://example.com/ws" options={{ token: getToken }}>...</WshubProvider>
+//   const { isConnected, state } = useWshub();
+//   const { messages, subscribed } = useChannel('files');
+//   const { users, setStatus } = usePresence();
+//   const { send, reply, error, loading } = useRequest('agent:start');
+//   useEvent('notification', (data) => toast(data.message));
+//
+// And the seeds' own hook shapes:
 //
 //   const { isConnected, agentStatus, notifications, sendPresence } = useWebSocket(token);
 //   const { isConnected, send, lastMessage } = useWebSocket({ sessionId, onMessage });
 //   const { aiStatus, aiProgress, aiResult, aiError, subscribe } = useAIWebSocket(sessionId);
 //
-// Each hook owns one WshubClient for the component's life: it connects after
-// mount, reconnects by wshub.js's rules, and closes on unmount. The URL
-// defaults to the page's own host, `/ws`. Messages come in the standard
-// envelope, so the payload is `message.data` (`message.data.progress`).
+// A hook given connection options (or the provider given a `url`) owns one
+// WshubClient for the component's life: it connects after mount,
+// reconnects by wshub.js's rules, and closes on unmount. Without them, the
+// hooks use the provider's client. The URL defaults to the page's own host,
+// `/ws`. Messages come in the standard envelope, so the payload is
+// `message.data` (`message.data.progress`). Types: react.d.ts.
 
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { createContext, createElement, useCallback, useContext, useEffect, useRef, useState } from 'react';
 
 import { WshubClient, defaultUrl } from './wshub.js';
 
@@ -39,9 +51,10 @@ const useLatest = (value) => {
 /**
  * One client for the component's life, made again when what it connects
  * with changes. `setup(client, active)` adds the hook's own handlers;
- * `active()` is false once the client is being replaced.
+ * `active()` is false once the client is being replaced. With `enabled`
+ * false it makes none (the hook uses another client).
  */
-function useClient(options, setup) {
+function useClient(options, setup, enabled = true) {
   const latest = useLatest(options);
   const setupRef = useLatest(setup);
   const [client, setClient] = useState(null);
@@ -49,23 +62,25 @@ function useClient(options, setup) {
   const tokenKey = typeof options.token === 'function' ? 'function' : options.token;
 
   useEffect(() => {
+    if (!enabled) return undefined;
     let active = true;
     const o = latest.current;
-    const reconnectInterval = o.reconnectInterval ?? 500;
+    const more = o.client || {};
+    const reconnectInterval = o.reconnectInterval ?? more.minDelay ?? 500;
     const created = new WshubClient(o.url || defaultUrl(), {
       ...o.client,
       WebSocket: o.WebSocket ?? (o.client && o.client.WebSocket),
       // Asked at every connect, so a new token prop is used on the next reconnect.
       token: () => {
-        const token = latest.current.token;
+        const token = latest.current.token ?? (latest.current.client || {}).token;
         return typeof token === 'function' ? token() : token;
       },
-      userId: o.userId,
-      sessionId: o.sessionId,
-      reconnect: o.reconnect ?? true,
+      userId: o.userId ?? more.userId,
+      sessionId: o.sessionId ?? more.sessionId,
+      reconnect: o.reconnect ?? more.reconnect ?? true,
       minDelay: reconnectInterval,
-      maxDelay: Math.max(20000, reconnectInterval),
-      maxAttempts: o.maxReconnectAttempts ?? Infinity,
+      maxDelay: more.maxDelay ?? Math.max(20000, reconnectInterval),
+      maxAttempts: o.maxReconnectAttempts ?? more.maxAttempts ?? Infinity,
     });
     created.on('open', (welcome) => {
       if (!active) return;
@@ -88,9 +103,11 @@ function useClient(options, setup) {
     return () => {
       active = false;
       setConnected(false);
+      setClient(null);
       created.close();
     };
   }, [
+    enabled,
     options.url,
     tokenKey,
     options.userId,
@@ -101,7 +118,7 @@ function useClient(options, setup) {
     options.WebSocket,
   ]);
 
-  return { client, isConnected };
+  return { client: enabled ? client : null, isConnected: enabled && isConnected };
 }
 
 /** A promise nobody has to catch: the hook reports failures through onError. */
@@ -177,4 +194,226 @@ export function useAIWebSocket(sessionId, options = {}) {
   );
 
   return { isConnected, ...ai, subscribe, client };
+}
+
+// ---- Hooks over one shared client ------------------------------------------
+
+const WshubContext = createContext(null);
+
+/**
+ * Gives the components below one client: `client` (yours, you close it), or
+ * one made from `url` and `options` (WshubClient options) that lives as long
+ * as the provider.
+ * @param {{client?: WshubClient, url?: string, options?: object, children?: any}} props
+ */
+export function WshubProvider({ client, url, options, children }) {
+  const { client: owned } = useClient({ url, ...options, client: options }, () => {}, !client);
+  return createElement(WshubContext.Provider, { value: client ?? owned }, children);
+}
+
+/** The client of the nearest WshubProvider (null before it connected once, or without one). */
+export function useWshubClient() {
+  return useContext(WshubContext);
+}
+
+/** The client a hook works on: its `client` option, else the provider's. */
+function useTarget(options) {
+  const provided = useContext(WshubContext);
+  return (options && options.client instanceof WshubClient ? options.client : null) ?? provided;
+}
+
+/** Follows a client's connection: state, welcome and the last error. */
+function useConnection(client) {
+  const [view, setView] = useState(() => snapshot(client, null));
+  useEffect(() => {
+    setView(snapshot(client, null));
+    if (!client) return undefined;
+    const offs = [
+      client.on('open', () => setView((v) => snapshot(client, v.error))),
+      client.on('close', () => setView((v) => snapshot(client, v.error))),
+      client.on('reconnecting', () => setView((v) => snapshot(client, v.error))),
+      client.on('error', (error) => setView(() => snapshot(client, error))),
+    ];
+    return () => offs.forEach((off) => off());
+  }, [client]);
+  return view;
+}
+
+function snapshot(client, error) {
+  const state = client ? client.state : 'closed';
+  return { client, state, isConnected: state === 'open', welcome: client ? client.welcome : null, error };
+}
+
+/**
+ * The connection: `{client, state, isConnected, welcome, error}`.
+ * `useWshub()` follows the provider's client; `useWshub({url?, token?, ...})`
+ * owns one for the component's life (the options of `useWebSocket`).
+ * @param {object} [options]
+ */
+export function useWshub(options) {
+  const owns = options !== undefined && !(options.client instanceof WshubClient);
+  const provided = useTarget(owns ? undefined : options);
+  const { client: owned } = useClient(owns ? options : {}, () => {}, owns);
+  return useConnection(owns ? owned : provided);
+}
+
+/**
+ * Calls `handler(data, message)` for every message of `type` while mounted
+ * (the latest handler: it may change at every render).
+ * @param {string} type
+ * @param {(data: any, message: object) => void} handler
+ * @param {{client?: WshubClient}} [options]
+ */
+export function useEvent(type, handler, options) {
+  const client = useTarget(options);
+  const latest = useLatest(handler);
+  useEffect(() => {
+    if (!client) return undefined;
+    return client.on(type, (...args) => latest.current(...args));
+  }, [client, type]);
+}
+
+/** Hub messages that answer a client, not publications. */
+const REPLIES = new Set(['subscribed', 'unsubscribed', 'published', 'ack', 'error', 'pong', 'presence', 'subscribers', 'connection', 'auth']);
+
+/** How many components of a client hold each channel: the last to leave unsubscribes. */
+const holders = new WeakMap();
+
+function hold(client, channel, delta) {
+  let counts = holders.get(client);
+  if (!counts) holders.set(client, (counts = new Map()));
+  const count = (counts.get(channel) ?? 0) + delta;
+  if (count > 0) counts.set(channel, count);
+  else counts.delete(channel);
+  return count;
+}
+
+/**
+ * Subscribes to a channel while mounted (the subscription outlives
+ * reconnects, with recovery) and keeps its publications:
+ * `{messages, lastMessage, subscribed, error, publish}`. `subscribed` is
+ * the hub's `{seq, epoch, recovered?}`; `messages` the last `keep` (100)
+ * publications, or only those of `types`.
+ * @param {string | null | undefined} channel No channel, no subscription.
+ * @param {{client?: WshubClient, keep?: number, types?: string[], onMessage?: (message: object) => void}} [options]
+ */
+export function useChannel(channel, options = {}) {
+  const client = useTarget(options);
+  const latest = useLatest(options);
+  const [view, setView] = useState({ messages: [], lastMessage: null, subscribed: null, error: null });
+  useEffect(() => {
+    setView({ messages: [], lastMessage: null, subscribed: null, error: null });
+    if (!client || !channel) return undefined;
+    let active = true;
+    const offAny = client.onAny((message) => {
+      if (!active || message.channel !== channel || REPLIES.has(message.type)) return;
+      const { types, keep = 100, onMessage } = latest.current;
+      if (types && !types.includes(message.type)) return;
+      if (onMessage) onMessage(message);
+      setView((v) => ({ ...v, lastMessage: message, messages: [...v.messages, message].slice(-keep) }));
+    });
+    // Every welcome re-sends it; `subscribed` follows the latest answer.
+    const offSubscribed = client.on('subscribed', (data, message) => {
+      if (active && message.channel === channel) setView((v) => ({ ...v, subscribed: data, error: null }));
+    });
+    hold(client, channel, +1);
+    client.subscribe(channel).then(
+      (data) => active && setView((v) => ({ ...v, subscribed: data, error: null })),
+      (error) => active && setView((v) => ({ ...v, error })),
+    );
+    return () => {
+      active = false;
+      offAny();
+      offSubscribed();
+      if (hold(client, channel, -1) === 0 && client.state !== 'closed') quiet(client.unsubscribe(channel));
+    };
+  }, [client, channel]);
+  const publish = useCallback(
+    (event, data) => (client && channel ? client.publish(channel, event, data) : Promise.reject(new Error('wshub: no client or channel'))),
+    [client, channel],
+  );
+  return { ...view, publish };
+}
+
+/**
+ * Who is online: `{users, statusOf, setStatus, error}`. Asked at every
+ * welcome, then kept current from the hub's `user_presence` messages
+ * (`offline` removes a user).
+ * @param {{client?: WshubClient}} [options]
+ */
+export function usePresence(options) {
+  const client = useTarget(options);
+  const [view, setView] = useState({ users: [], error: null });
+  useEffect(() => {
+    setView({ users: [], error: null });
+    if (!client) return undefined;
+    let active = true;
+    const load = () =>
+      client.presence().then(
+        (users) => active && setView({ users, error: null }),
+        (error) => active && setView((v) => ({ ...v, error })),
+      );
+    const offOpen = client.on('open', load);
+    const offPresence = client.on('user_presence', (data) => {
+      if (!active || !data || typeof data.userId !== 'string') return;
+      setView((v) => {
+        const others = v.users.filter((u) => u.userId !== data.userId);
+        const users = data.status === 'offline' ? others : [...others, { userId: data.userId, status: data.status }];
+        users.sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
+        return { ...v, users };
+      });
+    });
+    if (client.state === 'open') load();
+    return () => {
+      active = false;
+      offOpen();
+      offPresence();
+    };
+  }, [client]);
+  const statusOf = useCallback((userId) => {
+    const entry = view.users.find((u) => u.userId === userId);
+    return entry ? entry.status : 'offline';
+  }, [view.users]);
+  const setStatus = useCallback(
+    (status) => (client ? client.setPresence(status) : Promise.reject(new Error('wshub: no client'))),
+    [client],
+  );
+  return { users: view.users, statusOf, setStatus, error: view.error };
+}
+
+/**
+ * A request of `type` to the application: `{send, reply, data, error,
+ * loading}`. `send(data, options?)` resolves with the reply (and rejects
+ * with the WshubError, as `request()`); the state follows the latest call.
+ * @param {string} type
+ * @param {{client?: WshubClient, timeout?: number}} [options]
+ */
+export function useRequest(type, options = {}) {
+  const client = useTarget(options);
+  const [view, setView] = useState({ reply: null, data: null, error: null, loading: false });
+  const calls = useRef(0);
+  const mounted = useRef(true);
+  useEffect(() => {
+    mounted.current = true;
+    return () => {
+      mounted.current = false;
+    };
+  }, []);
+  const timeout = options.timeout;
+  const send = useCallback(
+    (data, fields = {}) => {
+      if (!client) return Promise.reject(new Error('wshub: no client yet'));
+      const call = ++calls.current;
+      const current = () => mounted.current && call === calls.current;
+      setView((v) => ({ ...v, error: null, loading: true }));
+      const request = client.request(type, data, timeout === undefined ? fields : { timeout, ...fields });
+      request.then(
+        (reply) => current() && setView({ reply, data: reply.data, error: null, loading: false }),
+        (error) => current() && setView((v) => ({ ...v, error, loading: false })),
+      );
+      return request;
+    },
+    [client, type, timeout],
+  );
+  return { send, ...view };
 }

@@ -1,11 +1,14 @@
 // wshub.js: the JavaScript client of wshub, for browsers and Node >= 18.
 //
-// One ES module, no dependencies, no build step. It speaks wshub's standard
-// envelope: it connects (with a token it asks for before every attempt),
-// reconnects by the close-code table with full-jitter backoff, re-subscribes
-// with the position of the last publication it saw on each stream so the hub
-// can replay what was missed, drops duplicates and reports gaps, correlates
-// requests with their replies, and notices a dead connection by itself.
+// One ES module, no dependencies, no build step (the npm package's
+// CommonJS copy, cjs/wshub.cjs, is generated from it by
+// scripts/build-cjs.mjs). It speaks wshub's standard envelope, whatever the
+// hub's default (it asks for it with `?envelope=standard`): it connects
+// (with a token it asks for before every attempt), reconnects by the
+// close-code table with full-jitter backoff, re-subscribes with the position
+// of the last publication it saw on each stream so the hub can replay what
+// was missed, drops duplicates and reports gaps, correlates requests with
+// their replies, and notices a dead connection by itself.
 //
 //   import { WshubClient } from './wshub.js';
 //   const client = new WshubClient('ws://127.0.0.1:3000/ws', { token: () => getToken() });
@@ -14,6 +17,8 @@
 //
 // In Node, pass a WebSocket constructor: `new WshubClient(url, { WebSocket })`
 // with `import WebSocket from 'ws'` (Node 20 has no global WebSocket).
+//
+// Types: wshub.d.ts beside this file (the package's `types`).
 
 /**
  * What the client does after a connection closed.
@@ -47,6 +52,8 @@
  * @property {boolean} [unbatch=true] Deliver each message of a batch on its own; false: the batch as one message.
  * @property {(code: number, reason: string) => CloseAction | undefined} [closeAction]
  *   Overrides the close-code table for some codes (return undefined to keep the default).
+ * @property {string | null} [envelope='standard'] Sent as `?envelope=`: the shape the client reads,
+ *   whatever the hub's default (`--envelope`); null: leave it to the hub.
  * @property {new (url: string) => WebSocket} [WebSocket] The constructor to use (default `globalThis.WebSocket`).
  */
 
@@ -110,19 +117,35 @@
 const HEARTBEAT_ID = 'wshub:heartbeat';
 const LIFECYCLE = new Set(['open', 'close', 'reconnecting', 'error', 'gap', 'recovery']);
 
-/** An error from the hub (`code` is its error code) or from the client (`timeout`, `disconnected`, `closed`, ...). */
+/**
+ * An error from the hub (`code` is its error code) or from the client
+ * (`timeout`, `disconnected`, `closed`, `socket`, `token`, `url`, ...).
+ * A socket error says which URL (its token hidden), and the close code and
+ * reason the connection ended with.
+ */
 export class WshubError extends Error {
   /**
    * @param {string} message
    * @param {string} code
    * @param {WshubMessage} [reply] The hub's `error` message, if it sent one.
+   * @param {{url?: string, closeCode?: number, closeReason?: string, cause?: unknown}} [details]
    */
-  constructor(message, code, reply) {
+  constructor(message, code, reply, details = {}) {
     super(message);
     this.name = 'WshubError';
     this.code = code;
     this.reply = reply;
+    for (const key of ['url', 'closeCode', 'closeReason', 'cause']) {
+      if (details[key] !== undefined) this[key] = details[key];
+    }
   }
+}
+
+/** A URL fit for a log: its token hidden. */
+export function redactUrl(url) {
+  const shown = new URL(String(url));
+  if (shown.searchParams.has('token')) shown.searchParams.set('token', '***');
+  return shown.toString();
 }
 
 /**
@@ -194,6 +217,8 @@ export class WshubClient {
   #attempt = 0;
   #nextId = 0;
   #welcome = null;
+  /** The URL of the latest attempt, for error messages (redacted there). */
+  #lastUrl = '';
   #timers = { reconnect: null, connect: null, heartbeat: null, watchdog: null };
   #lastHeard = 0;
   /** correlationId -> {resolve, reject, message, sent, timer} */
@@ -225,6 +250,7 @@ export class WshubClient {
       autoConnect: true,
       batchType: 'batch_update',
       unbatch: true,
+      envelope: 'standard',
       ...options,
       heartbeat: heartbeat === false ? null : { grace: 10000, ...(heartbeat === true ? {} : heartbeat) },
     };
@@ -487,8 +513,9 @@ export class WshubClient {
     }
     if (generation !== this.#generation || this.#stopped) return;
     let socket;
+    this.#lastUrl = this.#connectUrl(token);
     try {
-      socket = new this.#WebSocket(this.#connectUrl(token));
+      socket = new this.#WebSocket(this.#lastUrl);
     } catch (err) {
       this.#emit('error', new WshubError(`wshub: cannot connect: ${err && err.message}`, 'url'));
       this.#stop();
@@ -503,14 +530,32 @@ export class WshubClient {
     socket.onmessage = (event) => {
       if (socket === this.#socket) this.#received(event.data);
     };
+    // A socket error is reported with its close, which says how it ended.
+    let failure = null;
     socket.onclose = (event) => {
       if (socket !== this.#socket) return;
       this.#detach(socket);
-      this.#closed(event.code, event.reason || '', event.wasClean);
+      const reason = event.reason || '';
+      if (failure) this.#emit('error', this.#socketError(failure.cause, event.code, reason));
+      this.#closed(event.code, reason, event.wasClean);
     };
-    socket.onerror = () => {
-      if (socket === this.#socket) this.#emit('error', new WshubError('wshub: WebSocket error', 'socket'));
+    socket.onerror = (event) => {
+      if (socket === this.#socket) failure = { cause: event && (event.error || event.message) ? event.error || event : undefined };
     };
+  }
+
+  /** Says what went wrong on the socket: where, how it ended, and why if the socket knows. */
+  #socketError(cause, closeCode, closeReason) {
+    const url = redactUrl(this.#lastUrl);
+    const what = this.#welcomed ? `the connection to ${url} failed` : `could not connect to ${url}`;
+    const why = cause && cause.message ? `: ${cause.message}` : '';
+    const how = ` (close ${closeCode}${closeReason ? ` ${closeReason}` : ''})`;
+    return new WshubError(`wshub: ${what}${why}${how}`, 'socket', undefined, {
+      url,
+      closeCode,
+      closeReason,
+      cause: cause && cause.message ? cause : undefined,
+    });
   }
 
   async #token() {
@@ -522,6 +567,7 @@ export class WshubClient {
     const url = new URL(this.#url);
     if (token) url.searchParams.set('token', token);
     if (this.#options.userId) url.searchParams.set('userId', this.#options.userId);
+    if (this.#options.envelope && !url.searchParams.has('envelope')) url.searchParams.set('envelope', this.#options.envelope);
     const session = this.#options.sessionId;
     if (session && this.#subscriptions.has(streamKey('session', session))) {
       url.searchParams.set('sessionId', session);

@@ -177,6 +177,7 @@ wire_names! {
         ClientMessage = "client_message",
         BatchUpdate = "batch_update",
         Subscribers = "subscribers",
+        Stats = "stats",
         Auth = "auth",
         Heartbeat = "heartbeat",
         ConnectionEstablished = "connection:established",

@@ -135,6 +135,8 @@ pub(crate) enum ClientMessage {
     },
     /// `subscribers` (service connections): who listens to a topic.
     Subscribers { topic: Topic },
+    /// `stats` (service connections): the hub's counters and clients.
+    Stats,
     /// Any other `type`: an application message, for the application.
     Application {
         kind: String,
@@ -227,8 +229,8 @@ pub(crate) fn correlation_of(text: &str) -> Option<Box<RawValue>> {
 /// Who sent a frame: what it may say differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sender {
-    /// A client: `send`, `disconnect`, `set_meta` and `subscribers` are
-    /// application messages like any other type it makes up.
+    /// A client: `send`, `disconnect`, `set_meta`, `subscribers` and
+    /// `stats` are application messages like any other type it makes up.
     Client,
     /// A backend's service connection: those are commands to the hub.
     Service,
@@ -379,6 +381,7 @@ fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMe
         "subscribers" if service => ClientMessage::Subscribers {
             topic: required_topic(raw, "subscribers")?,
         },
+        "stats" if service => ClientMessage::Stats,
         _ => ClientMessage::Application {
             kind,
             data: data(OWN_KEYS)?.map(Cow::into_owned),

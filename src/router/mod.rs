@@ -538,6 +538,10 @@ impl Router {
                     correlation,
                 );
             }
+            ClientMessage::Stats => {
+                let body = crate::stats::stats_body(&self.stats(true));
+                self.reply(id, Kind::Stats, None, Some(body), correlation);
+            }
             ClientMessage::Application {
                 kind,
                 data,

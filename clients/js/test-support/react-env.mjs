@@ -50,6 +50,11 @@ export function openPage(pageUrl = 'http://127.0.0.1/') {
  * in `probe.current` (and every value in `probe.renders`).
  */
 export function renderHook(useHook, ...args) {
+  return renderHookIn((element) => element, useHook, ...args);
+}
+
+/** renderHook, with the probe wrapped: `wrap(element)` returns what to render (a provider around it). */
+export function renderHookIn(wrap, useHook, ...args) {
   const probe = { current: undefined, renders: [] };
   function Probe({ hookArgs }) {
     const value = useHook(...hookArgs);
@@ -60,8 +65,8 @@ export function renderHook(useHook, ...args) {
   const container = document.createElement('div');
   document.body.appendChild(container);
   const root = createRoot(container);
-  root.render(React.createElement(Probe, { hookArgs: args }));
-  probe.rerender = (...next) => root.render(React.createElement(Probe, { hookArgs: next }));
+  root.render(wrap(React.createElement(Probe, { hookArgs: args })));
+  probe.rerender = (...next) => root.render(wrap(React.createElement(Probe, { hookArgs: next })));
   probe.unmount = () => root.unmount();
   probe.until = (check, what) => waitFor(() => probe.current && check(probe.current), what);
   return probe;

@@ -1,0 +1,177 @@
+// Types of server.js, the Node backend SDK (`@wshub/client/server`).
+
+import type {
+  ClientInfo,
+  CloseEvent,
+  ErrorCode,
+  OpenEvent,
+  PresenceEntry,
+  ReconnectingEvent,
+  SeedEvents,
+  TokenSource,
+  WebSocketConstructor,
+  Welcome,
+  WshubClient,
+  WshubError,
+} from './wshub.js';
+
+/** A type outside the event map E (its data is then `unknown`). */
+export type Other<T extends string, E> = T extends keyof E ? never : T;
+
+/** Where a publication goes: exactly one target. A string is a channel. */
+export type Target =
+  | string
+  | 'broadcast'
+  | 'authenticated'
+  | { channel: string }
+  | { sessionId: string }
+  | { userId: string }
+  | { clientId: string }
+  | { broadcast: true }
+  | { authenticated: true };
+
+/** A channel (a string, or `{channel}`) or a session. */
+export type Topic = string | { channel: string } | { sessionId: string };
+
+export interface PublishOptions {
+  /** Held for the hub's batch window and delivered in one `batch_update`. */
+  batched?: boolean;
+}
+
+/** The hub's counters and clients, as `GET /api/ws/stats` has them. */
+export interface HubStats {
+  totalConnections: number;
+  activeConnections: number;
+  authenticatedConnections: number;
+  serviceConnections: number;
+  messagesReceived: number;
+  messagesSent: number;
+  requests: number;
+  busy: number;
+  channels: number;
+  sessions: number;
+  users: number;
+  uptime: number;
+  clients: ClientInfo[];
+  /** Every other counter (`slowConsumers`, `historyEntries`, ...). */
+  [counter: string]: unknown;
+}
+
+/** The hub's HTTP API with the admin token: one-shot publishes, presence, stats. */
+export class WshubHttp<E = SeedEvents> {
+  /** @param url `http(s)://host:port`, or the hub's `ws(s)://` URL. */
+  constructor(url: string | URL, options?: { token?: string; fetch?: typeof fetch });
+  publish<K extends keyof E & string>(target: Target, type: K, data: E[K], options?: PublishOptions): Promise<number>;
+  publish<T extends string>(target: Target, type: Other<T, E>, data?: unknown, options?: PublishOptions): Promise<number>;
+  presence(): Promise<PresenceEntry[]>;
+  stats(): Promise<HubStats>;
+}
+
+/** A client's request, as a handler gets it. */
+export class ServiceRequest<D = unknown, E = SeedEvents> {
+  /** The request's `type`. */
+  readonly type: string;
+  /** Its `data` (or `payload`, or a flat message's own fields). */
+  readonly data: D;
+  readonly clientId: string;
+  readonly userId: string | null;
+  /** The client's first session, if any. */
+  readonly sessionId: string | null;
+  readonly meta: Record<string, unknown>;
+  readonly correlationId: string | number | undefined;
+  /** The whole message as the client sent it. */
+  readonly message: { type: string; [field: string]: unknown };
+  /** Whether a reply went out. */
+  readonly replied: boolean;
+  /** Aborted when the connection the request came on ends (the client was told `busy`). */
+  readonly signal: AbortSignal;
+
+  /** The reply, with the request's `correlationId`: once. False if the connection it came on is gone. */
+  reply<K extends keyof E & string>(type: K, data: E[K]): boolean;
+  reply<T extends string>(type: Other<T, E>, data?: unknown): boolean;
+  /** An error reply (`{code, error}`): the client's `request()` rejects with a WshubError of this code. */
+  error(code: ErrorCode, message: string, data?: Record<string, unknown>): boolean;
+  /** Another message to the client, without the `correlationId`. */
+  send<K extends keyof E & string>(type: K, data: E[K]): boolean;
+  send<T extends string>(type: Other<T, E>, data?: unknown): boolean;
+  /** A streamed message: to the client's session (with a `seq`, recoverable), else to the client. */
+  stream<K extends keyof E & string>(type: K, data: E[K]): boolean;
+  stream<T extends string>(type: Other<T, E>, data?: unknown): boolean;
+}
+
+/** A request handler: replies through `req`, or returns the reply's data. */
+export type Handler<D = unknown, E = SeedEvents> = (req: ServiceRequest<D, E>) => unknown | Promise<unknown>;
+
+export interface ServiceOptions {
+  /** The admin token, or one with the `service` grant; a function is asked at every connect. */
+  token?: TokenSource;
+  /** Default `globalThis.WebSocket`; on Node 18 and 20 pass the `ws` package's. */
+  WebSocket?: WebSocketConstructor;
+  /** Backoff base in ms (500). */
+  minDelay?: number;
+  /** Backoff ceiling in ms (20000). */
+  maxDelay?: number;
+  /** Reconnect attempts in a row without a welcome, then stop (Infinity). */
+  maxAttempts?: number;
+  /** Time a command waits for the hub's answer, in ms (10000). */
+  requestTimeout?: number;
+  connectTimeout?: number;
+  heartbeat?: boolean | { interval?: number; grace?: number };
+  /** The HTTP API for publishes while the connection is down (default: from the URL); false: none. */
+  http?: string | URL | false;
+  fetch?: typeof fetch;
+  /** Connect from the constructor (default true). */
+  autoConnect?: boolean;
+}
+
+/**
+ * A backend's service connection. `R` maps the request types it handles to
+ * their `data`; `E` the events it sends to their payloads (the seeds' by default).
+ */
+export class WshubService<R = Record<string, unknown>, E = SeedEvents> {
+  constructor(url: string | URL, options?: ServiceOptions);
+  readonly state: 'connecting' | 'open' | 'closed';
+  readonly clientId: string | null;
+  /** The WshubClient underneath. */
+  readonly client: WshubClient<E>;
+  connect(): void;
+  /** Resolves at the next welcome (at once if open). */
+  ready(): Promise<Welcome>;
+  close(reason?: string): void;
+
+  on(type: 'open', handler: (event: OpenEvent) => void): () => void;
+  on(type: 'close', handler: (event: CloseEvent) => void): () => void;
+  on(type: 'reconnecting', handler: (event: ReconnectingEvent) => void): () => void;
+  on(type: 'error', handler: (error: WshubError | Error) => void): () => void;
+
+  /** Handles the clients' requests of `type`. */
+  handle<K extends keyof R & string>(type: K, handler: Handler<R[K], E>): () => void;
+  handle<T extends string>(type: Other<T, R>, handler: Handler<unknown, E>): () => void;
+  /** The requests no handler takes (default: `unknown_type`). */
+  fallback(handler: Handler<unknown, E>): void;
+
+  /** One message to one client: 1 if it was there, else 0. */
+  send<K extends keyof E & string>(clientId: string, type: K, data: E[K], options?: { correlationId?: string | number }): Promise<number>;
+  send<T extends string>(clientId: string, type: Other<T, E>, data?: unknown, options?: { correlationId?: string | number }): Promise<number>;
+  /** Publishes to one target; the clients reached. Over HTTP while the connection is down. */
+  publish<K extends keyof E & string>(target: Target, type: K, data: E[K], options?: PublishOptions): Promise<number>;
+  publish<T extends string>(target: Target, type: Other<T, E>, data?: unknown, options?: PublishOptions): Promise<number>;
+  broadcast<K extends keyof E & string>(type: K, data: E[K], options?: PublishOptions): Promise<number>;
+  broadcast<T extends string>(type: Other<T, E>, data?: unknown, options?: PublishOptions): Promise<number>;
+  /** Subscribes a client; false: no such client. */
+  subscribe(clientId: string, topic: Topic): Promise<boolean>;
+  /** Unsubscribes a client from a topic, or from every session; false: no such client. */
+  unsubscribe(clientId: string, topic?: Topic): Promise<boolean>;
+  /** Closes a client's connection, or every one of a user; how many were closed. */
+  disconnect(who: string | { clientId: string } | { userId: string }, options?: { code?: number; reason?: string }): Promise<number>;
+  /** Merges keys into a client's metadata (`null` removes one); false: no such client. */
+  setMeta(clientId: string, meta: Record<string, unknown>): Promise<boolean>;
+  subscribers(topic: Topic): Promise<ClientInfo[]>;
+  presence(): Promise<PresenceEntry[]>;
+  stats(): Promise<HubStats>;
+}
+
+/** `http(s)://host:port` of a hub URL. */
+export function httpBase(url: string | URL): string;
+
+export default WshubService;
