@@ -502,3 +502,220 @@ fn history_figures_are_in_the_stats_and_metrics() {
     assert!(body.contains("wshub_history_entries 3"), "{body}");
     assert!(body.contains("wshub_recoveries_total 0"));
 }
+
+// --- access withdrawn during a catch-up -------------------------------------
+
+const ADMIN: &str = "recovery-admin";
+
+/// A hub where `ann-full` may read `private-x` and `ann-less` (the same
+/// user) may not, with queues so short that a catch-up of 1000 is paced.
+fn private_hub() -> TestHub {
+    hub_with(Config {
+        tokens: HashMap::from([
+            (
+                Secret::new("ann-full"),
+                TokenGrant {
+                    channels: Some(vec!["private-x".into()]),
+                    ..TokenGrant::user("ann")
+                },
+            ),
+            (
+                Secret::new("ann-less"),
+                TokenGrant {
+                    channels: Some(vec![]),
+                    ..TokenGrant::user("ann")
+                },
+            ),
+        ]),
+        admin_token: Some(ADMIN.into()),
+        max_queue: 16,
+        history_size: 5_000,
+        ..support::config()
+    })
+}
+
+/// How a client's right to a stream is withdrawn.
+#[derive(Debug, Clone, Copy)]
+enum Withdrawal {
+    OwnUnsubscribe,
+    HttpUnsubscribe,
+    /// `/api/unsubscribe` with neither channel nor session: every session.
+    HttpLeaveEverySession,
+    HandleUnsubscribe,
+    ServiceUnsubscribe,
+    Refresh,
+}
+
+/// An admin HTTP request; its status and body.
+fn admin_post(hub: &TestHub, path: &str, body: &Value) -> (u16, String) {
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        hub.addr,
+        body.len()
+    );
+    let (status, _, body) = support::http_raw(hub.addr, request.as_bytes());
+    (status, body)
+}
+
+/// Withdraws `client`'s right to `topic` the way `how` says, once the hub
+/// has done it (each way answers only then).
+fn withdraw(hub: &TestHub, client: &mut Client, topic: &Value, how: Withdrawal) {
+    let id = client.id();
+    let mut body = topic.clone();
+    body["clientId"] = json!(id);
+    match how {
+        Withdrawal::OwnUnsubscribe => {
+            let mut request = topic.clone();
+            request["type"] = json!("unsubscribe");
+            request["correlationId"] = json!("own");
+            client.send(request);
+        }
+        Withdrawal::HttpUnsubscribe => {
+            let (status, body) = admin_post(hub, "/api/unsubscribe", &body);
+            assert_eq!(status, 200, "{body}");
+        }
+        Withdrawal::HttpLeaveEverySession => {
+            let (status, body) = admin_post(hub, "/api/unsubscribe", &json!({ "clientId": id }));
+            assert_eq!(status, 200, "{body}");
+        }
+        Withdrawal::HandleUnsubscribe => {
+            let topic = match topic.get("channel") {
+                Some(channel) => Some(wshub::Topic::Channel(channel.as_str().unwrap().into())),
+                None => topic
+                    .get("sessionId")
+                    .map(|s| wshub::Topic::Session(s.as_str().unwrap().into())),
+            };
+            assert!(hub.handle().unsubscribe(&id, topic).unwrap());
+        }
+        Withdrawal::ServiceUnsubscribe => {
+            let mut service = hub.client(&format!("/ws?token={ADMIN}"));
+            body["type"] = json!("unsubscribe");
+            let ack = service.request(body, "svc");
+            assert_eq!(ack["type"], "ack", "{ack}");
+            assert_eq!(ack["data"]["done"], true, "{ack}");
+        }
+        Withdrawal::Refresh => client.send(json!({
+            "type": "refresh", "data": {"token": "ann-less"}, "correlationId": "refresh"
+        })),
+    }
+}
+
+/// Reads what `client` is sent up to the answer to a ping of its own.
+fn until_pong(client: &mut Client, correlation: &str) -> Vec<Value> {
+    client.send(json!({"type": "ping", "correlationId": correlation}));
+    let mut got = Vec::new();
+    loop {
+        let message = client.recv("the pong");
+        if message["type"] == "pong" && message["correlationId"] == correlation {
+            return got;
+        }
+        got.push(message);
+    }
+}
+
+/// A client resumes `topic` from its start, with 1000 publications to
+/// catch up on and queues that hold 16, reads a few, then loses its right
+/// to the stream `how`, after which 200 more are published: after its
+/// `unsubscribed`, nothing of the stream may reach it, neither what was
+/// left of the catch-up nor the live ones.
+fn a_catch_up_ends_with_access(topic: Value, target: Target, how: Withdrawal) {
+    let hub = private_hub();
+    let mut client = hub.client("/ws?token=ann-full");
+    let reply = subscribe(&mut client, topic.clone(), None);
+    let epoch = reply["data"]["epoch"].clone();
+    publish_n(&hub, &target, 0, 1_000);
+    subscribe(
+        &mut client,
+        topic.clone(),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    // The catch-up is under way: paced, 8 queued at a time.
+    assert_eq!(numbers(&mut client, "tick", 5).len(), 5);
+    withdraw(&hub, &mut client, &topic, how);
+    for n in 1_000..1_200 {
+        let reached = hub
+            .handle()
+            .publish(target.clone(), "tick", json!({ "n": n }))
+            .unwrap();
+        // A client whose right was withdrawn is not its audience (the own
+        // unsubscribe may not be handled yet).
+        if !matches!(how, Withdrawal::OwnUnsubscribe | Withdrawal::Refresh) {
+            assert_eq!(reached, 0, "{how:?}: published to the withdrawn client");
+        }
+    }
+    let name = topic
+        .get("channel")
+        .or_else(|| topic.get("sessionId"))
+        .unwrap()
+        .clone();
+    let mut told = false;
+    let mut leaked = Vec::new();
+    for round in 0..3 {
+        for message in until_pong(&mut client, &format!("after-{round}")) {
+            if message["type"] == "unsubscribed" {
+                told = true;
+            } else if told
+                && (message["channel"] == name || message["sessionId"] == name)
+                && message["type"] != "unsubscribed"
+            {
+                leaked.push(message["seq"].clone());
+            }
+        }
+    }
+    assert!(told, "{how:?}: the client was never told `unsubscribed`");
+    assert!(
+        leaked.is_empty(),
+        "{how:?}: {} messages of the stream reached the client after its `unsubscribed`, seq {:?}...",
+        leaked.len(),
+        &leaked[..leaked.len().min(5)]
+    );
+    client.expect_nothing_pending();
+}
+
+fn private_x() -> (Value, Target) {
+    (
+        json!({"channel": "private-x"}),
+        Target::channel("private-x"),
+    )
+}
+
+#[test]
+fn a_catch_up_ends_at_the_clients_own_unsubscribe() {
+    let (topic, target) = private_x();
+    a_catch_up_ends_with_access(topic, target, Withdrawal::OwnUnsubscribe);
+}
+
+#[test]
+fn a_catch_up_ends_at_an_unsubscribe_over_http() {
+    let (topic, target) = private_x();
+    a_catch_up_ends_with_access(topic, target, Withdrawal::HttpUnsubscribe);
+}
+
+#[test]
+fn a_catch_up_ends_at_the_librarys_unsubscribe() {
+    let (topic, target) = private_x();
+    a_catch_up_ends_with_access(topic, target, Withdrawal::HandleUnsubscribe);
+}
+
+#[test]
+fn a_catch_up_ends_at_a_services_unsubscribe() {
+    let (topic, target) = private_x();
+    a_catch_up_ends_with_access(topic, target, Withdrawal::ServiceUnsubscribe);
+}
+
+#[test]
+fn a_catch_up_ends_at_a_refresh_to_a_token_without_the_channel() {
+    let (topic, target) = private_x();
+    a_catch_up_ends_with_access(topic, target, Withdrawal::Refresh);
+}
+
+#[test]
+fn a_session_catch_up_ends_when_the_backend_takes_the_client_off_every_session() {
+    a_catch_up_ends_with_access(
+        json!({"sessionId": "s-ann"}),
+        Target::session("s-ann"),
+        Withdrawal::HttpLeaveEverySession,
+    );
+}

@@ -697,6 +697,15 @@ impl Router {
         let Some(at) = client.replays.iter().position(|r| r.waits_for(ticket)) else {
             return;
         };
+        if !client.follows(&stream) {
+            // Its right ended while Redis was asked (it was told
+            // `unsubscribed`): nothing of the stream goes to it.
+            client.replays.remove(at);
+            if client.replays.is_empty() {
+                self.replaying.remove(&id);
+            }
+            return;
+        }
         let pending: Vec<(Arc<Entry>, Arc<str>)> = client.replays.remove(at).into_pending();
         if client.replays.is_empty() {
             self.replaying.remove(&id);

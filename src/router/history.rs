@@ -10,6 +10,10 @@
 //! [`REPLAY_POLL`](super::REPLAY_POLL) while one is under way), and live
 //! publications of that stream wait behind it in the same queue, so the
 //! client never becomes a slow consumer for catching up.
+//!
+//! A replay outlives no right: whatever ends the client's right to the
+//! stream stops it ([`Router::leave`], a refresh), and each step checks
+//! again that the client still follows the stream before queueing.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -117,7 +121,7 @@ impl Router {
     }
 
     /// Clients catching up on `stream` get `appended` after what they are
-    /// catching up on.
+    /// catching up on, if they still follow it.
     pub(super) fn feed_replays(&mut self, stream: &StreamKey, appended: &Appended) {
         if self.replaying.is_empty() {
             return;
@@ -126,6 +130,10 @@ impl Router {
             let Some(client) = self.clients.get_mut(id) else {
                 continue;
             };
+            if !client.follows(stream) {
+                client.replays.retain(|r| r.stream != *stream);
+                continue;
+            }
             for replay in &mut client.replays {
                 if replay.stream == *stream {
                     replay
@@ -234,6 +242,9 @@ impl Router {
         };
         // A second `since` for the same stream starts over from it.
         client.replays.retain(|r| r.stream != stream);
+        if !client.follows(&stream) {
+            return;
+        }
         client.replays.push(Replaying {
             topic: stream.topic(),
             stream,
@@ -260,6 +271,10 @@ impl Router {
             self.replaying.remove(&id);
             return;
         };
+        // Where data leaves: only what the client still follows.
+        let mut replays = std::mem::take(&mut client.replays);
+        replays.retain(|r| client.follows(&r.stream));
+        client.replays = replays;
         let (mut frames, mut bytes) = client.link.backlog();
         let mut sent = 0u64;
         let mut gone = false;

@@ -140,6 +140,21 @@ impl Client {
         }
     }
 
+    /// Whether the client may be sent `stream` now: it is subscribed to the
+    /// channel or the session, or the stream is its user's (a service may
+    /// follow any user's). Checked again wherever a decision made earlier
+    /// (a catch-up, publications held for it) would send it something.
+    fn follows(&self, stream: &crate::engine::StreamKey) -> bool {
+        use crate::engine::StreamKey;
+        match stream {
+            StreamKey::Channel(name) => self.channels.iter().any(|c| **c == **name),
+            StreamKey::Session(id) => self.sessions.iter().any(|s| **s == **id),
+            StreamKey::User(user) => {
+                self.identity.is_service() || self.identity.user_id.as_deref() == Some(&**user)
+            }
+        }
+    }
+
     /// The user whose sessions this client opens, when ownership applies.
     fn session_owner(&self) -> Option<&str> {
         match self.identity.owns_sessions() {
