@@ -670,6 +670,54 @@ fn a_subscribe_waiting_for_redis_when_access_ends_gets_nothing_of_the_stream() {
     redis.stop();
 }
 
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_catch_up_from_redis_larger_than_the_clients_queue_is_recovered_false() {
+    let redis = Redis::start();
+    let hub = hub_on(Config {
+        max_queue: 100,
+        ..config(&redis)
+    });
+    let mut client = hub.client("/ws");
+    let reply = subscribe(&mut client, json!({"channel": "c"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    client.request(json!({"type": "unsubscribe", "channel": "c"}), "away");
+    for n in 0..300 {
+        hub.handle()
+            .publish(Target::channel("c"), "tick", json!({ "n": n }))
+            .unwrap();
+    }
+    // Redis kept all 300, but the hub would hold them for the client: more
+    // than its queue may hold is not replayed, the client is told.
+    let reply = subscribe(
+        &mut client,
+        json!({"channel": "c"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], false, "{reply}");
+    assert_eq!(reply["data"]["seq"], 300, "{reply}");
+    hub.handle()
+        .publish(Target::channel("c"), "tick", json!({ "n": 300 }))
+        .unwrap();
+    assert_eq!(
+        expect(&mut client, "tick")["seq"],
+        301,
+        "live from its position"
+    );
+    client.expect_nothing_pending();
+    // Within its queue, it is replayed.
+    let reply = subscribe(
+        &mut client,
+        json!({"channel": "c"}),
+        Some(json!({"seq": 250, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+    for seq in 251..=301 {
+        assert_eq!(expect(&mut client, "tick")["seq"], seq);
+    }
+    client.expect_nothing_pending();
+}
+
 /// An HTTP request with the admin token; its status and JSON body.
 fn admin(hub: &TestHub, method: &str, path: &str, body: &str) -> (u16, Value) {
     let request = format!(

@@ -719,3 +719,90 @@ fn a_session_catch_up_ends_when_the_backend_takes_the_client_off_every_session()
         Withdrawal::HttpLeaveEverySession,
     );
 }
+
+// --- a catch-up is bounded like any queue -----------------------------------
+
+/// A client whose socket takes little at a time (a small receive buffer),
+/// so what the hub has for it stays in the hub until it reads.
+fn narrow_client(hub: &TestHub, path: &str) -> Client {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&hub.addr.into()).expect("tcp connect");
+    let stream: std::net::TcpStream = socket.into();
+    let (mut ws, _) = tungstenite::client::client(format!("ws://{}{path}", hub.addr), stream)
+        .unwrap_or_else(|e| panic!("upgrade: {e}"));
+    let welcome = support::read_json(&mut ws, support::DEADLINE).expect("the welcome");
+    assert_eq!(welcome["type"], "connection", "{welcome}");
+    support::read_json(&mut ws, support::DEADLINE).expect("the auth message");
+    Client { ws, welcome }
+}
+
+/// `/api/ws/stats`'s count of messages waiting for clients.
+fn queued_messages(hub: &TestHub) -> u64 {
+    let (status, body) = support::get(hub.addr, "/api/ws/stats");
+    assert_eq!(status, 200, "{body}");
+    body["queuedMessages"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no queuedMessages in {body}"))
+}
+
+#[test]
+fn a_client_that_stops_reading_mid_catch_up_is_a_slow_consumer_holding_no_more_than_its_queue() {
+    const QUEUE: usize = 64;
+    // 2000 of 8 KB to catch up on: far more than the sockets hold.
+    const MISSED: u64 = 2_000;
+    let hub = hub_with(Config {
+        max_queue: QUEUE,
+        history_size: 3_000,
+        ..support::config()
+    });
+    let target = Target::channel("big");
+    let pad = "x".repeat(8_000);
+    let publish = |n: u64| {
+        hub.handle()
+            .publish(target.clone(), "tick", json!({ "n": n, "pad": pad }))
+            .unwrap()
+    };
+    let mut client = narrow_client(&hub, "/ws");
+    let reply = subscribe(&mut client, json!({"channel": "big"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    client.request(json!({"type": "unsubscribe", "channel": "big"}), "away");
+    for n in 0..MISSED {
+        publish(n);
+    }
+    subscribe(
+        &mut client,
+        json!({"channel": "big"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    let got = numbers(&mut client, "tick", 5);
+    let last = got[4].0;
+    // It stops reading; publications go on, past what the history keeps.
+    let mut n = MISSED;
+    while hub.handle().stats().unwrap().slow_consumers == 0 {
+        assert!(
+            n < 4 * MISSED,
+            "{n} publications, the catch-up's client never read again and was never closed"
+        );
+        for _ in 0..500 {
+            publish(n);
+            n += 1;
+        }
+        let queued = queued_messages(&hub);
+        assert!(
+            queued <= QUEUE as u64,
+            "{queued} messages queued or held for a client whose queue holds {QUEUE}"
+        );
+    }
+    assert_eq!(client.expect_close(), (1013, "Client too slow".to_owned()));
+    // It lost data, and is told so when it comes back.
+    let mut back = hub.client("/ws");
+    let reply = subscribe(
+        &mut back,
+        json!({"channel": "big"}),
+        Some(json!({"seq": last, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], false, "{reply}");
+    assert_eq!(queued_messages(&hub), 0);
+}

@@ -217,7 +217,7 @@ impl Engine for Memory {
         })
     }
 
-    fn since(&self, key: &StreamKey, seq: u64, epoch: &str) -> Recovery {
+    fn read(&self, key: &StreamKey, seq: u64, epoch: &str, most: usize) -> Recovery {
         let Some(stream) = self.streams.get(key) else {
             return Recovery::Lost;
         };
@@ -231,7 +231,11 @@ impl Engine for Memory {
             return Recovery::Lost;
         }
         let skip = usize::try_from(seq + 1 - first).unwrap_or(usize::MAX);
-        Recovery::Recovered(stream.entries.iter().skip(skip).cloned().collect())
+        let end = skip.saturating_add(most).min(stream.entries.len());
+        match skip < end {
+            true => Recovery::Recovered(stream.entries.range(skip..end).cloned().collect()),
+            false => Recovery::Recovered(Vec::new()),
+        }
     }
 
     fn expire(&mut self, now: Instant, in_use: &dyn Fn(&StreamKey) -> bool) {
@@ -345,6 +349,30 @@ mod tests {
         assert_eq!(seqs(memory.since(&a, 6, &epoch)), None);
         assert_eq!(seqs(memory.since(&a, 4, "other")), None);
         assert_eq!(seqs(memory.since(&channel("b"), 0, &epoch)), None);
+    }
+
+    #[test]
+    fn a_paced_read_walks_the_stream_a_few_at_a_time_until_the_history_overtakes_it() {
+        let mut memory = Memory::new(limits(5, 1 << 20));
+        let a = channel("a");
+        let epoch = memory.head(&a).unwrap().epoch;
+        for n in 1..=4 {
+            push(&mut memory, &a, n);
+        }
+        assert_eq!(seqs(memory.read(&a, 0, &epoch, 2)), Some(vec![1, 2]));
+        assert_eq!(seqs(memory.read(&a, 2, &epoch, 2)), Some(vec![3, 4]));
+        assert_eq!(seqs(memory.read(&a, 4, &epoch, 2)), Some(vec![]));
+        // Reading none only says whether the rest is still there.
+        assert_eq!(seqs(memory.read(&a, 1, &epoch, 0)), Some(vec![]));
+        for n in 5..=7 {
+            push(&mut memory, &a, n);
+        }
+        // Kept: 3 to 7. A reader at 1 missed 2 for good; one at 2 did not.
+        assert_eq!(seqs(memory.read(&a, 1, &epoch, 0)), None);
+        assert_eq!(
+            seqs(memory.read(&a, 2, &epoch, 10)),
+            Some(vec![3, 4, 5, 6, 7])
+        );
     }
 
     #[test]

@@ -133,8 +133,9 @@ impl Entry {
         }
     }
 
-    /// Bytes it takes, for the history budget.
-    fn size(&self) -> usize {
+    /// Bytes it takes, for the history budget (and, held for a client, for
+    /// its queue's).
+    pub(crate) fn size(&self) -> usize {
         ENTRY_OVERHEAD
             + self.kind.len()
             + self.data.as_ref().map_or(0, |d| d.get().len())
@@ -219,9 +220,17 @@ pub(crate) trait Engine: Send {
     /// `None` if it keeps no history.
     fn head(&mut self, stream: &StreamKey) -> Option<Head>;
 
+    /// The first `most` publications of `stream` after `seq` of `epoch`
+    /// (fewer when there are fewer), or [`Recovery::Lost`] if any
+    /// publication after `seq` is gone: a paced catch-up reads its stream
+    /// bit by bit, as the client reads.
+    fn read(&self, stream: &StreamKey, seq: u64, epoch: &str, most: usize) -> Recovery;
+
     /// Every publication of `stream` after `seq` of `epoch`, or
     /// [`Recovery::Lost`] if any of them is gone.
-    fn since(&self, stream: &StreamKey, seq: u64, epoch: &str) -> Recovery;
+    fn since(&self, stream: &StreamKey, seq: u64, epoch: &str) -> Recovery {
+        self.read(stream, seq, epoch, usize::MAX)
+    }
 
     /// Drops what is older than the TTL, and streams with nothing kept that
     /// nobody is subscribed to (`in_use` says who is).

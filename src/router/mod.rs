@@ -718,6 +718,14 @@ impl Router {
         };
         let c = &self.counters;
         let history = self.history.usage();
+        let (queued_messages, queued_bytes) =
+            self.clients
+                .values()
+                .fold((0, 0), |(messages, bytes), client| {
+                    let (frames, queued) = client.link.backlog();
+                    let (held, held_bytes) = history::held(&client.replays);
+                    (messages + frames + held, bytes + queued + held_bytes)
+                });
         Stats {
             total_connections: c.total_connections,
             messages_received: c.messages_received,
@@ -748,6 +756,8 @@ impl Router {
             thread_limit: self.threads.most(),
             writer_threads: self.delivery.writers(),
             inbox_bytes: self.lanes.budget.used(),
+            queued_messages,
+            queued_bytes,
             uptime: self.started.elapsed(),
             last_activity: self.last_activity,
             clients,
