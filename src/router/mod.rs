@@ -15,8 +15,10 @@
 //!
 //! It ends on [`Event::Shutdown`], after closing every client with 1001 and
 //! waiting up to `shutdown_timeout` for them to go, or when every sender of
-//! its lanes is gone. However it ends, it cuts every socket still open and
-//! stops the writers.
+//! its lanes is gone. What is queued for a client goes out before its
+//! Close for at most [`SHUTDOWN_FLUSH`]; what is still queued then is
+//! dropped, so the Close reaches even a slow reader in time. However it
+//! ends, it cuts every socket still open and stops the writers.
 //!
 //! The `impl Router` blocks, by concern: [`clients`] (join, leave, close),
 //! [`delivery`] (queues, fan-out, slow consumers, hand-off to writers),
@@ -80,6 +82,11 @@ const SESSION_SWEEP: Duration = Duration::from_secs(10);
 
 /// While shutting down, how often to look whether every connection is done.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
+
+/// At shutdown, the longest what is queued for a client may hold up its
+/// Close 1001 (at most half of `shutdown_timeout`); what is still queued
+/// then is dropped, and the client resumes with `since`.
+pub(crate) const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 
 /// Most work events handled before the control lane and the timer are
 /// looked at again and the writers are handed what was queued.
@@ -233,6 +240,10 @@ pub(crate) struct Router {
     next_sweep: Instant,
     /// Set by [`Event::Shutdown`]: when to stop waiting for clients to go.
     stopping: Option<Instant>,
+    /// Shutting down: clients already forgotten whose queue goes out before
+    /// their Close, until `flush_until`.
+    flushing: Vec<Arc<Link>>,
+    flush_until: Option<Instant>,
 }
 
 impl Router {
@@ -273,6 +284,8 @@ impl Router {
             last_activity: None,
             next_sweep: now + SESSION_SWEEP,
             stopping: None,
+            flushing: Vec::new(),
+            flush_until: None,
         }
     }
 
@@ -290,6 +303,9 @@ impl Router {
                 // The timer is gone (it only stops after us): stop listening to it.
                 Err(TryRecvError::Disconnected) => self.lanes.ticks = crossbeam_channel::never(),
                 Err(TryRecvError::Empty) => {}
+            }
+            if self.stopping.is_some() {
+                self.flush_for_shutdown(Instant::now());
             }
             if self.done() {
                 break;
@@ -389,7 +405,8 @@ impl Router {
             return false;
         };
         self.closing.retain(Closing::is_open);
-        (self.clients.is_empty() && self.closing.is_empty()) || Instant::now() >= deadline
+        (self.clients.is_empty() && self.flushing.is_empty() && self.closing.is_empty())
+            || Instant::now() >= deadline
     }
 
     /// One event, one arm; then the slow consumers it found.
@@ -702,12 +719,52 @@ impl Router {
             "shutting down: closing {} clients with 1001",
             self.clients.len()
         );
-        self.stopping = Some(Instant::now() + self.config.shutdown_timeout);
+        let now = Instant::now();
+        self.stopping = Some(now + self.config.shutdown_timeout);
+        self.flush_until = Some(now + SHUTDOWN_FLUSH.min(self.config.shutdown_timeout / 2));
         // Held batches go out first, ahead of every client's Close.
         self.flush_all_batches();
         let ids: Vec<ClientId> = self.clients.keys().copied().collect();
         for id in ids {
-            self.close(id, Close::GoingAway, false);
+            let idle = self.clients.get(&id).is_some_and(|c| c.link.queued() == 0);
+            if idle {
+                self.close(id, Close::GoingAway, false);
+            } else if let Some(client) = self.detach(id) {
+                // Its Close waits for its queue, within the flush budget.
+                self.flushing.push(client.link);
+            }
+        }
+        self.flush_for_shutdown(now);
+    }
+
+    /// Shutting down: each client whose queue has gone out gets its Close;
+    /// past the flush budget, every other one too, in place of what is
+    /// still queued (it resumes with `since`).
+    fn flush_for_shutdown(&mut self, now: Instant) {
+        if self.flushing.is_empty() {
+            return;
+        }
+        let over = self.flush_until.is_none_or(|until| now >= until);
+        let mut dropped = 0;
+        for link in std::mem::take(&mut self.flushing) {
+            let queued = link.queued();
+            if queued > 0 && !over {
+                self.flushing.push(link);
+                continue;
+            }
+            dropped += queued;
+            self.delivery.close(&link, Close::GoingAway, queued > 0);
+            self.closing.push(Closing {
+                deadline: now + self.config.close_timeout,
+                link: Arc::downgrade(&link),
+                _handshake: None,
+            });
+        }
+        if dropped > 0 {
+            log::warn!(
+                "shutting down: {dropped} queued messages not sent within {:?} were dropped (their clients resume with since)",
+                SHUTDOWN_FLUSH.min(self.config.shutdown_timeout / 2)
+            );
         }
     }
 
@@ -793,6 +850,9 @@ impl Drop for Router {
     fn drop(&mut self) {
         for closing in self.closing.drain(..) {
             closing.cut();
+        }
+        for link in self.flushing.drain(..) {
+            link.cut();
         }
         for client in self.clients.values() {
             client.link.cut();
