@@ -615,17 +615,25 @@ fn until_pong(client: &mut Client, correlation: &str) -> Vec<Value> {
     }
 }
 
-/// A client resumes `topic` from its start, with 1000 publications to
-/// catch up on and queues that hold 16, reads a few, then loses its right
-/// to the stream `how`, after which 200 more are published: after its
-/// `unsubscribed`, nothing of the stream may reach it, neither what was
-/// left of the catch-up nor the live ones.
+/// A client resumes `topic` from its start, with 2000 publications of
+/// 4 KB to catch up on (more than its socket holds) and queues that hold
+/// 16, reads a few, then loses its right to the stream `how`, after which
+/// 200 more are published: after its `unsubscribed`, nothing of the stream
+/// may reach it, neither what was left of the catch-up nor the live ones.
 fn a_catch_up_ends_with_access(topic: Value, target: Target, how: Withdrawal) {
     let hub = private_hub();
-    let mut client = hub.client("/ws?token=ann-full");
+    let mut client = narrow_client(&hub, "/ws?token=ann-full");
     let reply = subscribe(&mut client, topic.clone(), None);
     let epoch = reply["data"]["epoch"].clone();
-    publish_n(&hub, &target, 0, 1_000);
+    let mut away = topic.clone();
+    away["type"] = json!("unsubscribe");
+    client.request(away, "away");
+    let pad = "x".repeat(4_000);
+    for n in 0..2_000 {
+        hub.handle()
+            .publish(target.clone(), "tick", json!({ "n": n, "pad": pad }))
+            .unwrap();
+    }
     subscribe(
         &mut client,
         topic.clone(),
@@ -634,7 +642,7 @@ fn a_catch_up_ends_with_access(topic: Value, target: Target, how: Withdrawal) {
     // The catch-up is under way: paced, 8 queued at a time.
     assert_eq!(numbers(&mut client, "tick", 5).len(), 5);
     withdraw(&hub, &mut client, &topic, how);
-    for n in 1_000..1_200 {
+    for n in 2_000..2_200 {
         let reached = hub
             .handle()
             .publish(target.clone(), "tick", json!({ "n": n }))
