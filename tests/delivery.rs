@@ -1,6 +1,7 @@
 //! Delivery under load: nothing lost or reordered in a fan-out, a client
 //! that never reads is closed without holding anyone up, protocol pings are
-//! answered during a flood, and close handshakes work from either side.
+//! answered during a flood, close handshakes work from either side, and a
+//! shutdown's Close reaches even a slow reader within its deadline.
 
 mod support;
 

@@ -1,7 +1,9 @@
 //! History and recovery: every publication on a channel, a session or a user
 //! is numbered, and a client that comes back with `since` gets what it
 //! missed, in order, then the live ones, with no gap and no duplicate; or
-//! `recovered: false` when that is no longer possible, never silence.
+//! `recovered: false` when that is no longer possible, never silence. A
+//! catch-up ends with the client's right to its stream, however that right
+//! ends, and costs the hub no more than the client's queue.
 
 mod support;
 
