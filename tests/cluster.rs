@@ -718,6 +718,55 @@ fn a_catch_up_from_redis_larger_than_the_clients_queue_is_recovered_false() {
     client.expect_nothing_pending();
 }
 
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_client_that_stops_reading_mid_catch_up_from_redis_is_a_slow_consumer() {
+    let redis = Redis::start();
+    let hub = hub_on(Config {
+        max_queue_bytes: 16 << 20,
+        ..config(&redis)
+    });
+    // 240 of 64 KB to catch up on (15 MB): within its queue's 16 MiB, more
+    // than half of it and the socket take, so the rest is held for it.
+    let pad = "x".repeat(64 * 1024);
+    let publish = |n: u64| {
+        hub.handle()
+            .publish(Target::channel("c"), "tick", json!({ "n": n, "pad": pad }))
+            .unwrap();
+    };
+    let mut client = narrow_client(&hub, "/ws");
+    let reply = subscribe(&mut client, json!({"channel": "c"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    client.request(json!({"type": "unsubscribe", "channel": "c"}), "away");
+    for n in 0..240 {
+        publish(n);
+    }
+    let reply = subscribe(
+        &mut client,
+        json!({"channel": "c"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+    // It reads no more; what comes for it is held behind its catch-up,
+    // until that passes its queue's limit.
+    let mut n = 240;
+    while hub.handle().stats().unwrap().slow_consumers == 0 {
+        assert!(
+            n < 600,
+            "{n} publications held for a client that does not read"
+        );
+        publish(n);
+        n += 1;
+        let stats = hub.handle().stats().unwrap();
+        assert!(
+            stats.queued_bytes <= (16 << 20) + 128 * 1024,
+            "{} bytes queued or held",
+            stats.queued_bytes
+        );
+    }
+    assert_eq!(client.expect_close(), (1013, "Client too slow".to_owned()));
+}
+
 /// An HTTP request with the admin token; its status and JSON body.
 fn admin(hub: &TestHub, method: &str, path: &str, body: &str) -> (u16, Value) {
     let request = format!(
