@@ -67,8 +67,10 @@ pub struct Config {
     /// How long a client the hub closes has to answer the Close frame before
     /// its socket is cut. Default 5 s.
     pub close_timeout: Duration,
-    /// On shutdown, how long clients get to receive what is queued and
-    /// answer the 1001 Close before their sockets are cut. Default 5 s.
+    /// On shutdown, how long clients get to receive the 1001 Close and
+    /// answer it before their sockets are cut. What is queued for a client
+    /// goes out before its Close for at most 1 s (or half of this); the
+    /// rest is dropped. Default 5 s.
     pub shutdown_timeout: Duration,
     /// Largest HTTP request head (request line and headers), in bytes.
     /// Default 8 KiB; larger gets 431.

@@ -86,6 +86,11 @@ pub struct Stats {
     pub writer_threads: usize,
     /// Bytes of client messages waiting for the router.
     pub inbox_bytes: usize,
+    /// Messages waiting for clients: in their queues, or held for them
+    /// behind a catch-up.
+    pub queued_messages: usize,
+    /// Bytes of those messages.
+    pub queued_bytes: usize,
     /// Time since the hub started.
     pub uptime: Duration,
     /// When a client last sent or was sent a message.
@@ -388,6 +393,20 @@ const NUMBERS: &[Number] = &[
         kind: Kind::Gauge,
         help: "Bytes of client messages waiting for the router.",
         value: |s| s.inbox_bytes as u64,
+    },
+    Number {
+        json: "queuedMessages",
+        metric: "wshub_queued_messages",
+        kind: Kind::Gauge,
+        help: "Messages waiting for clients, queued or held behind a catch-up.",
+        value: |s| s.queued_messages as u64,
+    },
+    Number {
+        json: "queuedBytes",
+        metric: "wshub_queued_bytes",
+        kind: Kind::Gauge,
+        help: "Bytes of messages waiting for clients.",
+        value: |s| s.queued_bytes as u64,
     },
     Number {
         json: "clusterHubs",

@@ -504,6 +504,269 @@ fn a_subscribe_superseded_while_it_waits_for_redis_is_answered_too() {
     client.expect_nothing_pending();
 }
 
+/// A client whose socket takes little at a time (a small receive buffer),
+/// so what the hub has for it stays in the hub until it reads.
+fn narrow_client(hub: &TestHub, path: &str) -> Client {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&hub.addr.into()).expect("tcp connect");
+    let stream: TcpStream = socket.into();
+    let (mut ws, _) = tungstenite::client::client(format!("ws://{}{path}", hub.addr), stream)
+        .unwrap_or_else(|e| panic!("upgrade: {e}"));
+    let welcome = support::read_json(&mut ws, DEADLINE).expect("the welcome");
+    assert_eq!(welcome["type"], "connection", "{welcome}");
+    support::read_json(&mut ws, DEADLINE).expect("the auth message");
+    Client { ws, welcome }
+}
+
+/// Reads what `client` is sent up to the answer to a ping of its own.
+fn until_pong(client: &mut Client, correlation: &str) -> Vec<Value> {
+    client.send(json!({"type": "ping", "correlationId": correlation}));
+    let mut got = Vec::new();
+    loop {
+        let message = client.recv("the pong");
+        if message["type"] == "pong" && message["correlationId"] == correlation {
+            return got;
+        }
+        got.push(message);
+    }
+}
+
+/// The messages of channel `name` that `client` is sent after its
+/// `unsubscribed`, reading up to the answers of three pings.
+fn sent_after_unsubscribed(client: &mut Client, name: &str) -> Vec<Value> {
+    let mut told = false;
+    let mut leaked = Vec::new();
+    for round in 0..3 {
+        for message in until_pong(client, &format!("after-{round}")) {
+            if message["type"] == "unsubscribed" {
+                told = true;
+            } else if told && message["channel"] == name {
+                leaked.push(message);
+            }
+        }
+    }
+    assert!(told, "the client was never told `unsubscribed`");
+    leaked
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_catch_up_ends_when_a_service_on_another_hub_unsubscribes_the_client() {
+    let redis = Redis::start();
+    // 1500 publications of 32 KiB to catch up on: more than the socket and
+    // half the queue hold, so the rest waits in the hub.
+    const COUNT: u64 = 1_500;
+    let hubs: Vec<TestHub> = (0..2)
+        .map(|_| {
+            hub_on(Config {
+                history_size: 2_000,
+                max_queue_bytes: 64 << 20,
+                ..config(&redis)
+            })
+        })
+        .collect();
+    for hub in &hubs {
+        hub.wait_stats("every hub's heartbeat", |s| {
+            s.cluster.as_ref().is_some_and(|c| c.hubs.len() == 2)
+        });
+    }
+    let mut client = narrow_client(&hubs[0], "/ws");
+    let reply = subscribe(&mut client, json!({"channel": "c"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    client.request(json!({"type": "unsubscribe", "channel": "c"}), "away");
+    let pad = "x".repeat(32 * 1024);
+    for n in 0..COUNT {
+        hubs[0]
+            .handle()
+            .publish(Target::channel("c"), "tick", json!({ "n": n, "pad": pad }))
+            .unwrap();
+    }
+    let reply = subscribe(
+        &mut client,
+        json!({"channel": "c"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+    // A service connection of the other hub takes it off the channel.
+    let mut service = hubs[1].client(&format!("/ws?token={ADMIN}"));
+    let ack = service.request(
+        json!({"type": "unsubscribe", "clientId": client.id(), "channel": "c"}),
+        "off",
+    );
+    assert_eq!(ack["data"]["done"], true, "{ack}");
+    for n in COUNT..COUNT + 200 {
+        hubs[1]
+            .handle()
+            .publish(Target::channel("c"), "tick", json!({ "n": n }))
+            .unwrap();
+    }
+    let leaked = sent_after_unsubscribed(&mut client, "c");
+    assert!(
+        leaked.is_empty(),
+        "{} messages of the channel after `unsubscribed`, seq {} first",
+        leaked.len(),
+        leaked[0]["seq"]
+    );
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_subscribe_waiting_for_redis_when_access_ends_gets_nothing_of_the_stream() {
+    let mut redis = Redis::start();
+    let hub = hub_on(config(&redis));
+    let mut client = hub.client("/ws");
+    let reply = subscribe(&mut client, json!({"channel": "c"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    for n in 0..3 {
+        hub.handle()
+            .publish(Target::channel("c"), "tick", json!({ "n": n }))
+            .unwrap();
+    }
+    for _ in 0..3 {
+        expect(&mut client, "tick");
+    }
+    // Redis stops answering for a moment: the resume waits for it.
+    let pid = redis.child.as_ref().unwrap().id().to_string();
+    let signal = |name: &str| {
+        let status = Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    };
+    signal("-STOP");
+    client.send(json!({
+        "type": "subscribe", "channel": "c", "correlationId": "late",
+        "since": {"seq": 0, "epoch": epoch}
+    }));
+    // The hub has it (a ping behind it is answered), and takes the client
+    // off the channel while Redis is still to answer.
+    let before = until_pong(&mut client, "asked");
+    let unsubscribed = hub
+        .handle()
+        .unsubscribe(&client.id(), Some(Topic::channel("c")));
+    signal("-CONT");
+    assert!(before.is_empty(), "{before:?}");
+    assert!(unsubscribed.unwrap());
+    // Redis answers in order: once a later subscribe is answered, so was
+    // the first.
+    client.send(json!({"type": "subscribe", "channel": "probe", "correlationId": "probe"}));
+    let mut got = Vec::new();
+    loop {
+        let message = next(&mut client, "the probe's answer");
+        if message["correlationId"] == "probe" {
+            break;
+        }
+        got.push(message);
+    }
+    assert_eq!(got[0]["type"], "unsubscribed", "{got:?}");
+    assert!(got.len() == 1, "after `unsubscribed`: {:?}", &got[1..]);
+    for round in 0..2 {
+        let later = until_pong(&mut client, &format!("later-{round}"));
+        assert!(later.iter().all(|m| m["channel"] != "c"), "{later:?}");
+    }
+    redis.stop();
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_catch_up_from_redis_larger_than_the_clients_queue_is_recovered_false() {
+    let redis = Redis::start();
+    let hub = hub_on(Config {
+        max_queue: 100,
+        ..config(&redis)
+    });
+    let mut client = hub.client("/ws");
+    let reply = subscribe(&mut client, json!({"channel": "c"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    client.request(json!({"type": "unsubscribe", "channel": "c"}), "away");
+    for n in 0..300 {
+        hub.handle()
+            .publish(Target::channel("c"), "tick", json!({ "n": n }))
+            .unwrap();
+    }
+    // Redis kept all 300, but the hub would hold them for the client: more
+    // than its queue may hold is not replayed, the client is told.
+    let reply = subscribe(
+        &mut client,
+        json!({"channel": "c"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], false, "{reply}");
+    assert_eq!(reply["data"]["seq"], 300, "{reply}");
+    hub.handle()
+        .publish(Target::channel("c"), "tick", json!({ "n": 300 }))
+        .unwrap();
+    assert_eq!(
+        expect(&mut client, "tick")["seq"],
+        301,
+        "live from its position"
+    );
+    client.expect_nothing_pending();
+    // Within its queue, it is replayed.
+    let reply = subscribe(
+        &mut client,
+        json!({"channel": "c"}),
+        Some(json!({"seq": 250, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+    for seq in 251..=301 {
+        assert_eq!(expect(&mut client, "tick")["seq"], seq);
+    }
+    client.expect_nothing_pending();
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_client_that_stops_reading_mid_catch_up_from_redis_is_a_slow_consumer() {
+    let redis = Redis::start();
+    let hub = hub_on(Config {
+        max_queue_bytes: 16 << 20,
+        ..config(&redis)
+    });
+    // 240 of 64 KB to catch up on (15 MB): within its queue's 16 MiB, more
+    // than half of it and the socket take, so the rest is held for it.
+    let pad = "x".repeat(64 * 1024);
+    let publish = |n: u64| {
+        hub.handle()
+            .publish(Target::channel("c"), "tick", json!({ "n": n, "pad": pad }))
+            .unwrap();
+    };
+    let mut client = narrow_client(&hub, "/ws");
+    let reply = subscribe(&mut client, json!({"channel": "c"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    client.request(json!({"type": "unsubscribe", "channel": "c"}), "away");
+    for n in 0..240 {
+        publish(n);
+    }
+    let reply = subscribe(
+        &mut client,
+        json!({"channel": "c"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+    // It reads no more; what comes for it is held behind its catch-up,
+    // until that passes its queue's limit.
+    let mut n = 240;
+    while hub.handle().stats().unwrap().slow_consumers == 0 {
+        assert!(
+            n < 600,
+            "{n} publications held for a client that does not read"
+        );
+        publish(n);
+        n += 1;
+        let stats = hub.handle().stats().unwrap();
+        assert!(
+            stats.queued_bytes <= (16 << 20) + 128 * 1024,
+            "{} bytes queued or held",
+            stats.queued_bytes
+        );
+    }
+    assert_eq!(client.expect_close(), (1013, "Client too slow".to_owned()));
+}
+
 /// An HTTP request with the admin token; its status and JSON body.
 fn admin(hub: &TestHub, method: &str, path: &str, body: &str) -> (u16, Value) {
     let request = format!(

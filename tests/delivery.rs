@@ -1,6 +1,7 @@
 //! Delivery under load: nothing lost or reordered in a fan-out, a client
 //! that never reads is closed without holding anyone up, protocol pings are
-//! answered during a flood, and close handshakes work from either side.
+//! answered during a flood, close handshakes work from either side, and a
+//! shutdown's Close reaches even a slow reader within its deadline.
 
 mod support;
 
@@ -326,4 +327,71 @@ fn queues_are_bounded_in_bytes_too_but_one_big_message_still_gets_through() {
     assert_eq!(hub.handle().stats().unwrap().slow_consumers, 1);
     assert_eq!(stuck.expect_close(), (1013, "Client too slow".to_owned()));
     healthy.expect_nothing_pending();
+}
+
+/// A client whose socket takes little at a time (a small receive buffer),
+/// so what the hub has for it stays in the hub until it reads.
+fn narrow_client(hub: &support::TestHub, path: &str) -> Client {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&hub.addr.into()).expect("tcp connect");
+    let stream: std::net::TcpStream = socket.into();
+    let (mut ws, _) = tungstenite::client::client(format!("ws://{}{path}", hub.addr), stream)
+        .unwrap_or_else(|e| panic!("upgrade: {e}"));
+    let welcome = read_json(&mut ws, DEADLINE).expect("the welcome");
+    assert_eq!(welcome["type"], "connection", "{welcome}");
+    read_json(&mut ws, DEADLINE).expect("the auth message");
+    Client { ws, welcome }
+}
+
+#[test]
+fn a_slow_reader_gets_its_1001_within_the_shutdown_deadline_whatever_is_queued() {
+    const QUEUED: usize = 6_000;
+    let hub = start(Config {
+        // Nobody is a slow consumer here: the backlog stays.
+        max_queue: 1 << 20,
+        max_queue_bytes: 1 << 30,
+        ..support::config()
+    });
+    let mut slow = narrow_client(&hub, "/ws");
+    slow.request(json!({"type": "subscribe", "channel": "backlog"}), "s");
+    let pad = "x".repeat(10_000);
+    for seq in 0..QUEUED {
+        hub.handle()
+            .publish(
+                Target::channel("backlog"),
+                "event",
+                json!({"seq": seq, "pad": pad}),
+            )
+            .unwrap();
+    }
+    let support::TestHub { server, .. } = hub;
+    let started = Instant::now();
+    let stopping = thread::spawn(move || server.shutdown());
+    // One message a millisecond: all of them would take longer than the
+    // 5 s the hub waits for its clients to go.
+    slow.ws.get_mut().set_read_timeout(Some(DEADLINE)).ok();
+    let mut read = 0;
+    let close = loop {
+        match slow.ws.read() {
+            Ok(Message::Text(_)) => {
+                read += 1;
+                thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Ok(Message::Close(Some(CloseFrame { code, reason }))) => {
+                break (u16::from(code), reason.to_string());
+            }
+            Ok(_) => {}
+            Err(err) => panic!(
+                "{:?} after the shutdown, having read {read} of {QUEUED} messages, the \
+                 connection ended without a Close: {err}",
+                started.elapsed()
+            ),
+        }
+    };
+    assert_eq!(close, (1001, "Server shutting down".to_owned()));
+    assert!(read < QUEUED, "the Close came after all {read} messages");
+    slow.finish_close();
+    stopping.join().unwrap().expect("clean shutdown");
 }

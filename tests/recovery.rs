@@ -1,7 +1,9 @@
 //! History and recovery: every publication on a channel, a session or a user
 //! is numbered, and a client that comes back with `since` gets what it
 //! missed, in order, then the live ones, with no gap and no duplicate; or
-//! `recovered: false` when that is no longer possible, never silence.
+//! `recovered: false` when that is no longer possible, never silence. A
+//! catch-up ends with the client's right to its stream, however that right
+//! ends, and costs the hub no more than the client's queue.
 
 mod support;
 
@@ -501,4 +503,316 @@ fn history_figures_are_in_the_stats_and_metrics() {
     assert_eq!(status, 200);
     assert!(body.contains("wshub_history_entries 3"), "{body}");
     assert!(body.contains("wshub_recoveries_total 0"));
+}
+
+// --- access withdrawn during a catch-up -------------------------------------
+
+const ADMIN: &str = "recovery-admin";
+
+/// A hub where `ann-full` may read `private-x` and `ann-less` (the same
+/// user) may not, with queues so short that a catch-up of 1000 is paced.
+fn private_hub() -> TestHub {
+    hub_with(Config {
+        tokens: HashMap::from([
+            (
+                Secret::new("ann-full"),
+                TokenGrant {
+                    channels: Some(vec!["private-x".into()]),
+                    ..TokenGrant::user("ann")
+                },
+            ),
+            (
+                Secret::new("ann-less"),
+                TokenGrant {
+                    channels: Some(vec![]),
+                    ..TokenGrant::user("ann")
+                },
+            ),
+        ]),
+        admin_token: Some(ADMIN.into()),
+        max_queue: 16,
+        history_size: 5_000,
+        ..support::config()
+    })
+}
+
+/// How a client's right to a stream is withdrawn.
+#[derive(Debug, Clone, Copy)]
+enum Withdrawal {
+    OwnUnsubscribe,
+    HttpUnsubscribe,
+    /// `/api/unsubscribe` with neither channel nor session: every session.
+    HttpLeaveEverySession,
+    HandleUnsubscribe,
+    ServiceUnsubscribe,
+    Refresh,
+}
+
+/// An admin HTTP request; its status and body.
+fn admin_post(hub: &TestHub, path: &str, body: &Value) -> (u16, String) {
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        hub.addr,
+        body.len()
+    );
+    let (status, _, body) = support::http_raw(hub.addr, request.as_bytes());
+    (status, body)
+}
+
+/// Withdraws `client`'s right to `topic` the way `how` says, once the hub
+/// has done it (each way answers only then).
+fn withdraw(hub: &TestHub, client: &mut Client, topic: &Value, how: Withdrawal) {
+    let id = client.id();
+    let mut body = topic.clone();
+    body["clientId"] = json!(id);
+    match how {
+        Withdrawal::OwnUnsubscribe => {
+            let mut request = topic.clone();
+            request["type"] = json!("unsubscribe");
+            request["correlationId"] = json!("own");
+            client.send(request);
+        }
+        Withdrawal::HttpUnsubscribe => {
+            let (status, body) = admin_post(hub, "/api/unsubscribe", &body);
+            assert_eq!(status, 200, "{body}");
+        }
+        Withdrawal::HttpLeaveEverySession => {
+            let (status, body) = admin_post(hub, "/api/unsubscribe", &json!({ "clientId": id }));
+            assert_eq!(status, 200, "{body}");
+        }
+        Withdrawal::HandleUnsubscribe => {
+            let topic = match topic.get("channel") {
+                Some(channel) => Some(wshub::Topic::Channel(channel.as_str().unwrap().into())),
+                None => topic
+                    .get("sessionId")
+                    .map(|s| wshub::Topic::Session(s.as_str().unwrap().into())),
+            };
+            assert!(hub.handle().unsubscribe(&id, topic).unwrap());
+        }
+        Withdrawal::ServiceUnsubscribe => {
+            let mut service = hub.client(&format!("/ws?token={ADMIN}"));
+            body["type"] = json!("unsubscribe");
+            let ack = service.request(body, "svc");
+            assert_eq!(ack["type"], "ack", "{ack}");
+            assert_eq!(ack["data"]["done"], true, "{ack}");
+        }
+        Withdrawal::Refresh => client.send(json!({
+            "type": "refresh", "data": {"token": "ann-less"}, "correlationId": "refresh"
+        })),
+    }
+}
+
+/// Reads what `client` is sent up to the answer to a ping of its own.
+fn until_pong(client: &mut Client, correlation: &str) -> Vec<Value> {
+    client.send(json!({"type": "ping", "correlationId": correlation}));
+    let mut got = Vec::new();
+    loop {
+        let message = client.recv("the pong");
+        if message["type"] == "pong" && message["correlationId"] == correlation {
+            return got;
+        }
+        got.push(message);
+    }
+}
+
+/// A client resumes `topic` from its start, with 2000 publications of
+/// 4 KB to catch up on (more than its socket holds) and queues that hold
+/// 16, reads a few, then loses its right to the stream `how`, after which
+/// 200 more are published: after its `unsubscribed`, nothing of the stream
+/// may reach it, neither what was left of the catch-up nor the live ones.
+fn a_catch_up_ends_with_access(topic: Value, target: Target, how: Withdrawal) {
+    let hub = private_hub();
+    let mut client = narrow_client(&hub, "/ws?token=ann-full");
+    let reply = subscribe(&mut client, topic.clone(), None);
+    let epoch = reply["data"]["epoch"].clone();
+    let mut away = topic.clone();
+    away["type"] = json!("unsubscribe");
+    client.request(away, "away");
+    let pad = "x".repeat(4_000);
+    for n in 0..2_000 {
+        hub.handle()
+            .publish(target.clone(), "tick", json!({ "n": n, "pad": pad }))
+            .unwrap();
+    }
+    subscribe(
+        &mut client,
+        topic.clone(),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    // The catch-up is under way: paced, 8 queued at a time.
+    assert_eq!(numbers(&mut client, "tick", 5).len(), 5);
+    withdraw(&hub, &mut client, &topic, how);
+    for n in 2_000..2_200 {
+        let reached = hub
+            .handle()
+            .publish(target.clone(), "tick", json!({ "n": n }))
+            .unwrap();
+        // A client whose right was withdrawn is not its audience (the own
+        // unsubscribe may not be handled yet).
+        if !matches!(how, Withdrawal::OwnUnsubscribe | Withdrawal::Refresh) {
+            assert_eq!(reached, 0, "{how:?}: published to the withdrawn client");
+        }
+    }
+    let name = topic
+        .get("channel")
+        .or_else(|| topic.get("sessionId"))
+        .unwrap()
+        .clone();
+    let mut told = false;
+    let mut leaked = Vec::new();
+    for round in 0..3 {
+        for message in until_pong(&mut client, &format!("after-{round}")) {
+            if message["type"] == "unsubscribed" {
+                told = true;
+            } else if told
+                && (message["channel"] == name || message["sessionId"] == name)
+                && message["type"] != "unsubscribed"
+            {
+                leaked.push(message["seq"].clone());
+            }
+        }
+    }
+    assert!(told, "{how:?}: the client was never told `unsubscribed`");
+    assert!(
+        leaked.is_empty(),
+        "{how:?}: {} messages of the stream reached the client after its `unsubscribed`, seq {:?}...",
+        leaked.len(),
+        &leaked[..leaked.len().min(5)]
+    );
+    client.expect_nothing_pending();
+}
+
+fn private_x() -> (Value, Target) {
+    (
+        json!({"channel": "private-x"}),
+        Target::channel("private-x"),
+    )
+}
+
+#[test]
+fn a_catch_up_ends_at_the_clients_own_unsubscribe() {
+    let (topic, target) = private_x();
+    a_catch_up_ends_with_access(topic, target, Withdrawal::OwnUnsubscribe);
+}
+
+#[test]
+fn a_catch_up_ends_at_an_unsubscribe_over_http() {
+    let (topic, target) = private_x();
+    a_catch_up_ends_with_access(topic, target, Withdrawal::HttpUnsubscribe);
+}
+
+#[test]
+fn a_catch_up_ends_at_the_librarys_unsubscribe() {
+    let (topic, target) = private_x();
+    a_catch_up_ends_with_access(topic, target, Withdrawal::HandleUnsubscribe);
+}
+
+#[test]
+fn a_catch_up_ends_at_a_services_unsubscribe() {
+    let (topic, target) = private_x();
+    a_catch_up_ends_with_access(topic, target, Withdrawal::ServiceUnsubscribe);
+}
+
+#[test]
+fn a_catch_up_ends_at_a_refresh_to_a_token_without_the_channel() {
+    let (topic, target) = private_x();
+    a_catch_up_ends_with_access(topic, target, Withdrawal::Refresh);
+}
+
+#[test]
+fn a_session_catch_up_ends_when_the_backend_takes_the_client_off_every_session() {
+    a_catch_up_ends_with_access(
+        json!({"sessionId": "s-ann"}),
+        Target::session("s-ann"),
+        Withdrawal::HttpLeaveEverySession,
+    );
+}
+
+// --- a catch-up is bounded like any queue -----------------------------------
+
+/// A client whose socket takes little at a time (a small receive buffer),
+/// so what the hub has for it stays in the hub until it reads.
+fn narrow_client(hub: &TestHub, path: &str) -> Client {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&hub.addr.into()).expect("tcp connect");
+    let stream: std::net::TcpStream = socket.into();
+    let (mut ws, _) = tungstenite::client::client(format!("ws://{}{path}", hub.addr), stream)
+        .unwrap_or_else(|e| panic!("upgrade: {e}"));
+    let welcome = support::read_json(&mut ws, support::DEADLINE).expect("the welcome");
+    assert_eq!(welcome["type"], "connection", "{welcome}");
+    support::read_json(&mut ws, support::DEADLINE).expect("the auth message");
+    Client { ws, welcome }
+}
+
+/// `/api/ws/stats`'s count of messages waiting for clients.
+fn queued_messages(hub: &TestHub) -> u64 {
+    let (status, body) = support::get(hub.addr, "/api/ws/stats");
+    assert_eq!(status, 200, "{body}");
+    body["queuedMessages"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no queuedMessages in {body}"))
+}
+
+#[test]
+fn a_client_that_stops_reading_mid_catch_up_is_a_slow_consumer_holding_no_more_than_its_queue() {
+    const QUEUE: usize = 64;
+    // 2000 of 8 KB to catch up on: far more than the sockets hold.
+    const MISSED: u64 = 2_000;
+    let hub = hub_with(Config {
+        max_queue: QUEUE,
+        history_size: 3_000,
+        ..support::config()
+    });
+    let target = Target::channel("big");
+    let pad = "x".repeat(8_000);
+    let publish = |n: u64| {
+        hub.handle()
+            .publish(target.clone(), "tick", json!({ "n": n, "pad": pad }))
+            .unwrap()
+    };
+    let mut client = narrow_client(&hub, "/ws");
+    let reply = subscribe(&mut client, json!({"channel": "big"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    client.request(json!({"type": "unsubscribe", "channel": "big"}), "away");
+    for n in 0..MISSED {
+        publish(n);
+    }
+    subscribe(
+        &mut client,
+        json!({"channel": "big"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    let got = numbers(&mut client, "tick", 5);
+    let last = got[4].0;
+    // It stops reading; publications go on, past what the history keeps.
+    let mut n = MISSED;
+    while hub.handle().stats().unwrap().slow_consumers == 0 {
+        assert!(
+            n < 4 * MISSED,
+            "{n} publications, the catch-up's client never read again and was never closed"
+        );
+        for _ in 0..500 {
+            publish(n);
+            n += 1;
+        }
+        let queued = queued_messages(&hub);
+        assert!(
+            queued <= QUEUE as u64,
+            "{queued} messages queued or held for a client whose queue holds {QUEUE}"
+        );
+    }
+    assert_eq!(client.expect_close(), (1013, "Client too slow".to_owned()));
+    // It lost data, and is told so when it comes back.
+    let mut back = hub.client("/ws");
+    let reply = subscribe(
+        &mut back,
+        json!({"channel": "big"}),
+        Some(json!({"seq": last, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], false, "{reply}");
+    assert_eq!(queued_messages(&hub), 0);
 }

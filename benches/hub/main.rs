@@ -203,6 +203,7 @@ fn main() {
             | "fanout-envelopes"
             | "chaos"
             | "history"
+            | "catch-up"
             | "request"
             | "cluster"
             | "idle"
@@ -235,6 +236,7 @@ fn main() {
             summaries.push(bench.fanout_envelopes(1_000, 5));
             summaries.push(bench.chaos(1_000, 500, 60, 10));
             summaries.push(bench.history(10_000, 10));
+            summaries.push(bench.catch_up(100));
             summaries.push(bench.cluster(1_000, 5));
             for n in [5_000, 10_000] {
                 summaries.push(bench.idle(n));
@@ -274,6 +276,7 @@ fn main() {
             number(4, 10),
         )),
         "history" => summaries.push(bench.history(number(1, 10_000) as usize, number(2, 10))),
+        "catch-up" => summaries.push(bench.catch_up(number(1, 100))),
         "fanout-envelopes" => {
             summaries.push(bench.fanout_envelopes(number(1, 1_000) as usize, number(2, 5)))
         }
@@ -304,6 +307,7 @@ fn usage(problem: &str) -> ! {
          \x20 fanout-envelopes [S=1000] [SECS=5]     fan-out to one envelope, and to three mixed\n\
          \x20 chaos [S=1000] [RATE=500] [SECS=60] [PCT=10]  PCT% of S dropped each second, back with since\n\
          \x20 history [STREAMS=10000] [EACH=10]      publications nobody follows, history on and off\n\
+         \x20 catch-up [MIB=100]                    a client stops reading in the middle of a MIB catch-up\n\
          \x20 request [C=100] [RATE=0] [SECS=5]      round trips answered by the hub, the library, a service\n\
          \x20 cluster [S=1000] [SECS=5]             fan-out on one hub, and on two hubs sharing one Redis\n\
          options:\n\
@@ -759,6 +763,8 @@ struct Server {
 #[derive(Clone, Copy)]
 struct Snapshot {
     rss_kib: u64,
+    /// The most resident memory since the process started (`VmHWM`).
+    peak_kib: u64,
     threads: u64,
     fds: u64,
     /// Memory mappings; each thread costs a few, and the kernel caps them
@@ -908,6 +914,7 @@ fn proc_snapshot(dir: &str) -> Snapshot {
     };
     Snapshot {
         rss_kib: status_field("VmRSS:"),
+        peak_kib: status_field("VmHWM:"),
         threads: status_field("Threads:"),
         fds: fs::read_dir(format!("{dir}/fd")).map_or(0, |d| d.count() as u64),
         maps: fs::read_to_string(format!("{dir}/maps")).map_or(0, |m| m.lines().count() as u64),
@@ -1278,6 +1285,25 @@ impl Bench {
             ],
             &[],
             |server, _, _| recovery::history(server, streams, per_stream),
+        )
+    }
+
+    fn catch_up(&self, mib: u64) -> Summary {
+        let title = format!(
+            "catch-up: wshub, a client resumes a channel and stops reading in the middle of a \
+             {mib} MiB catch-up (half, at most 32 MiB, in the history, of which it reads a \
+             tenth; the rest published meanwhile), --history-size 1000000 (the 64 MiB \
+             --history-bytes binds)"
+        );
+        let Some(launch) = self.wshub_only("catch-up") else {
+            return Summary::new(&title, self.runs, Vec::new(), Vec::new());
+        };
+        let args = ["--history-size".to_owned(), "1000000".to_owned()];
+        self.compare_among(
+            &title,
+            &[("wshub", launch, &[WS_PATH])],
+            &args,
+            |server, _, _| recovery::catch_up(server, mib),
         )
     }
 

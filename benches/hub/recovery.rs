@@ -12,6 +12,14 @@
 //!   as fast as acknowledged, once with history on (the defaults) and once
 //!   with `--history-size 0`: what keeping history costs, in resident
 //!   memory per stream and server CPU time per publication.
+//! - **catch-up `[MIB]`** (default 100): a client resumes a channel from
+//!   its start and stops reading in the middle of a MIB catch-up of 8 KiB
+//!   publications: half of them (at most 32 MiB, which the default history
+//!   keeps) are in the history when it resumes, it reads a tenth of those,
+//!   and the rest are published while it does not read. The server's resident memory
+//!   above idle (at its peak and at the end), what waits for the client,
+//!   and what became of it: a catch-up must cost the hub no more than the
+//!   client's queue, whatever the client does.
 //!
 //! The readers run on this thread with one epoll; reconnections are made
 //! here too, between rounds of reads, as a real client would after its
@@ -523,7 +531,10 @@ pub(super) fn history(server: &mut Server, streams: usize, per_stream: u64) -> O
     );
     out.row(
         "server RSS",
-        format!("{} KiB before, {} KiB after", before.rss_kib, after.rss_kib),
+        format!(
+            "{} KiB before, {} KiB after, {} KiB at the peak",
+            before.rss_kib, after.rss_kib, after.peak_kib
+        ),
     );
     out.row(
         "wshub history",
@@ -551,10 +562,156 @@ pub(super) fn history(server: &mut Server, streams: usize, per_stream: u64) -> O
         |b| format!("{b:.0} B"),
     );
     out.figure(
+        "RSS above idle at the peak",
+        after.peak_kib.saturating_sub(before.rss_kib) as f64 / 1024.0,
+        |m| format!("{m:.1} MiB"),
+    );
+    out.figure(
         "history bytes per stream",
         history_bytes / streams.max(1) as f64,
         |b| format!("{b:.0} B"),
     );
     out.figure("server CPU", server_cpu, percent);
+    out
+}
+
+/// Publishes `from..to` to [`CHANNEL`], each `pad` long, at most
+/// [`SPREAD_WINDOW`] unanswered.
+fn publish_acked(ws: &mut RawWs, from: u64, to: u64, pad: &str) -> Result<(), String> {
+    ws.stream
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .map_err(|e| format!("read timeout: {e}"))?;
+    let (mut sent, mut acked) = (from, from);
+    let mut frames = Vec::with_capacity(1 << 20);
+    let deadline = Instant::now() + super::PHASE_LIMIT;
+    while acked < to {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {} acknowledged in time",
+                acked - from,
+                to - from
+            ));
+        }
+        frames.clear();
+        while sent < to && sent - acked < SPREAD_WINDOW {
+            let message = format!(
+                r#"{{"type":"publish","channel":"{CHANNEL}","correlationId":{sent},"data":{{"n":{sent},"pad":"{pad}"}}}}"#
+            );
+            push_frame(&mut frames, OP_TEXT, message.as_bytes());
+            sent += 1;
+        }
+        if !frames.is_empty() {
+            ws.stream
+                .write_all(&frames)
+                .map_err(|e| format!("write: {e}"))?;
+        }
+        while let Some(reply) = ws.read_text()? {
+            if reply.contains(r#""type":"published""#) {
+                acked += 1;
+            } else if reply.contains(r#""type":"error""#) {
+                return Err(format!("the server answered {reply}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The catch-up scenario on one server (see the module docs).
+pub(super) fn catch_up(server: &mut Server, mib: u64) -> Outcome {
+    const SIZE: usize = 8 * 1024;
+    let mut out = Outcome::default();
+    let count = (mib << 20) / SIZE as u64;
+    let missed = (count / 2).min((32 << 20) / SIZE as u64);
+    let pad = "x".repeat(SIZE);
+    thread::sleep(Duration::from_millis(300));
+    let idle = server.snapshot();
+    let run = || -> Result<(u64, String), String> {
+        // Where the stream starts.
+        let first = subscribe(server.addr, None)?;
+        let epoch = first.epoch;
+        drop(first.ws);
+        let mut publisher = RawWs::handshake(server.addr, WS_PATH)?;
+        publisher.expect_text()?;
+        publish_acked(&mut publisher, 0, missed, &pad)?;
+        let mut resumer = subscribe(server.addr, Some((0, &epoch)))?;
+        if resumer.recovered != Some(true) {
+            return Err(format!("resumed with recovered {:?}", resumer.recovered));
+        }
+        // A tenth of what it missed, then it reads no more.
+        let mut read = 0;
+        while read < missed / 10 {
+            match resumer.ws.expect_text()? {
+                text if text.contains(r#""seq""#) => read += 1,
+                _ => {}
+            }
+        }
+        publish_acked(&mut publisher, missed, count, &pad)?;
+        thread::sleep(Duration::from_secs(1));
+        // What became of it: the rest of what it was sent, then its end.
+        resumer
+            .ws
+            .stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .ok();
+        let ending = loop {
+            match resumer.ws.read_text() {
+                Ok(Some(_)) => read += 1,
+                Ok(None) => break "still connected, sent nothing more".to_owned(),
+                Err(e) => break e,
+            }
+        };
+        Ok((read, ending))
+    };
+    let result = run();
+    let end = server.snapshot();
+    let metrics = metrics(server.addr);
+    match result {
+        Ok((read, ending)) => {
+            out.row(
+                "catch-up",
+                format!("{} publications, {mib} MiB", group(count as f64)),
+            );
+            out.row("read by the client", group(read as f64));
+            out.row("the client", ending);
+        }
+        Err(e) => out.note(format!("the run stopped: {e}")),
+    }
+    out.row(
+        "server RSS",
+        format!(
+            "{} KiB idle, {} KiB at the peak, {} KiB at the end",
+            idle.rss_kib, end.peak_kib, end.rss_kib
+        ),
+    );
+    out.row(
+        "wshub history",
+        format!(
+            "{} entries, {} bytes",
+            metric(&metrics, "wshub_history_entries"),
+            metric(&metrics, "wshub_history_bytes")
+        ),
+    );
+    out.row(
+        "wshub slow consumers",
+        metric(&metrics, "wshub_slow_consumers_total"),
+    );
+    out.row(
+        "wshub queued for clients",
+        format!(
+            "{} messages, {} bytes",
+            metric(&metrics, "wshub_queued_messages"),
+            metric(&metrics, "wshub_queued_bytes")
+        ),
+    );
+    out.figure(
+        "RSS above idle at the peak",
+        end.peak_kib.saturating_sub(idle.rss_kib) as f64 / 1024.0,
+        |m| format!("{m:.1} MiB"),
+    );
+    out.figure(
+        "RSS above idle at the end",
+        end.rss_kib.saturating_sub(idle.rss_kib) as f64 / 1024.0,
+        |m| format!("{m:.1} MiB"),
+    );
     out
 }

@@ -10,6 +10,11 @@
 //! streams), so one seen again goes on in the same epoch and a client that
 //! missed nothing is still recovered. Past that, a stream seen again starts
 //! a new epoch, which tells a client that came back that its history is gone.
+//!
+//! The byte budget counts everything the history keeps: entries, streams,
+//! and the remembered positions of forgotten streams, which go oldest first
+//! with the entries when the budget is full. A stream's name is kept once,
+//! shared by every place that refers to it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -18,7 +23,10 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::value::RawValue;
 
-use super::{Appended, Engine, Entry, Head, Limits, Recovery, STREAM_OVERHEAD, StreamKey, Usage};
+use super::{
+    Appended, Engine, Entry, Head, Limits, Recovery, STREAM_OVERHEAD, StreamKey,
+    TOMBSTONE_OVERHEAD, Usage,
+};
 use crate::publish::Origin;
 
 /// Emptied streams that make [`Engine::wants_sweep`] say yes.
@@ -35,6 +43,30 @@ struct Stream {
     entries: VecDeque<Arc<Entry>>,
     /// On the `emptied` list already.
     listed: bool,
+}
+
+/// Where a forgotten stream stood.
+#[derive(Debug)]
+struct Tombstone {
+    seq: u64,
+    epoch: Arc<str>,
+    /// When it was buried, on the clock of entries' serials: the budget
+    /// drops the oldest of entries and tombstones first.
+    serial: u64,
+}
+
+/// Sizes the engine's overheads are counted from (see `super`).
+pub(super) const STREAM_SIZE: usize = size_of::<Stream>();
+pub(super) const TOMBSTONE_SIZE: usize = size_of::<Tombstone>();
+
+/// Bytes a stream takes, besides its entries.
+fn stream_size(key: &StreamKey, epoch: &str) -> usize {
+    STREAM_OVERHEAD + key.size() + epoch.len()
+}
+
+/// Bytes a forgotten stream's remembered position takes.
+fn tombstone_size(key: &StreamKey, epoch: &str) -> usize {
+    TOMBSTONE_OVERHEAD + key.size() + epoch.len()
 }
 
 /// History in this process.
@@ -59,9 +91,12 @@ pub(crate) struct Memory {
     /// Where forgotten streams stood, so that one seen again goes on from
     /// there in the same epoch: a client that missed nothing while a quiet
     /// stream was forgotten is still told `recovered: true`. The oldest are
-    /// dropped past [`TOMBSTONES`] (those streams start a new epoch).
-    tombstones: HashMap<StreamKey, (u64, Arc<str>)>,
-    buried: VecDeque<StreamKey>,
+    /// dropped past [`TOMBSTONES`], or when the byte budget is full (those
+    /// streams start a new epoch).
+    tombstones: HashMap<StreamKey, Tombstone>,
+    /// Tombstones in the order they were buried, by serial; one whose
+    /// tombstone went since (taken back, or dropped) is skipped when met.
+    buried: VecDeque<(u64, StreamKey)>,
 }
 
 impl Memory {
@@ -92,10 +127,13 @@ impl Memory {
     fn open(&mut self, key: &StreamKey) -> Option<&mut Stream> {
         if !self.streams.contains_key(key) {
             let (seq, epoch) = match self.tombstones.remove(key) {
-                Some(position) => position,
+                Some(tombstone) => {
+                    self.bytes -= tombstone_size(key, &tombstone.epoch);
+                    (tombstone.seq, tombstone.epoch)
+                }
                 None => (0, self.new_epoch()),
             };
-            self.bytes += STREAM_OVERHEAD + key.size();
+            self.bytes += stream_size(key, &epoch);
             // Nothing kept yet: forgotten at a sweep if nobody subscribes.
             self.emptied.push(key.clone());
             let stream = Stream {
@@ -132,34 +170,99 @@ impl Memory {
         }
     }
 
-    /// Drops the oldest entry of every stream, if there is one.
+    /// Drops the oldest thing the budget counts that can go: the oldest
+    /// entry of every stream or the oldest tombstone, whichever is older.
+    /// `false` when there is neither.
     fn drop_oldest_of_all(&mut self) -> bool {
-        let Some(key) = self.oldest.first_key_value().map(|(_, k)| k.clone()) else {
+        let entry = self.oldest.first_key_value().map(|(serial, _)| *serial);
+        let tombstone = self.oldest_tombstone();
+        match (entry, tombstone) {
+            (Some(entry), Some(tombstone)) if tombstone < entry => self.drop_oldest_tombstone(),
+            (Some(_), _) => {
+                if let Some(key) = self.oldest.first_key_value().map(|(_, k)| k.clone()) {
+                    self.drop_oldest(&key);
+                }
+                true
+            }
+            (None, Some(_)) => self.drop_oldest_tombstone(),
+            (None, None) => false,
+        }
+    }
+
+    /// The serial of the oldest tombstone, if any (skipping, for good,
+    /// burials whose tombstone went since).
+    fn oldest_tombstone(&mut self) -> Option<u64> {
+        while let Some((serial, key)) = self.buried.front() {
+            if self
+                .tombstones
+                .get(key)
+                .is_some_and(|t| t.serial == *serial)
+            {
+                return Some(*serial);
+            }
+            self.buried.pop_front();
+        }
+        None
+    }
+
+    /// Forgets the oldest tombstone: that stream, seen again, starts a new
+    /// epoch. `false` if there is none.
+    fn drop_oldest_tombstone(&mut self) -> bool {
+        if self.oldest_tombstone().is_none() {
+            return false;
+        }
+        let Some((_, key)) = self.buried.pop_front() else {
             return false;
         };
-        self.drop_oldest(&key);
+        if let Some(tombstone) = self.tombstones.remove(&key) {
+            self.bytes -= tombstone_size(&key, &tombstone.epoch);
+        }
         true
+    }
+
+    /// Drops the oldest until the budget holds again.
+    fn within_budget(&mut self) {
+        while self.bytes > self.limits.bytes && self.drop_oldest_of_all() {}
     }
 }
 
 impl Memory {
     /// Remembers where a forgotten stream stood.
     fn bury(&mut self, key: StreamKey, seq: u64, epoch: Arc<str>) {
-        if self.tombstones.insert(key.clone(), (seq, epoch)).is_none() {
-            self.buried.push_back(key);
+        self.serial += 1;
+        let serial = self.serial;
+        self.bytes += tombstone_size(&key, &epoch);
+        let tombstone = Tombstone { seq, epoch, serial };
+        if let Some(old) = self.tombstones.insert(key.clone(), tombstone) {
+            self.bytes -= tombstone_size(&key, &old.epoch);
         }
-        while self.tombstones.len() > TOMBSTONES {
-            match self.buried.pop_front() {
-                Some(oldest) => {
-                    self.tombstones.remove(&oldest);
-                }
-                None => break,
-            }
-        }
-        // Keys taken back by `open` linger in `buried`: trim them too.
-        if self.buried.len() > 2 * TOMBSTONES {
+        self.buried.push_back((serial, key));
+        while self.tombstones.len() > TOMBSTONES && self.drop_oldest_tombstone() {}
+        // Burials whose tombstone went (taken back by `open`) linger in
+        // `buried`: trim them too.
+        if self.buried.len() > 2 * self.tombstones.len() + 1024 {
             let tombstones = &self.tombstones;
-            self.buried.retain(|k| tombstones.contains_key(k));
+            self.buried
+                .retain(|(serial, k)| tombstones.get(k).is_some_and(|t| t.serial == *serial));
+        }
+    }
+
+    /// Gives back the room of tables a flood grew, once it has gone.
+    fn shrink(&mut self) {
+        fn roomy<K, V>(map: &HashMap<K, V>) -> bool {
+            map.capacity() > 4 * map.len() + 64
+        }
+        if roomy(&self.streams) {
+            self.streams.shrink_to(2 * self.streams.len());
+        }
+        if roomy(&self.tombstones) {
+            self.tombstones.shrink_to(2 * self.tombstones.len());
+        }
+        if self.buried.capacity() > 4 * self.buried.len() + 64 {
+            self.buried.shrink_to(2 * self.buried.len());
+        }
+        if self.emptied.capacity() > 4 * self.emptied.len() + 64 {
+            self.emptied.shrink_to(2 * self.emptied.len());
         }
     }
 }
@@ -202,7 +305,7 @@ impl Engine for Memory {
         if over {
             self.drop_oldest(key);
         }
-        while self.bytes > self.limits.bytes && self.drop_oldest_of_all() {}
+        self.within_budget();
         Some(Appended { entry, epoch })
     }
 
@@ -217,7 +320,7 @@ impl Engine for Memory {
         })
     }
 
-    fn since(&self, key: &StreamKey, seq: u64, epoch: &str) -> Recovery {
+    fn read(&self, key: &StreamKey, seq: u64, epoch: &str, most: usize) -> Recovery {
         let Some(stream) = self.streams.get(key) else {
             return Recovery::Lost;
         };
@@ -231,7 +334,11 @@ impl Engine for Memory {
             return Recovery::Lost;
         }
         let skip = usize::try_from(seq + 1 - first).unwrap_or(usize::MAX);
-        Recovery::Recovered(stream.entries.iter().skip(skip).cloned().collect())
+        let end = skip.saturating_add(most).min(stream.entries.len());
+        match skip < end {
+            true => Recovery::Recovered(stream.entries.range(skip..end).cloned().collect()),
+            false => Recovery::Recovered(Vec::new()),
+        }
     }
 
     fn expire(&mut self, now: Instant, in_use: &dyn Fn(&StreamKey) -> bool) {
@@ -258,11 +365,13 @@ impl Engine for Memory {
             } else if in_use(&key) {
                 self.emptied.push(key);
             } else if let Some(stream) = self.streams.remove(&key) {
-                self.bytes -= STREAM_OVERHEAD + key.size();
+                self.bytes -= stream_size(&key, &stream.epoch);
                 self.bury(key, stream.seq, stream.epoch);
             }
         }
         self.in_use_at_sweep = self.emptied.len();
+        self.within_budget();
+        self.shrink();
     }
 
     fn keeps(&self, stream: &StreamKey) -> bool {
@@ -348,6 +457,30 @@ mod tests {
     }
 
     #[test]
+    fn a_paced_read_walks_the_stream_a_few_at_a_time_until_the_history_overtakes_it() {
+        let mut memory = Memory::new(limits(5, 1 << 20));
+        let a = channel("a");
+        let epoch = memory.head(&a).unwrap().epoch;
+        for n in 1..=4 {
+            push(&mut memory, &a, n);
+        }
+        assert_eq!(seqs(memory.read(&a, 0, &epoch, 2)), Some(vec![1, 2]));
+        assert_eq!(seqs(memory.read(&a, 2, &epoch, 2)), Some(vec![3, 4]));
+        assert_eq!(seqs(memory.read(&a, 4, &epoch, 2)), Some(vec![]));
+        // Reading none only says whether the rest is still there.
+        assert_eq!(seqs(memory.read(&a, 1, &epoch, 0)), Some(vec![]));
+        for n in 5..=7 {
+            push(&mut memory, &a, n);
+        }
+        // Kept: 3 to 7. A reader at 1 missed 2 for good; one at 2 did not.
+        assert_eq!(seqs(memory.read(&a, 1, &epoch, 0)), None);
+        assert_eq!(
+            seqs(memory.read(&a, 2, &epoch, 10)),
+            Some(vec![3, 4, 5, 6, 7])
+        );
+    }
+
+    #[test]
     fn a_stream_that_kept_nothing_still_recovers_a_client_that_missed_nothing() {
         let mut memory = Memory::new(limits(1, 1 << 20));
         let a = channel("a");
@@ -403,6 +536,77 @@ mod tests {
         assert_eq!(memory.head(&kept).unwrap().epoch, epoch);
     }
 
+    /// The bytes the budget should count, recounted from scratch.
+    fn recount(memory: &Memory) -> usize {
+        let streams: usize = memory
+            .streams
+            .iter()
+            .map(|(key, stream)| {
+                stream_size(key, &stream.epoch)
+                    + stream.entries.iter().map(|e| e.size()).sum::<usize>()
+            })
+            .sum();
+        let tombstones: usize = memory
+            .tombstones
+            .iter()
+            .map(|(key, t)| tombstone_size(key, &t.epoch))
+            .sum();
+        streams + tombstones
+    }
+
+    fn name(key: &StreamKey) -> &Arc<str> {
+        match key {
+            StreamKey::Channel(name) | StreamKey::Session(name) | StreamKey::User(name) => name,
+        }
+    }
+
+    #[test]
+    fn the_budget_counts_forgotten_streams_too_and_each_name_is_kept_once() {
+        let budget = 256 * 1024;
+        let mut memory = Memory::new(Limits {
+            ttl: Duration::from_secs(60),
+            ..limits(10, budget)
+        });
+        for n in 0..50_000 {
+            push(&mut memory, &channel(&format!("once-{n}")), n);
+            if memory.wants_sweep() {
+                memory.expire(Instant::now(), &|_| false);
+            }
+            assert!(memory.usage().bytes <= budget, "over budget at {n}");
+            if n % 997 == 0 {
+                assert_eq!(memory.usage().bytes, recount(&memory), "at {n}");
+            }
+        }
+        // Every entry expires: what is left of the flood is remembered
+        // positions, within the budget, far fewer than the count's cap.
+        memory.expire(Instant::now() + Duration::from_secs(120), &|_| false);
+        assert_eq!(memory.usage().entries, 0);
+        assert_eq!(memory.usage().streams, 0);
+        assert_eq!(memory.usage().bytes, recount(&memory));
+        assert!(memory.usage().bytes <= budget);
+        let tombstones = memory.tombstones.len();
+        assert!(tombstones > 100, "{tombstones} tombstones");
+        assert!(tombstones * TOMBSTONE_OVERHEAD <= budget);
+        assert!(tombstones < TOMBSTONES);
+        // The newest are the ones kept, and still recover.
+        let newest = channel("once-49999");
+        let position = &memory.tombstones[&newest];
+        let epoch = Arc::clone(&position.epoch);
+        assert_eq!(memory.head(&newest).unwrap().epoch, epoch);
+        assert!(!memory.tombstones.contains_key(&channel("once-0")));
+        // Each name is stored once, shared by the table and the burial order.
+        for (serial, key) in &memory.buried {
+            if let Some((kept, t)) = memory.tombstones.get_key_value(key)
+                && t.serial == *serial
+            {
+                assert!(Arc::ptr_eq(name(kept), name(key)));
+            }
+        }
+        // Taken back and buried again, the counts stay exact.
+        memory.expire(Instant::now(), &|_| false);
+        assert_eq!(memory.usage().bytes, recount(&memory));
+    }
+
     #[test]
     fn entries_older_than_the_ttl_expire_and_unused_streams_go_with_them() {
         let mut memory = Memory::new(Limits {
@@ -412,7 +616,10 @@ mod tests {
         let a = channel("a");
         let first = push(&mut memory, &a, 1);
         memory.expire(Instant::now() + Duration::from_secs(1), &|_| false);
-        assert_eq!(memory.usage(), Usage::default());
+        // Only where the stream stood is left (and counted).
+        let usage = memory.usage();
+        assert_eq!((usage.streams, usage.entries), (0, 0));
+        assert_eq!(usage.bytes, tombstone_size(&a, &first.epoch));
         // Seen again: it goes on from where it stood, in the same epoch,
         // and what expired is still lost.
         let again = push(&mut memory, &a, 2);
@@ -450,7 +657,8 @@ mod tests {
         }
         memory.expire(Instant::now(), &|_| false);
         assert!(memory.tombstones.len() <= TOMBSTONES);
-        assert!(memory.buried.len() <= 2 * TOMBSTONES + 1);
+        assert!(memory.buried.len() <= 2 * TOMBSTONES + 1024);
+        assert_eq!(memory.usage().bytes, recount(&memory));
     }
 
     #[test]

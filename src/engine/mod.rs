@@ -28,13 +28,16 @@ use crate::publish::{Origin, Target};
 /// The channel name under which a user's own stream is subscribed.
 pub(crate) const USER_PREFIX: &str = "user:";
 
-/// A stream: what a publication is numbered within.
+/// A stream: what a publication is numbered within. Its name is shared:
+/// the history keeps a stream's key in several places (its table, its
+/// oldest entry's index, its place among the forgotten), each a reference
+/// to one copy of the name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum StreamKey {
-    Channel(Box<str>),
-    Session(Box<str>),
+    Channel(Arc<str>),
+    Session(Arc<str>),
     /// A user's own stream: every publication targeted at the user.
-    User(Box<str>),
+    User(Arc<str>),
 }
 
 impl StreamKey {
@@ -108,10 +111,30 @@ pub(crate) struct Entry {
     serial: u64,
 }
 
-/// Bookkeeping bytes of an entry besides its contents.
-const ENTRY_OVERHEAD: usize = 96;
-/// Bookkeeping bytes of a stream besides its key and entries.
-const STREAM_OVERHEAD: usize = 128;
+/// What one allocation costs besides its bytes: the allocator's header
+/// and rounding (glibc's: 8 to 16 bytes each).
+const ALLOCATION: usize = 16;
+/// Bookkeeping bytes of an entry besides its contents: the entry with its
+/// `Arc`'s counts, the stream's pointer to it, and the allocations of the
+/// entry, its type, its data and its origin.
+const ENTRY_OVERHEAD: usize =
+    size_of::<Entry>() + 2 * size_of::<usize>() + size_of::<usize>() + 4 * ALLOCATION;
+/// Bookkeeping bytes of a stream besides its key's and epoch's bytes: its
+/// slot in the table (twice its size: a table is at most half empty after
+/// it grows), its place in the index of oldest entries and in the list of
+/// emptied streams, and its name's and epoch's allocations with their
+/// counts.
+const STREAM_OVERHEAD: usize = 2 * (size_of::<StreamKey>() + memory::STREAM_SIZE)
+    + 2 * size_of::<StreamKey>()
+    + size_of::<u64>()
+    + 2 * (2 * size_of::<usize>() + ALLOCATION);
+/// Bookkeeping bytes of a forgotten stream's remembered position, besides
+/// its key's and epoch's bytes: its slot in the table (twice its size), its
+/// place in the order of burial (twice), and its name's and epoch's
+/// allocations with their counts.
+const TOMBSTONE_OVERHEAD: usize = 2 * (size_of::<StreamKey>() + memory::TOMBSTONE_SIZE)
+    + 2 * (size_of::<u64>() + size_of::<StreamKey>())
+    + 2 * (2 * size_of::<usize>() + ALLOCATION);
 
 impl Entry {
     /// A publication numbered elsewhere (by Redis), to deliver or replay.
@@ -133,8 +156,9 @@ impl Entry {
         }
     }
 
-    /// Bytes it takes, for the history budget.
-    fn size(&self) -> usize {
+    /// Bytes it takes, for the history budget (and, held for a client, for
+    /// its queue's).
+    pub(crate) fn size(&self) -> usize {
         ENTRY_OVERHEAD
             + self.kind.len()
             + self.data.as_ref().map_or(0, |d| d.get().len())
@@ -219,9 +243,17 @@ pub(crate) trait Engine: Send {
     /// `None` if it keeps no history.
     fn head(&mut self, stream: &StreamKey) -> Option<Head>;
 
+    /// The first `most` publications of `stream` after `seq` of `epoch`
+    /// (fewer when there are fewer), or [`Recovery::Lost`] if any
+    /// publication after `seq` is gone: a paced catch-up reads its stream
+    /// bit by bit, as the client reads.
+    fn read(&self, stream: &StreamKey, seq: u64, epoch: &str, most: usize) -> Recovery;
+
     /// Every publication of `stream` after `seq` of `epoch`, or
     /// [`Recovery::Lost`] if any of them is gone.
-    fn since(&self, stream: &StreamKey, seq: u64, epoch: &str) -> Recovery;
+    fn since(&self, stream: &StreamKey, seq: u64, epoch: &str) -> Recovery {
+        self.read(stream, seq, epoch, usize::MAX)
+    }
 
     /// Drops what is older than the TTL, and streams with nothing kept that
     /// nobody is subscribed to (`in_use` says who is).

@@ -14,6 +14,7 @@ use tungstenite::Bytes;
 
 use super::{Client, Closing, Router};
 use crate::budget::HandshakeSlot;
+use crate::engine::StreamKey;
 use crate::event::{Ending, Joining, Refusal};
 use crate::link::Link;
 use crate::protocol::{
@@ -426,6 +427,8 @@ impl Router {
         let lost = lost.into_iter().map(|c| Topic::Channel(c.into()));
         let lost_sessions = lost_sessions.into_iter().map(|s| Topic::Session(s.into()));
         for topic in lost.chain(lost_sessions) {
+            // Its catch-up of what it may no longer read ends here too.
+            self.stop_replay(id, Some(&StreamKey::of_topic(&topic)));
             self.reply(id, Kind::Unsubscribed, Some(&topic), Some(Empty {}), None);
         }
         self.reply(id, Kind::Ack, None, None::<Empty>, correlation);

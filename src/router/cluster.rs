@@ -579,7 +579,7 @@ impl Router {
             time,
         ));
         let appended = Appended { entry, epoch };
-        self.feed_replays(stream, &appended);
+        self.feed_replays(stream, &appended, false);
         if self.audience_size(&publication.target) > 0
             && let Some(cluster) = &mut self.cluster
         {
@@ -697,6 +697,15 @@ impl Router {
         let Some(at) = client.replays.iter().position(|r| r.waits_for(ticket)) else {
             return;
         };
+        if !client.follows(&stream) {
+            // Its right ended while Redis was asked (it was told
+            // `unsubscribed`): nothing of the stream goes to it.
+            client.replays.remove(at);
+            if client.replays.is_empty() {
+                self.replaying.remove(&id);
+            }
+            return;
+        }
         let pending: Vec<(Arc<Entry>, Arc<str>)> = client.replays.remove(at).into_pending();
         if client.replays.is_empty() {
             self.replaying.remove(&id);
@@ -746,9 +755,18 @@ impl Router {
                         let contiguous = *since.epoch == *epoch
                             && since.seq <= head
                             && is_run(&merged, since.seq, head, &epoch);
-                        if contiguous {
-                            let replay = merged.into_iter().filter(|(e, _)| e.seq > since.seq);
-                            (Some((head, epoch)), Some(true), replay.collect())
+                        let replay: Vec<_> = match contiguous {
+                            true => merged
+                                .into_iter()
+                                .filter(|(e, _)| e.seq > since.seq)
+                                .collect(),
+                            false => Vec::new(),
+                        };
+                        // The replay holds what Redis sent: more than the
+                        // client's queue limits is not recovered (the
+                        // client reloads), as in Centrifugo.
+                        if contiguous && self.fits_held(id, &replay) {
+                            (Some((head, epoch)), Some(true), replay)
                         } else {
                             let live = pending.into_iter().filter(|(e, _)| e.seq > head);
                             (Some((head, epoch)), Some(false), live.collect())
@@ -788,7 +806,7 @@ impl Router {
             }
         }
         if !replay.is_empty() {
-            self.start_replay(id, stream, replay);
+            self.start_replay(id, stream, None, replay);
         }
     }
 

@@ -8,8 +8,21 @@
 //! does not fit in half of the client's queue limits is paced instead: it
 //! is fed as the client reads (the loop pumps it every
 //! [`REPLAY_POLL`](super::REPLAY_POLL) while one is under way), and live
-//! publications of that stream wait behind it in the same queue, so the
-//! client never becomes a slow consumer for catching up.
+//! publications of that stream wait behind it, so the client never becomes
+//! a slow consumer for catching up.
+//!
+//! A catch-up is bounded like any queue. Read from this hub's history it
+//! holds nothing but a cursor: what it has still to send, the missed
+//! publications and the live ones behind them, is the history's, read as
+//! the client reads; if the history forgets what the client has not got
+//! yet, the client is a slow consumer (1013) and, resuming, is told
+//! `recovered: false`. What only the replay holds (publications Redis
+//! numbered: its answer, and what came while it was asked) counts against
+//! the client's queue limits with what is queued for it; past them, 1013.
+//!
+//! A replay outlives no right: whatever ends the client's right to the
+//! stream stops it ([`Router::leave`], a refresh), and each step checks
+//! again that the client still follows the stream before queueing.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,7 +33,7 @@ use serde_json::value::RawValue;
 use super::Router;
 use super::batches::BatchKey;
 use crate::engine::{Appended, Entry, Recovery, StreamKey};
-use crate::link::Push;
+use crate::link::{Push, QueueLimits};
 use crate::protocol::{ErrorCode, Kind, Message, Position, Since, Subscribed, Topic, raw};
 use crate::publish::{Origin, Target};
 use crate::subscriptions::ClientId;
@@ -30,9 +43,17 @@ use crate::subscriptions::ClientId;
 pub(super) struct Replaying {
     pub stream: StreamKey,
     topic: Topic,
-    /// What is still to go, each in its epoch: the missed publications,
-    /// then the live ones that came meanwhile.
-    pending: VecDeque<(Arc<Entry>, Arc<str>)>,
+    /// Still to go from this hub's history: every publication after this
+    /// `seq` of this epoch, read as the client's queue has room (the live
+    /// ones that come meanwhile are kept there too). `None` once read to
+    /// the end, or for a replay of what Redis numbered.
+    cursor: Option<(u64, Arc<str>)>,
+    /// Held for the client, each in its epoch, after what the cursor still
+    /// has to read: publications this hub's history does not keep (Redis
+    /// numbered them). Counted against the client's queue limits.
+    held: VecDeque<(Arc<Entry>, Arc<str>)>,
+    /// Bytes of `held` ([`Entry::size`]).
+    held_bytes: usize,
     /// Redis has not said yet where the stream stands (see
     /// [`cluster`](super::cluster)): nothing goes out, live ones gather
     /// until the answer with this ticket comes.
@@ -45,7 +66,9 @@ impl Replaying {
         Replaying {
             topic: stream.topic(),
             stream,
-            pending: VecDeque::new(),
+            cursor: None,
+            held: VecDeque::new(),
+            held_bytes: 0,
             waiting: Some(ticket),
         }
     }
@@ -60,15 +83,33 @@ impl Replaying {
         self.waiting == Some(ticket)
     }
 
-    /// What came while it waited.
+    /// What it holds: what came while it waited.
     pub(super) fn into_pending(self) -> Vec<(Arc<Entry>, Arc<str>)> {
-        self.pending.into()
+        self.held.into()
     }
 
     /// Takes over what an earlier replay of the stream still had to send.
     pub(super) fn extend(&mut self, pending: Vec<(Arc<Entry>, Arc<str>)>) {
-        self.pending.extend(pending);
+        for held in pending {
+            self.hold(held);
+        }
     }
+
+    fn hold(&mut self, held: (Arc<Entry>, Arc<str>)) {
+        self.held_bytes += held.0.size();
+        self.held.push_back(held);
+    }
+
+    fn is_done(&self) -> bool {
+        self.waiting.is_none() && self.cursor.is_none() && self.held.is_empty()
+    }
+}
+
+/// Messages and bytes held for a client behind its catch-ups.
+pub(super) fn held(replays: &[Replaying]) -> (usize, usize) {
+    replays.iter().fold((0, 0), |(count, bytes), r| {
+        (count + r.held.len(), bytes + r.held_bytes)
+    })
 }
 
 impl StreamKey {
@@ -80,6 +121,18 @@ impl StreamKey {
             StreamKey::User(id) => Target::user(&**id),
         }
     }
+}
+
+/// Most publications a paced replay reads from the history at once.
+const READ_AT_ONCE: usize = 256;
+
+/// Whether what is queued for a client and what its replays hold together
+/// pass its queue limits (one message alone may be larger than the byte
+/// limit, as in its queue).
+fn over_limits(client: &super::Client, limits: QueueLimits) -> bool {
+    let (frames, bytes) = client.link.backlog();
+    let (count, held_bytes) = held(&client.replays);
+    frames + count > limits.messages || (frames + count > 1 && bytes + held_bytes > limits.bytes)
 }
 
 /// The message a kept publication is delivered as, live or replayed.
@@ -109,7 +162,7 @@ impl Router {
         let stream = StreamKey::of(target)?;
         let appended = self.history.append(&stream, kind, data, from, time)?;
         self.numbered_alone(&stream);
-        self.feed_replays(&stream, &appended);
+        self.feed_replays(&stream, &appended, true);
         if self.history.wants_sweep() {
             self.sweep_history(Instant::now());
         }
@@ -117,22 +170,53 @@ impl Router {
     }
 
     /// Clients catching up on `stream` get `appended` after what they are
-    /// catching up on.
-    pub(super) fn feed_replays(&mut self, stream: &StreamKey, appended: &Appended) {
+    /// catching up on, if they still follow it. `kept`: it is in this hub's
+    /// history, where a replay reading it finds it in its turn; otherwise
+    /// (Redis numbered it) the replay holds it, and a client that is then
+    /// held more than its queue limits is a slow consumer.
+    pub(super) fn feed_replays(&mut self, stream: &StreamKey, appended: &Appended, kept: bool) {
         if self.replaying.is_empty() {
             return;
         }
+        let limits = self.delivery.limits(&self.config);
+        let history = &self.history;
+        let clients = &mut self.clients;
+        let mut slow = Vec::new();
         for id in &self.replaying {
-            let Some(client) = self.clients.get_mut(id) else {
+            let Some(client) = clients.get_mut(id) else {
                 continue;
             };
-            for replay in &mut client.replays {
-                if replay.stream == *stream {
-                    replay
-                        .pending
-                        .push_back((Arc::clone(&appended.entry), Arc::clone(&appended.epoch)));
-                }
+            if !client.follows(stream) {
+                client.replays.retain(|r| r.stream != *stream);
+                continue;
             }
+            let mut fed = false;
+            let mut lost = false;
+            for replay in &mut client.replays {
+                if replay.stream != *stream || (kept && replay.cursor.is_some()) {
+                    continue;
+                }
+                if let Some((after, epoch)) = replay.cursor.take() {
+                    // Redis numbers the stream again: what the cursor had
+                    // still to read goes first, held like this one.
+                    match history.since(stream, after, &epoch) {
+                        Recovery::Recovered(entries) => {
+                            for entry in entries {
+                                replay.hold((entry, Arc::clone(&epoch)));
+                            }
+                        }
+                        Recovery::Lost => lost = true,
+                    }
+                }
+                replay.hold((Arc::clone(&appended.entry), Arc::clone(&appended.epoch)));
+                fed = true;
+            }
+            if lost || (fed && over_limits(client, limits)) {
+                slow.push(*id);
+            }
+        }
+        for id in slow {
+            self.mark_slow(id);
         }
     }
 
@@ -187,14 +271,14 @@ impl Router {
             return;
         }
         let head = self.history.head(&stream);
-        let recovery = match (&since, &head) {
+        let recovered = match (&since, &head) {
             (None, _) => None,
-            (Some(_), None) => Some(Recovery::Lost),
-            (Some(since), Some(_)) => Some(self.history.since(&stream, since.seq, &since.epoch)),
+            (Some(_), None) => Some(false),
+            (Some(since), Some(_)) => Some(matches!(
+                self.history.read(&stream, since.seq, &since.epoch, 0),
+                Recovery::Recovered(_)
+            )),
         };
-        let recovered = recovery
-            .as_ref()
-            .map(|r| matches!(r, Recovery::Recovered(_)));
         match recovered {
             Some(true) => self.counters.recoveries += 1,
             Some(false) => self.counters.recoveries_lost += 1,
@@ -211,76 +295,168 @@ impl Router {
             .topic(Some(&named))
             .correlation(correlation);
         self.send_message(id, &reply);
-        if let (Some(Recovery::Recovered(entries)), Some(head)) = (recovery, head)
-            && !entries.is_empty()
+        if let (Some(true), Some(since), Some(head)) = (recovered, since, head)
+            && head.seq > since.seq
         {
-            let entries = entries
-                .into_iter()
-                .map(|e| (e, Arc::clone(&head.epoch)))
-                .collect();
-            self.start_replay(id, stream, entries);
+            // What it missed is read from the history as it reads.
+            self.start_replay(id, stream, Some((since.seq, head.epoch)), Vec::new());
         }
     }
 
-    /// Queues `entries` for a client, paced if they do not fit now.
+    /// Starts a client's replay of `stream`: what the history keeps after
+    /// `cursor`, then `held` (publications Redis numbered, which the replay
+    /// holds). Queued now as far as half its queue limits allow, the rest
+    /// as it reads.
     pub(super) fn start_replay(
         &mut self,
         id: ClientId,
         stream: StreamKey,
-        entries: Vec<(Arc<Entry>, Arc<str>)>,
+        cursor: Option<(u64, Arc<str>)>,
+        held: Vec<(Arc<Entry>, Arc<str>)>,
     ) {
+        let limits = self.delivery.limits(&self.config);
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
         // A second `since` for the same stream starts over from it.
         client.replays.retain(|r| r.stream != stream);
-        client.replays.push(Replaying {
+        if !client.follows(&stream) {
+            return;
+        }
+        let mut replay = Replaying {
             topic: stream.topic(),
             stream,
-            pending: entries.into(),
+            cursor,
+            held: VecDeque::new(),
+            held_bytes: 0,
             waiting: None,
-        });
+        };
+        replay.extend(held);
+        client.replays.push(replay);
         self.replaying.insert(id);
         self.pump_replay(id);
+        if self
+            .clients
+            .get(&id)
+            .is_some_and(|client| over_limits(client, limits))
+        {
+            self.mark_slow(id);
+        }
     }
 
-    /// Feeds every replay under way as far as its client's queue allows.
+    /// Whether `entries` (a catch-up Redis sent) fit in what client `id`
+    /// may be held, with what is queued for it.
+    pub(super) fn fits_held(&self, id: ClientId, entries: &[(Arc<Entry>, Arc<str>)]) -> bool {
+        let limits = self.delivery.limits(&self.config);
+        let Some(client) = self.clients.get(&id) else {
+            return true;
+        };
+        let (frames, bytes) = client.link.backlog();
+        let size: usize = entries.iter().map(|(e, _)| e.size()).sum();
+        frames + entries.len() <= limits.messages && bytes + size <= limits.bytes
+    }
+
+    /// Feeds every replay under way as far as its client's queue allows;
+    /// then closes the clients it found too slow.
     pub(super) fn pump_replays(&mut self) {
         let ids: Vec<ClientId> = self.replaying.iter().copied().collect();
         for id in ids {
             self.pump_replay(id);
         }
+        self.close_slow_consumers();
     }
 
-    /// Feeds one client's replays up to half its queue limits; a replay
-    /// that is done is dropped, and its stream is live for the client again.
+    /// Feeds one client's replays up to half its queue limits: first what
+    /// the history keeps, read as far as there is room, then what the
+    /// replay holds. A replay that is done is dropped, and its stream is
+    /// live for the client again. A client whose next publication the
+    /// history no longer has is a slow consumer: it missed data, and is
+    /// told so when it resumes.
     fn pump_replay(&mut self, id: ClientId) {
         let limits = self.delivery.limits(&self.config);
-        let Some(client) = self.clients.get_mut(&id) else {
-            self.replaying.remove(&id);
+        let Router {
+            clients,
+            history,
+            delivery,
+            replaying,
+            counters,
+            ..
+        } = self;
+        let Some(client) = clients.get_mut(&id) else {
+            replaying.remove(&id);
             return;
         };
+        // Where data leaves: only what the client still follows.
+        let mut replays = std::mem::take(&mut client.replays);
+        replays.retain(|r| client.follows(&r.stream));
         let (mut frames, mut bytes) = client.link.backlog();
+        let half = QueueLimits {
+            messages: limits.messages / 2,
+            bytes: limits.bytes / 2,
+        };
         let mut sent = 0u64;
         let mut gone = false;
-        'replays: for replay in &mut client.replays {
+        let mut lost = false;
+        'replays: for replay in &mut replays {
             if replay.waiting.is_some() {
                 continue;
             }
-            while let Some((entry, epoch)) = replay.pending.front() {
-                if frames >= limits.messages / 2 || bytes >= limits.bytes / 2 {
+            while let Some((after, epoch)) = replay.cursor.as_mut() {
+                let most = match bytes < half.bytes {
+                    true => half.messages.saturating_sub(frames).min(READ_AT_ONCE),
+                    false => 0,
+                };
+                // With no room, it still looks whether the history has
+                // forgotten what the client is to get next.
+                let entries = match history.read(&replay.stream, *after, epoch, most) {
+                    Recovery::Recovered(entries) => entries,
+                    Recovery::Lost => {
+                        lost = true;
+                        break 'replays;
+                    }
+                };
+                if most == 0 {
+                    break 'replays;
+                }
+                if entries.is_empty() {
+                    replay.cursor = None;
+                    break;
+                }
+                for entry in entries {
+                    if bytes >= half.bytes {
+                        break 'replays;
+                    }
+                    let frame = entry_message(&entry, &replay.topic, epoch).encode(client.envelope);
+                    let len = frame.len();
+                    match delivery.push(&client.link, frame, limits) {
+                        Push::Queued { .. } => {
+                            frames += 1;
+                            bytes += len;
+                            sent += 1;
+                            *after = entry.seq;
+                        }
+                        // Half the limits are free: only a Close stops it.
+                        Push::Slow | Push::Gone => {
+                            gone = true;
+                            break 'replays;
+                        }
+                    }
+                }
+            }
+            while let Some((entry, epoch)) = replay.held.front() {
+                if frames >= half.messages || bytes >= half.bytes {
                     break 'replays;
                 }
                 let frame = entry_message(entry, &replay.topic, epoch).encode(client.envelope);
                 let len = frame.len();
-                match self.delivery.push(&client.link, frame, limits) {
+                match delivery.push(&client.link, frame, limits) {
                     Push::Queued { .. } => {
                         frames += 1;
                         bytes += len;
                         sent += 1;
-                        replay.pending.pop_front();
+                        replay.held_bytes -= entry.size();
+                        replay.held.pop_front();
                     }
-                    // Half the limits are free: only a Close stops it.
                     Push::Slow | Push::Gone => {
                         gone = true;
                         break 'replays;
@@ -288,15 +464,17 @@ impl Router {
                 }
             }
         }
-        client
-            .replays
-            .retain(|r| !gone && (r.waiting.is_some() || !r.pending.is_empty()));
+        replays.retain(|r| !gone && !r.is_done());
+        client.replays = replays;
         if client.replays.is_empty() {
-            self.replaying.remove(&id);
+            replaying.remove(&id);
         }
-        self.counters.messages_sent += sent;
+        counters.messages_sent += sent;
         if sent > 0 {
             self.last_activity = Some(SystemTime::now());
+        }
+        if lost {
+            self.mark_slow(id);
         }
     }
 

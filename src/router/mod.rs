@@ -15,8 +15,10 @@
 //!
 //! It ends on [`Event::Shutdown`], after closing every client with 1001 and
 //! waiting up to `shutdown_timeout` for them to go, or when every sender of
-//! its lanes is gone. However it ends, it cuts every socket still open and
-//! stops the writers.
+//! its lanes is gone. What is queued for a client goes out before its
+//! Close for at most [`SHUTDOWN_FLUSH`]; what is still queued then is
+//! dropped, so the Close reaches even a slow reader in time. However it
+//! ends, it cuts every socket still open and stops the writers.
 //!
 //! The `impl Router` blocks, by concern: [`clients`] (join, leave, close),
 //! [`delivery`] (queues, fan-out, slow consumers, hand-off to writers),
@@ -81,6 +83,11 @@ const SESSION_SWEEP: Duration = Duration::from_secs(10);
 /// While shutting down, how often to look whether every connection is done.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
 
+/// At shutdown, the longest what is queued for a client may hold up its
+/// Close 1001 (at most half of `shutdown_timeout`); what is still queued
+/// then is dropped, and the client resumes with `since`.
+pub(crate) const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
+
 /// Most work events handled before the control lane and the timer are
 /// looked at again and the writers are handed what was queued.
 const BATCH: usize = 256;
@@ -137,6 +144,21 @@ impl Client {
             sessions: self.sessions.iter().map(|s| s.to_string()).collect(),
             meta: self.meta.clone(),
             service: self.identity.is_service(),
+        }
+    }
+
+    /// Whether the client may be sent `stream` now: it is subscribed to the
+    /// channel or the session, or the stream is its user's (a service may
+    /// follow any user's). Checked again wherever a decision made earlier
+    /// (a catch-up, publications held for it) would send it something.
+    fn follows(&self, stream: &crate::engine::StreamKey) -> bool {
+        use crate::engine::StreamKey;
+        match stream {
+            StreamKey::Channel(name) => self.channels.iter().any(|c| **c == **name),
+            StreamKey::Session(id) => self.sessions.iter().any(|s| **s == **id),
+            StreamKey::User(user) => {
+                self.identity.is_service() || self.identity.user_id.as_deref() == Some(&**user)
+            }
         }
     }
 
@@ -218,6 +240,10 @@ pub(crate) struct Router {
     next_sweep: Instant,
     /// Set by [`Event::Shutdown`]: when to stop waiting for clients to go.
     stopping: Option<Instant>,
+    /// Shutting down: clients already forgotten whose queue goes out before
+    /// their Close, until `flush_until`.
+    flushing: Vec<Arc<Link>>,
+    flush_until: Option<Instant>,
 }
 
 impl Router {
@@ -258,6 +284,8 @@ impl Router {
             last_activity: None,
             next_sweep: now + SESSION_SWEEP,
             stopping: None,
+            flushing: Vec::new(),
+            flush_until: None,
         }
     }
 
@@ -275,6 +303,9 @@ impl Router {
                 // The timer is gone (it only stops after us): stop listening to it.
                 Err(TryRecvError::Disconnected) => self.lanes.ticks = crossbeam_channel::never(),
                 Err(TryRecvError::Empty) => {}
+            }
+            if self.stopping.is_some() {
+                self.flush_for_shutdown(Instant::now());
             }
             if self.done() {
                 break;
@@ -374,7 +405,8 @@ impl Router {
             return false;
         };
         self.closing.retain(Closing::is_open);
-        (self.clients.is_empty() && self.closing.is_empty()) || Instant::now() >= deadline
+        (self.clients.is_empty() && self.flushing.is_empty() && self.closing.is_empty())
+            || Instant::now() >= deadline
     }
 
     /// One event, one arm; then the slow consumers it found.
@@ -691,12 +723,52 @@ impl Router {
             "shutting down: closing {} clients with 1001",
             self.clients.len()
         );
-        self.stopping = Some(Instant::now() + self.config.shutdown_timeout);
+        let now = Instant::now();
+        self.stopping = Some(now + self.config.shutdown_timeout);
+        self.flush_until = Some(now + SHUTDOWN_FLUSH.min(self.config.shutdown_timeout / 2));
         // Held batches go out first, ahead of every client's Close.
         self.flush_all_batches();
         let ids: Vec<ClientId> = self.clients.keys().copied().collect();
         for id in ids {
-            self.close(id, Close::GoingAway, false);
+            let idle = self.clients.get(&id).is_some_and(|c| c.link.queued() == 0);
+            if idle {
+                self.close(id, Close::GoingAway, false);
+            } else if let Some(client) = self.detach(id) {
+                // Its Close waits for its queue, within the flush budget.
+                self.flushing.push(client.link);
+            }
+        }
+        self.flush_for_shutdown(now);
+    }
+
+    /// Shutting down: each client whose queue has gone out gets its Close;
+    /// past the flush budget, every other one too, in place of what is
+    /// still queued (it resumes with `since`).
+    fn flush_for_shutdown(&mut self, now: Instant) {
+        if self.flushing.is_empty() {
+            return;
+        }
+        let over = self.flush_until.is_none_or(|until| now >= until);
+        let mut dropped = 0;
+        for link in std::mem::take(&mut self.flushing) {
+            let queued = link.queued();
+            if queued > 0 && !over {
+                self.flushing.push(link);
+                continue;
+            }
+            dropped += queued;
+            self.delivery.close(&link, Close::GoingAway, queued > 0);
+            self.closing.push(Closing {
+                deadline: now + self.config.close_timeout,
+                link: Arc::downgrade(&link),
+                _handshake: None,
+            });
+        }
+        if dropped > 0 {
+            log::warn!(
+                "shutting down: {dropped} queued messages not sent within {:?} were dropped (their clients resume with since)",
+                SHUTDOWN_FLUSH.min(self.config.shutdown_timeout / 2)
+            );
         }
     }
 
@@ -707,6 +779,14 @@ impl Router {
         };
         let c = &self.counters;
         let history = self.history.usage();
+        let (queued_messages, queued_bytes) =
+            self.clients
+                .values()
+                .fold((0, 0), |(messages, bytes), client| {
+                    let (frames, queued) = client.link.backlog();
+                    let (held, held_bytes) = history::held(&client.replays);
+                    (messages + frames + held, bytes + queued + held_bytes)
+                });
         Stats {
             total_connections: c.total_connections,
             messages_received: c.messages_received,
@@ -737,6 +817,8 @@ impl Router {
             thread_limit: self.threads.most(),
             writer_threads: self.delivery.writers(),
             inbox_bytes: self.lanes.budget.used(),
+            queued_messages,
+            queued_bytes,
             uptime: self.started.elapsed(),
             last_activity: self.last_activity,
             clients,
@@ -772,6 +854,9 @@ impl Drop for Router {
     fn drop(&mut self) {
         for closing in self.closing.drain(..) {
             closing.cut();
+        }
+        for link in self.flushing.drain(..) {
+            link.cut();
         }
         for client in self.clients.values() {
             client.link.cut();

@@ -131,7 +131,6 @@ impl Router {
         correlation: Option<&RawValue>,
     ) {
         self.leave(id, topic.as_ref());
-        self.stop_replay(id, topic.as_ref().map(StreamKey::of_topic).as_ref());
         self.reply(
             id,
             Kind::Unsubscribed,
@@ -141,8 +140,12 @@ impl Router {
         );
     }
 
-    /// Takes a client off a topic, or (`None`) off every session.
+    /// Takes a client off a topic, or (`None`) off every session. Every
+    /// way a right to a stream ends comes here (the client's unsubscribe,
+    /// the backend's on any hub), and its catch-up of the stream ends with
+    /// it: nothing more of the stream is queued for it.
     pub(super) fn leave(&mut self, id: ClientId, topic: Option<&Topic>) {
+        self.stop_replay(id, topic.map(StreamKey::of_topic).as_ref());
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
