@@ -77,11 +77,12 @@ fn a_client_that_answers_pings_stays_connected() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    // Send the pong tungstenite queued for the last ping.
+    // Send the pong tungstenite queued for the last ping. Still connected
+    // and never taken for silent, over twice the timeout. (Whether the hub
+    // has the last pong yet, `is_alive`, holds only until its next Ping,
+    // 200 ms: a busy machine can ask too late.)
     client.flush().unwrap();
-    let stats = hub.wait_stats("the last pong", |s| {
-        s.clients.first().is_some_and(|c| c.is_alive)
-    });
+    let stats = hub.handle().stats().unwrap();
     assert_eq!(stats.active_connections, 1);
     assert_eq!(stats.stale_clients, 0);
 }
