@@ -194,15 +194,18 @@ fn a_refused_token_an_unsupported_url_or_no_hub_are_typed_errors() {
         Client::connect("ftp://127.0.0.1/", Options::new()),
         Err(Error::InvalidUrl { .. })
     ));
-    // A port nobody listens on.
-    let free = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+    // A port nobody listens on: bound by this socket, which does not
+    // listen, so no other test's listener can take it meanwhile.
+    let bound = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    bound
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
         .unwrap();
+    let free = bound.local_addr().unwrap().as_socket().unwrap();
     assert!(matches!(
         Client::connect(&url(free), Options::new()),
         Err(Error::Connect { .. })
     ));
+    drop(bound);
 }
 
 // ---- Subscribing, publishing, requests -----------------------------------
