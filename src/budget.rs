@@ -14,16 +14,33 @@
 //! default). When a new thread cannot map its signal stack, the runtime
 //! aborts the whole process rather than failing the spawn, so the hub must
 //! stop short of the limit: it refuses the connection instead.
+//!
+//! What is whose: the mappings are the process's, so that ceiling is one
+//! [`Process`] budget for every hub of the process (a program that embeds
+//! two hubs must not let each count on the whole of it). It is measured
+//! once, when the first hub is made. Each hub takes its own threads (its
+//! writers, the idle connection threads it may keep, its router, timer,
+//! accept loop and cluster threads) from it for its life, and each
+//! connection thread one place while it runs. Everything else is each
+//! hub's own: its `max_threads` (or `max_connections + max_handshakes`),
+//! its handshakes in all and per address, and every limit the router
+//! keeps. A hub's connection thread takes a place in its hub's budget and
+//! in the process's, and is refused if either is full.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 /// Memory mappings one thread costs.
 const MAPS_PER_THREAD: usize = 4;
+
+/// A hub's threads outside its connection budget, at most, beside its
+/// writers and idle connection threads: the router, the timer, the accept
+/// loop and the two threads that talk to Redis.
+pub(crate) const OWN_THREADS: usize = 5;
 
 /// Threads this process may still start before it runs out of memory
 /// mappings; `None` where the kernel does not say (not Linux).
@@ -47,24 +64,90 @@ fn threads_within(max_maps: usize, used: usize) -> usize {
     max_maps.saturating_sub(used + reserve) / MAPS_PER_THREAD
 }
 
-/// The live-thread counter and its ceiling.
+/// The threads of every hub in this process, against what the kernel can
+/// map; made with the first hub, never dropped.
 #[derive(Debug)]
-pub(crate) struct Threads {
+pub(crate) struct Process {
     live: AtomicUsize,
     most: usize,
 }
 
-impl Threads {
-    pub(crate) fn new(most: usize) -> Arc<Threads> {
-        Arc::new(Threads {
+impl Process {
+    fn new(most: usize) -> Arc<Process> {
+        Arc::new(Process {
             live: AtomicUsize::new(0),
             most,
         })
     }
 
-    /// The ceiling.
+    /// The budget of this process: what the kernel lets it still start
+    /// when the first hub is made (no ceiling where the kernel does not
+    /// say).
+    fn shared() -> Arc<Process> {
+        static PROCESS: OnceLock<Arc<Process>> = OnceLock::new();
+        Arc::clone(
+            PROCESS.get_or_init(|| Process::new(kernel_thread_limit().unwrap_or(usize::MAX))),
+        )
+    }
+
+    /// Places left.
+    fn room(&self) -> usize {
+        self.most.saturating_sub(self.live.load(Ordering::Acquire))
+    }
+
+    /// One place; `false` when none is left.
+    fn take(&self) -> bool {
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                (live < self.most).then_some(live + 1)
+            })
+            .is_ok()
+    }
+
+    /// `n` places for threads that run whatever the budget says (a hub's
+    /// own): counted, so that connection threads stop short of the limit.
+    fn hold(&self, n: usize) {
+        self.live.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn give(&self, n: usize) {
+        self.live.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// One hub's live connection threads and its ceiling, within the
+/// process's budget.
+#[derive(Debug)]
+pub(crate) struct Threads {
+    live: AtomicUsize,
+    most: usize,
+    process: Arc<Process>,
+    /// The hub's own threads, held in the process's budget while it lives.
+    own: usize,
+}
+
+impl Threads {
+    /// A hub's budget of `most` connection threads, within this process's;
+    /// `own` places (its writers, idle connection threads, router...) are
+    /// held in the process's budget until it is dropped.
+    pub(crate) fn new(most: usize, own: usize) -> Arc<Threads> {
+        Threads::within(Process::shared(), most, own)
+    }
+
+    fn within(process: Arc<Process>, most: usize, own: usize) -> Arc<Threads> {
+        process.hold(own);
+        Arc::new(Threads {
+            live: AtomicUsize::new(0),
+            most,
+            process,
+            own,
+        })
+    }
+
+    /// The ceiling: the hub's own, or less while the process's budget (the
+    /// kernel's mappings, shared with the other hubs) has less room.
     pub(crate) fn most(&self) -> usize {
-        self.most
+        self.most.min(self.live() + self.process.room())
     }
 
     /// Threads alive now.
@@ -72,15 +155,26 @@ impl Threads {
         self.live.load(Ordering::Acquire)
     }
 
-    /// Takes a place for one more thread; `None` at the ceiling. The place
-    /// is given back when the slot is dropped (move it into the thread).
+    /// Takes a place for one more thread; `None` at the hub's ceiling or
+    /// the process's. The place is given back when the slot is dropped
+    /// (move it into the thread).
     pub(crate) fn reserve(self: &Arc<Self>) -> Option<ThreadSlot> {
         self.live
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
                 (live < self.most).then_some(live + 1)
             })
-            .ok()
-            .map(|_| ThreadSlot(Arc::clone(self)))
+            .ok()?;
+        if !self.process.take() {
+            self.live.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ThreadSlot(Arc::clone(self)))
+    }
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        self.process.give(self.own);
     }
 }
 
@@ -91,6 +185,7 @@ pub(crate) struct ThreadSlot(Arc<Threads>);
 impl Drop for ThreadSlot {
     fn drop(&mut self) {
         self.0.live.fetch_sub(1, Ordering::AcqRel);
+        self.0.process.give(1);
     }
 }
 
@@ -182,12 +277,46 @@ mod tests {
 
     #[test]
     fn slots_are_refused_at_the_ceiling_and_given_back_on_drop() {
-        let threads = Threads::new(2);
+        let threads = Threads::within(Process::new(100), 2, 0);
         let a = threads.reserve().unwrap();
         let _b = threads.reserve().unwrap();
         assert!(threads.reserve().is_none());
         drop(a);
         assert!(threads.reserve().is_some());
+    }
+
+    #[test]
+    fn each_hub_has_a_ceiling_of_its_own() {
+        let process = Process::new(100);
+        let one = Threads::within(Arc::clone(&process), 1, 0);
+        let two = Threads::within(Arc::clone(&process), 1, 0);
+        let _held = one.reserve().unwrap();
+        assert!(one.reserve().is_none(), "one's ceiling");
+        assert!(two.reserve().is_some(), "not two's: it has its own");
+    }
+
+    #[test]
+    fn the_kernel_s_share_is_the_process_s_for_all_its_hubs() {
+        // Room for 12 threads in the process; each hub keeps 4 of its own.
+        let process = Process::new(12);
+        let one = Threads::within(Arc::clone(&process), 100, 4);
+        let two = Threads::within(Arc::clone(&process), 100, 4);
+        assert_eq!((one.most(), two.most()), (4, 4));
+        let held: Vec<ThreadSlot> = (0..3).map(|_| one.reserve().unwrap()).collect();
+        let _other = two.reserve().unwrap();
+        assert!(
+            two.reserve().is_none() && one.reserve().is_none(),
+            "the process is full, though neither hub is"
+        );
+        assert_eq!((one.most(), two.most()), (3, 1));
+        drop(held);
+        assert!(two.reserve().is_some(), "a place one gave back is two's");
+        drop(one);
+        assert_eq!(
+            process.room(),
+            12 - 4 - 1,
+            "a hub gone gives its own places back: two's own and its one thread are left"
+        );
     }
 
     #[test]

@@ -166,9 +166,10 @@ pub struct Config {
     /// them, so per-address limits do not apply to them. Default: 127.0.0.1
     /// and ::1.
     pub trusted_proxies: Vec<IpAddr>,
-    /// Most connection threads (readers and handshakes) at once. Default
-    /// `None`: as many as the kernel can map (see the README's limits), at
-    /// most `max_connections + max_handshakes`.
+    /// Most connection threads (readers and handshakes) of this hub at
+    /// once. Default `None`: `max_connections + max_handshakes`. Either
+    /// way, never more than the kernel can map, a ceiling of the process
+    /// that every hub in it shares (see the README's limits).
     pub max_threads: Option<usize>,
     /// With client auth on, how long a session stays its user's after its
     /// last subscriber leaves (so nobody else can take it over). Default 1 h.

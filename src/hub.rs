@@ -126,14 +126,17 @@ impl Hub {
             router_ticks,
         );
         // A reader per client, plus connections mid-handshake, and never
-        // more than the kernel can map (see `budget`).
+        // more than the kernel can map, which is the process's budget,
+        // shared with any other hub in it (see `budget`). Writers, idle
+        // connection threads and the hub's own hold no place in the hub's
+        // budget, but do in the process's.
         let wanted = config
             .max_threads
             .unwrap_or(config.max_connections + config.max_handshakes);
-        // Writers and idle connection threads hold no place in the budget.
-        let kernel = budget::kernel_thread_limit()
-            .map(|limit| limit.saturating_sub(config.writer_threads + pool::MOST_IDLE));
-        let threads = Threads::new(kernel.map_or(wanted, |limit| limit.min(wanted)));
+        let threads = Threads::new(
+            wanted,
+            config.writer_threads + pool::MOST_IDLE + budget::OWN_THREADS,
+        );
         let handle = Handle {
             inbox,
             stop: Arc::new(Stop {
@@ -281,8 +284,8 @@ impl Hub {
         warn_about_auth(&config, &auth);
         if threads.most() < config.max_connections {
             log::warn!(
-                "this kernel's vm.max_map_count leaves room for about {} WebSocket clients (a thread each), \
-                 fewer than --max-connections {}; raise it (sysctl -w vm.max_map_count=262144) for more",
+                "this kernel's vm.max_map_count leaves this process room for about {} more WebSocket clients \
+                 (a thread each), fewer than --max-connections {}; raise it (sysctl -w vm.max_map_count=262144) for more",
                 threads.most(),
                 config.max_connections
             );

@@ -80,7 +80,9 @@ pub struct Stats {
     pub users: usize,
     /// Connection threads alive (client readers and handshakes).
     pub threads: usize,
-    /// The most such threads the hub will run (see the README's limits).
+    /// The most such threads the hub may run now: its own ceiling, or less
+    /// while the process's share of the kernel's mappings, which every hub
+    /// of the process draws on, has less room (see the README's limits).
     pub thread_limit: usize,
     /// Threads of the writer pool.
     pub writer_threads: usize,

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, unbounded};
 use serde_json::json;
 use support::{Client, DEADLINE};
 
@@ -83,21 +83,23 @@ impl Running {
         assert!(status.success());
     }
 
+    /// Waits for the binary to exit and reads its log to the end: the
+    /// last lines may still be in the pipe when the process is gone, so
+    /// the end is the pipe's end (the log thread's sender dropped), not
+    /// the exit.
     fn wait_exit(&mut self) -> i32 {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().expect("exited, not killed");
-            }
-            assert!(Instant::now() < deadline, "the binary did not exit");
-            // Drain logs while waiting (and wake up at least every line).
-            if let Ok(line) = self
-                .lines
-                .recv_timeout(std::time::Duration::from_millis(20))
-            {
-                self.seen.push(line);
+            match self.lines.recv_deadline(deadline) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("the binary did not exit; saw {:#?}", self.seen)
+                }
             }
         }
+        let status = self.child.wait().expect("the binary's exit status");
+        status.code().expect("exited, not killed")
     }
 }
 

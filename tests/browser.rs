@@ -43,7 +43,7 @@ async function run() {
     if (m.type === "connection") ws.send(JSON.stringify({ type: "subscribe", channel: "files", correlationId: "s" }));
     if (m.type === "subscribed") ws.send(JSON.stringify({ type: "publish", channel: "files", data: { file: "a.ts" } }));
     // Outlive several heartbeats and a client timeout before asking again.
-    if (m.type === "event") setTimeout(() => ws.send(JSON.stringify({ type: "ping", correlationId: "alive" })), 2500);
+    if (m.type === "event") setTimeout(() => ws.send(JSON.stringify({ type: "ping", correlationId: "alive" })), 3500);
     if (m.type === "pong") { resolve({ seen, open: ws.readyState === WebSocket.OPEN }); ws.close(1000, "done"); }
   });
   results.unauthorized = await session(HUB + "/ws");
@@ -160,8 +160,9 @@ fn a_real_browser_connects_receives_and_sees_refusals() {
         jwt_secret: Some(SECRET.into()),
         allow_client_publish: true,
         allowed_origins: vec![origin],
+        // A browser on a busy machine gets nearly 3 s to answer a Ping.
         heartbeat_interval: Duration::from_millis(200),
-        client_timeout: Duration::from_millis(1000),
+        client_timeout: Duration::from_millis(3000),
         ..support::config()
     };
     let hub = support::start(secure(page_origin.clone()));
@@ -246,7 +247,7 @@ async function until(check, what) {
 async function run() {
   const r = { closes: [], opens: [], events: [] };
   let tokens = 0, resubscribed = 0;
-  const client = new WshubClient(HUB, { token: () => (tokens++, TOKEN), minDelay: 50, maxDelay: 500, heartbeat: { grace: 1000 } });
+  const client = new WshubClient(HUB, { token: () => (tokens++, TOKEN), minDelay: 50, maxDelay: 500, heartbeat: { grace: 2500 } });
   client.on("open", welcome => r.opens.push(welcome));
   client.on("close", e => r.closes.push({ code: e.code, reason: e.reason, action: e.action }));
   client.on("event", (data, m) => r.events.push({ data, channel: m.channel, from: m.from && m.from.userId }));
@@ -266,8 +267,9 @@ async function run() {
   r.deliveredAgain = await client.publish("files", "event", { file: "b.ts" });
   await until(() => r.events.length === 2, "the event after the reconnect");
 
-  // Outlive several heartbeats: the watchdog's pings keep the client open.
-  await new Promise(resolve => setTimeout(resolve, 1500));
+  // Outlive several heartbeats and the watchdog's 2.7 s of silence (the
+  // grace leaves room for a busy machine): its pings keep the client open.
+  await new Promise(resolve => setTimeout(resolve, 3000));
   r.stateAfterHeartbeats = client.state;
   r.tokens = tokens;
   client.close();
@@ -339,8 +341,9 @@ fn client_scenario(page: String, client_path: &'static str, client: String) {
         jwt_secret: Some(SECRET.into()),
         allow_client_publish: true,
         allowed_origins: vec![page_origin.clone()],
+        // A browser on a busy machine gets nearly 3 s to answer a Ping.
         heartbeat_interval: Duration::from_millis(200),
-        client_timeout: Duration::from_millis(1000),
+        client_timeout: Duration::from_millis(3000),
         rate_limit: 0,
         ..support::config()
     })

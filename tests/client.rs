@@ -194,15 +194,18 @@ fn a_refused_token_an_unsupported_url_or_no_hub_are_typed_errors() {
         Client::connect("ftp://127.0.0.1/", Options::new()),
         Err(Error::InvalidUrl { .. })
     ));
-    // A port nobody listens on.
-    let free = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+    // A port nobody listens on: bound by this socket, which does not
+    // listen, so no other test's listener can take it meanwhile.
+    let bound = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    bound
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
         .unwrap();
+    let free = bound.local_addr().unwrap().as_socket().unwrap();
     assert!(matches!(
         Client::connect(&url(free), Options::new()),
         Err(Error::Connect { .. })
     ));
+    drop(bound);
 }
 
 // ---- Subscribing, publishing, requests -----------------------------------
@@ -551,7 +554,9 @@ fn an_expired_token_is_replaced_by_the_provider_s_and_the_client_goes_on() {
     let hub = token_hub();
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&calls);
-    let options = quick().token(jwt("erin", 1.0)).token_provider(move || {
+    // Three seconds: time enough to connect, subscribe and read two
+    // messages before it expires, even on a busy machine.
+    let options = quick().token(jwt("erin", 3.0)).token_provider(move || {
         counted.fetch_add(1, Ordering::SeqCst);
         Some(jwt("erin", 3600.0))
     });
@@ -941,17 +946,19 @@ fn duplicates_are_dropped_and_gaps_epochs_and_unrecovered_streams_are_reported()
 
 #[test]
 fn an_idle_client_answers_the_hub_s_pings_and_its_watchdog_hears_them() {
+    // Each side gives the other a second: the hub cuts a client silent for
+    // 1 s, the watchdog declares silence after 2 × 200 ms + 600 ms. With
+    // Pings every 200 ms, that leaves room for a busy machine's scheduling.
     let hub = start(Config {
-        heartbeat_interval: Duration::from_millis(100),
-        client_timeout: Duration::from_millis(400),
+        heartbeat_interval: Duration::from_millis(200),
+        client_timeout: Duration::from_secs(1),
         ..support::config()
     });
-    // Silence would be declared after 2 × 100 ms + 50 ms.
-    let mut client = connect(&hub, quick().heartbeat_grace(Duration::from_millis(50)));
-    assert_eq!(client.welcome().heartbeat, Some(Duration::from_millis(100)));
+    let mut client = connect(&hub, quick().heartbeat_grace(Duration::from_millis(600)));
+    assert_eq!(client.welcome().heartbeat, Some(Duration::from_millis(200)));
     // Well past the hub's client timeout and the watchdog, with nothing
     // but the hub's Pings on the wire.
-    match client.next_event(Duration::from_secs(1)) {
+    match client.next_event(Duration::from_millis(2500)) {
         Ok(None) => {}
         other => panic!("expected a quiet second, got {other:?}"),
     }

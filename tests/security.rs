@@ -371,7 +371,9 @@ fn a_session_belongs_to_the_user_who_opened_it() {
 #[test]
 fn a_token_that_expires_while_connected_closes_with_4001_unless_refreshed() {
     let hub = secure_hub();
-    let short = jwt(json!({"sub": "erin", "exp": now() + 1.0, "channels": ["a", "b"]}));
+    // Three seconds: time enough for two connections and five round trips
+    // before it expires, even on a busy machine.
+    let short = jwt(json!({"sub": "erin", "exp": now() + 3.0, "channels": ["a", "b"]}));
     let mut refreshed = Client::connect(hub.addr, &format!("/ws?token={short}"));
     let mut lapsed = Client::connect(hub.addr, &format!("/ws?token={short}"));
     refreshed.request(json!({"type": "subscribe", "channel": "a"}), "s");

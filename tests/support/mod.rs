@@ -44,9 +44,13 @@ impl TestHub {
     }
 
     /// Waits until the hub's stats satisfy `ready`, asking again as
-    /// messages flow (each call is a round trip through the router).
+    /// messages flow (each call is a round trip through the router). Between
+    /// two asks it pauses, 1 ms at first and up to 16 ms: waiting must not
+    /// keep a CPU busy that the hub needs to get there (what it waits for is
+    /// the stat, the pause only spaces the asks).
     pub fn wait_stats(&self, what: &str, ready: impl Fn(&wshub::Stats) -> bool) -> wshub::Stats {
         let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
         loop {
             let stats = self.handle().stats().expect("stats");
             if ready(&stats) {
@@ -61,7 +65,8 @@ impl TestHub {
                 stats.stale_clients,
                 stats.rejected_connections
             );
-            std::thread::yield_now();
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(16));
         }
     }
 }
