@@ -6,6 +6,7 @@
 mod support;
 
 use std::thread;
+use std::time::Instant;
 
 use serde_json::json;
 use support::{Client, DEADLINE, read_json, start, start_default};
