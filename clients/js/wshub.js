@@ -223,8 +223,14 @@ export class WshubClient {
   #lastHeard = 0;
   /** correlationId -> {resolve, reject, message, sent, timer} */
   #pending = new Map();
-  /** stream key -> {kind, name, viaUrl, confirmed, data, waiters: [{resolve, reject}]} */
+  /**
+   * stream key -> {kind, name, confirmed, data, waiters: [{resolve, reject}],
+   * request}: `request` is the correlationId of its latest `subscribe`,
+   * until answered; only that answer confirms it.
+   */
   #subscriptions = new Map();
+  /** correlationIds of this connection's `unsubscribe`s not answered yet. */
+  #leaving = new Set();
   /** stream key -> {seq, epoch} of the last publication delivered */
   #positions = new Map();
   /** stream key -> the `since` it was re-subscribed with, until its `subscribed` */
@@ -258,9 +264,7 @@ export class WshubClient {
     if (typeof this.#WebSocket !== 'function') {
       throw new TypeError("wshub: no WebSocket here; pass one: new WshubClient(url, { WebSocket }) with WebSocket from 'ws'");
     }
-    if (options.sessionId) {
-      this.#remember('session', options.sessionId).viaUrl = true;
-    }
+    if (options.sessionId) this.#remember('session', options.sessionId);
     if (this.#options.autoConnect) this.connect();
   }
 
@@ -604,7 +608,11 @@ export class WshubClient {
     this.#socket = null;
     this.#welcomed = false;
     this.#recovering.clear();
-    for (const sub of this.#subscriptions.values()) sub.confirmed = sub.inFlight = false;
+    this.#leaving.clear();
+    for (const sub of this.#subscriptions.values()) {
+      sub.confirmed = false;
+      sub.request = null;
+    }
     for (const [id, entry] of this.#pending) {
       if (!entry.sent) continue;
       this.#pending.delete(id);
@@ -734,7 +742,7 @@ export class WshubClient {
       this.#pending.delete(message.correlationId);
       clearTimeout(entry.timer);
     }
-    if (message.type === 'subscribed') this.#subscribedReceived(message, entry);
+    if (message.type === 'subscribed') this.#subscribedReceived(message);
     if (message.type === 'unsubscribed') this.#unsubscribedReceived(message);
 
     if (message.type === this.#options.batchType && message.data && Array.isArray(message.data.messages)) {
@@ -844,7 +852,7 @@ export class WshubClient {
     const key = streamKey(kind, name);
     let sub = this.#subscriptions.get(key);
     if (!sub) {
-      sub = { kind, name, viaUrl: false, confirmed: false, inFlight: false, data: null, waiters: [] };
+      sub = { kind, name, confirmed: false, request: null, data: null, waiters: [] };
       this.#subscriptions.set(key, sub);
     }
     return sub;
@@ -859,7 +867,7 @@ export class WshubClient {
     return new Promise((resolve, reject) => {
       sub.waiters.push({ resolve, reject });
       // Not connected: it goes out with the welcome.
-      if (this.#welcomed && !sub.inFlight) this.#sendSubscribe(sub);
+      if (this.#welcomed && sub.request === null) this.#sendSubscribe(sub);
     });
   }
 
@@ -872,12 +880,12 @@ export class WshubClient {
       message.since = at.epoch === undefined ? { seq: at.seq } : { seq: at.seq, epoch: at.epoch };
       this.#recovering.set(key, message.since);
     }
-    sub.inFlight = true;
-    const settled = () => {
-      sub.inFlight = false;
-    };
-    this.#call(message, this.#options.requestTimeout).then(settled, (err) => {
-      settled();
+    const answer = this.#call(message, this.#options.requestTimeout);
+    sub.request = message.correlationId ?? null;
+    answer.catch((err) => {
+      // Superseded (left and taken again since): that one's answer counts.
+      if (this.#subscriptions.get(key) !== sub || sub.request !== message.correlationId) return;
+      sub.request = null;
       if (err.code === 'disconnected' || err.code === 'closed') return;
       if (err.code === 'timeout') return this.#emit('error', Object.assign(err, this.#streamFields(key)));
       // Refused: forget it, so it is not sent again on every reconnect.
@@ -890,35 +898,56 @@ export class WshubClient {
     });
   }
 
-  #subscribedReceived(message, entry) {
-    const kind = typeof message.channel === 'string' ? 'channel' : typeof message.sessionId === 'string' ? 'session' : null;
-    if (!kind) return;
-    const name = kind === 'channel' ? message.channel : message.sessionId;
-    const key = streamKey(kind, name);
+  #subscribedReceived(message) {
+    const key = this.#topicOf(message);
+    if (!key) return;
     const data = message.data || {};
+    const sub = this.#subscriptions.get(key);
+    const ours = sub && sub.request !== null && message.correlationId === sub.request;
+    if (!ours) {
+      // A service subscribed this client (for this connection only), or the
+      // answer to a subscribe left since: only where the stream stands.
+      if (!sub && !this.#positions.has(key) && typeof data.seq === 'number') {
+        this.#positions.set(key, { seq: data.seq, epoch: data.epoch });
+      }
+      return;
+    }
+    sub.request = null;
     const since = this.#recovering.get(key);
-    if (since && entry && entry.message.since) {
+    if (since) {
       this.#recovering.delete(key);
       const recovered = data.recovered === true;
       // Not recovered: the next publication is taken as it comes.
       if (!recovered) this.#positions.delete(key);
       this.#emit('recovery', { ...this.#streamFields(key), recovered, since, seq: data.seq, epoch: data.epoch });
-    } else if (!this.#positions.has(key) && typeof data.seq === 'number') {
+    } else if (typeof data.seq === 'number') {
+      // Live from here: whatever came before on this stream is older.
       this.#positions.set(key, { seq: data.seq, epoch: data.epoch });
     }
-    const sub = this.#subscriptions.get(key);
-    if (sub && entry) {
-      sub.confirmed = true;
-      sub.data = data;
-      for (const waiter of sub.waiters.splice(0)) waiter.resolve(data);
-    }
+    sub.confirmed = true;
+    sub.data = data;
+    for (const waiter of sub.waiters.splice(0)) waiter.resolve(data);
   }
 
   #unsubscribedReceived(message) {
-    // Told by the hub (or answering us): forget it, so it is not re-sent.
-    if (typeof message.channel === 'string') return this.#forget(streamKey('channel', message.channel));
-    if (typeof message.sessionId === 'string') return this.#forget(streamKey('session', message.sessionId));
-    for (const [key, sub] of this.#subscriptions) if (sub.kind === 'session') this.#forget(key);
+    // The answer to our own unsubscribe: that was forgotten when it was sent,
+    // and a subscribe since then must stay.
+    if (message.correlationId !== undefined && this.#leaving.delete(message.correlationId)) return;
+    // Ended by the hub or a service: forget it, so it is not re-sent; but a
+    // subscribe of ours still unanswered came after it, and stands.
+    const key = this.#topicOf(message);
+    const ended = key ? [key] : [...this.#subscriptions.keys()].filter((k) => this.#subscriptions.get(k).kind === 'session');
+    for (const k of ended) {
+      const sub = this.#subscriptions.get(k);
+      if (!sub || sub.request === null) this.#forget(k);
+    }
+  }
+
+  /** The stream a `subscribed` or `unsubscribed` names, or null. */
+  #topicOf(message) {
+    if (typeof message.channel === 'string') return streamKey('channel', message.channel);
+    if (typeof message.sessionId === 'string') return streamKey('session', message.sessionId);
+    return null;
   }
 
   #forget(key) {
@@ -933,7 +962,11 @@ export class WshubClient {
     const key = streamKey(kind, name);
     this.#forget(key);
     if (!this.#welcomed) return;
-    await this.request('unsubscribe', undefined, { [kind === 'channel' ? 'channel' : 'sessionId']: name });
+    const message = { type: 'unsubscribe', [kind === 'channel' ? 'channel' : 'sessionId']: name };
+    const answer = this.#call(message, this.#options.requestTimeout);
+    // Its answer is told apart from the hub ending a subscription made since.
+    if (message.correlationId !== undefined) this.#leaving.add(message.correlationId);
+    await answer;
   }
 }
 

@@ -122,6 +122,40 @@ describe('subscriptions', () => {
     assert.deepEqual(client.subscriptions, []);
   });
 
+  test('subscribe, unsubscribe, subscribe in one tick: subscribed on the hub and the client, also after a reconnect', async () => {
+    const client = connect(hub.url, { userId: 'remount' });
+    const events = record(client);
+    const subscribers = async (channel) => (await hub.get(`/api/subscribers?channel=${channel}`, ADMIN)).data.clients.map((c) => c.id);
+    // A route A -> B -> A, or two components on one channel: a confirmed
+    // subscription left and taken again before the hub answered.
+    // Each outcome: the subscription's seq, or the error's code.
+    const outcome = (promise) => promise.then((at) => (at ? typeof at.seq : 'done'), (err) => err.code);
+    await client.subscribe('remount-a');
+    const left = outcome(client.unsubscribe('remount-a'));
+    const again = outcome(client.subscribe('remount-a'));
+    // React StrictMode's mount, cleanup, mount: one never confirmed.
+    const first = outcome(client.subscribe('remount-b'));
+    const gone = outcome(client.unsubscribe('remount-b'));
+    const back = outcome(client.subscribe('remount-b'));
+    const outcomes = await within(Promise.all([left, again, first, gone, back]), 'every answer');
+    assert.deepEqual(outcomes, ['done', 'number', 'unsubscribed', 'done', 'number']);
+    assert.deepEqual(client.subscriptions.sort(), ['channel:remount-a', 'channel:remount-b']);
+    assert.deepEqual(await subscribers('remount-a'), [client.clientId]);
+    assert.deepEqual(await subscribers('remount-b'), [client.clientId]);
+
+    // A reconnect re-subscribes both: publications still arrive.
+    const before = client.clientId;
+    await hub.post('/api/disconnect', { clientId: before, code: 4000, reason: 'Reconnect, please' }, ADMIN);
+    await events.wait('open', () => true, 2);
+    await waitFor(async () => (await subscribers('remount-a'))[0] === client.clientId, 'a re-subscribed');
+    await waitFor(async () => (await subscribers('remount-b'))[0] === client.clientId, 'b re-subscribed');
+    assert.notEqual(client.clientId, before);
+    for (const channel of ['remount-a', 'remount-b']) {
+      assert.equal((await hub.post('/api/publish', { channel, data: { channel } }, ADMIN)).data.delivered, 1);
+      await events.waitMessage('event', (m) => m.channel === channel);
+    }
+  });
+
   test('subscribeSession and a batch: each message of the batch arrives on its own, in order', async () => {
     const client = connect(hub.url, { userId: 'batch-user' });
     const progress = [];

@@ -86,6 +86,28 @@ describe('useChannel', () => {
     await waitFor(async () => (await subscribers()) === 0, 'unsubscribed when the last left');
   });
 
+  test('under StrictMode (mount, cleanup, mount) the channel stays subscribed, and after a reconnect', async () => {
+    const client = newClient({ userId: 'strict-user' });
+    const events = record(client);
+    // Open first, so that the cleanup's unsubscribe goes out between the two subscribes.
+    await events.wait('open');
+    const strict = (element) => React.createElement(React.StrictMode, null, React.createElement(hooks.WshubProvider, { client }, element));
+    const view = renderHookIn(strict, () => hooks.useChannel('strict-files'));
+    cleanup.push(() => view.unmount());
+    await view.until((v) => v.subscribed, 'subscribed');
+    const subscribers = async () => (await hub.get('/api/subscribers?channel=strict-files', ADMIN)).data.clients.map((c) => c.id);
+    await waitFor(async () => (await subscribers())[0] === client.clientId, 'the hub has the subscription');
+    await hub.post('/api/publish', { channel: 'strict-files', type: 'event', data: { n: 1 } }, ADMIN);
+    await view.until((v) => v.messages.some((m) => m.data.n === 1), 'the first publication');
+    assert.deepEqual(client.subscriptions, ['channel:strict-files']);
+
+    await hub.post('/api/disconnect', { clientId: client.clientId, code: 4000, reason: 'Reconnect, please' }, ADMIN);
+    await events.wait('open', () => true, 2);
+    await waitFor(async () => (await subscribers())[0] === client.clientId, 're-subscribed on the new connection');
+    await hub.post('/api/publish', { channel: 'strict-files', type: 'event', data: { n: 2 } }, ADMIN);
+    await view.until((v) => v.messages.some((m) => m.data.n === 2), 'a publication after the reconnect');
+  });
+
   test('a refused subscription is the error', async () => {
     const client = newClient();
     const view = mountIn({ client }, () => hooks.useChannel('bad name'));
