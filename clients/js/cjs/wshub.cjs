@@ -885,21 +885,31 @@ class WshubClient {
       message.since = at.epoch === undefined ? { seq: at.seq } : { seq: at.seq, epoch: at.epoch };
       this.#recovering.set(key, message.since);
     }
-    const answer = this.#call(message, this.#options.requestTimeout);
+    const socket = this.#socket;
+    const timeout = this.#options.requestTimeout;
+    const answer = this.#call(message, timeout);
     sub.request = message.correlationId ?? null;
     answer.catch((err) => {
       // Superseded (left and taken again since): that one's answer counts.
       if (this.#subscriptions.get(key) !== sub || sub.request !== message.correlationId) return;
       sub.request = null;
       if (err.code === 'disconnected' || err.code === 'closed') return;
-      if (err.code === 'timeout') return this.#emit('error', Object.assign(err, this.#streamFields(key)));
-      // Refused: forget it, so it is not sent again on every reconnect.
-      this.#subscriptions.delete(key);
       this.#recovering.delete(key);
       const waiters = sub.waiters.splice(0);
       Object.assign(err, this.#streamFields(key));
+      if (err.code === 'timeout') {
+        // Whether the hub has it is unknown, and its live deliveries would be
+        // held back for a replay that may never come: give this connection
+        // up. The next one subscribes again (with `since`), and says
+        // `recovered` or not; the subscription is kept.
+        err.message = `wshub: no answer to subscribe ${key} within ${timeout} ms; reconnecting to subscribe again`;
+      } else {
+        // Refused: forget it, so it is not sent again on every reconnect.
+        this.#subscriptions.delete(key);
+      }
       if (waiters.length) for (const waiter of waiters) waiter.reject(err);
       else this.#emit('error', err);
+      if (err.code === 'timeout') this.#lost(socket, `No answer to subscribe within ${timeout} ms`);
     });
   }
 

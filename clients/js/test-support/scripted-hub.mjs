@@ -34,6 +34,8 @@ export async function startScriptedHub({ history = 100 } = {}) {
     afterWelcome: null,
     /** While true, new connections are cut at once. */
     refuse: false,
+    /** `(message, index) => true` leaves that message of connection `index` unanswered and undone. */
+    hold: null,
     stream,
     /** Publishes on a stream (`channel:x`, `session:y`): seq + 1, kept, sent to subscribers. */
     publish(key, type, data) {
@@ -87,6 +89,7 @@ export async function startScriptedHub({ history = 100 } = {}) {
     ws.on('message', (raw) => {
       const message = JSON.parse(String(raw));
       hub.received.push({ index, message });
+      if (hub.hold && hub.hold(message, index)) return undefined;
       const reply = (type, fields = {}) => hub.send(ws, { type, ...fields, correlationId: message.correlationId });
       if (message.type === 'ping') return reply('pong');
       const key = message.channel !== undefined ? `channel:${message.channel}` : message.sessionId !== undefined ? `session:${message.sessionId}` : null;

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 
 import { WshubClient } from '../wshub.js';
-import { WebSocket, record, waitFor } from '../test-support/hub.mjs';
+import { WebSocket, record, waitFor, within } from '../test-support/hub.mjs';
 import { startScriptedHub } from '../test-support/scripted-hub.mjs';
 
 const cleanup = [];
@@ -73,6 +73,49 @@ describe('positions and since', () => {
     await events.wait('open', () => true, 2);
     await waitFor(() => subscribes(hub, 1).length === 1, 'the re-subscription');
     assert.deepEqual(subscribes(hub, 1).map((m) => m.channel), ['kept']);
+  });
+});
+
+describe('a subscribe the hub does not answer in time', () => {
+  test('a first one rejects with timeout; the client reconnects and the next connection subscribes it', async () => {
+    const { hub, client, events } = await setup({ requestTimeout: 150 });
+    await events.wait('open');
+    hub.hold = (message, index) => index === 0 && message.type === 'subscribe';
+    const err = await within(client.subscribe('late').then(() => null, (e) => e), 'subscribe() to settle');
+    assert.deepEqual([err.code, err.stream, err.channel], ['timeout', 'channel:late', 'late']);
+    const close = await events.wait('close');
+    assert.deepEqual([close.code, close.action], [1006, 'backoff']);
+    assert.match(close.reason, /No answer to subscribe within 150 ms/);
+    await events.wait('open', () => true, 2);
+    assert.deepEqual(await within(client.subscribe('late'), 'the subscription on the next connection'), { seq: 0, epoch: 'e1' });
+    assert.deepEqual(subscribes(hub, 1).map((m) => m.channel), ['late']);
+    hub.publish('channel:late', 'event', { n: 1 });
+    await events.waitMessage('event');
+  });
+
+  test('a re-subscription with since: an error, a new connection, and the stream recovered there', async () => {
+    const { hub, client, events } = await setup({ requestTimeout: 150 });
+    await client.subscribe('slow');
+    hub.publish('channel:slow', 'event', { n: 1 });
+    await events.waitMessage('event');
+    await hub.away(async () => {
+      await events.wait('close');
+      hub.publish('channel:slow', 'event', { n: 2 });
+      // The next connection's re-subscription goes unanswered.
+      hub.hold = (message, index) => index === 1 && message.type === 'subscribe';
+    });
+    const error = await events.wait('error', (e) => e.code === 'timeout');
+    assert.deepEqual([error.stream, error.channel], ['channel:slow', 'slow']);
+    // (After the attempts refused while away.)
+    const close = await events.wait('close', (e) => /No answer to subscribe/.test(e.reason));
+    assert.deepEqual([close.code, close.action], [1006, 'backoff']);
+    const recovery = await events.wait('recovery');
+    assert.deepEqual([recovery.recovered, recovery.since], [true, { seq: 1, epoch: 'e1' }]);
+    assert.deepEqual(subscribes(hub, 2).map((m) => m.since), [{ seq: 1, epoch: 'e1' }]);
+    hub.publish('channel:slow', 'event', { n: 3 });
+    await waitFor(() => events.messages('event').length === 3, 'the missed one, then the live one');
+    assert.deepEqual(events.messages('event').map((m) => m.data.n), [1, 2, 3]);
+    assert.equal(events.count('gap'), 0);
   });
 });
 
