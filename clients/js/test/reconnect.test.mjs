@@ -241,10 +241,10 @@ describe('heartbeat', () => {
 
   test('an idle healthy connection stays open: the pings are answered, their pongs not shown', async () => {
     const h = await hub(['--heartbeat-interval', '0.1']);
-    const client = connect(h.url, { heartbeat: { grace: 150 } });
+    const client = connect(h.url, { heartbeat: { grace: 400 } });
     const events = record(client);
     await events.wait('open');
-    await settle(1000); // four silence windows
+    await settle(1500); // three silence windows of 500 ms: only the pongs keep it open
     assert.equal(events.count('close'), 0);
     assert.equal(client.state, 'open');
     assert.equal(events.messages('pong').length, 0);
