@@ -328,7 +328,10 @@ export class WshubClient<E = SeedEvents> {
   readonly positions: Record<string, Position>;
 
   connect(): void;
-  /** Closes with 1000 and stops for good; pending requests reject with `closed`. */
+  /**
+   * Closes with 1000 and stops for good; pending requests reject with
+   * `closed`. The reason is cut to the 123 bytes of UTF-8 a Close frame holds.
+   */
   close(reason?: string): void;
 
   /** Fire and forget; false (and nothing sent) when not connected. */

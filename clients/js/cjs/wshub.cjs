@@ -207,6 +207,20 @@ function resolveUrl(url) {
 
 const streamKey = (kind, name) => `${kind}:${name}`;
 
+/** The most a Close frame's reason holds, in bytes of UTF-8. */
+const MAX_CLOSE_REASON = 123;
+
+/** A close reason cut to what a Close frame holds, on a character boundary (a longer one makes `close()` throw). */
+function fitCloseReason(reason) {
+  const text = String(reason);
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length <= MAX_CLOSE_REASON) return text;
+  let end = MAX_CLOSE_REASON;
+  // Back to the first byte of the character the cut would split.
+  while (end > 0 && (bytes[end] & 0xc0) === 0x80) end -= 1;
+  return new TextDecoder().decode(bytes.subarray(0, end));
+}
+
 /** A client of one wshub hub. */
 class WshubClient {
   /** @type {'connecting' | 'open' | 'closed'} */
@@ -314,10 +328,11 @@ class WshubClient {
   /**
    * Closes the connection with 1000 and stops for good: no reconnect, pending
    * requests are rejected (`closed`). `connect()` starts again.
-   * @param {string} [reason]
+   * @param {string} [reason] Cut to the 123 bytes of UTF-8 a Close frame holds.
    */
   close(reason = 'Client closed') {
     if (this.#stopped) return;
+    reason = fitCloseReason(reason);
     const socket = this.#socket;
     this.#stopped = true;
     if (socket) {
@@ -325,7 +340,13 @@ class WshubClient {
       try {
         socket.close(1000, reason);
       } catch {
-        // already closing
+        // Already closing, or refused: make sure it ends all the same.
+        try {
+          if (typeof socket.terminate === 'function') socket.terminate();
+          else socket.close();
+        } catch {
+          // gone
+        }
       }
     }
     this.#disconnected('closed');

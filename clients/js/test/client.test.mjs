@@ -298,6 +298,16 @@ describe('presence', () => {
 });
 
 describe('close()', () => {
+  test('a reason longer than a Close frame holds is cut to 123 bytes on a character boundary, and the connection ends', async () => {
+    const client = connect(hub.url, { userId: 'long-reason' });
+    const events = record(client);
+    await events.wait('open');
+    client.close('é'.repeat(100)); // 200 bytes of UTF-8
+    const close = await events.wait('close');
+    assert.equal(close.reason, 'é'.repeat(61), 'the 62nd é would end at byte 124');
+    await waitFor(async () => !(await hub.get('/api/ws/stats', ADMIN)).clients.some((c) => c.userId === 'long-reason'), 'the hub to see it leave');
+  });
+
   test('stops for good: close 1000 to the hub, pending requests rejected, no reconnect', async () => {
     const cut = await proxy(hub.addr);
     const client = connect(cut.url, { userId: 'closer', minDelay: 10, maxDelay: 20 });
