@@ -135,7 +135,12 @@ export class WshubService<R = Record<string, unknown>, E = SeedEvents> {
   /** The WshubClient underneath. */
   readonly client: WshubClient<E>;
   connect(): void;
-  /** Resolves at the next welcome (at once if open). */
+  /**
+   * Resolves with the next service connection's welcome (at once if open).
+   * Rejects with `closed` if the service stops first, or `not_a_service` if
+   * the hub took the connection for an ordinary client (a wrong or missing
+   * admin token on a hub without auth; the service then stops).
+   */
   ready(): Promise<Welcome>;
   close(reason?: string): void;
 

@@ -235,6 +235,10 @@ class WshubService {
   #inFlight = new Set();
   #errorListeners = new Set();
   #options;
+  /** `ready()`'s callers waiting for the next welcome. */
+  #readyWaiters = [];
+  /** Why the last connection was refused as a service (`not_a_service`), until `connect()`. */
+  #refusal = null;
 
   /**
    * @param {string | URL} url The hub's WebSocket URL, e.g. `ws://127.0.0.1:3000/ws`.
@@ -251,14 +255,33 @@ class WshubService {
     const token = typeof options.token === 'string' ? options.token : undefined;
     if (http !== false) this.#http = new WshubHttp(http || url, { token, fetch });
     this.#client.on('client_message', (data) => this.#request(data));
-    this.#client.on('open', () => {
+    this.#client.on('open', (welcome) => {
       this.#generation += 1;
+      if (welcome.service === true) return this.#settleReady(null, welcome);
+      // A hub without auth lets any token in, as an ordinary client: its
+      // requests would never come here. Say so, and do not go on as one.
+      const error = new WshubError(
+        'wshub: the hub took this connection for an ordinary client, not a service connection: give the admin token (--admin-token) or a token with the service grant',
+        'not_a_service',
+      );
+      this.#refusal = error;
+      const heard = this.#settleReady(error) > 0;
+      this.#client.close('Not a service connection');
+      this.#report(error, 'wshub: not a service connection:', heard);
     });
-    this.#client.on('close', () => {
+    this.#client.on('close', (event) => {
       // The hub has told each waiting client `busy`: stop their handlers' output.
       this.#generation += 1;
       for (const req of this.#inFlight) req.abort();
       this.#inFlight.clear();
+      if (!event.willReconnect) {
+        this.#settleReady(
+          new WshubError(`wshub: the service stopped (close ${event.code} ${event.reason})`, 'closed', undefined, {
+            closeCode: event.code,
+            closeReason: event.reason,
+          }),
+        );
+      }
     });
     if (autoConnect) this.connect();
   }
@@ -280,24 +303,31 @@ class WshubService {
 
   /** Starts connecting (with `autoConnect: false`, or after `close()`). */
   connect() {
+    if (this.#client.state === 'closed') this.#refusal = null;
     this.#client.connect();
   }
 
-  /** Resolves at the next welcome (at once if open); rejects if the service stops first. */
+  /**
+   * Resolves with the welcome of the next service connection (at once if
+   * open). Rejects if the service stops first (`closed`), or if the hub took
+   * the connection for an ordinary client (`not_a_service`: a wrong or
+   * missing admin token on a hub without auth).
+   */
   ready() {
-    if (this.#client.state === 'open') return Promise.resolve(this.#client.welcome);
-    return new Promise((resolve, reject) => {
-      const offOpen = this.#client.once('open', (welcome) => {
-        offClose();
-        resolve(welcome);
-      });
-      const offClose = this.#client.on('close', (event) => {
-        if (event.willReconnect) return;
-        offOpen();
-        offClose();
-        reject(new WshubError(`wshub: the service stopped (close ${event.code} ${event.reason})`, 'closed', undefined, { closeCode: event.code, closeReason: event.reason }));
-      });
-    });
+    const welcome = this.#client.welcome;
+    if (this.#client.state === 'open' && welcome && welcome.service === true) return Promise.resolve(welcome);
+    if (this.#refusal && this.#client.state === 'closed') return Promise.reject(this.#refusal);
+    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }));
+  }
+
+  /** Settles `ready()`'s waiters, with the welcome or rejected with `error`; how many there were. */
+  #settleReady(error, welcome) {
+    const waiters = this.#readyWaiters.splice(0);
+    for (const waiter of waiters) {
+      if (error) waiter.reject(error);
+      else waiter.resolve(welcome);
+    }
+    return waiters.length;
   }
 
   /** Closes the connection for good. */
@@ -310,6 +340,8 @@ class WshubService {
    * connection's errors, and handlers that failed after replying.
    */
   on(type, handler) {
+    // Only a service connection's welcome is an `open` of the service.
+    if (type === 'open') return this.#client.on('open', (welcome) => welcome.service === true && handler(welcome));
     if (type !== 'error') return this.#client.on(type, handler);
     this.#errorListeners.add(handler);
     const off = this.#client.on('error', handler);
@@ -452,10 +484,17 @@ class WshubService {
     }
   }
 
-  /** A handler failed after it replied: its `error` listeners hear of it (else the console). */
-  #report(err) {
+  /**
+   * Tells the `error` listeners (else the console, unless `heard` says a
+   * caller got it already): a handler that failed after replying, or a
+   * connection that is not a service's.
+   */
+  #report(err, what = 'wshub: a request handler failed after replying:', heard = false) {
     const error = err instanceof Error ? err : new WshubError(String(err), 'internal_error');
-    if (this.#errorListeners.size === 0) return console.error('wshub: a request handler failed after replying:', error);
+    if (this.#errorListeners.size === 0) {
+      if (!heard) console.error(what, error);
+      return;
+    }
     for (const listener of [...this.#errorListeners]) listener(error);
   }
 }

@@ -100,6 +100,8 @@ export interface Welcome {
   sessionId: string | null;
   authenticated: boolean;
   heartbeatMs: number;
+  /** `true` on a service connection (the admin token, or a token with the `service` grant); absent otherwise. */
+  service?: true;
 }
 
 /** The hub's answer to a subscription: where the stream stands. */
@@ -141,7 +143,9 @@ export type ClientErrorCode =
   /** The URL could not be opened. */
   | 'url'
   /** A subscription was left before it was confirmed. */
-  | 'unsubscribed';
+  | 'unsubscribed'
+  /** `@wshub/client/server`: the hub took the connection for an ordinary client (a wrong or missing admin token on a hub without auth). */
+  | 'not_a_service';
 
 /** Every `code` a WshubError may have; an application's own codes too. */
 export type ErrorCode = HubErrorCode | ClientErrorCode | (string & {});

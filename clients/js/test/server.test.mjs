@@ -226,6 +226,34 @@ describe('reconnecting', () => {
   });
 });
 
+describe('a token that does not make a service connection', () => {
+  test('a wrong or missing admin token on a hub without auth: not_a_service, ready() rejects, nothing stays connected', async () => {
+    for (const token of ['not-the-admin-token', undefined]) {
+      const backend = service(hub.url, { token });
+      const errors = [];
+      backend.on('error', (err) => errors.push(err));
+      const opened = [];
+      backend.on('open', (welcome) => opened.push(welcome));
+      const err = await within(backend.ready().then(() => null, (e) => e), 'ready() to settle');
+      assert.ok(err instanceof WshubError, String(err));
+      assert.equal(err.code, 'not_a_service');
+      assert.match(err.message, /not a service connection.*admin token/);
+      assert.deepEqual(errors.map((e) => e.code), ['not_a_service']);
+      assert.deepEqual(opened, [], 'no open for a connection that is not a service');
+      assert.equal(backend.state, 'closed');
+      assert.equal((await backend.ready().catch((e) => e)).code, 'not_a_service', 'and again, until connect()');
+      await waitFor(async () => (await hub.get('/api/ws/stats', ADMIN)).clients.length === 0, 'the hub to see it leave');
+    }
+  });
+
+  test('the admin token: the welcome says service, ready() resolves with it', async () => {
+    const backend = service();
+    const welcome = await within(backend.ready(), 'ready');
+    assert.equal(welcome.service, true);
+    assert.equal(backend.state, 'open');
+  });
+});
+
 describe('socket errors', () => {
   test('say which URL (token hidden), how it closed, and why', async () => {
     const gate = await startProxy(hub.addr);
