@@ -7,9 +7,9 @@ import type { ChannelEvents, PresenceStatus, SeedEvents, UserPresence, Heartbeat
 export * from './events.js';
 
 /**
- * What the client does after a connection closed: `reconnect` at once,
- * `backoff` after a full-jitter delay, `refresh` the token and reconnect at
- * once, or `stop`.
+ * What the client does after a connection closed: `reconnect` soon (after a
+ * random delay of up to 1 s, or `minDelay` if longer), `backoff` after a
+ * full-jitter delay, `refresh` the token and reconnect at once, or `stop`.
  */
 export type CloseAction = 'reconnect' | 'backoff' | 'refresh' | 'stop';
 
@@ -397,8 +397,13 @@ export class WshubClient<E = SeedEvents> {
   offAny(handler: (message: AnyMessage<E>) => void): void;
 }
 
-/** The close-code table. */
+/**
+ * The close-code table. The application's codes: 4000 to 4499 back off and
+ * reconnect, 4500 to 4999 stop (Centrifugo's convention).
+ */
 export function closeAction(code: number): CloseAction;
+/** The delay before reconnecting to a hub that is going away (1001): random in [0, max(1000, minDelay)) ms. */
+export function restartDelay(minDelay: number, random?: () => number): number;
 /** Full jitter: a random delay in [0, min(maxDelay, minDelay * 2^attempt)). */
 export function backoffDelay(attempt: number, minDelay: number, maxDelay: number, random?: () => number): number;
 /** The page's own hub: `ws(s)://<host>/ws`. */

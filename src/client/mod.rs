@@ -19,7 +19,7 @@
 //!
 //! **Ending.** The client ends when it is dropped (the socket is closed),
 //! after [`Client::close`], or by itself on a close code that means stop
-//! (1000, 1008, 4000, ...); every call then returns [`Error::Closed`].
+//! (1000, 1008, 4500 to 4999, ...); every call then returns [`Error::Closed`].
 //!
 //! ```no_run
 //! use std::time::Duration;

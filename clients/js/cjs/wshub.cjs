@@ -27,10 +27,14 @@ Object.defineProperty(exports, '__esModule', { value: true });
 
 /**
  * What the client does after a connection closed.
- * - `reconnect`: at once (1001, the hub is shutting down or restarting);
- * - `backoff`: after a full-jitter delay (1006, 1011, 1013 and anything unexpected);
+ * - `reconnect`: soon, after a random delay of up to 1 s (or `minDelay`, if
+ *   longer), so a restarting hub's clients do not all come back at once
+ *   (1001, the hub is shutting down or restarting);
+ * - `backoff`: after a full-jitter delay (1006, 1011, 1013, the
+ *   application's 4000 to 4499, and anything unexpected);
  * - `refresh`: at once, with a new token from the provider (4001, the token expired);
- * - `stop`: not at all (1000, 1002, 1007, 1008, 1009, or the application called `close()`).
+ * - `stop`: not at all (1000, 1002, 1003, 1007, 1008, 1009, 1010, the
+ *   application's 4500 to 4999, or the application called `close()`).
  * @typedef {'reconnect' | 'backoff' | 'refresh' | 'stop'} CloseAction
  */
 
@@ -154,7 +158,9 @@ function redactUrl(url) {
 }
 
 /**
- * The close-code table: what to do after the hub (or the network) closed the connection.
+ * The close-code table: what to do after the hub (or the network) closed the
+ * connection. The application's own codes follow Centrifugo's convention:
+ * 4000 to 4499 mean "come back" (with backoff), 4500 to 4999 "stay away".
  * @param {number} code
  * @returns {CloseAction}
  */
@@ -166,13 +172,32 @@ function closeAction(code) {
       return 'refresh';
     case 1000: // the application disconnected this client on purpose
     case 1002: // protocol error
+    case 1003: // unsupported data
     case 1007: // invalid UTF-8
     case 1008: // unauthorized, or abuse
     case 1009: // message too big
+    case 1010: // a required extension
       return 'stop';
-    default: // 1006 connection lost, 1011, 1013 full or too slow, anything else
-      return 'backoff';
+    default:
+      // The application's: 4500 to 4999 stop; 4000 to 4499 back off, as do
+      // 1006 connection lost, 1011, 1013 full or too slow, and anything else.
+      return code >= 4500 && code <= 4999 ? 'stop' : 'backoff';
   }
+}
+
+/** The longest wait before reconnecting to a hub that is going away (1001), in ms. */
+const RESTART_JITTER = 1000;
+
+/**
+ * The delay before reconnecting to a hub that said it is going away (1001):
+ * random in [0, max(1000, minDelay)), so its clients do not all come back at
+ * the same instant.
+ * @param {number} minDelay
+ * @param {() => number} [random]
+ * @returns {number} ms
+ */
+function restartDelay(minDelay, random = Math.random) {
+  return Math.floor(random() * Math.max(RESTART_JITTER, minDelay));
 }
 
 /**
@@ -655,7 +680,11 @@ class WshubClient {
     let action = (this.#options.closeAction && this.#options.closeAction(code, reason)) || closeAction(code);
     if (!this.#options.reconnect || this.#attempt >= this.#options.maxAttempts) action = 'stop';
     const delay =
-      action === 'backoff' ? backoffDelay(this.#attempt, this.#options.minDelay, this.#options.maxDelay) : 0;
+      action === 'backoff'
+        ? backoffDelay(this.#attempt, this.#options.minDelay, this.#options.maxDelay)
+        : action === 'reconnect'
+          ? restartDelay(this.#options.minDelay)
+          : 0;
     const willReconnect = action !== 'stop';
     this.#emit('close', { code, reason, wasClean, action, willReconnect, ...(willReconnect ? { delay } : {}) });
     if (!willReconnect) return this.#stop();
@@ -1009,6 +1038,7 @@ class WshubClient {
 exports.WshubError = WshubError;
 exports.redactUrl = redactUrl;
 exports.closeAction = closeAction;
+exports.restartDelay = restartDelay;
 exports.backoffDelay = backoffDelay;
 exports.defaultUrl = defaultUrl;
 exports.WshubClient = WshubClient;
