@@ -57,6 +57,12 @@ function topicFields(topic) {
 }
 
 /**
+ * The HTTP API's answers whose `bad_request` the WebSocket side calls
+ * `invalid_channel`: the hub's `invalid channel: ...` and `invalid sessionId: ...`.
+ */
+const INVALID_NAME = /^invalid (channel|sessionId):/;
+
+/**
  * The hub's HTTP API with the admin token: for one-shot publishes from a
  * script, and the service's fallback while its connection is down.
  */
@@ -67,7 +73,8 @@ export class WshubHttp {
 
   /**
    * @param {string | URL} url The hub: `http(s)://host:port` or its `ws(s)://` URL.
-   * @param {{token?: string, fetch?: typeof fetch}} [options]
+   * @param {{token?: string | (() => string | null | undefined | Promise<string | null | undefined>), fetch?: typeof fetch}} [options]
+   *   `token`: the admin token, or a function asked for it at every call.
    */
   constructor(url, options = {}) {
     this.#base = httpBase(url);
@@ -97,7 +104,13 @@ export class WshubHttp {
 
   async #call(method, path, body) {
     const headers = { accept: 'application/json' };
-    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
+    let token;
+    try {
+      token = typeof this.#token === 'function' ? await this.#token() : this.#token;
+    } catch (err) {
+      throw new WshubError(`wshub: the token provider failed: ${err && err.message}`, 'token', undefined, { cause: err });
+    }
+    if (token) headers.authorization = `Bearer ${token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
     const url = this.#base + path;
     let response;
@@ -113,9 +126,13 @@ export class WshubHttp {
       // not JSON: said below
     }
     if (!response.ok || !answer || answer.success === false) {
-      const code = (answer && answer.code) || `http_${response.status}`;
       const why = (answer && answer.error) || response.statusText;
-      throw new WshubError(`wshub: ${method} ${url}: ${response.status} ${why}`, code, undefined, { url });
+      let code = (answer && answer.code) || `http_${response.status}`;
+      // The same code as the hub gives on a connection.
+      if (code === 'bad_request' && INVALID_NAME.test(why)) code = 'invalid_channel';
+      const error = new WshubError(`wshub: ${method} ${url}: ${response.status} ${why}`, code, undefined, { url });
+      error.status = response.status;
+      throw error;
     }
     return answer;
   }
@@ -230,6 +247,8 @@ export class WshubService {
   #inFlight = new Set();
   #errorListeners = new Set();
   #options;
+  /** `close()` was called (and no `connect()` since): nothing goes out, not even over HTTP. */
+  #closed = false;
   /** `ready()`'s callers waiting for the next welcome. */
   #readyWaiters = [];
   /** Why the last connection was refused as a service (`not_a_service`), until `connect()`. */
@@ -247,8 +266,7 @@ export class WshubService {
     const { http, fetch, autoConnect = true, ...rest } = options;
     this.#options = options;
     this.#client = new WshubClient(url, { ...rest, autoConnect: false, envelope: 'standard' });
-    const token = typeof options.token === 'string' ? options.token : undefined;
-    if (http !== false) this.#http = new WshubHttp(http || url, { token, fetch });
+    if (http !== false) this.#http = new WshubHttp(http || url, { token: options.token, fetch });
     this.#client.on('client_message', (data) => this.#request(data));
     this.#client.on('open', (welcome) => {
       this.#generation += 1;
@@ -299,6 +317,7 @@ export class WshubService {
   /** Starts connecting (with `autoConnect: false`, or after `close()`). */
   connect() {
     if (this.#client.state === 'closed') this.#refusal = null;
+    this.#closed = false;
     this.#client.connect();
   }
 
@@ -325,8 +344,9 @@ export class WshubService {
     return waiters.length;
   }
 
-  /** Closes the connection for good. */
+  /** Closes the connection for good: what it is asked to do next rejects with `closed` (`connect()` starts again). */
   close(reason = 'Service closed') {
+    this.#closed = true;
     this.#client.close(reason);
   }
 
@@ -386,6 +406,7 @@ export class WshubService {
    */
   async publish(target, type, data, { batched = false } = {}) {
     const fields = targetFields(target);
+    if (this.#closed) throw new WshubError('wshub: the service is closed', 'closed');
     if (this.#client.state !== 'open' && this.#http) return this.#http.publish(fields, type, data, { batched });
     const message = { ...fields, event: type };
     if (data !== undefined) message.data = data;

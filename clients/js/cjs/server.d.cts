@@ -60,8 +60,11 @@ export interface HubStats {
 
 /** The hub's HTTP API with the admin token: one-shot publishes, presence, stats. */
 export class WshubHttp<E = SeedEvents> {
-  /** @param url `http(s)://host:port`, or the hub's `ws(s)://` URL. */
-  constructor(url: string | URL, options?: { token?: string; fetch?: typeof fetch });
+  /**
+   * @param url `http(s)://host:port`, or the hub's `ws(s)://` URL.
+   * @param options `token`: the admin token, or a function asked for it at every call.
+   */
+  constructor(url: string | URL, options?: { token?: TokenSource; fetch?: typeof fetch });
   publish<K extends keyof E & string>(target: Target, type: K, data: E[K], options?: PublishOptions): Promise<number>;
   publish<T extends string>(target: Target, type: Other<T, E>, data?: unknown, options?: PublishOptions): Promise<number>;
   presence(): Promise<PresenceEntry[]>;
@@ -118,7 +121,7 @@ export interface ServiceOptions {
   requestTimeout?: number;
   connectTimeout?: number;
   heartbeat?: boolean | { interval?: number; grace?: number };
-  /** The HTTP API for publishes while the connection is down (default: from the URL); false: none. */
+  /** The HTTP API for publishes while the connection is down (default: from the URL; with `token`, a function asked at each call); false: none. */
   http?: string | URL | false;
   fetch?: typeof fetch;
   /** Connect from the constructor (default true). */
@@ -143,6 +146,7 @@ export class WshubService<R = Record<string, unknown>, E = SeedEvents> {
    * admin token on a hub without auth; the service then stops).
    */
   ready(): Promise<Welcome>;
+  /** Closes for good: a later `publish` (or anything else) rejects with `closed`, it does not go over HTTP. */
   close(reason?: string): void;
 
   on(type: 'open', handler: (event: OpenEvent) => void): () => void;

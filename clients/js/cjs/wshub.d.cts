@@ -301,8 +301,10 @@ export class WshubError extends Error {
   code: ErrorCode;
   /** The hub's `error` message, when it sent one. */
   reply?: Message<'error', HubErrorData>;
-  /** Socket errors: the URL (its token hidden). */
+  /** Socket and HTTP errors: the URL (its token hidden). */
   url?: string;
+  /** HTTP errors (`WshubHttp`, the service's fallback): the response's status. */
+  status?: number;
   /** Socket errors: the close code the connection ended with. */
   closeCode?: number;
   closeReason?: string;

@@ -193,6 +193,58 @@ describe('acting on clients', () => {
   });
 });
 
+describe('the HTTP API', () => {
+  test('a token function is asked at each call, by WshubHttp and by the fallback', async () => {
+    const { c, events } = await openClient();
+    await c.subscribe('fn-news');
+    let asked = 0;
+    const token = async () => {
+      asked += 1;
+      return ADMIN;
+    };
+    const http = new WshubHttp(hub.url, { token });
+    assert.equal(await http.publish('fn-news', 'event', { n: 1 }), 1);
+    assert.ok((await http.stats()).activeConnections >= 1);
+    assert.equal(asked, 2);
+    await events.waitMessage('event', (m) => m.data.n === 1);
+
+    const gate = await startProxy(hub.addr);
+    cleanup.push(() => gate.close());
+    gate.refuse = true;
+    const backend = service(gate.url, { token, http: hub.http });
+    assert.equal(await backend.publish('fn-news', 'event', { n: 2 }), 1);
+    await events.waitMessage('event', (m) => m.data.n === 2);
+    const failing = new WshubHttp(hub.url, { token: () => Promise.reject(new Error('vault down')) });
+    const refused = await failing.publish('fn-news', 'event', 1).catch((err) => err);
+    assert.deepEqual([refused.code, refused.message], ['token', 'wshub: the token provider failed: vault down']);
+  });
+
+  test('a bad channel or session name is invalid_channel, as over the connection', async () => {
+    const http = new WshubHttp(hub.url, { token: ADMIN });
+    const backend = service();
+    await backend.ready();
+    for (const target of [{ channel: 'bad name' }, { sessionId: 'bad name' }]) {
+      const overHttp = await http.publish(target, 'event', 1).catch((err) => err);
+      const overWs = await backend.publish(target, 'event', 1).catch((err) => err);
+      assert.deepEqual([overHttp.code, overWs.code], ['invalid_channel', 'invalid_channel'], overHttp.message);
+      assert.equal(overHttp.status, 400);
+    }
+  });
+
+  test('after close() a publish rejects with closed instead of going over HTTP', async () => {
+    const { c, events } = await openClient();
+    await c.subscribe('after-close');
+    const backend = service();
+    await backend.ready();
+    backend.close();
+    const err = await backend.publish('after-close', 'event', { n: 1 }).catch((e) => e);
+    assert.equal(err.code, 'closed');
+    // An HTTP one would have arrived by the time this request is answered.
+    await c.request('ping');
+    assert.equal(events.messages('event').length, 0);
+  });
+});
+
 describe('reconnecting', () => {
   test('a cut: requests in flight get busy, the service reconnects and serves new ones', async () => {
     const gate = await startProxy(hub.addr);
