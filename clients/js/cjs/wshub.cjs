@@ -44,8 +44,9 @@ Object.defineProperty(exports, '__esModule', { value: true });
  *   Sent as `?token=`. A function is called before every connection attempt,
  *   so a reconnect (and a 4001 in particular) uses a fresh token.
  * @property {string} [userId] `?userId=`, for a hub in development mode.
- * @property {string} [sessionId] `?sessionId=`: the hub subscribes this session at connect.
- *   It is remembered like `subscribeSession(sessionId)`.
+ * @property {string} [sessionId] A session to join: `subscribeSession(sessionId)` made at once, so
+ *   it is subscribed after every welcome (with `since` after a reconnect). Not sent as `?sessionId=`,
+ *   which would subscribe it a second time per connection.
  * @property {boolean} [reconnect=true] Reconnect by the close-code table; false: never.
  * @property {number} [minDelay=500] Backoff base, in ms.
  * @property {number} [maxDelay=20000] Backoff ceiling, in ms.
@@ -227,7 +228,20 @@ function resolveUrl(url) {
   const resolved = base ? new URL(url, base) : new URL(url);
   if (resolved.protocol === 'http:') resolved.protocol = 'ws:';
   if (resolved.protocol === 'https:') resolved.protocol = 'wss:';
+  if (resolved.protocol !== 'ws:' && resolved.protocol !== 'wss:') {
+    throw new TypeError(`wshub: ${url} is not a hub URL: give ws://host:port/ws or wss://host/ws (http:// and https:// are taken too)`);
+  }
   return resolved;
+}
+
+/** Marks a `once` wrapper with the handler it calls, so `off(type, handler)` finds it. */
+const ONCE = Symbol('wshub.once');
+/** Marks every WshubClient, whichever copy of the package (ESM or CommonJS) made it. */
+const BRAND = Symbol.for('wshub.client');
+
+/** Whether `value` is a WshubClient, from this copy of the package or another (the dual-package hazard). */
+function isWshubClient(value) {
+  return !!value && typeof value === 'object' && value[BRAND] === true;
 }
 
 const streamKey = (kind, name) => `${kind}:${name}`;
@@ -256,7 +270,12 @@ class WshubClient {
   #socket = null;
   #welcomed = false;
   #everOpen = false;
+  /** Not connecting, open or waiting to reconnect. */
   #stopped = true;
+  /** Stopped by `close()` or the close-code table (not just not started yet): calls reject with `closed`. */
+  #halted = false;
+  /** `ready()`'s callers waiting for the next welcome. */
+  #readyWaiters = [];
   #generation = 0;
   #attempt = 0;
   #nextId = 0;
@@ -304,6 +323,8 @@ class WshubClient {
       ...options,
       heartbeat: heartbeat === false ? null : { grace: 10000, ...(heartbeat === true ? {} : heartbeat) },
     };
+    /** @type {true} Recognised across copies of the package: see `isWshubClient`. */
+    this[BRAND] = true;
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this.#WebSocket !== 'function') {
       throw new TypeError("wshub: no WebSocket here; pass one: new WshubClient(url, { WebSocket }) with WebSocket from 'ws'");
@@ -346,8 +367,21 @@ class WshubClient {
   connect() {
     if (!this.#stopped) return;
     this.#stopped = false;
+    this.#halted = false;
     this.#attempt = 0;
     this.#open();
+  }
+
+  /**
+   * Resolves with the welcome once the client is open (at once if it is);
+   * rejects with `closed` if it stops first, or has stopped. Before the first
+   * `connect()` (with `autoConnect: false`) it waits for it.
+   * @returns {Promise<object>}
+   */
+  ready() {
+    if (this.#state === 'open') return Promise.resolve(this.#welcome);
+    if (this.#halted) return Promise.reject(new WshubError('wshub: the client is closed', 'closed'));
+    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }));
   }
 
   /**
@@ -356,7 +390,9 @@ class WshubClient {
    * @param {string} [reason] Cut to the 123 bytes of UTF-8 a Close frame holds.
    */
   close(reason = 'Client closed') {
-    if (this.#stopped) return;
+    if (this.#halted) return;
+    // Never started (autoConnect: false): nothing to close, but closed all the same.
+    if (this.#stopped) return this.#stop();
     reason = fitCloseReason(reason);
     const socket = this.#socket;
     this.#stopped = true;
@@ -515,26 +551,31 @@ class WshubClient {
   }
 
   /**
-   * Like `on`, for the next one only.
+   * Like `on`, for the next one only. `off(type, handler)` removes it too.
    * @param {string} type
    * @param {Function} handler
    * @returns {() => void}
    */
   once(type, handler) {
-    const off = this.on(type, (...args) => {
+    const once = (...args) => {
       off();
       handler(...args);
-    });
+    };
+    once[ONCE] = handler;
+    const off = this.on(type, once);
     return off;
   }
 
   /**
+   * Removes a handler given to `on` or `once`.
    * @param {string} type
    * @param {Function} handler
    */
   off(type, handler) {
     const set = this.#handlers.get(type);
-    if (set) set.delete(handler);
+    if (!set) return;
+    set.delete(handler);
+    for (const registered of set) if (registered[ONCE] === handler) set.delete(registered);
   }
 
   /**
@@ -572,7 +613,10 @@ class WshubClient {
     try {
       socket = new this.#WebSocket(this.#lastUrl);
     } catch (err) {
-      this.#emit('error', new WshubError(`wshub: cannot connect: ${err && err.message}`, 'url'));
+      // Trying again would fail the same way: say so, and stop.
+      const why = `wshub: cannot connect: ${err && err.message}`;
+      this.#emit('error', new WshubError(why, 'url', undefined, { url: redactUrl(this.#lastUrl), cause: err }));
+      this.#emit('close', { code: 1006, reason: fitCloseReason(why), wasClean: false, action: 'stop', willReconnect: false });
       this.#stop();
       return;
     }
@@ -623,10 +667,8 @@ class WshubClient {
     if (token) url.searchParams.set('token', token);
     if (this.#options.userId) url.searchParams.set('userId', this.#options.userId);
     if (this.#options.envelope && !url.searchParams.has('envelope')) url.searchParams.set('envelope', this.#options.envelope);
-    const session = this.#options.sessionId;
-    if (session && this.#subscriptions.has(streamKey('session', session))) {
-      url.searchParams.set('sessionId', session);
-    }
+    // The `sessionId` option is not put here: it is subscribed after the
+    // welcome like every stream, once, and with `since` after a reconnect.
     return url.toString();
   }
 
@@ -698,21 +740,24 @@ class WshubClient {
     }, delay);
   }
 
+  /** Stops for good (until `connect()`), after the connection, if any, was let go of. */
   #stop() {
     this.#stopped = true;
+    this.#halted = true;
     this.#generation += 1;
     this.#state = 'closed';
     clearTimeout(this.#timers.reconnect);
     this.#timers.reconnect = null;
-    this.#disconnected();
+    const closed = () => new WshubError('wshub: the client is closed', 'closed');
     for (const [id, entry] of this.#pending) {
       this.#pending.delete(id);
       clearTimeout(entry.timer);
-      entry.reject(new WshubError('wshub: the client is closed', 'closed'));
+      entry.reject(closed());
     }
     for (const sub of this.#subscriptions.values()) {
-      for (const waiter of sub.waiters.splice(0)) waiter.reject(new WshubError('wshub: the client is closed', 'closed'));
+      for (const waiter of sub.waiters.splice(0)) waiter.reject(closed());
     }
+    for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(closed());
   }
 
   #welcomeReceived(message) {
@@ -724,12 +769,20 @@ class WshubClient {
     this.#attempt = 0;
     this.#state = 'open';
     this.#startHeartbeat(data.heartbeatMs);
+    // A position is kept for the streams this client subscribes to, and its
+    // user's own; another's (a service subscribed it, for that connection
+    // only) is not followed past its connection.
+    const own = data.userId ? streamKey('channel', `user:${data.userId}`) : null;
+    for (const key of [...this.#positions.keys()]) {
+      if (key !== own && !this.#subscriptions.has(key)) this.#positions.delete(key);
+    }
     for (const sub of this.#subscriptions.values()) this.#sendSubscribe(sub);
     for (const entry of this.#pending.values()) {
       if (!entry.sent) entry.sent = this.#transmit(entry.message);
     }
     const reconnected = this.#everOpen;
     this.#everOpen = true;
+    for (const waiter of this.#readyWaiters.splice(0)) waiter.resolve(data);
     this.#emit('open', { ...data, reconnected });
   }
 
@@ -764,7 +817,7 @@ class WshubClient {
 
   #call(message, timeout) {
     return new Promise((resolve, reject) => {
-      if (this.#stopped) return reject(new WshubError('wshub: the client is closed', 'closed'));
+      if (this.#halted) return reject(new WshubError('wshub: the client is closed', 'closed'));
       const id = `w${++this.#nextId}`;
       message.correlationId = id;
       const entry = { resolve, reject, message, sent: false, timer: null };
@@ -852,13 +905,18 @@ class WshubClient {
     if (handlers) for (const handler of [...handlers]) this.#safely(handler, event);
   }
 
-  /** A handler that throws does not break the client; it is reported as an `error` event. */
+  /** A handler that throws does not break the client; it is reported as an `error` event (a WshubError, code `handler`). */
   #safely(handler, ...args) {
     try {
       handler(...args);
     } catch (err) {
-      if (args[0] instanceof Error) console.error(err);
-      else this.#emit('error', err);
+      // An `error` handler that throws: the console, not another `error`.
+      if (args[0] instanceof Error) return console.error(err);
+      const error =
+        err instanceof WshubError
+          ? err
+          : new WshubError(`wshub: a handler threw: ${err && err.message !== undefined ? err.message : String(err)}`, 'handler', undefined, { cause: err });
+      this.#emit('error', error);
     }
   }
 
@@ -915,6 +973,7 @@ class WshubClient {
 
   #subscribe(kind, name, { since } = {}) {
     if (typeof name !== 'string' || !name) return Promise.reject(new TypeError(`wshub: subscribe needs a ${kind} name`));
+    if (this.#halted) return Promise.reject(new WshubError('wshub: the client is closed', 'closed'));
     const key = streamKey(kind, name);
     const sub = this.#remember(kind, name);
     if (sub.confirmed) return Promise.resolve(sub.data);
@@ -1041,5 +1100,6 @@ exports.closeAction = closeAction;
 exports.restartDelay = restartDelay;
 exports.backoffDelay = backoffDelay;
 exports.defaultUrl = defaultUrl;
+exports.isWshubClient = isWshubClient;
 exports.WshubClient = WshubClient;
 exports.default = WshubClient;

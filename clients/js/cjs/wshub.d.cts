@@ -25,7 +25,11 @@ export interface WshubOptions {
   token?: TokenSource;
   /** `?userId=`, for a hub in development mode. */
   userId?: string;
-  /** `?sessionId=`: subscribed at connect, and re-subscribed like `subscribeSession`. */
+  /**
+   * A session to join: `subscribeSession(sessionId)` made at once, so it is
+   * subscribed after every welcome, with `since` after a reconnect (not sent
+   * as `?sessionId=`; the welcome's `sessionId` is then null).
+   */
   sessionId?: string;
   /** Reconnect by the close-code table (default true). */
   reconnect?: boolean;
@@ -336,6 +340,12 @@ export class WshubClient<E = SeedEvents> {
 
   connect(): void;
   /**
+   * Resolves with the welcome once open (at once if it is); rejects with
+   * `closed` if the client stops first or has stopped. Before the first
+   * `connect()` (`autoConnect: false`) it waits for it.
+   */
+  ready(): Promise<Welcome>;
+  /**
    * Closes with 1000 and stops for good; pending requests reject with
    * `closed`. The reason is cut to the 123 bytes of UTF-8 a Close frame holds.
    */
@@ -393,6 +403,7 @@ export class WshubClient<E = SeedEvents> {
   ): () => void;
   once<T extends string>(type: OtherType<T, E>, handler: (data: unknown, message: Message<T, unknown>) => void): () => void;
 
+  /** Removes a handler given to `on` or `once`. */
   off(type: string, handler: (...args: any[]) => void): void;
 
   /** Every message (replies and errors too), but the heartbeat's pongs. */
@@ -400,6 +411,8 @@ export class WshubClient<E = SeedEvents> {
   offAny(handler: (message: AnyMessage<E>) => void): void;
 }
 
+/** Whether `value` is a WshubClient, made by this copy of the package or another (its ESM or CommonJS twin). */
+export function isWshubClient(value: unknown): value is WshubClient<any>;
 /**
  * The close-code table. The application's codes: 4000 to 4499 back off and
  * reconnect, 4500 to 4999 stop (Centrifugo's convention).

@@ -30,6 +30,8 @@ export async function startScriptedHub({ history = 100 } = {}) {
     connections,
     /** Every message the clients sent, in order, with the connection's index. */
     received: [],
+    /** Each connection's query parameters, by index. */
+    queries: [],
     /** Called with (connection) after the welcome, before anything is read. */
     afterWelcome: null,
     /** While true, new connections are cut at once. */
@@ -78,6 +80,7 @@ export async function startScriptedHub({ history = 100 } = {}) {
     if (hub.refuse) return ws.terminate();
     const index = connections.push(ws) - 1;
     const query = new URL(request.url, 'ws://x').searchParams;
+    hub.queries[index] = Object.fromEntries(query);
     const userId = query.get('userId');
     const sessionId = query.get('sessionId');
     hub.send(ws, { type: 'connection', data: { clientId: `c_${index}`, userId, sessionId, authenticated: false, heartbeatMs: 30000 } });

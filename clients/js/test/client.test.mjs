@@ -46,7 +46,8 @@ describe('connecting', () => {
     assert.match(open.clientId, /^c_/);
     assert.equal(client.clientId, open.clientId);
     assert.equal(open.userId, 'alice');
-    assert.equal(open.sessionId, 'sess-welcome');
+    // The session is subscribed after the welcome, not by the URL.
+    assert.equal(open.sessionId, null);
     assert.equal(open.authenticated, false);
     assert.equal(typeof open.heartbeatMs, 'number');
     assert.equal(open.reconnected, false);
@@ -55,17 +56,47 @@ describe('connecting', () => {
     assert.equal(events.log.find((e) => e.name === 'message').event.type, 'connection');
   });
 
-  test('the sessionId of the URL is subscribed: a publication to it arrives', async () => {
+  test('the sessionId option is subscribed, once: a publication to it arrives', async () => {
     const client = connect(hub.url, { userId: 'bob', sessionId: 'sess-url' });
     const events = record(client);
     await events.wait('open');
-    // The client asks for the session's position: wait for that answer.
-    await events.waitMessage('subscribed', (m) => m.sessionId === 'sess-url');
+    assert.equal(typeof (await within(client.subscribeSession('sess-url'), 'the subscription')).seq, 'number');
+    assert.equal(events.messages('subscribed').length, 1);
     const answer = await hub.post('/api/publish', { sessionId: 'sess-url', type: 'ai_start', data: { task: { prompt: 'p', mode: 'generate' } } }, ADMIN);
     assert.equal(answer.data.delivered, 1);
     const message = await events.waitMessage('ai_start');
     assert.equal(message.sessionId, 'sess-url');
     assert.equal(message.data.task.prompt, 'p');
+  });
+
+  test('ready() resolves with the welcome, at once when open; rejects once closed', async () => {
+    const client = connect(hub.url, { userId: 'ready-user' });
+    const welcome = await within(client.ready(), 'ready');
+    assert.equal(welcome.userId, 'ready-user');
+    assert.equal(await client.ready(), client.welcome);
+    client.close();
+    await assert.rejects(client.ready(), { code: 'closed' });
+    // Not started yet (autoConnect: false): it waits for connect().
+    const later = connect(hub.url, { autoConnect: false, userId: 'later' });
+    const waiting = later.ready();
+    later.connect();
+    assert.equal((await within(waiting, 'ready after connect()')).userId, 'later');
+  });
+
+  test('a URL that is not a hub: a TypeError at once; a WebSocket that refuses it: an error and a close', async () => {
+    assert.throws(() => new WshubClient('localhost:3000', { WebSocket }), /ws:\/\/.*wss:\/\//);
+    class Refusing {
+      constructor() {
+        throw new SyntaxError('not for me');
+      }
+    }
+    const client = connect(hub.url, { WebSocket: Refusing, autoConnect: false });
+    const events = record(client);
+    client.connect();
+    const close = await events.wait('close');
+    assert.deepEqual([close.action, close.willReconnect, client.state], ['stop', false, 'closed']);
+    const error = events.all('error')[0];
+    assert.deepEqual([error.code, error.message], ['url', 'wshub: cannot connect: not for me']);
   });
 
   test('Node without a WebSocket constructor says what to pass', () => {
@@ -298,6 +329,23 @@ describe('presence', () => {
 });
 
 describe('close()', () => {
+  test('afterwards subscribe() rejects with closed, as request() does; before the first connect() both wait', async () => {
+    const client = connect(hub.url, { userId: 'closed-sub' });
+    await within(client.ready(), 'open');
+    client.close();
+    const err = await within(client.subscribe('after-close').then(() => null, (e) => e), 'subscribe() to settle');
+    assert.equal(err && err.code, 'closed');
+    assert.equal((await client.request('ping').catch((e) => e)).code, 'closed');
+    assert.deepEqual(client.subscriptions, []);
+
+    const idle = connect(hub.url, { autoConnect: false, userId: 'not-yet' });
+    const subscribed = idle.subscribe('before-connect');
+    const pong = idle.request('ping');
+    idle.connect();
+    assert.equal(typeof (await within(subscribed, 'the subscription')).seq, 'number');
+    assert.equal((await within(pong, 'the pong')).type, 'pong');
+  });
+
   test('a reason longer than a Close frame holds is cut to 123 bytes on a character boundary, and the connection ends', async () => {
     const client = connect(hub.url, { userId: 'long-reason' });
     const events = record(client);

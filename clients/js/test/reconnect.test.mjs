@@ -241,6 +241,29 @@ describe('close codes', () => {
   });
 });
 
+describe('handlers', () => {
+  test("off() removes a once() handler by the function given; a throwing handler is an 'error' WshubError", async () => {
+    const h = await hub();
+    const client = connect(h.url);
+    const events = record(client);
+    const seen = [];
+    const handler = (welcome) => seen.push(welcome.clientId);
+    client.once('open', handler);
+    client.off('open', handler);
+    client.on('pong', () => {
+      throw new TypeError('a bug in the app');
+    });
+    await events.wait('open');
+    assert.deepEqual(seen, []);
+    await client.request('ping');
+    const error = await events.wait('error');
+    assert.equal(error.name, 'WshubError');
+    assert.equal(error.code, 'handler');
+    assert.match(error.message, /a bug in the app/);
+    assert.ok(error.cause instanceof TypeError);
+  });
+});
+
 describe('heartbeat', () => {
   test('a connection that goes silent is declared dead and replaced', async () => {
     const h = await hub(['--heartbeat-interval', '0.2']);

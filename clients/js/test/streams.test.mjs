@@ -198,28 +198,42 @@ describe('recovery', () => {
     assert.equal((await events.wait('recovery')).recovered, false);
   });
 
-  test('the URL session: a live publication that races the re-subscription is left to the replay', async () => {
-    const { hub, client, events } = await setup({ sessionId: 'race' });
-    await waitFor(() => subscribes(hub, 0).length === 1, 'the position request');
+  test('the sessionId option: one subscribe per connection, not the URL as well; recovered like any stream', async () => {
+    const { hub, client, events } = await setup({ sessionId: 'own' });
+    await waitFor(() => subscribes(hub, 0).length === 1, 'the subscription');
     await events.waitMessage('subscribed');
-    hub.publish('session:race', 'ai_progress', { n: 1 });
+    hub.publish('session:own', 'ai_progress', { n: 1 });
     await events.waitMessage('ai_progress');
     await hub.away(async () => {
       await events.wait('close');
-      hub.publish('session:race', 'ai_progress', { n: 2 });
-      // On the next connection, the hub sends a live one before it reads the
-      // client's subscribe with since: the replay that follows has it too.
-      hub.afterWelcome = () => {
-        hub.afterWelcome = null;
-        hub.publish('session:race', 'ai_progress', { n: 3 });
-      };
+      hub.publish('session:own', 'ai_progress', { n: 2 });
     });
     await events.wait('recovery');
-    await waitFor(() => events.messages('ai_progress').length === 3, 'the replay');
-    await client.request('ping');
+    hub.publish('session:own', 'ai_progress', { n: 3 });
+    await waitFor(() => events.messages('ai_progress').length === 3, 'the replay, then the live one');
     assert.deepEqual(events.messages('ai_progress').map((m) => m.data.n), [1, 2, 3]);
     assert.equal(events.count('gap'), 0);
-    const url = subscribes(hub, 1);
-    assert.deepEqual(url.map((m) => [m.sessionId, m.since]), [['race', { seq: 1, epoch: 'e1' }]]);
+    const last = hub.queries.length - 1;
+    assert.deepEqual(subscribes(hub, 0).map((m) => [m.sessionId, m.since]), [['own', undefined]]);
+    assert.deepEqual(subscribes(hub, last).map((m) => [m.sessionId, m.since]), [['own', { seq: 1, epoch: 'e1' }]]);
+    assert.ok(hub.queries.every((q) => q.sessionId === undefined), JSON.stringify(hub.queries));
+  });
+
+  test("a service's subscription lasts for its connection: its position is not kept past it", async () => {
+    const { hub, client, events } = await setup({ userId: 'kept' });
+    await events.wait('open');
+    const conn = hub.connections[0];
+    // A service subscribed this client: the hub says so, and publishes.
+    hub.send(conn, { type: 'subscribed', channel: 'pushed', data: { seq: 4, epoch: 'p1' } });
+    hub.send(conn, { type: 'event', channel: 'pushed', data: {}, seq: 5, epoch: 'p1' });
+    hub.send(conn, { type: 'subscribed', channel: 'dropped', data: { seq: 1, epoch: 'd1' } });
+    hub.send(conn, { type: 'unsubscribed', channel: 'dropped', data: {} });
+    hub.send(conn, { type: 'notification', data: {}, seq: 2, epoch: 'u1' });
+    await waitFor(() => client.positions['channel:user:kept'], 'the deliveries');
+    assert.deepEqual(Object.keys(client.positions).sort(), ['channel:pushed', 'channel:user:kept']);
+    assert.deepEqual(client.subscriptions, [], 'not adopted: it is not re-sent');
+    hub.cut();
+    await events.wait('open', () => true, 2);
+    assert.deepEqual(Object.keys(client.positions), ['channel:user:kept'], "only the user's own stream is still followed");
   });
 });
