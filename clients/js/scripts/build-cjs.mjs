@@ -27,6 +27,9 @@ const toCjs = (specifier) => specifier.replace(/^\.\/([\w-]+)\.js$/, './$1.cjs')
 function moduleToCjs(name) {
   const source = `${name}.js`;
   const lines = readFileSync(path.join(root, source), 'utf8').split('\n');
+  // A directive the source opens with (`'use client';`) opens the copy too,
+  // before 'use strict', where it is still a directive.
+  const directive = /^'use [a-z]+';$/.test(lines[0]) ? `${lines.shift()}\n` : '';
   const exported = [];
   let defaultName = null;
   const out = lines.map((line, index) => {
@@ -51,7 +54,7 @@ function moduleToCjs(name) {
   const body = out.filter((line) => line !== null).join('\n').replace(/\n+$/, '\n');
   const exports = exported.map((n) => `exports.${n} = ${n};`);
   if (defaultName) exports.push(`exports.default = ${defaultName};`);
-  return `${BANNER(source)}'use strict';\n\nObject.defineProperty(exports, '__esModule', { value: true });\n\n${body}\n${exports.join('\n')}\n`;
+  return `${BANNER(source)}${directive}'use strict';\n\nObject.defineProperty(exports, '__esModule', { value: true });\n\n${body}\n${exports.join('\n')}\n`;
 }
 
 function declarationToCts(name) {
