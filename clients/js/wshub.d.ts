@@ -2,7 +2,16 @@
 // code; `tsc --strict` checks them against typed usage files (test/types/)
 // in tests/npm_package.rs.
 
-import type { ChannelEvents, PresenceStatus, SeedEvents, UserPresence, Heartbeat } from './events.js';
+import type {
+  AgentCancelled,
+  AgentStarted,
+  ChannelEvents,
+  Heartbeat,
+  PresenceStatus,
+  SeedEvents,
+  StreamComplete,
+  UserPresence,
+} from './events.js';
 
 export * from './events.js';
 
@@ -264,8 +273,11 @@ export interface LifecycleEvents {
   open: OpenEvent;
   close: CloseEvent;
   reconnecting: ReconnectingEvent;
-  /** Socket errors, a failing token provider, and the hub's errors that answer no request. */
-  error: WshubError | Error;
+  /**
+   * Socket errors, a failing token provider, a handler that threw (code
+   * `handler`), and the hub's errors that answer no request: always a WshubError.
+   */
+  error: WshubError;
   gap: GapEvent;
   recovery: RecoveryEvent;
 }
@@ -279,8 +291,83 @@ export interface Position {
 /** A string that names none of the known types: for messages outside the event map. */
 export type OtherType<T extends string, E> = T extends keyof E | keyof HubMessages | keyof LifecycleEvents ? never : T;
 
-/** Where a client publishes: a channel (a string) or a session. */
-export type PublishTarget = string | { channel: string } | { sessionId: string };
+/**
+ * The `type`s the hub gives its own messages: nobody may publish under them
+ * (the hub refuses it, `invalid_message`), though they are received. The
+ * same list as the hub's (src/protocol/codes.rs, `Kind`; a test compares them).
+ */
+export type HubReservedType =
+  | 'connection'
+  | 'pong'
+  | 'subscribed'
+  | 'unsubscribed'
+  | 'published'
+  | 'ack'
+  | 'error'
+  | 'user_presence'
+  | 'presence'
+  | 'client_message'
+  | 'batch_update'
+  | 'subscribers'
+  | 'stats'
+  | 'auth'
+  | 'heartbeat'
+  | 'connection:established';
+
+/** The types of the event map E one may publish (or send): not the hub's own, nor the client's lifecycle events. */
+export type PublishableType<E> = Exclude<keyof E & string, HubReservedType | keyof LifecycleEvents>;
+
+/** A type outside the event map E one may publish: its data is `unknown`. */
+export type OtherPublishType<T extends string, E> = T extends keyof E | HubReservedType | keyof LifecycleEvents ? never : T;
+
+/** Where a client publishes: a channel (a string) or a session, one of them. */
+export type PublishTarget = string | { channel: string; sessionId?: never } | { sessionId: string; channel?: never };
+
+/**
+ * One request type of a request map: the `data` it carries and the reply it
+ * gets (`{type, data}`), e.g.
+ * `{ data: { projectId: string }; reply: { type: 'agent:started'; data: { sessionId: string } } }`.
+ * The same map types the client's `request()` and a service's handlers.
+ */
+export interface RequestSpec {
+  data: unknown;
+  reply?: { type: string; data?: unknown };
+}
+
+/** The `data` of a request of spec S (`unknown` for a type outside the map). */
+export type RequestData<S> = S extends { data: infer D } ? D : unknown;
+
+/** The reply to a request of spec S: its message, with the fields every message may have. */
+export type ReplyOf<S, E = SeedEvents> = S extends { reply: infer R } ? MessageFields & R : AnyMessage<E>;
+
+/** `request()`'s arguments after the type: the data (optional when it may be undefined), then the options. */
+export type RequestArgs<S> = undefined extends RequestData<S>
+  ? [data?: RequestData<S>, options?: RequestOptions]
+  : [data: RequestData<S>, options?: RequestOptions];
+
+/** A type outside the request map Q. */
+export type OtherRequestType<T extends string, Q> = T extends keyof Q ? never : T;
+
+/** `agent:start`'s data (003's agent service: `IAgentStartPayload`). */
+export interface AgentStartRequest {
+  projectId: string;
+  projectPath: string;
+}
+/** `agent:message`'s data (003: `IAgentMessagePayload`). */
+export interface AgentMessageRequest {
+  content: string;
+}
+
+/**
+ * The seeds' requests (003's agent service, as `examples/agent-service.mjs`
+ * answers them): the default request map of `WshubClient` and `WshubService`.
+ */
+export interface SeedRequests {
+  'agent:start': { data: AgentStartRequest; reply: Message<'agent:started', AgentStarted> };
+  /** Streams `stream:chunk`s to the session first. */
+  'agent:message': { data: AgentMessageRequest; reply: Message<'stream:complete', StreamComplete> };
+  'agent:cancel': { data: undefined; reply: Message<'agent:cancelled', AgentCancelled> };
+}
 
 export interface RequestOptions {
   /** ms (default: the client's `requestTimeout`). */
@@ -320,9 +407,11 @@ export class WshubError extends Error {
 /**
  * A client of one hub. `E` maps each message `type` to its payload: the
  * seeds' events by default (`SeedEvents`), or an application's own:
- * `new WshubClient<MyEvents>(url)`.
+ * `new WshubClient<MyEvents>(url)`. `Q` maps the request types it sends to
+ * their data and replies (a `RequestSpec` each): the seeds' by default
+ * (`SeedRequests`), or `new WshubClient<MyEvents, MyRequests>(url)`.
  */
-export class WshubClient<E = SeedEvents> {
+export class WshubClient<E = SeedEvents, Q = SeedRequests> {
   /** @param url The hub, e.g. `ws://127.0.0.1:3000/ws` (default: the page's host, `/ws`). */
   constructor(url?: string | URL, options?: WshubOptions);
   constructor(options: WshubOptions);
@@ -357,13 +446,15 @@ export class WshubClient<E = SeedEvents> {
   /**
    * Sends a request with a fresh `correlationId` and resolves with the reply
    * carrying it; rejects with a WshubError (the hub's code, or `timeout`,
-   * `disconnected`, `closed`). `R` names the reply you expect.
+   * `disconnected`, `closed`). A type of the request map Q checks its data
+   * and types its reply; for any other, `R` names the reply you expect.
    */
-  request<R = AnyMessage<E>>(type: string, data?: unknown, options?: RequestOptions): Promise<R>;
+  request<K extends keyof Q & string>(type: K, ...args: RequestArgs<Q[K]>): Promise<ReplyOf<Q[K], E>>;
+  request<R = AnyMessage<E>, T extends string = string>(type: OtherRequestType<T, Q>, data?: unknown, options?: RequestOptions): Promise<R>;
 
   /** Publishes an event of the map to a channel or session; resolves with the clients reached. */
-  publish<K extends keyof E & string>(target: PublishTarget, event: K, data: E[K]): Promise<number>;
-  publish<T extends string>(target: PublishTarget, event: OtherType<T, E>, data?: unknown): Promise<number>;
+  publish<K extends PublishableType<E>>(target: PublishTarget, event: K, data: E[K]): Promise<number>;
+  publish<T extends string>(target: PublishTarget, event: OtherPublishType<T, E>, data?: unknown): Promise<number>;
 
   setPresence(status: PresenceStatus): Promise<void>;
   presence(): Promise<PresenceEntry[]>;
@@ -411,7 +502,7 @@ export class WshubClient<E = SeedEvents> {
 }
 
 /** Whether `value` is a WshubClient, made by this copy of the package or another (its ESM or CommonJS twin). */
-export function isWshubClient(value: unknown): value is WshubClient<any>;
+export function isWshubClient(value: unknown): value is WshubClient<any, any>;
 /**
  * The close-code table. The application's codes: 4000 to 4499 back off and
  * reconnect, 4500 to 4999 stop (Centrifugo's convention).
