@@ -232,6 +232,7 @@ fn the_tarball_holds_the_package_and_nothing_else() {
     for wanted in [
         "package.json",
         "README.md",
+        "LICENSE",
         "wshub.js",
         "wshub.d.ts",
         "events.d.ts",
@@ -255,6 +256,75 @@ fn the_tarball_holds_the_package_and_nothing_else() {
             || f.starts_with("examples")),
         "only what users need: {files:?}"
     );
+    let shipped = |file: &str| {
+        let out = run(
+            Command::new("tar")
+                .arg("xzOf")
+                .arg(tarball)
+                .arg(format!("package/{file}")),
+            "tar xzOf",
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        shipped("LICENSE"),
+        fs::read_to_string(repo_dir().join("LICENSE")).unwrap(),
+        "the repository's license"
+    );
+    // The README is read on its own, away from the repository: no link into it.
+    let readme = shipped("README.md");
+    assert!(
+        !readme.contains("](../"),
+        "a relative link out of the package"
+    );
+    let manifest: Value = serde_json::from_str(&shipped("package.json")).unwrap();
+    assert_eq!(
+        manifest["repository"],
+        json!({"type": "git", "directory": "clients/js"})
+    );
+}
+
+#[test]
+#[ignore = "needs node and npm; .ci/run runs it"]
+fn installed_from_the_repository_with_install_links_the_hooks_find_the_projects_react() {
+    // As both READMEs say: a copy, not a symlink, so `react` resolves from
+    // the project (a symlinked package would look beside the repository).
+    let (dir, _) = scratch();
+    let dir = dir.join("install-links");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(".npmrc"), NPMRC).unwrap();
+    fs::write(
+        dir.join("package.json"),
+        json!({"name": "fresh-install-links", "private": true, "type": "module"}).to_string(),
+    )
+    .unwrap();
+    run(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--install-links"])
+            .arg(package_dir())
+            .args(["react@19"])
+            .current_dir(&dir),
+        "npm install --install-links clients/js",
+    );
+    let installed = dir.join("node_modules/@wshub/client");
+    assert!(
+        !fs::symlink_metadata(&installed)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "a copy"
+    );
+    let out = run(
+        Command::new("node")
+            .args([
+                "--input-type=module",
+                "-e",
+                "const hooks = await import('@wshub/client/react'); console.log(typeof hooks.useChannel);",
+            ])
+            .current_dir(&dir),
+        "import '@wshub/client/react'",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "function");
 }
 
 /// What esm.mjs and cjs.cjs print, for either.

@@ -2,7 +2,8 @@
 // cjs/wshub.cjs, cjs/react.cjs and cjs/server.cjs from wshub.js, react.js
 // and server.js, and cjs/*.d.cts from the *.d.ts beside them. The sources
 // stay plain ES modules a browser loads as they are; `require()` gets the
-// copies (see package.json's `exports`).
+// copies (see package.json's `exports`). And LICENSE, a copy of the
+// repository's, since the package ships it (`files`).
 //
 //   node scripts/build-cjs.mjs          write them
 //   node scripts/build-cjs.mjs --check  fail if one is not what this writes
@@ -66,6 +67,7 @@ function declarationToCts(name) {
 const outputs = [
   ...MODULES.map((name) => [`cjs/${name}.cjs`, moduleToCjs(name)]),
   ...DECLARATIONS.map((name) => [`cjs/${name}.d.cts`, declarationToCts(name)]),
+  ['LICENSE', readFileSync(path.join(root, '../../LICENSE'), 'utf8')],
 ];
 
 if (process.argv.includes('--check')) {
