@@ -506,7 +506,11 @@ export class WshubService {
    * connection that is not a service's.
    */
   #report(err, what = 'wshub: a request handler failed after replying:', heard = false) {
-    const error = err instanceof Error ? err : new WshubError(String(err), 'internal_error');
+    // A WshubError, as every `error` event is: the handler's own error is its `cause`.
+    const error =
+      err instanceof WshubError
+        ? err
+        : new WshubError(`${what} ${err && err.message !== undefined ? err.message : String(err)}`, 'handler', undefined, { cause: err });
     if (this.#errorListeners.size === 0) {
       if (!heard) console.error(what, error);
       return;

@@ -193,6 +193,26 @@ describe('acting on clients', () => {
   });
 });
 
+describe('a handler that fails after replying', () => {
+  test("is an 'error' WshubError (code handler, the throw its cause); the client has its reply", async () => {
+    const backend = service();
+    const errors = [];
+    backend.on('error', (err) => errors.push(err));
+    backend.handle('late:fail', (req) => {
+      req.reply('done', 1);
+      throw new RangeError('after the reply');
+    });
+    await backend.ready();
+    const { c } = await openClient();
+    assert.equal((await c.request('late:fail')).type, 'done');
+    const error = await waitFor(() => errors[0], 'the error');
+    assert.ok(error instanceof WshubError);
+    assert.equal(error.code, 'handler');
+    assert.match(error.message, /after the reply/);
+    assert.ok(error.cause instanceof RangeError);
+  });
+});
+
 describe('the HTTP API', () => {
   test('a token function is asked at each call, by WshubHttp and by the fallback', async () => {
     const { c, events } = await openClient();
