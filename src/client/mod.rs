@@ -229,7 +229,9 @@ impl Options {
     }
 
     /// The backoff: attempt `n` after a loss waits a random time up to
-    /// `min(max, initial × 2ⁿ)` (full jitter). Default 0.5 s and 20 s.
+    /// `min(max, initial × 2ⁿ)` (full jitter). Default 0.5 s and 20 s. A hub
+    /// going away (1001) is reconnected to after a random time up to 1 s,
+    /// or `initial` if longer.
     ///
     /// ```
     /// use std::time::Duration;
