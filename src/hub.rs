@@ -646,7 +646,7 @@ impl Handle {
     /// ```
     /// # let server = wshub::Hub::bind("127.0.0.1:0")?.spawn()?;
     /// # let handle = server.handle();
-    /// let closed = handle.close(wshub::Target::user("alice"), 4000, "Signed out elsewhere")?;
+    /// let closed = handle.close(wshub::Target::user("alice"), 4500, "Signed out elsewhere")?;
     /// # assert_eq!(closed, 0);
     /// # Ok::<(), wshub::Error>(())
     /// ```

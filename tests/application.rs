@@ -489,6 +489,38 @@ fn a_service_connection_receives_client_messages_and_answers_with_send() {
 }
 
 #[test]
+fn the_welcome_of_a_service_connection_says_so_in_every_envelope() {
+    let welcome = |hub: &TestHub, query: &str| {
+        let mut ws = Client::open(hub.addr, &format!("/ws?{query}")).expect("connects");
+        support::read_json(&mut ws, DEADLINE).expect("a welcome")
+    };
+    // Where each envelope puts the welcome's fields.
+    let envelopes = [("standard", "/data"), ("flat", ""), ("payload", "/payload")];
+    let authed = start(Config {
+        tokens: tokens_file(
+            "welcome-service",
+            json!({"svc-token": {"userId": "backend", "service": true}, "user-token": {"userId": "u"}}),
+        ),
+        ..with_admin()
+    });
+    let dev = start(with_admin());
+    for (envelope, at) in envelopes {
+        let service = format!("{at}/service");
+        for (hub, token) in [(&authed, ADMIN), (&authed, "svc-token"), (&dev, ADMIN)] {
+            let w = welcome(hub, &format!("envelope={envelope}&token={token}"));
+            assert_eq!(w.pointer(&service), Some(&json!(true)), "{w}");
+        }
+        // An ordinary client's welcome is as it was; so is that of a
+        // backend whose token a hub without auth took for no token at all.
+        for (hub, token) in [(&authed, "user-token"), (&dev, "not-the-admin-token")] {
+            let w = welcome(hub, &format!("envelope={envelope}&token={token}"));
+            assert!(w.pointer(&format!("{at}/clientId")).is_some(), "{w}");
+            assert_eq!(w.pointer(&service), None, "{w}");
+        }
+    }
+}
+
+#[test]
 fn a_token_with_the_service_grant_opens_a_service_connection() {
     let hub = start(Config {
         tokens: tokens_file(

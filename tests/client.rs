@@ -711,9 +711,28 @@ fn a_subscription_the_new_token_no_longer_allows_is_lost_and_forgotten() {
 }
 
 #[test]
+fn application_codes_below_4500_ask_the_client_back() {
+    let hub = support::start_default();
+    for code in [4000, 4499] {
+        let mut client = connect(&hub, quick());
+        let id = client.welcome().client_id.clone();
+        hub.handle()
+            .close(Target::client(id), code, "Come back")
+            .unwrap();
+        let (closed, _, next_step) = expect_closed(&mut client);
+        assert_eq!(closed, code);
+        assert!(
+            matches!(next_step, Next::Reconnect { delay } if delay <= Duration::from_millis(5))
+        );
+        let (_, welcome) = until_reconnected(&mut client);
+        assert!(client.is_connected(), "back as {}", welcome.client_id);
+    }
+}
+
+#[test]
 fn stop_codes_stop_the_client() {
     let hub = support::start_default();
-    for code in [1000, 4000, 4999] {
+    for code in [1000, 4500, 4999] {
         let mut client = connect(&hub, quick());
         let id = client.welcome().client_id.clone();
         hub.handle().close(Target::client(id), code, "Bye").unwrap();

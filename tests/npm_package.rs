@@ -3,9 +3,10 @@
 //! TypeScript projects made here in a scratch directory, each run under node
 //! against the `wshub` binary cargo just built. `tsc --strict --noEmit`
 //! checks the typed usage files (`clients/js/test/types/`, whose
-//! `@ts-expect-error` lines must fail to compile) and that the package's
-//! event types are the hub's (`rust-events.ts`, written from
-//! src/events.rs); tsc builds the 001 dashboard and 002 broadcaster
+//! `@ts-expect-error` lines must fail to compile), every TypeScript block of
+//! both READMEs, and that the package's event types are the hub's
+//! (`rust-events.ts`, written from src/events.rs); tsc builds the 001
+//! dashboard and 002 broadcaster
 //! examples, which then run against a hub (the dashboard under react-dom on
 //! jsdom), and 000's event bus bridge runs too. And 003's agent flow end to
 //! end, with the example agent service killed in the middle of an answer and
@@ -28,8 +29,12 @@ use serde_json::{Value, json};
 const ADMIN: &str = "npm-package-admin";
 const NPMRC: &str = "package-lock=false\naudit=false\nfund=false\nupdate-notifier=false\n";
 
+fn repo_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
 fn package_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js")
+    repo_dir().join("clients/js")
 }
 
 /// A fresh scratch directory for this run, with the packed tarball in it.
@@ -174,6 +179,36 @@ fn the_package_version_is_the_hubs() {
 }
 
 #[test]
+fn the_types_reserve_the_hubs_own_message_types() {
+    // The hub's list: `Kind` in src/protocol/codes.rs, its wire names.
+    let codes = fs::read_to_string(repo_dir().join("src/protocol/codes.rs")).unwrap();
+    let kinds = &codes[codes.find("enum Kind {").expect("the Kind enum")..];
+    let kinds = &kinds[..kinds.find('}').unwrap()];
+    let mut hub: Vec<&str> = kinds
+        .lines()
+        .filter_map(|line| line.split('"').nth(1))
+        .collect();
+    // The package's: `HubReservedType` in wshub.d.ts.
+    let types = fs::read_to_string(package_dir().join("wshub.d.ts")).unwrap();
+    let union = &types[types
+        .find("export type HubReservedType =")
+        .expect("HubReservedType")..];
+    let union = &union[..union.find(';').unwrap()];
+    let mut package: Vec<&str> = union
+        .split('|')
+        .skip(1)
+        .filter_map(|member| member.split('\'').nth(1))
+        .collect();
+    hub.sort_unstable();
+    package.sort_unstable();
+    assert!(hub.len() > 10, "{hub:?}");
+    assert_eq!(
+        package, hub,
+        "wshub.d.ts's HubReservedType is the hub's Kind list"
+    );
+}
+
+#[test]
 #[ignore = "needs node and npm; .ci/run runs it"]
 fn the_commonjs_copies_are_generated_from_the_sources() {
     run(
@@ -197,6 +232,7 @@ fn the_tarball_holds_the_package_and_nothing_else() {
     for wanted in [
         "package.json",
         "README.md",
+        "LICENSE",
         "wshub.js",
         "wshub.d.ts",
         "events.d.ts",
@@ -220,6 +256,75 @@ fn the_tarball_holds_the_package_and_nothing_else() {
             || f.starts_with("examples")),
         "only what users need: {files:?}"
     );
+    let shipped = |file: &str| {
+        let out = run(
+            Command::new("tar")
+                .arg("xzOf")
+                .arg(tarball)
+                .arg(format!("package/{file}")),
+            "tar xzOf",
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        shipped("LICENSE"),
+        fs::read_to_string(repo_dir().join("LICENSE")).unwrap(),
+        "the repository's license"
+    );
+    // The README is read on its own, away from the repository: no link into it.
+    let readme = shipped("README.md");
+    assert!(
+        !readme.contains("](../"),
+        "a relative link out of the package"
+    );
+    let manifest: Value = serde_json::from_str(&shipped("package.json")).unwrap();
+    assert_eq!(
+        manifest["repository"],
+        json!({"type": "git", "directory": "clients/js"})
+    );
+}
+
+#[test]
+#[ignore = "needs node and npm; .ci/run runs it"]
+fn installed_from_the_repository_with_install_links_the_hooks_find_the_projects_react() {
+    // As both READMEs say: a copy, not a symlink, so `react` resolves from
+    // the project (a symlinked package would look beside the repository).
+    let (dir, _) = scratch();
+    let dir = dir.join("install-links");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(".npmrc"), NPMRC).unwrap();
+    fs::write(
+        dir.join("package.json"),
+        json!({"name": "fresh-install-links", "private": true, "type": "module"}).to_string(),
+    )
+    .unwrap();
+    run(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--install-links"])
+            .arg(package_dir())
+            .args(["react@19"])
+            .current_dir(&dir),
+        "npm install --install-links clients/js",
+    );
+    let installed = dir.join("node_modules/@wshub/client");
+    assert!(
+        !fs::symlink_metadata(&installed)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "a copy"
+    );
+    let out = run(
+        Command::new("node")
+            .args([
+                "--input-type=module",
+                "-e",
+                "const hooks = await import('@wshub/client/react'); console.log(typeof hooks.useChannel);",
+            ])
+            .current_dir(&dir),
+        "import '@wshub/client/react'",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "function");
 }
 
 /// What esm.mjs and cjs.cjs print, for either.
@@ -306,6 +411,16 @@ fn typescript_project() -> PathBuf {
     ] {
         copy(&format!("test/types/{file}"), &dir, &format!("src/{file}"));
     }
+    copy(
+        "test/types/readme-globals.d.ts",
+        &dir,
+        "src/readme-globals.d.ts",
+    );
+    let snippets = readme_snippets(&dir.join("src/readme"));
+    assert!(
+        snippets >= 10,
+        "only {snippets} TypeScript blocks in the READMEs"
+    );
     copy("test/package/cjs-usage.cts", &dir, "src/cjs-usage.cts");
     copy("test/package/typed-run.ts", &dir, "src/typed-run.ts");
     copy(
@@ -342,6 +457,53 @@ fn typescript_project() -> PathBuf {
     dir
 }
 
+/// Every ```ts and ```tsx block of both READMEs, each in a file of its own in
+/// `dir`: its imports first, the rest inside an async function (so blocks do
+/// not clash, and may `await`). `readme-globals.d.ts` declares what they take
+/// as given. Returns how many.
+fn readme_snippets(dir: &Path) -> usize {
+    fs::create_dir_all(dir).unwrap();
+    let mut count = 0;
+    for (name, readme) in [
+        ("main", repo_dir().join("README.md")),
+        ("package", package_dir().join("README.md")),
+    ] {
+        let text = fs::read_to_string(&readme).unwrap();
+        let mut lines = text.lines().enumerate();
+        while let Some((at, line)) = lines.next() {
+            let ext = match line.trim_end() {
+                "```ts" => "ts",
+                "```tsx" => "tsx",
+                _ => continue,
+            };
+            let (mut imports, mut body) = (Vec::new(), Vec::new());
+            let mut in_import = false;
+            for (_, line) in lines.by_ref() {
+                if line.starts_with("```") {
+                    break;
+                }
+                if in_import || line.starts_with("import ") {
+                    imports.push(line);
+                    // An import ends with its `from '...'` (or is `import '...'`).
+                    in_import = !(line.contains(" from ") || line.starts_with("import '"));
+                } else {
+                    body.push(line);
+                }
+            }
+            let file = format!(
+                "// {} line {}\n{}\nexport async function snippet(): Promise<void> {{\n{}\n}}\n",
+                readme.strip_prefix(repo_dir()).unwrap_or(&readme).display(),
+                at + 1,
+                imports.join("\n"),
+                body.join("\n")
+            );
+            fs::write(dir.join(format!("{name}-{:04}.{ext}", at + 1)), file).unwrap();
+            count += 1;
+        }
+    }
+    count
+}
+
 #[test]
 #[ignore = "needs node and npm; .ci/run runs it"]
 fn typescript_checks_the_types_then_builds_and_runs_the_examples() {
@@ -355,10 +517,11 @@ fn typescript_checks_the_types_then_builds_and_runs_the_examples() {
             what,
         )
     };
-    // Every typed usage file, the `@ts-expect-error` lines failing as they must.
+    // Every typed usage file, the `@ts-expect-error` lines failing as they
+    // must, and the READMEs' TypeScript.
     tsc(
         &["-p", ".", "--noEmit"],
-        "tsc --strict --noEmit on the typed usage files",
+        "tsc --strict --noEmit on the typed usage files and the READMEs' blocks",
     );
     // Then the examples, built.
     tsc(&["-p", "."], "tsc builds the examples");

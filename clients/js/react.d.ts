@@ -12,12 +12,19 @@ import type {
   CloseEvent,
   EventMessage,
   HubMessage,
+  HubMessages,
+  LifecycleEvents,
   Message,
+  MessageFields,
   Notification,
   OpenEvent,
+  OtherType,
   PresenceEntry,
   PresenceStatus,
+  ReplyOf,
+  RequestData,
   SeedEvents,
+  SeedRequests,
   Subscribed,
   WebSocketConstructor,
   Welcome,
@@ -38,7 +45,7 @@ export interface HookOptions<E = SeedEvents> {
   onMessage?: (message: AnyMessage<E>) => void;
   onOpen?: (welcome: OpenEvent) => void;
   onClose?: (event: CloseEvent) => void;
-  onError?: (error: Error) => void;
+  onError?: (error: WshubError) => void;
   reconnect?: boolean;
   /** The backoff's base delay in ms (WshubClient's `minDelay`, 500). */
   reconnectInterval?: number;
@@ -51,12 +58,12 @@ export interface HookOptions<E = SeedEvents> {
 
 /** A hook that works on a client: its own `client`, else the provider's. */
 export interface ClientOption<E = SeedEvents> {
-  client?: WshubClient<E>;
+  client?: WshubClient<E, any>;
 }
 
 export interface WshubProviderProps<E = SeedEvents> {
   /** A client of yours (you close it). */
-  client?: WshubClient<E>;
+  client?: WshubClient<E, any>;
   /** Or: the hub to connect to for the provider's life. */
   url?: string;
   /** WshubClient options for that connection. */
@@ -76,32 +83,55 @@ export interface Connection<E = SeedEvents> {
   state: 'connecting' | 'open' | 'closed';
   isConnected: boolean;
   welcome: Welcome | null;
-  /** The last error the client reported. */
-  error: WshubError | Error | null;
+  /** The last error the client reported, until it is connected again. */
+  error: WshubError | null;
 }
 
 /** The provider's connection (`useWshub()`), or one the component owns (`useWshub({url, ...})`). */
 export function useWshub<E = SeedEvents>(options?: HookOptions<E> | ClientOption<E>): Connection<E>;
 
-/** `handler(data, message)` for every message of `type` while mounted. */
-export function useEvent<E = SeedEvents, K extends keyof E & string = keyof E & string>(
+/**
+ * While mounted, what `client.on(type, handler)` would get: the client's own
+ * events (`open`, `close`, `reconnecting`, `error`, `gap`, `recovery`) as
+ * `handler(event)`; messages as `handler(data, message)`, typed for the
+ * event map's and the hub's types, `unknown` data for any other.
+ */
+export function useEvent<K extends keyof LifecycleEvents>(
+  type: K,
+  handler: (event: LifecycleEvents[K]) => void,
+  options?: ClientOption<any>,
+): void;
+export function useEvent<K extends Exclude<keyof E & string, keyof LifecycleEvents>, E = SeedEvents>(
   type: K,
   handler: (data: E[K], message: EventMessage<E, K>) => void,
   options?: ClientOption<E>,
 ): void;
+export function useEvent<K extends Exclude<keyof HubMessages, keyof SeedEvents | keyof LifecycleEvents>>(
+  type: K,
+  handler: (data: HubMessages[K], message: HubMessage<K>) => void,
+  options?: ClientOption<any>,
+): void;
+export function useEvent<T extends string>(
+  type: OtherType<T, SeedEvents>,
+  handler: (data: unknown, message: Message<T, unknown>) => void,
+  options?: ClientOption<any>,
+): void;
 
-export interface ChannelOptions<E = SeedEvents> extends ClientOption<E> {
+/** A publication on a channel whose payload is D. */
+export type ChannelMessage<D = unknown> = MessageFields & { type: string; channel: string; data: D };
+
+export interface ChannelOptions<D = unknown, E = SeedEvents> extends ClientOption<E> {
   /** How many publications to keep (100). */
   keep?: number;
   /** Only these types. */
   types?: string[];
-  onMessage?: (message: AnyMessage<E>) => void;
+  onMessage?: (message: ChannelMessage<D>) => void;
 }
 
-export interface ChannelState<E = SeedEvents> {
+export interface ChannelState<D = unknown> {
   /** The last `keep` publications on the channel, oldest first. */
-  messages: Array<AnyMessage<E>>;
-  lastMessage: AnyMessage<E> | null;
+  messages: Array<ChannelMessage<D>>;
+  lastMessage: ChannelMessage<D> | null;
   /** The hub's latest answer to the subscription: where the stream stands, `recovered` after a reconnect. */
   subscribed: Subscribed | null;
   /** Why the subscription was refused (`forbidden`, `invalid_channel`, ...). */
@@ -110,8 +140,11 @@ export interface ChannelState<E = SeedEvents> {
   publish(event: string, data?: unknown): Promise<number>;
 }
 
-/** Subscribes to a channel while mounted and keeps its publications. */
-export function useChannel<E = SeedEvents>(channel: string | null | undefined, options?: ChannelOptions<E>): ChannelState<E>;
+/**
+ * Subscribes to a channel while mounted and keeps its publications; `D` is
+ * their payload (`useChannel<FileChanged>('files')`), `unknown` unless given.
+ */
+export function useChannel<D = unknown, E = SeedEvents>(channel: string | null | undefined, options?: ChannelOptions<D, E>): ChannelState<D>;
 
 export interface PresenceState {
   /** Everyone online, by user id. */
@@ -120,27 +153,35 @@ export interface PresenceState {
   statusOf(userId: string): PresenceStatus;
   /** Sets this user's status; resolves on the hub's `ack`. */
   setStatus(status: PresenceStatus): Promise<void>;
-  error: WshubError | Error | null;
+  error: WshubError | null;
 }
 
 /** Who is online, kept current. */
 export function usePresence<E = SeedEvents>(options?: ClientOption<E>): PresenceState;
 
-export interface RequestState<R> {
+export interface RequestState<R, D = unknown> {
   /** Sends the request; resolves with the reply, rejects with a WshubError. */
-  send(data?: unknown, fields?: Record<string, unknown>): Promise<R>;
+  send(...args: undefined extends D ? [data?: D, fields?: Record<string, unknown>] : [data: D, fields?: Record<string, unknown>]): Promise<R>;
   /** The latest call's reply. */
   reply: R | null;
   /** Its `data`. */
-  data: R extends { data: infer D } ? D | null : unknown;
-  error: WshubError | Error | null;
+  data: R extends { data: infer P } ? P | null : unknown;
+  error: WshubError | null;
   loading: boolean;
 }
 
-/** A request of `type` to the application; `R` is the reply you expect. */
-export function useRequest<R = AnyMessage<SeedEvents>, E = SeedEvents>(
-  type: string,
-  options?: ClientOption<E> & { timeout?: number },
+/**
+ * A request of `type` to the application. A type of the request map Q (the
+ * seeds' by default: `SeedRequests`) checks what `send` takes and types the
+ * reply; for any other, `R` is the reply you expect.
+ */
+export function useRequest<K extends keyof Q & string, Q = SeedRequests>(
+  type: K,
+  options?: ClientOption<any> & { timeout?: number },
+): RequestState<ReplyOf<Q[K]>, RequestData<Q[K]>>;
+export function useRequest<R = AnyMessage<SeedEvents>, T extends string = string>(
+  type: T extends keyof SeedRequests ? never : T,
+  options?: ClientOption<any> & { timeout?: number },
 ): RequestState<R>;
 
 /** `useWebSocket(token)`: the Code Cloud Agents dashboard's hook. */

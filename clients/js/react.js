@@ -1,5 +1,8 @@
+'use client';
+
 // React hooks over wshub.js (`@wshub/client/react`). This module imports
-// `react`; wshub.js does not.
+// `react`; wshub.js does not. It is a client module (`'use client'`): React
+// Server Components frameworks keep it out of the server.
 //
 //   <WshubProvider url="wss://example.com/ws" options={{ token: getToken }}>...</WshubProvider>
 //   const { isConnected, state } = useWshub();
@@ -23,7 +26,7 @@
 
 import { createContext, createElement, useCallback, useContext, useEffect, useRef, useState } from 'react';
 
-import { WshubClient, defaultUrl } from './wshub.js';
+import { WshubClient, defaultUrl, isWshubClient } from './wshub.js';
 
 /**
  * @typedef {object} HookOptions
@@ -219,17 +222,20 @@ export function useWshubClient() {
 /** The client a hook works on: its `client` option, else the provider's. */
 function useTarget(options) {
   const provided = useContext(WshubContext);
-  return (options && options.client instanceof WshubClient ? options.client : null) ?? provided;
+  // By the brand, not instanceof: the client may come from the package's
+  // other copy (CommonJS where this is ESM, or the reverse).
+  return (options && isWshubClient(options.client) ? options.client : null) ?? provided;
 }
 
-/** Follows a client's connection: state, welcome and the last error. */
+/** Follows a client's connection: state, welcome and the last error (until it is open again). */
 function useConnection(client) {
   const [view, setView] = useState(() => snapshot(client, null));
   useEffect(() => {
     setView(snapshot(client, null));
     if (!client) return undefined;
     const offs = [
-      client.on('open', () => setView((v) => snapshot(client, v.error))),
+      // Connected again: the error that came before it is over.
+      client.on('open', () => setView(() => snapshot(client, null))),
       client.on('close', () => setView((v) => snapshot(client, v.error))),
       client.on('reconnecting', () => setView((v) => snapshot(client, v.error))),
       client.on('error', (error) => setView(() => snapshot(client, error))),
@@ -251,7 +257,7 @@ function snapshot(client, error) {
  * @param {object} [options]
  */
 export function useWshub(options) {
-  const owns = options !== undefined && !(options.client instanceof WshubClient);
+  const owns = options !== undefined && !isWshubClient(options.client);
   const provided = useTarget(owns ? undefined : options);
   const { client: owned } = useClient(owns ? options : {}, () => {}, owns);
   return useConnection(owns ? owned : provided);

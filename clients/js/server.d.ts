@@ -4,10 +4,15 @@ import type {
   ClientInfo,
   CloseEvent,
   ErrorCode,
+  HubReservedType,
+  LifecycleEvents,
   OpenEvent,
   PresenceEntry,
+  PublishableType,
   ReconnectingEvent,
+  RequestData,
   SeedEvents,
+  SeedRequests,
   TokenSource,
   WebSocketConstructor,
   Welcome,
@@ -15,23 +20,34 @@ import type {
   WshubError,
 } from './wshub.js';
 
-/** A type outside the event map E (its data is then `unknown`). */
-export type Other<T extends string, E> = T extends keyof E ? never : T;
+/** A type outside the map M (its data is then `unknown`). */
+export type Other<T extends string, M> = T extends keyof M ? never : T;
 
-/** Where a publication goes: exactly one target. A string is a channel. */
-export type Target =
-  | string
-  | 'broadcast'
-  | 'authenticated'
-  | { channel: string }
-  | { sessionId: string }
-  | { userId: string }
-  | { clientId: string }
-  | { broadcast: true }
-  | { authenticated: true };
+/** A type outside the event map E one may send or publish: not the hub's own, nor a lifecycle event's name. */
+export type OtherOutgoing<T extends string, E> = T extends keyof E | HubReservedType | keyof LifecycleEvents ? never : T;
 
-/** A channel (a string, or `{channel}`) or a session. */
-export type Topic = string | { channel: string } | { sessionId: string };
+/** Every kind of target, for `Target`'s exclusive shapes. */
+interface TargetFields {
+  channel: string;
+  sessionId: string;
+  userId: string;
+  clientId: string;
+  broadcast: true;
+  authenticated: true;
+}
+
+/** An object with the one field K of F, and none of the others. */
+type Only<F, K extends keyof F> = Pick<F, K> & { [O in Exclude<keyof F, K>]?: never };
+
+/**
+ * Where a publication goes: exactly one target (`{channel, userId}` does not
+ * compile). A string is a channel; `'broadcast'` and `'authenticated'` are
+ * the two everyone-targets.
+ */
+export type Target = string | 'broadcast' | 'authenticated' | { [K in keyof TargetFields]: Only<TargetFields, K> }[keyof TargetFields];
+
+/** A channel (a string, or `{channel}`) or a session: one of them. */
+export type Topic = string | Only<{ channel: string; sessionId: string }, 'channel'> | Only<{ channel: string; sessionId: string }, 'sessionId'>;
 
 export interface PublishOptions {
   /** Held for the hub's batch window and delivered in one `batch_update`. */
@@ -59,10 +75,13 @@ export interface HubStats {
 
 /** The hub's HTTP API with the admin token: one-shot publishes, presence, stats. */
 export class WshubHttp<E = SeedEvents> {
-  /** @param url `http(s)://host:port`, or the hub's `ws(s)://` URL. */
-  constructor(url: string | URL, options?: { token?: string; fetch?: typeof fetch });
-  publish<K extends keyof E & string>(target: Target, type: K, data: E[K], options?: PublishOptions): Promise<number>;
-  publish<T extends string>(target: Target, type: Other<T, E>, data?: unknown, options?: PublishOptions): Promise<number>;
+  /**
+   * @param url `http(s)://host:port`, or the hub's `ws(s)://` URL.
+   * @param options `token`: the admin token, or a function asked for it at every call.
+   */
+  constructor(url: string | URL, options?: { token?: TokenSource; fetch?: typeof fetch });
+  publish<K extends PublishableType<E>>(target: Target, type: K, data: E[K], options?: PublishOptions): Promise<number>;
+  publish<T extends string>(target: Target, type: OtherOutgoing<T, E>, data?: unknown, options?: PublishOptions): Promise<number>;
   presence(): Promise<PresenceEntry[]>;
   stats(): Promise<HubStats>;
 }
@@ -75,7 +94,10 @@ export class ServiceRequest<D = unknown, E = SeedEvents> {
   readonly data: D;
   readonly clientId: string;
   readonly userId: string | null;
-  /** The client's first session, if any. */
+  /**
+   * The client's first session: null when it has none (then `stream` sends
+   * to the client itself). Check it, or fall back (`req.sessionId ?? req.clientId`).
+   */
   readonly sessionId: string | null;
   readonly meta: Record<string, unknown>;
   readonly correlationId: string | number | undefined;
@@ -87,16 +109,16 @@ export class ServiceRequest<D = unknown, E = SeedEvents> {
   readonly signal: AbortSignal;
 
   /** The reply, with the request's `correlationId`: once. False if the connection it came on is gone. */
-  reply<K extends keyof E & string>(type: K, data: E[K]): boolean;
-  reply<T extends string>(type: Other<T, E>, data?: unknown): boolean;
+  reply<K extends PublishableType<E>>(type: K, data: E[K]): boolean;
+  reply<T extends string>(type: OtherOutgoing<T, E>, data?: unknown): boolean;
   /** An error reply (`{code, error}`): the client's `request()` rejects with a WshubError of this code. */
   error(code: ErrorCode, message: string, data?: Record<string, unknown>): boolean;
   /** Another message to the client, without the `correlationId`. */
-  send<K extends keyof E & string>(type: K, data: E[K]): boolean;
-  send<T extends string>(type: Other<T, E>, data?: unknown): boolean;
+  send<K extends PublishableType<E>>(type: K, data: E[K]): boolean;
+  send<T extends string>(type: OtherOutgoing<T, E>, data?: unknown): boolean;
   /** A streamed message: to the client's session (with a `seq`, recoverable), else to the client. */
-  stream<K extends keyof E & string>(type: K, data: E[K]): boolean;
-  stream<T extends string>(type: Other<T, E>, data?: unknown): boolean;
+  stream<K extends PublishableType<E>>(type: K, data: E[K]): boolean;
+  stream<T extends string>(type: OtherOutgoing<T, E>, data?: unknown): boolean;
 }
 
 /** A request handler: replies through `req`, or returns the reply's data. */
@@ -117,7 +139,7 @@ export interface ServiceOptions {
   requestTimeout?: number;
   connectTimeout?: number;
   heartbeat?: boolean | { interval?: number; grace?: number };
-  /** The HTTP API for publishes while the connection is down (default: from the URL); false: none. */
+  /** The HTTP API for publishes while the connection is down (default: from the URL; with `token`, a function asked at each call); false: none. */
   http?: string | URL | false;
   fetch?: typeof fetch;
   /** Connect from the constructor (default true). */
@@ -125,39 +147,47 @@ export interface ServiceOptions {
 }
 
 /**
- * A backend's service connection. `R` maps the request types it handles to
- * their `data`; `E` the events it sends to their payloads (the seeds' by default).
+ * A backend's service connection. `Q` is the request map (a `RequestSpec`
+ * per type: its `data` and reply), the same one a client's `request()`
+ * uses; the seeds' (`SeedRequests`) by default. `E` maps the events it
+ * sends to their payloads (the seeds' by default).
  */
-export class WshubService<R = Record<string, unknown>, E = SeedEvents> {
+export class WshubService<Q = SeedRequests, E = SeedEvents> {
   constructor(url: string | URL, options?: ServiceOptions);
   readonly state: 'connecting' | 'open' | 'closed';
   readonly clientId: string | null;
   /** The WshubClient underneath. */
   readonly client: WshubClient<E>;
   connect(): void;
-  /** Resolves at the next welcome (at once if open). */
+  /**
+   * Resolves with the next service connection's welcome (at once if open).
+   * Rejects with `closed` if the service stops first, or `not_a_service` if
+   * the hub took the connection for an ordinary client (a wrong or missing
+   * admin token on a hub without auth; the service then stops).
+   */
   ready(): Promise<Welcome>;
+  /** Closes for good: a later `publish` (or anything else) rejects with `closed`, it does not go over HTTP. */
   close(reason?: string): void;
 
   on(type: 'open', handler: (event: OpenEvent) => void): () => void;
   on(type: 'close', handler: (event: CloseEvent) => void): () => void;
   on(type: 'reconnecting', handler: (event: ReconnectingEvent) => void): () => void;
-  on(type: 'error', handler: (error: WshubError | Error) => void): () => void;
+  on(type: 'error', handler: (error: WshubError) => void): () => void;
 
-  /** Handles the clients' requests of `type`. */
-  handle<K extends keyof R & string>(type: K, handler: Handler<R[K], E>): () => void;
-  handle<T extends string>(type: Other<T, R>, handler: Handler<unknown, E>): () => void;
+  /** Handles the clients' requests of `type`: `req.data` is the map's data for it. */
+  handle<K extends keyof Q & string>(type: K, handler: Handler<RequestData<Q[K]>, E>): () => void;
+  handle<T extends string>(type: Other<T, Q>, handler: Handler<unknown, E>): () => void;
   /** The requests no handler takes (default: `unknown_type`). */
   fallback(handler: Handler<unknown, E>): void;
 
   /** One message to one client: 1 if it was there, else 0. */
-  send<K extends keyof E & string>(clientId: string, type: K, data: E[K], options?: { correlationId?: string | number }): Promise<number>;
-  send<T extends string>(clientId: string, type: Other<T, E>, data?: unknown, options?: { correlationId?: string | number }): Promise<number>;
+  send<K extends PublishableType<E>>(clientId: string, type: K, data: E[K], options?: { correlationId?: string | number }): Promise<number>;
+  send<T extends string>(clientId: string, type: OtherOutgoing<T, E>, data?: unknown, options?: { correlationId?: string | number }): Promise<number>;
   /** Publishes to one target; the clients reached. Over HTTP while the connection is down. */
-  publish<K extends keyof E & string>(target: Target, type: K, data: E[K], options?: PublishOptions): Promise<number>;
-  publish<T extends string>(target: Target, type: Other<T, E>, data?: unknown, options?: PublishOptions): Promise<number>;
-  broadcast<K extends keyof E & string>(type: K, data: E[K], options?: PublishOptions): Promise<number>;
-  broadcast<T extends string>(type: Other<T, E>, data?: unknown, options?: PublishOptions): Promise<number>;
+  publish<K extends PublishableType<E>>(target: Target, type: K, data: E[K], options?: PublishOptions): Promise<number>;
+  publish<T extends string>(target: Target, type: OtherOutgoing<T, E>, data?: unknown, options?: PublishOptions): Promise<number>;
+  broadcast<K extends PublishableType<E>>(type: K, data: E[K], options?: PublishOptions): Promise<number>;
+  broadcast<T extends string>(type: OtherOutgoing<T, E>, data?: unknown, options?: PublishOptions): Promise<number>;
   /** Subscribes a client; false: no such client. */
   subscribe(clientId: string, topic: Topic): Promise<boolean>;
   /** Unsubscribes a client from a topic, or from every session; false: no such client. */

@@ -2,14 +2,23 @@
 // code; `tsc --strict` checks them against typed usage files (test/types/)
 // in tests/npm_package.rs.
 
-import type { ChannelEvents, PresenceStatus, SeedEvents, UserPresence, Heartbeat } from './events.js';
+import type {
+  AgentCancelled,
+  AgentStarted,
+  ChannelEvents,
+  Heartbeat,
+  PresenceStatus,
+  SeedEvents,
+  StreamComplete,
+  UserPresence,
+} from './events.js';
 
 export * from './events.js';
 
 /**
- * What the client does after a connection closed: `reconnect` at once,
- * `backoff` after a full-jitter delay, `refresh` the token and reconnect at
- * once, or `stop`.
+ * What the client does after a connection closed: `reconnect` soon (after a
+ * random delay of up to 1 s, or `minDelay` if longer), `backoff` after a
+ * full-jitter delay, `refresh` the token and reconnect at once, or `stop`.
  */
 export type CloseAction = 'reconnect' | 'backoff' | 'refresh' | 'stop';
 
@@ -24,7 +33,11 @@ export interface WshubOptions {
   token?: TokenSource;
   /** `?userId=`, for a hub in development mode. */
   userId?: string;
-  /** `?sessionId=`: subscribed at connect, and re-subscribed like `subscribeSession`. */
+  /**
+   * A session to join: `subscribeSession(sessionId)` made at once, so it is
+   * subscribed after every welcome, with `since` after a reconnect (not sent
+   * as `?sessionId=`; the welcome's `sessionId` is then null).
+   */
   sessionId?: string;
   /** Reconnect by the close-code table (default true). */
   reconnect?: boolean;
@@ -99,6 +112,8 @@ export interface Welcome {
   sessionId: string | null;
   authenticated: boolean;
   heartbeatMs: number;
+  /** `true` on a service connection (the admin token, or a token with the `service` grant); absent otherwise. */
+  service?: true;
 }
 
 /** The hub's answer to a subscription: where the stream stands. */
@@ -140,7 +155,9 @@ export type ClientErrorCode =
   /** The URL could not be opened. */
   | 'url'
   /** A subscription was left before it was confirmed. */
-  | 'unsubscribed';
+  | 'unsubscribed'
+  /** `@wshub/client/server`: the hub took the connection for an ordinary client (a wrong or missing admin token on a hub without auth). */
+  | 'not_a_service';
 
 /** Every `code` a WshubError may have; an application's own codes too. */
 export type ErrorCode = HubErrorCode | ClientErrorCode | (string & {});
@@ -256,8 +273,11 @@ export interface LifecycleEvents {
   open: OpenEvent;
   close: CloseEvent;
   reconnecting: ReconnectingEvent;
-  /** Socket errors, a failing token provider, and the hub's errors that answer no request. */
-  error: WshubError | Error;
+  /**
+   * Socket errors, a failing token provider, a handler that threw (code
+   * `handler`), and the hub's errors that answer no request: always a WshubError.
+   */
+  error: WshubError;
   gap: GapEvent;
   recovery: RecoveryEvent;
 }
@@ -271,8 +291,83 @@ export interface Position {
 /** A string that names none of the known types: for messages outside the event map. */
 export type OtherType<T extends string, E> = T extends keyof E | keyof HubMessages | keyof LifecycleEvents ? never : T;
 
-/** Where a client publishes: a channel (a string) or a session. */
-export type PublishTarget = string | { channel: string } | { sessionId: string };
+/**
+ * The `type`s the hub gives its own messages: nobody may publish under them
+ * (the hub refuses it, `invalid_message`), though they are received. The
+ * same list as the hub's (src/protocol/codes.rs, `Kind`; a test compares them).
+ */
+export type HubReservedType =
+  | 'connection'
+  | 'pong'
+  | 'subscribed'
+  | 'unsubscribed'
+  | 'published'
+  | 'ack'
+  | 'error'
+  | 'user_presence'
+  | 'presence'
+  | 'client_message'
+  | 'batch_update'
+  | 'subscribers'
+  | 'stats'
+  | 'auth'
+  | 'heartbeat'
+  | 'connection:established';
+
+/** The types of the event map E one may publish (or send): not the hub's own, nor the client's lifecycle events. */
+export type PublishableType<E> = Exclude<keyof E & string, HubReservedType | keyof LifecycleEvents>;
+
+/** A type outside the event map E one may publish: its data is `unknown`. */
+export type OtherPublishType<T extends string, E> = T extends keyof E | HubReservedType | keyof LifecycleEvents ? never : T;
+
+/** Where a client publishes: a channel (a string) or a session, one of them. */
+export type PublishTarget = string | { channel: string; sessionId?: never } | { sessionId: string; channel?: never };
+
+/**
+ * One request type of a request map: the `data` it carries and the reply it
+ * gets (`{type, data}`), e.g.
+ * `{ data: { projectId: string }; reply: { type: 'agent:started'; data: { sessionId: string } } }`.
+ * The same map types the client's `request()` and a service's handlers.
+ */
+export interface RequestSpec {
+  data: unknown;
+  reply?: { type: string; data?: unknown };
+}
+
+/** The `data` of a request of spec S (`unknown` for a type outside the map). */
+export type RequestData<S> = S extends { data: infer D } ? D : unknown;
+
+/** The reply to a request of spec S: its message, with the fields every message may have. */
+export type ReplyOf<S, E = SeedEvents> = S extends { reply: infer R } ? MessageFields & R : AnyMessage<E>;
+
+/** `request()`'s arguments after the type: the data (optional when it may be undefined), then the options. */
+export type RequestArgs<S> = undefined extends RequestData<S>
+  ? [data?: RequestData<S>, options?: RequestOptions]
+  : [data: RequestData<S>, options?: RequestOptions];
+
+/** A type outside the request map Q. */
+export type OtherRequestType<T extends string, Q> = T extends keyof Q ? never : T;
+
+/** `agent:start`'s data (003's agent service: `IAgentStartPayload`). */
+export interface AgentStartRequest {
+  projectId: string;
+  projectPath: string;
+}
+/** `agent:message`'s data (003: `IAgentMessagePayload`). */
+export interface AgentMessageRequest {
+  content: string;
+}
+
+/**
+ * The seeds' requests (003's agent service, as `examples/agent-service.mjs`
+ * answers them): the default request map of `WshubClient` and `WshubService`.
+ */
+export interface SeedRequests {
+  'agent:start': { data: AgentStartRequest; reply: Message<'agent:started', AgentStarted> };
+  /** Streams `stream:chunk`s to the session first. */
+  'agent:message': { data: AgentMessageRequest; reply: Message<'stream:complete', StreamComplete> };
+  'agent:cancel': { data: undefined; reply: Message<'agent:cancelled', AgentCancelled> };
+}
 
 export interface RequestOptions {
   /** ms (default: the client's `requestTimeout`). */
@@ -296,8 +391,10 @@ export class WshubError extends Error {
   code: ErrorCode;
   /** The hub's `error` message, when it sent one. */
   reply?: Message<'error', HubErrorData>;
-  /** Socket errors: the URL (its token hidden). */
+  /** Socket and HTTP errors: the URL (its token hidden). */
   url?: string;
+  /** HTTP errors (`WshubHttp`, the service's fallback): the response's status. */
+  status?: number;
   /** Socket errors: the close code the connection ended with. */
   closeCode?: number;
   closeReason?: string;
@@ -310,9 +407,11 @@ export class WshubError extends Error {
 /**
  * A client of one hub. `E` maps each message `type` to its payload: the
  * seeds' events by default (`SeedEvents`), or an application's own:
- * `new WshubClient<MyEvents>(url)`.
+ * `new WshubClient<MyEvents>(url)`. `Q` maps the request types it sends to
+ * their data and replies (a `RequestSpec` each): the seeds' by default
+ * (`SeedRequests`), or `new WshubClient<MyEvents, MyRequests>(url)`.
  */
-export class WshubClient<E = SeedEvents> {
+export class WshubClient<E = SeedEvents, Q = SeedRequests> {
   /** @param url The hub, e.g. `ws://127.0.0.1:3000/ws` (default: the page's host, `/ws`). */
   constructor(url?: string | URL, options?: WshubOptions);
   constructor(options: WshubOptions);
@@ -328,7 +427,16 @@ export class WshubClient<E = SeedEvents> {
   readonly positions: Record<string, Position>;
 
   connect(): void;
-  /** Closes with 1000 and stops for good; pending requests reject with `closed`. */
+  /**
+   * Resolves with the welcome once open (at once if it is); rejects with
+   * `closed` if the client stops first or has stopped. Before the first
+   * `connect()` (`autoConnect: false`) it waits for it.
+   */
+  ready(): Promise<Welcome>;
+  /**
+   * Closes with 1000 and stops for good; pending requests reject with
+   * `closed`. The reason is cut to the 123 bytes of UTF-8 a Close frame holds.
+   */
   close(reason?: string): void;
 
   /** Fire and forget; false (and nothing sent) when not connected. */
@@ -338,13 +446,15 @@ export class WshubClient<E = SeedEvents> {
   /**
    * Sends a request with a fresh `correlationId` and resolves with the reply
    * carrying it; rejects with a WshubError (the hub's code, or `timeout`,
-   * `disconnected`, `closed`). `R` names the reply you expect.
+   * `disconnected`, `closed`). A type of the request map Q checks its data
+   * and types its reply; for any other, `R` names the reply you expect.
    */
-  request<R = AnyMessage<E>>(type: string, data?: unknown, options?: RequestOptions): Promise<R>;
+  request<K extends keyof Q & string>(type: K, ...args: RequestArgs<Q[K]>): Promise<ReplyOf<Q[K], E>>;
+  request<R = AnyMessage<E>, T extends string = string>(type: OtherRequestType<T, Q>, data?: unknown, options?: RequestOptions): Promise<R>;
 
   /** Publishes an event of the map to a channel or session; resolves with the clients reached. */
-  publish<K extends keyof E & string>(target: PublishTarget, event: K, data: E[K]): Promise<number>;
-  publish<T extends string>(target: PublishTarget, event: OtherType<T, E>, data?: unknown): Promise<number>;
+  publish<K extends PublishableType<E>>(target: PublishTarget, event: K, data: E[K]): Promise<number>;
+  publish<T extends string>(target: PublishTarget, event: OtherPublishType<T, E>, data?: unknown): Promise<number>;
 
   setPresence(status: PresenceStatus): Promise<void>;
   presence(): Promise<PresenceEntry[]>;
@@ -383,6 +493,7 @@ export class WshubClient<E = SeedEvents> {
   ): () => void;
   once<T extends string>(type: OtherType<T, E>, handler: (data: unknown, message: Message<T, unknown>) => void): () => void;
 
+  /** Removes a handler given to `on` or `once`. */
   off(type: string, handler: (...args: any[]) => void): void;
 
   /** Every message (replies and errors too), but the heartbeat's pongs. */
@@ -390,8 +501,15 @@ export class WshubClient<E = SeedEvents> {
   offAny(handler: (message: AnyMessage<E>) => void): void;
 }
 
-/** The close-code table. */
+/** Whether `value` is a WshubClient, made by this copy of the package or another (its ESM or CommonJS twin). */
+export function isWshubClient(value: unknown): value is WshubClient<any, any>;
+/**
+ * The close-code table. The application's codes: 4000 to 4499 back off and
+ * reconnect, 4500 to 4999 stop (Centrifugo's convention).
+ */
 export function closeAction(code: number): CloseAction;
+/** The delay before reconnecting to a hub that is going away (1001): random in [0, max(1000, minDelay)) ms. */
+export function restartDelay(minDelay: number, random?: () => number): number;
 /** Full jitter: a random delay in [0, min(maxDelay, minDelay * 2^attempt)). */
 export function backoffDelay(attempt: number, minDelay: number, maxDelay: number, random?: () => number): number;
 /** The page's own hub: `ws(s)://<host>/ws`. */

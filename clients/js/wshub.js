@@ -22,10 +22,14 @@
 
 /**
  * What the client does after a connection closed.
- * - `reconnect`: at once (1001, the hub is shutting down or restarting);
- * - `backoff`: after a full-jitter delay (1006, 1011, 1013 and anything unexpected);
+ * - `reconnect`: soon, after a random delay of up to 1 s (or `minDelay`, if
+ *   longer), so a restarting hub's clients do not all come back at once
+ *   (1001, the hub is shutting down or restarting);
+ * - `backoff`: after a full-jitter delay (1006, 1011, 1013, the
+ *   application's 4000 to 4499, and anything unexpected);
  * - `refresh`: at once, with a new token from the provider (4001, the token expired);
- * - `stop`: not at all (1000, 1002, 1007, 1008, 1009, or the application called `close()`).
+ * - `stop`: not at all (1000, 1002, 1003, 1007, 1008, 1009, 1010, the
+ *   application's 4500 to 4999, or the application called `close()`).
  * @typedef {'reconnect' | 'backoff' | 'refresh' | 'stop'} CloseAction
  */
 
@@ -35,8 +39,9 @@
  *   Sent as `?token=`. A function is called before every connection attempt,
  *   so a reconnect (and a 4001 in particular) uses a fresh token.
  * @property {string} [userId] `?userId=`, for a hub in development mode.
- * @property {string} [sessionId] `?sessionId=`: the hub subscribes this session at connect.
- *   It is remembered like `subscribeSession(sessionId)`.
+ * @property {string} [sessionId] A session to join: `subscribeSession(sessionId)` made at once, so
+ *   it is subscribed after every welcome (with `since` after a reconnect). Not sent as `?sessionId=`,
+ *   which would subscribe it a second time per connection.
  * @property {boolean} [reconnect=true] Reconnect by the close-code table; false: never.
  * @property {number} [minDelay=500] Backoff base, in ms.
  * @property {number} [maxDelay=20000] Backoff ceiling, in ms.
@@ -149,7 +154,9 @@ export function redactUrl(url) {
 }
 
 /**
- * The close-code table: what to do after the hub (or the network) closed the connection.
+ * The close-code table: what to do after the hub (or the network) closed the
+ * connection. The application's own codes follow Centrifugo's convention:
+ * 4000 to 4499 mean "come back" (with backoff), 4500 to 4999 "stay away".
  * @param {number} code
  * @returns {CloseAction}
  */
@@ -161,13 +168,32 @@ export function closeAction(code) {
       return 'refresh';
     case 1000: // the application disconnected this client on purpose
     case 1002: // protocol error
+    case 1003: // unsupported data
     case 1007: // invalid UTF-8
     case 1008: // unauthorized, or abuse
     case 1009: // message too big
+    case 1010: // a required extension
       return 'stop';
-    default: // 1006 connection lost, 1011, 1013 full or too slow, anything else
-      return 'backoff';
+    default:
+      // The application's: 4500 to 4999 stop; 4000 to 4499 back off, as do
+      // 1006 connection lost, 1011, 1013 full or too slow, and anything else.
+      return code >= 4500 && code <= 4999 ? 'stop' : 'backoff';
   }
+}
+
+/** The longest wait before reconnecting to a hub that is going away (1001), in ms. */
+const RESTART_JITTER = 1000;
+
+/**
+ * The delay before reconnecting to a hub that said it is going away (1001):
+ * random in [0, max(1000, minDelay)), so its clients do not all come back at
+ * the same instant.
+ * @param {number} minDelay
+ * @param {() => number} [random]
+ * @returns {number} ms
+ */
+export function restartDelay(minDelay, random = Math.random) {
+  return Math.floor(random() * Math.max(RESTART_JITTER, minDelay));
 }
 
 /**
@@ -197,10 +223,37 @@ function resolveUrl(url) {
   const resolved = base ? new URL(url, base) : new URL(url);
   if (resolved.protocol === 'http:') resolved.protocol = 'ws:';
   if (resolved.protocol === 'https:') resolved.protocol = 'wss:';
+  if (resolved.protocol !== 'ws:' && resolved.protocol !== 'wss:') {
+    throw new TypeError(`wshub: ${url} is not a hub URL: give ws://host:port/ws or wss://host/ws (http:// and https:// are taken too)`);
+  }
   return resolved;
 }
 
+/** Marks a `once` wrapper with the handler it calls, so `off(type, handler)` finds it. */
+const ONCE = Symbol('wshub.once');
+/** Marks every WshubClient, whichever copy of the package (ESM or CommonJS) made it. */
+const BRAND = Symbol.for('wshub.client');
+
+/** Whether `value` is a WshubClient, from this copy of the package or another (the dual-package hazard). */
+export function isWshubClient(value) {
+  return !!value && typeof value === 'object' && value[BRAND] === true;
+}
+
 const streamKey = (kind, name) => `${kind}:${name}`;
+
+/** The most a Close frame's reason holds, in bytes of UTF-8. */
+const MAX_CLOSE_REASON = 123;
+
+/** A close reason cut to what a Close frame holds, on a character boundary (a longer one makes `close()` throw). */
+function fitCloseReason(reason) {
+  const text = String(reason);
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length <= MAX_CLOSE_REASON) return text;
+  let end = MAX_CLOSE_REASON;
+  // Back to the first byte of the character the cut would split.
+  while (end > 0 && (bytes[end] & 0xc0) === 0x80) end -= 1;
+  return new TextDecoder().decode(bytes.subarray(0, end));
+}
 
 /** A client of one wshub hub. */
 export class WshubClient {
@@ -212,7 +265,12 @@ export class WshubClient {
   #socket = null;
   #welcomed = false;
   #everOpen = false;
+  /** Not connecting, open or waiting to reconnect. */
   #stopped = true;
+  /** Stopped by `close()` or the close-code table (not just not started yet): calls reject with `closed`. */
+  #halted = false;
+  /** `ready()`'s callers waiting for the next welcome. */
+  #readyWaiters = [];
   #generation = 0;
   #attempt = 0;
   #nextId = 0;
@@ -223,8 +281,14 @@ export class WshubClient {
   #lastHeard = 0;
   /** correlationId -> {resolve, reject, message, sent, timer} */
   #pending = new Map();
-  /** stream key -> {kind, name, viaUrl, confirmed, data, waiters: [{resolve, reject}]} */
+  /**
+   * stream key -> {kind, name, confirmed, data, waiters: [{resolve, reject}],
+   * request}: `request` is the correlationId of its latest `subscribe`,
+   * until answered; only that answer confirms it.
+   */
   #subscriptions = new Map();
+  /** correlationIds of this connection's `unsubscribe`s not answered yet. */
+  #leaving = new Set();
   /** stream key -> {seq, epoch} of the last publication delivered */
   #positions = new Map();
   /** stream key -> the `since` it was re-subscribed with, until its `subscribed` */
@@ -254,13 +318,13 @@ export class WshubClient {
       ...options,
       heartbeat: heartbeat === false ? null : { grace: 10000, ...(heartbeat === true ? {} : heartbeat) },
     };
+    /** @type {true} Recognised across copies of the package: see `isWshubClient`. */
+    this[BRAND] = true;
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this.#WebSocket !== 'function') {
       throw new TypeError("wshub: no WebSocket here; pass one: new WshubClient(url, { WebSocket }) with WebSocket from 'ws'");
     }
-    if (options.sessionId) {
-      this.#remember('session', options.sessionId).viaUrl = true;
-    }
+    if (options.sessionId) this.#remember('session', options.sessionId);
     if (this.#options.autoConnect) this.connect();
   }
 
@@ -298,17 +362,33 @@ export class WshubClient {
   connect() {
     if (!this.#stopped) return;
     this.#stopped = false;
+    this.#halted = false;
     this.#attempt = 0;
     this.#open();
   }
 
   /**
+   * Resolves with the welcome once the client is open (at once if it is);
+   * rejects with `closed` if it stops first, or has stopped. Before the first
+   * `connect()` (with `autoConnect: false`) it waits for it.
+   * @returns {Promise<object>}
+   */
+  ready() {
+    if (this.#state === 'open') return Promise.resolve(this.#welcome);
+    if (this.#halted) return Promise.reject(new WshubError('wshub: the client is closed', 'closed'));
+    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }));
+  }
+
+  /**
    * Closes the connection with 1000 and stops for good: no reconnect, pending
    * requests are rejected (`closed`). `connect()` starts again.
-   * @param {string} [reason]
+   * @param {string} [reason] Cut to the 123 bytes of UTF-8 a Close frame holds.
    */
   close(reason = 'Client closed') {
-    if (this.#stopped) return;
+    if (this.#halted) return;
+    // Never started (autoConnect: false): nothing to close, but closed all the same.
+    if (this.#stopped) return this.#stop();
+    reason = fitCloseReason(reason);
     const socket = this.#socket;
     this.#stopped = true;
     if (socket) {
@@ -316,7 +396,13 @@ export class WshubClient {
       try {
         socket.close(1000, reason);
       } catch {
-        // already closing
+        // Already closing, or refused: make sure it ends all the same.
+        try {
+          if (typeof socket.terminate === 'function') socket.terminate();
+          else socket.close();
+        } catch {
+          // gone
+        }
       }
     }
     this.#disconnected('closed');
@@ -460,26 +546,31 @@ export class WshubClient {
   }
 
   /**
-   * Like `on`, for the next one only.
+   * Like `on`, for the next one only. `off(type, handler)` removes it too.
    * @param {string} type
    * @param {Function} handler
    * @returns {() => void}
    */
   once(type, handler) {
-    const off = this.on(type, (...args) => {
+    const once = (...args) => {
       off();
       handler(...args);
-    });
+    };
+    once[ONCE] = handler;
+    const off = this.on(type, once);
     return off;
   }
 
   /**
+   * Removes a handler given to `on` or `once`.
    * @param {string} type
    * @param {Function} handler
    */
   off(type, handler) {
     const set = this.#handlers.get(type);
-    if (set) set.delete(handler);
+    if (!set) return;
+    set.delete(handler);
+    for (const registered of set) if (registered[ONCE] === handler) set.delete(registered);
   }
 
   /**
@@ -517,7 +608,10 @@ export class WshubClient {
     try {
       socket = new this.#WebSocket(this.#lastUrl);
     } catch (err) {
-      this.#emit('error', new WshubError(`wshub: cannot connect: ${err && err.message}`, 'url'));
+      // Trying again would fail the same way: say so, and stop.
+      const why = `wshub: cannot connect: ${err && err.message}`;
+      this.#emit('error', new WshubError(why, 'url', undefined, { url: redactUrl(this.#lastUrl), cause: err }));
+      this.#emit('close', { code: 1006, reason: fitCloseReason(why), wasClean: false, action: 'stop', willReconnect: false });
       this.#stop();
       return;
     }
@@ -568,10 +662,8 @@ export class WshubClient {
     if (token) url.searchParams.set('token', token);
     if (this.#options.userId) url.searchParams.set('userId', this.#options.userId);
     if (this.#options.envelope && !url.searchParams.has('envelope')) url.searchParams.set('envelope', this.#options.envelope);
-    const session = this.#options.sessionId;
-    if (session && this.#subscriptions.has(streamKey('session', session))) {
-      url.searchParams.set('sessionId', session);
-    }
+    // The `sessionId` option is not put here: it is subscribed after the
+    // welcome like every stream, once, and with `since` after a reconnect.
     return url.toString();
   }
 
@@ -604,7 +696,11 @@ export class WshubClient {
     this.#socket = null;
     this.#welcomed = false;
     this.#recovering.clear();
-    for (const sub of this.#subscriptions.values()) sub.confirmed = sub.inFlight = false;
+    this.#leaving.clear();
+    for (const sub of this.#subscriptions.values()) {
+      sub.confirmed = false;
+      sub.request = null;
+    }
     for (const [id, entry] of this.#pending) {
       if (!entry.sent) continue;
       this.#pending.delete(id);
@@ -621,7 +717,11 @@ export class WshubClient {
     let action = (this.#options.closeAction && this.#options.closeAction(code, reason)) || closeAction(code);
     if (!this.#options.reconnect || this.#attempt >= this.#options.maxAttempts) action = 'stop';
     const delay =
-      action === 'backoff' ? backoffDelay(this.#attempt, this.#options.minDelay, this.#options.maxDelay) : 0;
+      action === 'backoff'
+        ? backoffDelay(this.#attempt, this.#options.minDelay, this.#options.maxDelay)
+        : action === 'reconnect'
+          ? restartDelay(this.#options.minDelay)
+          : 0;
     const willReconnect = action !== 'stop';
     this.#emit('close', { code, reason, wasClean, action, willReconnect, ...(willReconnect ? { delay } : {}) });
     if (!willReconnect) return this.#stop();
@@ -635,21 +735,24 @@ export class WshubClient {
     }, delay);
   }
 
+  /** Stops for good (until `connect()`), after the connection, if any, was let go of. */
   #stop() {
     this.#stopped = true;
+    this.#halted = true;
     this.#generation += 1;
     this.#state = 'closed';
     clearTimeout(this.#timers.reconnect);
     this.#timers.reconnect = null;
-    this.#disconnected();
+    const closed = () => new WshubError('wshub: the client is closed', 'closed');
     for (const [id, entry] of this.#pending) {
       this.#pending.delete(id);
       clearTimeout(entry.timer);
-      entry.reject(new WshubError('wshub: the client is closed', 'closed'));
+      entry.reject(closed());
     }
     for (const sub of this.#subscriptions.values()) {
-      for (const waiter of sub.waiters.splice(0)) waiter.reject(new WshubError('wshub: the client is closed', 'closed'));
+      for (const waiter of sub.waiters.splice(0)) waiter.reject(closed());
     }
+    for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(closed());
   }
 
   #welcomeReceived(message) {
@@ -661,12 +764,20 @@ export class WshubClient {
     this.#attempt = 0;
     this.#state = 'open';
     this.#startHeartbeat(data.heartbeatMs);
+    // A position is kept for the streams this client subscribes to, and its
+    // user's own; another's (a service subscribed it, for that connection
+    // only) is not followed past its connection.
+    const own = data.userId ? streamKey('channel', `user:${data.userId}`) : null;
+    for (const key of [...this.#positions.keys()]) {
+      if (key !== own && !this.#subscriptions.has(key)) this.#positions.delete(key);
+    }
     for (const sub of this.#subscriptions.values()) this.#sendSubscribe(sub);
     for (const entry of this.#pending.values()) {
       if (!entry.sent) entry.sent = this.#transmit(entry.message);
     }
     const reconnected = this.#everOpen;
     this.#everOpen = true;
+    for (const waiter of this.#readyWaiters.splice(0)) waiter.resolve(data);
     this.#emit('open', { ...data, reconnected });
   }
 
@@ -701,7 +812,7 @@ export class WshubClient {
 
   #call(message, timeout) {
     return new Promise((resolve, reject) => {
-      if (this.#stopped) return reject(new WshubError('wshub: the client is closed', 'closed'));
+      if (this.#halted) return reject(new WshubError('wshub: the client is closed', 'closed'));
       const id = `w${++this.#nextId}`;
       message.correlationId = id;
       const entry = { resolve, reject, message, sent: false, timer: null };
@@ -734,7 +845,7 @@ export class WshubClient {
       this.#pending.delete(message.correlationId);
       clearTimeout(entry.timer);
     }
-    if (message.type === 'subscribed') this.#subscribedReceived(message, entry);
+    if (message.type === 'subscribed') this.#subscribedReceived(message);
     if (message.type === 'unsubscribed') this.#unsubscribedReceived(message);
 
     if (message.type === this.#options.batchType && message.data && Array.isArray(message.data.messages)) {
@@ -789,13 +900,18 @@ export class WshubClient {
     if (handlers) for (const handler of [...handlers]) this.#safely(handler, event);
   }
 
-  /** A handler that throws does not break the client; it is reported as an `error` event. */
+  /** A handler that throws does not break the client; it is reported as an `error` event (a WshubError, code `handler`). */
   #safely(handler, ...args) {
     try {
       handler(...args);
     } catch (err) {
-      if (args[0] instanceof Error) console.error(err);
-      else this.#emit('error', err);
+      // An `error` handler that throws: the console, not another `error`.
+      if (args[0] instanceof Error) return console.error(err);
+      const error =
+        err instanceof WshubError
+          ? err
+          : new WshubError(`wshub: a handler threw: ${err && err.message !== undefined ? err.message : String(err)}`, 'handler', undefined, { cause: err });
+      this.#emit('error', error);
     }
   }
 
@@ -844,7 +960,7 @@ export class WshubClient {
     const key = streamKey(kind, name);
     let sub = this.#subscriptions.get(key);
     if (!sub) {
-      sub = { kind, name, viaUrl: false, confirmed: false, inFlight: false, data: null, waiters: [] };
+      sub = { kind, name, confirmed: false, request: null, data: null, waiters: [] };
       this.#subscriptions.set(key, sub);
     }
     return sub;
@@ -852,6 +968,7 @@ export class WshubClient {
 
   #subscribe(kind, name, { since } = {}) {
     if (typeof name !== 'string' || !name) return Promise.reject(new TypeError(`wshub: subscribe needs a ${kind} name`));
+    if (this.#halted) return Promise.reject(new WshubError('wshub: the client is closed', 'closed'));
     const key = streamKey(kind, name);
     const sub = this.#remember(kind, name);
     if (sub.confirmed) return Promise.resolve(sub.data);
@@ -859,7 +976,7 @@ export class WshubClient {
     return new Promise((resolve, reject) => {
       sub.waiters.push({ resolve, reject });
       // Not connected: it goes out with the welcome.
-      if (this.#welcomed && !sub.inFlight) this.#sendSubscribe(sub);
+      if (this.#welcomed && sub.request === null) this.#sendSubscribe(sub);
     });
   }
 
@@ -872,53 +989,84 @@ export class WshubClient {
       message.since = at.epoch === undefined ? { seq: at.seq } : { seq: at.seq, epoch: at.epoch };
       this.#recovering.set(key, message.since);
     }
-    sub.inFlight = true;
-    const settled = () => {
-      sub.inFlight = false;
-    };
-    this.#call(message, this.#options.requestTimeout).then(settled, (err) => {
-      settled();
+    const socket = this.#socket;
+    const timeout = this.#options.requestTimeout;
+    const answer = this.#call(message, timeout);
+    sub.request = message.correlationId ?? null;
+    answer.catch((err) => {
+      // Superseded (left and taken again since): that one's answer counts.
+      if (this.#subscriptions.get(key) !== sub || sub.request !== message.correlationId) return;
+      sub.request = null;
       if (err.code === 'disconnected' || err.code === 'closed') return;
-      if (err.code === 'timeout') return this.#emit('error', Object.assign(err, this.#streamFields(key)));
-      // Refused: forget it, so it is not sent again on every reconnect.
-      this.#subscriptions.delete(key);
       this.#recovering.delete(key);
       const waiters = sub.waiters.splice(0);
       Object.assign(err, this.#streamFields(key));
+      if (err.code === 'timeout') {
+        // Whether the hub has it is unknown, and its live deliveries would be
+        // held back for a replay that may never come: give this connection
+        // up. The next one subscribes again (with `since`), and says
+        // `recovered` or not; the subscription is kept.
+        err.message = `wshub: no answer to subscribe ${key} within ${timeout} ms; reconnecting to subscribe again`;
+      } else {
+        // Refused: forget it, so it is not sent again on every reconnect.
+        this.#subscriptions.delete(key);
+      }
       if (waiters.length) for (const waiter of waiters) waiter.reject(err);
       else this.#emit('error', err);
+      if (err.code === 'timeout') this.#lost(socket, `No answer to subscribe within ${timeout} ms`);
     });
   }
 
-  #subscribedReceived(message, entry) {
-    const kind = typeof message.channel === 'string' ? 'channel' : typeof message.sessionId === 'string' ? 'session' : null;
-    if (!kind) return;
-    const name = kind === 'channel' ? message.channel : message.sessionId;
-    const key = streamKey(kind, name);
+  #subscribedReceived(message) {
+    const key = this.#topicOf(message);
+    if (!key) return;
     const data = message.data || {};
+    const sub = this.#subscriptions.get(key);
+    const ours = sub && sub.request !== null && message.correlationId === sub.request;
+    if (!ours) {
+      // A service subscribed this client (for this connection only), or the
+      // answer to a subscribe left since: only where the stream stands.
+      if (!sub && !this.#positions.has(key) && typeof data.seq === 'number') {
+        this.#positions.set(key, { seq: data.seq, epoch: data.epoch });
+      }
+      return;
+    }
+    sub.request = null;
     const since = this.#recovering.get(key);
-    if (since && entry && entry.message.since) {
+    if (since) {
       this.#recovering.delete(key);
       const recovered = data.recovered === true;
       // Not recovered: the next publication is taken as it comes.
       if (!recovered) this.#positions.delete(key);
       this.#emit('recovery', { ...this.#streamFields(key), recovered, since, seq: data.seq, epoch: data.epoch });
-    } else if (!this.#positions.has(key) && typeof data.seq === 'number') {
+    } else if (typeof data.seq === 'number') {
+      // Live from here: whatever came before on this stream is older.
       this.#positions.set(key, { seq: data.seq, epoch: data.epoch });
     }
-    const sub = this.#subscriptions.get(key);
-    if (sub && entry) {
-      sub.confirmed = true;
-      sub.data = data;
-      for (const waiter of sub.waiters.splice(0)) waiter.resolve(data);
-    }
+    sub.confirmed = true;
+    sub.data = data;
+    for (const waiter of sub.waiters.splice(0)) waiter.resolve(data);
   }
 
   #unsubscribedReceived(message) {
-    // Told by the hub (or answering us): forget it, so it is not re-sent.
-    if (typeof message.channel === 'string') return this.#forget(streamKey('channel', message.channel));
-    if (typeof message.sessionId === 'string') return this.#forget(streamKey('session', message.sessionId));
-    for (const [key, sub] of this.#subscriptions) if (sub.kind === 'session') this.#forget(key);
+    // The answer to our own unsubscribe: that was forgotten when it was sent,
+    // and a subscribe since then must stay.
+    if (message.correlationId !== undefined && this.#leaving.delete(message.correlationId)) return;
+    // Ended by the hub or a service: forget it, so it is not re-sent; but a
+    // subscribe of ours still unanswered came after it, and stands.
+    const key = this.#topicOf(message);
+    const ended = key ? [key] : [...this.#subscriptions.keys()].filter((k) => this.#subscriptions.get(k).kind === 'session');
+    for (const k of ended) {
+      const sub = this.#subscriptions.get(k);
+      if (!sub || sub.request === null) this.#forget(k);
+    }
+  }
+
+  /** The stream a `subscribed` or `unsubscribed` names, or null. */
+  #topicOf(message) {
+    if (typeof message.channel === 'string') return streamKey('channel', message.channel);
+    if (typeof message.sessionId === 'string') return streamKey('session', message.sessionId);
+    return null;
   }
 
   #forget(key) {
@@ -933,7 +1081,11 @@ export class WshubClient {
     const key = streamKey(kind, name);
     this.#forget(key);
     if (!this.#welcomed) return;
-    await this.request('unsubscribe', undefined, { [kind === 'channel' ? 'channel' : 'sessionId']: name });
+    const message = { type: 'unsubscribe', [kind === 'channel' ? 'channel' : 'sessionId']: name };
+    const answer = this.#call(message, this.#options.requestTimeout);
+    // Its answer is told apart from the hub ending a subscription made since.
+    if (message.correlationId !== undefined) this.#leaving.add(message.correlationId);
+    await answer;
   }
 }
 

@@ -9,6 +9,11 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+/// The longest wait before reconnecting to a hub that said it is going away
+/// (1001): long enough to spread its clients' returns, short enough to be
+/// back at once as far as a person can tell.
+pub(crate) const RESTART_JITTER: Duration = Duration::from_secs(1);
+
 /// The delays before reconnect attempts: attempt `n` (0 for the first after
 /// a connection ends) waits a uniformly random time in
 /// `[0, min(max, initial × 2ⁿ)]`, so clients that lost the same hub at the
@@ -35,9 +40,10 @@ impl Backoff {
     }
 
     /// A short random delay, for a hub that is restarting (1001): up to
-    /// the initial delay, so its clients do not all reconnect at once.
+    /// [`RESTART_JITTER`] (or the initial delay, if longer), so its clients
+    /// do not all reconnect at the same instant.
     pub(crate) fn jitter(&mut self) -> Duration {
-        full_jitter(self.initial, self.rng.unit())
+        full_jitter(self.initial.max(RESTART_JITTER), self.rng.unit())
     }
 }
 
@@ -111,9 +117,18 @@ mod tests {
             assert!(delays.iter().any(|d| *d < top / 4), "attempt {attempt}");
             assert!(delays.iter().any(|d| *d > top * 3 / 4), "attempt {attempt}");
         }
-        for _ in 0..200 {
-            assert!(backoff.jitter() <= INITIAL);
+        // A restarting hub (1001): up to 1 s, whatever a small initial
+        // delay, and spread over all of it; a longer initial delay stretches it.
+        for initial in [Duration::from_millis(5), INITIAL] {
+            let mut backoff = Backoff::new(initial, MAX);
+            let jitters: Vec<Duration> = (0..200).map(|_| backoff.jitter()).collect();
+            assert!(jitters.iter().all(|d| *d <= RESTART_JITTER));
+            assert!(jitters.iter().any(|d| *d < RESTART_JITTER / 4));
+            assert!(jitters.iter().any(|d| *d > RESTART_JITTER * 3 / 4));
         }
+        let mut slow = Backoff::new(Duration::from_secs(3), MAX);
+        assert!((0..200).all(|_| slow.jitter() <= Duration::from_secs(3)));
+        assert!((0..200).any(|_| slow.jitter() > Duration::from_secs(2)));
     }
 
     #[test]

@@ -16,22 +16,27 @@
 /// assert_eq!(CloseAction::for_code(1013), CloseAction::Backoff);
 /// assert_eq!(CloseAction::for_code(4001), CloseAction::RefreshToken);
 /// assert_eq!(CloseAction::for_code(1008), CloseAction::Stop);
+/// assert_eq!(CloseAction::for_code(4000), CloseAction::Backoff); // the application's: come back
+/// assert_eq!(CloseAction::for_code(4500), CloseAction::Stop); // the application's: stay away
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CloseAction {
-    /// Reconnect at once, after a short jitter: the hub is shutting down or
+    /// Reconnect soon, after a random delay of up to 1 s (or the backoff's
+    /// initial delay, if longer), so the clients of a restarting hub do not
+    /// all come back at the same instant: the hub is shutting down or
     /// restarting (1001).
     Reconnect,
     /// Reconnect after a full-jitter exponential backoff, then recover every
     /// stream: the connection was lost (1006), the hub failed (1011), was full
-    /// or found the client too slow (1013), or the code is unknown.
+    /// or found the client too slow (1013), the application asked for it
+    /// (4000 to 4499), or the code is unknown.
     Backoff,
     /// Ask the token provider for a fresh token, then reconnect (4001: the
     /// token expired). Without a provider, stop.
     RefreshToken,
     /// Do not reconnect: closed on purpose (1000), a protocol violation
     /// (1002, 1003, 1007, 1009, 1010), refused (1008: unauthorized or
-    /// abuse), or another application code (4000 to 4999).
+    /// abuse), or the application said so (4500 to 4999).
     Stop,
 }
 
@@ -44,13 +49,17 @@ impl CloseAction {
     ///
     /// assert_eq!(CloseAction::for_code(1006), CloseAction::Backoff);
     /// assert_eq!(CloseAction::for_code(3000), CloseAction::Backoff); // unknown
-    /// assert_eq!(CloseAction::for_code(4000), CloseAction::Stop);
+    /// assert_eq!(CloseAction::for_code(4499), CloseAction::Backoff);
+    /// assert_eq!(CloseAction::for_code(4999), CloseAction::Stop);
     /// ```
+    ///
+    /// Application codes follow Centrifugo's convention: 4000 to 4499 mean
+    /// "reconnect" (with backoff), 4500 to 4999 "do not".
     pub fn for_code(code: u16) -> CloseAction {
         match code {
             1001 => CloseAction::Reconnect,
             4001 => CloseAction::RefreshToken,
-            1000 | 1002 | 1003 | 1007..=1010 | 4000..=4999 => CloseAction::Stop,
+            1000 | 1002 | 1003 | 1007..=1010 | 4500..=4999 => CloseAction::Stop,
             _ => CloseAction::Backoff,
         }
     }
@@ -79,9 +88,11 @@ mod tests {
             (1014, Backoff),
             (3000, Backoff),
             (3999, Backoff),
-            (4000, Stop),
+            (4000, Backoff),
             (4001, RefreshToken),
-            (4002, Stop),
+            (4002, Backoff),
+            (4499, Backoff),
+            (4500, Stop),
             (4999, Stop),
             (5000, Backoff),
             (0, Backoff),

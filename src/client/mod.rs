@@ -19,7 +19,7 @@
 //!
 //! **Ending.** The client ends when it is dropped (the socket is closed),
 //! after [`Client::close`], or by itself on a close code that means stop
-//! (1000, 1008, 4000, ...); every call then returns [`Error::Closed`].
+//! (1000, 1008, 4500 to 4999, ...); every call then returns [`Error::Closed`].
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -229,7 +229,9 @@ impl Options {
     }
 
     /// The backoff: attempt `n` after a loss waits a random time up to
-    /// `min(max, initial × 2ⁿ)` (full jitter). Default 0.5 s and 20 s.
+    /// `min(max, initial × 2ⁿ)` (full jitter). Default 0.5 s and 20 s. A hub
+    /// going away (1001) is reconnected to after a random time up to 1 s,
+    /// or `initial` if longer.
     ///
     /// ```
     /// use std::time::Duration;

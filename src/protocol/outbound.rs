@@ -267,6 +267,10 @@ pub(crate) struct Welcome<'a> {
     pub authenticated: bool,
     #[serde(rename = "heartbeatMs")]
     pub heartbeat_ms: u64,
+    /// `true` on a service connection (left out otherwise), so a backend can
+    /// tell that its token made it one rather than an ordinary client.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub service: bool,
 }
 
 /// Data of `subscribed`: where the stream stands, and whether what the

@@ -169,6 +169,7 @@ impl Router {
             session_id,
             authenticated: client.identity.authenticated(),
             heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
+            service: client.identity.is_service(),
         });
         // The Code Cloud Agents clients expect to hear how their token went.
         let auth = (envelope == Envelope::Standard).then(|| {

@@ -1,10 +1,13 @@
 // Generated from react.js by scripts/build-cjs.mjs: edit that file, then run npm run build.
+'use client';
 'use strict';
 
 Object.defineProperty(exports, '__esModule', { value: true });
 
+
 // React hooks over wshub.js (`@wshub/client/react`). This module imports
-// `react`; wshub.js does not.
+// `react`; wshub.js does not. It is a client module (`'use client'`): React
+// Server Components frameworks keep it out of the server.
 //
 //   <WshubProvider url="wss://example.com/ws" options={{ token: getToken }}>...</WshubProvider>
 //   const { isConnected, state } = useWshub();
@@ -28,7 +31,7 @@ Object.defineProperty(exports, '__esModule', { value: true });
 
 const { createContext, createElement, useCallback, useContext, useEffect, useRef, useState } = require('react');
 
-const { WshubClient, defaultUrl } = require('./wshub.cjs');
+const { WshubClient, defaultUrl, isWshubClient } = require('./wshub.cjs');
 
 /**
  * @typedef {object} HookOptions
@@ -224,17 +227,20 @@ function useWshubClient() {
 /** The client a hook works on: its `client` option, else the provider's. */
 function useTarget(options) {
   const provided = useContext(WshubContext);
-  return (options && options.client instanceof WshubClient ? options.client : null) ?? provided;
+  // By the brand, not instanceof: the client may come from the package's
+  // other copy (CommonJS where this is ESM, or the reverse).
+  return (options && isWshubClient(options.client) ? options.client : null) ?? provided;
 }
 
-/** Follows a client's connection: state, welcome and the last error. */
+/** Follows a client's connection: state, welcome and the last error (until it is open again). */
 function useConnection(client) {
   const [view, setView] = useState(() => snapshot(client, null));
   useEffect(() => {
     setView(snapshot(client, null));
     if (!client) return undefined;
     const offs = [
-      client.on('open', () => setView((v) => snapshot(client, v.error))),
+      // Connected again: the error that came before it is over.
+      client.on('open', () => setView(() => snapshot(client, null))),
       client.on('close', () => setView((v) => snapshot(client, v.error))),
       client.on('reconnecting', () => setView((v) => snapshot(client, v.error))),
       client.on('error', (error) => setView(() => snapshot(client, error))),
@@ -256,7 +262,7 @@ function snapshot(client, error) {
  * @param {object} [options]
  */
 function useWshub(options) {
-  const owns = options !== undefined && !(options.client instanceof WshubClient);
+  const owns = options !== undefined && !isWshubClient(options.client);
   const provided = useTarget(owns ? undefined : options);
   const { client: owned } = useClient(owns ? options : {}, () => {}, owns);
   return useConnection(owns ? owned : provided);

@@ -62,6 +62,12 @@ function topicFields(topic) {
 }
 
 /**
+ * The HTTP API's answers whose `bad_request` the WebSocket side calls
+ * `invalid_channel`: the hub's `invalid channel: ...` and `invalid sessionId: ...`.
+ */
+const INVALID_NAME = /^invalid (channel|sessionId):/;
+
+/**
  * The hub's HTTP API with the admin token: for one-shot publishes from a
  * script, and the service's fallback while its connection is down.
  */
@@ -72,7 +78,8 @@ class WshubHttp {
 
   /**
    * @param {string | URL} url The hub: `http(s)://host:port` or its `ws(s)://` URL.
-   * @param {{token?: string, fetch?: typeof fetch}} [options]
+   * @param {{token?: string | (() => string | null | undefined | Promise<string | null | undefined>), fetch?: typeof fetch}} [options]
+   *   `token`: the admin token, or a function asked for it at every call.
    */
   constructor(url, options = {}) {
     this.#base = httpBase(url);
@@ -102,7 +109,13 @@ class WshubHttp {
 
   async #call(method, path, body) {
     const headers = { accept: 'application/json' };
-    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
+    let token;
+    try {
+      token = typeof this.#token === 'function' ? await this.#token() : this.#token;
+    } catch (err) {
+      throw new WshubError(`wshub: the token provider failed: ${err && err.message}`, 'token', undefined, { cause: err });
+    }
+    if (token) headers.authorization = `Bearer ${token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
     const url = this.#base + path;
     let response;
@@ -118,9 +131,13 @@ class WshubHttp {
       // not JSON: said below
     }
     if (!response.ok || !answer || answer.success === false) {
-      const code = (answer && answer.code) || `http_${response.status}`;
       const why = (answer && answer.error) || response.statusText;
-      throw new WshubError(`wshub: ${method} ${url}: ${response.status} ${why}`, code, undefined, { url });
+      let code = (answer && answer.code) || `http_${response.status}`;
+      // The same code as the hub gives on a connection.
+      if (code === 'bad_request' && INVALID_NAME.test(why)) code = 'invalid_channel';
+      const error = new WshubError(`wshub: ${method} ${url}: ${response.status} ${why}`, code, undefined, { url });
+      error.status = response.status;
+      throw error;
     }
     return answer;
   }
@@ -235,6 +252,12 @@ class WshubService {
   #inFlight = new Set();
   #errorListeners = new Set();
   #options;
+  /** `close()` was called (and no `connect()` since): nothing goes out, not even over HTTP. */
+  #closed = false;
+  /** `ready()`'s callers waiting for the next welcome. */
+  #readyWaiters = [];
+  /** Why the last connection was refused as a service (`not_a_service`), until `connect()`. */
+  #refusal = null;
 
   /**
    * @param {string | URL} url The hub's WebSocket URL, e.g. `ws://127.0.0.1:3000/ws`.
@@ -248,17 +271,35 @@ class WshubService {
     const { http, fetch, autoConnect = true, ...rest } = options;
     this.#options = options;
     this.#client = new WshubClient(url, { ...rest, autoConnect: false, envelope: 'standard' });
-    const token = typeof options.token === 'string' ? options.token : undefined;
-    if (http !== false) this.#http = new WshubHttp(http || url, { token, fetch });
+    if (http !== false) this.#http = new WshubHttp(http || url, { token: options.token, fetch });
     this.#client.on('client_message', (data) => this.#request(data));
-    this.#client.on('open', () => {
+    this.#client.on('open', (welcome) => {
       this.#generation += 1;
+      if (welcome.service === true) return this.#settleReady(null, welcome);
+      // A hub without auth lets any token in, as an ordinary client: its
+      // requests would never come here. Say so, and do not go on as one.
+      const error = new WshubError(
+        'wshub: the hub took this connection for an ordinary client, not a service connection: give the admin token (--admin-token) or a token with the service grant',
+        'not_a_service',
+      );
+      this.#refusal = error;
+      const heard = this.#settleReady(error) > 0;
+      this.#client.close('Not a service connection');
+      this.#report(error, 'wshub: not a service connection:', heard);
     });
-    this.#client.on('close', () => {
+    this.#client.on('close', (event) => {
       // The hub has told each waiting client `busy`: stop their handlers' output.
       this.#generation += 1;
       for (const req of this.#inFlight) req.abort();
       this.#inFlight.clear();
+      if (!event.willReconnect) {
+        this.#settleReady(
+          new WshubError(`wshub: the service stopped (close ${event.code} ${event.reason})`, 'closed', undefined, {
+            closeCode: event.code,
+            closeReason: event.reason,
+          }),
+        );
+      }
     });
     if (autoConnect) this.connect();
   }
@@ -280,28 +321,37 @@ class WshubService {
 
   /** Starts connecting (with `autoConnect: false`, or after `close()`). */
   connect() {
+    if (this.#client.state === 'closed') this.#refusal = null;
+    this.#closed = false;
     this.#client.connect();
   }
 
-  /** Resolves at the next welcome (at once if open); rejects if the service stops first. */
+  /**
+   * Resolves with the welcome of the next service connection (at once if
+   * open). Rejects if the service stops first (`closed`), or if the hub took
+   * the connection for an ordinary client (`not_a_service`: a wrong or
+   * missing admin token on a hub without auth).
+   */
   ready() {
-    if (this.#client.state === 'open') return Promise.resolve(this.#client.welcome);
-    return new Promise((resolve, reject) => {
-      const offOpen = this.#client.once('open', (welcome) => {
-        offClose();
-        resolve(welcome);
-      });
-      const offClose = this.#client.on('close', (event) => {
-        if (event.willReconnect) return;
-        offOpen();
-        offClose();
-        reject(new WshubError(`wshub: the service stopped (close ${event.code} ${event.reason})`, 'closed', undefined, { closeCode: event.code, closeReason: event.reason }));
-      });
-    });
+    const welcome = this.#client.welcome;
+    if (this.#client.state === 'open' && welcome && welcome.service === true) return Promise.resolve(welcome);
+    if (this.#refusal && this.#client.state === 'closed') return Promise.reject(this.#refusal);
+    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }));
   }
 
-  /** Closes the connection for good. */
+  /** Settles `ready()`'s waiters, with the welcome or rejected with `error`; how many there were. */
+  #settleReady(error, welcome) {
+    const waiters = this.#readyWaiters.splice(0);
+    for (const waiter of waiters) {
+      if (error) waiter.reject(error);
+      else waiter.resolve(welcome);
+    }
+    return waiters.length;
+  }
+
+  /** Closes the connection for good: what it is asked to do next rejects with `closed` (`connect()` starts again). */
   close(reason = 'Service closed') {
+    this.#closed = true;
     this.#client.close(reason);
   }
 
@@ -310,6 +360,8 @@ class WshubService {
    * connection's errors, and handlers that failed after replying.
    */
   on(type, handler) {
+    // Only a service connection's welcome is an `open` of the service.
+    if (type === 'open') return this.#client.on('open', (welcome) => welcome.service === true && handler(welcome));
     if (type !== 'error') return this.#client.on(type, handler);
     this.#errorListeners.add(handler);
     const off = this.#client.on('error', handler);
@@ -359,6 +411,7 @@ class WshubService {
    */
   async publish(target, type, data, { batched = false } = {}) {
     const fields = targetFields(target);
+    if (this.#closed) throw new WshubError('wshub: the service is closed', 'closed');
     if (this.#client.state !== 'open' && this.#http) return this.#http.publish(fields, type, data, { batched });
     const message = { ...fields, event: type };
     if (data !== undefined) message.data = data;
@@ -452,10 +505,21 @@ class WshubService {
     }
   }
 
-  /** A handler failed after it replied: its `error` listeners hear of it (else the console). */
-  #report(err) {
-    const error = err instanceof Error ? err : new WshubError(String(err), 'internal_error');
-    if (this.#errorListeners.size === 0) return console.error('wshub: a request handler failed after replying:', error);
+  /**
+   * Tells the `error` listeners (else the console, unless `heard` says a
+   * caller got it already): a handler that failed after replying, or a
+   * connection that is not a service's.
+   */
+  #report(err, what = 'wshub: a request handler failed after replying:', heard = false) {
+    // A WshubError, as every `error` event is: the handler's own error is its `cause`.
+    const error =
+      err instanceof WshubError
+        ? err
+        : new WshubError(`${what} ${err && err.message !== undefined ? err.message : String(err)}`, 'handler', undefined, { cause: err });
+    if (this.#errorListeners.size === 0) {
+      if (!heard) console.error(what, error);
+      return;
+    }
     for (const listener of [...this.#errorListeners]) listener(error);
   }
 }

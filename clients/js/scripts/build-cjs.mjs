@@ -2,7 +2,8 @@
 // cjs/wshub.cjs, cjs/react.cjs and cjs/server.cjs from wshub.js, react.js
 // and server.js, and cjs/*.d.cts from the *.d.ts beside them. The sources
 // stay plain ES modules a browser loads as they are; `require()` gets the
-// copies (see package.json's `exports`).
+// copies (see package.json's `exports`). And LICENSE, a copy of the
+// repository's, since the package ships it (`files`).
 //
 //   node scripts/build-cjs.mjs          write them
 //   node scripts/build-cjs.mjs --check  fail if one is not what this writes
@@ -27,6 +28,9 @@ const toCjs = (specifier) => specifier.replace(/^\.\/([\w-]+)\.js$/, './$1.cjs')
 function moduleToCjs(name) {
   const source = `${name}.js`;
   const lines = readFileSync(path.join(root, source), 'utf8').split('\n');
+  // A directive the source opens with (`'use client';`) opens the copy too,
+  // before 'use strict', where it is still a directive.
+  const directive = /^'use [a-z]+';$/.test(lines[0]) ? `${lines.shift()}\n` : '';
   const exported = [];
   let defaultName = null;
   const out = lines.map((line, index) => {
@@ -51,7 +55,7 @@ function moduleToCjs(name) {
   const body = out.filter((line) => line !== null).join('\n').replace(/\n+$/, '\n');
   const exports = exported.map((n) => `exports.${n} = ${n};`);
   if (defaultName) exports.push(`exports.default = ${defaultName};`);
-  return `${BANNER(source)}'use strict';\n\nObject.defineProperty(exports, '__esModule', { value: true });\n\n${body}\n${exports.join('\n')}\n`;
+  return `${BANNER(source)}${directive}'use strict';\n\nObject.defineProperty(exports, '__esModule', { value: true });\n\n${body}\n${exports.join('\n')}\n`;
 }
 
 function declarationToCts(name) {
@@ -63,6 +67,7 @@ function declarationToCts(name) {
 const outputs = [
   ...MODULES.map((name) => [`cjs/${name}.cjs`, moduleToCjs(name)]),
   ...DECLARATIONS.map((name) => [`cjs/${name}.d.cts`, declarationToCts(name)]),
+  ['LICENSE', readFileSync(path.join(root, '../../LICENSE'), 'utf8')],
 ];
 
 if (process.argv.includes('--check')) {

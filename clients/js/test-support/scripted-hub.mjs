@@ -30,10 +30,14 @@ export async function startScriptedHub({ history = 100 } = {}) {
     connections,
     /** Every message the clients sent, in order, with the connection's index. */
     received: [],
+    /** Each connection's query parameters, by index. */
+    queries: [],
     /** Called with (connection) after the welcome, before anything is read. */
     afterWelcome: null,
     /** While true, new connections are cut at once. */
     refuse: false,
+    /** `(message, index) => true` leaves that message of connection `index` unanswered and undone. */
+    hold: null,
     stream,
     /** Publishes on a stream (`channel:x`, `session:y`): seq + 1, kept, sent to subscribers. */
     publish(key, type, data) {
@@ -76,6 +80,7 @@ export async function startScriptedHub({ history = 100 } = {}) {
     if (hub.refuse) return ws.terminate();
     const index = connections.push(ws) - 1;
     const query = new URL(request.url, 'ws://x').searchParams;
+    hub.queries[index] = Object.fromEntries(query);
     const userId = query.get('userId');
     const sessionId = query.get('sessionId');
     hub.send(ws, { type: 'connection', data: { clientId: `c_${index}`, userId, sessionId, authenticated: false, heartbeatMs: 30000 } });
@@ -87,6 +92,7 @@ export async function startScriptedHub({ history = 100 } = {}) {
     ws.on('message', (raw) => {
       const message = JSON.parse(String(raw));
       hub.received.push({ index, message });
+      if (hub.hold && hub.hold(message, index)) return undefined;
       const reply = (type, fields = {}) => hub.send(ws, { type, ...fields, correlationId: message.correlationId });
       if (message.type === 'ping') return reply('pong');
       const key = message.channel !== undefined ? `channel:${message.channel}` : message.sessionId !== undefined ? `session:${message.sessionId}` : null;

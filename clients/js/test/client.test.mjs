@@ -46,7 +46,8 @@ describe('connecting', () => {
     assert.match(open.clientId, /^c_/);
     assert.equal(client.clientId, open.clientId);
     assert.equal(open.userId, 'alice');
-    assert.equal(open.sessionId, 'sess-welcome');
+    // The session is subscribed after the welcome, not by the URL.
+    assert.equal(open.sessionId, null);
     assert.equal(open.authenticated, false);
     assert.equal(typeof open.heartbeatMs, 'number');
     assert.equal(open.reconnected, false);
@@ -55,17 +56,47 @@ describe('connecting', () => {
     assert.equal(events.log.find((e) => e.name === 'message').event.type, 'connection');
   });
 
-  test('the sessionId of the URL is subscribed: a publication to it arrives', async () => {
+  test('the sessionId option is subscribed, once: a publication to it arrives', async () => {
     const client = connect(hub.url, { userId: 'bob', sessionId: 'sess-url' });
     const events = record(client);
     await events.wait('open');
-    // The client asks for the session's position: wait for that answer.
-    await events.waitMessage('subscribed', (m) => m.sessionId === 'sess-url');
+    assert.equal(typeof (await within(client.subscribeSession('sess-url'), 'the subscription')).seq, 'number');
+    assert.equal(events.messages('subscribed').length, 1);
     const answer = await hub.post('/api/publish', { sessionId: 'sess-url', type: 'ai_start', data: { task: { prompt: 'p', mode: 'generate' } } }, ADMIN);
     assert.equal(answer.data.delivered, 1);
     const message = await events.waitMessage('ai_start');
     assert.equal(message.sessionId, 'sess-url');
     assert.equal(message.data.task.prompt, 'p');
+  });
+
+  test('ready() resolves with the welcome, at once when open; rejects once closed', async () => {
+    const client = connect(hub.url, { userId: 'ready-user' });
+    const welcome = await within(client.ready(), 'ready');
+    assert.equal(welcome.userId, 'ready-user');
+    assert.equal(await client.ready(), client.welcome);
+    client.close();
+    await assert.rejects(client.ready(), { code: 'closed' });
+    // Not started yet (autoConnect: false): it waits for connect().
+    const later = connect(hub.url, { autoConnect: false, userId: 'later' });
+    const waiting = later.ready();
+    later.connect();
+    assert.equal((await within(waiting, 'ready after connect()')).userId, 'later');
+  });
+
+  test('a URL that is not a hub: a TypeError at once; a WebSocket that refuses it: an error and a close', async () => {
+    assert.throws(() => new WshubClient('localhost:3000', { WebSocket }), /ws:\/\/.*wss:\/\//);
+    class Refusing {
+      constructor() {
+        throw new SyntaxError('not for me');
+      }
+    }
+    const client = connect(hub.url, { WebSocket: Refusing, autoConnect: false });
+    const events = record(client);
+    client.connect();
+    const close = await events.wait('close');
+    assert.deepEqual([close.action, close.willReconnect, client.state], ['stop', false, 'closed']);
+    const error = events.all('error')[0];
+    assert.deepEqual([error.code, error.message], ['url', 'wshub: cannot connect: not for me']);
   });
 
   test('Node without a WebSocket constructor says what to pass', () => {
@@ -120,6 +151,40 @@ describe('subscriptions', () => {
     assert.equal(err.code, 'invalid_channel');
     assert.equal(err.channel, 'bad name');
     assert.deepEqual(client.subscriptions, []);
+  });
+
+  test('subscribe, unsubscribe, subscribe in one tick: subscribed on the hub and the client, also after a reconnect', async () => {
+    const client = connect(hub.url, { userId: 'remount' });
+    const events = record(client);
+    const subscribers = async (channel) => (await hub.get(`/api/subscribers?channel=${channel}`, ADMIN)).data.clients.map((c) => c.id);
+    // A route A -> B -> A, or two components on one channel: a confirmed
+    // subscription left and taken again before the hub answered.
+    // Each outcome: the subscription's seq, or the error's code.
+    const outcome = (promise) => promise.then((at) => (at ? typeof at.seq : 'done'), (err) => err.code);
+    await client.subscribe('remount-a');
+    const left = outcome(client.unsubscribe('remount-a'));
+    const again = outcome(client.subscribe('remount-a'));
+    // React StrictMode's mount, cleanup, mount: one never confirmed.
+    const first = outcome(client.subscribe('remount-b'));
+    const gone = outcome(client.unsubscribe('remount-b'));
+    const back = outcome(client.subscribe('remount-b'));
+    const outcomes = await within(Promise.all([left, again, first, gone, back]), 'every answer');
+    assert.deepEqual(outcomes, ['done', 'number', 'unsubscribed', 'done', 'number']);
+    assert.deepEqual(client.subscriptions.sort(), ['channel:remount-a', 'channel:remount-b']);
+    assert.deepEqual(await subscribers('remount-a'), [client.clientId]);
+    assert.deepEqual(await subscribers('remount-b'), [client.clientId]);
+
+    // A reconnect re-subscribes both: publications still arrive.
+    const before = client.clientId;
+    await hub.post('/api/disconnect', { clientId: before, code: 4000, reason: 'Reconnect, please' }, ADMIN);
+    await events.wait('open', () => true, 2);
+    await waitFor(async () => (await subscribers('remount-a'))[0] === client.clientId, 'a re-subscribed');
+    await waitFor(async () => (await subscribers('remount-b'))[0] === client.clientId, 'b re-subscribed');
+    assert.notEqual(client.clientId, before);
+    for (const channel of ['remount-a', 'remount-b']) {
+      assert.equal((await hub.post('/api/publish', { channel, data: { channel } }, ADMIN)).data.delivered, 1);
+      await events.waitMessage('event', (m) => m.channel === channel);
+    }
   });
 
   test('subscribeSession and a batch: each message of the batch arrives on its own, in order', async () => {
@@ -264,6 +329,33 @@ describe('presence', () => {
 });
 
 describe('close()', () => {
+  test('afterwards subscribe() rejects with closed, as request() does; before the first connect() both wait', async () => {
+    const client = connect(hub.url, { userId: 'closed-sub' });
+    await within(client.ready(), 'open');
+    client.close();
+    const err = await within(client.subscribe('after-close').then(() => null, (e) => e), 'subscribe() to settle');
+    assert.equal(err && err.code, 'closed');
+    assert.equal((await client.request('ping').catch((e) => e)).code, 'closed');
+    assert.deepEqual(client.subscriptions, []);
+
+    const idle = connect(hub.url, { autoConnect: false, userId: 'not-yet' });
+    const subscribed = idle.subscribe('before-connect');
+    const pong = idle.request('ping');
+    idle.connect();
+    assert.equal(typeof (await within(subscribed, 'the subscription')).seq, 'number');
+    assert.equal((await within(pong, 'the pong')).type, 'pong');
+  });
+
+  test('a reason longer than a Close frame holds is cut to 123 bytes on a character boundary, and the connection ends', async () => {
+    const client = connect(hub.url, { userId: 'long-reason' });
+    const events = record(client);
+    await events.wait('open');
+    client.close('é'.repeat(100)); // 200 bytes of UTF-8
+    const close = await events.wait('close');
+    assert.equal(close.reason, 'é'.repeat(61), 'the 62nd é would end at byte 124');
+    await waitFor(async () => !(await hub.get('/api/ws/stats', ADMIN)).clients.some((c) => c.userId === 'long-reason'), 'the hub to see it leave');
+  });
+
   test('stops for good: close 1000 to the hub, pending requests rejected, no reconnect', async () => {
     const cut = await proxy(hub.addr);
     const client = connect(cut.url, { userId: 'closer', minDelay: 10, maxDelay: 20 });

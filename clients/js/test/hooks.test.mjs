@@ -5,11 +5,13 @@
 // a service), useEvent.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { after, before, describe, test } from 'node:test';
 
 import { WshubClient } from '../wshub.js';
 import { WshubService } from '../server.js';
-import { WebSocket, record, startHub, waitFor } from '../test-support/hub.mjs';
+import { WebSocket, record, startHub, startProxy, waitFor } from '../test-support/hub.mjs';
 import { React, loadHooks, openPage, renderHook, renderHookIn } from '../test-support/react-env.mjs';
 
 const ADMIN = 'hooks-admin';
@@ -53,6 +55,40 @@ describe('WshubProvider and useWshub', () => {
     await waitFor(() => view.current.client.state === 'closed', 'the owned client closed with the provider');
   });
 
+  test("useWshub's error is cleared once the client is connected again", async () => {
+    const gate = await startProxy(hub.addr);
+    cleanup.push(() => gate.close());
+    const client = new WshubClient(gate.url, { WebSocket, minDelay: 10, maxDelay: 40 });
+    cleanup.push(() => client.close());
+    const view = mountIn({ client }, () => hooks.useWshub());
+    await view.until((v) => v.isConnected, 'connected');
+    assert.equal(view.current.error, null);
+    gate.refuse = true;
+    gate.cut();
+    await view.until((v) => v.error && v.error.code === 'socket', 'the socket error');
+    gate.refuse = false;
+    await view.until((v) => v.isConnected, 'connected again');
+    assert.equal(view.current.error, null, 'not a stale error next to a live connection');
+  });
+
+  test('a client from the CommonJS copy is recognised (the dual-package hazard)', async () => {
+    const { WshubClient: CjsClient } = createRequire(import.meta.url)('../cjs/wshub.cjs');
+    const client = new CjsClient(hub.url, { WebSocket, userId: 'from-cjs' });
+    cleanup.push(() => client.close());
+    const probe = renderHook(hooks.useWshub, { client });
+    cleanup.push(() => probe.unmount());
+    await probe.until((v) => v.isConnected, 'connected');
+    assert.equal(probe.current.client, client, 'its own client, not one made from the options');
+    assert.equal(probe.current.welcome.userId, 'from-cjs');
+  });
+
+  test("'use client' opens the hooks module and its CommonJS copy (React Server Components)", () => {
+    for (const file of ['../react.js', '../cjs/react.cjs']) {
+      const text = readFileSync(new URL(file, import.meta.url), 'utf8');
+      assert.match(text, /^(\/\/[^\n]*\n)*'use client';\n/, file);
+    }
+  });
+
   test('useWshub(options) owns a client of its own', async () => {
     const probe = renderHook(hooks.useWshub, { url: hub.url, WebSocket, userId: 'own-user' });
     cleanup.push(() => probe.unmount());
@@ -84,6 +120,28 @@ describe('useChannel', () => {
     assert.equal(await subscribers(), 1, 'one component left; the other holds the subscription');
     twin.unmount();
     await waitFor(async () => (await subscribers()) === 0, 'unsubscribed when the last left');
+  });
+
+  test('under StrictMode (mount, cleanup, mount) the channel stays subscribed, and after a reconnect', async () => {
+    const client = newClient({ userId: 'strict-user' });
+    const events = record(client);
+    // Open first, so that the cleanup's unsubscribe goes out between the two subscribes.
+    await events.wait('open');
+    const strict = (element) => React.createElement(React.StrictMode, null, React.createElement(hooks.WshubProvider, { client }, element));
+    const view = renderHookIn(strict, () => hooks.useChannel('strict-files'));
+    cleanup.push(() => view.unmount());
+    await view.until((v) => v.subscribed, 'subscribed');
+    const subscribers = async () => (await hub.get('/api/subscribers?channel=strict-files', ADMIN)).data.clients.map((c) => c.id);
+    await waitFor(async () => (await subscribers())[0] === client.clientId, 'the hub has the subscription');
+    await hub.post('/api/publish', { channel: 'strict-files', type: 'event', data: { n: 1 } }, ADMIN);
+    await view.until((v) => v.messages.some((m) => m.data.n === 1), 'the first publication');
+    assert.deepEqual(client.subscriptions, ['channel:strict-files']);
+
+    await hub.post('/api/disconnect', { clientId: client.clientId, code: 4000, reason: 'Reconnect, please' }, ADMIN);
+    await events.wait('open', () => true, 2);
+    await waitFor(async () => (await subscribers())[0] === client.clientId, 're-subscribed on the new connection');
+    await hub.post('/api/publish', { channel: 'strict-files', type: 'event', data: { n: 2 } }, ADMIN);
+    await view.until((v) => v.messages.some((m) => m.data.n === 2), 'a publication after the reconnect');
   });
 
   test('a refused subscription is the error', async () => {

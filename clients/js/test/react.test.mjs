@@ -89,8 +89,8 @@ describe('useWebSocket(options)', () => {
     };
     const probe = mount(hooks.useWebSocket, options);
     await probe.until((v) => v.isConnected, 'isConnected');
-    assert.equal(calls.open[0].sessionId, 'react-session');
     assert.equal(calls.open[0].userId, 'canvas-user');
+    assert.deepEqual(probe.current.client.subscriptions, ['session:react-session']);
 
     await waitFor(() => calls.message.some((m) => m.type === 'subscribed'), 'the session confirmed');
     await hub.post('/api/publish', { sessionId: 'react-session', type: 'ai_progress', data: { progress: { chunksReceived: 25, contentLength: 1250 } } }, ADMIN);

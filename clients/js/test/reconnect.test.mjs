@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 
-import { WshubClient, backoffDelay, closeAction } from '../wshub.js';
+import { WshubClient, backoffDelay, closeAction, restartDelay } from '../wshub.js';
 import { WebSocket, now, record, signJwt, startHub, startProxy, waitFor } from '../test-support/hub.mjs';
 
 const ADMIN = 'admin-secret';
@@ -45,12 +45,25 @@ describe('backoff', () => {
     }
   });
 
-  test('the close-code table', () => {
-    const table = Object.fromEntries([1000, 1001, 1002, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 1013, 4000, 4001].map((c) => [c, closeAction(c)]));
+  test('the close-code table, as the Rust client has it (src/client/close.rs)', () => {
+    const codes = [0, 1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4001, 4002, 4499, 4500, 4999, 5000];
+    const table = Object.fromEntries(codes.map((c) => [c, closeAction(c)]));
     assert.deepEqual(table, {
-      1000: 'stop', 1001: 'reconnect', 1002: 'stop', 1005: 'backoff', 1006: 'backoff', 1007: 'stop', 1008: 'stop',
-      1009: 'stop', 1011: 'backoff', 1012: 'backoff', 1013: 'backoff', 4000: 'backoff', 4001: 'refresh',
+      0: 'backoff', 1000: 'stop', 1001: 'reconnect', 1002: 'stop', 1003: 'stop', 1005: 'backoff', 1006: 'backoff',
+      1007: 'stop', 1008: 'stop', 1009: 'stop', 1010: 'stop', 1011: 'backoff', 1012: 'backoff', 1013: 'backoff',
+      1014: 'backoff', 3000: 'backoff', 3999: 'backoff', 4000: 'backoff', 4001: 'refresh', 4002: 'backoff',
+      4499: 'backoff', 4500: 'stop', 4999: 'stop', 5000: 'backoff',
     });
+  });
+
+  test('a hub going away (1001): a random delay up to 1 s, or minDelay if longer', () => {
+    assert.equal(restartDelay(20, () => 0), 0);
+    assert.equal(restartDelay(20, () => 0.5), 500);
+    assert.equal(restartDelay(20, () => 0.999999), 999);
+    assert.equal(restartDelay(3000, () => 0.5), 1500);
+    const delays = Array.from({ length: 200 }, () => restartDelay(20));
+    assert.ok(delays.every((d) => d >= 0 && d < 1000));
+    assert.ok(delays.some((d) => d > 750) && delays.some((d) => d < 250), 'spread over the second');
   });
 
   test('attempts against a hub that is not there: counted, each delay within its bound, then give up', async () => {
@@ -117,7 +130,7 @@ describe('close codes', () => {
     assert.equal(gate.connections, 1);
   });
 
-  test('1001 (hub shutting down) reconnects at once; the subscription is back on the restarted hub', async () => {
+  test('1001 (hub shutting down) reconnects within a second; the subscription is back on the restarted hub', async () => {
     const first = await startHub(['--admin-token', ADMIN]);
     const gate = await proxy(first.addr);
     const client = connect(gate.url, { userId: 'restarter', minDelay: 10, maxDelay: 50 });
@@ -127,9 +140,10 @@ describe('close codes', () => {
 
     await first.stop();
     const close = await events.wait('close');
-    assert.deepEqual([close.code, close.action, close.delay], [1001, 'reconnect', 0]);
+    assert.deepEqual([close.code, close.action], [1001, 'reconnect']);
+    assert.ok(close.delay >= 0 && close.delay < 1000, `${close.delay} ms`);
     const retry = await events.wait('reconnecting');
-    assert.deepEqual([retry.attempt, retry.delay, retry.action], [1, 0, 'reconnect']);
+    assert.deepEqual([retry.attempt, retry.delay, retry.action], [1, close.delay, 'reconnect']);
 
     const second = await hub();
     gate.setTarget(second.addr);
@@ -169,7 +183,7 @@ describe('close codes', () => {
     await events.wait('open');
   });
 
-  test('1000 from the application (a deliberate disconnect) stops; another code backs off', async () => {
+  test('the application: 1000 and 4500 to 4999 stop; 4000 to 4499 back off and come back', async () => {
     const h = await hub();
     const kicked = connect(h.url, { userId: 'kicked' });
     const kickedEvents = record(kicked);
@@ -178,12 +192,21 @@ describe('close codes', () => {
     const close = await kickedEvents.wait('close');
     assert.deepEqual([close.code, close.reason, close.action, kicked.state], [1000, 'Signed out', 'stop', 'closed']);
 
-    const bounced = connect(h.url, { userId: 'bounced' });
-    const bouncedEvents = record(bounced);
-    await bouncedEvents.wait('open');
-    await h.post('/api/disconnect', { clientId: bounced.clientId, code: 4000, reason: 'Move along' }, ADMIN);
-    assert.equal((await bouncedEvents.wait('close')).action, 'backoff');
-    await bouncedEvents.wait('open', () => true, 2);
+    const banned = connect(h.url, { userId: 'banned' });
+    const bannedEvents = record(banned);
+    await bannedEvents.wait('open');
+    await h.post('/api/disconnect', { clientId: banned.clientId, code: 4500, reason: 'Account suspended' }, ADMIN);
+    const gone = await bannedEvents.wait('close');
+    assert.deepEqual([gone.code, gone.action, banned.state], [4500, 'stop', 'closed']);
+
+    for (const code of [4000, 4499]) {
+      const bounced = connect(h.url, { userId: `bounced-${code}` });
+      const bouncedEvents = record(bounced);
+      await bouncedEvents.wait('open');
+      await h.post('/api/disconnect', { clientId: bounced.clientId, code, reason: 'Move along' }, ADMIN);
+      assert.equal((await bouncedEvents.wait('close')).action, 'backoff');
+      await bouncedEvents.wait('open', () => true, 2);
+    }
   });
 
   test('closeAction overrides the table for the codes it answers', async () => {
@@ -215,6 +238,29 @@ describe('close codes', () => {
     const open = await events.wait('open', () => true, 2);
     assert.equal(open.userId, 'expiring');
     assert.equal(tokens.length, 2);
+  });
+});
+
+describe('handlers', () => {
+  test("off() removes a once() handler by the function given; a throwing handler is an 'error' WshubError", async () => {
+    const h = await hub();
+    const client = connect(h.url);
+    const events = record(client);
+    const seen = [];
+    const handler = (welcome) => seen.push(welcome.clientId);
+    client.once('open', handler);
+    client.off('open', handler);
+    client.on('pong', () => {
+      throw new TypeError('a bug in the app');
+    });
+    await events.wait('open');
+    assert.deepEqual(seen, []);
+    await client.request('ping');
+    const error = await events.wait('error');
+    assert.equal(error.name, 'WshubError');
+    assert.equal(error.code, 'handler');
+    assert.match(error.message, /a bug in the app/);
+    assert.ok(error.cause instanceof TypeError);
   });
 });
 

@@ -44,11 +44,14 @@ function hasPosition(data, what = 'subscribed') {
 }
 
 /** Cuts the client off, runs `meanwhile` while it cannot reconnect, then lets it back in. */
-async function whileAway(gate, events, meanwhile) {
+async function whileAway(gate, events, meanwhile, on = hub) {
   const opens = events.count('open');
+  const gone = events.all('open').at(-1).clientId;
   gate.refuse = true;
   gate.cut();
   await events.wait('close', () => true, events.count('close') + 1);
+  // The hub hears of the cut a little after the client: until then it would still deliver.
+  await waitFor(async () => !(await on.get('/api/ws/stats', ADMIN)).clients.some((c) => c.id === gone), 'the hub to drop the old connection');
   await meanwhile();
   gate.refuse = false;
   return events.wait('open', () => true, opens + 1);
@@ -195,7 +198,7 @@ describe('recovery', () => {
     await events.waitMessage('event');
     await whileAway(gate, events, async () => {
       for (const n of [2, 3, 4, 5]) await publish({ channel: 'rec-old' }, { n }, 'event', small);
-    });
+    }, small);
     assert.equal((await events.wait('recovery')).recovered, false);
     await publish({ channel: 'rec-old' }, { n: 6 }, 'event', small);
     await events.waitMessage('event', (m) => m.data.n === 6);

@@ -193,6 +193,78 @@ describe('acting on clients', () => {
   });
 });
 
+describe('a handler that fails after replying', () => {
+  test("is an 'error' WshubError (code handler, the throw its cause); the client has its reply", async () => {
+    const backend = service();
+    const errors = [];
+    backend.on('error', (err) => errors.push(err));
+    backend.handle('late:fail', (req) => {
+      req.reply('done', 1);
+      throw new RangeError('after the reply');
+    });
+    await backend.ready();
+    const { c } = await openClient();
+    assert.equal((await c.request('late:fail')).type, 'done');
+    const error = await waitFor(() => errors[0], 'the error');
+    assert.ok(error instanceof WshubError);
+    assert.equal(error.code, 'handler');
+    assert.match(error.message, /after the reply/);
+    assert.ok(error.cause instanceof RangeError);
+  });
+});
+
+describe('the HTTP API', () => {
+  test('a token function is asked at each call, by WshubHttp and by the fallback', async () => {
+    const { c, events } = await openClient();
+    await c.subscribe('fn-news');
+    let asked = 0;
+    const token = async () => {
+      asked += 1;
+      return ADMIN;
+    };
+    const http = new WshubHttp(hub.url, { token });
+    assert.equal(await http.publish('fn-news', 'event', { n: 1 }), 1);
+    assert.ok((await http.stats()).activeConnections >= 1);
+    assert.equal(asked, 2);
+    await events.waitMessage('event', (m) => m.data.n === 1);
+
+    const gate = await startProxy(hub.addr);
+    cleanup.push(() => gate.close());
+    gate.refuse = true;
+    const backend = service(gate.url, { token, http: hub.http });
+    assert.equal(await backend.publish('fn-news', 'event', { n: 2 }), 1);
+    await events.waitMessage('event', (m) => m.data.n === 2);
+    const failing = new WshubHttp(hub.url, { token: () => Promise.reject(new Error('vault down')) });
+    const refused = await failing.publish('fn-news', 'event', 1).catch((err) => err);
+    assert.deepEqual([refused.code, refused.message], ['token', 'wshub: the token provider failed: vault down']);
+  });
+
+  test('a bad channel or session name is invalid_channel, as over the connection', async () => {
+    const http = new WshubHttp(hub.url, { token: ADMIN });
+    const backend = service();
+    await backend.ready();
+    for (const target of [{ channel: 'bad name' }, { sessionId: 'bad name' }]) {
+      const overHttp = await http.publish(target, 'event', 1).catch((err) => err);
+      const overWs = await backend.publish(target, 'event', 1).catch((err) => err);
+      assert.deepEqual([overHttp.code, overWs.code], ['invalid_channel', 'invalid_channel'], overHttp.message);
+      assert.equal(overHttp.status, 400);
+    }
+  });
+
+  test('after close() a publish rejects with closed instead of going over HTTP', async () => {
+    const { c, events } = await openClient();
+    await c.subscribe('after-close');
+    const backend = service();
+    await backend.ready();
+    backend.close();
+    const err = await backend.publish('after-close', 'event', { n: 1 }).catch((e) => e);
+    assert.equal(err.code, 'closed');
+    // An HTTP one would have arrived by the time this request is answered.
+    await c.request('ping');
+    assert.equal(events.messages('event').length, 0);
+  });
+});
+
 describe('reconnecting', () => {
   test('a cut: requests in flight get busy, the service reconnects and serves new ones', async () => {
     const gate = await startProxy(hub.addr);
@@ -216,12 +288,41 @@ describe('reconnecting', () => {
     gate.cut();
     const busy = await within(inFlight.catch((err) => err), 'busy');
     assert.equal(busy.code, 'busy', busy.message);
-    assert.equal(taken[0].signal.aborted, true);
+    // The hub may tell the client before the service's own socket hears of the cut.
+    await waitFor(() => taken[0].signal.aborted, 'the handler aborted');
     assert.equal(taken[0].reply('late', 1), false, 'nothing goes out on a connection that ended');
 
     await waitFor(() => backend.state === 'open', 'the service back');
     assert.deepEqual(lifecycle.slice(0, 2), [['close', 1006], ['reconnecting', 'backoff']]);
     assert.equal((await c.request('fast')).data, 'ok');
+  });
+});
+
+describe('a token that does not make a service connection', () => {
+  test('a wrong or missing admin token on a hub without auth: not_a_service, ready() rejects, nothing stays connected', async () => {
+    for (const token of ['not-the-admin-token', undefined]) {
+      const backend = service(hub.url, { token });
+      const errors = [];
+      backend.on('error', (err) => errors.push(err));
+      const opened = [];
+      backend.on('open', (welcome) => opened.push(welcome));
+      const err = await within(backend.ready().then(() => null, (e) => e), 'ready() to settle');
+      assert.ok(err instanceof WshubError, String(err));
+      assert.equal(err.code, 'not_a_service');
+      assert.match(err.message, /not a service connection.*admin token/);
+      assert.deepEqual(errors.map((e) => e.code), ['not_a_service']);
+      assert.deepEqual(opened, [], 'no open for a connection that is not a service');
+      assert.equal(backend.state, 'closed');
+      assert.equal((await backend.ready().catch((e) => e)).code, 'not_a_service', 'and again, until connect()');
+      await waitFor(async () => (await hub.get('/api/ws/stats', ADMIN)).clients.length === 0, 'the hub to see it leave');
+    }
+  });
+
+  test('the admin token: the welcome says service, ready() resolves with it', async () => {
+    const backend = service();
+    const welcome = await within(backend.ready(), 'ready');
+    assert.equal(welcome.service, true);
+    assert.equal(backend.state, 'open');
   });
 });
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 
 import { WshubClient } from '../wshub.js';
-import { WebSocket, record, waitFor } from '../test-support/hub.mjs';
+import { WebSocket, record, waitFor, within } from '../test-support/hub.mjs';
 import { startScriptedHub } from '../test-support/scripted-hub.mjs';
 
 const cleanup = [];
@@ -73,6 +73,49 @@ describe('positions and since', () => {
     await events.wait('open', () => true, 2);
     await waitFor(() => subscribes(hub, 1).length === 1, 'the re-subscription');
     assert.deepEqual(subscribes(hub, 1).map((m) => m.channel), ['kept']);
+  });
+});
+
+describe('a subscribe the hub does not answer in time', () => {
+  test('a first one rejects with timeout; the client reconnects and the next connection subscribes it', async () => {
+    const { hub, client, events } = await setup({ requestTimeout: 150 });
+    await events.wait('open');
+    hub.hold = (message, index) => index === 0 && message.type === 'subscribe';
+    const err = await within(client.subscribe('late').then(() => null, (e) => e), 'subscribe() to settle');
+    assert.deepEqual([err.code, err.stream, err.channel], ['timeout', 'channel:late', 'late']);
+    const close = await events.wait('close');
+    assert.deepEqual([close.code, close.action], [1006, 'backoff']);
+    assert.match(close.reason, /No answer to subscribe within 150 ms/);
+    await events.wait('open', () => true, 2);
+    assert.deepEqual(await within(client.subscribe('late'), 'the subscription on the next connection'), { seq: 0, epoch: 'e1' });
+    assert.deepEqual(subscribes(hub, 1).map((m) => m.channel), ['late']);
+    hub.publish('channel:late', 'event', { n: 1 });
+    await events.waitMessage('event');
+  });
+
+  test('a re-subscription with since: an error, a new connection, and the stream recovered there', async () => {
+    const { hub, client, events } = await setup({ requestTimeout: 150 });
+    await client.subscribe('slow');
+    hub.publish('channel:slow', 'event', { n: 1 });
+    await events.waitMessage('event');
+    await hub.away(async () => {
+      await events.wait('close');
+      hub.publish('channel:slow', 'event', { n: 2 });
+      // The next connection's re-subscription goes unanswered.
+      hub.hold = (message, index) => index === 1 && message.type === 'subscribe';
+    });
+    const error = await events.wait('error', (e) => e.code === 'timeout');
+    assert.deepEqual([error.stream, error.channel], ['channel:slow', 'slow']);
+    // (After the attempts refused while away.)
+    const close = await events.wait('close', (e) => /No answer to subscribe/.test(e.reason));
+    assert.deepEqual([close.code, close.action], [1006, 'backoff']);
+    const recovery = await events.wait('recovery');
+    assert.deepEqual([recovery.recovered, recovery.since], [true, { seq: 1, epoch: 'e1' }]);
+    assert.deepEqual(subscribes(hub, 2).map((m) => m.since), [{ seq: 1, epoch: 'e1' }]);
+    hub.publish('channel:slow', 'event', { n: 3 });
+    await waitFor(() => events.messages('event').length === 3, 'the missed one, then the live one');
+    assert.deepEqual(events.messages('event').map((m) => m.data.n), [1, 2, 3]);
+    assert.equal(events.count('gap'), 0);
   });
 });
 
@@ -155,28 +198,42 @@ describe('recovery', () => {
     assert.equal((await events.wait('recovery')).recovered, false);
   });
 
-  test('the URL session: a live publication that races the re-subscription is left to the replay', async () => {
-    const { hub, client, events } = await setup({ sessionId: 'race' });
-    await waitFor(() => subscribes(hub, 0).length === 1, 'the position request');
+  test('the sessionId option: one subscribe per connection, not the URL as well; recovered like any stream', async () => {
+    const { hub, client, events } = await setup({ sessionId: 'own' });
+    await waitFor(() => subscribes(hub, 0).length === 1, 'the subscription');
     await events.waitMessage('subscribed');
-    hub.publish('session:race', 'ai_progress', { n: 1 });
+    hub.publish('session:own', 'ai_progress', { n: 1 });
     await events.waitMessage('ai_progress');
     await hub.away(async () => {
       await events.wait('close');
-      hub.publish('session:race', 'ai_progress', { n: 2 });
-      // On the next connection, the hub sends a live one before it reads the
-      // client's subscribe with since: the replay that follows has it too.
-      hub.afterWelcome = () => {
-        hub.afterWelcome = null;
-        hub.publish('session:race', 'ai_progress', { n: 3 });
-      };
+      hub.publish('session:own', 'ai_progress', { n: 2 });
     });
     await events.wait('recovery');
-    await waitFor(() => events.messages('ai_progress').length === 3, 'the replay');
-    await client.request('ping');
+    hub.publish('session:own', 'ai_progress', { n: 3 });
+    await waitFor(() => events.messages('ai_progress').length === 3, 'the replay, then the live one');
     assert.deepEqual(events.messages('ai_progress').map((m) => m.data.n), [1, 2, 3]);
     assert.equal(events.count('gap'), 0);
-    const url = subscribes(hub, 1);
-    assert.deepEqual(url.map((m) => [m.sessionId, m.since]), [['race', { seq: 1, epoch: 'e1' }]]);
+    const last = hub.queries.length - 1;
+    assert.deepEqual(subscribes(hub, 0).map((m) => [m.sessionId, m.since]), [['own', undefined]]);
+    assert.deepEqual(subscribes(hub, last).map((m) => [m.sessionId, m.since]), [['own', { seq: 1, epoch: 'e1' }]]);
+    assert.ok(hub.queries.every((q) => q.sessionId === undefined), JSON.stringify(hub.queries));
+  });
+
+  test("a service's subscription lasts for its connection: its position is not kept past it", async () => {
+    const { hub, client, events } = await setup({ userId: 'kept' });
+    await events.wait('open');
+    const conn = hub.connections[0];
+    // A service subscribed this client: the hub says so, and publishes.
+    hub.send(conn, { type: 'subscribed', channel: 'pushed', data: { seq: 4, epoch: 'p1' } });
+    hub.send(conn, { type: 'event', channel: 'pushed', data: {}, seq: 5, epoch: 'p1' });
+    hub.send(conn, { type: 'subscribed', channel: 'dropped', data: { seq: 1, epoch: 'd1' } });
+    hub.send(conn, { type: 'unsubscribed', channel: 'dropped', data: {} });
+    hub.send(conn, { type: 'notification', data: {}, seq: 2, epoch: 'u1' });
+    await waitFor(() => client.positions['channel:user:kept'], 'the deliveries');
+    assert.deepEqual(Object.keys(client.positions).sort(), ['channel:pushed', 'channel:user:kept']);
+    assert.deepEqual(client.subscriptions, [], 'not adopted: it is not re-sent');
+    hub.cut();
+    await events.wait('open', () => true, 2);
+    assert.deepEqual(Object.keys(client.positions), ['channel:user:kept'], "only the user's own stream is still followed");
   });
 });

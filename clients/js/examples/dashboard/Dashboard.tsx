@@ -3,7 +3,7 @@
 // Built by tsc (jsx: react-jsx) and rendered against a hub in tests/npm_package.rs.
 
 import { useWebSocket, usePresence, useChannel, WshubProvider } from '@wshub/client/react';
-import type { WshubClient } from '@wshub/client';
+import type { FileChanged, WshubClient } from '@wshub/client';
 
 export function Dashboard({ token, url }: { token: string; url?: string }) {
   const { isConnected, agentStatus, notifications, sendPresence } = useWebSocket(token, { url });
@@ -38,11 +38,11 @@ function Online() {
 }
 
 function FileFeed() {
-  const { messages } = useChannel('files', { types: ['event'] });
+  const { messages } = useChannel<FileChanged>('files', { types: ['event'] });
   return (
     <ol id="files">
       {messages.map((m, i) => (
-        <li key={i}>{m.type === 'event' && m.channel === 'files' ? `${m.data.event} ${m.data.file}` : m.type}</li>
+        <li key={i}>{`${m.data.event} ${m.data.file}`}</li>
       ))}
     </ol>
   );

@@ -55,11 +55,10 @@ client.on('event', (_data, message) => {
 // The client's own events.
 client.on('close', ({ code, reason, willReconnect }) => console.log(code, reason, willReconnect));
 client.on('recovery', ({ stream, recovered }) => console.log(stream, recovered));
+// `error` is always a WshubError: its code without a cast.
 client.on('error', (error) => {
-  if (error instanceof WshubError) {
-    const code: string = error.code;
-    console.log(code, error.closeCode, error.url);
-  }
+  const code: string = error.code;
+  console.log(code, error.closeCode, error.url, error.cause);
 });
 // @ts-expect-error `open` gives the welcome, which has no `code`
 client.on('open', (welcome) => welcome.code);
@@ -87,17 +86,37 @@ void client.publish('files', 'notification', { level: 'info', message: 'hi' });
 // @ts-expect-error `level` is one of four
 void client.publish('files', 'notification', { level: 'fatal', message: 'hi' });
 void client.publish({ sessionId: 's1' }, 'my:own', { anything: true });
+// @ts-expect-error a channel or a session, not both
+void client.publish({ channel: 'a', sessionId: 's1' }, 'my:own', 1);
+// The hub's own types are received (typed) but never published.
+client.on('user_presence', (data) => console.log(data.userId, data.status));
+// @ts-expect-error user_presence is the hub's own
+void client.publish('files', 'user_presence', { userId: 'u', status: 'online' });
+// @ts-expect-error so is heartbeat
+void client.publish('files', 'heartbeat', { timestamp: 't' });
+// @ts-expect-error and error
+void client.publish('files', 'error', {});
 
-// Errors carry the hub's code.
+// The seeds' requests are typed: their data, and their replies.
 export async function start(): Promise<string> {
   try {
-    const reply = await client.request<{ type: 'agent:started'; data: { sessionId: string } }>('agent:start', { projectId: 'p1' });
+    const reply = await client.request('agent:start', { projectId: 'p1', projectPath: '/srv/p1' });
+    const type: 'agent:started' = reply.type;
+    void type;
     return reply.data.sessionId;
   } catch (err) {
+    // Errors carry the hub's code.
     if (err instanceof WshubError && err.code === 'busy') return 'try again';
     throw err;
   }
 }
+// @ts-expect-error projectPath is missing
+void client.request('agent:start', { projectId: 'p1' });
+void client.request('agent:cancel').then((reply) => reply.data.sessionId.toUpperCase());
+void client.request('agent:message', { content: 'hi' }, { timeout: 60000 });
+// Any other type: the reply you expect, named.
+void client.request<{ type: 'joined'; data: { members: number } }>('room:join', { room: 'r' }).then((r) => r.data.members.toFixed());
+void client.ready().then((welcome) => welcome.clientId);
 
 // An application's own event map.
 interface MyEvents {
@@ -114,6 +133,18 @@ void mine.publish('room-1', 'build:done', { ok: true });
 mine.onAny((message) => {
   if (message.type === 'chat:message') console.log(message.data.text);
 });
+
+// An application's own request map, beside its event map.
+interface MyRequests {
+  'room:join': { data: { room: string }; reply: { type: 'joined'; data: { members: number } } };
+}
+const rooms = new WshubClient<MyEvents, MyRequests>('ws://127.0.0.1:3000/ws');
+export async function join(): Promise<number> {
+  const reply = await rooms.request('room:join', { room: 'r1' });
+  // @ts-expect-error `room` is a string
+  void rooms.request('room:join', { room: 1 });
+  return reply.data.members;
+}
 
 // @ts-expect-error an unknown close action
 const action: ReturnType<typeof closeAction> = 'retry';
