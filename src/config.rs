@@ -6,10 +6,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{self, Authenticator, Secret, TokenGrant};
 use crate::error::{Error, Result};
+use crate::jwks::{self, KeySet};
+use crate::jwt::Verifier;
+use crate::keys::JwtKey;
 use crate::protocol::Envelope;
 
 /// Everything a hub can be told. Every field has a documented default; the
@@ -124,6 +128,24 @@ pub struct Config {
     /// Shared secret for HS256 JWTs. Set, it turns client auth on. Use at
     /// least 32 random bytes. Default: none.
     pub jwt_secret: Option<Secret>,
+    /// Public keys that verify JWTs signed by an identity provider
+    /// (RS256/384/512, PS256/384/512, ES256, ES384, EdDSA: each key takes
+    /// only its own kind's, never HS256). Set, they turn client auth on.
+    /// See [`JwtKey`]. Default: none.
+    pub jwt_public_keys: Vec<JwtKey>,
+    /// An identity provider's JWK Set, fetched over HTTPS by a thread of the
+    /// hub and kept fresh (`https://TENANT.auth0.com/.well-known/jwks.json`,
+    /// `https://HOST/realms/REALM/protocol/openid-connect/certs`); `http://`
+    /// only to this machine, for tests. Set, it turns client auth on. Needs
+    /// the `jwks` feature (on by default). Default: none.
+    pub jwks_url: Option<String>,
+    /// Audiences a JWT's `aud` must name one of; empty: `aud` is not
+    /// checked. Set it with an identity provider, or tokens it issued for
+    /// other services are accepted too. Default: none.
+    pub jwt_audiences: Vec<String>,
+    /// The issuer a JWT's `iss` must be (`https://TENANT.auth0.com/`);
+    /// `None`: `iss` is not checked. Default: none.
+    pub jwt_issuer: Option<String>,
     /// Clock skew allowed on a JWT's `exp` and `nbf`. Default 30 s.
     pub jwt_leeway: Duration,
     /// Bearer token for the admin HTTP endpoints; as a WebSocket token it
@@ -270,6 +292,10 @@ impl Default for Config {
             read_buffer_size: 4 * 1024,
             tokens: HashMap::new(),
             jwt_secret: None,
+            jwt_public_keys: Vec::new(),
+            jwks_url: None,
+            jwt_audiences: Vec::new(),
+            jwt_issuer: None,
             jwt_leeway: Duration::from_secs(30),
             admin_token: None,
             allow_anonymous: false,
@@ -413,6 +439,23 @@ impl Config {
         {
             return fail("jwt_secret", "must not be empty");
         }
+        if let Some(url) = &self.jwks_url {
+            if let Err(reason) = jwks::check_url(url) {
+                return fail("jwks_url", &reason);
+            }
+            if cfg!(not(feature = "jwks")) {
+                return fail(
+                    "jwks_url",
+                    "this build has no JWKS fetcher (the `jwks` feature)",
+                );
+            }
+        }
+        if self.jwt_audiences.iter().any(|a| a.is_empty()) {
+            return fail("jwt_audiences", "an audience must not be empty");
+        }
+        if self.jwt_issuer.as_ref().is_some_and(|i| i.is_empty()) {
+            return fail("jwt_issuer", "must not be empty");
+        }
         if self
             .admin_token
             .as_ref()
@@ -483,10 +526,25 @@ impl Config {
 
     /// The authenticator these settings describe.
     pub(crate) fn authenticator(&self) -> Authenticator {
+        let jwt = (self.jwt_secret.is_some()
+            || !self.jwt_public_keys.is_empty()
+            || self.jwks_url.is_some())
+        .then(|| {
+            Verifier::new(
+                self.jwt_secret.as_ref().map(|s| s.expose().as_bytes()),
+                self.jwt_public_keys.clone(),
+                self.jwks_url
+                    .as_deref()
+                    .map(|url| Arc::new(KeySet::new(url))),
+                self.jwt_audiences.clone(),
+                self.jwt_issuer.clone(),
+                self.jwt_leeway,
+            )
+        });
         Authenticator::new(
             &self.tokens,
-            self.jwt_secret.clone(),
-            self.jwt_leeway,
+            jwt,
+            self.handshake_timeout.min(jwks::MOST_WAIT),
             self.admin_token.as_ref(),
             self.allow_anonymous,
             &self.allowed_origins,

@@ -247,6 +247,14 @@ impl Hub {
         let stop = Arc::clone(&handle.stop);
         // Dropped when the router thread ends, which stops the timer at once.
         let (router_alive, router_gone) = bounded::<()>(0);
+        // An identity provider's key set: its fetcher ends with the router
+        // too (after its fetch, if one is under way: it is not waited for).
+        if let Some(set) = auth.jwt().and_then(|jwt| jwt.key_set())
+            && let Err(err) = crate::jwks::start(Arc::clone(set), router_gone.clone())
+        {
+            shared.writers.stop();
+            return Err(err.into());
+        }
         let spawned = thread::Builder::new()
             .name("wshub-router".into())
             .spawn(move || {
@@ -340,7 +348,7 @@ fn done(answer: Answer) -> Result<bool> {
 fn warn_about_auth(config: &Config, auth: &Authenticator) {
     if !auth.client_auth() {
         log::warn!(
-            "no client auth configured (--tokens or --jwt-secret): development mode, anyone may connect as any userId"
+            "no client auth configured (--tokens, --jwt-secret, --jwt-public-key or --jwks-url): development mode, anyone may connect as any userId"
         );
     } else if config.admin_token.is_none() {
         log::warn!(
@@ -353,6 +361,17 @@ fn warn_about_auth(config: &Config, auth: &Authenticator) {
         .is_some_and(|s| s.expose().len() < 32)
     {
         log::warn!("the JWT secret is shorter than 32 bytes: use a long random secret");
+    }
+    let public_keys = !config.jwt_public_keys.is_empty() || config.jwks_url.is_some();
+    if public_keys && config.jwt_audiences.is_empty() {
+        log::warn!(
+            "JWTs signed with public keys are accepted whatever their audience: set --jwt-audience, or tokens the provider issued for other services get in"
+        );
+    }
+    if public_keys && config.jwt_issuer.is_none() {
+        log::warn!(
+            "JWTs signed with public keys are accepted whatever their issuer: set --jwt-issuer"
+        );
     }
 }
 

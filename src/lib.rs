@@ -47,6 +47,10 @@
 //!   that Redis: one sends what the router asks, pipelined, the other reads
 //!   the pubsub bus; the router never waits for either (see the README's
 //!   "Running several hubs").
+//! - With `--jwks-url`, one more thread fetches the identity provider's key
+//!   set and keeps it fresh; a handshake that needs a key it has not got
+//!   waits for it a bounded time, the router never (see the README's
+//!   "Identity providers").
 //! - The **router** owns all state (clients, channels, sessions, users,
 //!   presence, counters); nothing else touches it, so there are no locks.
 //!   It reads its lanes in order: shutdown first, then the timer's tick,
@@ -108,7 +112,12 @@ mod error;
 mod event;
 mod events;
 mod hub;
+// Without the `jwks` feature a key set URL is refused at start, so its
+// fetcher is never started.
+#[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+mod jwks;
 mod jwt;
+mod keys;
 mod link;
 mod protocol;
 mod publish;
@@ -140,6 +149,7 @@ pub use crate::events::{
 };
 pub use crate::hub::{Handle, Hub, Server};
 pub use crate::jwt::sign_jwt;
+pub use crate::keys::JwtKey;
 pub use crate::protocol::{Envelope, ErrorCode, Status, Timestamp, Topic};
 pub use crate::publish::{ClientRef, Filter, Target};
 pub use crate::stats::{ClientStats, ClusterStats, HubStats, PresenceEntry, Stats};
