@@ -1,0 +1,917 @@
+//! Identity providers over real sockets: JWTs signed RS256/384/512,
+//! PS256/384/512, ES256, ES384 and EdDSA with keys made here (by `openssl`,
+//! signed with `ring`), given as PEM public keys, certificates, JWKs or a
+//! JWK Set served over HTTP on 127.0.0.1. The attack matrix for the new
+//! algorithms, a rotated key picked up with one fetch while unknown kids do
+//! not fetch again, `refresh` on the router, and a key set that is
+//! unreachable, serves garbage or hangs: each refused with its reason, the
+//! hub unaffected.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
+use serde_json::{Value, json};
+use support::{Client, DEADLINE, TestHub, get, read_json, start};
+use wshub::{Config, JwtKey};
+
+const SECRET: &str = "an hs256 secret for the id tests!";
+const AUD: &str = "wshub-tests";
+const ISS: &str = "https://idp.test/";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn b64(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What a provider puts in a token for `user`.
+fn claims(user: &str) -> Value {
+    json!({"sub": user, "exp": now() + 3600, "aud": AUD, "iss": ISS})
+}
+
+fn header(alg: &str, kid: &str) -> Value {
+    json!({"alg": alg, "typ": "JWT", "kid": kid})
+}
+
+// ---------------------------------------------------------------------------
+// Keys, made by openssl and used by ring to sign
+
+/// A key pair made for this run: its private half signs, its public half
+/// is in `public_pem` (SubjectPublicKeyInfo), `cert_pem` (a self-signed
+/// certificate) and `jwk` (without a kid).
+struct TestKey {
+    signer: Signer,
+    public_pem: PathBuf,
+    cert_pem: PathBuf,
+    jwk: Value,
+}
+
+enum Signer {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+struct Keys {
+    rsa: TestKey,
+    rsa_other: TestKey,
+    p256: TestKey,
+    p256_other: TestKey,
+    p384: TestKey,
+    ed: TestKey,
+    /// A private key in PEM, for the file that must be refused.
+    private_pem: PathBuf,
+}
+
+/// The keys of this test run, made once.
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("wshub-identity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rsa = ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];
+        let p256 = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+        let p384 = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"];
+        Keys {
+            rsa: TestKey::make(&dir, "rsa", &rsa),
+            rsa_other: TestKey::make(&dir, "rsa-other", &rsa),
+            p256: TestKey::make(&dir, "p256", &p256),
+            p256_other: TestKey::make(&dir, "p256-other", &p256),
+            p384: TestKey::make(&dir, "p384", &p384),
+            ed: TestKey::make(&dir, "ed25519", &["-algorithm", "ED25519"]),
+            private_pem: dir.join("p256.key.pem"),
+        }
+    })
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl (part of the machine image) makes the test keys");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestKey {
+    fn make(dir: &Path, name: &str, genpkey: &[&str]) -> TestKey {
+        let path = |suffix: &str| dir.join(format!("{name}.{suffix}"));
+        let (key, der, public_pem, cert_pem) = (
+            path("key.pem"),
+            path("key.der"),
+            path("pub.pem"),
+            path("cert.pem"),
+        );
+        let s = |p: &Path| p.to_str().unwrap().to_owned();
+        let mut args = vec!["genpkey".to_owned()];
+        args.extend(genpkey.iter().map(|a| a.to_string()));
+        args.extend(["-out".into(), s(&key)]);
+        openssl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        openssl(&[
+            "pkcs8",
+            "-topk8",
+            "-nocrypt",
+            "-in",
+            &s(&key),
+            "-outform",
+            "DER",
+            "-out",
+            &s(&der),
+        ]);
+        openssl(&["pkey", "-in", &s(&key), "-pubout", "-out", &s(&public_pem)]);
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            &s(&key),
+            "-subj",
+            "/CN=wshub test idp",
+            "-days",
+            "2",
+            "-out",
+            &s(&cert_pem),
+        ]);
+        let pkcs8 = std::fs::read(&der).unwrap();
+        let rng = SystemRandom::new();
+        let (signer, jwk) = if name.starts_with("rsa") {
+            let pair = RsaKeyPair::from_pkcs8(&pkcs8).unwrap();
+            let public = signature::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
+            let jwk = json!({"kty": "RSA", "n": b64(&public.n), "e": b64(&public.e)});
+            (Signer::Rsa(pair), jwk)
+        } else if name.starts_with("ed") {
+            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8).unwrap();
+            let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key())});
+            (Signer::Ed(pair), jwk)
+        } else {
+            let (alg, crv) = match name.starts_with("p384") {
+                true => (&signature::ECDSA_P384_SHA384_FIXED_SIGNING, "P-384"),
+                false => (&signature::ECDSA_P256_SHA256_FIXED_SIGNING, "P-256"),
+            };
+            let pair = EcdsaKeyPair::from_pkcs8(alg, &pkcs8, &rng).unwrap();
+            let point = pair.public_key().as_ref();
+            let size = (point.len() - 1) / 2;
+            let jwk = json!({"kty": "EC", "crv": crv, "x": b64(&point[1..=size]), "y": b64(&point[1 + size..])});
+            (Signer::Ec(pair), jwk)
+        };
+        TestKey {
+            signer,
+            public_pem,
+            cert_pem,
+            jwk,
+        }
+    }
+
+    /// A token with this header and these claims, signed with this key (by
+    /// the header's RSA algorithm for an RSA key, whatever it names
+    /// otherwise).
+    fn sign(&self, header: &Value, claims: &Value) -> String {
+        let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+        let rng = SystemRandom::new();
+        let sig = match &self.signer {
+            Signer::Rsa(pair) => {
+                let padding: &dyn signature::RsaEncoding = match header["alg"].as_str() {
+                    Some("RS384") => &signature::RSA_PKCS1_SHA384,
+                    Some("RS512") => &signature::RSA_PKCS1_SHA512,
+                    Some("PS256") => &signature::RSA_PSS_SHA256,
+                    Some("PS384") => &signature::RSA_PSS_SHA384,
+                    Some("PS512") => &signature::RSA_PSS_SHA512,
+                    _ => &signature::RSA_PKCS1_SHA256,
+                };
+                let mut sig = vec![0; pair.public().modulus_len()];
+                pair.sign(padding, &rng, input.as_bytes(), &mut sig)
+                    .unwrap();
+                sig
+            }
+            Signer::Ec(pair) => pair.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
+            Signer::Ed(pair) => pair.sign(input.as_bytes()).as_ref().to_vec(),
+        };
+        format!("{input}.{}", b64(sig))
+    }
+
+    /// Its JWK, named `kid`.
+    fn jwk(&self, kid: &str) -> Value {
+        let mut jwk = self.jwk.clone();
+        jwk["kid"] = json!(kid);
+        jwk
+    }
+
+    fn load(path: &Path, kid: &str) -> JwtKey {
+        let mut keys = JwtKey::load(path).unwrap_or_else(|err| panic!("{path:?}: {err}"));
+        assert_eq!(keys.len(), 1);
+        keys.remove(0).with_kid(kid)
+    }
+}
+
+/// A JWK Set of `keys`, each with its kid.
+fn jwks(keys: &[(&TestKey, &str)]) -> String {
+    json!({"keys": keys.iter().map(|(k, kid)| k.jwk(kid)).collect::<Vec<_>>()}).to_string()
+}
+
+/// A token signed with HMAC-SHA256 by `key`, whatever the header says.
+fn hmac_signed(header: &Value, claims: &Value, key: &[u8]) -> String {
+    let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    format!("{input}.{}", b64(ring::hmac::sign(&key, input.as_bytes())))
+}
+
+// ---------------------------------------------------------------------------
+// A JWK Set server on 127.0.0.1
+
+#[derive(Clone)]
+enum Serve {
+    Json(String),
+    Status(u16),
+    /// Reads the request and never answers (until the server is dropped).
+    Hang,
+}
+
+/// An HTTP server of one document, counting the requests it gets.
+struct JwksServer {
+    url: String,
+    addr: SocketAddr,
+    serve: Arc<Mutex<Serve>>,
+    fetches: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    /// Dropped with the server: hung requests end.
+    _release: Sender<()>,
+}
+
+impl JwksServer {
+    fn start(serve: Serve) -> JwksServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serve = Arc::new(Mutex::new(serve));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (release, released) = bounded::<()>(0);
+        let (s, f, st) = (Arc::clone(&serve), Arc::clone(&fetches), Arc::clone(&stop));
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if st.load(Ordering::Acquire) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let (s, f, released) = (Arc::clone(&s), Arc::clone(&f), released.clone());
+                thread::spawn(move || answer(stream, &s, &f, &released));
+            }
+        });
+        JwksServer {
+            url: format!("http://{addr}/.well-known/jwks.json"),
+            addr,
+            serve,
+            fetches,
+            stop,
+            _release: release,
+        }
+    }
+
+    fn set(&self, serve: Serve) {
+        *self.serve.lock().unwrap() = serve;
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::Acquire)
+    }
+
+    /// Waits until `n` requests have come.
+    fn wait_fetches(&self, n: usize) {
+        let start = Instant::now();
+        while self.fetches() < n {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{} fetches, expected {n}",
+                self.fetches()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn answer(
+    mut stream: TcpStream,
+    serve: &Mutex<Serve>,
+    fetches: &AtomicUsize,
+    released: &Receiver<()>,
+) {
+    stream.set_read_timeout(Some(DEADLINE)).ok();
+    let mut head = Vec::new();
+    let mut buf = [0; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    fetches.fetch_add(1, Ordering::AcqRel);
+    let serve = serve.lock().unwrap().clone();
+    let response = match serve {
+        Serve::Json(body) => format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+        Serve::Status(code) => {
+            format!("HTTP/1.1 {code} Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        }
+        Serve::Hang => {
+            // Bounded: the test ends (and drops the server) long before.
+            let _ = released.recv_timeout(Duration::from_secs(60));
+            return;
+        }
+    };
+    let _ = stream.write_all(response.as_bytes());
+}
+
+// ---------------------------------------------------------------------------
+// Hubs and clients
+
+/// A hub that checks audience and issuer, with an HS256 secret beside.
+fn idp_config() -> Config {
+    Config {
+        jwt_secret: Some(SECRET.into()),
+        jwt_audiences: vec![AUD.into()],
+        jwt_issuer: Some(ISS.into()),
+        jwt_leeway: Duration::ZERO,
+        ..support::config()
+    }
+}
+
+fn jwks_hub(server: &JwksServer) -> TestHub {
+    start(Config {
+        jwks_url: Some(server.url.clone()),
+        ..idp_config()
+    })
+}
+
+/// Connects with `token` and expects to be refused: `unauthorized`, then
+/// close 1008, nothing else. Returns the error message.
+fn expect_unauthorized(hub: &TestHub, token: &str) -> String {
+    let mut ws = Client::open(hub.addr, &format!("/ws?token={token}")).expect("the handshake");
+    let first = read_json(&mut ws, DEADLINE).expect("an error message");
+    assert_eq!(first["type"], "error", "refused first: {first}");
+    assert_eq!(first["data"]["code"], "unauthorized", "{first}");
+    assert_eq!(
+        support::expect_close(&mut ws),
+        (1008, "Unauthorized".to_owned())
+    );
+    first["data"]["error"].as_str().unwrap().to_owned()
+}
+
+/// Connects with `token` and expects to be let in as `user`.
+fn expect_user(hub: &TestHub, token: &str, user: &str) -> Client {
+    let client = hub.client(&format!("/ws?token={token}"));
+    assert_eq!(client.welcome["data"]["userId"], user, "{}", client.welcome);
+    client
+}
+
+// ---------------------------------------------------------------------------
+// The tests
+
+#[test]
+fn tokens_of_every_algorithm_are_accepted_with_keys_from_pem_certificates_and_jwks() {
+    let k = keys();
+    let jwk_file =
+        std::env::temp_dir().join(format!("wshub-identity-{}/ed.jwk", std::process::id()));
+    std::fs::write(&jwk_file, k.ed.jwk("ed").to_string()).unwrap();
+    let hub = start(Config {
+        jwt_public_keys: vec![
+            TestKey::load(&k.rsa.public_pem, "rsa"),
+            TestKey::load(&k.p256.cert_pem, "p256"),
+            TestKey::load(&k.p384.public_pem, "p384"),
+            JwtKey::load(&jwk_file).unwrap().remove(0),
+        ],
+        ..idp_config()
+    });
+    let cases = [
+        (&k.rsa, "RS256", "rsa"),
+        (&k.rsa, "RS384", "rsa"),
+        (&k.rsa, "RS512", "rsa"),
+        (&k.rsa, "PS256", "rsa"),
+        (&k.rsa, "PS384", "rsa"),
+        (&k.rsa, "PS512", "rsa"),
+        (&k.p256, "ES256", "p256"),
+        (&k.p384, "ES384", "p384"),
+        (&k.ed, "EdDSA", "ed"),
+    ];
+    for (i, (key, alg, kid)) in cases.into_iter().enumerate() {
+        let user = format!("user-{i}-{alg}");
+        let token = key.sign(&header(alg, kid), &claims(&user));
+        let mut client = expect_user(&hub, &token, &user);
+        // Its user channel is its own: a verified identity.
+        let reply = client.request(
+            json!({"type": "subscribe", "channel": format!("user:{user}")}),
+            "s",
+        );
+        assert_eq!(reply["type"], "subscribed", "{alg}: {reply}");
+    }
+    // Every envelope greets them, and refuses a bad one in its own shape.
+    let token = k.ed.sign(&header("EdDSA", "ed"), &claims("enveloped"));
+    let forged = k
+        .p256_other
+        .sign(&header("ES256", "p256"), &claims("enveloped"));
+    for envelope in ["standard", "flat", "payload"] {
+        let mut ws =
+            Client::open(hub.addr, &format!("/ws?envelope={envelope}&token={token}")).unwrap();
+        let welcome = read_json(&mut ws, DEADLINE).unwrap();
+        assert!(
+            welcome["type"].as_str().unwrap().starts_with("connection"),
+            "{envelope}: {welcome}"
+        );
+        let mut ws =
+            Client::open(hub.addr, &format!("/ws?envelope={envelope}&token={forged}")).unwrap();
+        let refusal = read_json(&mut ws, DEADLINE).unwrap();
+        assert_eq!(refusal["type"], "error", "{envelope}: {refusal}");
+        assert!(
+            refusal.to_string().contains("signature does not match"),
+            "{refusal}"
+        );
+        assert_eq!(support::expect_close(&mut ws).0, 1008);
+    }
+}
+
+#[test]
+fn the_attack_matrix_for_public_keys_is_refused_with_reasons_and_reaches_no_data() {
+    let k = keys();
+    let hub = start(Config {
+        jwt_public_keys: vec![
+            TestKey::load(&k.rsa.public_pem, "rsa"),
+            TestKey::load(&k.p256.public_pem, "ec"),
+        ],
+        ..idp_config()
+    });
+    // A real user with something to steal.
+    let mut alice = expect_user(
+        &hub,
+        &k.rsa.sign(&header("RS256", "rsa"), &claims("alice")),
+        "alice",
+    );
+    alice.request(
+        json!({"type": "subscribe", "sessionId": "alice-session"}),
+        "s",
+    );
+    alice.request(json!({"type": "subscribe", "channel": "user:alice"}), "s");
+
+    let good = claims("alice");
+    let pem = std::fs::read(&k.rsa.public_pem).unwrap();
+    let jwk = k.rsa.jwk("rsa").to_string();
+    let token = k.rsa.sign(&header("RS256", "rsa"), &good);
+    let (h, rest) = token.split_once('.').unwrap();
+    let (_, sig) = rest.split_once('.').unwrap();
+    let admin = b64(
+        json!({"sub": "alice", "exp": now() + 3600, "aud": AUD, "iss": ISS, "admin": true})
+            .to_string(),
+    );
+    let with = |extra: Value| {
+        let mut c = good.clone();
+        for (key, value) in extra.as_object().unwrap() {
+            if value.is_null() {
+                c.as_object_mut().unwrap().remove(key);
+            } else {
+                c[key] = value.clone();
+            }
+        }
+        k.rsa.sign(&header("RS256", "rsa"), &c)
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "wrong key",
+            k.rsa_other.sign(&header("RS256", "rsa"), &good),
+            "signature does not match",
+        ),
+        (
+            "wrong key, EC",
+            k.p256_other.sign(&header("ES256", "ec"), &good),
+            "signature does not match",
+        ),
+        (
+            "wrong kid",
+            k.rsa.sign(&header("ES256", "ec"), &good),
+            "signature does not match",
+        ),
+        (
+            "unknown kid",
+            k.rsa.sign(&header("RS256", "rotated"), &good),
+            "no key has the kid \"rotated\"",
+        ),
+        (
+            "HS256 with the public key (PEM) as secret",
+            hmac_signed(&header("HS256", "rsa"), &good, &pem),
+            "signature does not match",
+        ),
+        (
+            "HS256 with the public key (JWK) as secret",
+            hmac_signed(&header("HS256", "rsa"), &good, jwk.as_bytes()),
+            "signature does not match",
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(json!({"alg": "none", "kid": "rsa"}).to_string()),
+                b64(good.to_string())
+            ),
+            "algorithm \"none\"",
+        ),
+        (
+            "alg None",
+            format!(
+                "{}.{}.",
+                b64(json!({"alg": "None"}).to_string()),
+                b64(good.to_string())
+            ),
+            "algorithm \"None\"",
+        ),
+        (
+            "alg ES256 naming the RSA key",
+            k.p256.sign(&header("ES256", "rsa"), &good),
+            "RSA key \"rsa\"",
+        ),
+        (
+            "alg RS256 naming the EC key",
+            k.rsa.sign(&header("RS256", "ec"), &good),
+            "EC P-256 key \"ec\" (ES256)",
+        ),
+        (
+            "alg PS256 naming the EC key",
+            k.rsa.sign(&header("PS256", "ec"), &good),
+            "does not take it",
+        ),
+        (
+            "alg ES384 naming the P-256 key",
+            k.p384.sign(&header("ES384", "ec"), &good),
+            "does not take it",
+        ),
+        (
+            "alg ES512",
+            k.p256.sign(&header("ES512", "ec"), &good),
+            "algorithm \"ES512\"",
+        ),
+        ("expired", with(json!({"exp": now() - 10})), "expired"),
+        (
+            "not yet valid",
+            with(json!({"nbf": now() + 600})),
+            "not valid yet",
+        ),
+        (
+            "wrong audience",
+            with(json!({"aud": "another-api"})),
+            "audience",
+        ),
+        ("no audience", with(json!({"aud": null})), "audience"),
+        (
+            "wrong issuer",
+            with(json!({"iss": "https://evil.test/"})),
+            "issuer",
+        ),
+        ("no issuer", with(json!({"iss": null})), "issuer"),
+        ("no exp", with(json!({"exp": null})), "exp"),
+        (
+            "tampered payload",
+            format!("{h}.{admin}.{sig}"),
+            "signature does not match",
+        ),
+        (
+            "signature of another alg",
+            format!("{h}.{}.{}", b64(good.to_string()), b64([0u8; 64])),
+            "signature does not match",
+        ),
+        (
+            "crit",
+            k.rsa.sign(
+                &json!({"alg": "RS256", "kid": "rsa", "crit": ["exp"]}),
+                &good,
+            ),
+            "crit",
+        ),
+    ];
+    for (name, token, reason) in &cases {
+        let message = expect_unauthorized(&hub, token);
+        assert!(message.contains(reason), "{name}: {message}");
+    }
+    // Nothing reached Alice, who noticed nothing; every refusal was counted.
+    alice.expect_nothing_pending();
+    let stats = hub.handle().stats().unwrap();
+    assert_eq!(stats.active_connections, 1);
+    assert_eq!(stats.rejected_connections, cases.len() as u64);
+
+    // Without an HS256 secret, an HS256 token is refused for its algorithm.
+    let keys_only = start(Config {
+        jwt_secret: None,
+        jwt_public_keys: vec![TestKey::load(&k.rsa.public_pem, "rsa")],
+        ..idp_config()
+    });
+    let message = expect_unauthorized(
+        &keys_only,
+        &hmac_signed(&header("HS256", "rsa"), &good, &pem),
+    );
+    assert!(
+        message.contains("algorithm \"HS256\" is not accepted")
+            && message.contains("no HS256 secret"),
+        "{message}"
+    );
+    // And HS256 tokens still work beside public keys.
+    let hs = wshub::sign_jwt(SECRET.as_bytes(), &claims("hs-user")).unwrap();
+    expect_user(&hub, &hs, "hs-user");
+}
+
+#[test]
+fn a_rotated_key_is_fetched_once_and_unknown_kids_within_30_s_fetch_nothing() {
+    let k = keys();
+    let server = JwksServer::start(Serve::Json(jwks(&[(&k.rsa, "k1")])));
+    let hub = jwks_hub(&server);
+    // The fetch at start: a token of k1 gets in, waiting for it if needed.
+    let mut alice = expect_user(
+        &hub,
+        &k.rsa.sign(&header("RS256", "k1"), &claims("alice")),
+        "alice",
+    );
+    assert_eq!(server.fetches(), 1);
+
+    // The provider rotates to k2 (Ed25519) and signs with it: one fetch.
+    server.set(Serve::Json(jwks(&[(&k.rsa, "k1"), (&k.ed, "k2")])));
+    expect_user(
+        &hub,
+        &k.ed.sign(&header("EdDSA", "k2"), &claims("bob")),
+        "bob",
+    );
+    assert_eq!(server.fetches(), 2, "the new key came with one fetch");
+
+    // Unknown kids within 30 s: refused at once, and nothing is fetched.
+    for kid in ["k3", "k4", "k3"] {
+        let message =
+            expect_unauthorized(&hub, &k.ed.sign(&header("EdDSA", kid), &claims("mallory")));
+        assert!(
+            message.contains(&format!("no key has the kid \"{kid}\"")),
+            "{message}"
+        );
+        assert!(message.contains("at most every 30 s"), "{message}");
+    }
+    assert_eq!(
+        server.fetches(),
+        2,
+        "unknown kids within 30 s fetch nothing"
+    );
+    // Known keys still work, and the router's refresh takes the new key.
+    expect_user(
+        &hub,
+        &k.rsa.sign(&header("RS256", "k1"), &claims("carol")),
+        "carol",
+    );
+    let token = k.ed.sign(&header("EdDSA", "k2"), &claims("alice"));
+    let reply = alice.request(json!({"type": "refresh", "data": {"token": token}}), "r1");
+    assert_eq!(reply["type"], "ack", "{reply}");
+    assert_eq!(server.fetches(), 2);
+}
+
+#[test]
+fn a_refresh_naming_a_new_key_asks_for_it_without_waiting_and_is_taken_once_fetched() {
+    let k = keys();
+    let server = JwksServer::start(Serve::Json(jwks(&[(&k.p256, "k1")])));
+    let hub = jwks_hub(&server);
+    let mut alice = expect_user(
+        &hub,
+        &k.p256.sign(&header("ES256", "k1"), &claims("alice")),
+        "alice",
+    );
+    server.set(Serve::Json(jwks(&[(&k.p256, "k1"), (&k.p384, "k2")])));
+    // The router does not wait for the fetch: refused, with the reason.
+    let token = k.p384.sign(&header("ES384", "k2"), &claims("alice"));
+    let refresh = json!({"type": "refresh", "data": {"token": token}});
+    let reply = alice.request(refresh.clone(), "r1");
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["data"]["code"], "unauthorized", "{reply}");
+    let message = reply["data"]["error"].as_str().unwrap();
+    assert!(
+        message.contains("no key has the kid \"k2\"") && message.contains("try again"),
+        "{message}"
+    );
+    // It asked for the fetch; a handshake with k2 waits for it to end.
+    server.wait_fetches(2);
+    expect_user(
+        &hub,
+        &k.p384.sign(&header("ES384", "k2"), &claims("bob")),
+        "bob",
+    );
+    // The same refresh again: taken.
+    let reply = alice.request(refresh, "r2");
+    assert_eq!(reply["type"], "ack", "{reply}");
+    assert_eq!(server.fetches(), 2);
+    alice.expect_nothing_pending();
+}
+
+#[test]
+fn an_unreachable_key_set_refuses_its_tokens_clearly_and_the_hub_carries_on() {
+    let k = keys();
+    // A port nobody listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hub = start(Config {
+        jwks_url: Some(format!("http://127.0.0.1:{port}/jwks")),
+        jwt_public_keys: vec![TestKey::load(&k.p384.public_pem, "static")],
+        ..idp_config()
+    });
+    let message = expect_unauthorized(&hub, &k.rsa.sign(&header("RS256", "k1"), &claims("alice")));
+    assert!(message.contains("no key has the kid \"k1\""), "{message}");
+    assert!(
+        message.contains(&format!(
+            "from http://127.0.0.1:{port}/jwks could not be fetched"
+        )),
+        "{message}"
+    );
+    // HS256 tokens, keys given at start, the HTTP API: all unaffected.
+    let hs = wshub::sign_jwt(SECRET.as_bytes(), &claims("hs-user")).unwrap();
+    expect_user(&hub, &hs, "hs-user");
+    expect_user(
+        &hub,
+        &k.p384.sign(&header("ES384", "static"), &claims("bob")),
+        "bob",
+    );
+    assert_eq!(get(hub.addr, "/health").0, 200);
+}
+
+#[test]
+fn a_key_set_serving_garbage_is_refused_with_the_reason_and_good_keys_stay() {
+    let k = keys();
+    for (serve, reason) in [
+        (
+            Serve::Json("<html>Service Unavailable</html>".into()),
+            "not JSON",
+        ),
+        (
+            Serve::Json(r#"{"issuer": "https://idp.test/"}"#.into()),
+            "no \"keys\"",
+        ),
+        (
+            Serve::Json(r#"{"keys": []}"#.into()),
+            "no key that can verify",
+        ),
+        (
+            Serve::Json(r#"{"keys": [{"kty": "oct", "kid": "k1", "k": "c2VjcmV0"}]}"#.into()),
+            "symmetric",
+        ),
+        (
+            Serve::Json(
+                json!({"keys": [{"kty": "RSA", "kid": "k1", "n": "AQAB", "e": "AQAB"}]})
+                    .to_string(),
+            ),
+            "bits",
+        ),
+        (Serve::Status(500), "HTTP 500"),
+        (Serve::Status(404), "HTTP 404"),
+    ] {
+        let server = JwksServer::start(serve);
+        let hub = jwks_hub(&server);
+        let message =
+            expect_unauthorized(&hub, &k.rsa.sign(&header("RS256", "k1"), &claims("alice")));
+        assert!(
+            message.contains("could not be fetched") && message.contains(reason),
+            "{reason}: {message}"
+        );
+        assert_eq!(get(hub.addr, "/health").0, 200);
+    }
+
+    // A set that turns to garbage later: the keys fetched before stay.
+    let server = JwksServer::start(Serve::Json(jwks(&[(&k.rsa, "k1")])));
+    let hub = jwks_hub(&server);
+    expect_user(
+        &hub,
+        &k.rsa.sign(&header("RS256", "k1"), &claims("alice")),
+        "alice",
+    );
+    server.set(Serve::Json("garbage".into()));
+    let message = expect_unauthorized(&hub, &k.ed.sign(&header("EdDSA", "k9"), &claims("mallory")));
+    assert!(
+        message.contains("could not be fetched again") && message.contains("are used"),
+        "{message}"
+    );
+    assert_eq!(server.fetches(), 2);
+    expect_user(
+        &hub,
+        &k.rsa.sign(&header("RS256", "k1"), &claims("bob")),
+        "bob",
+    );
+}
+
+#[test]
+fn a_key_set_that_hangs_never_stalls_other_handshakes_or_the_hub() {
+    let k = keys();
+    let server = JwksServer::start(Serve::Hang);
+    // A long handshake timeout: the wait for the key set has its own bound.
+    let hub = start(Config {
+        jwks_url: Some(server.url.clone()),
+        handshake_timeout: Duration::from_secs(60),
+        ..idp_config()
+    });
+    server.wait_fetches(1);
+    // Handshakes that need the set wait for the fetch under way, each a
+    // bounded time (3 s here), then are refused with the reason; they ask
+    // for no more fetches.
+    let waiting: Vec<_> = (0..4)
+        .map(|i| {
+            let addr = hub.addr;
+            let token = k
+                .rsa
+                .sign(&header("RS256", "k1"), &claims(&format!("u{i}")));
+            thread::spawn(move || {
+                let mut ws =
+                    Client::open(addr, &format!("/ws?token={token}")).expect("the handshake");
+                let first = read_json(&mut ws, DEADLINE).expect("the refusal within the deadline");
+                first["data"]["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+        })
+        .collect();
+    // Meanwhile the rest of the hub answers: the HTTP API, HS256 clients,
+    // publishing to them.
+    assert_eq!(get(hub.addr, "/health").0, 200);
+    let hs = wshub::sign_jwt(SECRET.as_bytes(), &claims("hs-user")).unwrap();
+    let mut client = expect_user(&hub, &hs, "hs-user");
+    client.request(json!({"type": "subscribe", "channel": "news"}), "s");
+    hub.handle()
+        .publish(wshub::Target::channel("news"), "event", json!({"n": 1}))
+        .unwrap();
+    assert_eq!(client.expect_eventually("event")["data"]["n"], 1);
+    for waiting in waiting {
+        let message = waiting.join().unwrap();
+        assert!(
+            message.contains("being fetched") && message.contains("try again"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        server.fetches(),
+        1,
+        "one fetch under way serves every waiting handshake"
+    );
+    // The hub stops without waiting for the fetch.
+    drop(client);
+    let TestHub {
+        server: running, ..
+    } = hub;
+    running.shutdown().unwrap();
+}
+
+#[test]
+fn the_binary_refuses_an_unusable_key_file_or_jwks_url_with_exit_2() {
+    let k = keys();
+    let private = k.private_pem.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--jwt-public-key", "/nonexistent/idp.pem"],
+            "/nonexistent/idp.pem",
+        ),
+        (&["--jwt-public-key", private], "private key"),
+        (
+            &["--jwks-url", "http://idp.example.com/jwks"],
+            "must be an https:// URL",
+        ),
+        (&["--jwks-url", "https://"], "jwks_url"),
+        (
+            &["--jwt-public-key", "/etc/hostname"],
+            "no PUBLIC KEY or CERTIFICATE",
+        ),
+    ];
+    for (args, reason) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_wshub"))
+            .args(args)
+            .args(["--port", "0"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+    }
+}
