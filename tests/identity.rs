@@ -5,7 +5,8 @@
 //! algorithms, a rotated key picked up with one fetch while unknown kids do
 //! not fetch again, `refresh` on the router, and a key set that is
 //! unreachable, serves garbage or hangs: each refused with its reason, the
-//! hub unaffected.
+//! hub unaffected. With `--redis` (a real `redis-server`, ignored here and
+//! run by `.ci/run`), each hub checks its own clients' tokens.
 
 mod support;
 
@@ -914,4 +915,104 @@ fn the_binary_refuses_an_unusable_key_file_or_jwks_url_with_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(reason), "{args:?}: {stderr}");
     }
+}
+
+/// A `redis-server` of this test's own, on a Unix socket (no port to race
+/// for), gone when dropped.
+struct Redis {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let socket =
+            std::env::temp_dir().join(format!("wshub-identity-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&socket);
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("needs redis-server; .ci/run installs it");
+        let start = Instant::now();
+        // Polls a process starting up: no message to wait on.
+        while !Redis::answers(&socket) {
+            assert!(start.elapsed() < DEADLINE, "redis-server did not answer");
+            thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, socket }
+    }
+
+    fn answers(socket: &Path) -> bool {
+        let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+            return false;
+        };
+        let mut reply = [0; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn with_redis_each_hub_checks_its_own_tokens_and_deliveries_cross() {
+    let k = keys();
+    let redis = Redis::start();
+    let server = JwksServer::start(Serve::Json(jwks(&[(&k.rsa, "k1"), (&k.ed, "k2")])));
+    let on_redis = || {
+        let hub = start(Config {
+            redis: Some(redis.url()),
+            jwks_url: Some(server.url.clone()),
+            ..idp_config()
+        });
+        hub.wait_stats("the hub to join Redis", |s| {
+            s.cluster.as_ref().is_some_and(|c| c.redis_up)
+        });
+        hub
+    };
+    let (one, two) = (on_redis(), on_redis());
+    for hub in [&one, &two] {
+        hub.wait_stats("both hubs to know each other", |s| {
+            s.cluster.as_ref().is_some_and(|c| c.hubs.len() == 2)
+        });
+    }
+    let mut alice = expect_user(
+        &one,
+        &k.rsa.sign(&header("RS256", "k1"), &claims("alice")),
+        "alice",
+    );
+    // A forged token for alice on the other hub: refused there, by that hub.
+    let forged = k.rsa_other.sign(&header("RS256", "k1"), &claims("alice"));
+    let message = expect_unauthorized(&two, &forged);
+    assert!(message.contains("signature does not match"), "{message}");
+    let _bob = expect_user(
+        &two,
+        &k.ed.sign(&header("EdDSA", "k2"), &claims("bob")),
+        "bob",
+    );
+    // What the other hub publishes to alice reaches her.
+    two.handle()
+        .publish(
+            wshub::Target::user("alice"),
+            "notification",
+            json!({"n": 1}),
+        )
+        .unwrap();
+    assert_eq!(alice.expect_eventually("notification")["data"]["n"], 1);
+    assert_eq!(server.fetches(), 2, "each hub fetched the key set itself");
 }
