@@ -331,6 +331,12 @@ fn answer(
             Ok(0) | Err(_) => return,
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
+        if head.first() == Some(&0x16) {
+            // A TLS ClientHello: this server speaks plain HTTP only.
+            fetches.fetch_add(1, Ordering::AcqRel);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+            return;
+        }
     }
     fetches.fetch_add(1, Ordering::AcqRel);
     let serve = serve.lock().unwrap().clone();
@@ -759,6 +765,20 @@ fn an_unreachable_key_set_refuses_its_tokens_clearly_and_the_hub_carries_on() {
         "bob",
     );
     assert_eq!(get(hub.addr, "/health").0, 200);
+
+    // An https:// URL is fetched over TLS: a server that does not speak it
+    // is a failed fetch like any other.
+    let plain = JwksServer::start(Serve::Json(jwks(&[(&k.rsa, "k1")])));
+    let url = plain.url.replace("http://", "https://");
+    let hub = start(Config {
+        jwks_url: Some(url.clone()),
+        ..idp_config()
+    });
+    let message = expect_unauthorized(&hub, &k.rsa.sign(&header("RS256", "k1"), &claims("alice")));
+    assert!(
+        message.contains(&format!("from {url} could not be fetched")),
+        "{message}"
+    );
 }
 
 #[test]
@@ -889,6 +909,8 @@ fn a_key_set_that_hangs_never_stalls_other_handshakes_or_the_hub() {
 fn the_binary_refuses_an_unusable_key_file_or_jwks_url_with_exit_2() {
     let k = keys();
     let private = k.private_pem.to_str().unwrap();
+    let text = std::env::temp_dir().join(format!("wshub-identity-{}/note.txt", std::process::id()));
+    std::fs::write(&text, "not a key\n").unwrap();
     let cases: [(&[&str], &str); 5] = [
         (
             &["--jwt-public-key", "/nonexistent/idp.pem"],
@@ -901,7 +923,7 @@ fn the_binary_refuses_an_unusable_key_file_or_jwks_url_with_exit_2() {
         ),
         (&["--jwks-url", "https://"], "jwks_url"),
         (
-            &["--jwt-public-key", "/etc/hostname"],
+            &["--jwt-public-key", text.to_str().unwrap()],
             "no PUBLIC KEY or CERTIFICATE",
         ),
     ];
