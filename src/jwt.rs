@@ -701,7 +701,9 @@ mod tests {
             let k1 = signer(Some("k1"));
             // The public key as the HMAC secret: its JWK, its raw point.
             let point = k1.pair.public_key().as_ref().to_vec();
-            let jwk = serde_json::to_string(&json!({"kty": "EC"})).unwrap();
+            let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "k1",
+                "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])})
+            .to_string();
             for public in [point.as_slice(), jwk.as_bytes()] {
                 let token = forged(r#"{"alg":"HS256","kid":"k1"}"#, CLAIMS(), public);
                 let only_keys = verifier(None, vec![k1.key.clone()]);
