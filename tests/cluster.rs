@@ -78,6 +78,25 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// SIGSTOP: Redis stalls, its connections open and silent.
+    fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: it goes on with what it was sent meanwhile.
+    fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("a running redis-server");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -113,7 +132,12 @@ fn hub_on(config: Config) -> TestHub {
 
 /// `n` hubs that know each other.
 fn hubs(redis: &Redis, n: usize) -> Vec<TestHub> {
-    let hubs: Vec<TestHub> = (0..n).map(|_| hub_on(config(redis))).collect();
+    hubs_with(&config(redis), n)
+}
+
+/// `n` hubs with this config, once they know each other.
+fn hubs_with(config: &Config, n: usize) -> Vec<TestHub> {
+    let hubs: Vec<TestHub> = (0..n).map(|_| hub_on(config.clone())).collect();
     for hub in &hubs {
         hub.wait_stats("every hub's heartbeat", |s| {
             s.cluster.as_ref().is_some_and(|c| c.hubs.len() == n)
@@ -1102,4 +1126,61 @@ fn a_user_in_their_grace_period_stays_online_across_a_short_cut_off() {
         .unwrap();
     let told = watcher.recv("the sync");
     assert_eq!(told["type"], "sync", "alice is in her grace period: {told}");
+}
+
+// --- Redis stalled: a fault like a lost Redis ---------------------------
+
+fn wait_down_within(hub: &TestHub, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let stats = hub.handle().stats().expect("stats");
+        if stats.cluster.as_ref().is_some_and(|c| !c.redis_up) {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "Redis stalled for {within:?} and the hub still takes it for up"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_stalled_redis_is_taken_for_lost_within_its_deadline_on_every_hub() {
+    let redis = Redis::start();
+    let deadline = Duration::from_millis(500);
+    let config = Config {
+        redis_timeout: deadline,
+        ..config(&redis)
+    };
+    let hubs = hubs_with(&config, 2);
+    redis.pause();
+    // Idle hubs too: the pubsub link is PINGed once quiet for a moment,
+    // within the deadline; then a heartbeat, within it. Before, only a
+    // command 5 s old gave the stall away.
+    let within = (Duration::from_secs(1) + deadline) * 3;
+    for hub in &hubs {
+        wait_down_within(hub, within);
+    }
+    // Stalled is lost: a hub serves its own clients alone, at once.
+    let mut near = hubs[0].client("/ws");
+    subscribe(&mut near, json!({"channel": "c"}), None);
+    hubs[0]
+        .handle()
+        .publish(Target::channel("c"), "alone", json!({}))
+        .unwrap();
+    expect(&mut near, "alone");
+    redis.resume();
+    for hub in &hubs {
+        wait_up(hub, true);
+    }
+    let mut far = hubs[1].client("/ws");
+    subscribe(&mut far, json!({"channel": "c"}), None);
+    hubs[1]
+        .handle()
+        .publish(Target::channel("c"), "together", json!({}))
+        .unwrap();
+    let (a, b) = (expect(&mut near, "together"), expect(&mut far, "together"));
+    assert_eq!((&a["seq"], &a["epoch"]), (&b["seq"], &b["epoch"]));
 }

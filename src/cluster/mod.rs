@@ -153,6 +153,8 @@ pub(crate) struct Settings {
     pub meta_ttl_ms: u64,
     pub claim_ttl_ms: u64,
     pub lease_ms: u64,
+    /// How long Redis may take to answer (`--redis-timeout`).
+    pub deadline: Duration,
 }
 
 /// The router's side of the cluster: where requests go, and the stop of
@@ -228,6 +230,7 @@ pub(crate) fn start(
         meta_ttl_ms: millis(META_TTL.max(config.history_ttl)),
         claim_ttl_ms: millis(config.session_retention),
         lease_ms: millis(LEASE),
+        deadline: config.redis_timeout,
     });
     let (out, requests) = bounded(OUT_QUEUE);
     let stop = Arc::new(AtomicBool::new(false));

@@ -7,16 +7,19 @@
 //!   stream in the same order. It ends when the router drops its sender.
 //! - `wshub-cluster-in` owns the pubsub connection (the bus and this hub's
 //!   own channel) and hands every message to the router's cluster lane. It
-//!   wakes every [`POLL`] to see whether it should stop.
+//!   wakes every [`POLL`] to see whether it should stop, and, once the link
+//!   has been quiet for a while, PINGs Redis.
 //!
-//! Both reconnect with backoff (100 ms doubling to 5 s), log the outage
-//! once and its end once, and tell the router ([`In::State`]), which serves
-//! its own clients alone while either is down.
+//! Every command has a deadline (`--redis-timeout`): a Redis that does not
+//! answer within it, stalled or gone, is lost. Both threads then reconnect
+//! with backoff (100 ms doubling to 5 s), log the outage once and its end
+//! once, and tell the router ([`In::State`]), which serves its own clients
+//! alone while either is down.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use redis::{Connection, Value};
@@ -27,10 +30,10 @@ use crate::event::{Event, Inbox};
 
 /// How often the pubsub reader looks whether it should stop.
 const POLL: Duration = Duration::from_millis(200);
+/// How long the pubsub link may be quiet before Redis is PINGed on it.
+const QUIET: Duration = Duration::from_secs(1);
 /// Most requests sent in one pipeline.
 const BATCH: usize = 512;
-/// How long to wait for Redis to answer before taking it for gone.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection attempt may take: short, so that a hub stopping
 /// while Redis is away is not held up by it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -255,10 +258,10 @@ pub(super) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn connect(client: &redis::Client) -> redis::RedisResult<Connection> {
-    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-    con.set_read_timeout(Some(IO_TIMEOUT))?;
-    con.set_write_timeout(Some(IO_TIMEOUT))?;
+fn connect(client: &redis::Client, deadline: Duration) -> redis::RedisResult<Connection> {
+    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT.min(deadline))?;
+    con.set_read_timeout(Some(deadline))?;
+    con.set_write_timeout(Some(deadline))?;
     Ok(con)
 }
 
@@ -282,10 +285,12 @@ pub(super) fn run_out(
     let mut backoff = Backoff::new();
     let mut down_since_logged = false;
     loop {
-        let (mut con, mut scripts) = match connect(&client).and_then(|mut con| {
-            let scripts = Scripts::load(&mut con)?;
-            Ok((con, scripts))
-        }) {
+        let (mut con, mut scripts) = match connect(&client, settings.deadline).and_then(
+            |mut con| {
+                let scripts = Scripts::load(&mut con)?;
+                Ok((con, scripts))
+            },
+        ) {
             Ok(ready) => ready,
             Err(err) => {
                 if !down_since_logged {
@@ -757,8 +762,10 @@ pub(super) fn run_in(
         wire::bus_channel(&settings.prefix),
         wire::hub_channel(&settings.prefix, &settings.hub),
     ];
+    let poll = POLL.min(settings.deadline);
+    let quiet = QUIET.min(settings.deadline);
     while !stop.load(Ordering::Acquire) {
-        let mut con = match connect(&client) {
+        let mut con = match connect(&client, settings.deadline) {
             Ok(con) => con,
             Err(_) => {
                 tell(&inbox, In::State(Side::In, false));
@@ -767,19 +774,21 @@ pub(super) fn run_in(
             }
         };
         let mut pubsub = con.as_pubsub();
-        if pubsub.subscribe(&channels).is_err() || pubsub.set_read_timeout(Some(POLL)).is_err() {
+        if pubsub.subscribe(&channels).is_err() || pubsub.set_read_timeout(Some(poll)).is_err() {
             tell(&inbox, In::State(Side::In, false));
             sleep_unless_stopped(backoff.next(), &stop);
             continue;
         }
         backoff = Backoff::new();
         tell(&inbox, In::State(Side::In, true));
+        let mut heard = Instant::now();
         loop {
             if stop.load(Ordering::Acquire) {
                 return;
             }
             match pubsub.get_message() {
                 Ok(message) => {
+                    heard = Instant::now();
                     let Some(framed) = wire::unframe(message.get_payload_bytes()) else {
                         crate::throttle::warn_throttled!(
                             "ignored a message on {} that no hub of this version sent",
@@ -791,7 +800,22 @@ pub(super) fn run_in(
                         return;
                     }
                 }
-                Err(err) if err.is_timeout() => {}
+                Err(err) if err.is_timeout() => {
+                    // Quiet: a stalled Redis is quiet too, so it must answer.
+                    if heard.elapsed() < quiet {
+                        continue;
+                    }
+                    if !answers_ping(&mut pubsub, settings.deadline, poll) {
+                        crate::throttle::warn_throttled!(
+                            "Redis at {} did not answer a PING within {:?}: reconnecting",
+                            settings.shown_url,
+                            settings.deadline
+                        );
+                        tell(&inbox, In::State(Side::In, false));
+                        break;
+                    }
+                    heard = Instant::now();
+                }
                 Err(_) => {
                     tell(&inbox, In::State(Side::In, false));
                     break;
@@ -800,6 +824,16 @@ pub(super) fn run_in(
         }
         sleep_unless_stopped(backoff.next(), &stop);
     }
+}
+
+/// Whether Redis answers a PING on the pubsub link within `deadline`
+/// (messages that come before the answer are kept for `get_message`).
+/// After a timeout the link is given up: its late answer would be out of
+/// step.
+fn answers_ping(pubsub: &mut redis::PubSub<'_>, deadline: Duration, poll: Duration) -> bool {
+    pubsub.set_read_timeout(Some(deadline)).is_ok()
+        && pubsub.ping::<Value>().is_ok()
+        && pubsub.set_read_timeout(Some(poll)).is_ok()
 }
 
 fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
