@@ -1602,3 +1602,52 @@ fn a_retry_with_the_same_key_on_another_hub_is_not_delivered_again() {
     assert!(matches!(err, wshub::Error::Unavailable(_)), "{err}");
     redis.resume();
 }
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_client_that_resumed_on_a_cut_off_hub_gets_nothing_twice_when_it_catches_up() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(&redis);
+    let cut_hub = behind(&proxy, config(&redis));
+    let other = hub_on(config(&redis));
+    // A follower through the outage on the hub to be cut off, and a client
+    // on the other hub.
+    let mut through = following_c(&cut_hub, &other, 2);
+    let mut mover = other.client("/ws");
+    subscribe(&mut mover, json!({"channel": "c"}), None);
+    proxy.cut();
+    wait_up(&cut_hub, false);
+    for n in 1..=3 {
+        other
+            .handle()
+            .publish(Target::channel("c"), "meanwhile", json!({ "n": n }))
+            .unwrap();
+    }
+    let mut last = Value::Null;
+    for _ in 1..=3 {
+        last = expect(&mut mover, "meanwhile");
+    }
+    // It moves to the cut-off hub, which cannot know where the stream is.
+    let mut moved = cut_hub.client("/ws");
+    let reply = subscribe(
+        &mut moved,
+        json!({"channel": "c"}),
+        Some(json!({"seq": last["seq"], "epoch": last["epoch"]})),
+    );
+    assert_eq!(reply["data"]["recovered"], false, "{reply}");
+    drop(mover);
+    proxy.restore();
+    wait_up(&cut_hub, true);
+    // The follower there is caught up...
+    for n in 1..=3 {
+        assert_eq!(expect(&mut through, "meanwhile")["data"]["n"], n);
+    }
+    // ...but the one that came meanwhile gets nothing it had, only what
+    // is new.
+    other
+        .handle()
+        .publish(Target::channel("c"), "fresh", json!({}))
+        .unwrap();
+    let next = next(&mut moved, "the fresh one");
+    assert_eq!(next["type"], "fresh", "delivered again: {next}");
+}

@@ -88,8 +88,13 @@ enum Awaiting {
         stream: StreamKey,
         after: u64,
         epoch: Arc<str>,
+        /// Clients that subscribed while Redis was away: not caught up.
+        sit_out: Vec<ClientId>,
     },
 }
+
+/// The ticket of no answer: what a client sitting out a catch-up waits for.
+const SITTING_OUT: u64 = u64::MAX;
 
 /// How long an answer with a position waits for its [`Wire::Mark`] before
 /// it is used anyway: the mark is lost only with the connection, which
@@ -146,6 +151,10 @@ pub(super) struct ClusterState {
     last: HashMap<StreamKey, (u64, Arc<str>)>,
     /// Streams being caught up: their live publications wait here.
     catching_up: HashMap<StreamKey, Vec<Held>>,
+    /// Clients that subscribed while Redis was away, by stream: they were
+    /// answered from this hub's own history (`recovered: false` for a
+    /// `since`), so the catch-up's older publications are not for them.
+    joined_alone: HashMap<StreamKey, HashSet<ClientId>>,
     heads: HashMap<u64, Awaiting>,
     /// Answers in, waiting for their mark on the bus.
     answered: HashMap<u64, (Awaiting, Option<HeadReply>, Instant)>,
@@ -177,6 +186,7 @@ impl ClusterState {
             dirty: HashSet::new(),
             last: HashMap::new(),
             catching_up: HashMap::new(),
+            joined_alone: HashMap::new(),
             heads: HashMap::new(),
             answered: HashMap::new(),
             marked: HashSet::new(),
@@ -514,7 +524,8 @@ impl Router {
                 stream,
                 after,
                 epoch,
-            } => self.resolve_catch_up(stream, after, &epoch, reply),
+                sit_out,
+            } => self.resolve_catch_up(stream, after, &epoch, &sit_out, reply),
         }
     }
 
@@ -635,10 +646,19 @@ impl Router {
             .iter()
             .map(|(stream, (seq, epoch))| (stream.clone(), *seq, Arc::clone(epoch)))
             .collect();
+        let mut joined_alone = self
+            .cluster
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.joined_alone))
+            .unwrap_or_default();
         for (stream, after, epoch) in last {
             let Some(cluster) = &mut self.cluster else {
                 return;
             };
+            let sit_out = joined_alone
+                .remove(&stream)
+                .map(|ids| ids.into_iter().collect())
+                .unwrap_or_default();
             let ticket = cluster.next_ticket;
             cluster.next_ticket += 1;
             let name = stream.redis_name();
@@ -656,6 +676,7 @@ impl Router {
                     stream,
                     after,
                     epoch,
+                    sit_out,
                 };
                 cluster.heads.insert(ticket, catch_up);
             } else {
@@ -776,6 +797,10 @@ impl Router {
         reply: bool,
     ) -> bool {
         if !self.cluster_up() {
+            if let Some(cluster) = &mut self.cluster {
+                let stream = StreamKey::of_topic(topic);
+                cluster.joined_alone.entry(stream).or_default().insert(id);
+            }
             return false;
         }
         let stream = StreamKey::of_topic(topic);
@@ -985,6 +1010,7 @@ impl Router {
         stream: StreamKey,
         after: u64,
         known: &str,
+        sit_out: &[ClientId],
         reply: Option<HeadReply>,
     ) {
         let held = self
@@ -992,6 +1018,11 @@ impl Router {
             .as_mut()
             .and_then(|c| c.catching_up.remove(&stream))
             .unwrap_or_default();
+        // What Redis kept from before is for the clients that were here
+        // through the outage; those that came meanwhile sit it out (they
+        // may have it already, from another hub), behind a replay of their
+        // own that is dropped after.
+        let sitting = self.sit_out(&stream, sit_out);
         let mut last = after;
         if let Some(reply) = reply
             && let Some((_, epoch)) = reply.position.clone()
@@ -1027,10 +1058,48 @@ impl Router {
                 }
             }
         }
+        self.stand_up(&stream, &sitting);
         for held in held {
             if held.seq > last {
                 last = held.seq;
                 self.deliver_numbered(&stream, held.seq, held.epoch, held.publication, held.time);
+            }
+        }
+    }
+
+    /// Puts clients behind a replay of `stream` that nothing resolves, so
+    /// deliveries skip them; those it did so for.
+    fn sit_out(&mut self, stream: &StreamKey, ids: &[ClientId]) -> Vec<ClientId> {
+        let mut sitting = Vec::new();
+        for id in ids {
+            let Some(client) = self.clients.get_mut(id) else {
+                continue;
+            };
+            // Already waiting for Redis on this stream: its own answer
+            // decides what it gets.
+            if client.replays.iter().any(|r| r.stream == *stream) {
+                continue;
+            }
+            client
+                .replays
+                .push(Replaying::waiting(stream.clone(), SITTING_OUT));
+            self.replaying.insert(*id);
+            sitting.push(*id);
+        }
+        sitting
+    }
+
+    /// Ends [`sit_out`](Router::sit_out): what they skipped is dropped.
+    fn stand_up(&mut self, stream: &StreamKey, ids: &[ClientId]) {
+        for id in ids {
+            let Some(client) = self.clients.get_mut(id) else {
+                continue;
+            };
+            client
+                .replays
+                .retain(|r| !(r.stream == *stream && r.waits_for(SITTING_OUT)));
+            if client.replays.is_empty() {
+                self.replaying.remove(id);
             }
         }
     }
@@ -1299,11 +1368,17 @@ impl Router {
         if due {
             self.heartbeat(now);
         }
-        // Positions of streams nobody here follows any more are forgotten.
+        // Positions of streams nobody here follows any more are forgotten,
+        // and clients gone.
         let channels = &self.channels;
         let sessions = &self.sessions;
         let users = &self.users;
+        let clients = &self.clients;
         if let Some(cluster) = &mut self.cluster {
+            cluster.joined_alone.retain(|_, ids| {
+                ids.retain(|id| clients.contains_key(id));
+                !ids.is_empty()
+            });
             cluster.last.retain(|stream, _| match stream {
                 StreamKey::Channel(name) => channels.count(name) > 0,
                 StreamKey::Session(id) => sessions.members(id).next().is_some(),
