@@ -8,7 +8,8 @@
 //! was not published (nothing of it delivered anywhere), or that Redis did
 //! not answer in time (it may have been): never a success for what the
 //! other hubs did not get. A retry with the same idempotency key, within
-//! [`idempotency::TTL`], gets the first answer and is not delivered again.
+//! [`crate::idempotency::TTL`], gets the first answer and is not delivered
+//! again.
 
 use std::time::{Instant, SystemTime};
 
