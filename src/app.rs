@@ -177,6 +177,6 @@ impl ClientRequest {
                 true => self.correlation_id.clone(),
                 false => None,
             });
-        Ok(self.handle.publish_prepared(publication)? > 0)
+        Ok(self.handle.publish_prepared(publication, None)? > 0)
     }
 }

@@ -389,6 +389,18 @@ const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "--redis-timeout",
+        env: "WSHUB_REDIS_TIMEOUT",
+        value: Some("<SECS>"),
+        section: Section::Server,
+        help: "How long Redis may take to answer before it is taken for gone (a stall is a fault)",
+        default: Some("5"),
+        apply: |s, f, v, _| {
+            s.config.redis_timeout = seconds(f, &v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "--log-level",
         env: "WSHUB_LOG_LEVEL",
         value: Some("<LEVEL>"),

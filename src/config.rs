@@ -207,6 +207,11 @@ pub struct Config {
     /// The prefix of every key and channel the hubs use in Redis, so that
     /// several clusters can share one. Default `wshub`.
     pub redis_prefix: String,
+    /// How long Redis may take to answer a command (and the pubsub link a
+    /// PING, once quiet) before the hub takes it for gone: a stalled Redis
+    /// is a lost Redis. Publications are answered within about twice this.
+    /// Default 5 s.
+    pub redis_timeout: Duration,
 }
 
 /// One more WebSocket endpoint and the envelope its clients get.
@@ -295,6 +300,7 @@ impl Default for Config {
             history_off: Vec::new(),
             redis: None,
             redis_prefix: "wshub".to_owned(),
+            redis_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -326,6 +332,7 @@ impl Config {
             ("session_retention", self.session_retention),
             ("presence_grace", self.presence_grace),
             ("history_ttl", self.history_ttl),
+            ("redis_timeout", self.redis_timeout),
         ] {
             if value > year {
                 return fail(field, "must be at most a year");
@@ -458,6 +465,9 @@ impl Config {
                 "redis",
                 "this build has no Redis support (the `redis` feature)",
             );
+        }
+        if self.redis_timeout < Duration::from_millis(10) {
+            return fail("redis_timeout", "must be at least 10 ms");
         }
         if let Err((_, reason)) = crate::protocol::check_name(&self.redis_prefix, "redis_prefix") {
             return fail("redis_prefix", &reason);

@@ -18,17 +18,17 @@
 //! router learns to stop.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, bounded};
 
 use crate::auth::Identity;
 use crate::budget::HandshakeSlot;
 use crate::link::Link;
 use crate::protocol::{Rejection, Request, Topic};
-use crate::publish::{Publication, Target};
+use crate::publish::{Publication, Published, Target};
 use crate::stats::{ClientStats, PresenceEntry, Stats};
 
 /// Most events waiting on the clients lane (each also counts in bytes).
@@ -72,11 +72,15 @@ pub(crate) enum Event {
     Left { link: Arc<Link>, why: Ending },
 
     // --- api lane, from handles and HTTP requests ---
-    /// Publish an already-encoded message; the reply is the number of
-    /// clients it was queued for.
+    /// Publish a checked publication, once per idempotency `key` if it has
+    /// one; the reply is how it went (with Redis, once Redis answered).
+    /// An asker that may give up (HTTP) passes a [`Gate`]: a publication
+    /// it gave up on before the router took it is dropped, not published.
     Publish {
         publication: Publication,
-        reply: Option<Sender<usize>>,
+        key: Option<Box<str>>,
+        reply: Sender<Published>,
+        gate: Option<Arc<Gate>>,
     },
     /// Close one client with 1000; the reply says whether it existed.
     Disconnect { client: String, reply: Sender<bool> },
@@ -193,6 +197,43 @@ pub(crate) enum Ending {
     Gone,
     /// The reader thread could not start: close 1011.
     NoReader,
+}
+
+/// Settles, once, whether the router took a request before its asker
+/// gave up waiting: so an asker that gives up can say truly that nothing
+/// was done, and one that waits longer knows it will be answered.
+#[derive(Debug, Default)]
+pub(crate) struct Gate(AtomicU8);
+
+const OPEN: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Gate {
+    /// The router: `true` if it may act on the request (its asker waits).
+    pub(crate) fn take(&self) -> bool {
+        self.0
+            .compare_exchange(OPEN, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The asker: `true` if it gave up before the router took the request,
+    /// which then does nothing with it.
+    pub(crate) fn abandon(&self) -> bool {
+        self.0
+            .compare_exchange(OPEN, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// What became of an event offered with a deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offered {
+    Sent,
+    /// Its lane stayed full until the deadline: the router is overloaded.
+    Full,
+    /// The router is gone.
+    Gone,
 }
 
 /// The byte budget of the clients lane.
@@ -326,7 +367,12 @@ pub(crate) fn inbox(budget: InboxBudget, ticks: Receiver<Instant>) -> (Inbox, La
 impl Inbox {
     /// Sends on the lane the event belongs to. `false` when the router is gone.
     pub(crate) fn send(&self, event: Event) -> bool {
-        let lane = match event {
+        self.lane(&event).send(event).is_ok()
+    }
+
+    /// The lane an event travels on.
+    fn lane(&self, event: &Event) -> &Sender<Event> {
+        match event {
             Event::Shutdown => &self.control,
             Event::Publish { .. }
             | Event::Disconnect { .. }
@@ -334,8 +380,17 @@ impl Inbox {
             | Event::Command { .. } => &self.api,
             Event::Cluster(_) => &self.cluster,
             _ => &self.clients,
-        };
-        lane.send(event).is_ok()
+        }
+    }
+
+    /// Sends on the lane the event belongs to, waiting at most `wait` for
+    /// room in it.
+    pub(crate) fn offer(&self, event: Event, wait: Duration) -> Offered {
+        match self.lane(&event).send_timeout(event, wait) {
+            Ok(()) => Offered::Sent,
+            Err(SendTimeoutError::Timeout(_)) => Offered::Full,
+            Err(SendTimeoutError::Disconnected(_)) => Offered::Gone,
+        }
     }
 
     /// Asks the router something and waits for the answer, at most

@@ -545,12 +545,18 @@ impl std::fmt::Debug for Handle {
 impl Handle {
     /// Publishes `{"type": kind, "data": data}` to `target`; returns how many
     /// clients it was queued for. The message is serialised once, on this
-    /// thread, and shared by every recipient.
+    /// thread, and shared by every recipient. With Redis (`--redis`) it
+    /// returns once Redis has numbered it for every hub (a round trip), and
+    /// counts this hub's clients.
     ///
     /// # Errors
     ///
     /// [`Error::Json`] if `data` is not serialisable, [`Error::InvalidName`]
-    /// for a bad target name or `kind`, [`Error::Closed`] after shutdown.
+    /// for a bad target name or `kind`, [`Error::Closed`] after shutdown;
+    /// with Redis, [`Error::Unavailable`] when it could not be published
+    /// (nothing was delivered) and [`Error::Unconfirmed`] when Redis did not
+    /// answer in time (it may have been): retry those with
+    /// [`publish_idempotent`](Handle::publish_idempotent).
     ///
     /// # Example
     ///
@@ -567,15 +573,65 @@ impl Handle {
     /// ```
     pub fn publish(&self, target: Target, kind: &str, data: impl Serialize) -> Result<usize> {
         let data = serde_json::value::to_raw_value(&data)?;
-        self.publish_prepared(Publication::new(target, kind, Some(&data))?)
+        self.publish_prepared(Publication::new(target, kind, Some(&data))?, None)
     }
 
-    /// Publishes a checked publication; returns how many clients got it.
-    pub(crate) fn publish_prepared(&self, publication: Publication) -> Result<usize> {
-        self.ask(|reply| Event::Publish {
+    /// Publishes as [`publish`](Handle::publish), once per `key`: a retry
+    /// with the same key (and target) within 5 minutes returns the first
+    /// attempt's count and is not delivered again, on any hub of the same
+    /// Redis. Use it to retry after [`Error::Unavailable`] or
+    /// [`Error::Unconfirmed`]. The HTTP API and service connections share
+    /// these keys (they all publish as the backend).
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Handle::publish); [`Error::InvalidName`] for a key
+    /// that is empty or longer than 255 bytes. With Redis, a key cannot be
+    /// checked while Redis is unreachable: [`Error::Unavailable`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let server = wshub::Hub::bind("127.0.0.1:0")?.spawn()?;
+    /// # let handle = server.handle();
+    /// use serde_json::json;
+    /// use wshub::Target;
+    /// let order = json!({"id": 42, "status": "shipped"});
+    /// let first = handle.publish_idempotent(Target::channel("orders"), "order", &order, "order-42-shipped")?;
+    /// // A retry (say, after a timeout) is not delivered twice.
+    /// let again = handle.publish_idempotent(Target::channel("orders"), "order", &order, "order-42-shipped")?;
+    /// assert_eq!(first, again);
+    /// # Ok::<(), wshub::Error>(())
+    /// ```
+    pub fn publish_idempotent(
+        &self,
+        target: Target,
+        kind: &str,
+        data: impl Serialize,
+        key: &str,
+    ) -> Result<usize> {
+        crate::idempotency::check_key(key).map_err(|reason| Error::InvalidName {
+            what: "idempotency key",
+            reason,
+        })?;
+        let data = serde_json::value::to_raw_value(&data)?;
+        self.publish_prepared(Publication::new(target, kind, Some(&data))?, Some(key))
+    }
+
+    /// Publishes a checked publication, once per `key` if given; returns
+    /// how many clients got it.
+    pub(crate) fn publish_prepared(
+        &self,
+        publication: Publication,
+        key: Option<&str>,
+    ) -> Result<usize> {
+        let published = self.ask(|reply| Event::Publish {
             publication,
-            reply: Some(reply),
-        })
+            key: key.map(Into::into),
+            reply,
+            gate: None,
+        })?;
+        published.map_err(Error::from)
     }
 
     /// Publishes `{"type": kind, "data": data}` to `target` as part of a
@@ -594,7 +650,10 @@ impl Handle {
         data: impl Serialize,
     ) -> Result<usize> {
         let data = serde_json::value::to_raw_value(&data)?;
-        self.publish_prepared(Publication::new(target, kind, Some(&data))?.batched(true))
+        self.publish_prepared(
+            Publication::new(target, kind, Some(&data))?.batched(true),
+            None,
+        )
     }
 
     /// Sends `{"type": kind, "data": data}` to one client; `false` if no

@@ -108,6 +108,7 @@ mod error;
 mod event;
 mod events;
 mod hub;
+mod idempotency;
 mod jwt;
 mod link;
 mod protocol;

@@ -242,6 +242,37 @@ impl Publication {
     }
 }
 
+/// How a publication went, as its publisher is told: how many of this
+/// hub's clients it reaches, or why it was not (surely) published.
+pub(crate) type Published = std::result::Result<usize, Unpublished>;
+
+/// Why a publication was not published, or not surely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unpublished {
+    /// Nothing of it was delivered, anywhere: the reason says why.
+    Refused(String),
+    /// Redis did not answer in time: it may have been delivered.
+    Unconfirmed(String),
+}
+
+impl Unpublished {
+    /// The reason, as a client or an HTTP caller reads it.
+    pub(crate) fn reason(&self) -> &str {
+        match self {
+            Unpublished::Refused(why) | Unpublished::Unconfirmed(why) => why,
+        }
+    }
+}
+
+impl From<Unpublished> for Error {
+    fn from(unpublished: Unpublished) -> Error {
+        match unpublished {
+            Unpublished::Refused(why) => Error::Unavailable(why),
+            Unpublished::Unconfirmed(why) => Error::Unconfirmed(why),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -418,3 +418,47 @@ fn the_publish_answer_reads_as_the_readme_shows_it() {
     assert_eq!(status, 200);
     assert_eq!(answer, r#"{"success":true,"data":{"delivered":0}}"#);
 }
+
+#[test]
+fn a_publish_the_busy_router_did_not_take_in_time_is_refused_and_never_delivered() {
+    use crossbeam_channel::bounded;
+    use wshub::{Filter, Target};
+    let hub = start_default();
+    let mut follower = hub.client("/ws");
+    follower.request(json!({"type": "subscribe", "channel": "c"}), "s");
+    // A filter that holds the router (application code, run on the router
+    // thread) until the test lets it go.
+    let (entered_tx, entered) = bounded::<()>(1);
+    let (release, release_rx) = bounded::<()>(1);
+    let blocker = Filter::new(move |_| {
+        let _ = entered_tx.try_send(());
+        let _ = release_rx.recv_timeout(DEADLINE * 3);
+        true
+    });
+    let handle = hub.handle().clone();
+    let blocked =
+        std::thread::spawn(move || handle.publish(Target::Filter(blocker), "blocked", json!({})));
+    entered
+        .recv_timeout(DEADLINE)
+        .expect("the router runs the filter");
+    // The router is busy past the HTTP API's wait: the publish is given up,
+    // and says so truly.
+    let (status, answer) = post(hub.addr, "/api/publish", r#"{"channel":"c","type":"late"}"#);
+    release.send(()).unwrap();
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["code"], "unavailable", "{answer}");
+    let why = answer["error"].as_str().unwrap();
+    assert!(why.contains("not published"), "{why}");
+    assert!(!why.contains("shutting down"), "{why}");
+    blocked.join().unwrap().unwrap();
+    // Nothing of it comes, ever: the router dropped it once free.
+    hub.handle()
+        .publish(Target::channel("c"), "marker", json!({}))
+        .unwrap();
+    assert_eq!(follower.expect("blocked")["type"], "blocked");
+    let next = follower.recv("the marker");
+    assert_eq!(
+        next["type"], "marker",
+        "the refused publish was delivered: {next}"
+    );
+}

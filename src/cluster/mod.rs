@@ -25,7 +25,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError, bounded};
 
@@ -40,7 +40,8 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(2);
 /// offline (if they have no connection on another hub).
 pub(crate) const LEASE: Duration = Duration::from_secs(10);
 /// Most requests waiting for the cluster-out thread; past it the router
-/// serves the publication on its own (as when Redis is away).
+/// refuses publications to their publishers (nothing is numbered on one
+/// hub alone while the others may go on in Redis).
 const OUT_QUEUE: usize = 64 * 1024;
 /// How long a stream's position outlives its last publication in Redis.
 const META_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -49,11 +50,20 @@ const META_TTL: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Clone)]
 pub(crate) enum Out {
     /// A publication for the hubs on `channel`; `stream` numbers and keeps
-    /// it (its history is on).
+    /// it (its history is on). Answered with [`In::Published`] under its
+    /// `ticket`, always: published, refused, or its fate unknown. With an
+    /// idempotency key (`once`, the digest) Redis publishes it once and
+    /// keeps `reached` as the answer to any retry. `taken` is when the
+    /// router took it: one that waited longer than the Redis timeout is
+    /// refused unsent.
     Publish {
+        ticket: u64,
         channel: String,
         stream: Option<String>,
         body: String,
+        once: Option<String>,
+        reached: usize,
+        taken: Instant,
     },
     /// A framed message as it is, for the hubs on `channel`.
     Send { channel: String, body: String },
@@ -81,7 +91,8 @@ pub(crate) enum Out {
     /// A status a user set.
     Status { user: String, status: Status },
     /// Streams published to while Redis was away: their history has a
-    /// hole, so they get a new epoch.
+    /// hole, so they get a new epoch, before Redis numbers anything more of
+    /// them (until it did, their publications are refused).
     NewEpochs(Vec<String>),
     /// The lease, the framed [`wire::HubBeat`], and the sessions whose
     /// claims this hub keeps alive.
@@ -114,8 +125,20 @@ pub(crate) enum In {
     },
     /// The answer to an [`Out::Snapshot`].
     Snapshot(Vec<(String, Status)>),
-    /// Publications Redis could not take: the router delivers them itself.
-    Undelivered(Vec<Out>),
+    /// How publications went, by ticket.
+    Published(Vec<(u64, Outcome)>),
+}
+
+/// What became of an [`Out::Publish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Redis numbered and published it; or, `Some`, had already published
+    /// one with its idempotency key, which reached that many.
+    Done(Option<usize>),
+    /// It never reached Redis (or Redis refused it): nothing was delivered.
+    NotSent(String),
+    /// It went to Redis, which did not answer: it may have been published.
+    Unknown(String),
 }
 
 /// Where a stream stands in Redis, and what it kept.
@@ -130,6 +153,11 @@ pub(crate) struct HeadReply {
     /// The `since` the entries follow (lower than asked when the stream's
     /// epoch is not the one known and its numbering began again).
     pub from: Option<u64>,
+    /// The seq the epoch began after: the entries up to it are older...
+    pub base: u64,
+    /// ...of this epoch, if the stream had one before (a new epoch set
+    /// over it, not a stream Redis lost).
+    pub prev: Option<String>,
 }
 
 /// A publication a stream kept in Redis.
@@ -153,6 +181,8 @@ pub(crate) struct Settings {
     pub meta_ttl_ms: u64,
     pub claim_ttl_ms: u64,
     pub lease_ms: u64,
+    /// How long Redis may take to answer (`--redis-timeout`).
+    pub deadline: Duration,
 }
 
 /// The router's side of the cluster: where requests go, and the stop of
@@ -167,7 +197,7 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     /// Hands a request to the cluster-out thread; `false` if it cannot
-    /// take it now (then the router acts as if Redis were away).
+    /// take it now (its queue is full).
     pub(crate) fn send(&self, out: Out) -> bool {
         match self.out.try_send(out) {
             Ok(()) => true,
@@ -228,6 +258,7 @@ pub(crate) fn start(
         meta_ttl_ms: millis(META_TTL.max(config.history_ttl)),
         claim_ttl_ms: millis(config.session_retention),
         lease_ms: millis(LEASE),
+        deadline: config.redis_timeout,
     });
     let (out, requests) = bounded(OUT_QUEUE);
     let stop = Arc::new(AtomicBool::new(false));

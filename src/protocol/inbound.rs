@@ -106,12 +106,14 @@ pub(crate) enum ClientMessage {
         topic: Option<Topic>,
         client: Option<String>,
     },
-    /// `publish` to a channel or a session (services: to any destination).
+    /// `publish` to a channel or a session (services: to any destination),
+    /// once per `idempotency_key` within a few minutes.
     Publish {
         to: Destination,
         event: String,
         data: Option<Box<RawValue>>,
         batched: bool,
+        idempotency_key: Option<String>,
     },
     /// `user_presence`: set the user's status.
     Presence(Status),
@@ -208,6 +210,8 @@ struct RawRequest<'a> {
     reason: Option<&'a RawValue>,
     #[serde(borrow)]
     since: Option<&'a RawValue>,
+    #[serde(rename = "idempotencyKey", borrow)]
+    idempotency_key: Option<&'a RawValue>,
 }
 
 /// Only the `correlationId`, to answer a request that failed validation.
@@ -358,6 +362,7 @@ fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMe
                 event,
                 data: data(PUBLISH_KEYS)?.map(Cow::into_owned),
                 batched: flag(raw.batched, "batched")?,
+                idempotency_key: idempotency_key(raw.idempotency_key)?,
             }
         }
         "user_presence" => ClientMessage::Presence(presence_status(data(OWN_KEYS)?.as_deref())?),
@@ -408,6 +413,7 @@ const PUBLISH_KEYS: &[&str] = &[
     "authenticated",
     "event",
     "batched",
+    "idempotencyKey",
 ];
 
 /// The data of a `flat` message: its fields but the `consumed` ones, as one
@@ -450,6 +456,18 @@ fn flag(value: Option<&RawValue>, name: &str) -> Result<bool, Invalid> {
         Some(value) => serde_json::from_str::<bool>(value.get())
             .map_err(|_| invalid(&format!("`{name}` must be true or false"))),
     }
+}
+
+/// A publication's `idempotencyKey`, if it has one.
+fn idempotency_key(value: Option<&RawValue>) -> Result<Option<String>, Invalid> {
+    value
+        .map(|value| {
+            let key = string_field(value, "idempotencyKey")?;
+            crate::idempotency::check_key(&key)
+                .map_err(|why| invalid(&format!("`idempotencyKey` {why}")))?;
+            Ok(key)
+        })
+        .transpose()
 }
 
 /// The `clientId` a request names, if any.

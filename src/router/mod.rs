@@ -22,8 +22,9 @@
 //!
 //! The `impl Router` blocks, by concern: [`clients`] (join, leave, close),
 //! [`delivery`] (queues, fan-out, slow consumers, hand-off to writers),
-//! [`batches`] (batched publications), [`topics`] (subscribe, unsubscribe,
-//! sessions, publishing from clients), [`presence`] (statuses and their
+//! [`batches`] (batched publications), [`publishing`] (Redis or here,
+//! idempotency keys, answers to publishers), [`topics`] (subscribe,
+//! unsubscribe, sessions, publishing from clients), [`presence`] (statuses and their
 //! broadcasts), [`app`] (application requests, service connections),
 //! [`control`] (server-side subscribe, close, metadata, listings).
 
@@ -35,6 +36,7 @@ mod control;
 mod delivery;
 mod history;
 mod presence;
+mod publishing;
 mod topics;
 
 use std::collections::HashMap;
@@ -228,6 +230,8 @@ pub(crate) struct Router {
     next_history_sweep: Instant,
     /// The other hubs, through Redis (`--redis`).
     cluster: Option<cluster::ClusterState>,
+    /// The answers to recent idempotency keys.
+    recent: crate::idempotency::Recent,
     /// The embedding program's request queue, while it reads it.
     app: Option<AppQueue>,
     services: Services,
@@ -261,7 +265,8 @@ impl Router {
             batches: Batches::default(),
             history: Box::new(crate::engine::memory::Memory::new(config.history_limits())),
             replaying: IdSet::default(),
-            cluster: cluster.map(cluster::ClusterState::new),
+            cluster: cluster.map(|link| cluster::ClusterState::new(link, &config)),
+            recent: crate::idempotency::Recent::default(),
             next_history_sweep: now + HISTORY_SWEEP,
             app: app.map(|(sender, handle)| AppQueue { sender, handle }),
             services: Services::default(),
@@ -428,11 +433,19 @@ impl Router {
                 handshake,
             } => self.refuse(&link, frames, handshake),
             Event::Left { link, why } => self.left(&link, why),
-            Event::Publish { publication, reply } => {
-                let delivered = self.publish(publication);
-                if let Some(reply) = reply {
-                    // A fresh one-slot channel: never full, never blocks.
-                    let _ = reply.try_send(delivered);
+            Event::Publish {
+                publication,
+                key,
+                reply,
+                gate,
+            } => {
+                // Given up on before it was taken: nothing is done with it.
+                if gate.is_none_or(|gate| gate.take()) {
+                    let key = key.map(|key| publishing::Key {
+                        scope: publishing::BACKEND.into(),
+                        key,
+                    });
+                    self.publish(publication, key, publishing::Publisher::Caller(reply));
                 }
             }
             Event::Disconnect { client, reply } => {
@@ -530,7 +543,14 @@ impl Router {
                 event,
                 data,
                 batched,
-            } => self.client_publish(id, to, event, data, batched, correlation),
+                idempotency_key,
+            } => {
+                let asked = publishing::Asked {
+                    batched,
+                    idempotency_key,
+                };
+                self.client_publish(id, to, event, data, asked, correlation)
+            }
             ClientMessage::Presence(status) => self.set_presence(id, status, correlation),
             ClientMessage::PresenceQuery => self.presence_query(id, correlation),
             ClientMessage::Refresh { token } => self.refresh(id, &token, correlation),

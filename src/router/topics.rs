@@ -12,8 +12,9 @@ use std::time::Instant;
 use serde_json::value::RawValue;
 
 use super::Router;
+use super::publishing::{Asked, Key, Publisher};
 use crate::engine::{StreamKey, USER_PREFIX};
-use crate::protocol::{Delivered, Destination, Empty, ErrorCode, Kind, Since, Topic};
+use crate::protocol::{Destination, Empty, ErrorCode, Kind, Since, Topic};
 use crate::publish::{Origin, Publication, Target};
 use crate::subscriptions::{ClientId, Refused};
 
@@ -177,7 +178,7 @@ impl Router {
         to: Destination,
         event: String,
         data: Option<Box<RawValue>>,
-        batched: bool,
+        asked: Asked,
         correlation: Option<&RawValue>,
     ) {
         let Some(client) = self.clients.get(&id) else {
@@ -236,19 +237,19 @@ impl Router {
             kind: event.into(),
             data,
             correlation_id: None,
-            batched,
+            batched: asked.batched,
             from,
         };
-        let delivered = self.publish(publication);
-        if correlation.is_some() {
-            self.reply(
-                id,
-                Kind::Published,
-                topic.as_ref(),
-                Some(Delivered { delivered }),
-                correlation,
-            );
-        }
+        let key = asked.idempotency_key.map(|key| Key {
+            scope: self.key_scope(id),
+            key: key.into(),
+        });
+        let publisher = Publisher::Client {
+            id,
+            topic,
+            correlation: correlation.map(RawValue::to_owned),
+        };
+        self.publish(publication, key, publisher);
     }
 }
 
