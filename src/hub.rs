@@ -610,7 +610,7 @@ impl Handle {
         data: impl Serialize,
         key: &str,
     ) -> Result<usize> {
-        crate::idempotency::check_key(key).map_err(|reason| Error::InvalidName {
+        crate::protocol::check_idempotency_key(key).map_err(|reason| Error::InvalidName {
             what: "idempotency key",
             reason,
         })?;

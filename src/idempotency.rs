@@ -2,6 +2,9 @@
 //! key within [`TTL`] gets the first attempt's answer and is not delivered
 //! again.
 //!
+//! The key's own rule (its length) is the protocol's
+//! ([`check_idempotency_key`](crate::protocol::check_idempotency_key)).
+//!
 //! Pure logic, used on the router thread: [`Once`] names a key in its scope
 //! (who publishes, to which target) as a digest, so what is remembered has
 //! a fixed size whatever the key; [`Recent`] remembers the answers to the
@@ -21,22 +24,6 @@ pub(crate) const TTL: Duration = Duration::from_secs(5 * 60);
 /// Most keys a hub remembers: past it the oldest are forgotten first. At
 /// about 100 bytes each, 3 MiB at most.
 pub(crate) const MOST: usize = 32 * 1024;
-
-/// The longest key taken.
-pub(crate) const MAX_KEY_LEN: usize = 255;
-
-/// Checks a key as a publisher gave it.
-///
-/// # Errors
-///
-/// Why it is not a key (empty, or longer than [`MAX_KEY_LEN`] bytes), as
-/// "must be ...".
-pub(crate) fn check_key(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN {
-        return Err(format!("must be 1 to {MAX_KEY_LEN} bytes"));
-    }
-    Ok(())
-}
 
 /// A key in its scope: who publishes and where, as one digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -149,12 +136,5 @@ mod tests {
         assert_eq!(recent.get(&Once::new("s", "t", "0"), now), None);
         let last = (MOST + 9).to_string();
         assert_eq!(recent.get(&Once::new("s", "t", &last), now), Some(MOST + 9));
-    }
-
-    #[test]
-    fn keys_are_checked() {
-        assert!(check_key("").is_err());
-        assert!(check_key(&"k".repeat(MAX_KEY_LEN + 1)).is_err());
-        assert!(check_key("order-42").is_ok());
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
-use crate::protocol::{self, MAX_NAME_LEN, Topic};
+use crate::protocol::{self, MAX_NAME_LEN, Origin, Topic, USER_PREFIX};
 
 /// Who receives a publication.
 ///
@@ -92,10 +92,7 @@ impl Target {
         match self {
             Target::Channel(name) => Some(Topic::Channel(name.clone())),
             Target::Session(id) => Some(Topic::Session(id.clone())),
-            Target::User(id) => Some(Topic::Channel(format!(
-                "{}{id}",
-                crate::engine::USER_PREFIX
-            ))),
+            Target::User(id) => Some(Topic::Channel(format!("{USER_PREFIX}{id}"))),
             _ => None,
         }
     }
@@ -196,13 +193,6 @@ pub(crate) struct Publication {
     pub batched: bool,
     /// The client it comes from, for a client's publication (`from`).
     pub from: Option<Origin>,
-}
-
-/// The client a publication comes from, as subscribers see it.
-#[derive(Debug, Clone)]
-pub(crate) struct Origin {
-    pub client_id: Box<str>,
-    pub user_id: Option<Box<str>>,
 }
 
 impl Publication {

@@ -58,6 +58,7 @@ use self::backoff::Backoff;
 use self::conn::{Conn, Endpoint, Opening};
 use self::event::topic_of;
 use self::streams::{Streams, Verdict};
+use crate::protocol::USER_PREFIX;
 use crate::{Status, Topic};
 
 pub use self::close::CloseAction;
@@ -70,9 +71,6 @@ const CORRELATION_PREFIX: &str = "wshub-rs:";
 
 /// A very long wait, for timeouts too large to add to an `Instant`.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// The channel of a user's own stream.
-const USER_PREFIX: &str = "user:";
 
 /// A source of fresh tokens, asked after a 4001 (token expired).
 type TokenProvider = Box<dyn FnMut() -> Option<String> + Send>;

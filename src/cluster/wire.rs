@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::event::{Answer, Command};
-use crate::protocol::{Status, Topic};
-use crate::publish::{Origin, Target};
+use crate::protocol::{Origin, Status, Topic};
+use crate::publish::Target;
 
 /// One message between hubs.
 ///

@@ -21,8 +21,7 @@ use super::{Shared, Timed, Unread};
 use crate::auth::AdminCheck;
 use crate::config::Config;
 use crate::event::{Answer, Command, Event, Gate, Offered};
-use crate::idempotency;
-use crate::protocol::{Topic, inbound::MAX_CLOSE_REASON, valid_close_code};
+use crate::protocol::{self, Topic, inbound::MAX_CLOSE_REASON, valid_close_code};
 use crate::publish::{Publication, Target, Unpublished};
 use crate::stats;
 
@@ -318,7 +317,7 @@ fn publish(request: &Request, shared: &Shared) -> Response {
         Err(err) => return bad(&err.to_string()),
     };
     if let Some(key) = &body.idempotency_key
-        && let Err(why) = idempotency::check_key(key)
+        && let Err(why) = protocol::check_idempotency_key(key)
     {
         return bad(&format!("idempotencyKey {why}"));
     }

@@ -27,7 +27,7 @@ use super::{
     Appended, Engine, Entry, Head, Limits, Recovery, STREAM_OVERHEAD, StreamKey,
     TOMBSTONE_OVERHEAD, Usage,
 };
-use crate::publish::Origin;
+use crate::protocol::Origin;
 
 /// Emptied streams that make [`Engine::wants_sweep`] say yes.
 const SWEEP_AT: usize = 1024;

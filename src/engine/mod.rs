@@ -22,11 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::value::RawValue;
 
 use crate::auth::Pattern;
-use crate::protocol::Topic;
-use crate::publish::{Origin, Target};
-
-/// The channel name under which a user's own stream is subscribed.
-pub(crate) const USER_PREFIX: &str = "user:";
+use crate::protocol::{Origin, Topic, USER_PREFIX};
+use crate::publish::Target;
 
 /// A stream: what a publication is numbered within. Its name is shared:
 /// the history keeps a stream's key in several places (its table, its

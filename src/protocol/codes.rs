@@ -184,6 +184,14 @@ wire_names! {
     }
 }
 
+/// The channel `user:<id>`: a user's own stream. Only that user (and
+/// service connections) may follow it, and only the backend publish to it.
+pub(crate) const USER_PREFIX: &str = "user:";
+
+/// Channels named `private-*` are not public: anonymous clients and tokens
+/// without a grant for them cannot read them.
+pub(crate) const PRIVATE_PREFIX: &str = "private-";
+
 /// Declares the close codes the hub sends: variant, code and reason, once.
 macro_rules! closes {
     ( $( $(#[$vmeta:meta])* $variant:ident = ($code:literal, $reason:literal), )* ) => {

@@ -20,6 +20,9 @@ const MAX_CORRELATION_ID: usize = 256;
 /// Longest accepted channel name, session id or event name, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
 
+/// Longest accepted `idempotencyKey`, in bytes.
+pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 255;
+
 /// A channel or a session: what a client subscribes to.
 ///
 /// ```
@@ -463,11 +466,25 @@ fn idempotency_key(value: Option<&RawValue>) -> Result<Option<String>, Invalid> 
     value
         .map(|value| {
             let key = string_field(value, "idempotencyKey")?;
-            crate::idempotency::check_key(&key)
+            check_idempotency_key(&key)
                 .map_err(|why| invalid(&format!("`idempotencyKey` {why}")))?;
             Ok(key)
         })
         .transpose()
+}
+
+/// Checks an idempotency key as a publisher gave it (a request, the HTTP
+/// API or the library).
+///
+/// # Errors
+///
+/// Why it is not a key (empty, or longer than [`MAX_IDEMPOTENCY_KEY`]
+/// bytes), as "must be ...".
+pub(crate) fn check_idempotency_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(format!("must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"));
+    }
+    Ok(())
 }
 
 /// The `clientId` a request names, if any.
@@ -1025,6 +1042,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn idempotency_keys_are_checked() {
+        assert!(check_idempotency_key("").is_err());
+        assert!(check_idempotency_key(&"k".repeat(MAX_IDEMPOTENCY_KEY + 1)).is_err());
+        assert!(check_idempotency_key("order-42").is_ok());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use super::Router;
 use crate::event::{Answer, Command};
-use crate::protocol::{Empty, Kind, Topic, close_frame};
+use crate::protocol::{Empty, Kind, Topic, USER_PREFIX, close_frame};
 use crate::publish::Target;
 use crate::stats::{ClientStats, PresenceEntry};
 use crate::subscriptions::ClientId;
@@ -43,8 +43,8 @@ impl Router {
         };
         let joined = match topic {
             // Its user's deliveries reach it already.
-            Topic::Channel(channel) if channel.starts_with(crate::engine::USER_PREFIX) => {
-                self.may_follow_user(id, &channel[crate::engine::USER_PREFIX.len()..])
+            Topic::Channel(channel) if channel.starts_with(USER_PREFIX) => {
+                self.may_follow_user(id, &channel[USER_PREFIX.len()..])
             }
             Topic::Channel(channel) => self.join_channel(id, channel, true),
             Topic::Session(session) => self.join_session(id, session, true),

@@ -21,10 +21,10 @@ use super::Router;
 use super::batches::BatchKey;
 use super::publishing::{Key, Publisher};
 use crate::config::Config;
-use crate::engine::{Appended, StreamKey, USER_PREFIX};
+use crate::engine::{Appended, StreamKey};
 use crate::link::{Drained, Link, Push, QueueLimits, Scratch};
 use crate::protocol::{
-    Close, Envelope, ErrorCode, Kind, Message, Position, Topic, error_data, raw,
+    Close, Envelope, ErrorCode, Kind, Message, Position, Topic, USER_PREFIX, error_data, raw,
 };
 use crate::publish::{Filter, Publication, Target};
 use crate::subscriptions::ClientId;

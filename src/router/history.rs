@@ -34,8 +34,10 @@ use super::Router;
 use super::batches::BatchKey;
 use crate::engine::{Appended, Entry, Recovery, StreamKey};
 use crate::link::{Push, QueueLimits};
-use crate::protocol::{ErrorCode, Kind, Message, Position, Since, Subscribed, Topic, raw};
-use crate::publish::{Origin, Target};
+use crate::protocol::{
+    ErrorCode, Kind, Message, Origin, Position, Since, Subscribed, Topic, USER_PREFIX, raw,
+};
+use crate::publish::Target;
 use crate::subscriptions::ClientId;
 
 /// A replay under way for one client and one stream.
@@ -245,7 +247,7 @@ impl Router {
         }
         Err((
             ErrorCode::Forbidden,
-            format!("user:{user} is another user's stream"),
+            format!("{USER_PREFIX}{user} is another user's stream"),
         ))
     }
 

@@ -13,9 +13,9 @@ use serde_json::value::RawValue;
 
 use super::Router;
 use super::publishing::{Asked, Key, Publisher};
-use crate::engine::{StreamKey, USER_PREFIX};
-use crate::protocol::{Destination, Empty, ErrorCode, Kind, Since, Topic};
-use crate::publish::{Origin, Publication, Target};
+use crate::engine::StreamKey;
+use crate::protocol::{Destination, Empty, ErrorCode, Kind, Origin, Since, Topic, USER_PREFIX};
+use crate::publish::{Publication, Target};
 use crate::subscriptions::{ClientId, Refused};
 
 /// A request refused with this code and message.
