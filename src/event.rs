@@ -26,10 +26,11 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, bounded};
 
 use crate::auth::Identity;
 use crate::budget::HandshakeSlot;
+use crate::command::{Answer, Command};
 use crate::link::Link;
-use crate::protocol::{Rejection, Request, Topic};
-use crate::publish::{Publication, Published, Target};
-use crate::stats::{ClientStats, PresenceEntry, Stats};
+use crate::protocol::{Rejection, Request};
+use crate::publish::{Publication, Published};
+use crate::stats::Stats;
 
 /// Most events waiting on the clients lane (each also counts in bytes).
 const CLIENT_LANE: usize = 8 * 1024;
@@ -102,48 +103,6 @@ pub(crate) enum Event {
     // --- control lane ---
     /// Close everyone with 1001 and stop (handle, signal).
     Shutdown,
-}
-
-/// Server-side control of clients, from the library, the HTTP API or a
-/// service connection.
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// Subscribe a client to a channel or session (the backend is trusted:
-    /// only the subscription limit applies).
-    Subscribe { client: String, topic: Topic },
-    /// Unsubscribe a client from a topic, or (`None`) from every session.
-    Unsubscribe {
-        client: String,
-        topic: Option<Topic>,
-    },
-    /// Close every client of a target with this code and reason.
-    Close {
-        target: Target,
-        code: u16,
-        reason: String,
-    },
-    /// Merge key/values into a client's metadata (`null` removes a key).
-    SetMeta {
-        client: String,
-        meta: serde_json::Map<String, serde_json::Value>,
-    },
-    /// Who is subscribed to a topic.
-    Subscribers { topic: Topic },
-    /// Every user online and their status.
-    Presence,
-}
-
-/// The router's answer to a [`Command`].
-#[derive(Debug)]
-pub(crate) enum Answer {
-    /// Whether the client existed (and the command applied).
-    Done(bool),
-    /// How many clients it applied to.
-    Count(usize),
-    Clients(Vec<ClientStats>),
-    Presence(Vec<PresenceEntry>),
-    /// Refused: why.
-    Refused(String),
 }
 
 /// What the router needs to adopt a new client.

@@ -27,8 +27,9 @@ use crate::config::Config;
 use crate::conn::Shared;
 use crate::conn::pool::{self, Job, Pool};
 
+use crate::command::{Answer, Command};
 use crate::error::{Error, Result};
-use crate::event::{self, Answer, Command, Event, Inbox, InboxBudget, Lanes};
+use crate::event::{self, Event, Inbox, InboxBudget, Lanes};
 use crate::protocol::Topic;
 use crate::publish::{Publication, Target};
 use crate::router::Router;

@@ -97,6 +97,7 @@ mod auth;
 mod budget;
 mod bus;
 pub mod client;
+mod command;
 // Without the `redis` feature `--redis` is refused at start, so the threads'
 // half of the cluster types is never read.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::event::{Answer, Command};
+use crate::command::{Answer, Command};
 use crate::protocol::{Origin, Status, Topic};
 use crate::publish::Target;
 

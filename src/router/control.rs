@@ -8,7 +8,7 @@
 //! permissions (its subscription limit still holds).
 
 use super::Router;
-use crate::event::{Answer, Command};
+use crate::command::{Answer, Command};
 use crate::protocol::{Empty, Kind, Topic, USER_PREFIX, close_frame};
 use crate::publish::Target;
 use crate::stats::{ClientStats, PresenceEntry};

@@ -52,6 +52,7 @@ use crossbeam_channel::Sender;
 use crate::app::ClientRequest;
 use crate::auth::{Authenticator, Identity};
 use crate::budget::{HandshakeSlot, Threads};
+use crate::command::{Answer, Command};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::event::{Event, Lanes};
@@ -455,7 +456,7 @@ impl Router {
                     let _ = reply.try_send(true);
                 } else {
                     // Another hub's client, maybe.
-                    let command = crate::event::Command::Close {
+                    let command = Command::Close {
                         target: crate::Target::Client(client),
                         code: 1000,
                         reason: Close::Normal.reason().to_owned(),
@@ -463,7 +464,7 @@ impl Router {
                     if let Some((_, waiter)) =
                         self.route_command(command, cluster::Waiter::Disconnect(reply))
                     {
-                        self.answer(waiter, crate::event::Answer::Done(false));
+                        self.answer(waiter, Answer::Done(false));
                     }
                 }
             }
@@ -521,7 +522,7 @@ impl Router {
                 Some(other) => self.service_command(
                     id,
                     correlation,
-                    crate::event::Command::Subscribe {
+                    Command::Subscribe {
                         client: other,
                         topic,
                     },
@@ -532,7 +533,7 @@ impl Router {
                 Some(other) => self.service_command(
                     id,
                     correlation,
-                    crate::event::Command::Unsubscribe {
+                    Command::Unsubscribe {
                         client: other,
                         topic,
                     },
@@ -567,18 +568,16 @@ impl Router {
                 self.service_command(
                     id,
                     correlation,
-                    crate::event::Command::Close {
+                    Command::Close {
                         target,
                         code,
                         reason,
                     },
                 )
             }
-            ClientMessage::SetMeta { client, meta } => self.service_command(
-                id,
-                correlation,
-                crate::event::Command::SetMeta { client, meta },
-            ),
+            ClientMessage::SetMeta { client, meta } => {
+                self.service_command(id, correlation, Command::SetMeta { client, meta })
+            }
             ClientMessage::Subscribers { topic } => {
                 let clients = self.subscribers(&topic);
                 let list: Vec<_> = clients.iter().map(crate::stats::client_body).collect();
@@ -604,12 +603,7 @@ impl Router {
 
     /// A server-side command from a connection, which must be a service's;
     /// answered `ack` with what it did, or an error.
-    fn service_command(
-        &mut self,
-        id: ClientId,
-        correlation: Option<&RawValue>,
-        command: crate::event::Command,
-    ) {
+    fn service_command(&mut self, id: ClientId, correlation: Option<&RawValue>, command: Command) {
         let service = self
             .clients
             .get(&id)
@@ -630,13 +624,7 @@ impl Router {
     }
 
     /// A service connection's command, answered `ack` with what it did.
-    fn service_answer(
-        &mut self,
-        id: ClientId,
-        correlation: Option<&RawValue>,
-        answer: crate::event::Answer,
-    ) {
-        use crate::event::Answer;
+    fn service_answer(&mut self, id: ClientId, correlation: Option<&RawValue>, answer: Answer) {
         let data = match answer {
             Answer::Done(done) => serde_json::json!({ "done": done }),
             Answer::Count(count) => serde_json::json!({ "count": count }),
