@@ -4,15 +4,16 @@
 //! lanes, so that what must not wait never waits behind work:
 //! - **control** (shutdown): read before anything else;
 //! - **api** (handles and HTTP: publish, stats, disconnect);
-//! - **cluster** (the Redis threads, with several hubs: publications back
-//!   from Redis, answers, other hubs' news);
 //! - **clients** (connection threads: joins, requests, refusals, ends), in
 //!   order per connection, bounded by count and by bytes: each connection
 //!   may have [`InboxBudget::share`] bytes waiting, all of them together
 //!   `max_inbox_bytes`. A reader over either waits before reading more, so
 //!   a flood only slows the flooder's own socket (TCP back-pressure).
 //!
-//! The timer's ticks have a lane of their own (see [`crate::timer`]). The
+//! Two more lanes carry their own types: the timer's ticks (see
+//! [`crate::timer`]) and, with several hubs, the cluster threads' news
+//! ([`crate::cluster::In`]: publications back from Redis, answers, other
+//! hubs' news). The
 //! router takes control first, then ticks, then work in bounded batches
 //! (see [`crate::router`]). Dropping every sender of a lane is how the
 //! router learns to stop.
@@ -36,9 +37,6 @@ use crate::stats::Stats;
 const CLIENT_LANE: usize = 8 * 1024;
 /// Most events waiting on the api lane: handles wait beyond it.
 const API_LANE: usize = 1024;
-/// Most events waiting on the cluster lane: past it the pubsub reader
-/// waits, and Redis holds the rest.
-const CLUSTER_LANE: usize = 16 * 1024;
 /// What an event costs in the byte budget beyond its text: the parsed
 /// request and the channel slot.
 pub(crate) const EVENT_OVERHEAD: usize = 128;
@@ -93,12 +91,6 @@ pub(crate) enum Event {
     },
     /// A copy of the counters, with the client list if asked.
     Stats { clients: bool, reply: Sender<Stats> },
-
-    // --- cluster lane, from the Redis threads ---
-    /// What Redis or another hub says (only the `redis` feature's threads
-    /// send it).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    Cluster(crate::cluster::In),
 
     // --- control lane ---
     /// Close everyone with 1001 and stop (handle, signal).
@@ -283,7 +275,6 @@ impl InboxBudget {
 pub(crate) struct Inbox {
     control: Sender<Event>,
     api: Sender<Event>,
-    cluster: Sender<Event>,
     clients: Sender<Event>,
     pub(crate) budget: Arc<InboxBudget>,
 }
@@ -292,23 +283,27 @@ pub(crate) struct Inbox {
 pub(crate) struct Lanes {
     pub control: Receiver<Event>,
     pub api: Receiver<Event>,
-    pub cluster: Receiver<Event>,
+    /// The cluster threads' own lane, of their own type.
+    pub cluster: Receiver<crate::cluster::In>,
     pub clients: Receiver<Event>,
     pub ticks: Receiver<Instant>,
     pub budget: Arc<InboxBudget>,
 }
 
-/// A new inbox and its lanes. `ticks` is the timer's lane.
-pub(crate) fn inbox(budget: InboxBudget, ticks: Receiver<Instant>) -> (Inbox, Lanes) {
+/// A new inbox and its lanes, with the sending side of the cluster lane
+/// (for the cluster threads, if any). `ticks` is the timer's lane.
+pub(crate) fn inbox(
+    budget: InboxBudget,
+    ticks: Receiver<Instant>,
+) -> (Inbox, Lanes, crate::cluster::Lane) {
     let (control, control_rx) = bounded(16);
     let (api, api_rx) = bounded(API_LANE);
-    let (cluster, cluster_rx) = bounded(CLUSTER_LANE);
+    let (cluster, cluster_rx) = bounded(crate::cluster::LANE);
     let (clients, clients_rx) = bounded(CLIENT_LANE);
     let budget = Arc::new(budget);
     let inbox = Inbox {
         control,
         api,
-        cluster,
         clients,
         budget: Arc::clone(&budget),
     };
@@ -320,7 +315,7 @@ pub(crate) fn inbox(budget: InboxBudget, ticks: Receiver<Instant>) -> (Inbox, La
         ticks,
         budget,
     };
-    (inbox, lanes)
+    (inbox, lanes, cluster)
 }
 
 impl Inbox {
@@ -337,7 +332,6 @@ impl Inbox {
             | Event::Disconnect { .. }
             | Event::Stats { .. }
             | Event::Command { .. } => &self.api,
-            Event::Cluster(_) => &self.cluster,
             _ => &self.clients,
         }
     }

@@ -59,6 +59,8 @@ pub struct Hub {
     auth: Arc<Authenticator>,
     threads: Arc<Threads>,
     lanes: Lanes,
+    /// The cluster threads' lane to the router, for `run` to hand them.
+    cluster_lane: crate::cluster::Lane,
     ticks: Sender<Instant>,
     handle: Handle,
     /// The application's request queue, once [`Hub::requests`] made it.
@@ -122,7 +124,7 @@ impl Hub {
         let config = Arc::new(config);
         let (ticks, router_ticks) = bounded(1);
         let share = (4 * config.max_message_size).max(64 * 1024);
-        let (inbox, lanes) = event::inbox(
+        let (inbox, lanes, cluster_lane) = event::inbox(
             InboxBudget::new(config.max_inbox_bytes, share),
             router_ticks,
         );
@@ -152,6 +154,7 @@ impl Hub {
             auth,
             threads,
             lanes,
+            cluster_lane,
             ticks,
             handle,
             requests: None,
@@ -204,6 +207,7 @@ impl Hub {
             auth,
             threads,
             lanes,
+            cluster_lane,
             ticks,
             handle,
             requests,
@@ -214,7 +218,7 @@ impl Hub {
         let hub_id = config.redis.as_ref().map(|_| crate::cluster::new_hub_id());
         let (cluster, cluster_threads) = match (&config.redis, &hub_id) {
             (Some(url), Some(hub)) => {
-                match crate::cluster::start(&config, url, Arc::clone(hub), &handle.inbox) {
+                match crate::cluster::start(&config, url, Arc::clone(hub), cluster_lane) {
                     Ok((cluster, threads)) => (Some(cluster), threads),
                     Err(err) => {
                         writers.stop();

@@ -13,7 +13,7 @@
 //!
 //! The router owns the [`Cluster`] and never waits for Redis: it hands
 //! requests ([`Out`]) to the `wshub-cluster-out` thread and hears back
-//! ([`In`]) on its cluster lane, from that thread and from
+//! ([`In`]) on its cluster [`Lane`], from that thread and from
 //! `wshub-cluster-in`, the pubsub reader (see [`redis`]). Dropping the
 //! [`Cluster`] ends both.
 
@@ -31,7 +31,6 @@ use crossbeam_channel::{Sender, TrySendError, bounded};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::event::Inbox;
 use crate::protocol::Status;
 
 /// How often a hub renews its lease and tells the others its numbers.
@@ -45,6 +44,14 @@ pub(crate) const LEASE: Duration = Duration::from_secs(10);
 const OUT_QUEUE: usize = 64 * 1024;
 /// How long a stream's position outlives its last publication in Redis.
 const META_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The cluster lane: what the cluster threads tell the router, read by the
+/// router beside its other lanes (see [`crate::event::Lanes`]). Bounded:
+/// past [`LANE`] waiting, the pubsub reader waits, and Redis holds the rest.
+pub(crate) type Lane = Sender<In>;
+
+/// Most messages waiting on the cluster lane.
+pub(crate) const LANE: usize = 16 * 1024;
 
 /// A request for Redis, from the router.
 #[derive(Debug, Clone)]
@@ -247,7 +254,7 @@ pub(crate) fn start(
     config: &Config,
     url: &str,
     hub: Arc<str>,
-    inbox: &Inbox,
+    lane: Lane,
 ) -> Result<(Cluster, Vec<JoinHandle<()>>)> {
     let settings = Arc::new(Settings {
         hub: Arc::clone(&hub),
@@ -262,7 +269,7 @@ pub(crate) fn start(
     });
     let (out, requests) = bounded(OUT_QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
-    let threads = spawn(url, &settings, requests, inbox, &stop)?;
+    let threads = spawn(url, &settings, requests, lane, &stop)?;
     Ok((
         Cluster {
             hub,
@@ -283,7 +290,7 @@ fn spawn(
     url: &str,
     settings: &Arc<Settings>,
     requests: crossbeam_channel::Receiver<Out>,
-    inbox: &Inbox,
+    lane: Lane,
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<JoinHandle<()>>> {
     let client = ::redis::Client::open(url).map_err(|err| Error::Config {
@@ -291,16 +298,16 @@ fn spawn(
         reason: format!("not a Redis URL ({err})"),
     })?;
     let out = {
-        let (client, settings, inbox) = (client.clone(), Arc::clone(settings), inbox.clone());
+        let (client, settings, lane) = (client.clone(), Arc::clone(settings), lane.clone());
         std::thread::Builder::new()
             .name("wshub-cluster-out".into())
-            .spawn(move || redis::run_out(client, settings, requests, inbox))?
+            .spawn(move || redis::run_out(client, settings, requests, lane))?
     };
     let reader = {
-        let (settings, inbox, stop) = (Arc::clone(settings), inbox.clone(), Arc::clone(stop));
+        let (settings, stop) = (Arc::clone(settings), Arc::clone(stop));
         std::thread::Builder::new()
             .name("wshub-cluster-in".into())
-            .spawn(move || redis::run_in(client, settings, inbox, stop))?
+            .spawn(move || redis::run_in(client, settings, lane, stop))?
     };
     Ok(vec![out, reader])
 }
@@ -310,7 +317,7 @@ fn spawn(
     _: &str,
     _: &Arc<Settings>,
     _: crossbeam_channel::Receiver<Out>,
-    _: &Inbox,
+    _: Lane,
     _: &Arc<AtomicBool>,
 ) -> Result<Vec<JoinHandle<()>>> {
     Err(Error::Config {

@@ -29,8 +29,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use redis::{Connection, Value};
 
 use super::wire::{self, Wire};
-use super::{HeadReply, In, Kept, Out, Outcome, Settings, Side};
-use crate::event::{Event, Inbox};
+use super::{HeadReply, In, Kept, Lane, Out, Outcome, Settings, Side};
 
 /// How often the pubsub reader looks whether it should stop.
 const POLL: Duration = Duration::from_millis(200);
@@ -291,8 +290,8 @@ fn connect(client: &redis::Client, deadline: Duration) -> redis::RedisResult<Con
 }
 
 /// Tells the router, unless it is gone (then the thread ends soon anyway).
-fn tell(inbox: &Inbox, event: In) -> bool {
-    inbox.send(Event::Cluster(event))
+fn tell(lane: &Lane, event: In) -> bool {
+    lane.send(event).is_ok()
 }
 
 /// The router's requests, and one put back: a [`Out::NewEpochs`] ends the
@@ -336,12 +335,7 @@ impl Requests {
     /// renew are kept for later; the rest (presence, heartbeats, messages
     /// for other hubs) is dropped: the router says it again once back.
     /// `false` when the router is gone.
-    fn refuse_until(
-        &mut self,
-        until: Instant,
-        inbox: &Inbox,
-        renew: &mut BTreeSet<String>,
-    ) -> bool {
+    fn refuse_until(&mut self, until: Instant, lane: &Lane, renew: &mut BTreeSet<String>) -> bool {
         let why = "Redis is unreachable: not published; try again";
         loop {
             let first = match self.next.take() {
@@ -363,7 +357,7 @@ impl Requests {
                     }
                     Out::Head { ticket, .. } => {
                         tell(
-                            inbox,
+                            lane,
                             In::Head {
                                 ticket,
                                 reply: None,
@@ -375,7 +369,7 @@ impl Requests {
                 }
             }
             if !refused.is_empty() {
-                tell(inbox, In::Published(refused));
+                tell(lane, In::Published(refused));
             }
         }
     }
@@ -386,7 +380,7 @@ pub(super) fn run_out(
     client: redis::Client,
     settings: Arc<Settings>,
     requests: Receiver<Out>,
-    inbox: Inbox,
+    lane: Lane,
 ) {
     let mut requests = Requests {
         queue: requests,
@@ -412,9 +406,9 @@ pub(super) fn run_out(
                     );
                     outage_logged = true;
                 }
-                tell(&inbox, In::State(Side::Out, false));
+                tell(&lane, In::State(Side::Out, false));
                 let until = Instant::now() + backoff.next();
-                if !requests.refuse_until(until, &inbox, &mut renew) {
+                if !requests.refuse_until(until, &lane, &mut renew) {
                     return;
                 }
                 continue;
@@ -430,23 +424,23 @@ pub(super) fn run_out(
             );
         }
         backoff = Backoff::new();
-        tell(&inbox, In::State(Side::Out, true));
+        tell(&lane, In::State(Side::Out, true));
         match serve(
             &mut con,
             &mut scripts,
             &settings,
             &mut requests,
-            &inbox,
+            &lane,
             &mut renew,
         ) {
             Ok(()) => return,
             Err(err) => {
                 log::warn!("lost Redis at {} ({err}): reconnecting", settings.shown_url);
                 outage_logged = true;
-                tell(&inbox, In::State(Side::Out, false));
+                tell(&lane, In::State(Side::Out, false));
                 // What waits now would wait for the reconnection: it is
                 // refused at once instead.
-                if !requests.refuse_until(Instant::now(), &inbox, &mut renew) {
+                if !requests.refuse_until(Instant::now(), &lane, &mut renew) {
                     return;
                 }
             }
@@ -462,7 +456,7 @@ fn serve(
     scripts: &mut Scripts,
     settings: &Settings,
     requests: &mut Requests,
-    inbox: &Inbox,
+    lane: &Lane,
     renew: &mut BTreeSet<String>,
 ) -> redis::RedisResult<()> {
     loop {
@@ -472,14 +466,14 @@ fn serve(
         let Some(batch) = requests.batch(renew) else {
             return Ok(());
         };
-        let batch = screen(batch, settings, renew, inbox);
+        let batch = screen(batch, settings, renew, lane);
         if batch.is_empty() {
             continue;
         }
         match send_batch(con, scripts, settings, &batch) {
-            Ok(done) => settle(con, scripts, settings, inbox, &batch, done)?,
+            Ok(done) => settle(con, scripts, settings, lane, &batch, done)?,
             Err(err) => {
-                lost(inbox, &batch, &err, settings);
+                lost(lane, &batch, &err, settings);
                 return Err(err);
             }
         }
@@ -490,12 +484,7 @@ fn serve(
 /// than the deadline (their publishers are waiting), or to a stream whose
 /// new epoch is not set yet, are refused; heads of such a stream are
 /// unanswered (the client learns `recovered: false`).
-fn screen(
-    batch: Vec<Out>,
-    settings: &Settings,
-    renew: &BTreeSet<String>,
-    inbox: &Inbox,
-) -> Vec<Out> {
+fn screen(batch: Vec<Out>, settings: &Settings, renew: &BTreeSet<String>, lane: &Lane) -> Vec<Out> {
     let now = Instant::now();
     let mut refused = Vec::new();
     let mut kept = Vec::with_capacity(batch.len());
@@ -521,7 +510,7 @@ fn screen(
             }
             Out::Head { ticket, stream, .. } if renew.contains(stream) => {
                 tell(
-                    inbox,
+                    lane,
                     In::Head {
                         ticket: *ticket,
                         reply: None,
@@ -532,7 +521,7 @@ fn screen(
         }
     }
     if !refused.is_empty() {
-        tell(inbox, In::Published(refused));
+        tell(lane, In::Published(refused));
     }
     kept
 }
@@ -591,12 +580,12 @@ fn settle(
     con: &mut Connection,
     scripts: &mut Scripts,
     settings: &Settings,
-    inbox: &Inbox,
+    lane: &Lane,
     batch: &[Out],
     done: Done,
 ) -> redis::RedisResult<()> {
     let again = pick(batch, &done.noscript);
-    done.tell(inbox);
+    done.tell(lane);
     if again.is_empty() {
         return Ok(());
     }
@@ -622,11 +611,11 @@ fn settle(
                     _ => {}
                 }
             }
-            done.tell(inbox);
+            done.tell(lane);
             Ok(())
         }
         Err(err) => {
-            lost(inbox, &again, &err, settings);
+            lost(lane, &again, &err, settings);
             Err(err)
         }
     }
@@ -635,7 +624,7 @@ fn settle(
 /// A batch whose answers never came: its publications may or may not have
 /// been run by Redis (nothing of them is delivered here by other means),
 /// its heads are unanswered.
-fn lost(inbox: &Inbox, batch: &[Out], err: &redis::RedisError, settings: &Settings) {
+fn lost(lane: &Lane, batch: &[Out], err: &redis::RedisError, settings: &Settings) {
     let why = match err.is_timeout() {
         true => format!(
             "Redis did not answer within {:?}: it may have been published; retry with the same idempotencyKey",
@@ -651,7 +640,7 @@ fn lost(inbox: &Inbox, batch: &[Out], err: &redis::RedisError, settings: &Settin
             Out::Publish { ticket, .. } => unknown.push((*ticket, Outcome::Unknown(why.clone()))),
             Out::Head { ticket, .. } => {
                 tell(
-                    inbox,
+                    lane,
                     In::Head {
                         ticket: *ticket,
                         reply: None,
@@ -662,7 +651,7 @@ fn lost(inbox: &Inbox, batch: &[Out], err: &redis::RedisError, settings: &Settin
         }
     }
     if !unknown.is_empty() {
-        tell(inbox, In::Published(unknown));
+        tell(lane, In::Published(unknown));
     }
 }
 
@@ -891,12 +880,12 @@ struct Done {
 }
 
 impl Done {
-    fn tell(self, inbox: &Inbox) {
+    fn tell(self, lane: &Lane) {
         for reply in self.replies {
-            tell(inbox, reply);
+            tell(lane, reply);
         }
         if !self.published.is_empty() {
-            tell(inbox, In::Published(self.published));
+            tell(lane, In::Published(self.published));
         }
     }
 }
@@ -1030,7 +1019,7 @@ fn statuses(value: Value) -> Vec<(String, crate::Status)> {
 pub(super) fn run_in(
     client: redis::Client,
     settings: Arc<Settings>,
-    inbox: Inbox,
+    lane: Lane,
     stop: Arc<AtomicBool>,
 ) {
     let mut backoff = Backoff::new();
@@ -1044,19 +1033,19 @@ pub(super) fn run_in(
         let mut con = match connect(&client, settings.deadline) {
             Ok(con) => con,
             Err(_) => {
-                tell(&inbox, In::State(Side::In, false));
+                tell(&lane, In::State(Side::In, false));
                 sleep_unless_stopped(backoff.next(), &stop);
                 continue;
             }
         };
         let mut pubsub = con.as_pubsub();
         if pubsub.subscribe(&channels).is_err() || pubsub.set_read_timeout(Some(poll)).is_err() {
-            tell(&inbox, In::State(Side::In, false));
+            tell(&lane, In::State(Side::In, false));
             sleep_unless_stopped(backoff.next(), &stop);
             continue;
         }
         backoff = Backoff::new();
-        tell(&inbox, In::State(Side::In, true));
+        tell(&lane, In::State(Side::In, true));
         let mut heard = Instant::now();
         loop {
             if stop.load(Ordering::Acquire) {
@@ -1072,7 +1061,7 @@ pub(super) fn run_in(
                         );
                         continue;
                     };
-                    if !tell(&inbox, In::Message(Box::new(framed))) {
+                    if !tell(&lane, In::Message(Box::new(framed))) {
                         return;
                     }
                 }
@@ -1087,13 +1076,13 @@ pub(super) fn run_in(
                             settings.shown_url,
                             settings.deadline
                         );
-                        tell(&inbox, In::State(Side::In, false));
+                        tell(&lane, In::State(Side::In, false));
                         break;
                     }
                     heard = Instant::now();
                 }
                 Err(_) => {
-                    tell(&inbox, In::State(Side::In, false));
+                    tell(&lane, In::State(Side::In, false));
                     break;
                 }
             }

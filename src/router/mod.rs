@@ -204,6 +204,7 @@ impl Closing {
 /// What [`Router::wait`] woke up for.
 enum Woke {
     Event(Option<Event>),
+    Cluster(Option<crate::cluster::In>),
     Tick(Option<Instant>),
     Nothing,
 }
@@ -347,7 +348,7 @@ impl Router {
                 got = true;
             }
             if let Ok(event) = self.lanes.cluster.try_recv() {
-                self.handle(event);
+                self.handle_cluster(event);
                 handled += 1;
                 got = true;
             }
@@ -388,7 +389,7 @@ impl Router {
             recv(lanes.control) -> event => Woke::Event(event.ok()),
             recv(lanes.clients) -> event => Woke::Event(event.ok()),
             recv(lanes.api) -> event => Woke::Event(event.ok()),
-            recv(lanes.cluster) -> event => Woke::Event(event.ok()),
+            recv(lanes.cluster) -> event => Woke::Cluster(event.ok()),
             recv(lanes.ticks) -> tick => Woke::Tick(tick.ok()),
             default(timeout) => Woke::Nothing,
         };
@@ -396,6 +397,9 @@ impl Router {
             Woke::Event(Some(event)) => self.handle(event),
             // Every lane's senders live in the same `Inbox`: all are gone.
             Woke::Event(None) => return false,
+            Woke::Cluster(Some(event)) => self.handle_cluster(event),
+            // No cluster threads (no Redis), or they ended: stop listening.
+            Woke::Cluster(None) => self.lanes.cluster = crossbeam_channel::never(),
             Woke::Tick(Some(now)) => self.tick(now),
             // The timer is gone (it only stops after us): stop listening to it.
             Woke::Tick(None) => self.lanes.ticks = crossbeam_channel::never(),
@@ -479,9 +483,14 @@ impl Router {
                     self.answer(waiter, answer);
                 }
             }
-            Event::Cluster(event) => self.cluster_event(event),
             Event::Shutdown => self.shutdown(),
         }
+        self.close_slow_consumers();
+    }
+
+    /// One message of the cluster lane; then the slow consumers it found.
+    fn handle_cluster(&mut self, event: crate::cluster::In) {
+        self.cluster_event(event);
         self.close_slow_consumers();
     }
 
