@@ -4,7 +4,7 @@
 //! answer.
 //!
 //! Pure data. A [`Command`] travels to the router on its API lane (see
-//! [`crate::event`]) or, for a client of another hub, through Redis (see
+//! [`crate::inbox`]) or, for a client of another hub, through Redis (see
 //! [`crate::cluster::wire`]); the router carries it out in
 //! `router/control.rs`.
 //!

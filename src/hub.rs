@@ -29,7 +29,7 @@ use crate::conn::pool::{self, Job, Pool};
 
 use crate::command::{Answer, Command};
 use crate::error::{Error, Result};
-use crate::event::{self, Event, Inbox, InboxBudget, Lanes};
+use crate::inbox::{self, Inbox, InboxBudget, Input, Lanes};
 use crate::protocol::Topic;
 use crate::publish::{Publication, Target};
 use crate::router::Router;
@@ -124,7 +124,7 @@ impl Hub {
         let config = Arc::new(config);
         let (ticks, router_ticks) = bounded(1);
         let share = (4 * config.max_message_size).max(64 * 1024);
-        let (inbox, lanes, cluster_lane) = event::inbox(
+        let (inbox, lanes, cluster_lane) = inbox::open(
             InboxBudget::new(config.max_inbox_bytes, share),
             router_ticks,
         );
@@ -630,7 +630,7 @@ impl Handle {
         publication: Publication,
         key: Option<&str>,
     ) -> Result<usize> {
-        let published = self.ask(|reply| Event::Publish {
+        let published = self.ask(|reply| Input::Publish {
             publication,
             key: key.map(Into::into),
             reply,
@@ -784,7 +784,7 @@ impl Handle {
     }
 
     fn command(&self, command: Command) -> Result<Answer> {
-        self.ask(|reply| Event::Command { command, reply })
+        self.ask(|reply| Input::Command { command, reply })
     }
 
     /// Publishes to every connected client; see [`publish`](Handle::publish).
@@ -822,7 +822,7 @@ impl Handle {
     ///
     /// [`Error::Closed`] after shutdown.
     pub fn disconnect(&self, client_id: &str) -> Result<bool> {
-        self.ask(|reply| Event::Disconnect {
+        self.ask(|reply| Input::Disconnect {
             client: client_id.to_owned(),
             reply,
         })
@@ -834,7 +834,7 @@ impl Handle {
     ///
     /// [`Error::Closed`] after shutdown.
     pub fn stats(&self) -> Result<Stats> {
-        self.ask(|reply| Event::Stats {
+        self.ask(|reply| Input::Stats {
             clients: true,
             reply,
         })
@@ -849,12 +849,12 @@ impl Handle {
         if self.stop.flag.load(Ordering::Acquire) {
             return;
         }
-        let _ = self.inbox.send(Event::Shutdown);
+        let _ = self.inbox.send(Input::Shutdown);
         self.stop.trigger();
     }
 
     /// Asks the router and waits for its answer.
-    fn ask<T>(&self, event: impl FnOnce(Sender<T>) -> Event) -> Result<T> {
+    fn ask<T>(&self, event: impl FnOnce(Sender<T>) -> Input) -> Result<T> {
         self.inbox.ask(event, None).ok_or(Error::Closed)
     }
 }

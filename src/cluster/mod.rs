@@ -46,7 +46,7 @@ const OUT_QUEUE: usize = 64 * 1024;
 const META_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The cluster lane: what the cluster threads tell the router, read by the
-/// router beside its other lanes (see [`crate::event::Lanes`]). Bounded:
+/// router beside its other lanes (see [`crate::inbox::Lanes`]). Bounded:
 /// past [`LANE`] waiting, the pubsub reader waits, and Redis holds the rest.
 pub(crate) type Lane = Sender<In>;
 

@@ -21,7 +21,7 @@ use super::{Shared, Timed, Unread};
 use crate::auth::AdminCheck;
 use crate::command::{Answer, Command};
 use crate::config::Config;
-use crate::event::{Event, Gate, Offered};
+use crate::inbox::{Gate, Input, Offered};
 use crate::protocol::{self, Topic, inbound::MAX_CLOSE_REASON, valid_close_code};
 use crate::publish::{Publication, Target, Unpublished};
 use crate::stats;
@@ -204,14 +204,14 @@ fn no_client(client: &str) -> Response {
 
 fn ask_stats(shared: &Shared, clients: bool) -> Option<stats::Stats> {
     shared.inbox.ask(
-        |reply| Event::Stats { clients, reply },
+        |reply| Input::Stats { clients, reply },
         Some(ROUTER_TIMEOUT),
     )
 }
 
 fn command(shared: &Shared, command: Command) -> Option<Answer> {
     shared.inbox.ask(
-        |reply| Event::Command { command, reply },
+        |reply| Input::Command { command, reply },
         Some(ROUTER_TIMEOUT),
     )
 }
@@ -341,7 +341,7 @@ fn publish_taken(
     let refused = |why: &str| Err(Unpublished::Refused(why.to_owned()));
     let gate = Arc::new(Gate::default());
     let (reply, answer) = bounded(1);
-    let event = Event::Publish {
+    let event = Input::Publish {
         publication,
         key: key.map(Into::into),
         reply,

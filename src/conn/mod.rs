@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::auth::Authenticator;
 use crate::budget::{HandshakeSlot, Threads};
 use crate::config::Config;
-use crate::event::Inbox;
+use crate::inbox::Inbox;
 use crate::subscriptions::ClientId;
 use crate::writer::Writers;
 use http::{HeadError, Request, Response};

@@ -24,7 +24,7 @@ use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 
 use super::Shared;
 use crate::config::Config;
-use crate::event::{EVENT_OVERHEAD, Ending, Event, Refusal};
+use crate::inbox::{Ending, INPUT_OVERHEAD, Input, Refusal};
 use crate::link::Link;
 use crate::protocol;
 use crate::ratelimit::{RateLimiter, Verdict};
@@ -69,7 +69,7 @@ pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared, sender: proto
         WebSocket::from_partially_read(ReadHalf(&link.stream), rest, Role::Server, Some(ws_config));
     let why = Reader::new(&link, shared, sender).read_loop(&mut ws);
     log::debug!("reader of {:?} ended: {why:?}", link.id);
-    let _ = shared.inbox.send(Event::Left {
+    let _ = shared.inbox.send(Input::Left {
         link: Arc::clone(&link),
         why,
     });
@@ -165,7 +165,7 @@ impl<'a> Reader<'a> {
                 }
             };
             let closes = refusal.closes();
-            let sent = self.shared.inbox.send(Event::Refused {
+            let sent = self.shared.inbox.send(Input::Refused {
                 link: Arc::clone(self.link),
                 why: refusal,
             });
@@ -191,10 +191,10 @@ impl<'a> Reader<'a> {
     /// is gone.
     fn request(&self, text: &str) -> bool {
         let request = protocol::parse(text, self.sender);
-        let cost = text.len() + EVENT_OVERHEAD;
+        let cost = text.len() + INPUT_OVERHEAD;
         let budget = &self.shared.inbox.budget;
         budget.charge(self.link, cost);
-        let sent = self.shared.inbox.send(Event::Request {
+        let sent = self.shared.inbox.send(Input::Request {
             link: Arc::clone(self.link),
             request,
             cost,

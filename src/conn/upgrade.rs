@@ -21,7 +21,7 @@ use super::reader;
 use super::{Shared, respond};
 use crate::auth::{Denied, Identity};
 use crate::budget::HandshakeSlot;
-use crate::event::{Ending, Event, Joining};
+use crate::inbox::{Ending, Input, Joining};
 use crate::link::{Admission, Link};
 use crate::protocol::{self, Close, Envelope, ErrorCode, Kind, MAX_NAME_LEN, Message};
 use crate::throttle::warn_throttled;
@@ -61,7 +61,7 @@ pub(super) fn upgrade(
     let refuse = |frames: Vec<Bytes>, handshake| {
         // The router sends the frames and lets the client go; no thread
         // waits for it meanwhile, and it keeps its handshake slot.
-        let _ = shared.inbox.send(Event::Refuse {
+        let _ = shared.inbox.send(Input::Refuse {
             link: Arc::clone(&link),
             frames,
             handshake,
@@ -97,7 +97,7 @@ pub(super) fn upgrade(
         handshake,
         envelope,
     };
-    if !shared.inbox.send(Event::Joined(Box::new(joining))) {
+    if !shared.inbox.send(Input::Joined(Box::new(joining))) {
         return link.cut();
     }
     let reader_link = Arc::clone(&link);
@@ -117,7 +117,7 @@ pub(super) fn upgrade(
     if let Err(err) = spawned {
         // The router has the client (Joined went first): it closes it 1011.
         log::error!("cannot start a reader thread for {peer}: {err}");
-        let _ = shared.inbox.send(Event::Left {
+        let _ = shared.inbox.send(Input::Left {
             link,
             why: Ending::NoReader,
         });

@@ -15,7 +15,7 @@ use tungstenite::Bytes;
 use super::{Client, Closing, Router};
 use crate::budget::HandshakeSlot;
 use crate::engine::StreamKey;
-use crate::event::{Ending, Joining, Refusal};
+use crate::inbox::{Ending, Joining, Refusal};
 use crate::link::Link;
 use crate::protocol::{
     AuthResult, Close, Empty, Envelope, ErrorCode, Kind, Message, Topic, Welcome, close_reply, raw,

@@ -1,10 +1,10 @@
 //! The router thread: the only owner of the hub's state (clients, channels,
 //! sessions, users, presence, counters), so there are no locks around it.
 //!
-//! It reads its lanes (see [`crate::event`]) in priority order: control
+//! It reads its lanes (see [`crate::inbox`]) in priority order: control
 //! (shutdown) first, then the timer's tick, then work (client requests and
 //! the API) in bounded batches, so shutdown and liveness always get in.
-//! Each event is handled in one `match` arm of [`Router::handle`]: a
+//! Each input is handled in one `match` arm of [`Router::handle`]: a
 //! breakpoint there sees everything the hub does. After each batch the
 //! router hands the links it queued frames for to the writer pool, once per
 //! writer (see [`delivery`]).
@@ -13,7 +13,7 @@
 //! limit check, and a client over its limits is closed (1013) instead of
 //! waited for.
 //!
-//! It ends on [`Event::Shutdown`], after closing every client with 1001 and
+//! It ends on [`Input::Shutdown`], after closing every client with 1001 and
 //! waiting up to `shutdown_timeout` for them to go, or when every sender of
 //! its lanes is gone. What is queued for a client goes out before its
 //! Close for at most [`SHUTDOWN_FLUSH`]; what is still queued then is
@@ -55,8 +55,8 @@ use crate::budget::{HandshakeSlot, Threads};
 use crate::command::{Answer, Command};
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::event::{Event, Lanes};
 use crate::hub::Handle;
+use crate::inbox::{Input, Lanes};
 use crate::link::{self, Link};
 use crate::protocol::{
     ClientMessage, Close, Empty, Envelope, ErrorCode, Kind, Message, Rejection, Request, raw,
@@ -91,11 +91,11 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
 /// then is dropped, and the client resumes with `since`.
 pub(crate) const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 
-/// Most work events handled before the control lane and the timer are
+/// Most work inputs handled before the control lane and the timer are
 /// looked at again and the writers are handed what was queued.
 const BATCH: usize = 256;
 
-/// The longest a batch may take (looked at every [`BATCH_CHECK`] events).
+/// The longest a batch may take (looked at every [`BATCH_CHECK`] inputs).
 const BATCH_TIME: Duration = Duration::from_millis(5);
 const BATCH_CHECK: usize = 16;
 
@@ -203,7 +203,7 @@ impl Closing {
 
 /// What [`Router::wait`] woke up for.
 enum Woke {
-    Event(Option<Event>),
+    Input(Option<Input>),
     Cluster(Option<crate::cluster::In>),
     Tick(Option<Instant>),
     Nothing,
@@ -238,13 +238,13 @@ pub(crate) struct Router {
     app: Option<AppQueue>,
     services: Services,
     closing: Vec<Closing>,
-    /// Slow consumers to close once the current event is handled.
+    /// Slow consumers to close once the current input is handled.
     slow: Vec<ClientId>,
     counters: Counters,
     started: Instant,
     last_activity: Option<SystemTime>,
     next_sweep: Instant,
-    /// Set by [`Event::Shutdown`]: when to stop waiting for clients to go.
+    /// Set by [`Input::Shutdown`]: when to stop waiting for clients to go.
     stopping: Option<Instant>,
     /// Shutting down: clients already forgotten whose queue goes out before
     /// their Close, until `flush_until`.
@@ -301,8 +301,8 @@ impl Router {
     pub(crate) fn run(mut self) {
         loop {
             // Shutdown never waits behind work.
-            while let Ok(event) = self.lanes.control.try_recv() {
-                self.handle(event);
+            while let Ok(input) = self.lanes.control.try_recv() {
+                self.handle(input);
             }
             // Nor do heartbeats and deadlines.
             match self.lanes.ticks.try_recv() {
@@ -330,25 +330,25 @@ impl Router {
         log::debug!("router stopped");
     }
 
-    /// Handles up to [`BATCH`] events of the work lanes (clients and API,
+    /// Handles up to [`BATCH`] inputs of the work lanes (clients and API,
     /// in turn), for at most [`BATCH_TIME`]. `false` when there was none.
     fn work_batch(&mut self) -> bool {
         let started = Instant::now();
         let mut handled = 0;
         while handled < BATCH {
             let mut got = false;
-            if let Ok(event) = self.lanes.clients.try_recv() {
-                self.handle(event);
+            if let Ok(input) = self.lanes.clients.try_recv() {
+                self.handle(input);
                 handled += 1;
                 got = true;
             }
-            if let Ok(event) = self.lanes.api.try_recv() {
-                self.handle(event);
+            if let Ok(input) = self.lanes.api.try_recv() {
+                self.handle(input);
                 handled += 1;
                 got = true;
             }
-            if let Ok(event) = self.lanes.cluster.try_recv() {
-                self.handle_cluster(event);
+            if let Ok(news) = self.lanes.cluster.try_recv() {
+                self.handle_cluster(news);
                 handled += 1;
                 got = true;
             }
@@ -386,18 +386,18 @@ impl Router {
         });
         let lanes = &self.lanes;
         let next = select! {
-            recv(lanes.control) -> event => Woke::Event(event.ok()),
-            recv(lanes.clients) -> event => Woke::Event(event.ok()),
-            recv(lanes.api) -> event => Woke::Event(event.ok()),
-            recv(lanes.cluster) -> event => Woke::Cluster(event.ok()),
+            recv(lanes.control) -> input => Woke::Input(input.ok()),
+            recv(lanes.clients) -> input => Woke::Input(input.ok()),
+            recv(lanes.api) -> input => Woke::Input(input.ok()),
+            recv(lanes.cluster) -> news => Woke::Cluster(news.ok()),
             recv(lanes.ticks) -> tick => Woke::Tick(tick.ok()),
             default(timeout) => Woke::Nothing,
         };
         match next {
-            Woke::Event(Some(event)) => self.handle(event),
+            Woke::Input(Some(input)) => self.handle(input),
             // Every lane's senders live in the same `Inbox`: all are gone.
-            Woke::Event(None) => return false,
-            Woke::Cluster(Some(event)) => self.handle_cluster(event),
+            Woke::Input(None) => return false,
+            Woke::Cluster(Some(news)) => self.handle_cluster(news),
             // No cluster threads (no Redis), or they ended: stop listening.
             Woke::Cluster(None) => self.lanes.cluster = crossbeam_channel::never(),
             Woke::Tick(Some(now)) => self.tick(now),
@@ -419,11 +419,11 @@ impl Router {
             || Instant::now() >= deadline
     }
 
-    /// One event, one arm; then the slow consumers it found.
-    fn handle(&mut self, event: Event) {
-        match event {
-            Event::Joined(joining) => self.join(*joining),
-            Event::Request {
+    /// One input, one arm; then the slow consumers it found.
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Joined(joining) => self.join(*joining),
+            Input::Request {
                 link,
                 request,
                 cost,
@@ -431,14 +431,14 @@ impl Router {
                 self.request(link.id, request);
                 self.lanes.budget.release(&link, cost);
             }
-            Event::Refused { link, why } => self.refused(link.id, why),
-            Event::Refuse {
+            Input::Refused { link, why } => self.refused(link.id, why),
+            Input::Refuse {
                 link,
                 frames,
                 handshake,
             } => self.refuse(&link, frames, handshake),
-            Event::Left { link, why } => self.left(&link, why),
-            Event::Publish {
+            Input::Left { link, why } => self.left(&link, why),
+            Input::Publish {
                 publication,
                 key,
                 reply,
@@ -453,7 +453,7 @@ impl Router {
                     self.publish(publication, key, publishing::Publisher::Caller(reply));
                 }
             }
-            Event::Disconnect { client, reply } => {
+            Input::Disconnect { client, reply } => {
                 let found = self.names.get(client.as_str()).copied();
                 if let Some(id) = found {
                     self.close(id, Close::Normal, false);
@@ -472,10 +472,10 @@ impl Router {
                     }
                 }
             }
-            Event::Stats { clients, reply } => {
+            Input::Stats { clients, reply } => {
                 let _ = reply.try_send(self.stats(clients));
             }
-            Event::Command { command, reply } => {
+            Input::Command { command, reply } => {
                 if let Some((command, waiter)) =
                     self.route_command(command, cluster::Waiter::Caller(reply))
                 {
@@ -483,14 +483,14 @@ impl Router {
                     self.answer(waiter, answer);
                 }
             }
-            Event::Shutdown => self.shutdown(),
+            Input::Shutdown => self.shutdown(),
         }
         self.close_slow_consumers();
     }
 
     /// One message of the cluster lane; then the slow consumers it found.
-    fn handle_cluster(&mut self, event: crate::cluster::In) {
-        self.cluster_event(event);
+    fn handle_cluster(&mut self, news: crate::cluster::In) {
+        self.cluster_event(news);
         self.close_slow_consumers();
     }
 

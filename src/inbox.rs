@@ -1,6 +1,11 @@
-//! The messages threads send the router, and the lanes they travel on.
+//! The router's inbox: the messages other threads send the router
+//! ([`Input`]), and the lanes they travel on.
 //!
-//! Every [`Event`] goes to the router through an [`Inbox`], on one of three
+//! It sits below the router, the handle and the connection threads, which
+//! all send into it (the router only reads), so none of them needs
+//! another's module to reach the router.
+//!
+//! Every [`Input`] goes to the router through an [`Inbox`], on one of three
 //! lanes, so that what must not wait never waits behind work:
 //! - **control** (shutdown): read before anything else;
 //! - **api** (handles and HTTP: publish, stats, disconnect);
@@ -13,10 +18,9 @@
 //! Two more lanes carry their own types: the timer's ticks (see
 //! [`crate::timer`]) and, with several hubs, the cluster threads' news
 //! ([`crate::cluster::In`]: publications back from Redis, answers, other
-//! hubs' news). The
-//! router takes control first, then ticks, then work in bounded batches
-//! (see [`crate::router`]). Dropping every sender of a lane is how the
-//! router learns to stop.
+//! hubs' news). The router takes control first, then ticks, then work in
+//! bounded batches (see [`crate::router`]). Dropping every sender of a
+//! lane is how the router learns to stop.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -33,20 +37,20 @@ use crate::protocol::{Rejection, Request};
 use crate::publish::{Publication, Published};
 use crate::stats::Stats;
 
-/// Most events waiting on the clients lane (each also counts in bytes).
+/// Most inputs waiting on the clients lane (each also counts in bytes).
 const CLIENT_LANE: usize = 8 * 1024;
-/// Most events waiting on the api lane: handles wait beyond it.
+/// Most inputs waiting on the api lane: handles wait beyond it.
 const API_LANE: usize = 1024;
-/// What an event costs in the byte budget beyond its text: the parsed
+/// What an input costs in the byte budget beyond its text: the parsed
 /// request and the channel slot.
-pub(crate) const EVENT_OVERHEAD: usize = 128;
+pub(crate) const INPUT_OVERHEAD: usize = 128;
 /// How long a reader waits for room before looking again (a safety net:
 /// the router wakes it as soon as there is room).
 const ROOM_POLL: Duration = Duration::from_millis(100);
 
 /// Everything the router reacts to, one `match` arm each (see
 /// [`Router::handle`](crate::router::Router)).
-pub(crate) enum Event {
+pub(crate) enum Input {
     // --- clients lane, from connection threads, in order per connection ---
     /// A WebSocket handshake is done: admit the client, or refuse it. The
     /// reply says whether it was admitted (only then does it get a reader).
@@ -177,7 +181,7 @@ impl Gate {
     }
 }
 
-/// What became of an event offered with a deadline.
+/// What became of an input offered with a deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Offered {
     Sent,
@@ -223,7 +227,7 @@ impl InboxBudget {
         self.total.fetch_add(cost, Ordering::SeqCst);
     }
 
-    /// Gives back what an event held (the router, once it is handled).
+    /// Gives back what an input held (the router, once it is handled).
     pub(crate) fn release(&self, link: &Link, cost: usize) {
         link.inbox_share.fetch_sub(cost, Ordering::SeqCst);
         self.total.fetch_sub(cost, Ordering::SeqCst);
@@ -273,26 +277,26 @@ impl InboxBudget {
 /// The sending side of the router's lanes; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Inbox {
-    control: Sender<Event>,
-    api: Sender<Event>,
-    clients: Sender<Event>,
+    control: Sender<Input>,
+    api: Sender<Input>,
+    clients: Sender<Input>,
     pub(crate) budget: Arc<InboxBudget>,
 }
 
 /// The receiving side, owned by the router.
 pub(crate) struct Lanes {
-    pub control: Receiver<Event>,
-    pub api: Receiver<Event>,
+    pub control: Receiver<Input>,
+    pub api: Receiver<Input>,
     /// The cluster threads' own lane, of their own type.
     pub cluster: Receiver<crate::cluster::In>,
-    pub clients: Receiver<Event>,
+    pub clients: Receiver<Input>,
     pub ticks: Receiver<Instant>,
     pub budget: Arc<InboxBudget>,
 }
 
 /// A new inbox and its lanes, with the sending side of the cluster lane
 /// (for the cluster threads, if any). `ticks` is the timer's lane.
-pub(crate) fn inbox(
+pub(crate) fn open(
     budget: InboxBudget,
     ticks: Receiver<Instant>,
 ) -> (Inbox, Lanes, crate::cluster::Lane) {
@@ -319,27 +323,27 @@ pub(crate) fn inbox(
 }
 
 impl Inbox {
-    /// Sends on the lane the event belongs to. `false` when the router is gone.
-    pub(crate) fn send(&self, event: Event) -> bool {
-        self.lane(&event).send(event).is_ok()
+    /// Sends on the lane the input belongs to. `false` when the router is gone.
+    pub(crate) fn send(&self, input: Input) -> bool {
+        self.lane(&input).send(input).is_ok()
     }
 
-    /// The lane an event travels on.
-    fn lane(&self, event: &Event) -> &Sender<Event> {
-        match event {
-            Event::Shutdown => &self.control,
-            Event::Publish { .. }
-            | Event::Disconnect { .. }
-            | Event::Stats { .. }
-            | Event::Command { .. } => &self.api,
+    /// The lane an input travels on.
+    fn lane(&self, input: &Input) -> &Sender<Input> {
+        match input {
+            Input::Shutdown => &self.control,
+            Input::Publish { .. }
+            | Input::Disconnect { .. }
+            | Input::Stats { .. }
+            | Input::Command { .. } => &self.api,
             _ => &self.clients,
         }
     }
 
-    /// Sends on the lane the event belongs to, waiting at most `wait` for
+    /// Sends on the lane the input belongs to, waiting at most `wait` for
     /// room in it.
-    pub(crate) fn offer(&self, event: Event, wait: Duration) -> Offered {
-        match self.lane(&event).send_timeout(event, wait) {
+    pub(crate) fn offer(&self, input: Input, wait: Duration) -> Offered {
+        match self.lane(&input).send_timeout(input, wait) {
             Ok(()) => Offered::Sent,
             Err(SendTimeoutError::Timeout(_)) => Offered::Full,
             Err(SendTimeoutError::Disconnected(_)) => Offered::Gone,
@@ -351,12 +355,12 @@ impl Inbox {
     /// slow to answer.
     pub(crate) fn ask<T>(
         &self,
-        event: impl FnOnce(Sender<T>) -> Event,
+        input: impl FnOnce(Sender<T>) -> Input,
         timeout: Option<Duration>,
     ) -> Option<T> {
         // A fresh one-slot channel: the router's answer never blocks it.
         let (reply, answer) = bounded(1);
-        if !self.send(event(reply)) {
+        if !self.send(input(reply)) {
             return None;
         }
         match timeout {
