@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::hub::Handle;
+use crate::handle::Handle;
 use crate::publish::{Publication, Target};
 
 /// One application message from a client, with who sent it.

@@ -69,7 +69,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::hub::Handle;
+use crate::handle::Handle;
 use crate::publish::{Publication, Target};
 
 /// Least time between two warnings about one subscription.

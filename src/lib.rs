@@ -107,6 +107,7 @@ mod conn;
 mod engine;
 mod error;
 mod events;
+mod handle;
 mod hub;
 mod idempotency;
 mod inbox;
@@ -140,7 +141,8 @@ pub use crate::events::{
     SessionStatus, Severity, StatusUpdate, StreamChunk, StreamComplete, StreamError,
     UserAppDetected, UserPresence, ValidationComplete, WorkspaceChanged,
 };
-pub use crate::hub::{Handle, Hub, Server};
+pub use crate::handle::Handle;
+pub use crate::hub::{Hub, Server};
 pub use crate::jwt::sign_jwt;
 pub use crate::protocol::{Envelope, ErrorCode, Status, Timestamp, Topic};
 pub use crate::publish::{ClientRef, Filter, Target};

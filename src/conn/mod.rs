@@ -7,6 +7,7 @@
 //! upgraded client has its reader: the stack pages this thread touched
 //! (request parsing, token checks) are not kept for the client's lifetime.
 
+pub(crate) mod accept;
 mod api;
 mod http;
 pub(crate) mod pool;

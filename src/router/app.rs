@@ -30,7 +30,7 @@ use super::cluster::Routed;
 use super::publishing::Publisher;
 use crate::app::ClientRequest;
 use crate::cluster::wire::Wire;
-use crate::hub::Handle;
+use crate::handle::Handle;
 use crate::protocol::{ErrorCode, Kind, Message, Outgoing, raw};
 use crate::subscriptions::ClientId;
 

@@ -55,7 +55,7 @@ use crate::budget::{HandshakeSlot, Threads};
 use crate::command::{Answer, Command};
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::hub::Handle;
+use crate::handle::Handle;
 use crate::inbox::{Input, Lanes};
 use crate::link::{self, Link};
 use crate::protocol::{
