@@ -504,8 +504,8 @@ impl Config {
     }
 
     /// The bounds of history these settings describe.
-    pub(crate) fn history_limits(&self) -> crate::engine::Limits {
-        crate::engine::Limits {
+    pub(crate) fn history_limits(&self) -> crate::history::Limits {
+        crate::history::Limits {
             size: self.history_size,
             ttl: self.history_ttl,
             bytes: self.max_history_bytes,

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::Router;
-use crate::engine::Appended;
+use crate::history::Appended;
 use crate::protocol::{Message, Origin, Topic, raw};
 use crate::publish::{Publication, Target};
 use crate::subscriptions::ClientId;

@@ -14,7 +14,7 @@ use tungstenite::Bytes;
 
 use super::{Client, Closing, Router};
 use crate::budget::HandshakeSlot;
-use crate::engine::StreamKey;
+use crate::history::StreamKey;
 use crate::inbox::{Ending, Joining, Refusal};
 use crate::link::Link;
 use crate::protocol::{

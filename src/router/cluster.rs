@@ -47,7 +47,7 @@ use crate::cluster::wire::{self, HubBeat, Wire, WireAnswer, WireCommand, WireOri
 use crate::cluster::{Cluster, HEARTBEAT, HeadReply, In, LEASE, Out, Outcome, Side};
 use crate::command::{Answer, Command};
 use crate::config::Config;
-use crate::engine::{Appended, Entry, StreamKey};
+use crate::history::{Appended, Entry, StreamKey};
 use crate::idempotency::Once;
 use crate::protocol::{ErrorCode, Kind, Message, Since, Status, Subscribed, Topic, raw};
 use crate::publish::Unpublished;

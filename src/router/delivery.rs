@@ -21,7 +21,7 @@ use super::Router;
 use super::batches::BatchKey;
 use super::publishing::{Key, Publisher};
 use crate::config::Config;
-use crate::engine::{Appended, StreamKey};
+use crate::history::{Appended, StreamKey};
 use crate::link::{Drained, Link, Push, QueueLimits, Scratch};
 use crate::protocol::{
     Close, Envelope, ErrorCode, Kind, Message, Position, Topic, USER_PREFIX, error_data, raw,

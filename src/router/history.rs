@@ -32,7 +32,7 @@ use serde_json::value::RawValue;
 
 use super::Router;
 use super::batches::BatchKey;
-use crate::engine::{Appended, Entry, Recovery, StreamKey};
+use crate::history::{Appended, Entry, Recovery, StreamKey};
 use crate::link::{Push, QueueLimits};
 use crate::protocol::{
     ErrorCode, Kind, Message, Origin, Position, Since, Subscribed, Topic, USER_PREFIX, raw,

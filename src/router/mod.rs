@@ -54,8 +54,8 @@ use crate::auth::{Authenticator, Identity};
 use crate::budget::{HandshakeSlot, Threads};
 use crate::command::{Answer, Command};
 use crate::config::Config;
-use crate::engine::Engine;
 use crate::handle::Handle;
+use crate::history::Store;
 use crate::inbox::{Input, Lanes};
 use crate::link::{self, Link};
 use crate::protocol::{
@@ -154,8 +154,8 @@ impl Client {
     /// channel or the session, or the stream is its user's (a service may
     /// follow any user's). Checked again wherever a decision made earlier
     /// (a catch-up, publications held for it) would send it something.
-    fn follows(&self, stream: &crate::engine::StreamKey) -> bool {
-        use crate::engine::StreamKey;
+    fn follows(&self, stream: &crate::history::StreamKey) -> bool {
+        use crate::history::StreamKey;
         match stream {
             StreamKey::Channel(name) => self.channels.iter().any(|c| **c == **name),
             StreamKey::Session(id) => self.sessions.iter().any(|s| **s == **id),
@@ -226,7 +226,7 @@ pub(crate) struct Router {
     presence: Presence,
     batches: Batches,
     /// Every stream's position and recent publications.
-    history: Box<dyn Engine>,
+    history: Box<dyn Store>,
     /// Clients with a paced replay under way.
     replaying: IdSet,
     next_history_sweep: Instant,
@@ -265,7 +265,7 @@ impl Router {
         let now = Instant::now();
         Router {
             batches: Batches::default(),
-            history: Box::new(crate::engine::memory::Memory::new(config.history_limits())),
+            history: Box::new(crate::history::memory::Memory::new(config.history_limits())),
             replaying: IdSet::default(),
             cluster: cluster.map(|link| cluster::ClusterState::new(link, &config)),
             recent: crate::idempotency::Recent::default(),

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use super::Router;
 use super::publishing::{Asked, Key, Publisher};
-use crate::engine::StreamKey;
+use crate::history::StreamKey;
 use crate::protocol::{Destination, Empty, ErrorCode, Kind, Origin, Since, Topic, USER_PREFIX};
 use crate::publish::{Publication, Target};
 use crate::subscriptions::{ClientId, Refused};
