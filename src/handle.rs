@@ -349,7 +349,7 @@ impl Handle {
     /// Asks the hub to stop: no new connections, every client closed with
     /// 1001 after what is queued for it, for at most 1 s (what is still
     /// queued then is dropped; the client resumes with `since`), and gone
-    /// within `shutdown_timeout`. Returns at once; [`Hub::run`] returns when
+    /// within `shutdown_timeout`. Returns at once; [`Hub::run`](crate::Hub::run) returns when
     /// it is done. Calling it again does nothing.
     pub fn shutdown(&self) {
         if self.stop.is_set() {

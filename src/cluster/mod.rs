@@ -31,6 +31,7 @@ use crossbeam_channel::{Sender, TrySendError, bounded};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::history::StreamKey;
 use crate::protocol::Status;
 
 /// How often a hub renews its lease and tells the others its numbers.
@@ -216,6 +217,15 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// A stream's name in Redis keys: `c:<channel>`, `s:<session>`, `u:<user>`.
+pub(crate) fn stream_name(stream: &StreamKey) -> String {
+    match stream {
+        StreamKey::Channel(name) => format!("c:{name}"),
+        StreamKey::Session(id) => format!("s:{id}"),
+        StreamKey::User(id) => format!("u:{id}"),
     }
 }
 

@@ -7,7 +7,7 @@
 //! [`Store`] is the one interface: [`memory::Memory`] keeps history in this
 //! process (an epoch then lives as long as the process). The router's side
 //! of streams (numbering what it delivers, answering a `subscribe` with its
-//! position, replaying what a client missed) is in `router/history.rs`.
+//! position, replaying what a client missed) is in `router/replay.rs`.
 //!
 //! History shared by several hubs lives in Redis, and the router must never
 //! wait on the network, so it is not behind this synchronous interface: with
@@ -63,6 +63,15 @@ impl StreamKey {
                 None => StreamKey::Channel(name.as_str().into()),
             },
             Topic::Session(id) => StreamKey::Session(id.as_str().into()),
+        }
+    }
+
+    /// The target whose publications this stream numbers.
+    pub(crate) fn target(&self) -> Target {
+        match self {
+            StreamKey::Channel(name) => Target::channel(&**name),
+            StreamKey::Session(id) => Target::session(&**id),
+            StreamKey::User(id) => Target::user(&**id),
         }
     }
 

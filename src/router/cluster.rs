@@ -41,10 +41,10 @@ use crossbeam_channel::Sender;
 use serde_json::value::RawValue;
 
 use super::Router;
-use super::history::Replaying;
 use super::publishing::Publisher;
+use super::replay::Replaying;
 use crate::cluster::wire::{self, HubBeat, Wire, WireAnswer, WireCommand, WireOrigin, WireTarget};
-use crate::cluster::{Cluster, HEARTBEAT, HeadReply, In, LEASE, Out, Outcome, Side};
+use crate::cluster::{Cluster, HEARTBEAT, HeadReply, In, LEASE, Out, Outcome, Side, stream_name};
 use crate::command::{Answer, Command};
 use crate::config::Config;
 use crate::history::{Appended, Entry, StreamKey};
@@ -252,17 +252,6 @@ fn time_of(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-impl StreamKey {
-    /// Its name in Redis keys: `c:<channel>`, `s:<session>`, `u:<user>`.
-    pub(super) fn redis_name(&self) -> String {
-        match self {
-            StreamKey::Channel(name) => format!("c:{name}"),
-            StreamKey::Session(id) => format!("s:{id}"),
-            StreamKey::User(id) => format!("u:{id}"),
-        }
-    }
-}
-
 impl Router {
     /// Whether publications go through Redis now.
     pub(super) fn cluster_up(&self) -> bool {
@@ -310,7 +299,7 @@ impl Router {
         };
         let stream = StreamKey::of(&publication.target)
             .filter(|s| self.history.keeps(s))
-            .map(|s| s.redis_name());
+            .map(|s| stream_name(&s));
         let body = Wire::Pub(wire::Publication {
             hub: cluster.hub().to_owned(),
             to,
@@ -369,7 +358,7 @@ impl Router {
         if cluster.dirty.is_empty() {
             return true;
         }
-        let streams: Vec<String> = cluster.dirty.iter().map(StreamKey::redis_name).collect();
+        let streams: Vec<String> = cluster.dirty.iter().map(stream_name).collect();
         let count = streams.len();
         if !cluster.link.send(Out::NewEpochs(streams)) {
             return false;
@@ -661,7 +650,7 @@ impl Router {
                 .unwrap_or_default();
             let ticket = cluster.next_ticket;
             cluster.next_ticket += 1;
-            let name = stream.redis_name();
+            let name = stream_name(&stream);
             cluster.catching_up.insert(stream.clone(), Vec::new());
             let sent = cluster.link.send(Out::Head {
                 ticket,
@@ -826,7 +815,7 @@ impl Router {
         let ticket = cluster.next_ticket;
         let sent = cluster.link.send(Out::Head {
             ticket,
-            stream: stream.redis_name(),
+            stream: stream_name(&stream),
             since: since.as_ref().map(|s| s.seq),
             epoch: None,
             claim,

@@ -273,7 +273,7 @@ impl Router {
 
     /// Offers a message to every client of `target`.
     /// Clients catching up on the target's stream are skipped: what is
-    /// published there goes into their replay (see [`history`](super::history)).
+    /// published there goes into their replay (see [`replay`](super::replay)).
     pub(super) fn deliver(&mut self, target: &Target, message: &Message<'_>) -> usize {
         let replaying = match self.replaying.is_empty() {
             true => None,

@@ -24,9 +24,11 @@
 //! [`delivery`] (queues, fan-out, slow consumers, hand-off to writers),
 //! [`batches`] (batched publications), [`publishing`] (Redis or here,
 //! idempotency keys, answers to publishers), [`topics`] (subscribe,
-//! unsubscribe, sessions, publishing from clients), [`presence`] (statuses and their
-//! broadcasts), [`app`] (application requests, service connections),
-//! [`control`] (server-side subscribe, close, metadata, listings).
+//! unsubscribe, sessions, publishing from clients), [`replay`] (numbering,
+//! a subscription's position, catching up), [`presence`] (statuses and
+//! their broadcasts), [`app`] (application requests, service connections),
+//! [`control`] (server-side subscribe, close, metadata, listings),
+//! [`cluster`] (the other hubs, through Redis).
 
 mod app;
 mod batches;
@@ -34,9 +36,9 @@ mod clients;
 mod cluster;
 mod control;
 mod delivery;
-mod history;
 mod presence;
 mod publishing;
+mod replay;
 mod topics;
 
 use std::collections::HashMap;
@@ -119,8 +121,8 @@ struct Client {
     pending: usize,
     /// How its messages look on the wire.
     envelope: Envelope,
-    /// Streams it is catching up on (see [`history`]).
-    replays: Vec<history::Replaying>,
+    /// Streams it is catching up on (see [`replay`]).
+    replays: Vec<replay::Replaying>,
 }
 
 impl Client {
@@ -801,7 +803,7 @@ impl Router {
                 .values()
                 .fold((0, 0), |(messages, bytes), client| {
                     let (frames, queued) = client.link.backlog();
-                    let (held, held_bytes) = history::held(&client.replays);
+                    let (held, held_bytes) = replay::held(&client.replays);
                     (messages + frames + held, bytes + queued + held_bytes)
                 });
         Stats {

@@ -170,6 +170,20 @@ impl Router {
         }
     }
 
+    /// A client may follow its own user stream (a service, anyone's).
+    pub(super) fn may_follow_user(&self, id: ClientId, user: &str) -> Result<(), Refusal> {
+        let Some(client) = self.clients.get(&id) else {
+            return Ok(());
+        };
+        if client.identity.is_service() || client.identity.user_id.as_deref() == Some(user) {
+            return Ok(());
+        }
+        Err((
+            ErrorCode::Forbidden,
+            format!("{USER_PREFIX}{user} is another user's stream"),
+        ))
+    }
+
     /// `publish` from a connection: a client to a channel or session it may
     /// use, a service connection anywhere.
     pub(super) fn client_publish(
