@@ -57,7 +57,7 @@ pub(crate) enum Input {
     Joined(Box<Joining>),
     /// A client refused at its handshake (its credentials, or no thread for
     /// its reader): send it `frames`, the last a Close, then let it go.
-    Refuse {
+    HandshakeRefused {
         link: Arc<Link>,
         frames: Vec<tungstenite::Bytes>,
         handshake: HandshakeSlot,
@@ -69,8 +69,8 @@ pub(crate) enum Input {
         request: Result<Request, Rejection>,
         cost: usize,
     },
-    /// A frame or a client the reader refuses.
-    Refused { link: Arc<Link>, why: Refusal },
+    /// A frame (or a client's frames: a flood) the reader refuses.
+    FrameRefused { link: Arc<Link>, why: FrameRefusal },
     /// The reader stopped.
     Left { link: Arc<Link>, why: Ending },
 
@@ -117,7 +117,7 @@ pub(crate) struct Joining {
 
 /// What the reader refuses, each answered in its own way.
 #[derive(Debug, Clone)]
-pub(crate) enum Refusal {
+pub(crate) enum FrameRefusal {
     /// A binary message: error `unsupported_frame`, the connection stays.
     Binary,
     /// Over the rate limit: error `rate_limited`, the message is dropped.
@@ -136,10 +136,13 @@ pub(crate) enum Refusal {
     ControlFlood,
 }
 
-impl Refusal {
+impl FrameRefusal {
     /// Whether the client is closed for it (the reader then stops parsing).
     pub(crate) fn closes(&self) -> bool {
-        !matches!(self, Refusal::Binary | Refusal::RateLimited { .. })
+        !matches!(
+            self,
+            FrameRefusal::Binary | FrameRefusal::RateLimited { .. }
+        )
     }
 }
 

@@ -98,7 +98,7 @@ impl Target {
     }
 }
 
-fn check_id(id: &str, what: &str) -> Result<(), (protocol::ErrorCode, String)> {
+fn check_id(id: &str, what: &str) -> Result<(), protocol::ErrorReply> {
     if id.is_empty() || id.len() > MAX_NAME_LEN {
         return Err((
             protocol::ErrorCode::InvalidMessage,
@@ -239,8 +239,9 @@ pub(crate) type Published = std::result::Result<usize, Unpublished>;
 /// Why a publication was not published, or not surely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Unpublished {
-    /// Nothing of it was delivered, anywhere: the reason says why.
-    Refused(String),
+    /// Nothing of it was delivered, anywhere: the reason says why
+    /// ([`Error::Unavailable`]).
+    Unavailable(String),
     /// Redis did not answer in time: it may have been delivered.
     Unconfirmed(String),
 }
@@ -249,7 +250,7 @@ impl Unpublished {
     /// The reason, as a client or an HTTP caller reads it.
     pub(crate) fn reason(&self) -> &str {
         match self {
-            Unpublished::Refused(why) | Unpublished::Unconfirmed(why) => why,
+            Unpublished::Unavailable(why) | Unpublished::Unconfirmed(why) => why,
         }
     }
 }
@@ -257,7 +258,7 @@ impl Unpublished {
 impl From<Unpublished> for Error {
     fn from(unpublished: Unpublished) -> Error {
         match unpublished {
-            Unpublished::Refused(why) => Error::Unavailable(why),
+            Unpublished::Unavailable(why) => Error::Unavailable(why),
             Unpublished::Unconfirmed(why) => Error::Unconfirmed(why),
         }
     }

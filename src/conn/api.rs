@@ -338,7 +338,7 @@ fn publish_taken(
     publication: Publication,
     key: Option<String>,
 ) -> Result<usize, Unpublished> {
-    let refused = |why: &str| Err(Unpublished::Refused(why.to_owned()));
+    let refused = |why: &str| Err(Unpublished::Unavailable(why.to_owned()));
     let gate = Arc::new(Gate::default());
     let (reply, answer) = bounded(1);
     let event = Input::Publish {

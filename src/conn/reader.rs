@@ -24,7 +24,7 @@ use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 
 use super::Shared;
 use crate::config::Config;
-use crate::inbox::{Ending, INPUT_OVERHEAD, Input, Refusal};
+use crate::inbox::{Ending, FrameRefusal, INPUT_OVERHEAD, Input};
 use crate::link::Link;
 use crate::protocol;
 use crate::ratelimit::{RateLimiter, Verdict};
@@ -122,17 +122,17 @@ impl<'a> Reader<'a> {
                         }
                         continue;
                     }
-                    Verdict::Limited => Refusal::RateLimited {
+                    Verdict::Limited => FrameRefusal::RateLimited {
                         correlation_id: protocol::inbound::correlation_of(text.as_str()),
                     },
-                    Verdict::Abusive => Refusal::Abuse,
+                    Verdict::Abusive => FrameRefusal::Abuse,
                 },
                 Ok(Message::Binary(_)) => match self.rate_check() {
-                    Verdict::Allowed => Refusal::Binary,
-                    Verdict::Limited => Refusal::RateLimited {
+                    Verdict::Allowed => FrameRefusal::Binary,
+                    Verdict::Limited => FrameRefusal::RateLimited {
                         correlation_id: None,
                     },
-                    Verdict::Abusive => Refusal::Abuse,
+                    Verdict::Abusive => FrameRefusal::Abuse,
                 },
                 Ok(message @ (Message::Ping(_) | Message::Pong(_))) => match self.pings.check() {
                     ControlVerdict::Allowed => {
@@ -144,7 +144,7 @@ impl<'a> Reader<'a> {
                         continue;
                     }
                     ControlVerdict::Drop => continue,
-                    ControlVerdict::Flood => Refusal::ControlFlood,
+                    ControlVerdict::Flood => FrameRefusal::ControlFlood,
                 },
                 Ok(Message::Close(frame)) => {
                     return Ending::PeerClosed(frame.map(|f| u16::from(f.code)));
@@ -152,12 +152,12 @@ impl<'a> Reader<'a> {
                 Ok(Message::Frame(_)) => continue,
                 Err(err) => {
                     let why = match err {
-                        WsError::Capacity(_) => Refusal::TooBig,
-                        WsError::Utf8(_) => Refusal::InvalidUtf8,
+                        WsError::Capacity(_) => FrameRefusal::TooBig,
+                        WsError::Utf8(_) => FrameRefusal::InvalidUtf8,
                         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
                             return Ending::Gone;
                         }
-                        WsError::Protocol(_) => Refusal::Protocol,
+                        WsError::Protocol(_) => FrameRefusal::Protocol,
                         _ => return Ending::Gone,
                     };
                     log::debug!("client {:?} sent a bad frame: {err}", self.link.id);
@@ -165,7 +165,7 @@ impl<'a> Reader<'a> {
                 }
             };
             let closes = refusal.closes();
-            let sent = self.shared.inbox.send(Input::Refused {
+            let sent = self.shared.inbox.send(Input::FrameRefused {
                 link: Arc::clone(self.link),
                 why: refusal,
             });

@@ -61,7 +61,7 @@ pub(super) fn upgrade(
     let refuse = |frames: Vec<Bytes>, handshake| {
         // The router sends the frames and lets the client go; no thread
         // waits for it meanwhile, and it keeps its handshake slot.
-        let _ = shared.inbox.send(Input::Refuse {
+        let _ = shared.inbox.send(Input::HandshakeRefused {
             link: Arc::clone(&link),
             frames,
             handshake,

@@ -319,9 +319,10 @@ fn correlation_id(value: &RawValue) -> Result<Box<RawValue>, Rejection> {
     Ok(value.to_owned())
 }
 
-type Invalid = (ErrorCode, String);
+/// An error a request is answered with: its code and its message.
+pub(crate) type ErrorReply = (ErrorCode, String);
 
-fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMessage, Invalid> {
+fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMessage, ErrorReply> {
     let kind = match raw.kind {
         None => return Err(invalid("`type` is missing")),
         Some(kind) => string_field(kind, "type")?,
@@ -337,7 +338,7 @@ fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMe
         (data, payload) => data.or(payload),
     };
     // Without `data` or `payload`, a flat message's own fields are its data.
-    let data = |consumed: &[&str]| -> Result<Option<Cow<'_, RawValue>>, Invalid> {
+    let data = |consumed: &[&str]| -> Result<Option<Cow<'_, RawValue>>, ErrorReply> {
         match given {
             Some(data) => Ok(Some(Cow::Borrowed(data))),
             None => Ok(gathered(text, consumed)?.map(Cow::Owned)),
@@ -421,7 +422,7 @@ const PUBLISH_KEYS: &[&str] = &[
 
 /// The data of a `flat` message: its fields but the `consumed` ones, as one
 /// object, or `None` when there are none.
-fn gathered(text: &str, consumed: &[&str]) -> Result<Option<Box<RawValue>>, Invalid> {
+fn gathered(text: &str, consumed: &[&str]) -> Result<Option<Box<RawValue>>, ErrorReply> {
     let fields: Fields<'_> =
         serde_json::from_str(text).map_err(|_| invalid("the message is not a JSON object"))?;
     let rest: Vec<_> = fields
@@ -440,7 +441,7 @@ fn gathered(text: &str, consumed: &[&str]) -> Result<Option<Box<RawValue>>, Inva
 }
 
 /// `since`: absent, `null`, or `{"seq": <u64>, "epoch": "<string>"}`.
-fn since(value: Option<&RawValue>) -> Result<Option<Since>, Invalid> {
+fn since(value: Option<&RawValue>) -> Result<Option<Since>, ErrorReply> {
     let Some(value) = value.filter(|v| v.get() != "null") else {
         return Ok(None);
     };
@@ -453,7 +454,7 @@ fn since(value: Option<&RawValue>) -> Result<Option<Since>, Invalid> {
 }
 
 /// `true`, `false` or absent.
-fn flag(value: Option<&RawValue>, name: &str) -> Result<bool, Invalid> {
+fn flag(value: Option<&RawValue>, name: &str) -> Result<bool, ErrorReply> {
     match value {
         None => Ok(false),
         Some(value) => serde_json::from_str::<bool>(value.get())
@@ -462,7 +463,7 @@ fn flag(value: Option<&RawValue>, name: &str) -> Result<bool, Invalid> {
 }
 
 /// A publication's `idempotencyKey`, if it has one.
-fn idempotency_key(value: Option<&RawValue>) -> Result<Option<String>, Invalid> {
+fn idempotency_key(value: Option<&RawValue>) -> Result<Option<String>, ErrorReply> {
     value
         .map(|value| {
             let key = string_field(value, "idempotencyKey")?;
@@ -488,7 +489,7 @@ pub(crate) fn check_idempotency_key(key: &str) -> Result<(), String> {
 }
 
 /// The `clientId` a request names, if any.
-fn client_field(raw: &RawRequest<'_>) -> Result<Option<String>, Invalid> {
+fn client_field(raw: &RawRequest<'_>) -> Result<Option<String>, ErrorReply> {
     raw.client_id
         .map(|c| {
             let client = string_field(c, "clientId")?;
@@ -498,12 +499,12 @@ fn client_field(raw: &RawRequest<'_>) -> Result<Option<String>, Invalid> {
         .transpose()
 }
 
-fn required_client(raw: &RawRequest<'_>, what: &str) -> Result<String, Invalid> {
+fn required_client(raw: &RawRequest<'_>, what: &str) -> Result<String, ErrorReply> {
     client_field(raw)?.ok_or_else(|| invalid(&format!("`{what}` needs a `clientId`")))
 }
 
 /// A user or client id: 1 to 255 bytes, no control characters.
-fn check_id(id: &str, what: &str) -> Result<(), Invalid> {
+fn check_id(id: &str, what: &str) -> Result<(), ErrorReply> {
     if id.is_empty() || id.len() > MAX_NAME_LEN || id.chars().any(char::is_control) {
         return Err(invalid(&format!(
             "`{what}` must be 1 to {MAX_NAME_LEN} bytes with no control characters"
@@ -514,7 +515,7 @@ fn check_id(id: &str, what: &str) -> Result<(), Invalid> {
 
 /// The one destination of a `publish`: a channel, a session, a user, a
 /// client, every client, or every authenticated client.
-fn destination(raw: &RawRequest<'_>) -> Result<Destination, Invalid> {
+fn destination(raw: &RawRequest<'_>) -> Result<Destination, ErrorReply> {
     let mut found = Vec::with_capacity(1);
     if let Some(topic) = topic(raw)? {
         found.push(Destination::Topic(topic));
@@ -541,13 +542,13 @@ fn destination(raw: &RawRequest<'_>) -> Result<Destination, Invalid> {
     }
 }
 
-fn who(raw: &RawRequest<'_>) -> Result<Who, Invalid> {
+fn who(raw: &RawRequest<'_>) -> Result<Who, ErrorReply> {
     let user = raw
         .user_id
         .map(|u| {
             let user = string_field(u, "userId")?;
             check_id(&user, "userId")?;
-            Ok::<_, Invalid>(user)
+            Ok::<_, ErrorReply>(user)
         })
         .transpose()?;
     match (client_field(raw)?, user) {
@@ -562,7 +563,7 @@ pub(crate) fn valid_close_code(code: u16) -> bool {
     code == 1000 || (3000..=4999).contains(&code)
 }
 
-fn close_code(value: Option<&RawValue>) -> Result<Option<u16>, Invalid> {
+fn close_code(value: Option<&RawValue>) -> Result<Option<u16>, ErrorReply> {
     let Some(value) = value else {
         return Ok(None);
     };
@@ -572,7 +573,7 @@ fn close_code(value: Option<&RawValue>) -> Result<Option<u16>, Invalid> {
     }
 }
 
-fn close_reason(value: Option<&RawValue>) -> Result<Option<String>, Invalid> {
+fn close_reason(value: Option<&RawValue>) -> Result<Option<String>, ErrorReply> {
     let Some(value) = value else {
         return Ok(None);
     };
@@ -585,13 +586,13 @@ fn close_reason(value: Option<&RawValue>) -> Result<Option<String>, Invalid> {
     Ok(Some(reason))
 }
 
-fn meta(data: Option<&RawValue>) -> Result<serde_json::Map<String, serde_json::Value>, Invalid> {
+fn meta(data: Option<&RawValue>) -> Result<serde_json::Map<String, serde_json::Value>, ErrorReply> {
     data.and_then(|d| serde_json::from_str(d.get()).ok())
         .ok_or_else(|| invalid("`set_meta` needs `data`: an object of key/values"))
 }
 
 /// The `message` of a `send`: `{"type", "data"|"payload"?, "correlationId"?}`.
-fn outgoing(message: Option<&RawValue>) -> Result<Outgoing, Invalid> {
+fn outgoing(message: Option<&RawValue>) -> Result<Outgoing, ErrorReply> {
     let message = message.ok_or_else(|| invalid("`send` needs a `message` object"))?;
     let raw: RawRequest<'_> = serde_json::from_str(message.get())
         .map_err(|_| invalid("`message` must be an object with a `type`"))?;
@@ -617,11 +618,11 @@ fn outgoing(message: Option<&RawValue>) -> Result<Outgoing, Invalid> {
     })
 }
 
-fn invalid(message: &str) -> Invalid {
+fn invalid(message: &str) -> ErrorReply {
     (ErrorCode::InvalidMessage, message.to_owned())
 }
 
-fn string_field(value: &RawValue, name: &str) -> Result<String, Invalid> {
+fn string_field(value: &RawValue, name: &str) -> Result<String, ErrorReply> {
     serde_json::from_str::<String>(value.get()).map_err(|_| {
         (
             ErrorCode::InvalidMessage,
@@ -630,7 +631,7 @@ fn string_field(value: &RawValue, name: &str) -> Result<String, Invalid> {
     })
 }
 
-fn topic(raw: &RawRequest<'_>) -> Result<Option<Topic>, Invalid> {
+fn topic(raw: &RawRequest<'_>) -> Result<Option<Topic>, ErrorReply> {
     let channel = raw
         .channel
         .map(|c| string_field(c, "channel"))
@@ -653,13 +654,13 @@ fn topic(raw: &RawRequest<'_>) -> Result<Option<Topic>, Invalid> {
     }
 }
 
-fn required_topic(raw: &RawRequest<'_>, what: &str) -> Result<Topic, Invalid> {
+fn required_topic(raw: &RawRequest<'_>, what: &str) -> Result<Topic, ErrorReply> {
     topic(raw)?.ok_or_else(|| invalid(&format!("`{what}` needs a `channel` or a `sessionId`")))
 }
 
 /// Checks a channel name or session id against the naming rules:
 /// 1 to 255 bytes of ASCII letters, digits and `-_.:@/=+#|$!~`.
-pub(crate) fn check_name(name: &str, what: &str) -> Result<(), Invalid> {
+pub(crate) fn check_name(name: &str, what: &str) -> Result<(), ErrorReply> {
     let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_.:@/=+#|$!~".contains(&b);
     if name.is_empty() || name.len() > MAX_NAME_LEN || !name.bytes().all(allowed) {
         return Err((
@@ -673,7 +674,7 @@ pub(crate) fn check_name(name: &str, what: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn event_name(event: &str) -> Result<String, Invalid> {
+fn event_name(event: &str) -> Result<String, ErrorReply> {
     if event.is_empty() || event.len() > MAX_NAME_LEN {
         return Err(invalid("`event` must be 1 to 255 bytes"));
     }
@@ -685,7 +686,7 @@ fn event_name(event: &str) -> Result<String, Invalid> {
     Ok(event.to_owned())
 }
 
-fn presence_status(data: Option<&RawValue>) -> Result<Status, Invalid> {
+fn presence_status(data: Option<&RawValue>) -> Result<Status, ErrorReply> {
     #[derive(Deserialize)]
     struct Object {
         status: Status,
@@ -702,7 +703,7 @@ fn presence_status(data: Option<&RawValue>) -> Result<Status, Invalid> {
     status.ok_or_else(bad)
 }
 
-fn refresh_token(data: Option<&RawValue>) -> Result<String, Invalid> {
+fn refresh_token(data: Option<&RawValue>) -> Result<String, ErrorReply> {
     #[derive(Deserialize)]
     struct Refresh {
         token: String,

@@ -276,7 +276,9 @@ impl Router {
             };
             match self.cluster_publish(publication, None, publisher) {
                 Routed::Redis => return,
-                Routed::Refused(publisher, why) => return self.tell_publisher(publisher, Err(why)),
+                Routed::Unpublished(publisher, why) => {
+                    return self.tell_publisher(publisher, Err(why));
+                }
                 // Not for Redis after all (it went away): no such client here.
                 Routed::Here(..) => {}
             }

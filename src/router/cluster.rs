@@ -124,12 +124,12 @@ struct Pending {
 }
 
 /// Where a publication goes: Redis will answer its publisher, or it is
-/// delivered here alone, or it is refused (its publisher is handed back,
-/// to be told).
+/// delivered here alone, or it cannot be published now (its publisher is
+/// handed back, to be told why).
 pub(super) enum Routed {
     Redis,
     Here(Publication, Publisher),
-    Refused(Publisher, Unpublished),
+    Unpublished(Publisher, Unpublished),
 }
 
 /// The router's cluster state.
@@ -237,7 +237,7 @@ impl Drop for ClusterState {
 
 /// The answer to a publication the queue to Redis cannot take.
 fn queue_full() -> Unpublished {
-    Unpublished::Refused(
+    Unpublished::Unavailable(
         "the queue to Redis is full (Redis is slow or away): not published; try again".to_owned(),
     )
 }
@@ -278,14 +278,14 @@ impl Router {
         if !cluster.up {
             if once.is_some() {
                 let why = "Redis is unreachable, so its idempotencyKey cannot be checked across hubs: not published; try again";
-                return Routed::Refused(publisher, Unpublished::Refused(why.to_owned()));
+                return Routed::Unpublished(publisher, Unpublished::Unavailable(why.to_owned()));
             }
             return Routed::Here(publication, publisher);
         }
         // Streams numbered here alone get their new epoch in Redis before
         // Redis numbers anything more.
         if !self.hand_over_new_epochs() {
-            return Routed::Refused(publisher, queue_full());
+            return Routed::Unpublished(publisher, queue_full());
         }
         let Some(cluster) = self.cluster.as_ref() else {
             return Routed::Here(publication, publisher);
@@ -312,11 +312,11 @@ impl Router {
         });
         let Ok(body) = serde_json::to_string(&body) else {
             let why = "its data could not be framed for Redis: not published";
-            return Routed::Refused(publisher, Unpublished::Refused(why.to_owned()));
+            return Routed::Unpublished(publisher, Unpublished::Unavailable(why.to_owned()));
         };
         let reached = self.audience_size(&publication.target);
         let Some(cluster) = self.cluster.as_mut() else {
-            return Routed::Refused(publisher, queue_full());
+            return Routed::Unpublished(publisher, queue_full());
         };
         let ticket = cluster.next_publish;
         let taken = Instant::now();
@@ -333,7 +333,7 @@ impl Router {
             crate::throttle::warn_throttled!(
                 "the queue to Redis is full (Redis is slow or away): publications are refused to their publishers"
             );
-            return Routed::Refused(publisher, queue_full());
+            return Routed::Unpublished(publisher, queue_full());
         }
         cluster.next_publish += 1;
         cluster.pending.insert(
@@ -389,7 +389,7 @@ impl Router {
                     }
                     Ok(delivered)
                 }
-                Outcome::NotSent(why) => Err(Unpublished::Refused(why)),
+                Outcome::NotSent(why) => Err(Unpublished::Unavailable(why)),
                 Outcome::Unknown(why) => Err(Unpublished::Unconfirmed(why)),
             };
             self.tell_publisher(pending.publisher, answer);

@@ -433,12 +433,12 @@ impl Router {
                 self.request(link.id, request);
                 self.lanes.budget.release(&link, cost);
             }
-            Input::Refused { link, why } => self.refused(link.id, why),
-            Input::Refuse {
+            Input::FrameRefused { link, why } => self.frame_refused(link.id, why),
+            Input::HandshakeRefused {
                 link,
                 frames,
                 handshake,
-            } => self.refuse(&link, frames, handshake),
+            } => self.refuse_handshake(&link, frames, handshake),
             Input::Left { link, why } => self.left(&link, why),
             Input::Publish {
                 publication,

@@ -107,7 +107,7 @@ impl Router {
         }
         match self.cluster_publish(publication, once, publisher) {
             Routed::Redis => {}
-            Routed::Refused(publisher, why) => self.tell_publisher(publisher, Err(why)),
+            Routed::Unpublished(publisher, why) => self.tell_publisher(publisher, Err(why)),
             Routed::Here(publication, publisher) => {
                 let delivered = self.publish_here(publication, None, SystemTime::now());
                 if let Some(once) = once {

@@ -14,12 +14,11 @@ use serde_json::value::RawValue;
 use super::Router;
 use super::publishing::{Asked, Key, Publisher};
 use crate::history::StreamKey;
-use crate::protocol::{Destination, Empty, ErrorCode, Kind, Origin, Since, Topic, USER_PREFIX};
+use crate::protocol::{
+    Destination, Empty, ErrorCode, ErrorReply, Kind, Origin, Since, Topic, USER_PREFIX,
+};
 use crate::publish::{Publication, Target};
 use crate::subscriptions::{ClientId, Refused};
-
-/// A request refused with this code and message.
-type Refusal = (ErrorCode, String);
 
 impl Router {
     /// A client's own `subscribe`, answered with where the stream stands
@@ -54,7 +53,7 @@ impl Router {
         id: ClientId,
         name: &str,
         trusted: bool,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), ErrorReply> {
         let max = self.config.max_subscriptions;
         let Some(client) = self.clients.get_mut(&id) else {
             return Ok(());
@@ -85,7 +84,7 @@ impl Router {
         id: ClientId,
         session: &str,
         trusted: bool,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), ErrorReply> {
         let max = self.config.max_subscriptions;
         let max_owned = self.config.max_sessions_per_user;
         let Some(client) = self.clients.get_mut(&id) else {
@@ -171,7 +170,7 @@ impl Router {
     }
 
     /// A client may follow its own user stream (a service, anyone's).
-    pub(super) fn may_follow_user(&self, id: ClientId, user: &str) -> Result<(), Refusal> {
+    pub(super) fn may_follow_user(&self, id: ClientId, user: &str) -> Result<(), ErrorReply> {
         let Some(client) = self.clients.get(&id) else {
             return Ok(());
         };
@@ -274,7 +273,7 @@ fn topic_target(topic: Topic) -> Target {
     }
 }
 
-fn too_many(max: usize) -> Refusal {
+fn too_many(max: usize) -> ErrorReply {
     (
         ErrorCode::TooManySubscriptions,
         format!("At most {max} subscriptions per client"),
