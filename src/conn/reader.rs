@@ -58,7 +58,7 @@ impl Write for ReadHalf<'_> {
 /// The reader thread: reads `link` until the connection ends, then tells
 /// the router why.
 #[inline(never)]
-pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared, sender: protocol::Sender) {
+pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared, role: protocol::Role) {
     let config = &shared.config;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(config.read_buffer_size)
@@ -67,7 +67,7 @@ pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared, sender: proto
         .max_frame_size(Some(config.max_message_size));
     let mut ws =
         WebSocket::from_partially_read(ReadHalf(&link.stream), rest, Role::Server, Some(ws_config));
-    let why = Reader::new(&link, shared, sender).read_loop(&mut ws);
+    let why = Reader::new(&link, shared, role).read_loop(&mut ws);
     log::debug!("reader of {:?} ended: {why:?}", link.id);
     let _ = shared.inbox.send(Input::Left {
         link: Arc::clone(&link),
@@ -80,7 +80,7 @@ struct Reader<'a> {
     link: &'a Arc<Link>,
     shared: &'a Shared,
     /// What the client may say: a service connection has commands more.
-    sender: protocol::Sender,
+    role: protocol::Role,
     /// The client's message rate limit; `None` when it is off, or for a
     /// service connection.
     rate: Option<RateLimiter>,
@@ -88,18 +88,18 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(link: &'a Arc<Link>, shared: &'a Shared, sender: protocol::Sender) -> Reader<'a> {
+    fn new(link: &'a Arc<Link>, shared: &'a Shared, role: protocol::Role) -> Reader<'a> {
         let config = &shared.config;
         Reader {
             link,
             shared,
-            sender,
+            role,
             // A service connection is the backend, trusted with floods of
             // its own (an agent streaming an answer): the inbox budget
             // still holds it back by TCP, but no rate limit cuts it off.
-            rate: match sender {
-                protocol::Sender::Service => None,
-                protocol::Sender::Client => {
+            rate: match role {
+                protocol::Role::Service => None,
+                protocol::Role::Client => {
                     RateLimiter::new(config.rate_limit, config.rate_window, Instant::now())
                 }
             },
@@ -190,7 +190,7 @@ impl<'a> Reader<'a> {
     /// the inbox has no room for this connection. `false` when the router
     /// is gone.
     fn request(&self, text: &str) -> bool {
-        let request = protocol::parse(text, self.sender);
+        let request = protocol::parse(text, self.role);
         let cost = text.len() + INPUT_OVERHEAD;
         let budget = &self.shared.inbox.budget;
         budget.charge(self.link, cost);

@@ -76,9 +76,9 @@ pub(super) fn upgrade(
             return refuse(vec![error, Close::Unauthorized.frame()], handshake);
         }
     };
-    let sender = match identity.is_service() {
-        true => protocol::Sender::Service,
-        false => protocol::Sender::Client,
+    let role = match identity.is_service() {
+        true => protocol::Role::Service,
+        false => protocol::Role::Client,
     };
     let Some(slot) = shared.threads.reserve() else {
         warn_throttled!("refused {peer}: no thread left for its reader");
@@ -111,7 +111,7 @@ pub(super) fn upgrade(
             // registered there; park returns at once if that happened first.
             reader_link.wait_for_admission();
             if reader_link.admission() == Admission::Admitted {
-                reader::run(reader_link, rest, &reader_shared, sender);
+                reader::run(reader_link, rest, &reader_shared, role);
             }
         });
     if let Err(err) = spawned {

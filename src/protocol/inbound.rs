@@ -233,9 +233,9 @@ pub(crate) fn correlation_of(text: &str) -> Option<Box<RawValue>> {
         .and_then(|c| correlation_id(c).ok())
 }
 
-/// Who sent a frame: what it may say differs.
+/// The role of the connection a frame comes from: what it may say differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Sender {
+pub(crate) enum Role {
     /// A client: `send`, `disconnect`, `set_meta`, `subscribers` and
     /// `stats` are application messages like any other type it makes up.
     Client,
@@ -248,7 +248,7 @@ pub(crate) enum Sender {
 /// Never panics, whatever the input: every failure is a [`Rejection`] with the
 /// code the protocol gives it and, when it can be recovered, the request's
 /// `correlationId`.
-pub(crate) fn parse(text: &str, sender: Sender) -> Result<Request, Rejection> {
+pub(crate) fn parse(text: &str, role: Role) -> Result<Request, Rejection> {
     let raw: RawRequest<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(err) => return Err(parse_failure(text, &err)),
@@ -262,7 +262,7 @@ pub(crate) fn parse(text: &str, sender: Sender) -> Result<Request, Rejection> {
         message,
         correlation_id: correlation_id.clone(),
     };
-    match validate(&raw, text, sender) {
+    match validate(&raw, text, role) {
         Ok(message) => Ok(Request {
             message,
             correlation_id,
@@ -322,7 +322,7 @@ fn correlation_id(value: &RawValue) -> Result<Box<RawValue>, Rejection> {
 /// An error a request is answered with: its code and its message.
 pub(crate) type ErrorReply = (ErrorCode, String);
 
-fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMessage, ErrorReply> {
+fn validate(raw: &RawRequest<'_>, text: &str, role: Role) -> Result<ClientMessage, ErrorReply> {
     let kind = match raw.kind {
         None => return Err(invalid("`type` is missing")),
         Some(kind) => string_field(kind, "type")?,
@@ -344,7 +344,7 @@ fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMe
             None => Ok(gathered(text, consumed)?.map(Cow::Owned)),
         }
     };
-    let service = sender == Sender::Service;
+    let service = role == Role::Service;
     let message = match kind.as_str() {
         "ping" => ClientMessage::Ping,
         "subscribe" => ClientMessage::Subscribe {
@@ -732,7 +732,7 @@ mod tests {
     use super::*;
 
     fn parse_client(text: &str) -> Result<Request, Rejection> {
-        parse(text, Sender::Client)
+        parse(text, Role::Client)
     }
 
     #[test]
@@ -806,7 +806,7 @@ mod tests {
     #[test]
     fn service_commands_are_commands_only_on_service_connections() {
         let send = r#"{"type":"send","clientId":"c_1","message":{"type":"agent:started","payload":{"sessionId":"s"},"correlationId":"r1"}}"#;
-        match parse(send, Sender::Service).unwrap().message {
+        match parse(send, Role::Service).unwrap().message {
             ClientMessage::Send { client, message } => {
                 assert_eq!(client, "c_1");
                 assert_eq!(message.kind, "agent:started");
@@ -824,7 +824,7 @@ mod tests {
         }
         let disconnect = r#"{"type":"disconnect","userId":"alice","code":4000,"reason":"bye"}"#;
         assert!(matches!(
-            parse(disconnect, Sender::Service).unwrap().message,
+            parse(disconnect, Role::Service).unwrap().message,
             ClientMessage::Disconnect { who: Who::User(ref u), code: Some(4000), .. } if u == "alice"
         ));
         for bad in [
@@ -835,7 +835,7 @@ mod tests {
             r#"{"type":"set_meta","clientId":"c","data":[1]}"#,
         ] {
             assert_eq!(
-                parse(bad, Sender::Service).unwrap_err().code,
+                parse(bad, Role::Service).unwrap_err().code,
                 ErrorCode::InvalidMessage,
                 "{bad}"
             );

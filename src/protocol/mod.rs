@@ -23,7 +23,7 @@ pub(crate) use frame::{close_frame, close_reply, ping_frame, pong_frame};
 pub use inbound::MAX_NAME_LEN;
 pub use inbound::Topic;
 pub(crate) use inbound::{
-    ClientMessage, Destination, ErrorReply, Outgoing, Rejection, Request, Sender, Since, Who,
+    ClientMessage, Destination, ErrorReply, Outgoing, Rejection, Request, Role, Since, Who,
     check_idempotency_key, check_name, parse, valid_close_code,
 };
 pub use outbound::Timestamp;
