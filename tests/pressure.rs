@@ -1,4 +1,4 @@
-//! The delivery engine under pressure: liveness never waits behind work,
+//! The hub under pressure: liveness never waits behind work,
 //! shutdown never waits behind a backlog, refused connections hold no
 //! threads, the router's inbox is bounded in bytes, and replies to requests
 //! sent together with a client's Close all arrive before the hub's Close.
@@ -398,7 +398,7 @@ fn wait_notes(
 fn healthy_clients_survive_a_presence_flood() {
     let _serial = one_at_a_time();
     // Tuned on a 2-core machine: a router that queues Pongs behind its
-    // events (as before the delivery engine) takes about twice the client
+    // events (as before the lanes and the writer pool) takes about twice the client
     // timeout to work through this flood, and cuts every client. The
     // timeout leaves room for a busy machine's scheduling: 540 threads
     // here, beside whatever else runs, answer each Ping within about half
@@ -724,7 +724,7 @@ fn sigterm_closes_quiet_clients_with_1001_despite_a_backlog() {
     let (stalled_tx, stalled) = unbounded();
     let flooders = publish_flooders(addr, FLOODERS, "fan", &stop, &stalled_tx);
     // Flood until the hub falls behind every flooder (its readers stop
-    // reading them), or for FLOOD_AT_MOST: an engine that keeps up has no
+    // reading them), or for FLOOD_AT_MOST: a hub that keeps up has no
     // backlog to hide a signal behind, which is fine too.
     let deadline = Instant::now() + FLOOD_AT_MOST;
     for _ in 0..FLOODERS {
