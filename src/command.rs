@@ -10,7 +10,7 @@
 //!
 //! [`Handle`]: crate::Handle
 
-use crate::protocol::Topic;
+use crate::protocol::{AppClose, Topic};
 use crate::publish::Target;
 use crate::stats::{ClientStats, PresenceEntry};
 
@@ -27,11 +27,7 @@ pub(crate) enum Command {
         topic: Option<Topic>,
     },
     /// Close every client of a target with this code and reason.
-    Close {
-        target: Target,
-        code: u16,
-        reason: String,
-    },
+    Close { target: Target, close: AppClose },
     /// Merge key/values into a client's metadata (`null` removes a key).
     SetMeta {
         client: String,

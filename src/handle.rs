@@ -16,7 +16,7 @@ use crate::command::{Answer, Command};
 use crate::conn::accept::Stop;
 use crate::error::{Error, Result};
 use crate::inbox::{Inbox, Input};
-use crate::protocol::Topic;
+use crate::protocol::{AppClose, BadClose, Topic};
 use crate::publish::{Publication, Target};
 use crate::stats::{ClientStats, PresenceEntry, Stats};
 
@@ -226,23 +226,14 @@ impl Handle {
     /// [`Error::InvalidName`] for a code or reason out of range,
     /// [`Error::Closed`] after shutdown.
     pub fn close(&self, target: Target, code: u16, reason: &str) -> Result<usize> {
-        if !crate::protocol::valid_close_code(code) {
-            return Err(Error::InvalidName {
-                what: "close code",
-                reason: "must be 1000 or 3000 to 4999".into(),
-            });
-        }
-        if reason.len() > crate::protocol::inbound::MAX_CLOSE_REASON {
-            return Err(Error::InvalidName {
-                what: "close reason",
-                reason: "must be at most 123 bytes".into(),
-            });
-        }
-        match self.command(Command::Close {
-            target,
-            code,
-            reason: reason.to_owned(),
-        })? {
+        let close = AppClose::new(code, reason).map_err(|bad| Error::InvalidName {
+            what: match bad {
+                BadClose::Code => "close code",
+                BadClose::Reason => "close reason",
+            },
+            reason: bad.rule().to_owned(),
+        })?;
+        match self.command(Command::Close { target, close })? {
             Answer::Count(count) => Ok(count),
             _ => Ok(0),
         }

@@ -22,7 +22,7 @@ use crate::auth::AdminCheck;
 use crate::command::{Answer, Command};
 use crate::config::Config;
 use crate::inbox::{Gate, Input, Offered};
-use crate::protocol::{self, Topic, inbound::MAX_CLOSE_REASON, valid_close_code};
+use crate::protocol::{self, AppClose, Topic};
 use crate::publish::{Publication, Target, Unpublished};
 use crate::stats;
 
@@ -450,24 +450,11 @@ fn disconnect(request: &Request, shared: &Shared) -> Response {
         (None, Some(user)) => Target::User(user),
         _ => return bad("Give exactly one of clientId or userId"),
     };
-    let code = body.code.unwrap_or(1000);
-    if !valid_close_code(code) {
-        return bad("code must be 1000 or 3000 to 4999");
-    }
-    let reason = body
-        .reason
-        .unwrap_or_else(|| "Disconnected by the server".to_owned());
-    if reason.len() > MAX_CLOSE_REASON {
-        return bad(&format!("reason is longer than {MAX_CLOSE_REASON} bytes"));
-    }
-    match command(
-        shared,
-        Command::Close {
-            target,
-            code,
-            reason,
-        },
-    ) {
+    let close = match AppClose::or_default(body.code, body.reason) {
+        Ok(close) => close,
+        Err(broken) => return bad(&format!("{} {}", broken.field(), broken.rule())),
+    };
+    match command(shared, Command::Close { target, close }) {
         Some(Answer::Count(count)) => ok(json!({"disconnected": count})),
         _ => unavailable(),
     }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::protocol::fields::{Fields, Object};
-use crate::protocol::{ErrorCode, Kind, Status};
+use crate::protocol::{AppClose, BadClose, ErrorCode, Kind, Status};
 
 /// Longest accepted `correlationId`, in bytes of JSON.
 const MAX_CORRELATION_ID: usize = 256;
@@ -85,10 +85,6 @@ pub(crate) struct Outgoing {
     pub correlation_id: Option<Box<RawValue>>,
 }
 
-/// Most bytes of a close reason: a Close frame's payload is at most 125
-/// bytes, two of them the code.
-pub(crate) const MAX_CLOSE_REASON: usize = 123;
-
 /// One request from a client, validated.
 #[derive(Debug)]
 pub(crate) enum ClientMessage {
@@ -127,11 +123,7 @@ pub(crate) enum ClientMessage {
     /// `send` (service connections): one message to one client.
     Send { client: String, message: Outgoing },
     /// `disconnect` (service connections): close a client or a user.
-    Disconnect {
-        who: Who,
-        code: Option<u16>,
-        reason: Option<String>,
-    },
+    Disconnect { who: Who, close: AppClose },
     /// `set_meta` (service connections): merge key/values into a client's
     /// metadata (`null` removes a key).
     SetMeta {
@@ -380,8 +372,7 @@ fn validate(raw: &RawRequest<'_>, text: &str, role: Role) -> Result<ClientMessag
         },
         "disconnect" if service => ClientMessage::Disconnect {
             who: who(raw)?,
-            code: close_code(raw.code)?,
-            reason: close_reason(raw.reason)?,
+            close: close(raw.code, raw.reason)?,
         },
         "set_meta" if service => ClientMessage::SetMeta {
             client: required_client(raw, "set_meta")?,
@@ -558,32 +549,15 @@ fn who(raw: &RawRequest<'_>) -> Result<Who, ErrorReply> {
     }
 }
 
-/// A close code an application may send: 1000, or 3000 to 4999.
-pub(crate) fn valid_close_code(code: u16) -> bool {
-    code == 1000 || (3000..=4999).contains(&code)
-}
-
-fn close_code(value: Option<&RawValue>) -> Result<Option<u16>, ErrorReply> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    match serde_json::from_str::<u16>(value.get()) {
-        Ok(code) if valid_close_code(code) => Ok(Some(code)),
-        _ => Err(invalid("`code` must be 1000 or 3000 to 4999")),
-    }
-}
-
-fn close_reason(value: Option<&RawValue>) -> Result<Option<String>, ErrorReply> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    let reason = string_field(value, "reason")?;
-    if reason.len() > MAX_CLOSE_REASON {
-        return Err(invalid(&format!(
-            "`reason` is longer than {MAX_CLOSE_REASON} bytes"
-        )));
-    }
-    Ok(Some(reason))
+/// A `disconnect`'s `code` and `reason` (1000 and the default reason
+/// when absent), checked by [`AppClose`]'s one rule.
+fn close(code: Option<&RawValue>, reason: Option<&RawValue>) -> Result<AppClose, ErrorReply> {
+    let broken = |bad: BadClose| invalid(&format!("`{}` {}", bad.field(), bad.rule()));
+    let code = code
+        .map(|c| serde_json::from_str::<u16>(c.get()).map_err(|_| broken(BadClose::Code)))
+        .transpose()?;
+    let reason = reason.map(|r| string_field(r, "reason")).transpose()?;
+    AppClose::or_default(code, reason).map_err(broken)
 }
 
 fn meta(data: Option<&RawValue>) -> Result<serde_json::Map<String, serde_json::Value>, ErrorReply> {
@@ -825,7 +799,7 @@ mod tests {
         let disconnect = r#"{"type":"disconnect","userId":"alice","code":4000,"reason":"bye"}"#;
         assert!(matches!(
             parse(disconnect, Role::Service).unwrap().message,
-            ClientMessage::Disconnect { who: Who::User(ref u), code: Some(4000), .. } if u == "alice"
+            ClientMessage::Disconnect { who: Who::User(ref u), ref close } if u == "alice" && close.code() == 4000 && close.reason() == "bye"
         ));
         for bad in [
             r#"{"type":"disconnect","userId":"a","code":1001}"#,

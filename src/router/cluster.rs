@@ -1252,7 +1252,10 @@ impl Router {
         if from == cluster.hub() {
             return;
         }
-        let answer = self.command(cmd.command());
+        let answer = match cmd.command() {
+            Ok(command) => self.command(command),
+            Err(why) => Answer::Refused(why),
+        };
         if id == 0 {
             return;
         }

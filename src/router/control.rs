@@ -9,7 +9,7 @@
 
 use super::Router;
 use crate::command::{Answer, Command};
-use crate::protocol::{Empty, Kind, Topic, USER_PREFIX, close_frame};
+use crate::protocol::{AppClose, Empty, Kind, Topic, USER_PREFIX};
 use crate::publish::Target;
 use crate::stats::{ClientStats, PresenceEntry};
 use crate::subscriptions::ClientId;
@@ -25,11 +25,7 @@ impl Router {
         match command {
             Command::Subscribe { client, topic } => self.subscribe_other(&client, &topic),
             Command::Unsubscribe { client, topic } => self.unsubscribe_other(&client, topic),
-            Command::Close {
-                target,
-                code,
-                reason,
-            } => Answer::Count(self.close_target(&target, code, &reason)),
+            Command::Close { target, close } => Answer::Count(self.close_target(&target, &close)),
             Command::SetMeta { client, meta } => self.set_meta(&client, meta),
             Command::Subscribers { topic } => Answer::Clients(self.subscribers(&topic)),
             Command::Presence => Answer::Presence(self.presence_list()),
@@ -68,11 +64,11 @@ impl Router {
         Answer::Done(true)
     }
 
-    /// Closes every client of `target` with `code` and `reason`.
-    pub(super) fn close_target(&mut self, target: &Target, code: u16, reason: &str) -> usize {
+    /// Closes every client of `target` with `close`'s code and reason.
+    pub(super) fn close_target(&mut self, target: &Target, close: &AppClose) -> usize {
         let ids = self.audience(target);
         for id in &ids {
-            self.close_with(*id, close_frame(code, reason), false);
+            self.close_with(*id, close.frame(), false);
         }
         ids.len()
     }

@@ -464,8 +464,7 @@ impl Router {
                     // Another hub's client, maybe.
                     let command = Command::Close {
                         target: crate::Target::Client(client),
-                        code: 1000,
-                        reason: Close::Normal.reason().to_owned(),
+                        close: Close::Normal.into(),
                     };
                     if let Some((_, waiter)) =
                         self.route_command(command, cluster::Waiter::Disconnect(reply))
@@ -569,22 +568,12 @@ impl Router {
             ClientMessage::Send { client, message } => {
                 self.service_send(id, &client, message, correlation)
             }
-            ClientMessage::Disconnect { who, code, reason } => {
+            ClientMessage::Disconnect { who, close } => {
                 let target = match who {
                     crate::protocol::Who::Client(client) => crate::Target::Client(client),
                     crate::protocol::Who::User(user) => crate::Target::User(user),
                 };
-                let code = code.unwrap_or(1000);
-                let reason = reason.unwrap_or_else(|| "Disconnected by the server".to_owned());
-                self.service_command(
-                    id,
-                    correlation,
-                    Command::Close {
-                        target,
-                        code,
-                        reason,
-                    },
-                )
+                self.service_command(id, correlation, Command::Close { target, close })
             }
             ClientMessage::SetMeta { client, meta } => {
                 self.service_command(id, correlation, Command::SetMeta { client, meta })
