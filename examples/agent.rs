@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 use serde::Deserialize;
-use wshub::{
-    AgentCancelled, AgentStarted, ClientRequest, Config, Handle, Hub, SessionStatus, StatusUpdate,
-    StreamChunk, StreamComplete, Target,
+use wshub::events::{
+    AgentCancelled, AgentStarted, SessionStatus, StatusUpdate, StreamChunk, StreamComplete,
 };
+use wshub::{ClientRequest, Config, Handle, Hub, Target};
 
 /// The payload of `agent:message`.
 #[derive(Deserialize)]

@@ -21,7 +21,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wshub::{Config, EventBus, FileChanged, GitEvent, Hub, MessageReceived, Target};
+use wshub::bus::EventBus;
+use wshub::events::{FileChanged, GitEvent, MessageReceived};
+use wshub::{Config, Hub, Target};
 
 fn main() -> Result<(), wshub::Error> {
     let mut args = std::env::args().skip(1);

@@ -30,7 +30,9 @@
 //! ```
 //! use std::time::Duration;
 //! use serde_json::json;
-//! use wshub::{Event, EventBus, Hub, IdeStatusChanged, MessageReceived, Target};
+//! use wshub::{Hub, Target};
+//! use wshub::bus::EventBus;
+//! use wshub::events::{Event, IdeStatusChanged, MessageReceived};
 //!
 //! let server = Hub::bind("127.0.0.1:0")?.spawn()?;
 //! let bus = EventBus::new();

@@ -95,7 +95,7 @@
 mod app;
 mod auth;
 mod budget;
-mod bus;
+pub mod bus;
 pub mod client;
 mod command;
 // Without the `redis` feature `--redis` is refused at start, so the threads'
@@ -105,7 +105,7 @@ mod cluster;
 mod config;
 mod conn;
 mod error;
-mod events;
+pub mod events;
 mod handle;
 mod history;
 mod hub;
@@ -117,7 +117,7 @@ mod protocol;
 mod publish;
 mod ratelimit;
 mod router;
-mod stats;
+pub mod stats;
 mod subscriptions;
 mod throttle;
 mod timer;
@@ -130,20 +130,11 @@ mod test_json;
 
 pub use crate::app::ClientRequest;
 pub use crate::auth::{Secret, TokenGrant, load_tokens};
-pub use crate::bus::{BusEvent, EventBus, Listener, Subscription};
 pub use crate::config::{Config, Endpoint};
 pub use crate::error::{Error, Result};
-pub use crate::events::{
-    AgentCancelled, AgentStarted, AgentState, AgentStatus, AiChunk, AiComplete, AiError,
-    AiErrorInfo, AiProgress, AiProgressInfo, AiResult, AiStart, AiTask, ChannelEvent, ChatMessage,
-    ConnectionStatus, Diagnostic, DiagnosticsUpdated, Event, FileChanged, GitEvent, Heartbeat,
-    IdeStatusChanged, MessageReceived, Notification, NotificationLevel, SearchProgress,
-    SessionStatus, Severity, StatusUpdate, StreamChunk, StreamComplete, StreamError,
-    UserAppDetected, UserPresence, ValidationComplete, WorkspaceChanged,
-};
 pub use crate::handle::Handle;
 pub use crate::hub::{Hub, Server};
 pub use crate::jwt::sign_jwt;
 pub use crate::protocol::{Envelope, ErrorCode, Status, Timestamp, Topic};
 pub use crate::publish::{ClientRef, Filter, Target};
-pub use crate::stats::{ClientStats, ClusterStats, HubStats, PresenceEntry, Stats};
+pub use crate::stats::Stats;

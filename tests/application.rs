@@ -15,9 +15,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use support::{Client, DEADLINE, TestHub, http_raw, start};
 use support::{expect_but_presence as expect, next_but_presence as next};
+use wshub::bus::EventBus;
+use wshub::events::{AiProgress, FileChanged, MessageReceived};
 use wshub::{
-    AiProgress, ClientRequest, Config, Error, EventBus, FileChanged, Filter, Hub, MessageReceived,
-    Secret, Status, Target, TokenGrant, Topic, load_tokens,
+    ClientRequest, Config, Error, Filter, Hub, Secret, Status, Target, TokenGrant, Topic,
+    load_tokens,
 };
 
 const ADMIN: &str = "admin-secret-for-tests";
@@ -109,7 +111,7 @@ fn api(
     )
 }
 
-fn client_stats(hub: &TestHub, id: &str) -> wshub::ClientStats {
+fn client_stats(hub: &TestHub, id: &str) -> wshub::stats::ClientStats {
     hub.handle()
         .stats()
         .unwrap()

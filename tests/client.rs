@@ -22,7 +22,8 @@ use support::{DEADLINE, TestHub, read_json, start};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message as Frame, WebSocket};
 use wshub::client::{Client, Error, Loss, Message, Next, Options, Update};
-use wshub::{Config, FileChanged, Hub, Secret, Status, Target, TokenGrant, Topic, sign_jwt};
+use wshub::events::FileChanged;
+use wshub::{Config, Hub, Secret, Status, Target, TokenGrant, Topic, sign_jwt};
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 

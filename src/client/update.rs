@@ -117,7 +117,7 @@ impl Message {
     ///
     /// ```
     /// # fn f(message: &wshub::client::Message) -> wshub::client::Result<()> {
-    /// let progress: wshub::AiProgress = message.data_as()?;
+    /// let progress: wshub::events::AiProgress = message.data_as()?;
     /// # let _ = progress; Ok(()) }
     /// ```
     ///
