@@ -58,6 +58,15 @@ pub struct Hub {
     requests: Option<(Sender<ClientRequest>, Receiver<ClientRequest>)>,
 }
 
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("local_addr", &self.local_addr)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Hub {
     /// Binds to `addr` with the default [`Config`] for everything else.
     ///
@@ -347,6 +356,15 @@ pub struct Server {
     thread: Option<JoinHandle<Result<()>>>,
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("running", &self.thread.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Server {
     /// The handle of the running hub.
     pub fn handle(&self) -> &Handle {
@@ -390,5 +408,27 @@ impl Drop for Server {
         if self.thread.is_some() {
             self.handle.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hub_and_a_server_debug_print_their_address_but_no_secret() {
+        let config = Config {
+            port: 0,
+            jwt_secret: Some("a secret that must not be printed".into()),
+            ..Config::default()
+        };
+        let hub = Hub::with_config(config).expect("bound");
+        let shown = format!("{hub:?}");
+        assert!(shown.contains(&hub.local_addr().to_string()), "{shown}");
+        assert!(!shown.contains("must not be printed"), "{shown}");
+        let server = hub.spawn().expect("started");
+        let shown = format!("{server:?}");
+        assert!(shown.contains("running: true"), "{shown}");
+        server.shutdown().expect("stopped");
     }
 }
