@@ -44,10 +44,7 @@ fn main() -> Result<(), wshub::Error> {
     let mut args = std::env::args().skip(1);
     let port = args.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     let seconds = args.next().and_then(|s| s.parse().ok()).unwrap_or(30);
-    let mut hub = Hub::with_config(Config {
-        port,
-        ..Config::default()
-    })?;
+    let mut hub = Hub::with_config(Config::default().port(port))?;
     let requests = hub.requests();
     let server = hub.spawn()?;
     println!("listening on ws://{}/ws", server.local_addr());

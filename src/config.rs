@@ -12,22 +12,29 @@ use crate::auth::{self, Authenticator, Secret, TokenGrant};
 use crate::error::{Error, Result};
 use crate::protocol::Envelope;
 
-/// Everything a hub can be told. Every field has a documented default; the
+/// Everything a hub can be told. Every field has a documented default (the
+/// [`Default`] is a working development hub on `127.0.0.1:3000`); the
 /// binary sets them from flags and `WSHUB_*` environment variables.
+///
+/// Build one from the default with the method named after each field, as
+/// tungstenite's `WebSocketConfig`; the fields stay public to read (and to
+/// set on a `mut` value). The struct is `#[non_exhaustive]`: a struct
+/// literal cannot be written outside this crate, so new settings break no
+/// program.
 ///
 /// # Example
 ///
 /// ```
 /// use std::time::Duration;
-/// let config = wshub::Config {
-///     port: 0, // any free port
-///     heartbeat_interval: Duration::from_secs(10),
-///     allow_client_publish: true,
-///     ..wshub::Config::default()
-/// };
+/// let config = wshub::Config::default()
+///     .port(0) // any free port
+///     .heartbeat_interval(Duration::from_secs(10))
+///     .allow_client_publish(true);
 /// assert!(config.validate().is_ok());
+/// assert_eq!(config.max_queue, 4096);
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Interface to listen on. Default `127.0.0.1` (this machine only); use
     /// `0.0.0.0` or `::` to accept connections from the network.
@@ -212,6 +219,98 @@ pub struct Config {
     /// is a lost Redis. Publications are answered within about twice this.
     /// Default 5 s.
     pub redis_timeout: Duration,
+}
+
+/// Declares a builder method for each field, named after it, so a
+/// [`Config`] reads as a chain (`Config::default().port(0).max_queue(64)`)
+/// and a struct literal is never needed (the struct is
+/// `#[non_exhaustive]`, so settings can be added without breaking anyone).
+macro_rules! setters {
+    ( $( $(@$into:ident)? $field:ident: $ty:ty, )* ) => {
+        impl Config {
+            $( setters!(@one $field $($into)? $ty); )*
+        }
+
+        /// Fails to compile when a field has no builder method (a struct
+        /// literal must name every field).
+        #[cfg(test)]
+        #[test]
+        fn every_field_has_a_builder_method() {
+            let config = Config::default();
+            let rebuilt = Config { $( $field: config.$field.clone(), )* };
+            assert_eq!(format!("{rebuilt:?}"), format!("{config:?}"));
+        }
+    };
+    (@one $field:ident into $ty:ty) => {
+        #[doc = concat!("Sets [`", stringify!($field), "`](Config::", stringify!($field), ").")]
+        #[must_use]
+        pub fn $field(mut self, value: impl Into<$ty>) -> Config {
+            self.$field = value.into();
+            self
+        }
+    };
+    (@one $field:ident $ty:ty) => {
+        #[doc = concat!("Sets [`", stringify!($field), "`](Config::", stringify!($field), ").")]
+        #[must_use]
+        pub fn $field(mut self, value: $ty) -> Config {
+            self.$field = value;
+            self
+        }
+    };
+}
+
+setters! {
+    @into host: String,
+    port: u16,
+    @into path: String,
+    heartbeat_interval: Duration,
+    client_timeout: Duration,
+    max_connections: usize,
+    max_message_size: usize,
+    max_queue: usize,
+    max_queue_bytes: usize,
+    allow_client_publish: bool,
+    handshake_timeout: Duration,
+    close_timeout: Duration,
+    shutdown_timeout: Duration,
+    max_header_size: usize,
+    max_body_size: usize,
+    thread_stack_size: usize,
+    writer_threads: usize,
+    max_inbox_bytes: usize,
+    request_queue: usize,
+    batch_window: Duration,
+    batch_max: usize,
+    @into batch_type: String,
+    envelope: Envelope,
+    endpoints: Vec<Endpoint>,
+    json_heartbeat: bool,
+    read_buffer_size: usize,
+    tokens: HashMap<Secret, TokenGrant>,
+    jwt_secret: Option<Secret>,
+    jwt_leeway: Duration,
+    admin_token: Option<Secret>,
+    allow_anonymous: bool,
+    allowed_origins: Vec<String>,
+    rate_limit: u32,
+    rate_window: Duration,
+    max_subscriptions: usize,
+    max_connections_per_user: usize,
+    max_connections_per_ip: usize,
+    max_handshakes: usize,
+    max_handshakes_per_ip: usize,
+    trusted_proxies: Vec<IpAddr>,
+    max_threads: Option<usize>,
+    session_retention: Duration,
+    max_sessions_per_user: usize,
+    presence_grace: Duration,
+    history_size: usize,
+    history_ttl: Duration,
+    max_history_bytes: usize,
+    history_off: Vec<String>,
+    redis: Option<String>,
+    @into redis_prefix: String,
+    redis_timeout: Duration,
 }
 
 /// One more WebSocket endpoint and the envelope its clients get.

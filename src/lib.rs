@@ -11,7 +11,7 @@
 //! use serde_json::json;
 //! use wshub::{Config, Hub, Target};
 //!
-//! let hub = Hub::with_config(Config { port: 0, ..Config::default() })?;
+//! let hub = Hub::with_config(Config::default().port(0))?;
 //! let url = format!("ws://{}/ws", hub.local_addr());
 //! let server = hub.spawn()?;
 //!

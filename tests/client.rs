@@ -23,7 +23,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message as Frame, WebSocket};
 use wshub::client::{Client, Error, Loss, Message, Next, Options, Update};
 use wshub::events::FileChanged;
-use wshub::{Config, Hub, Secret, Status, Target, TokenGrant, Topic, sign_jwt};
+use wshub::{Hub, Secret, Status, Target, TokenGrant, Topic, sign_jwt};
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 
@@ -143,15 +143,15 @@ fn jwt(user: &str, lifetime: f64) -> String {
 }
 
 fn token_hub() -> TestHub {
-    start(Config {
-        tokens: HashMap::from([
-            (Secret::new("alice-token"), TokenGrant::user("alice")),
-            (Secret::new("bob-token"), TokenGrant::user("bob")),
-        ]),
-        jwt_secret: Some(SECRET.into()),
-        jwt_leeway: Duration::ZERO,
-        ..support::config()
-    })
+    start(
+        support::config()
+            .tokens(HashMap::from([
+                (Secret::new("alice-token"), TokenGrant::user("alice")),
+                (Secret::new("bob-token"), TokenGrant::user("bob")),
+            ]))
+            .jwt_secret(Some(SECRET.into()))
+            .jwt_leeway(Duration::ZERO),
+    )
 }
 
 // ---- Connecting ---------------------------------------------------------
@@ -267,10 +267,7 @@ fn publications_arrive_typed_from_channels_sessions_and_the_user_s_own_stream() 
 
 #[test]
 fn clients_publish_to_each_other_and_see_who_published() {
-    let hub = start(Config {
-        allow_client_publish: true,
-        ..support::config()
-    });
+    let hub = start(support::config().allow_client_publish(true));
     let mut reader = connect(&hub, Options::new().user_id("reader"));
     let mut writer = connect(&hub, Options::new().user_id("writer"));
     reader.subscribe(Topic::channel("chat")).unwrap();
@@ -517,10 +514,7 @@ fn a_restarted_hub_is_reconnected_to_and_its_lost_history_is_an_event() {
     assert_eq!(code, 1001);
     assert!(matches!(next_step, Next::Reconnect { .. }));
     first.server.shutdown().unwrap();
-    let again = start(Config {
-        port: addr.port(),
-        ..support::config()
-    });
+    let again = start(support::config().port(addr.port()));
     // Attempts before the new hub listened fail as 1006, with backoff.
     let (before, _) = until_reconnected(&mut client);
     for event in &before {
@@ -969,11 +963,11 @@ fn an_idle_client_answers_the_hub_s_pings_and_its_watchdog_hears_them() {
     // Each side gives the other a second: the hub cuts a client silent for
     // 1 s, the watchdog declares silence after 2 × 200 ms + 600 ms. With
     // Pings every 200 ms, that leaves room for a busy machine's scheduling.
-    let hub = start(Config {
-        heartbeat_interval: Duration::from_millis(200),
-        client_timeout: Duration::from_secs(1),
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            .heartbeat_interval(Duration::from_millis(200))
+            .client_timeout(Duration::from_secs(1)),
+    );
     let mut client = connect(&hub, quick().heartbeat_grace(Duration::from_millis(600)));
     assert_eq!(client.welcome().heartbeat, Some(Duration::from_millis(200)));
     // Well past the hub's client timeout and the watchdog, with nothing

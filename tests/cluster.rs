@@ -168,13 +168,11 @@ fn answers(port: u16, pid: u32) -> bool {
 }
 
 fn config(redis: &Redis) -> Config {
-    Config {
-        redis: Some(redis.url()),
-        presence_grace: Duration::ZERO,
-        admin_token: Some(ADMIN.into()),
-        allow_client_publish: true,
-        ..support::config()
-    }
+    support::config()
+        .redis(Some(redis.url()))
+        .presence_grace(Duration::ZERO)
+        .admin_token(Some(ADMIN.into()))
+        .allow_client_publish(true)
 }
 
 /// A hub on `redis`, once it has joined the others.
@@ -647,13 +645,7 @@ fn a_catch_up_ends_when_a_service_on_another_hub_unsubscribes_the_client() {
     // half the queue hold, so the rest waits in the hub.
     const COUNT: u64 = 1_500;
     let hubs: Vec<TestHub> = (0..2)
-        .map(|_| {
-            hub_on(Config {
-                history_size: 2_000,
-                max_queue_bytes: 64 << 20,
-                ..config(&redis)
-            })
-        })
+        .map(|_| hub_on(config(&redis).history_size(2_000).max_queue_bytes(64 << 20)))
         .collect();
     for hub in &hubs {
         hub.wait_stats("every hub's heartbeat", |s| {
@@ -762,10 +754,7 @@ fn a_subscribe_waiting_for_redis_when_access_ends_gets_nothing_of_the_stream() {
 #[ignore = "needs redis-server; .ci/run installs it"]
 fn a_catch_up_from_redis_larger_than_the_clients_queue_is_recovered_false() {
     let redis = Redis::start();
-    let hub = hub_on(Config {
-        max_queue: 100,
-        ..config(&redis)
-    });
+    let hub = hub_on(config(&redis).max_queue(100));
     let mut client = hub.client("/ws");
     let reply = subscribe(&mut client, json!({"channel": "c"}), None);
     let epoch = reply["data"]["epoch"].clone();
@@ -810,10 +799,7 @@ fn a_catch_up_from_redis_larger_than_the_clients_queue_is_recovered_false() {
 #[ignore = "needs redis-server; .ci/run installs it"]
 fn a_client_that_stops_reading_mid_catch_up_from_redis_is_a_slow_consumer() {
     let redis = Redis::start();
-    let hub = hub_on(Config {
-        max_queue_bytes: 16 << 20,
-        ..config(&redis)
-    });
+    let hub = hub_on(config(&redis).max_queue_bytes(16 << 20));
     // 240 of 64 KB to catch up on (15 MB): within its queue's 16 MiB, more
     // than half of it and the socket take, so the rest is held for it.
     let pad = "x".repeat(64 * 1024);
@@ -1072,12 +1058,7 @@ fn a_session_belongs_to_its_user_across_hubs() {
         (Secret::new("alice-token"), TokenGrant::user("alice")),
         (Secret::new("bob-token"), TokenGrant::user("bob")),
     ]);
-    let hub = |tokens: &HashMap<Secret, TokenGrant>| {
-        hub_on(Config {
-            tokens: tokens.clone(),
-            ..config(&redis)
-        })
-    };
+    let hub = |tokens: &HashMap<Secret, TokenGrant>| hub_on(config(&redis).tokens(tokens.clone()));
     let (one, two) = (hub(&tokens), hub(&tokens));
     let mut alice = one.client("/ws?token=alice-token");
     subscribe(&mut alice, json!({"sessionId": "private-1"}), None);
@@ -1167,10 +1148,7 @@ fn redis_cli(redis: &Redis, args: &[&str]) -> String {
 
 /// A hub that reaches Redis through `proxy`.
 fn behind(proxy: &Proxy, config: Config) -> TestHub {
-    hub_on(Config {
-        redis: Some(proxy.url()),
-        ..config
-    })
+    hub_on(config.redis(Some(proxy.url())))
 }
 
 /// A client of `near` following channel `c`, which has had `n`
@@ -1445,10 +1423,7 @@ fn a_user_in_their_grace_period_stays_online_across_a_short_cut_off() {
     let proxy = Proxy::start(&redis);
     let cut_hub = behind(
         &proxy,
-        Config {
-            presence_grace: Duration::from_secs(60),
-            ..config(&redis)
-        },
+        config(&redis).presence_grace(Duration::from_secs(60)),
     );
     let other = hub_on(config(&redis));
     let mut watcher = other.client("/ws?userId=watcher");
@@ -1713,10 +1688,7 @@ fn wait_down_within(hub: &TestHub, within: Duration) {
 fn a_stalled_redis_is_taken_for_lost_within_its_deadline_on_every_hub() {
     let redis = Redis::start();
     let deadline = Duration::from_millis(500);
-    let config = Config {
-        redis_timeout: deadline,
-        ..config(&redis)
-    };
+    let config = config(&redis).redis_timeout(deadline);
     let hubs = hubs_with(&config, 2);
     redis.pause();
     // Idle hubs too: the pubsub link is PINGed once quiet for a moment,
@@ -1752,15 +1724,13 @@ fn a_stalled_redis_is_taken_for_lost_within_its_deadline_on_every_hub() {
 #[ignore = "needs redis-server; .ci/run installs it"]
 fn a_publication_the_queue_to_redis_cannot_take_is_refused_not_delivered_on_one_hub() {
     let redis = Redis::start();
-    let config = Config {
+    let config = config(&redis)
         // Long enough for the queue to Redis to fill before the stall is
         // taken for an outage.
-        redis_timeout: Duration::from_secs(30),
-        rate_limit: 0,
-        max_queue: 1 << 20,
-        max_queue_bytes: 1 << 30,
-        ..config(&redis)
-    };
+        .redis_timeout(Duration::from_secs(30))
+        .rate_limit(0)
+        .max_queue(1 << 20)
+        .max_queue_bytes(1 << 30);
     let hubs = hubs_with(&config, 2);
     let mut near = hubs[0].client("/ws");
     subscribe(&mut near, json!({"channel": "c"}), None);
@@ -1836,12 +1806,10 @@ fn refusals_until_pong(client: &mut Client) -> u64 {
 #[ignore = "needs redis-server; .ci/run installs it"]
 fn redis_stalled_past_its_deadline_leaves_no_hidden_gap_and_no_duplicate() {
     let redis = Redis::start();
-    let config = Config {
-        redis_timeout: Duration::from_millis(500),
-        max_queue: 1 << 20,
-        max_queue_bytes: 1 << 30,
-        ..config(&redis)
-    };
+    let config = config(&redis)
+        .redis_timeout(Duration::from_millis(500))
+        .max_queue(1 << 20)
+        .max_queue_bytes(1 << 30);
     let hubs = hubs_with(&config, 2);
     let near = Follower::start(&hubs[0], "feed");
     let far = Follower::start(&hubs[1], "feed");
@@ -1881,10 +1849,7 @@ fn redis_stalled_past_its_deadline_leaves_no_hidden_gap_and_no_duplicate() {
 #[ignore = "needs redis-server; .ci/run installs it"]
 fn a_retry_with_the_same_key_on_another_hub_is_not_delivered_again() {
     let redis = Redis::start();
-    let config = Config {
-        redis_timeout: Duration::from_secs(1),
-        ..config(&redis)
-    };
+    let config = config(&redis).redis_timeout(Duration::from_secs(1));
     let hubs = hubs_with(&config, 2);
     let mut near = hubs[0].client("/ws");
     subscribe(&mut near, json!({"channel": "orders"}), None);

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{DEADLINE, get, http_raw, post, start, start_default};
-use wshub::Config;
 
 #[test]
 fn health_answers_ok() {
@@ -229,10 +228,7 @@ fn malformed_requests_get_400() {
 
 #[test]
 fn bodies_need_a_length_within_the_limit() {
-    let hub = start(Config {
-        max_body_size: 64,
-        ..support::config()
-    });
+    let hub = start(support::config().max_body_size(64));
     let (status, _, body) = http_raw(hub.addr, b"POST /api/publish HTTP/1.1\r\n\r\n{}");
     assert_eq!(status, 411, "{body}");
     let (status, _, _) = http_raw(
@@ -290,10 +286,7 @@ fn oversized_heads_get_431_and_slow_ones_408() {
     assert_eq!(status, 431, "{body}");
 
     // Half a request, then nothing: the hub answers 408 at its deadline.
-    let hub = start(Config {
-        handshake_timeout: Duration::from_millis(300),
-        ..support::config()
-    });
+    let hub = start(support::config().handshake_timeout(Duration::from_millis(300)));
     let mut stream = TcpStream::connect(hub.addr).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     stream.write_all(b"GET /health HTTP/1.1\r\nHost:").unwrap();
@@ -342,12 +335,12 @@ fn bad_upgrade_requests_are_refused_with_their_reason() {
 
 #[test]
 fn a_client_that_never_reads_its_response_holds_no_thread_past_the_deadline() {
-    let hub = start(Config {
-        handshake_timeout: Duration::from_millis(500),
-        rate_limit: 0,
-        max_subscriptions: 1000,
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            .handshake_timeout(Duration::from_millis(500))
+            .rate_limit(0)
+            .max_subscriptions(1000),
+    );
     // About 10 MB of /api/ws/stats: 50 clients with 1000 long channel names each,
     // far more than the kernel's socket buffers hold.
     let mut clients: Vec<_> = (0..50).map(|_| hub.client("/ws")).collect();

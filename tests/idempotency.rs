@@ -7,13 +7,10 @@ mod support;
 
 use serde_json::{Value, json};
 use support::{Client, post, start};
-use wshub::{Config, Error, Target};
+use wshub::{Error, Target};
 
 fn hub() -> support::TestHub {
-    start(Config {
-        allow_client_publish: true,
-        ..support::config()
-    })
+    start(support::config().allow_client_publish(true))
 }
 
 fn follower(hub: &support::TestHub, channel: &str) -> Client {
