@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 use serde::Deserialize;
-use wshub::{
-    AgentCancelled, AgentStarted, ClientRequest, Config, Handle, Hub, SessionStatus, StatusUpdate,
-    StreamChunk, StreamComplete, Target,
+use wshub::events::{
+    AgentCancelled, AgentStarted, SessionStatus, StatusUpdate, StreamChunk, StreamComplete,
 };
+use wshub::{ClientRequest, Config, Handle, Hub, Target};
 
 /// The payload of `agent:message`.
 #[derive(Deserialize)]
@@ -44,10 +44,7 @@ fn main() -> Result<(), wshub::Error> {
     let mut args = std::env::args().skip(1);
     let port = args.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     let seconds = args.next().and_then(|s| s.parse().ok()).unwrap_or(30);
-    let mut hub = Hub::with_config(Config {
-        port,
-        ..Config::default()
-    })?;
+    let mut hub = Hub::with_config(Config::default().port(port))?;
     let requests = hub.requests();
     let server = hub.spawn()?;
     println!("listening on ws://{}/ws", server.local_addr());

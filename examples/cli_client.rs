@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use wshub::Topic;
-use wshub::client::{Client, Error, Event, Next, Options};
+use wshub::client::{Client, Error, Next, Options, Update};
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -46,10 +46,10 @@ fn run(url: &str, channel: &str) -> Result<ExitCode, Error> {
         welcome.client_id, welcome.user_id
     );
     loop {
-        let event = match client.next_event(Duration::from_secs(60)) {
-            Ok(Some(event)) => event,
+        let update = match client.next_update(Duration::from_secs(60)) {
+            Ok(Some(update)) => update,
             Ok(None) => continue, // quiet for a minute
-            // Stopped for good; the `Closed` event said why.
+            // Stopped for good; the `Closed` update said why.
             Err(Error::Closed { code, .. }) => {
                 return Ok(if code == 1000 {
                     ExitCode::SUCCESS
@@ -59,18 +59,18 @@ fn run(url: &str, channel: &str) -> Result<ExitCode, Error> {
             }
             Err(err) => return Err(err),
         };
-        match event {
-            Event::Message(message) => println!("{}", message.raw),
-            Event::Closed { code, reason, next } => match next {
+        match update {
+            Update::Message(message) => println!("{}", message.raw),
+            Update::Closed { code, reason, next } => match next {
                 Next::Reconnect { delay } => {
                     eprintln!("closed {code} {reason:?}; reconnecting in {delay:?}")
                 }
                 _ => eprintln!("closed {code} {reason:?}; stopping"),
             },
-            Event::Reconnected(welcome) => eprintln!("reconnected as {}", welcome.client_id),
-            Event::Lost { stream, loss } => eprintln!("missed data on {stream:?}: {loss:?}"),
-            Event::HubError(error) => eprintln!("hub error: {error}"),
-            Event::Presence(presence) => {
+            Update::Reconnected(welcome) => eprintln!("reconnected as {}", welcome.client_id),
+            Update::Lost { stream, loss } => eprintln!("missed data on {stream:?}: {loss:?}"),
+            Update::HubError(error) => eprintln!("hub error: {error}"),
+            Update::Presence(presence) => {
                 eprintln!("{} is {}", presence.user_id, presence.status)
             }
             other => eprintln!("{other:?}"),

@@ -28,14 +28,14 @@ fn main() -> Result<(), wshub::Error> {
         .and_then(|w| w.parse().ok())
         .unwrap_or(2usize)
         .max(1);
-    let mut hub = Hub::with_config(Config {
-        port,
-        // A benchmark's clients send far more than a browser would.
-        rate_limit: 0,
-        max_connections_per_ip: 0,
-        max_connections: 20_000,
-        ..Config::default()
-    })?;
+    let mut hub = Hub::with_config(
+        Config::default()
+            .port(port)
+            // A benchmark's clients send far more than a browser would.
+            .rate_limit(0)
+            .max_connections_per_ip(0)
+            .max_connections(20_000),
+    )?;
     let requests = hub.requests();
     let server = hub.spawn()?;
     println!("listening on ws://{}/ws", server.local_addr());

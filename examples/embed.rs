@@ -25,10 +25,7 @@ fn main() -> Result<(), wshub::Error> {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    let hub = Hub::with_config(Config {
-        port,
-        ..Config::default()
-    })?;
+    let hub = Hub::with_config(Config::default().port(port))?;
     println!(
         "watch with: websocat 'ws://{}/ws?sessionId=demo'",
         hub.local_addr()

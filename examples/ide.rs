@@ -21,17 +21,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wshub::{Config, EventBus, FileChanged, GitEvent, Hub, MessageReceived, Target};
+use wshub::bus::EventBus;
+use wshub::events::{FileChanged, GitEvent, MessageReceived};
+use wshub::{Config, Hub, Target};
 
 fn main() -> Result<(), wshub::Error> {
     let mut args = std::env::args().skip(1);
     let port = args.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     let seconds = args.next().and_then(|s| s.parse().ok()).unwrap_or(30);
-    let server = Hub::with_config(Config {
-        port,
-        ..Config::default()
-    })?
-    .spawn()?;
+    let server = Hub::with_config(Config::default().port(port))?.spawn()?;
     println!("listening on ws://{}/ws", server.local_addr());
     let handle = server.handle().clone();
 

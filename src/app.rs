@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::hub::Handle;
+use crate::handle::Handle;
 use crate::publish::{Publication, Target};
 
 /// One application message from a client, with who sent it.
@@ -177,6 +177,6 @@ impl ClientRequest {
                 true => self.correlation_id.clone(),
                 false => None,
             });
-        Ok(self.handle.publish_prepared(publication)? > 0)
+        Ok(self.handle.publish_prepared(publication, None)? > 0)
     }
 }

@@ -189,7 +189,7 @@ impl Pattern {
 /// Whether anyone allowed public channels may read `channel`: everything but
 /// `private-*` and `user:*`.
 pub(crate) fn is_public(channel: &str) -> bool {
-    !channel.starts_with("private-") && !channel.starts_with("user:")
+    !channel.starts_with(protocol::PRIVATE_PREFIX) && !channel.starts_with(protocol::USER_PREFIX)
 }
 
 /// A client's identity, settled at the handshake (and by `refresh`).
@@ -265,10 +265,9 @@ impl Identity {
             Access::Anonymous => is_public(channel),
             Access::Verified(grants) => {
                 grants.full()
-                    || self
-                        .user_id
-                        .as_deref()
-                        .is_some_and(|user| channel.strip_prefix("user:") == Some(user))
+                    || self.user_id.as_deref().is_some_and(|user| {
+                        channel.strip_prefix(protocol::USER_PREFIX) == Some(user)
+                    })
                     || match &grants.channels {
                         None => is_public(channel),
                         Some(patterns) => patterns.iter().any(|p| p.matches(channel)),

@@ -30,7 +30,9 @@
 //! ```
 //! use std::time::Duration;
 //! use serde_json::json;
-//! use wshub::{Event, EventBus, Hub, IdeStatusChanged, MessageReceived, Target};
+//! use wshub::{Hub, Target};
+//! use wshub::bus::EventBus;
+//! use wshub::events::{Event, IdeStatusChanged, MessageReceived};
 //!
 //! let server = Hub::bind("127.0.0.1:0")?.spawn()?;
 //! let bus = EventBus::new();
@@ -69,7 +71,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::hub::Handle;
+use crate::handle::Handle;
 use crate::publish::{Publication, Target};
 
 /// Least time between two warnings about one subscription.

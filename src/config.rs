@@ -16,22 +16,29 @@ use crate::jwt::Verifier;
 use crate::keys::JwtKey;
 use crate::protocol::Envelope;
 
-/// Everything a hub can be told. Every field has a documented default; the
+/// Everything a hub can be told. Every field has a documented default (the
+/// [`Default`] is a working development hub on `127.0.0.1:3000`); the
 /// binary sets them from flags and `WSHUB_*` environment variables.
+///
+/// Build one from the default with the method named after each field, as
+/// tungstenite's `WebSocketConfig`; the fields stay public to read (and to
+/// set on a `mut` value). The struct is `#[non_exhaustive]`: a struct
+/// literal cannot be written outside this crate, so new settings break no
+/// program.
 ///
 /// # Example
 ///
 /// ```
 /// use std::time::Duration;
-/// let config = wshub::Config {
-///     port: 0, // any free port
-///     heartbeat_interval: Duration::from_secs(10),
-///     allow_client_publish: true,
-///     ..wshub::Config::default()
-/// };
+/// let config = wshub::Config::default()
+///     .port(0) // any free port
+///     .heartbeat_interval(Duration::from_secs(10))
+///     .allow_client_publish(true);
 /// assert!(config.validate().is_ok());
+/// assert_eq!(config.max_queue, 4096);
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Interface to listen on. Default `127.0.0.1` (this machine only); use
     /// `0.0.0.0` or `::` to accept connections from the network.
@@ -229,6 +236,107 @@ pub struct Config {
     /// The prefix of every key and channel the hubs use in Redis, so that
     /// several clusters can share one. Default `wshub`.
     pub redis_prefix: String,
+    /// How long Redis may take to answer a command (and the pubsub link a
+    /// PING, once quiet) before the hub takes it for gone: a stalled Redis
+    /// is a lost Redis. Publications are answered within about twice this.
+    /// Default 5 s.
+    pub redis_timeout: Duration,
+}
+
+/// Declares a builder method for each field, named after it, so a
+/// [`Config`] reads as a chain (`Config::default().port(0).max_queue(64)`)
+/// and a struct literal is never needed (the struct is
+/// `#[non_exhaustive]`, so settings can be added without breaking anyone).
+macro_rules! setters {
+    ( $( $(@$into:ident)? $field:ident: $ty:ty, )* ) => {
+        impl Config {
+            $( setters!(@one $field $($into)? $ty); )*
+        }
+
+        /// Fails to compile when a field has no builder method (a struct
+        /// literal must name every field).
+        #[cfg(test)]
+        #[test]
+        fn every_field_has_a_builder_method() {
+            let config = Config::default();
+            let rebuilt = Config { $( $field: config.$field.clone(), )* };
+            assert_eq!(format!("{rebuilt:?}"), format!("{config:?}"));
+        }
+    };
+    (@one $field:ident into $ty:ty) => {
+        #[doc = concat!("Sets [`", stringify!($field), "`](Config::", stringify!($field), ").")]
+        #[must_use]
+        pub fn $field(mut self, value: impl Into<$ty>) -> Config {
+            self.$field = value.into();
+            self
+        }
+    };
+    (@one $field:ident $ty:ty) => {
+        #[doc = concat!("Sets [`", stringify!($field), "`](Config::", stringify!($field), ").")]
+        #[must_use]
+        pub fn $field(mut self, value: $ty) -> Config {
+            self.$field = value;
+            self
+        }
+    };
+}
+
+setters! {
+    @into host: String,
+    port: u16,
+    @into path: String,
+    heartbeat_interval: Duration,
+    client_timeout: Duration,
+    max_connections: usize,
+    max_message_size: usize,
+    max_queue: usize,
+    max_queue_bytes: usize,
+    allow_client_publish: bool,
+    handshake_timeout: Duration,
+    close_timeout: Duration,
+    shutdown_timeout: Duration,
+    max_header_size: usize,
+    max_body_size: usize,
+    thread_stack_size: usize,
+    writer_threads: usize,
+    max_inbox_bytes: usize,
+    request_queue: usize,
+    batch_window: Duration,
+    batch_max: usize,
+    @into batch_type: String,
+    envelope: Envelope,
+    endpoints: Vec<Endpoint>,
+    json_heartbeat: bool,
+    read_buffer_size: usize,
+    tokens: HashMap<Secret, TokenGrant>,
+    jwt_secret: Option<Secret>,
+    jwt_public_keys: Vec<JwtKey>,
+    jwks_url: Option<String>,
+    jwt_audiences: Vec<String>,
+    jwt_issuer: Option<String>,
+    jwt_leeway: Duration,
+    admin_token: Option<Secret>,
+    allow_anonymous: bool,
+    allowed_origins: Vec<String>,
+    rate_limit: u32,
+    rate_window: Duration,
+    max_subscriptions: usize,
+    max_connections_per_user: usize,
+    max_connections_per_ip: usize,
+    max_handshakes: usize,
+    max_handshakes_per_ip: usize,
+    trusted_proxies: Vec<IpAddr>,
+    max_threads: Option<usize>,
+    session_retention: Duration,
+    max_sessions_per_user: usize,
+    presence_grace: Duration,
+    history_size: usize,
+    history_ttl: Duration,
+    max_history_bytes: usize,
+    history_off: Vec<String>,
+    redis: Option<String>,
+    @into redis_prefix: String,
+    redis_timeout: Duration,
 }
 
 /// One more WebSocket endpoint and the envelope its clients get.
@@ -321,6 +429,7 @@ impl Default for Config {
             history_off: Vec::new(),
             redis: None,
             redis_prefix: "wshub".to_owned(),
+            redis_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -352,6 +461,7 @@ impl Config {
             ("session_retention", self.session_retention),
             ("presence_grace", self.presence_grace),
             ("history_ttl", self.history_ttl),
+            ("redis_timeout", self.redis_timeout),
         ] {
             if value > year {
                 return fail(field, "must be at most a year");
@@ -440,8 +550,16 @@ impl Config {
             return fail("jwt_secret", "must not be empty");
         }
         if let Some(url) = &self.jwks_url {
-            if let Err(reason) = jwks::check_url(url) {
-                return fail("jwks_url", &reason);
+            match jwks::parse_url(url) {
+                Ok(jwks::Scheme::Https) => {}
+                Ok(jwks::Scheme::Http(host)) if auth::is_loopback_host(&host) => {}
+                Ok(jwks::Scheme::Http(_)) => {
+                    let reason = format!(
+                        "{url:?} must be an https:// URL (http:// only to this machine, for tests)"
+                    );
+                    return fail("jwks_url", &reason);
+                }
+                Err(reason) => return fail("jwks_url", &reason),
             }
             if cfg!(not(feature = "jwks")) {
                 return fail(
@@ -502,6 +620,9 @@ impl Config {
                 "this build has no Redis support (the `redis` feature)",
             );
         }
+        if self.redis_timeout < Duration::from_millis(10) {
+            return fail("redis_timeout", "must be at least 10 ms");
+        }
         if let Err((_, reason)) = crate::protocol::check_name(&self.redis_prefix, "redis_prefix") {
             return fail("redis_prefix", &reason);
         }
@@ -552,8 +673,8 @@ impl Config {
     }
 
     /// The bounds of history these settings describe.
-    pub(crate) fn history_limits(&self) -> crate::engine::Limits {
-        crate::engine::Limits {
+    pub(crate) fn history_limits(&self) -> crate::history::Limits {
+        crate::history::Limits {
             size: self.history_size,
             ttl: self.history_ttl,
             bytes: self.max_history_bytes,
@@ -687,6 +808,34 @@ mod tests {
             match config.validate() {
                 Err(Error::Config { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_jwks_url_is_https_or_plain_http_to_this_machine() {
+        let check = |url: &str| Config::default().jwks_url(Some(url.into())).validate();
+        for url in [
+            "https://tenant.auth0.com/.well-known/jwks.json",
+            "http://127.0.0.1:8080/jwks",
+            "http://localhost/jwks",
+            "http://[::1]:1/k",
+        ] {
+            assert!(check(url).is_ok(), "{url}");
+        }
+        for url in [
+            "http://example.com/jwks",
+            "http://127.0.0.1.evil.example/jwks",
+            "ftp://example.com/jwks",
+            "https://user:pw@example.com/jwks",
+            "example.com/jwks",
+        ] {
+            match check(url) {
+                Err(Error::Config { field, reason }) => {
+                    assert_eq!(field, "jwks_url");
+                    assert!(reason.contains(url), "{url}: {reason}");
+                }
+                other => panic!("{url}: {other:?}"),
             }
         }
     }

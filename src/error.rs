@@ -41,6 +41,18 @@ pub enum Error {
     /// The hub refused a command for one of its limits (a client's
     /// subscriptions, the size of its metadata); the reason says which.
     Refused(String),
+    /// The publication could not be taken now, and nothing of it was
+    /// delivered: the queue to Redis is full, Redis is unreachable or did
+    /// not take it within its deadline (`--redis-timeout`). The reason says
+    /// which. Try again later; with an idempotency key
+    /// ([`Handle::publish_idempotent`](crate::Handle::publish_idempotent))
+    /// a retry is never delivered twice.
+    Unavailable(String),
+    /// Redis did not confirm the publication within its deadline: it may or
+    /// may not have been delivered. Retry with the same idempotency key
+    /// ([`Handle::publish_idempotent`](crate::Handle::publish_idempotent)):
+    /// it is then delivered once, whatever happened to the first attempt.
+    Unconfirmed(String),
     /// Application data could not be turned into JSON (a map with non-string
     /// keys, a failing `Serialize` impl). Fix the data.
     Json(serde_json::Error),
@@ -59,6 +71,8 @@ impl fmt::Display for Error {
             Error::InvalidName { what, reason } => write!(f, "invalid {what}: {reason}"),
             Error::Closed => f.write_str("the hub has shut down"),
             Error::Refused(reason) => write!(f, "refused: {reason}"),
+            Error::Unavailable(reason) => write!(f, "not published: {reason}"),
+            Error::Unconfirmed(reason) => write!(f, "not confirmed: {reason}"),
             Error::Json(err) => write!(f, "data is not serialisable as JSON: {err}"),
             Error::Io(err) => write!(f, "{err}"),
             Error::Panicked(thread) => write!(f, "the {thread} thread panicked"),

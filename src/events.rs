@@ -48,7 +48,8 @@
 //! # Example
 //!
 //! ```
-//! use wshub::{AiProgress, FileChanged, Hub, Notification, Target};
+//! use wshub::{Hub, Target};
+//! use wshub::events::{AiProgress, FileChanged, Notification};
 //!
 //! let server = Hub::bind("127.0.0.1:0")?.spawn()?;
 //! let handle = server.handle();
@@ -76,7 +77,7 @@ use crate::protocol::{Status, Timestamp};
 /// ```
 /// #[derive(serde::Serialize)]
 /// struct BuildFinished { ok: bool }
-/// impl wshub::Event for BuildFinished {
+/// impl wshub::events::Event for BuildFinished {
 ///     const TYPE: &'static str = "build_finished";
 /// }
 /// ```

@@ -1,39 +1,31 @@
-//! Starting and stopping a hub: [`Hub`] binds and runs the accept loop,
-//! [`Server`] is a hub running in the background, [`Handle`] talks to a
+//! Starting and stopping a hub: [`Hub`] binds, starts the hub's threads
+//! and runs the accept loop; [`Server`] is a hub running in the
+//! background. [`Handle`](crate::Handle) (in `handle.rs`) talks to a
 //! running hub from any thread.
 //!
-//! The accept loop runs on the thread that calls [`Hub::run`] (or a thread of
-//! its own with [`Hub::spawn`]). It blocks in `accept`, hands each socket to a
-//! new connection thread at once and does nothing else with it. It ends when
-//! [`Handle::shutdown`] sets the stop flag and wakes it with a connection of
-//! its own; it then waits for the router, the timer and the writers to finish.
+//! [`Hub::run`] starts the writers, the router, the timer and (with Redis)
+//! the cluster threads, then runs the accept loop (`conn/accept.rs`) on the
+//! calling thread until [`Handle::shutdown`](crate::Handle::shutdown); it
+//! then waits for the router, the timer and the writers to finish.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
-
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
-use serde::Serialize;
 
 use crate::app::ClientRequest;
 use crate::auth::Authenticator;
-use crate::budget::{self, Handshakes, Threads};
+use crate::budget::{self, Threads};
 use crate::config::Config;
 use crate::conn::Shared;
-use crate::conn::pool::{self, Job, Pool};
-
+use crate::conn::accept::{self, Stop, WakeOnDrop};
+use crate::conn::pool;
 use crate::error::{Error, Result};
-use crate::event::{self, Answer, Command, Event, Inbox, InboxBudget, Lanes};
-use crate::protocol::Topic;
-use crate::publish::{Publication, Target};
+use crate::handle::Handle;
+use crate::inbox::{self, InboxBudget, Lanes};
 use crate::router::Router;
-use crate::stats::{ClientStats, PresenceEntry, Stats};
-use crate::throttle::warn_throttled;
 use crate::timer;
 use crate::writer::Writers;
 
@@ -58,10 +50,21 @@ pub struct Hub {
     auth: Arc<Authenticator>,
     threads: Arc<Threads>,
     lanes: Lanes,
+    /// The cluster threads' lane to the router, for `run` to hand them.
+    cluster_lane: crate::cluster::Lane,
     ticks: Sender<Instant>,
     handle: Handle,
     /// The application's request queue, once [`Hub::requests`] made it.
     requests: Option<(Sender<ClientRequest>, Receiver<ClientRequest>)>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("local_addr", &self.local_addr)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Hub {
@@ -121,7 +124,7 @@ impl Hub {
         let config = Arc::new(config);
         let (ticks, router_ticks) = bounded(1);
         let share = (4 * config.max_message_size).max(64 * 1024);
-        let (inbox, lanes) = event::inbox(
+        let (inbox, lanes, cluster_lane) = inbox::open(
             InboxBudget::new(config.max_inbox_bytes, share),
             router_ticks,
         );
@@ -137,13 +140,7 @@ impl Hub {
             wanted,
             config.writer_threads + pool::MOST_IDLE + budget::OWN_THREADS,
         );
-        let handle = Handle {
-            inbox,
-            stop: Arc::new(Stop {
-                flag: AtomicBool::new(false),
-                wake: wake_addr(local_addr),
-            }),
-        };
+        let handle = Handle::new(inbox, Arc::new(Stop::new(local_addr)));
         Ok(Hub {
             listener,
             local_addr,
@@ -151,6 +148,7 @@ impl Hub {
             auth,
             threads,
             lanes,
+            cluster_lane,
             ticks,
             handle,
             requests: None,
@@ -203,6 +201,7 @@ impl Hub {
             auth,
             threads,
             lanes,
+            cluster_lane,
             ticks,
             handle,
             requests,
@@ -213,7 +212,7 @@ impl Hub {
         let hub_id = config.redis.as_ref().map(|_| crate::cluster::new_hub_id());
         let (cluster, cluster_threads) = match (&config.redis, &hub_id) {
             (Some(url), Some(hub)) => {
-                match crate::cluster::start(&config, url, Arc::clone(hub), &handle.inbox) {
+                match crate::cluster::start(&config, url, Arc::clone(hub), cluster_lane) {
                     Ok((cluster, threads)) => (Some(cluster), threads),
                     Err(err) => {
                         writers.stop();
@@ -227,7 +226,7 @@ impl Hub {
             Arc::clone(&config),
             Arc::clone(&auth),
             Arc::clone(&threads),
-            handle.inbox.clone(),
+            handle.inbox().clone(),
             Arc::clone(&writers),
         );
         shared.loopback = local_addr.ip().is_loopback();
@@ -244,7 +243,7 @@ impl Hub {
             requests.map(|(sender, _)| (sender, handle.clone())),
             cluster,
         );
-        let stop = Arc::clone(&handle.stop);
+        let stop = Arc::clone(handle.stop());
         // Dropped when the router thread ends, which stops the timer at once.
         let (router_alive, router_gone) = bounded::<()>(0);
         // An identity provider's key set: its fetcher ends with the router
@@ -298,7 +297,7 @@ impl Hub {
                 config.max_connections
             );
         }
-        accept_loop(&listener, &shared, &handle.stop);
+        accept::run(&listener, &shared, handle.stop());
         drop(listener);
         drop(shared);
 
@@ -335,15 +334,6 @@ impl Hub {
     }
 }
 
-/// A command's answer as a yes or no, or the limit it met.
-fn done(answer: Answer) -> Result<bool> {
-    match answer {
-        Answer::Done(done) => Ok(done),
-        Answer::Refused(reason) => Err(Error::Refused(reason)),
-        _ => Ok(false),
-    }
-}
-
 /// Says at start what an operator should know about the security settings.
 fn warn_about_auth(config: &Config, auth: &Authenticator) {
     if !auth.client_auth() {
@@ -375,118 +365,6 @@ fn warn_about_auth(config: &Config, auth: &Authenticator) {
     }
 }
 
-/// The accept loop: one thread per connection, nothing else.
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
-    let config = &shared.config;
-    let pool = Pool::new(Arc::clone(shared));
-    let mut handshakes = Handshakes::new(
-        config.max_handshakes,
-        config.max_handshakes_per_ip,
-        config
-            .trusted_proxies
-            .iter()
-            .map(|ip| ip.to_canonical())
-            .collect(),
-    );
-    for accepted in listener.incoming() {
-        if stop.flag.load(Ordering::Acquire) {
-            break;
-        }
-        let stream = match accepted {
-            Ok(stream) => stream,
-            Err(err) => {
-                // Out of file descriptors or memory: wait a moment rather
-                // than spin on an error that will repeat.
-                warn_throttled!("accept failed: {err}");
-                thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        let peer = match stream.peer_addr() {
-            Ok(peer) => peer,
-            Err(_) => continue,
-        };
-        let Some(handshake) = handshakes.admit(peer.ip().to_canonical()) else {
-            warn_throttled!(
-                "refusing a connection from {}: too many handshakes under way",
-                peer.ip()
-            );
-            busy(stream);
-            continue;
-        };
-        let Some(slot) = shared.threads.reserve() else {
-            warn_throttled!(
-                "refusing a connection: {} threads are running",
-                shared.threads.most()
-            );
-            busy(stream);
-            continue;
-        };
-        if !cfg!(target_os = "linux") {
-            let _ = stream.set_nodelay(true);
-        }
-        let job = Job {
-            stream,
-            peer,
-            handshake,
-            thread: slot,
-        };
-        if let Err(err) = pool.dispatch(job) {
-            log::error!("cannot start a connection thread: {err}");
-        }
-    }
-}
-
-/// Tells a connection the hub has no room for it, without ever blocking the
-/// accept loop: a fresh socket's send buffer takes the few bytes at once.
-fn busy(stream: TcpStream) {
-    let body = r#"{"success":false,"code":"busy","error":"The hub is at its connection limit"}"#;
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    if stream.set_nonblocking(true).is_ok() {
-        let _ = (&stream).write(response.as_bytes());
-    }
-}
-
-/// The accept loop's stop flag and the address that wakes it.
-#[derive(Debug)]
-struct Stop {
-    flag: AtomicBool,
-    wake: SocketAddr,
-}
-
-impl Stop {
-    fn trigger(&self) {
-        if !self.flag.swap(true, Ordering::AcqRel) {
-            // accept() has no timeout: a connection of our own wakes it.
-            let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
-        }
-    }
-}
-
-/// Stops the accept loop when dropped (the router thread holds one).
-struct WakeOnDrop(Arc<Stop>);
-
-impl Drop for WakeOnDrop {
-    fn drop(&mut self) {
-        self.0.trigger();
-    }
-}
-
-/// Where to connect to wake an accept loop bound to `addr`.
-fn wake_addr(addr: SocketAddr) -> SocketAddr {
-    let mut wake = addr;
-    if addr.ip().is_unspecified() {
-        wake.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    wake
-}
-
 /// A hub running on a background thread (from [`Hub::spawn`]).
 ///
 /// Dropping it asks the hub to shut down without waiting; call
@@ -495,6 +373,15 @@ pub struct Server {
     handle: Handle,
     local_addr: SocketAddr,
     thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("running", &self.thread.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -543,273 +430,24 @@ impl Drop for Server {
     }
 }
 
-/// Talks to a running hub from any thread: publish, stats, disconnect,
-/// shutdown. Cheap to clone; every clone talks to the same hub.
-///
-/// Each call sends one message to the router thread and, except
-/// [`shutdown`](Handle::shutdown), waits for its answer (microseconds, unless
-/// the hub is overloaded).
-#[derive(Clone)]
-pub struct Handle {
-    inbox: Inbox,
-    stop: Arc<Stop>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl std::fmt::Debug for Handle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handle").finish_non_exhaustive()
-    }
-}
-
-impl Handle {
-    /// Publishes `{"type": kind, "data": data}` to `target`; returns how many
-    /// clients it was queued for. The message is serialised once, on this
-    /// thread, and shared by every recipient.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Json`] if `data` is not serialisable, [`Error::InvalidName`]
-    /// for a bad target name or `kind`, [`Error::Closed`] after shutdown.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # let server = wshub::Hub::bind("127.0.0.1:0")?.spawn()?;
-    /// # let handle = server.handle();
-    /// use serde_json::json;
-    /// use wshub::Target;
-    /// let delivered = handle.publish(Target::session("session_123"), "ai_progress", json!({
-    ///     "chunksReceived": 25, "contentLength": 1250,
-    /// }))?;
-    /// assert_eq!(delivered, 0); // nobody is subscribed yet
-    /// # Ok::<(), wshub::Error>(())
-    /// ```
-    pub fn publish(&self, target: Target, kind: &str, data: impl Serialize) -> Result<usize> {
-        let data = serde_json::value::to_raw_value(&data)?;
-        self.publish_prepared(Publication::new(target, kind, Some(&data))?)
-    }
-
-    /// Publishes a checked publication; returns how many clients got it.
-    pub(crate) fn publish_prepared(&self, publication: Publication) -> Result<usize> {
-        self.ask(|reply| Event::Publish {
-            publication,
-            reply: Some(reply),
-        })
-    }
-
-    /// Publishes `{"type": kind, "data": data}` to `target` as part of a
-    /// batch: it is held up to `batch_window` from the first held message
-    /// of that target and delivered with the others as one `batch_update`
-    /// (`batch_max` messages go at once). Returns how many clients the
-    /// batch will reach. A filter target cannot be batched: it goes at once.
-    ///
-    /// # Errors
-    ///
-    /// As [`publish`](Handle::publish).
-    pub fn publish_batched(
-        &self,
-        target: Target,
-        kind: &str,
-        data: impl Serialize,
-    ) -> Result<usize> {
-        let data = serde_json::value::to_raw_value(&data)?;
-        self.publish_prepared(Publication::new(target, kind, Some(&data))?.batched(true))
-    }
-
-    /// Sends `{"type": kind, "data": data}` to one client; `false` if no
-    /// client has that id.
-    ///
-    /// # Errors
-    ///
-    /// As [`publish`](Handle::publish).
-    pub fn send(&self, client_id: &str, kind: &str, data: impl Serialize) -> Result<bool> {
-        Ok(self.publish(Target::client(client_id), kind, data)? > 0)
-    }
-
-    /// Subscribes a client to a channel or session, as if it had asked;
-    /// it is told with `subscribed`. The backend is trusted: the client's
-    /// permissions do not apply, its subscription limit does. `false` if no
-    /// client has that id.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidName`] for a bad topic, [`Error::Refused`] at the
-    /// client's subscription limit, [`Error::Closed`] after shutdown.
-    pub fn subscribe(&self, client_id: &str, topic: Topic) -> Result<bool> {
-        topic.validate()?;
-        self.command(Command::Subscribe {
-            client: client_id.to_owned(),
-            topic,
-        })
-        .and_then(done)
-    }
-
-    /// Unsubscribes a client from a topic, or (`None`) from every session;
-    /// it is told with `unsubscribed`. `false` if no client has that id.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after shutdown.
-    pub fn unsubscribe(&self, client_id: &str, topic: Option<Topic>) -> Result<bool> {
-        self.command(Command::Unsubscribe {
-            client: client_id.to_owned(),
-            topic,
-        })
-        .and_then(done)
-    }
-
-    /// Closes every client of `target` (one client, every connection of a
-    /// user, a channel's subscribers...) with `code` (1000, or 3000 to
-    /// 4999) and `reason` (at most 123 bytes). Returns how many.
-    ///
-    /// ```
-    /// # let server = wshub::Hub::bind("127.0.0.1:0")?.spawn()?;
-    /// # let handle = server.handle();
-    /// let closed = handle.close(wshub::Target::user("alice"), 4500, "Signed out elsewhere")?;
-    /// # assert_eq!(closed, 0);
-    /// # Ok::<(), wshub::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidName`] for a code or reason out of range,
-    /// [`Error::Closed`] after shutdown.
-    pub fn close(&self, target: Target, code: u16, reason: &str) -> Result<usize> {
-        if !crate::protocol::valid_close_code(code) {
-            return Err(Error::InvalidName {
-                what: "close code",
-                reason: "must be 1000 or 3000 to 4999".into(),
-            });
-        }
-        if reason.len() > crate::protocol::inbound::MAX_CLOSE_REASON {
-            return Err(Error::InvalidName {
-                what: "close reason",
-                reason: "must be at most 123 bytes".into(),
-            });
-        }
-        match self.command(Command::Close {
-            target,
-            code,
-            reason: reason.to_owned(),
-        })? {
-            Answer::Count(count) => Ok(count),
-            _ => Ok(0),
-        }
-    }
-
-    /// Sets one key of a client's metadata (`null` removes it), which
-    /// publish filters and stats see. `false` if no client has that id.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Json`] for data that is not JSON, [`Error::Refused`] past
-    /// 64 keys or 16 KiB of metadata, [`Error::Closed`] after shutdown.
-    pub fn set_meta(&self, client_id: &str, key: &str, value: impl Serialize) -> Result<bool> {
-        let mut meta = serde_json::Map::new();
-        meta.insert(key.to_owned(), serde_json::to_value(value)?);
-        self.command(Command::SetMeta {
-            client: client_id.to_owned(),
-            meta,
-        })
-        .and_then(done)
-    }
-
-    /// The clients subscribed to a channel or session.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after shutdown.
-    pub fn subscribers(&self, topic: Topic) -> Result<Vec<ClientStats>> {
-        match self.command(Command::Subscribers { topic })? {
-            Answer::Clients(clients) => Ok(clients),
-            _ => Ok(Vec::new()),
-        }
-    }
-
-    /// Every user online and its status.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after shutdown.
-    pub fn presence(&self) -> Result<Vec<PresenceEntry>> {
-        match self.command(Command::Presence)? {
-            Answer::Presence(users) => Ok(users),
-            _ => Ok(Vec::new()),
-        }
-    }
-
-    fn command(&self, command: Command) -> Result<Answer> {
-        self.ask(|reply| Event::Command { command, reply })
-    }
-
-    /// Publishes to every connected client; see [`publish`](Handle::publish).
-    ///
-    /// # Errors
-    ///
-    /// As [`publish`](Handle::publish).
-    pub fn broadcast(&self, kind: &str, data: impl Serialize) -> Result<usize> {
-        self.publish(Target::Broadcast, kind, data)
-    }
-
-    /// Publishes a typed event to `target` (its wire type is `E::TYPE`); see
-    /// [`publish`](Handle::publish).
-    ///
-    /// # Errors
-    ///
-    /// As [`publish`](Handle::publish).
-    pub fn emit<E: crate::events::Event>(&self, target: Target, event: &E) -> Result<usize> {
-        self.publish(target, E::TYPE, event)
-    }
-
-    /// Publishes a channel event on its own channel (`E::CHANNEL`), with its
-    /// wire type `E::TYPE`; see [`publish`](Handle::publish).
-    ///
-    /// # Errors
-    ///
-    /// As [`publish`](Handle::publish).
-    pub fn emit_on_channel<E: crate::events::ChannelEvent>(&self, event: &E) -> Result<usize> {
-        self.publish(Target::channel(E::CHANNEL), E::TYPE, event)
-    }
-
-    /// Closes one client with 1000; `false` if no client has that id.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after shutdown.
-    pub fn disconnect(&self, client_id: &str) -> Result<bool> {
-        self.ask(|reply| Event::Disconnect {
-            client: client_id.to_owned(),
-            reply,
-        })
-    }
-
-    /// The hub's counters and its client list.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] after shutdown.
-    pub fn stats(&self) -> Result<Stats> {
-        self.ask(|reply| Event::Stats {
-            clients: true,
-            reply,
-        })
-    }
-
-    /// Asks the hub to stop: no new connections, every client closed with
-    /// 1001 after what is queued for it, for at most 1 s (what is still
-    /// queued then is dropped; the client resumes with `since`), and gone
-    /// within `shutdown_timeout`. Returns at once; [`Hub::run`] returns when
-    /// it is done. Calling it again does nothing.
-    pub fn shutdown(&self) {
-        if self.stop.flag.load(Ordering::Acquire) {
-            return;
-        }
-        let _ = self.inbox.send(Event::Shutdown);
-        self.stop.trigger();
-    }
-
-    /// Asks the router and waits for its answer.
-    fn ask<T>(&self, event: impl FnOnce(Sender<T>) -> Event) -> Result<T> {
-        self.inbox.ask(event, None).ok_or(Error::Closed)
+    #[test]
+    fn a_hub_and_a_server_debug_print_their_address_but_no_secret() {
+        let config = Config {
+            port: 0,
+            jwt_secret: Some("a secret that must not be printed".into()),
+            ..Config::default()
+        };
+        let hub = Hub::with_config(config).expect("bound");
+        let shown = format!("{hub:?}");
+        assert!(shown.contains(&hub.local_addr().to_string()), "{shown}");
+        assert!(!shown.contains("must not be printed"), "{shown}");
+        let server = hub.spawn().expect("started");
+        let shown = format!("{server:?}");
+        assert!(shown.contains("running: true"), "{shown}");
+        server.shutdown().expect("stopped");
     }
 }

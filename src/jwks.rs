@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, at, bounded, select};
 
-use crate::auth::is_loopback_host;
 use crate::keys::{JwtKey, KeySetKeys};
 use crate::throttle::warn_throttled;
 
@@ -202,7 +201,7 @@ impl KeySet {
 /// Starts the fetcher thread of `set`; it ends once `hub_gone` (a channel
 /// nobody sends on) disconnects.
 pub(crate) fn start(set: Arc<KeySet>, hub_gone: Receiver<()>) -> io::Result<JoinHandle<()>> {
-    if check_url(&set.url) == Ok(Scheme::LoopbackHttp) {
+    if is_plain(&set.url) {
         log::warn!(
             "the JWKS URL {} is plain http: only for tests on this machine; use https",
             set.url
@@ -283,15 +282,17 @@ fn max_age(cache_control: &str) -> Option<Duration> {
 }
 
 /// What a JWKS URL is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Scheme {
     Https,
-    /// `http://` to this machine: for tests.
-    LoopbackHttp,
+    /// `http://` to this authority (host and port): the settings allow it
+    /// to this machine only, for tests (see `Config::validate`).
+    Http(String),
 }
 
-/// Checks a JWKS URL: `https://`, or `http://` to this machine only.
-pub(crate) fn check_url(url: &str) -> Result<Scheme, String> {
+/// Parses a JWKS URL: `https://` or `http://`, with a host and no
+/// credentials.
+pub(crate) fn parse_url(url: &str) -> Result<Scheme, String> {
     let uri: tungstenite::http::Uri = url.parse().map_err(|_| {
         format!("{url:?} is not a URL like https://example.com/.well-known/jwks.json")
     })?;
@@ -303,11 +304,17 @@ pub(crate) fn check_url(url: &str) -> Result<Scheme, String> {
     }
     match uri.scheme_str() {
         Some("https") => Ok(Scheme::Https),
-        Some("http") if is_loopback_host(authority.as_str()) => Ok(Scheme::LoopbackHttp),
+        Some("http") => Ok(Scheme::Http(authority.as_str().to_owned())),
         _ => Err(format!(
             "{url:?} must be an https:// URL (http:// only to this machine, for tests)"
         )),
     }
+}
+
+/// Whether the URL is plain `http://` (which the settings allow to this
+/// machine only).
+fn is_plain(url: &str) -> bool {
+    matches!(parse_url(url), Ok(Scheme::Http(_)))
 }
 
 /// The HTTP client of the fetcher thread.
@@ -319,7 +326,7 @@ struct Client {
 impl Client {
     #[cfg(feature = "jwks")]
     fn new(url: &str) -> Client {
-        let loopback = check_url(url) == Ok(Scheme::LoopbackHttp);
+        let loopback = is_plain(url);
         let mut config = ureq::Agent::config_builder()
             .timeout_global(Some(FETCH_TIMEOUT))
             .http_status_as_error(false)
@@ -380,23 +387,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_must_be_https_or_plain_http_to_this_machine() {
+    fn urls_are_https_or_http_with_a_host_and_no_credentials() {
         for url in [
             "https://tenant.auth0.com/.well-known/jwks.json",
             "https://sso.example.com:8443/realms/main/protocol/openid-connect/certs",
         ] {
-            assert_eq!(check_url(url), Ok(Scheme::Https), "{url}");
+            assert_eq!(parse_url(url), Ok(Scheme::Https), "{url}");
         }
-        for url in [
-            "http://127.0.0.1:8080/jwks",
-            "http://localhost/jwks",
-            "http://[::1]:1/k",
+        for (url, authority) in [
+            ("http://127.0.0.1:8080/jwks", "127.0.0.1:8080"),
+            ("http://localhost/jwks", "localhost"),
+            ("http://[::1]:1/k", "[::1]:1"),
+            ("http://example.com/jwks", "example.com"),
         ] {
-            assert_eq!(check_url(url), Ok(Scheme::LoopbackHttp), "{url}");
+            assert_eq!(parse_url(url), Ok(Scheme::Http(authority.into())), "{url}");
         }
         for url in [
-            "http://example.com/jwks",
-            "http://127.0.0.1.evil.example/jwks",
             "ftp://example.com/jwks",
             "example.com/jwks",
             "https://",
@@ -404,7 +410,7 @@ mod tests {
             "",
             "https://exa mple.com/",
         ] {
-            assert!(check_url(url).is_err(), "{url}");
+            assert!(parse_url(url).is_err(), "{url}");
         }
     }
 

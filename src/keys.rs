@@ -238,7 +238,7 @@ impl Curve {
 ///     "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#)?;
 /// assert_eq!(key.kid(), Some("k1"));
 /// assert_eq!(key.algorithms(), ["EdDSA"]);
-/// let config = wshub::Config { jwt_public_keys: vec![key], ..wshub::Config::default() };
+/// let config = wshub::Config::default().jwt_public_keys(vec![key]);
 /// # let _ = config;
 /// # Ok::<(), wshub::Error>(())
 /// ```

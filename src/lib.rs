@@ -11,7 +11,7 @@
 //! use serde_json::json;
 //! use wshub::{Config, Hub, Target};
 //!
-//! let hub = Hub::with_config(Config { port: 0, ..Config::default() })?;
+//! let hub = Hub::with_config(Config::default().port(0))?;
 //! let url = format!("ws://{}/ws", hub.local_addr());
 //! let server = hub.spawn()?;
 //!
@@ -95,23 +95,27 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
 
 mod app;
 mod auth;
 mod budget;
-mod bus;
+pub mod bus;
 pub mod client;
+mod command;
 // Without the `redis` feature `--redis` is refused at start, so the threads'
 // half of the cluster types is never read.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 mod cluster;
 mod config;
 mod conn;
-mod engine;
 mod error;
-mod event;
-mod events;
+pub mod events;
+mod handle;
+mod history;
 mod hub;
+mod idempotency;
+mod inbox;
 // Without the `jwks` feature a key set URL is refused at start, so its
 // fetcher is never started.
 #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
@@ -123,7 +127,7 @@ mod protocol;
 mod publish;
 mod ratelimit;
 mod router;
-mod stats;
+pub mod stats;
 mod subscriptions;
 mod throttle;
 mod timer;
@@ -136,20 +140,12 @@ mod test_json;
 
 pub use crate::app::ClientRequest;
 pub use crate::auth::{Secret, TokenGrant, load_tokens};
-pub use crate::bus::{BusEvent, EventBus, Listener, Subscription};
 pub use crate::config::{Config, Endpoint};
 pub use crate::error::{Error, Result};
-pub use crate::events::{
-    AgentCancelled, AgentStarted, AgentState, AgentStatus, AiChunk, AiComplete, AiError,
-    AiErrorInfo, AiProgress, AiProgressInfo, AiResult, AiStart, AiTask, ChannelEvent, ChatMessage,
-    ConnectionStatus, Diagnostic, DiagnosticsUpdated, Event, FileChanged, GitEvent, Heartbeat,
-    IdeStatusChanged, MessageReceived, Notification, NotificationLevel, SearchProgress,
-    SessionStatus, Severity, StatusUpdate, StreamChunk, StreamComplete, StreamError,
-    UserAppDetected, UserPresence, ValidationComplete, WorkspaceChanged,
-};
-pub use crate::hub::{Handle, Hub, Server};
+pub use crate::handle::Handle;
+pub use crate::hub::{Hub, Server};
 pub use crate::jwt::sign_jwt;
 pub use crate::keys::JwtKey;
 pub use crate::protocol::{Envelope, ErrorCode, Status, Timestamp, Topic};
 pub use crate::publish::{ClientRef, Filter, Target};
-pub use crate::stats::{ClientStats, ClusterStats, HubStats, PresenceEntry, Stats};
+pub use crate::stats::Stats;

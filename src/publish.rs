@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
-use crate::protocol::{self, MAX_NAME_LEN, Topic};
+use crate::protocol::{self, MAX_NAME_LEN, Origin, Topic, USER_PREFIX};
 
 /// Who receives a publication.
 ///
@@ -92,16 +92,13 @@ impl Target {
         match self {
             Target::Channel(name) => Some(Topic::Channel(name.clone())),
             Target::Session(id) => Some(Topic::Session(id.clone())),
-            Target::User(id) => Some(Topic::Channel(format!(
-                "{}{id}",
-                crate::engine::USER_PREFIX
-            ))),
+            Target::User(id) => Some(Topic::Channel(format!("{USER_PREFIX}{id}"))),
             _ => None,
         }
     }
 }
 
-fn check_id(id: &str, what: &str) -> Result<(), (protocol::ErrorCode, String)> {
+fn check_id(id: &str, what: &str) -> Result<(), protocol::ErrorReply> {
     if id.is_empty() || id.len() > MAX_NAME_LEN {
         return Err((
             protocol::ErrorCode::InvalidMessage,
@@ -198,13 +195,6 @@ pub(crate) struct Publication {
     pub from: Option<Origin>,
 }
 
-/// The client a publication comes from, as subscribers see it.
-#[derive(Debug, Clone)]
-pub(crate) struct Origin {
-    pub client_id: Box<str>,
-    pub user_id: Option<Box<str>>,
-}
-
 impl Publication {
     /// A publication of `{"type": kind, "data"?}` to `target`.
     ///
@@ -239,6 +229,38 @@ impl Publication {
     pub(crate) fn correlation(mut self, correlation_id: Option<Box<RawValue>>) -> Publication {
         self.correlation_id = correlation_id;
         self
+    }
+}
+
+/// How a publication went, as its publisher is told: how many of this
+/// hub's clients it reaches, or why it was not (surely) published.
+pub(crate) type Published = std::result::Result<usize, Unpublished>;
+
+/// Why a publication was not published, or not surely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unpublished {
+    /// Nothing of it was delivered, anywhere: the reason says why
+    /// ([`Error::Unavailable`]).
+    Unavailable(String),
+    /// Redis did not answer in time: it may have been delivered.
+    Unconfirmed(String),
+}
+
+impl Unpublished {
+    /// The reason, as a client or an HTTP caller reads it.
+    pub(crate) fn reason(&self) -> &str {
+        match self {
+            Unpublished::Unavailable(why) | Unpublished::Unconfirmed(why) => why,
+        }
+    }
+}
+
+impl From<Unpublished> for Error {
+    fn from(unpublished: Unpublished) -> Error {
+        match unpublished {
+            Unpublished::Unavailable(why) => Error::Unavailable(why),
+            Unpublished::Unconfirmed(why) => Error::Unconfirmed(why),
+        }
     }
 }
 

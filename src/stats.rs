@@ -2,6 +2,14 @@
 //! out, and the three ways they are shown over HTTP (`/api/websocket/status`,
 //! `/api/ws/stats`, `/metrics`).
 //!
+//! Public: [`Stats`] (also at the crate's root) and its parts,
+//! [`ClientStats`] (also what [`Handle::subscribers`] lists),
+//! [`PresenceEntry`] (what [`Handle::presence`] lists), [`ClusterStats`]
+//! and [`HubStats`].
+//!
+//! [`Handle::subscribers`]: crate::Handle::subscribers
+//! [`Handle::presence`]: crate::Handle::presence
+//!
 //! Counting happens on the router thread; rendering happens on the thread
 //! that asked (an HTTP connection or a [`Handle`](crate::Handle) user), so a
 //! big client list never holds up the router.

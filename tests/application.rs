@@ -15,9 +15,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use support::{Client, DEADLINE, TestHub, http_raw, start};
 use support::{expect_but_presence as expect, next_but_presence as next};
+use wshub::bus::EventBus;
+use wshub::events::{AiProgress, FileChanged, MessageReceived};
 use wshub::{
-    AiProgress, ClientRequest, Config, Error, EventBus, FileChanged, Filter, Hub, MessageReceived,
-    Secret, Status, Target, TokenGrant, Topic, load_tokens,
+    ClientRequest, Config, Error, Filter, Hub, Secret, Status, Target, TokenGrant, Topic,
+    load_tokens,
 };
 
 const ADMIN: &str = "admin-secret-for-tests";
@@ -33,10 +35,7 @@ fn start_with_requests(config: Config) -> (TestHub, Receiver<ClientRequest>) {
 
 /// A development hub whose admin token opens service connections.
 fn with_admin() -> Config {
-    Config {
-        admin_token: Some(ADMIN.into()),
-        ..support::config()
-    }
+    support::config().admin_token(Some(ADMIN.into()))
 }
 
 /// Writes `grants` to a tokens file and loads it, as `--tokens` does.
@@ -109,7 +108,7 @@ fn api(
     )
 }
 
-fn client_stats(hub: &TestHub, id: &str) -> wshub::ClientStats {
+fn client_stats(hub: &TestHub, id: &str) -> wshub::stats::ClientStats {
     hub.handle()
         .stats()
         .unwrap()
@@ -288,10 +287,7 @@ fn threads_sharing_the_request_receiver_each_get_requests() {
 
 #[test]
 fn a_full_request_queue_answers_busy_and_holds_up_nobody() {
-    let (hub, requests) = start_with_requests(Config {
-        request_queue: 2,
-        ..support::config()
-    });
+    let (hub, requests) = start_with_requests(support::config().request_queue(2));
     let mut client = hub.client("/ws");
     let mut other = hub.client("/ws");
     // Nobody reads: two requests fill the queue, the third is busy.
@@ -496,13 +492,10 @@ fn the_welcome_of_a_service_connection_says_so_in_every_envelope() {
     };
     // Where each envelope puts the welcome's fields.
     let envelopes = [("standard", "/data"), ("flat", ""), ("payload", "/payload")];
-    let authed = start(Config {
-        tokens: tokens_file(
-            "welcome-service",
-            json!({"svc-token": {"userId": "backend", "service": true}, "user-token": {"userId": "u"}}),
-        ),
-        ..with_admin()
-    });
+    let authed = start(with_admin().tokens(tokens_file(
+        "welcome-service",
+        json!({"svc-token": {"userId": "backend", "service": true}, "user-token": {"userId": "u"}}),
+    )));
     let dev = start(with_admin());
     for (envelope, at) in envelopes {
         let service = format!("{at}/service");
@@ -522,16 +515,13 @@ fn the_welcome_of_a_service_connection_says_so_in_every_envelope() {
 
 #[test]
 fn a_token_with_the_service_grant_opens_a_service_connection() {
-    let hub = start(Config {
-        tokens: tokens_file(
-            "service-grant",
-            json!({
-                "svc-token": {"userId": "backend", "service": true},
-                "alice-token": {"userId": "alice", "meta": {"team": "red"}},
-            }),
-        ),
-        ..support::config()
-    });
+    let hub = start(support::config().tokens(tokens_file(
+        "service-grant",
+        json!({
+            "svc-token": {"userId": "backend", "service": true},
+            "alice-token": {"userId": "alice", "meta": {"team": "red"}},
+        }),
+    )));
     let mut service = hub.client("/ws?token=svc-token");
     assert_eq!(service.welcome["data"]["userId"], "backend");
     assert_eq!(service.welcome["data"]["authenticated"], true);
@@ -652,17 +642,14 @@ fn a_service_that_leaves_mid_request_leaves_its_client_busy_not_silent() {
 
 #[test]
 fn a_refresh_cannot_change_what_a_connection_is_and_requests_are_not_lost() {
-    let hub = start(Config {
-        tokens: tokens_file(
-            "service-refresh",
-            json!({
-                "svc-token": {"userId": "backend", "service": true},
-                "plain-token": {"userId": "backend"},
-                "alice-token": {"userId": "alice"},
-            }),
-        ),
-        ..support::config()
-    });
+    let hub = start(support::config().tokens(tokens_file(
+        "service-refresh",
+        json!({
+            "svc-token": {"userId": "backend", "service": true},
+            "plain-token": {"userId": "backend"},
+            "alice-token": {"userId": "alice"},
+        }),
+    )));
     // A service connection may not refresh into a plain client (its
     // messages are read as commands since it opened)...
     let mut service = hub.client("/ws?token=svc-token");
@@ -701,18 +688,18 @@ fn a_refresh_cannot_change_what_a_connection_is_and_requests_are_not_lost() {
 
 #[test]
 fn a_service_publishes_to_every_target_without_from() {
-    let hub = start(Config {
-        tokens: tokens_file(
-            "service-publish",
-            json!({
-                "alice-token": {"userId": "alice", "publish": true},
-                "bob-token": {"userId": "bob"},
-            }),
-        ),
-        allow_anonymous: true,
-        admin_token: Some(ADMIN.into()),
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            .tokens(tokens_file(
+                "service-publish",
+                json!({
+                    "alice-token": {"userId": "alice", "publish": true},
+                    "bob-token": {"userId": "bob"},
+                }),
+            ))
+            .allow_anonymous(true)
+            .admin_token(Some(ADMIN.into())),
+    );
     let mut service = hub.client(&format!("/ws?token={ADMIN}"));
     let mut alice = hub.client("/ws?token=alice-token&sessionId=s1");
     let mut bob = hub.client("/ws?token=bob-token");
@@ -769,16 +756,13 @@ fn a_service_publishes_to_every_target_without_from() {
 
 #[test]
 fn a_regular_client_may_publish_to_topics_only() {
-    let hub = start(Config {
-        tokens: tokens_file(
-            "client-publish",
-            json!({
-                "alice-token": {"userId": "alice", "publish": true},
-                "bob-token": {"userId": "bob"},
-            }),
-        ),
-        ..support::config()
-    });
+    let hub = start(support::config().tokens(tokens_file(
+        "client-publish",
+        json!({
+            "alice-token": {"userId": "alice", "publish": true},
+            "bob-token": {"userId": "bob"},
+        }),
+    )));
     let mut alice = hub.client("/ws?token=alice-token");
     let mut bob = hub.client("/ws?token=bob-token");
     ask(
@@ -819,10 +803,7 @@ fn a_regular_client_may_publish_to_topics_only() {
 
 #[test]
 fn the_library_subscribes_unsubscribes_and_closes_clients() {
-    let hub = start(Config {
-        max_subscriptions: 3,
-        ..support::config()
-    });
+    let hub = start(support::config().max_subscriptions(3));
     let handle = hub.handle();
     let mut carol = hub.client("/ws?userId=carol");
     let mut bob = [hub.client("/ws?userId=bob"), hub.client("/ws?userId=bob")];
@@ -932,10 +913,7 @@ fn the_library_subscribes_unsubscribes_and_closes_clients() {
 
 #[test]
 fn the_http_api_controls_clients_with_the_admin_token() {
-    let hub = start(Config {
-        max_subscriptions: 2,
-        ..with_admin()
-    });
+    let hub = start(with_admin().max_subscriptions(2));
     let mut carol = hub.client("/ws?userId=carol");
     let mut dan = [hub.client("/ws?userId=dan"), hub.client("/ws?userId=dan")];
     let id = carol.id();
@@ -1266,10 +1244,7 @@ fn a_service_connection_controls_clients() {
 
 #[test]
 fn a_service_connection_asks_for_stats_and_presence() {
-    let hub = start(Config {
-        presence_grace: Duration::ZERO,
-        ..with_admin()
-    });
+    let hub = start(with_admin().presence_grace(Duration::ZERO));
     let mut service = hub.client(&format!("/ws?token={ADMIN}"));
     let mut erin = hub.client("/ws?userId=erin&sessionId=s-erin");
     let id = erin.id();
@@ -1339,19 +1314,19 @@ fn a_regular_client_may_not_act_on_other_clients() {
 
 #[test]
 fn a_filter_on_metadata_reaches_exactly_the_clients_it_accepts() {
-    let hub = start(Config {
-        tokens: tokens_file(
-            "meta",
-            json!({
-                "ide-token": {"userId": "ide", "meta": {"subscribedToIDE": true}},
-                "late-token": {"userId": "late"},
-                "plain-token": {"userId": "plain"},
-                "off-token": {"userId": "off", "meta": {"subscribedToIDE": true}},
-            }),
-        ),
-        admin_token: Some(ADMIN.into()),
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            .tokens(tokens_file(
+                "meta",
+                json!({
+                    "ide-token": {"userId": "ide", "meta": {"subscribedToIDE": true}},
+                    "late-token": {"userId": "late"},
+                    "plain-token": {"userId": "plain"},
+                    "off-token": {"userId": "off", "meta": {"subscribedToIDE": true}},
+                }),
+            ))
+            .admin_token(Some(ADMIN.into())),
+    );
     let handle = hub.handle();
     let mut ide = hub.client("/ws?token=ide-token");
     let mut late = hub.client("/ws?token=late-token");
@@ -1442,22 +1417,17 @@ fn progress(n: u64) -> Value {
 
 /// A hub whose batches are held for a minute unless something sends them.
 fn long_window(batch_max: usize) -> Config {
-    Config {
-        batch_window: Duration::from_secs(60),
-        batch_max,
-        admin_token: Some(ADMIN.into()),
-        ..support::config()
-    }
+    support::config()
+        .batch_window(Duration::from_secs(60))
+        .batch_max(batch_max)
+        .admin_token(Some(ADMIN.into()))
 }
 
 #[test]
 fn batched_publications_to_a_session_arrive_as_one_batch_in_order() {
     // The window ends the batch: it only has to outlast three calls, which
     // a busy machine can hold up for a while.
-    let hub = start(Config {
-        batch_window: Duration::from_secs(2),
-        ..support::config()
-    });
+    let hub = start(support::config().batch_window(Duration::from_secs(2)));
     let mut client = hub.client("/ws?sessionId=s1");
     let handle = hub.handle();
     for n in 1..=3 {
@@ -1594,10 +1564,7 @@ fn publications_over_http_and_from_a_service_may_be_batched() {
 
 #[test]
 fn batch_type_names_the_batch_message() {
-    let hub = start(Config {
-        batch_type: "batchUpdate".into(),
-        ..long_window(2)
-    });
+    let hub = start(long_window(2).batch_type("batchUpdate"));
     let mut client = hub.client("/ws");
     let target = || Target::client(client.id());
     hub.handle()
@@ -1767,10 +1734,7 @@ fn typed_events_and_the_event_bus_reach_clients() {
 fn a_service_connection_is_not_rate_limited_like_a_browser() {
     // The default rate limit (100 a minute) is for clients; a backend
     // streaming an answer word by word goes far past it.
-    let hub = start(Config {
-        admin_token: Some(ADMIN.into()),
-        ..support::config()
-    });
+    let hub = start(support::config().admin_token(Some(ADMIN.into())));
     let mut service = hub.client(&format!("/ws?token={ADMIN}"));
     let mut client = hub.client("/ws");
     let id = client.id();

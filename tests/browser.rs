@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use serde_json::{Value, json};
-use wshub::{Config, Hub, Target, sign_jwt};
+use wshub::{Hub, Target, sign_jwt};
 
 const SECRET: &str = "browser-test-secret-of-32-bytes!";
 
@@ -156,14 +156,14 @@ fn browse(origin: &str, results: &Receiver<Value>, name: &str) -> Value {
 fn a_real_browser_connects_receives_and_sees_refusals() {
     let pages = TcpListener::bind("127.0.0.1:0").unwrap();
     let page_origin = format!("http://{}", pages.local_addr().unwrap());
-    let secure = |origin: String| Config {
-        jwt_secret: Some(SECRET.into()),
-        allow_client_publish: true,
-        allowed_origins: vec![origin],
-        // A browser on a busy machine gets nearly 3 s to answer a Ping.
-        heartbeat_interval: Duration::from_millis(200),
-        client_timeout: Duration::from_millis(3000),
-        ..support::config()
+    let secure = |origin: String| {
+        support::config()
+            .jwt_secret(Some(SECRET.into()))
+            .allow_client_publish(true)
+            .allowed_origins(vec![origin])
+            // A browser on a busy machine gets nearly 3 s to answer a Ping.
+            .heartbeat_interval(Duration::from_millis(200))
+            .client_timeout(Duration::from_millis(3000))
     };
     let hub = support::start(secure(page_origin.clone()));
     let other = support::start(secure("https://elsewhere.example".into()));
@@ -337,16 +337,16 @@ fn the_packed_npm_package_runs_in_a_real_browser() {
 fn client_scenario(page: String, client_path: &'static str, client: String) {
     let pages = TcpListener::bind("127.0.0.1:0").unwrap();
     let page_origin = format!("http://{}", pages.local_addr().unwrap());
-    let mut hub = Hub::with_config(Config {
-        jwt_secret: Some(SECRET.into()),
-        allow_client_publish: true,
-        allowed_origins: vec![page_origin.clone()],
-        // A browser on a busy machine gets nearly 3 s to answer a Ping.
-        heartbeat_interval: Duration::from_millis(200),
-        client_timeout: Duration::from_millis(3000),
-        rate_limit: 0,
-        ..support::config()
-    })
+    let mut hub = Hub::with_config(
+        support::config()
+            .jwt_secret(Some(SECRET.into()))
+            .allow_client_publish(true)
+            .allowed_origins(vec![page_origin.clone()])
+            // A browser on a busy machine gets nearly 3 s to answer a Ping.
+            .heartbeat_interval(Duration::from_millis(200))
+            .client_timeout(Duration::from_millis(3000))
+            .rate_limit(0),
+    )
     .expect("hub binds");
     let requests = hub.requests();
     let addr = hub.local_addr();

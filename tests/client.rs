@@ -21,8 +21,9 @@ use serde_json::{Value, json};
 use support::{DEADLINE, TestHub, read_json, start};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message as Frame, WebSocket};
-use wshub::client::{Client, Error, Event, Loss, Message, Next, Options};
-use wshub::{Config, FileChanged, Hub, Secret, Status, Target, TokenGrant, Topic, sign_jwt};
+use wshub::client::{Client, Error, Loss, Message, Next, Options, Update};
+use wshub::events::FileChanged;
+use wshub::{Hub, Secret, Status, Target, TokenGrant, Topic, sign_jwt};
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 
@@ -40,21 +41,21 @@ fn connect(hub: &TestHub, options: Options) -> Client {
 }
 
 /// The next event, which must come within the deadline.
-fn next_any(client: &mut Client) -> Event {
-    match client.next_event(DEADLINE) {
+fn next_any(client: &mut Client) -> Update {
+    match client.next_update(DEADLINE) {
         Ok(Some(event)) => event,
         Ok(None) => panic!("no event within {DEADLINE:?}"),
-        Err(err) => panic!("next_event failed: {err}"),
+        Err(err) => panic!("next_update failed: {err}"),
     }
 }
 
 /// The next event but presence (users coming and going), which every
 /// client with a user is told about.
-fn next(client: &mut Client) -> Event {
+fn next(client: &mut Client) -> Update {
     let start = Instant::now();
     while start.elapsed() < DEADLINE {
         match next_any(client) {
-            Event::Presence(_) => {}
+            Update::Presence(_) => {}
             event => return event,
         }
     }
@@ -63,18 +64,18 @@ fn next(client: &mut Client) -> Event {
 
 fn next_message(client: &mut Client) -> Message {
     match next(client) {
-        Event::Message(message) => message,
+        Update::Message(message) => message,
         other => panic!("expected a message, got {other:?}"),
     }
 }
 
 /// Events up to (and not including) the next `Reconnected`, which is returned.
-fn until_reconnected(client: &mut Client) -> (Vec<Event>, wshub::client::Welcome) {
+fn until_reconnected(client: &mut Client) -> (Vec<Update>, wshub::client::Welcome) {
     let start = Instant::now();
     let mut before = Vec::new();
     while start.elapsed() < DEADLINE {
         match next(client) {
-            Event::Reconnected(welcome) => return (before, welcome),
+            Update::Reconnected(welcome) => return (before, welcome),
             other => before.push(other),
         }
     }
@@ -84,7 +85,7 @@ fn until_reconnected(client: &mut Client) -> (Vec<Event>, wshub::client::Welcome
 /// The close event that must come next.
 fn expect_closed(client: &mut Client) -> (u16, String, Next) {
     match next(client) {
-        Event::Closed { code, reason, next } => (code, reason, next),
+        Update::Closed { code, reason, next } => (code, reason, next),
         other => panic!("expected Closed, got {other:?}"),
     }
 }
@@ -97,9 +98,9 @@ fn expect_nothing_pending(client: &mut Client) {
         .expect("a pong");
     assert_eq!(pong["type"], "pong");
     loop {
-        match client.next_event(Duration::ZERO) {
+        match client.next_update(Duration::ZERO) {
             Ok(None) => return,
-            Ok(Some(Event::Presence(_))) => {}
+            Ok(Some(Update::Presence(_))) => {}
             other => panic!("expected nothing pending, got {other:?}"),
         }
     }
@@ -142,15 +143,15 @@ fn jwt(user: &str, lifetime: f64) -> String {
 }
 
 fn token_hub() -> TestHub {
-    start(Config {
-        tokens: HashMap::from([
-            (Secret::new("alice-token"), TokenGrant::user("alice")),
-            (Secret::new("bob-token"), TokenGrant::user("bob")),
-        ]),
-        jwt_secret: Some(SECRET.into()),
-        jwt_leeway: Duration::ZERO,
-        ..support::config()
-    })
+    start(
+        support::config()
+            .tokens(HashMap::from([
+                (Secret::new("alice-token"), TokenGrant::user("alice")),
+                (Secret::new("bob-token"), TokenGrant::user("bob")),
+            ]))
+            .jwt_secret(Some(SECRET.into()))
+            .jwt_leeway(Duration::ZERO),
+    )
 }
 
 // ---- Connecting ---------------------------------------------------------
@@ -266,10 +267,7 @@ fn publications_arrive_typed_from_channels_sessions_and_the_user_s_own_stream() 
 
 #[test]
 fn clients_publish_to_each_other_and_see_who_published() {
-    let hub = start(Config {
-        allow_client_publish: true,
-        ..support::config()
-    });
+    let hub = start(support::config().allow_client_publish(true));
     let mut reader = connect(&hub, Options::new().user_id("reader"));
     let mut writer = connect(&hub, Options::new().user_id("writer"));
     reader.subscribe(Topic::channel("chat")).unwrap();
@@ -356,7 +354,7 @@ fn a_request_returns_its_reply_and_keeps_what_came_meanwhile() {
         .unwrap();
     assert_eq!(reply["type"], "agent:started");
     assert_eq!(reply["data"]["sessionId"], "s9");
-    // The publication came before the reply, and waited for next_event.
+    // The publication came before the reply, and waited for next_update.
     let job = next_message(&mut client);
     assert_eq!((job.kind.as_str(), &job.data), ("job", &json!({"id": 1})));
 
@@ -382,7 +380,7 @@ fn presence_changes_are_events_and_the_list_is_a_request() {
     let start = Instant::now();
     loop {
         assert!(start.elapsed() < DEADLINE, "no away from u2");
-        if let Event::Presence(presence) = next_any(&mut watcher)
+        if let Update::Presence(presence) = next_any(&mut watcher)
             && presence.user_id == "u2"
             && presence.status == Status::Away
         {
@@ -516,17 +514,14 @@ fn a_restarted_hub_is_reconnected_to_and_its_lost_history_is_an_event() {
     assert_eq!(code, 1001);
     assert!(matches!(next_step, Next::Reconnect { .. }));
     first.server.shutdown().unwrap();
-    let again = start(Config {
-        port: addr.port(),
-        ..support::config()
-    });
+    let again = start(support::config().port(addr.port()));
     // Attempts before the new hub listened fail as 1006, with backoff.
     let (before, _) = until_reconnected(&mut client);
     for event in &before {
         assert!(
             matches!(
                 event,
-                Event::Closed {
+                Update::Closed {
                     code: 1006,
                     next: Next::Reconnect { .. },
                     ..
@@ -537,7 +532,7 @@ fn a_restarted_hub_is_reconnected_to_and_its_lost_history_is_an_event() {
     }
     // The new hub has a new epoch: what the old one held is gone.
     match next(&mut client) {
-        Event::Lost { stream, loss } => {
+        Update::Lost { stream, loss } => {
             assert_eq!(stream, Topic::channel("c"));
             assert_eq!(loss, Loss::NotRecovered);
         }
@@ -572,8 +567,8 @@ fn an_expired_token_is_replaced_by_the_provider_s_and_the_client_goes_on() {
     let next_step = loop {
         assert!(start.elapsed() < DEADLINE, "no 4001");
         match next(&mut client) {
-            Event::HubError(error) => assert_eq!(error.code, "token_expired"),
-            Event::Closed { code, next, .. } => {
+            Update::HubError(error) => assert_eq!(error.code, "token_expired"),
+            Update::Closed { code, next, .. } => {
                 assert_eq!(code, 4001);
                 break next;
             }
@@ -626,7 +621,7 @@ fn a_4001_without_a_fresh_token_stops_and_a_refused_token_stops_with_1008() {
         .unwrap();
     assert_eq!(expect_closed(&mut client).2, Next::Stop);
     assert!(matches!(
-        client.next_event(DEADLINE),
+        client.next_update(DEADLINE),
         Err(Error::Closed { code: 4001, .. })
     ));
 
@@ -646,7 +641,7 @@ fn a_4001_without_a_fresh_token_stops_and_a_refused_token_stops_with_1008() {
         Next::Reconnect { .. }
     ));
     match next(&mut client) {
-        Event::HubError(error) => assert_eq!(error.code, "unauthorized"),
+        Update::HubError(error) => assert_eq!(error.code, "unauthorized"),
         other => panic!("expected the hub's refusal, got {other:?}"),
     }
     let (code, _, next_step) = expect_closed(&mut client);
@@ -685,7 +680,7 @@ fn a_subscription_the_new_token_no_longer_allows_is_lost_and_forgotten() {
     expect_closed(&mut client);
     until_reconnected(&mut client);
     match next(&mut client) {
-        Event::Lost {
+        Update::Lost {
             stream,
             loss: Loss::Refused(error),
         } => {
@@ -742,7 +737,7 @@ fn stop_codes_stop_the_client() {
             (code, "Bye", Next::Stop)
         );
         assert!(!client.is_connected());
-        match client.next_event(DEADLINE) {
+        match client.next_update(DEADLINE) {
             Err(Error::Closed { code: stopped, .. }) => assert_eq!(stopped, code),
             other => panic!("expected Closed, got {other:?}"),
         }
@@ -768,7 +763,7 @@ fn the_client_gives_up_after_its_maximum_attempts() {
     let (code, _, next_step) = expect_closed(&mut client);
     assert_eq!((code, next_step), (1006, Next::Stop));
     assert!(matches!(
-        client.next_event(DEADLINE),
+        client.next_update(DEADLINE),
         Err(Error::Closed { code: 1006, .. })
     ));
 }
@@ -781,7 +776,7 @@ fn close_says_goodbye_and_stops() {
     client.close();
     hub.wait_stats("the client gone", |s| s.active_connections == 0);
     assert!(matches!(
-        client.next_event(Duration::ZERO),
+        client.next_update(Duration::ZERO),
         Err(Error::Closed { code: 1000, .. })
     ));
 }
@@ -904,23 +899,23 @@ fn duplicates_are_dropped_and_gaps_epochs_and_unrecovered_streams_are_reported()
     let mut client = Client::connect(&script_url, quick()).unwrap();
     client.subscribe(Topic::channel("files")).unwrap();
     let files = || Topic::channel("files");
-    let lost = |loss| Event::Lost {
+    let lost = |loss| Update::Lost {
         stream: files(),
         loss,
     };
     let mut seen = Vec::new();
     while seen.len() < 15 {
         seen.push(match next(&mut client) {
-            Event::Message(message) => {
+            Update::Message(message) => {
                 assert_eq!(message.data["n"].as_u64(), message.seq, "{message:?}");
                 json!([message.seq, message.epoch, message.batched])
             }
-            Event::Closed { code, next, .. } => {
+            Update::Closed { code, next, .. } => {
                 assert!(matches!(next, Next::Reconnect { .. }));
                 json!(["closed", code])
             }
-            Event::Reconnected(_) => json!("reconnected"),
-            event @ Event::Lost { .. } => {
+            Update::Reconnected(_) => json!("reconnected"),
+            event @ Update::Lost { .. } => {
                 let expected = [
                     lost(Loss::Gap { from: 5, to: 5 }),
                     lost(Loss::EpochChanged {
@@ -968,16 +963,16 @@ fn an_idle_client_answers_the_hub_s_pings_and_its_watchdog_hears_them() {
     // Each side gives the other a second: the hub cuts a client silent for
     // 1 s, the watchdog declares silence after 2 × 200 ms + 600 ms. With
     // Pings every 200 ms, that leaves room for a busy machine's scheduling.
-    let hub = start(Config {
-        heartbeat_interval: Duration::from_millis(200),
-        client_timeout: Duration::from_secs(1),
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            .heartbeat_interval(Duration::from_millis(200))
+            .client_timeout(Duration::from_secs(1)),
+    );
     let mut client = connect(&hub, quick().heartbeat_grace(Duration::from_millis(600)));
     assert_eq!(client.welcome().heartbeat, Some(Duration::from_millis(200)));
     // Well past the hub's client timeout and the watchdog, with nothing
     // but the hub's Pings on the wire.
-    match client.next_event(Duration::from_millis(2500)) {
+    match client.next_update(Duration::from_millis(2500)) {
         Ok(None) => {}
         other => panic!("expected a quiet second, got {other:?}"),
     }

@@ -95,6 +95,25 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// SIGSTOP: Redis stalls, its connections open and silent.
+    fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: it goes on with what it was sent meanwhile.
+    fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("a running redis-server");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -149,13 +168,11 @@ fn answers(port: u16, pid: u32) -> bool {
 }
 
 fn config(redis: &Redis) -> Config {
-    Config {
-        redis: Some(redis.url()),
-        presence_grace: Duration::ZERO,
-        admin_token: Some(ADMIN.into()),
-        allow_client_publish: true,
-        ..support::config()
-    }
+    support::config()
+        .redis(Some(redis.url()))
+        .presence_grace(Duration::ZERO)
+        .admin_token(Some(ADMIN.into()))
+        .allow_client_publish(true)
 }
 
 /// A hub on `redis`, once it has joined the others.
@@ -169,7 +186,12 @@ fn hub_on(config: Config) -> TestHub {
 
 /// `n` hubs that know each other.
 fn hubs(redis: &Redis, n: usize) -> Vec<TestHub> {
-    let hubs: Vec<TestHub> = (0..n).map(|_| hub_on(config(redis))).collect();
+    hubs_with(&config(redis), n)
+}
+
+/// `n` hubs with this config, once they know each other.
+fn hubs_with(config: &Config, n: usize) -> Vec<TestHub> {
+    let hubs: Vec<TestHub> = (0..n).map(|_| hub_on(config.clone())).collect();
     for hub in &hubs {
         hub.wait_stats("every hub's heartbeat", |s| {
             s.cluster.as_ref().is_some_and(|c| c.hubs.len() == n)
@@ -623,13 +645,7 @@ fn a_catch_up_ends_when_a_service_on_another_hub_unsubscribes_the_client() {
     // half the queue hold, so the rest waits in the hub.
     const COUNT: u64 = 1_500;
     let hubs: Vec<TestHub> = (0..2)
-        .map(|_| {
-            hub_on(Config {
-                history_size: 2_000,
-                max_queue_bytes: 64 << 20,
-                ..config(&redis)
-            })
-        })
+        .map(|_| hub_on(config(&redis).history_size(2_000).max_queue_bytes(64 << 20)))
         .collect();
     for hub in &hubs {
         hub.wait_stats("every hub's heartbeat", |s| {
@@ -738,10 +754,7 @@ fn a_subscribe_waiting_for_redis_when_access_ends_gets_nothing_of_the_stream() {
 #[ignore = "needs redis-server; .ci/run installs it"]
 fn a_catch_up_from_redis_larger_than_the_clients_queue_is_recovered_false() {
     let redis = Redis::start();
-    let hub = hub_on(Config {
-        max_queue: 100,
-        ..config(&redis)
-    });
+    let hub = hub_on(config(&redis).max_queue(100));
     let mut client = hub.client("/ws");
     let reply = subscribe(&mut client, json!({"channel": "c"}), None);
     let epoch = reply["data"]["epoch"].clone();
@@ -786,10 +799,7 @@ fn a_catch_up_from_redis_larger_than_the_clients_queue_is_recovered_false() {
 #[ignore = "needs redis-server; .ci/run installs it"]
 fn a_client_that_stops_reading_mid_catch_up_from_redis_is_a_slow_consumer() {
     let redis = Redis::start();
-    let hub = hub_on(Config {
-        max_queue_bytes: 16 << 20,
-        ..config(&redis)
-    });
+    let hub = hub_on(config(&redis).max_queue_bytes(16 << 20));
     // 240 of 64 KB to catch up on (15 MB): within its queue's 16 MiB, more
     // than half of it and the socket take, so the rest is held for it.
     let pad = "x".repeat(64 * 1024);
@@ -1048,12 +1058,7 @@ fn a_session_belongs_to_its_user_across_hubs() {
         (Secret::new("alice-token"), TokenGrant::user("alice")),
         (Secret::new("bob-token"), TokenGrant::user("bob")),
     ]);
-    let hub = |tokens: &HashMap<Secret, TokenGrant>| {
-        hub_on(Config {
-            tokens: tokens.clone(),
-            ..config(&redis)
-        })
-    };
+    let hub = |tokens: &HashMap<Secret, TokenGrant>| hub_on(config(&redis).tokens(tokens.clone()));
     let (one, two) = (hub(&tokens), hub(&tokens));
     let mut alice = one.client("/ws?token=alice-token");
     subscribe(&mut alice, json!({"sessionId": "private-1"}), None);
@@ -1143,10 +1148,7 @@ fn redis_cli(redis: &Redis, args: &[&str]) -> String {
 
 /// A hub that reaches Redis through `proxy`.
 fn behind(proxy: &Proxy, config: Config) -> TestHub {
-    hub_on(Config {
-        redis: Some(proxy.url()),
-        ..config
-    })
+    hub_on(config.redis(Some(proxy.url())))
 }
 
 /// A client of `near` following channel `c`, which has had `n`
@@ -1196,19 +1198,39 @@ fn a_lost_script_cache_costs_no_publication() {
 
 #[test]
 #[ignore = "needs redis-server; .ci/run installs it"]
-fn a_redis_refusing_writes_still_leaves_the_publishing_hub_serving() {
+fn a_redis_refusing_writes_refuses_the_publication_to_its_publisher() {
     let redis = Redis::start();
     let hubs = hubs(&redis, 2);
     let mut near = hubs[0].client("/ws");
     subscribe(&mut near, json!({"channel": "c"}), None);
+    let mut far = hubs[1].client("/ws");
+    subscribe(&mut far, json!({"channel": "c"}), None);
     // Out of memory under the default policy, noeviction: writes refused.
     redis_cli(&redis, &["CONFIG", "SET", "maxmemory", "1"]);
-    hubs[0]
+    // Delivered on its own hub alone, it would leave the other hub's
+    // subscribers a gap they cannot see: it is refused, and says why.
+    let err = hubs[0]
         .handle()
         .publish(Target::channel("c"), "after", json!({}))
+        .unwrap_err();
+    assert!(matches!(err, wshub::Error::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("OOM"), "{err}");
+    let (status, answer) = admin(&hubs[0], "POST", "/api/publish", r#"{"channel":"c"}"#);
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["code"], "unavailable", "{answer}");
+    let mut publisher = hubs[0].client("/ws");
+    let refused = publisher.request(json!({"type": "publish", "channel": "c"}), "p");
+    assert_eq!(refused["data"]["code"], "busy", "{refused}");
+    near.expect_nothing_pending();
+    far.expect_nothing_pending();
+    // Writes taken again: publications flow again.
+    redis_cli(&redis, &["CONFIG", "SET", "maxmemory", "0"]);
+    hubs[0]
+        .handle()
+        .publish(Target::channel("c"), "again", json!({}))
         .unwrap();
-    // Not lost everywhere: its own hub delivers it.
-    expect(&mut near, "after");
+    assert_eq!(expect(&mut near, "again")["seq"], 1);
+    assert_eq!(expect(&mut far, "again")["seq"], 1);
 }
 
 #[test]
@@ -1401,10 +1423,7 @@ fn a_user_in_their_grace_period_stays_online_across_a_short_cut_off() {
     let proxy = Proxy::start(&redis);
     let cut_hub = behind(
         &proxy,
-        Config {
-            presence_grace: Duration::from_secs(60),
-            ..config(&redis)
-        },
+        config(&redis).presence_grace(Duration::from_secs(60)),
     );
     let other = hub_on(config(&redis));
     let mut watcher = other.client("/ws?userId=watcher");
@@ -1429,4 +1448,498 @@ fn a_user_in_their_grace_period_stays_online_across_a_short_cut_off() {
         .unwrap();
     let told = watcher.recv("the sync");
     assert_eq!(told["type"], "sync", "alice is in her grace period: {told}");
+}
+
+// --- Redis stalled, slow or full: never a gap a client cannot see ---------
+
+/// One delivery of the `feed` publications: where, and which one (`n`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Got {
+    epoch: String,
+    seq: u64,
+    n: u64,
+}
+
+/// A subscriber of a channel on its own thread, reading as fast as it can
+/// until the publication `end`: what it got, in order.
+struct Follower {
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: std::thread::JoinHandle<Vec<Got>>,
+}
+
+impl Follower {
+    fn start(hub: &TestHub, channel: &str) -> Follower {
+        let mut client = hub.client("/ws");
+        subscribe(&mut client, json!({ "channel": channel }), None);
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = count.clone();
+        let thread = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            loop {
+                let message = support::read_json(&mut client.ws, DEADLINE * 3)
+                    .unwrap_or_else(|e| panic!("the follower read {} then: {e}", got.len()));
+                match message["type"].as_str() {
+                    Some("end") => return got,
+                    Some("tick") => {
+                        got.push(Got {
+                            epoch: message["epoch"].as_str().unwrap_or("none").to_owned(),
+                            seq: message["seq"].as_u64().unwrap_or(0),
+                            n: message["data"]["n"].as_u64().expect("n"),
+                        });
+                        counted.store(got.len(), std::sync::atomic::Ordering::Release);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Follower { count, thread }
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn wait_for(&self, n: usize, what: &str) {
+        let start = Instant::now();
+        while self.count() < n {
+            assert!(
+                start.elapsed() < DEADLINE * 2,
+                "{what}: only {}",
+                self.count()
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    fn until_end(self) -> Vec<Got> {
+        self.thread.join().expect("the follower")
+    }
+}
+
+/// How a publication went, as the publisher was told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Told {
+    Delivered,
+    /// `Error::Unavailable`: nothing of it may be delivered.
+    NotPublished,
+    /// `Error::Unconfirmed`: it may or may not be.
+    Unconfirmed,
+}
+
+/// A steady publisher on its own thread: `tick` with `n` = 1, 2, ... to a
+/// channel through a handle, until stopped; what each publish returned.
+struct Steady {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    told: std::sync::Arc<std::sync::Mutex<Vec<Told>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Steady {
+    fn start(handle: wshub::Handle, channel: &'static str) -> Steady {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, t) = (stop.clone(), told.clone());
+        let thread = std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let result = handle.publish(Target::channel(channel), "tick", json!({ "n": n }));
+                let told = match result {
+                    Ok(_) => Told::Delivered,
+                    Err(wshub::Error::Unavailable(_)) => Told::NotPublished,
+                    Err(wshub::Error::Unconfirmed(_)) => Told::Unconfirmed,
+                    Err(other) => panic!("publish {n}: {other}"),
+                };
+                t.lock().unwrap().push(told);
+                // About a thousand a second at most: a steady stream.
+                if n.is_multiple_of(5) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        Steady { stop, told, thread }
+    }
+
+    /// How many were published (delivered) so far.
+    fn delivered(&self) -> usize {
+        let told = self.told.lock().unwrap();
+        told.iter().filter(|t| **t == Told::Delivered).count()
+    }
+
+    fn wait_for(&self, n: usize, what: &str) {
+        let start = Instant::now();
+        while self.delivered() < n {
+            assert!(
+                start.elapsed() < DEADLINE * 2,
+                "{what}: only {}",
+                self.delivered()
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    fn stop(self) -> Vec<Told> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the publisher");
+        std::mem::take(&mut *self.told.lock().unwrap())
+    }
+}
+
+/// Publishes `end` on `channel` until a hub takes it (just after an
+/// outage the first tries may be refused).
+fn end(hub: &TestHub, channel: &str) {
+    let start = Instant::now();
+    while let Err(err) = hub
+        .handle()
+        .publish(Target::channel(channel), "end", json!({}))
+    {
+        assert!(start.elapsed() < DEADLINE, "end never published: {err}");
+        std::thread::yield_now();
+    }
+}
+
+/// What is wrong with what one subscriber got, given what each publish
+/// was told (`told[n - 1]`): a publication twice, a `seq` missing or out
+/// of order within an epoch, a publication said unpublished delivered
+/// anyway, or, worst, a gap it cannot see: publications said delivered
+/// missing between two it got in the same epoch.
+fn problems(name: &str, got: &[Got], told: &[Told]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let told_of = |n: u64| told.get(n as usize - 1).copied();
+    let mut seen = std::collections::HashSet::new();
+    let mut last_in: HashMap<&str, u64> = HashMap::new();
+    for g in got {
+        if !seen.insert(g.n) {
+            problems.push(format!("{name}: publication {} twice ({g:?})", g.n));
+        }
+        if let Some(last) = last_in.insert(&g.epoch, g.seq)
+            && g.seq != last + 1
+        {
+            problems.push(format!(
+                "{name}: in epoch {} seq {last} then {} (publication {})",
+                g.epoch, g.seq, g.n
+            ));
+        }
+        if told_of(g.n) == Some(Told::NotPublished) {
+            problems.push(format!(
+                "{name}: publication {} was said not published, yet delivered",
+                g.n
+            ));
+        }
+    }
+    let mut by_n: Vec<&Got> = got.iter().collect();
+    by_n.sort_by_key(|g| g.n);
+    for pair in by_n.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a.epoch != b.epoch {
+            continue; // A new epoch: the client is told it may have missed some.
+        }
+        let missing: Vec<u64> = (a.n + 1..b.n)
+            .filter(|n| told_of(*n) == Some(Told::Delivered))
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{name}: {} publications said delivered are missing between seq {} and {} of epoch {} (publications {}..{})",
+                missing.len(),
+                a.seq,
+                b.seq,
+                a.epoch,
+                missing[0],
+                missing[missing.len() - 1]
+            ));
+        }
+    }
+    problems
+}
+
+/// The same position is the same publication on every hub.
+fn same_order(near: &[Got], far: &[Got]) -> Vec<String> {
+    let at: HashMap<(&str, u64), u64> = near.iter().map(|g| ((&*g.epoch, g.seq), g.n)).collect();
+    far.iter()
+        .filter_map(|g| {
+            let n = at.get(&(&*g.epoch, g.seq))?;
+            (*n != g.n).then(|| {
+                format!(
+                    "epoch {} seq {}: publication {n} near, {} far",
+                    g.epoch, g.seq, g.n
+                )
+            })
+        })
+        .collect()
+}
+
+fn wait_down_within(hub: &TestHub, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let stats = hub.handle().stats().expect("stats");
+        if stats.cluster.as_ref().is_some_and(|c| !c.redis_up) {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "Redis stalled for {within:?} and the hub still takes it for up"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_stalled_redis_is_taken_for_lost_within_its_deadline_on_every_hub() {
+    let redis = Redis::start();
+    let deadline = Duration::from_millis(500);
+    let config = config(&redis).redis_timeout(deadline);
+    let hubs = hubs_with(&config, 2);
+    redis.pause();
+    // Idle hubs too: the pubsub link is PINGed once quiet for a moment,
+    // within the deadline; then a heartbeat, within it. Before, only a
+    // command 5 s old gave the stall away.
+    let within = (Duration::from_secs(1) + deadline) * 3;
+    for hub in &hubs {
+        wait_down_within(hub, within);
+    }
+    // Stalled is lost: a hub serves its own clients alone, at once.
+    let mut near = hubs[0].client("/ws");
+    subscribe(&mut near, json!({"channel": "c"}), None);
+    hubs[0]
+        .handle()
+        .publish(Target::channel("c"), "alone", json!({}))
+        .unwrap();
+    expect(&mut near, "alone");
+    redis.resume();
+    for hub in &hubs {
+        wait_up(hub, true);
+    }
+    let mut far = hubs[1].client("/ws");
+    subscribe(&mut far, json!({"channel": "c"}), None);
+    hubs[1]
+        .handle()
+        .publish(Target::channel("c"), "together", json!({}))
+        .unwrap();
+    let (a, b) = (expect(&mut near, "together"), expect(&mut far, "together"));
+    assert_eq!((&a["seq"], &a["epoch"]), (&b["seq"], &b["epoch"]));
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_publication_the_queue_to_redis_cannot_take_is_refused_not_delivered_on_one_hub() {
+    let redis = Redis::start();
+    let config = config(&redis)
+        // Long enough for the queue to Redis to fill before the stall is
+        // taken for an outage.
+        .redis_timeout(Duration::from_secs(30))
+        .rate_limit(0)
+        .max_queue(1 << 20)
+        .max_queue_bytes(1 << 30);
+    let hubs = hubs_with(&config, 2);
+    let mut near = hubs[0].client("/ws");
+    subscribe(&mut near, json!({"channel": "c"}), None);
+    let mut far = hubs[1].client("/ws");
+    subscribe(&mut far, json!({"channel": "c"}), None);
+    let mut publisher = hubs[0].client("/ws");
+    redis.pause();
+    // More than the queue to Redis holds (64 Ki), without waiting.
+    let total: u64 = 64 * 1024 + 2_000;
+    for n in 1..=total {
+        publisher
+            .send(json!({"type": "publish", "channel": "c", "event": "tick", "data": {"n": n}}));
+    }
+    let refused = publisher.recv("a refusal once the queue to Redis is full");
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["data"]["code"], "busy", "{refused}");
+    let why = refused["data"]["error"].as_str().unwrap();
+    assert!(why.contains("queue to Redis is full"), "{why}");
+    redis.resume();
+    // Its refusals, up to a pong: by then the hub has taken (or refused)
+    // every publication; then the end, behind them all.
+    let mut refusals = 1 + refusals_until_pong(&mut publisher);
+    end(&hubs[0], "c");
+    refusals += refusals_until_pong(&mut publisher);
+    // Every publication either went through Redis to both hubs, in the same
+    // order, or was refused to its publisher: none on one hub alone.
+    let read = |client: &mut Client| {
+        let mut got = Vec::new();
+        loop {
+            let message = client.recv("the end");
+            match message["type"].as_str() {
+                Some("end") => return got,
+                Some("tick") => got.push(Got {
+                    epoch: message["epoch"].as_str().unwrap().to_owned(),
+                    seq: message["seq"].as_u64().unwrap(),
+                    n: message["data"]["n"].as_u64().unwrap(),
+                }),
+                _ => {}
+            }
+        }
+    };
+    let (near_got, far_got) = (read(&mut near), read(&mut far));
+    assert_eq!(
+        near_got.len(),
+        far_got.len(),
+        "near and far got different counts"
+    );
+    assert!(near_got == far_got, "near and far differ");
+    let gaps = problems("near", &near_got, &vec![Told::Delivered; total as usize]);
+    assert_eq!(
+        near_got.len() as u64 + refusals,
+        total,
+        "every publication is delivered everywhere or refused: {} delivered, {refusals} refused; gaps seen: {gaps:?}",
+        near_got.len()
+    );
+}
+
+/// The `busy` refusals a client gets before the pong to a ping.
+fn refusals_until_pong(client: &mut Client) -> u64 {
+    client.send(json!({"type": "ping", "correlationId": "count"}));
+    let mut refusals = 0;
+    loop {
+        let message = client.recv("the pong");
+        if message["type"] == "pong" {
+            return refusals;
+        }
+        assert_eq!(message["data"]["code"], "busy", "{message}");
+        refusals += 1;
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn redis_stalled_past_its_deadline_leaves_no_hidden_gap_and_no_duplicate() {
+    let redis = Redis::start();
+    let config = config(&redis)
+        .redis_timeout(Duration::from_millis(500))
+        .max_queue(1 << 20)
+        .max_queue_bytes(1 << 30);
+    let hubs = hubs_with(&config, 2);
+    let near = Follower::start(&hubs[0], "feed");
+    let far = Follower::start(&hubs[1], "feed");
+    let publisher = Steady::start(hubs[0].handle().clone(), "feed");
+    far.wait_for(50, "publications before the stall");
+    // Stalled past the deadline: both hubs take Redis for lost, the
+    // publishing hub goes on alone.
+    redis.pause();
+    for hub in &hubs {
+        wait_up(hub, false);
+    }
+    let before = publisher.delivered();
+    publisher.wait_for(before + 100, "publications while alone");
+    redis.resume();
+    for hub in &hubs {
+        wait_up(hub, true);
+    }
+    let after = publisher.delivered();
+    publisher.wait_for(after + 100, "publications after the stall");
+    let told = publisher.stop();
+    end(&hubs[0], "feed");
+    let (near_got, far_got) = (near.until_end(), far.until_end());
+    let refused = told.iter().filter(|t| **t != Told::Delivered).count();
+    println!(
+        "{} published, {refused} refused or unconfirmed; near got {}, far {}",
+        told.len(),
+        near_got.len(),
+        far_got.len()
+    );
+    let mut all = problems("near", &near_got, &told);
+    all.extend(problems("far", &far_got, &told));
+    all.extend(same_order(&near_got, &far_got));
+    assert!(all.is_empty(), "{}", all.join("\n"));
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_retry_with_the_same_key_on_another_hub_is_not_delivered_again() {
+    let redis = Redis::start();
+    let config = config(&redis).redis_timeout(Duration::from_secs(1));
+    let hubs = hubs_with(&config, 2);
+    let mut near = hubs[0].client("/ws");
+    subscribe(&mut near, json!({"channel": "orders"}), None);
+    let mut far = hubs[1].client("/ws");
+    subscribe(&mut far, json!({"channel": "orders"}), None);
+    let body =
+        r#"{"channel":"orders","type":"order","data":{"id":42},"idempotencyKey":"order-42"}"#;
+    let first = admin(&hubs[0], "POST", "/api/publish", body);
+    assert_eq!(first.0, 200, "{first:?}");
+    // The retry goes to the other hub (a load balancer): the first answer.
+    assert_eq!(admin(&hubs[1], "POST", "/api/publish", body), first);
+    let again = hubs[1]
+        .handle()
+        .publish_idempotent(
+            Target::channel("orders"),
+            "order",
+            json!({"id": 42}),
+            "order-42",
+        )
+        .unwrap();
+    assert_eq!(json!(again), first.1["data"]["delivered"]);
+    hubs[1]
+        .handle()
+        .publish(Target::channel("orders"), "marker", json!({}))
+        .unwrap();
+    for client in [&mut near, &mut far] {
+        assert_eq!(expect(client, "order")["data"]["id"], 42);
+        assert_eq!(next(client, "the marker")["type"], "marker");
+    }
+    // Redis away: a key cannot be checked across hubs, so it is refused.
+    redis.pause();
+    wait_up(&hubs[0], false);
+    let err = hubs[0]
+        .handle()
+        .publish_idempotent(
+            Target::channel("orders"),
+            "order",
+            json!({"id": 43}),
+            "order-43",
+        )
+        .unwrap_err();
+    assert!(matches!(err, wshub::Error::Unavailable(_)), "{err}");
+    redis.resume();
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_client_that_resumed_on_a_cut_off_hub_gets_nothing_twice_when_it_catches_up() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(&redis);
+    let cut_hub = behind(&proxy, config(&redis));
+    let other = hub_on(config(&redis));
+    // A follower through the outage on the hub to be cut off, and a client
+    // on the other hub.
+    let mut through = following_c(&cut_hub, &other, 2);
+    let mut mover = other.client("/ws");
+    subscribe(&mut mover, json!({"channel": "c"}), None);
+    proxy.cut();
+    wait_up(&cut_hub, false);
+    for n in 1..=3 {
+        other
+            .handle()
+            .publish(Target::channel("c"), "meanwhile", json!({ "n": n }))
+            .unwrap();
+    }
+    let mut last = Value::Null;
+    for _ in 1..=3 {
+        last = expect(&mut mover, "meanwhile");
+    }
+    // It moves to the cut-off hub, which cannot know where the stream is.
+    let mut moved = cut_hub.client("/ws");
+    let reply = subscribe(
+        &mut moved,
+        json!({"channel": "c"}),
+        Some(json!({"seq": last["seq"], "epoch": last["epoch"]})),
+    );
+    assert_eq!(reply["data"]["recovered"], false, "{reply}");
+    drop(mover);
+    proxy.restore();
+    wait_up(&cut_hub, true);
+    // The follower there is caught up...
+    for n in 1..=3 {
+        assert_eq!(expect(&mut through, "meanwhile")["data"]["n"], n);
+    }
+    // ...but the one that came meanwhile gets nothing it had, only what
+    // is new.
+    other
+        .handle()
+        .publish(Target::channel("c"), "fresh", json!({}))
+        .unwrap();
+    let next = next(&mut moved, "the fresh one");
+    assert_eq!(next["type"], "fresh", "delivered again: {next}");
 }

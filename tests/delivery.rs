@@ -12,7 +12,7 @@ use serde_json::json;
 use support::{Client, DEADLINE, read_json, start, start_default};
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
-use wshub::{Config, Target};
+use wshub::Target;
 
 /// Reads `count` events and checks their `seq` runs 0, 1, 2, ... in order.
 fn read_in_order(mut client: Client, count: u64) -> Client {
@@ -66,10 +66,7 @@ fn a_fan_out_to_50_clients_loses_and_reorders_nothing() {
 
 #[test]
 fn a_client_that_never_reads_is_closed_with_1013_and_holds_nobody_up() {
-    let hub = start(Config {
-        max_queue: 64,
-        ..support::config()
-    });
+    let hub = start(support::config().max_queue(64));
     // Subscribes, then never reads again.
     let mut stuck = hub.client("/ws");
     stuck.request(json!({"type": "subscribe", "channel": "flood"}), "s");
@@ -292,10 +289,7 @@ fn a_hub_that_has_shut_down_refuses_handle_calls() {
 
 #[test]
 fn queues_are_bounded_in_bytes_too_but_one_big_message_still_gets_through() {
-    let hub = start(Config {
-        max_queue_bytes: 256 * 1024,
-        ..support::config()
-    });
+    let hub = start(support::config().max_queue_bytes(256 * 1024));
     // A message larger than the whole byte budget reaches a healthy client.
     let mut healthy = hub.client("/ws");
     healthy.request(json!({"type": "subscribe", "channel": "big"}), "s");
@@ -354,12 +348,12 @@ fn narrow_client(hub: &support::TestHub, path: &str) -> Client {
 #[test]
 fn a_slow_reader_gets_its_1001_within_the_shutdown_deadline_whatever_is_queued() {
     const QUEUED: usize = 6_000;
-    let hub = start(Config {
-        // Nobody is a slow consumer here: the backlog stays.
-        max_queue: 1 << 20,
-        max_queue_bytes: 1 << 30,
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            // Nobody is a slow consumer here: the backlog stays.
+            .max_queue(1 << 20)
+            .max_queue_bytes(1 << 30),
+    );
     let mut slow = narrow_client(&hub, "/ws");
     slow.request(json!({"type": "subscribe", "channel": "backlog"}), "s");
     let pad = "x".repeat(10_000);

@@ -182,10 +182,7 @@ fn replies_and_errors_use_the_requesters_envelope() {
 
 #[test]
 fn client_messages_are_read_in_every_shape_on_every_endpoint() {
-    let hub = hub_with(Config {
-        allow_client_publish: true,
-        ..support::config()
-    });
+    let hub = hub_with(support::config().allow_client_publish(true));
     let mut listener = hub.client("/ws");
     listener.request(json!({"type": "subscribe", "channel": "c"}), "sub");
     // A standard-envelope endpoint, publishing in the three shapes.
@@ -211,13 +208,10 @@ fn client_messages_are_read_in_every_shape_on_every_endpoint() {
 
 #[test]
 fn an_endpoint_serves_its_own_envelope_and_the_query_overrides_it() {
-    let hub = hub_with(Config {
-        endpoints: vec![
-            Endpoint::new("/agent", Envelope::Payload),
-            Endpoint::new("/ide", Envelope::Flat),
-        ],
-        ..support::config()
-    });
+    let hub = hub_with(support::config().endpoints(vec![
+        Endpoint::new("/agent", Envelope::Payload),
+        Endpoint::new("/ide", Envelope::Flat),
+    ]));
     assert_eq!(
         Shaped::connect(&hub, "/agent").welcome["type"],
         "connection:established"
@@ -247,21 +241,18 @@ fn an_unknown_envelope_is_refused_with_400_naming_the_choices() {
 #[test]
 fn an_endpoint_on_a_reserved_path_is_a_config_error() {
     for path in ["/health", "/metrics", "/api/publish", "no-slash"] {
-        let config = Config {
-            endpoints: vec![Endpoint::new(path, Envelope::Flat)],
-            ..support::config()
-        };
+        let config = support::config().endpoints(vec![Endpoint::new(path, Envelope::Flat)]);
         assert!(config.validate().is_err(), "{path} was accepted");
     }
 }
 
 #[test]
 fn json_heartbeats_reach_every_envelope_when_asked_for() {
-    let hub = hub_with(Config {
-        json_heartbeat: true,
-        heartbeat_interval: Duration::from_millis(100),
-        ..support::config()
-    });
+    let hub = hub_with(
+        support::config()
+            .json_heartbeat(true)
+            .heartbeat_interval(Duration::from_millis(100)),
+    );
     let mut standard = Shaped::connect(&hub, "/ws");
     let beat = standard.expect_eventually("heartbeat");
     assert!(beat["data"]["timestamp"].is_string(), "{beat}");
@@ -275,10 +266,7 @@ fn json_heartbeats_reach_every_envelope_when_asked_for() {
 
 #[test]
 fn without_the_flag_there_are_no_json_heartbeats() {
-    let hub = hub_with(Config {
-        heartbeat_interval: Duration::from_millis(50),
-        ..support::config()
-    });
+    let hub = hub_with(support::config().heartbeat_interval(Duration::from_millis(50)));
     let mut client = hub.client("/ws");
     // Several heartbeat intervals pass, measured by the protocol Pings the
     // client answers; none of them comes with a JSON heartbeat.
@@ -295,10 +283,7 @@ fn without_the_flag_there_are_no_json_heartbeats() {
 
 #[test]
 fn batches_are_named_by_the_batch_type() {
-    let hub = hub_with(Config {
-        batch_type: "batchUpdate".into(),
-        ..support::config()
-    });
+    let hub = hub_with(support::config().batch_type("batchUpdate"));
     let mut client = hub.client("/ws");
     client.request(json!({"type": "subscribe", "channel": "files"}), "sub");
     for i in 0..3 {
@@ -319,11 +304,11 @@ fn batches_are_named_by_the_batch_type() {
 #[test]
 fn with_anonymous_allowed_a_bad_token_connects_with_auth_failed() {
     let tokens = HashMap::from([(Secret::new("alice-static"), TokenGrant::user("alice"))]);
-    let hub = hub_with(Config {
-        tokens: tokens.clone(),
-        allow_anonymous: true,
-        ..support::config()
-    });
+    let hub = hub_with(
+        support::config()
+            .tokens(tokens.clone())
+            .allow_anonymous(true),
+    );
     let mut good = Shaped::connect(&hub, "/ws?token=alice-static");
     let auth = good.recv("auth");
     assert_eq!(auth["data"], json!({"success": true, "userId": "alice"}));
@@ -338,10 +323,7 @@ fn with_anonymous_allowed_a_bad_token_connects_with_auth_failed() {
     assert_eq!(none.recv("auth")["data"]["success"], false);
 
     // Without anonymous clients, a bad token is still refused.
-    let strict = hub_with(Config {
-        tokens,
-        ..support::config()
-    });
+    let strict = hub_with(support::config().tokens(tokens));
     let mut refused = support::Client::open(strict.addr, "/ws?token=nope").unwrap();
     let (code, _) = support::expect_close(&mut refused);
     assert_eq!(code, 1008);

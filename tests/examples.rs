@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, unbounded};
 use serde_json::json;
 use support::{Client, DEADLINE};
-use wshub::{Config, Envelope};
+use wshub::Envelope;
 
 /// How long each example runs before it stops by itself.
 const RUN_SECONDS: u64 = 4;
@@ -247,11 +247,11 @@ fn the_python_agent_service_plays_the_agent_flow_over_a_service_connection() {
     const TOKEN: &str = "python-service-token";
     // Served as the README's recipe for these clients serves them: the
     // payload envelope by default, which the service opts out of.
-    let hub = support::start(Config {
-        admin_token: Some(TOKEN.into()),
-        envelope: Envelope::Payload,
-        ..support::config()
-    });
+    let hub = support::start(
+        support::config()
+            .admin_token(Some(TOKEN.into()))
+            .envelope(Envelope::Payload),
+    );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/agent_service.py");
     let mut command = Command::new("python3");
     command

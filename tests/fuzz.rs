@@ -16,7 +16,7 @@ use serde_json::json;
 use support::json::{any_json, request_like};
 use support::{Client, DEADLINE, read_json, start};
 use tungstenite::Message;
-use wshub::{Config, Target};
+use wshub::Target;
 
 /// Error codes a client can cause here (no auth, no client publishing).
 const CODES: &[&str] = &[
@@ -61,11 +61,7 @@ fn thread_count() -> usize {
 fn random_frames_and_bytes_never_hurt_the_hub_or_other_clients() {
     // The only test in this file: no other test's threads come and go.
     let before = thread_count();
-    let hub = start(Config {
-        rate_limit: 0,
-        max_message_size: 4096,
-        ..support::config()
-    });
+    let hub = start(support::config().rate_limit(0).max_message_size(4096));
     let mut healthy = hub.client("/ws");
     healthy.request(json!({"type": "subscribe", "channel": "watch"}), "s");
 

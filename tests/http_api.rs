@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{DEADLINE, get, http_raw, post, start, start_default};
-use wshub::Config;
 
 #[test]
 fn health_answers_ok() {
@@ -229,10 +228,7 @@ fn malformed_requests_get_400() {
 
 #[test]
 fn bodies_need_a_length_within_the_limit() {
-    let hub = start(Config {
-        max_body_size: 64,
-        ..support::config()
-    });
+    let hub = start(support::config().max_body_size(64));
     let (status, _, body) = http_raw(hub.addr, b"POST /api/publish HTTP/1.1\r\n\r\n{}");
     assert_eq!(status, 411, "{body}");
     let (status, _, _) = http_raw(
@@ -290,10 +286,7 @@ fn oversized_heads_get_431_and_slow_ones_408() {
     assert_eq!(status, 431, "{body}");
 
     // Half a request, then nothing: the hub answers 408 at its deadline.
-    let hub = start(Config {
-        handshake_timeout: Duration::from_millis(300),
-        ..support::config()
-    });
+    let hub = start(support::config().handshake_timeout(Duration::from_millis(300)));
     let mut stream = TcpStream::connect(hub.addr).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     stream.write_all(b"GET /health HTTP/1.1\r\nHost:").unwrap();
@@ -342,12 +335,12 @@ fn bad_upgrade_requests_are_refused_with_their_reason() {
 
 #[test]
 fn a_client_that_never_reads_its_response_holds_no_thread_past_the_deadline() {
-    let hub = start(Config {
-        handshake_timeout: Duration::from_millis(500),
-        rate_limit: 0,
-        max_subscriptions: 1000,
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            .handshake_timeout(Duration::from_millis(500))
+            .rate_limit(0)
+            .max_subscriptions(1000),
+    );
     // About 10 MB of /api/ws/stats: 50 clients with 1000 long channel names each,
     // far more than the kernel's socket buffers hold.
     let mut clients: Vec<_> = (0..50).map(|_| hub.client("/ws")).collect();
@@ -417,4 +410,48 @@ fn the_publish_answer_reads_as_the_readme_shows_it() {
     let (status, _, answer) = http_raw(hub.addr, request.as_bytes());
     assert_eq!(status, 200);
     assert_eq!(answer, r#"{"success":true,"data":{"delivered":0}}"#);
+}
+
+#[test]
+fn a_publish_the_busy_router_did_not_take_in_time_is_refused_and_never_delivered() {
+    use crossbeam_channel::bounded;
+    use wshub::{Filter, Target};
+    let hub = start_default();
+    let mut follower = hub.client("/ws");
+    follower.request(json!({"type": "subscribe", "channel": "c"}), "s");
+    // A filter that holds the router (application code, run on the router
+    // thread) until the test lets it go.
+    let (entered_tx, entered) = bounded::<()>(1);
+    let (release, release_rx) = bounded::<()>(1);
+    let blocker = Filter::new(move |_| {
+        let _ = entered_tx.try_send(());
+        let _ = release_rx.recv_timeout(DEADLINE * 3);
+        true
+    });
+    let handle = hub.handle().clone();
+    let blocked =
+        std::thread::spawn(move || handle.publish(Target::Filter(blocker), "blocked", json!({})));
+    entered
+        .recv_timeout(DEADLINE)
+        .expect("the router runs the filter");
+    // The router is busy past the HTTP API's wait: the publish is given up,
+    // and says so truly.
+    let (status, answer) = post(hub.addr, "/api/publish", r#"{"channel":"c","type":"late"}"#);
+    release.send(()).unwrap();
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["code"], "unavailable", "{answer}");
+    let why = answer["error"].as_str().unwrap();
+    assert!(why.contains("not published"), "{why}");
+    assert!(!why.contains("shutting down"), "{why}");
+    blocked.join().unwrap().unwrap();
+    // Nothing of it comes, ever: the router dropped it once free.
+    hub.handle()
+        .publish(Target::channel("c"), "marker", json!({}))
+        .unwrap();
+    assert_eq!(follower.expect("blocked")["type"], "blocked");
+    let next = follower.recv("the marker");
+    assert_eq!(
+        next["type"], "marker",
+        "the refused publish was delivered: {next}"
+    );
 }

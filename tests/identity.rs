@@ -362,20 +362,15 @@ fn answer(
 
 /// A hub that checks audience and issuer, with an HS256 secret beside.
 fn idp_config() -> Config {
-    Config {
-        jwt_secret: Some(SECRET.into()),
-        jwt_audiences: vec![AUD.into()],
-        jwt_issuer: Some(ISS.into()),
-        jwt_leeway: Duration::ZERO,
-        ..support::config()
-    }
+    support::config()
+        .jwt_secret(Some(SECRET.into()))
+        .jwt_audiences(vec![AUD.into()])
+        .jwt_issuer(Some(ISS.into()))
+        .jwt_leeway(Duration::ZERO)
 }
 
 fn jwks_hub(server: &JwksServer) -> TestHub {
-    start(Config {
-        jwks_url: Some(server.url.clone()),
-        ..idp_config()
-    })
+    start(idp_config().jwks_url(Some(server.url.clone())))
 }
 
 /// Connects with `token` and expects to be refused: `unauthorized`, then
@@ -408,15 +403,12 @@ fn tokens_of_every_algorithm_are_accepted_with_keys_from_pem_certificates_and_jw
     let jwk_file =
         std::env::temp_dir().join(format!("wshub-identity-{}/ed.jwk", std::process::id()));
     std::fs::write(&jwk_file, k.ed.jwk("ed").to_string()).unwrap();
-    let hub = start(Config {
-        jwt_public_keys: vec![
-            TestKey::load(&k.rsa.public_pem, "rsa"),
-            TestKey::load(&k.p256.cert_pem, "p256"),
-            TestKey::load(&k.p384.public_pem, "p384"),
-            JwtKey::load(&jwk_file).unwrap().remove(0),
-        ],
-        ..idp_config()
-    });
+    let hub = start(idp_config().jwt_public_keys(vec![
+        TestKey::load(&k.rsa.public_pem, "rsa"),
+        TestKey::load(&k.p256.cert_pem, "p256"),
+        TestKey::load(&k.p384.public_pem, "p384"),
+        JwtKey::load(&jwk_file).unwrap().remove(0),
+    ]));
     let cases = [
         (&k.rsa, "RS256", "rsa"),
         (&k.rsa, "RS384", "rsa"),
@@ -467,13 +459,10 @@ fn tokens_of_every_algorithm_are_accepted_with_keys_from_pem_certificates_and_jw
 #[test]
 fn the_attack_matrix_for_public_keys_is_refused_with_reasons_and_reaches_no_data() {
     let k = keys();
-    let hub = start(Config {
-        jwt_public_keys: vec![
-            TestKey::load(&k.rsa.public_pem, "rsa"),
-            TestKey::load(&k.p256.public_pem, "ec"),
-        ],
-        ..idp_config()
-    });
+    let hub = start(idp_config().jwt_public_keys(vec![
+        TestKey::load(&k.rsa.public_pem, "rsa"),
+        TestKey::load(&k.p256.public_pem, "ec"),
+    ]));
     // A real user with something to steal.
     let mut alice = expect_user(
         &hub,
@@ -630,11 +619,11 @@ fn the_attack_matrix_for_public_keys_is_refused_with_reasons_and_reaches_no_data
     assert_eq!(stats.rejected_connections, cases.len() as u64);
 
     // Without an HS256 secret, an HS256 token is refused for its algorithm.
-    let keys_only = start(Config {
-        jwt_secret: None,
-        jwt_public_keys: vec![TestKey::load(&k.rsa.public_pem, "rsa")],
-        ..idp_config()
-    });
+    let keys_only = start(
+        idp_config()
+            .jwt_secret(None)
+            .jwt_public_keys(vec![TestKey::load(&k.rsa.public_pem, "rsa")]),
+    );
     let message = expect_unauthorized(
         &keys_only,
         &hmac_signed(&header("HS256", "rsa"), &good, &pem),
@@ -743,11 +732,11 @@ fn an_unreachable_key_set_refuses_its_tokens_clearly_and_the_hub_carries_on() {
         .local_addr()
         .unwrap()
         .port();
-    let hub = start(Config {
-        jwks_url: Some(format!("http://127.0.0.1:{port}/jwks")),
-        jwt_public_keys: vec![TestKey::load(&k.p384.public_pem, "static")],
-        ..idp_config()
-    });
+    let hub = start(
+        idp_config()
+            .jwks_url(Some(format!("http://127.0.0.1:{port}/jwks")))
+            .jwt_public_keys(vec![TestKey::load(&k.p384.public_pem, "static")]),
+    );
     let message = expect_unauthorized(&hub, &k.rsa.sign(&header("RS256", "k1"), &claims("alice")));
     assert!(message.contains("no key has the kid \"k1\""), "{message}");
     assert!(
@@ -770,10 +759,7 @@ fn an_unreachable_key_set_refuses_its_tokens_clearly_and_the_hub_carries_on() {
     // is a failed fetch like any other.
     let plain = JwksServer::start(Serve::Json(jwks(&[(&k.rsa, "k1")])));
     let url = plain.url.replace("http://", "https://");
-    let hub = start(Config {
-        jwks_url: Some(url.clone()),
-        ..idp_config()
-    });
+    let hub = start(idp_config().jwks_url(Some(url.clone())));
     let message = expect_unauthorized(&hub, &k.rsa.sign(&header("RS256", "k1"), &claims("alice")));
     assert!(
         message.contains(&format!("from {url} could not be fetched")),
@@ -849,11 +835,11 @@ fn a_key_set_that_hangs_never_stalls_other_handshakes_or_the_hub() {
     let k = keys();
     let server = JwksServer::start(Serve::Hang);
     // A long handshake timeout: the wait for the key set has its own bound.
-    let hub = start(Config {
-        jwks_url: Some(server.url.clone()),
-        handshake_timeout: Duration::from_secs(60),
-        ..idp_config()
-    });
+    let hub = start(
+        idp_config()
+            .jwks_url(Some(server.url.clone()))
+            .handshake_timeout(Duration::from_secs(60)),
+    );
     server.wait_fetches(1);
     // Handshakes that need the set wait for the fetch under way, each a
     // bounded time (3 s here), then are refused with the reason; they ask
@@ -997,11 +983,11 @@ fn with_redis_each_hub_checks_its_own_tokens_and_deliveries_cross() {
     let redis = Redis::start();
     let server = JwksServer::start(Serve::Json(jwks(&[(&k.rsa, "k1"), (&k.ed, "k2")])));
     let on_redis = || {
-        let hub = start(Config {
-            redis: Some(redis.url()),
-            jwks_url: Some(server.url.clone()),
-            ..idp_config()
-        });
+        let hub = start(
+            idp_config()
+                .redis(Some(redis.url()))
+                .jwks_url(Some(server.url.clone())),
+        );
         hub.wait_stats("the hub to join Redis", |s| {
             s.cluster.as_ref().is_some_and(|c| c.redis_up)
         });

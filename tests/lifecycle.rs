@@ -16,11 +16,9 @@ use wshub::{Config, Filter, Target};
 /// client that answers has a second to spare for a busy machine's
 /// scheduling.
 fn heartbeat_config() -> Config {
-    Config {
-        heartbeat_interval: Duration::from_millis(200),
-        client_timeout: Duration::from_millis(1200),
-        ..support::config()
-    }
+    support::config()
+        .heartbeat_interval(Duration::from_millis(200))
+        .client_timeout(Duration::from_millis(1200))
 }
 
 #[test]
@@ -93,11 +91,11 @@ fn application_messages_count_as_signs_of_life() {
     // talker speaks every 50 ms; a busy machine may hold one of its round
     // trips up for a while, so the timeout is a second.
     let timeout = Duration::from_secs(1);
-    let hub = start(Config {
-        heartbeat_interval: Duration::from_secs(60),
-        client_timeout: timeout,
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            .heartbeat_interval(Duration::from_secs(60))
+            .client_timeout(timeout),
+    );
     let mut talker = hub.client("/ws?userId=talker");
     let _silent = hub.client("/ws?userId=silent");
     // Talk every 50 ms (pacing, not synchronisation) until the silent one
@@ -122,10 +120,7 @@ fn application_messages_count_as_signs_of_life() {
 
 #[test]
 fn the_connection_limit_closes_the_next_client_with_1013() {
-    let hub = start(Config {
-        max_connections: 2,
-        ..support::config()
-    });
+    let hub = start(support::config().max_connections(2));
     let _a = hub.client("/ws");
     let _b = hub.client("/ws");
     let mut third = Client::open(hub.addr, "/ws").unwrap();
@@ -213,10 +208,7 @@ fn dropping_the_server_stops_the_hub() {
 fn past_its_thread_budget_the_hub_refuses_connections_and_stays_up() {
     // Room for four threads: two clients (a reader each) and two
     // connections that never send their request.
-    let hub = start(Config {
-        max_threads: Some(4),
-        ..support::config()
-    });
+    let hub = start(support::config().max_threads(Some(4)));
     let _clients = (hub.client("/ws"), hub.client("/ws"));
     // A client has its welcome a moment before its handshake thread ends.
     hub.wait_stats("a thread per client", |s| s.threads == 2);
@@ -267,11 +259,11 @@ fn past_its_thread_budget_the_hub_refuses_connections_and_stays_up() {
 #[test]
 fn idle_sockets_get_only_their_share_of_handshakes() {
     // Loopback is not trusted here, so it counts as one address.
-    let hub = start(Config {
-        max_handshakes_per_ip: 3,
-        trusted_proxies: Vec::new(),
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            .max_handshakes_per_ip(3)
+            .trusted_proxies(Vec::new()),
+    );
     let mut client = hub.client("/ws");
     // A client has its welcome a moment before its handshake thread ends.
     hub.wait_stats("a thread for the client", |s| s.threads == 1);
@@ -294,11 +286,11 @@ fn idle_sockets_get_only_their_share_of_handshakes() {
 
 #[test]
 fn one_address_gets_at_most_max_connections_per_ip_unless_it_is_a_proxy() {
-    let hub = start(Config {
-        max_connections_per_ip: 2,
-        trusted_proxies: Vec::new(),
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            .max_connections_per_ip(2)
+            .trusted_proxies(Vec::new()),
+    );
     let _a = hub.client("/ws");
     let _b = hub.client("/ws");
     let mut third = Client::open(hub.addr, "/ws").unwrap();
@@ -307,9 +299,6 @@ fn one_address_gets_at_most_max_connections_per_ip_unless_it_is_a_proxy() {
         (1013, "Too many connections from this address".to_owned())
     );
     // Behind a proxy (loopback is trusted by default) the cap does not apply.
-    let proxied = start(Config {
-        max_connections_per_ip: 2,
-        ..support::config()
-    });
+    let proxied = start(support::config().max_connections_per_ip(2));
     let _clients: Vec<Client> = (0..3).map(|_| proxied.client("/ws")).collect();
 }

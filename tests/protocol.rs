@@ -9,7 +9,7 @@ use std::io::Write;
 
 use support::{Client, DEADLINE, read_json, start, start_default};
 use tungstenite::Message;
-use wshub::{Config, Target};
+use wshub::Target;
 
 fn is_timestamp(value: &serde_json::Value) -> bool {
     let Some(text) = value.as_str() else {
@@ -43,10 +43,7 @@ fn the_first_message_is_the_connection_welcome() {
 
 #[test]
 fn clients_may_connect_to_the_bare_host_and_to_a_custom_path() {
-    let hub = start(Config {
-        path: "/live".into(),
-        ..support::config()
-    });
+    let hub = start(support::config().path("/live"));
     hub.client("/");
     hub.client("/live?userId=x");
     let err = Client::open(hub.addr, "/ws").expect_err("/ws is not the endpoint any more");
@@ -238,10 +235,7 @@ fn client_publish_is_forbidden_unless_the_server_allows_it() {
 
 #[test]
 fn allowed_client_publications_reach_every_subscriber_including_the_publisher() {
-    let hub = start(Config {
-        allow_client_publish: true,
-        ..support::config()
-    });
+    let hub = start(support::config().allow_client_publish(true));
     let mut alice = hub.client("/ws?userId=alice");
     let mut bob = hub.client("/ws?userId=bob");
     // Presence noise from the two joins.
@@ -290,10 +284,7 @@ fn allowed_client_publications_reach_every_subscriber_including_the_publisher() 
 
 #[test]
 fn presence_is_broadcast_and_offline_follows_the_last_connection() {
-    let hub = start(Config {
-        presence_grace: std::time::Duration::ZERO,
-        ..support::config()
-    });
+    let hub = start(support::config().presence_grace(std::time::Duration::ZERO));
     let mut watcher = hub.client("/ws?userId=watcher");
     let online = watcher.expect("user_presence");
     assert_eq!(
@@ -345,10 +336,7 @@ fn presence_is_broadcast_and_offline_follows_the_last_connection() {
 fn a_quick_reconnection_is_not_announced_offline() {
     // The reconnection must come within the grace: two seconds leave room
     // for a busy machine's scheduling (it takes milliseconds on a quiet one).
-    let hub = start(Config {
-        presence_grace: std::time::Duration::from_secs(2),
-        ..support::config()
-    });
+    let hub = start(support::config().presence_grace(std::time::Duration::from_secs(2)));
     let mut watcher = hub.client("/ws?userId=watcher");
     watcher.expect("user_presence");
     let tab = hub.client("/ws?userId=alice");
@@ -475,12 +463,12 @@ fn a_rejected_request_still_echoes_its_correlation_id() {
 
 #[test]
 fn a_message_over_the_size_limit_gets_payload_too_large_then_close_1009() {
-    let hub = start(Config {
-        max_message_size: 1024,
-        // Far longer than the test's deadline: the close must end on its own.
-        close_timeout: std::time::Duration::from_secs(60),
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            .max_message_size(1024)
+            // Far longer than the test's deadline: the close must end on its own.
+            .close_timeout(std::time::Duration::from_secs(60)),
+    );
     let mut bystander = hub.client("/ws");
     let mut client = hub.client("/ws");
     // Exactly at the limit is fine.
@@ -518,10 +506,7 @@ fn timestamps_are_iso_8601_utc_with_milliseconds_on_every_message() {
 
 #[test]
 fn oversized_and_broken_frames_close_with_their_codes() {
-    let hub = start(Config {
-        max_message_size: 1024,
-        ..support::config()
-    });
+    let hub = start(support::config().max_message_size(1024));
     let mut bystander = hub.client("/ws");
 
     // Too big, in one frame or in fragments.

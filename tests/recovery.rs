@@ -94,10 +94,7 @@ fn a_channel_subscriber_that_comes_back_gets_what_it_missed_then_live() {
 
 #[test]
 fn a_replay_looks_exactly_like_the_live_delivery_did() {
-    let hub = hub_with(Config {
-        allow_client_publish: true,
-        ..support::config()
-    });
+    let hub = hub_with(support::config().allow_client_publish(true));
     let mut live = hub.client("/ws");
     let reply = subscribe(&mut live, json!({"channel": "chat"}), None);
     let epoch = reply["data"]["epoch"].clone();
@@ -143,13 +140,10 @@ fn a_session_recovers_the_same_way() {
 }
 
 fn user_hub() -> TestHub {
-    hub_with(Config {
-        tokens: HashMap::from([
-            (Secret::new("alice-token"), TokenGrant::user("alice")),
-            (Secret::new("bob-token"), TokenGrant::user("bob")),
-        ]),
-        ..support::config()
-    })
+    hub_with(support::config().tokens(HashMap::from([
+        (Secret::new("alice-token"), TokenGrant::user("alice")),
+        (Secret::new("bob-token"), TokenGrant::user("bob")),
+    ])))
 }
 
 #[test]
@@ -197,10 +191,7 @@ fn a_user_stream_is_its_users_alone() {
 
 #[test]
 fn a_since_older_than_the_history_is_recovered_false() {
-    let hub = hub_with(Config {
-        history_size: 3,
-        ..support::config()
-    });
+    let hub = hub_with(support::config().history_size(3));
     let target = Target::channel("c");
     let mut client = hub.client("/ws");
     let reply = subscribe(&mut client, json!({"channel": "c"}), None);
@@ -247,10 +238,7 @@ fn a_restarted_hub_has_new_epochs_so_clients_know_they_missed_data() {
     drop(client);
     first.server.shutdown().unwrap();
 
-    let again = hub_with(Config {
-        port: addr.port(),
-        ..support::config()
-    });
+    let again = hub_with(support::config().port(addr.port()));
     let mut client = again.client("/ws");
     let reply = subscribe(&mut client, json!({"channel": "c"}), Some(since.clone()));
     assert_eq!(reply["data"]["recovered"], false, "{reply} after {since}");
@@ -258,10 +246,7 @@ fn a_restarted_hub_has_new_epochs_so_clients_know_they_missed_data() {
 
 #[test]
 fn streams_with_history_off_carry_no_position_and_recover_nothing() {
-    let hub = hub_with(Config {
-        history_off: vec!["typing-*".into()],
-        ..support::config()
-    });
+    let hub = hub_with(support::config().history_off(vec!["typing-*".into()]));
     let mut client = hub.client("/ws");
     let reply = subscribe(&mut client, json!({"channel": "typing-1"}), None);
     assert_eq!(reply["data"], json!({}), "{reply}");
@@ -279,10 +264,7 @@ fn streams_with_history_off_carry_no_position_and_recover_nothing() {
     assert_eq!(reply["data"], json!({"recovered": false}));
 
     // And with no history at all, nothing is numbered.
-    let none = hub_with(Config {
-        history_size: 0,
-        ..support::config()
-    });
+    let none = hub_with(support::config().history_size(0));
     let mut client = none.client("/ws");
     subscribe(&mut client, json!({"channel": "files"}), None);
     publish_n(&none, &Target::channel("files"), 0, 1);
@@ -314,11 +296,11 @@ fn a_malformed_since_is_a_clear_error() {
 fn batched_items_are_numbered_and_replayed_one_by_one() {
     // The three go as one batch once the third is in: the default 100 ms
     // window can pass between two calls on a busy machine.
-    let hub = hub_with(Config {
-        batch_window: Duration::from_secs(60),
-        batch_max: 3,
-        ..support::config()
-    });
+    let hub = hub_with(
+        support::config()
+            .batch_window(Duration::from_secs(60))
+            .batch_max(3),
+    );
     let target = Target::session("s1");
     let mut client = hub.client("/ws?sessionId=s1");
     let reply = subscribe(&mut client, json!({"sessionId": "s1"}), None);
@@ -345,10 +327,7 @@ fn batched_items_are_numbered_and_replayed_one_by_one() {
 
 #[test]
 fn a_batch_held_when_a_client_resumes_is_neither_lost_nor_doubled() {
-    let hub = hub_with(Config {
-        batch_window: Duration::from_secs(60),
-        ..support::config()
-    });
+    let hub = hub_with(support::config().batch_window(Duration::from_secs(60)));
     let target = Target::channel("c");
     let mut client = hub.client("/ws");
     let reply = subscribe(&mut client, json!({"channel": "c"}), None);
@@ -376,11 +355,7 @@ fn a_batch_held_when_a_client_resumes_is_neither_lost_nor_doubled() {
 
 #[test]
 fn a_replay_larger_than_the_queue_is_paced_not_a_slow_consumer() {
-    let hub = hub_with(Config {
-        max_queue: 16,
-        history_size: 2_000,
-        ..support::config()
-    });
+    let hub = hub_with(support::config().max_queue(16).history_size(2_000));
     let target = Target::channel("big");
     let mut client = hub.client("/ws");
     let reply = subscribe(&mut client, json!({"channel": "big"}), None);
@@ -404,10 +379,7 @@ fn a_replay_larger_than_the_queue_is_paced_not_a_slow_consumer() {
 
 #[test]
 fn resuming_while_a_publisher_runs_flat_out_leaves_no_gap_and_no_duplicate() {
-    let hub = hub_with(Config {
-        history_size: 100_000,
-        ..support::config()
-    });
+    let hub = hub_with(support::config().history_size(100_000));
     let mut first = hub.client("/ws");
     let reply = subscribe(&mut first, json!({"channel": "race"}), None);
     let epoch = reply["data"]["epoch"].clone();
@@ -461,10 +433,7 @@ fn resuming_while_a_publisher_runs_flat_out_leaves_no_gap_and_no_duplicate() {
 #[test]
 fn history_stays_within_its_byte_budget_under_a_flood_of_new_streams() {
     let budget = 256 * 1024;
-    let hub = hub_with(Config {
-        max_history_bytes: budget,
-        ..support::config()
-    });
+    let hub = hub_with(support::config().max_history_bytes(budget));
     let mut watcher = hub.client("/ws");
     subscribe(&mut watcher, json!({"channel": "kept"}), None);
     let payload = "x".repeat(200);
@@ -518,28 +487,28 @@ const ADMIN: &str = "recovery-admin";
 /// A hub where `ann-full` may read `private-x` and `ann-less` (the same
 /// user) may not, with queues so short that a catch-up of 1000 is paced.
 fn private_hub() -> TestHub {
-    hub_with(Config {
-        tokens: HashMap::from([
-            (
-                Secret::new("ann-full"),
-                TokenGrant {
-                    channels: Some(vec!["private-x".into()]),
-                    ..TokenGrant::user("ann")
-                },
-            ),
-            (
-                Secret::new("ann-less"),
-                TokenGrant {
-                    channels: Some(vec![]),
-                    ..TokenGrant::user("ann")
-                },
-            ),
-        ]),
-        admin_token: Some(ADMIN.into()),
-        max_queue: 16,
-        history_size: 5_000,
-        ..support::config()
-    })
+    hub_with(
+        support::config()
+            .tokens(HashMap::from([
+                (
+                    Secret::new("ann-full"),
+                    TokenGrant {
+                        channels: Some(vec!["private-x".into()]),
+                        ..TokenGrant::user("ann")
+                    },
+                ),
+                (
+                    Secret::new("ann-less"),
+                    TokenGrant {
+                        channels: Some(vec![]),
+                        ..TokenGrant::user("ann")
+                    },
+                ),
+            ]))
+            .admin_token(Some(ADMIN.into()))
+            .max_queue(16)
+            .history_size(5_000),
+    )
 }
 
 /// How a client's right to a stream is withdrawn.
@@ -768,11 +737,7 @@ fn a_client_that_stops_reading_mid_catch_up_is_a_slow_consumer_holding_no_more_t
     const QUEUE: usize = 64;
     // 2000 of 8 KB to catch up on: far more than the sockets hold.
     const MISSED: u64 = 2_000;
-    let hub = hub_with(Config {
-        max_queue: QUEUE,
-        history_size: 3_000,
-        ..support::config()
-    });
+    let hub = hub_with(support::config().max_queue(QUEUE).history_size(3_000));
     let target = Target::channel("big");
     let pad = "x".repeat(8_000);
     let publish = |n: u64| {

@@ -42,8 +42,8 @@ fn forged(header: &str, claims: &Value, key: &[u8]) -> String {
 }
 
 fn secure_config() -> Config {
-    Config {
-        tokens: HashMap::from([
+    support::config()
+        .tokens(HashMap::from([
             (Secret::new("alice-static"), TokenGrant::user("alice")),
             (
                 Secret::new("team-static"),
@@ -53,13 +53,11 @@ fn secure_config() -> Config {
                     ..TokenGrant::user("carol")
                 },
             ),
-        ]),
-        jwt_secret: Some(SECRET.into()),
-        jwt_leeway: Duration::ZERO,
-        admin_token: Some(ADMIN.into()),
-        allowed_origins: vec!["https://app.example.com".into()],
-        ..support::config()
-    }
+        ]))
+        .jwt_secret(Some(SECRET.into()))
+        .jwt_leeway(Duration::ZERO)
+        .admin_token(Some(ADMIN.into()))
+        .allowed_origins(vec!["https://app.example.com".into()])
 }
 
 fn secure_hub() -> TestHub {
@@ -417,10 +415,7 @@ fn a_token_that_expires_while_connected_closes_with_4001_unless_refreshed() {
 
 #[test]
 fn anonymous_clients_get_public_channels_and_broadcasts_only() {
-    let hub = start(Config {
-        allow_anonymous: true,
-        ..secure_config()
-    });
+    let hub = start(secure_config().allow_anonymous(true));
     let mut anon = Client::connect(hub.addr, "/ws");
     assert_eq!(anon.welcome["data"]["authenticated"], false);
     assert_eq!(
@@ -512,10 +507,7 @@ fn the_admin_api_needs_the_admin_token() {
 
 #[test]
 fn without_an_admin_token_client_auth_locks_the_admin_api() {
-    let hub = start(Config {
-        admin_token: None,
-        ..secure_config()
-    });
+    let hub = start(secure_config().admin_token(None));
     let (status, body) = get(hub.addr, "/api/ws/stats");
     assert_eq!(status, 401);
     assert!(body["error"].as_str().unwrap().contains("--admin-token"));
@@ -544,11 +536,11 @@ fn the_admin_token_over_websocket_has_full_rights() {
 
 #[test]
 fn a_client_over_its_rate_limit_is_refused_then_closed_for_abuse() {
-    let hub = start(Config {
-        rate_limit: 5,
-        rate_window: Duration::from_secs(60),
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            .rate_limit(5)
+            .rate_window(Duration::from_secs(60)),
+    );
     let mut bystander = hub.client("/ws");
     bystander.request(json!({"type": "subscribe", "channel": "c"}), "s");
     let mut flooder = hub.client("/ws");
@@ -581,10 +573,7 @@ fn a_client_over_its_rate_limit_is_refused_then_closed_for_abuse() {
 
 #[test]
 fn subscriptions_per_client_are_capped() {
-    let hub = start(Config {
-        max_subscriptions: 3,
-        ..support::config()
-    });
+    let hub = start(support::config().max_subscriptions(3));
     let mut client = hub.client("/ws?sessionId=s0");
     for channel in ["a", "b"] {
         assert_eq!(
@@ -610,10 +599,7 @@ fn subscriptions_per_client_are_capped() {
 
 #[test]
 fn connections_per_user_are_capped() {
-    let hub = start(Config {
-        max_connections_per_user: 2,
-        ..secure_config()
-    });
+    let hub = start(secure_config().max_connections_per_user(2));
     let token = user_token("alice");
     let _one = Client::connect(hub.addr, &format!("/ws?token={token}"));
     let _two = Client::connect(hub.addr, &format!("/ws?token={token}"));
@@ -653,10 +639,7 @@ fn in_development_mode_only_pages_on_this_machine_may_connect() {
     }
     assert_eq!(upgrade_status(&hub, ""), 101, "not a browser: no Origin");
     // With tokens required, a page elsewhere has none to use: its origin may try.
-    let secure = start(Config {
-        allowed_origins: Vec::new(),
-        ..secure_config()
-    });
+    let secure = start(secure_config().allowed_origins(Vec::new()));
     assert_eq!(
         upgrade_status(&secure, "Origin: https://evil.example\r\n"),
         101
@@ -751,10 +734,7 @@ fn a_refresh_that_drops_admin_rights_leaves_other_users_sessions() {
 
 #[test]
 fn a_user_cannot_hoard_sessions() {
-    let hub = start(Config {
-        max_sessions_per_user: 3,
-        ..secure_config()
-    });
+    let hub = start(secure_config().max_sessions_per_user(3));
     let token = user_token("hoarder");
     for round in 0..2 {
         let mut client = Client::connect(hub.addr, &format!("/ws?token={token}"));

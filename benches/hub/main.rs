@@ -58,6 +58,11 @@
 //!   recovery under churn, and what history costs; see `recovery.rs`.
 //! - **cluster `[S] [SECS]`**: fanout-max on one hub, and on two hubs
 //!   sharing one `redis-server`; see `cluster.rs`.
+//! - **chaos-redis `[S] [RATE] [PCT]`**: two hubs on one `redis-server`
+//!   that is stalled (SIGSTOP) for 2, 8 and 20 s and restarted empty,
+//!   under a steady publisher and subscribers resuming on either hub: every
+//!   `seq` of every epoch exactly once and in order, or a gap the
+//!   subscriber was told of; see `cluster.rs`.
 //! - **idle `[N ...]`** (defaults 5000 and 10000): N silent clients. The
 //!   server's resident memory, threads and file descriptors per connection
 //!   (after minus before, over N), and its CPU time over 10 s with all N
@@ -93,6 +98,7 @@
 //! cargo bench --bench hub -- chaos 1000 500 60 10
 //! cargo bench --bench hub -- history 10000 10
 //! cargo bench --bench hub -- cluster 1000 5
+//! cargo bench --bench hub -- chaos-redis 200 200 10
 //! cargo bench --bench hub -- idle 5000 10000
 //! cargo bench --bench hub -- ping 100 5000 5
 //! cargo bench --bench hub -- connect 5000 50
@@ -206,6 +212,7 @@ fn main() {
             | "catch-up"
             | "request"
             | "cluster"
+            | "chaos-redis"
             | "idle"
             | "ping"
             | "connect"
@@ -238,6 +245,7 @@ fn main() {
             summaries.push(bench.history(10_000, 10));
             summaries.push(bench.catch_up(100));
             summaries.push(bench.cluster(1_000, 5));
+            summaries.push(bench.chaos_redis(200, 200, 10));
             for n in [5_000, 10_000] {
                 summaries.push(bench.idle(n));
             }
@@ -266,6 +274,11 @@ fn main() {
             summaries.push(bench.ping(number(1, 100) as usize, number(2, 5_000), number(3, 5)))
         }
         "cluster" => summaries.push(bench.cluster(number(1, 1_000) as usize, number(2, 5))),
+        "chaos-redis" => summaries.push(bench.chaos_redis(
+            number(1, 200) as usize,
+            number(2, 200),
+            number(3, 10),
+        )),
         "request" => {
             summaries.push(bench.request(number(1, 100) as usize, number(2, 0), number(3, 5)))
         }
@@ -310,6 +323,7 @@ fn usage(problem: &str) -> ! {
          \x20 catch-up [MIB=100]                    a client stops reading in the middle of a MIB catch-up\n\
          \x20 request [C=100] [RATE=0] [SECS=5]      round trips answered by the hub, the library, a service\n\
          \x20 cluster [S=1000] [SECS=5]             fan-out on one hub, and on two hubs sharing one Redis\n\
+         \x20 chaos-redis [S=200] [RATE=200] [PCT=10]  two hubs, Redis stalled 2, 8, 20 s and restarted empty\n\
          options:\n\
          \x20 --runs N              runs per server; the tables show medians (default 3)\n\
          \x20 --servers LIST        some of wshub,tokio,node (default all three)\n\

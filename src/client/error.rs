@@ -117,8 +117,8 @@ pub enum Error {
     },
     /// The connection ended before the answer came, or is down right now
     /// (the client is waiting to reconnect). The request may or may not
-    /// have reached the hub. [`next_event`](super::Client::next_event)
-    /// reconnects; try again after its [`Event::Reconnected`](super::Event::Reconnected).
+    /// have reached the hub. [`next_update`](super::Client::next_update)
+    /// reconnects; try again after its [`Update::Reconnected`](super::Update::Reconnected).
     Disconnected,
     /// The client has stopped for good: a close code that means stop, a
     /// 4001 with no fresh token, too many failed attempts, or

@@ -10,10 +10,10 @@
 //! a heartbeat watchdog that notices a connection that died silently.
 //!
 //! **Threads: none.** Everything runs on the thread that calls the client,
-//! inside the call: [`Client::next_event`] and the requests read the socket
+//! inside the call: [`Client::next_update`] and the requests read the socket
 //! (answering the hub's Pings as they go), notice a dead connection,
 //! and reconnect when it is time. Between calls nothing happens, so call
-//! `next_event` at least once per heartbeat interval (30 s by default), or
+//! `next_update` at least once per heartbeat interval (30 s by default), or
 //! the hub will find the client silent and drop it. A [`Client`] is `Send`:
 //! move it to a thread of its own if the program has other work.
 //!
@@ -24,15 +24,15 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use wshub::Topic;
-//! use wshub::client::{Client, Event, Options};
+//! use wshub::client::{Client, Update, Options};
 //!
 //! let mut client = Client::connect("ws://127.0.0.1:3000/ws", Options::new().token("s3cret"))?;
 //! client.subscribe(Topic::channel("files"))?;
 //! let pong = client.request(serde_json::json!({"type": "ping"}), Duration::from_secs(5))?;
 //! assert_eq!(pong["type"], "pong");
 //! loop {
-//!     match client.next_event(Duration::from_secs(30))? {
-//!         Some(Event::Message(message)) => println!("{}: {}", message.kind, message.data),
+//!     match client.next_update(Duration::from_secs(30))? {
+//!         Some(Update::Message(message)) => println!("{}: {}", message.kind, message.data),
 //!         Some(other) => eprintln!("{other:?}"),
 //!         None => {} // nothing within 30 s
 //!     }
@@ -44,8 +44,8 @@ mod backoff;
 mod close;
 mod conn;
 mod error;
-mod event;
 mod streams;
+mod update;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -56,23 +56,21 @@ use serde_json::{Map, Value, json};
 
 use self::backoff::Backoff;
 use self::conn::{Conn, Endpoint, Opening};
-use self::event::topic_of;
 use self::streams::{Streams, Verdict};
+use self::update::topic_of;
+use crate::protocol::USER_PREFIX;
 use crate::{Status, Topic};
 
 pub use self::close::CloseAction;
 pub use self::error::{Error, HubError, Result};
-pub use self::event::{Event, Loss, Message, Next, Presence, Publisher, Welcome};
 pub use self::streams::Position;
+pub use self::update::{Loss, Message, Next, Presence, Publisher, Update, Welcome};
 
 /// The prefix of the `correlationId`s the client makes up.
 const CORRELATION_PREFIX: &str = "wshub-rs:";
 
 /// A very long wait, for timeouts too large to add to an `Instant`.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// The channel of a user's own stream.
-const USER_PREFIX: &str = "user:";
 
 /// A source of fresh tokens, asked after a 4001 (token expired).
 type TokenProvider = Box<dyn FnMut() -> Option<String> + Send>;
@@ -356,12 +354,12 @@ enum Pending {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use wshub::client::{Client, Event, Options};
+/// use wshub::client::{Client, Update, Options};
 ///
 /// let mut client = Client::connect("ws://127.0.0.1:3000/ws", Options::new().user_id("u1"))?;
 /// client.subscribe(wshub::Topic::session("session_123"))?;
-/// while let Some(event) = client.next_event(Duration::from_secs(60))? {
-///     if let Event::Message(message) = event {
+/// while let Some(update) = client.next_update(Duration::from_secs(60))? {
+///     if let Update::Message(message) = update {
 ///         println!("{}", message.raw);
 ///     }
 /// }
@@ -379,7 +377,7 @@ pub struct Client {
     attempt: u32,
     backoff: Backoff,
     /// Events not handed out yet.
-    events: VecDeque<Event>,
+    updates: VecDeque<Update>,
     /// What the client subscribed to and re-subscribes on reconnect, in order.
     subscriptions: Vec<Topic>,
     /// Those the hub confirmed on this connection.
@@ -402,7 +400,7 @@ impl fmt::Debug for Client {
             .field("confirmed", &self.confirmed)
             .field("positions", self.streams.positions())
             .field("pending", &self.pending)
-            .field("queued_events", &self.events.len())
+            .field("queued_updates", &self.updates.len())
             .field("options", &self.options)
             .finish()
     }
@@ -466,7 +464,7 @@ impl Client {
             welcome,
             generation: 0,
             attempt: 0,
-            events: VecDeque::new(),
+            updates: VecDeque::new(),
             subscriptions,
             confirmed: HashSet::new(),
             streams: Streams::default(),
@@ -516,7 +514,7 @@ impl Client {
         self.streams.position(topic)
     }
 
-    /// The next event, waiting up to `timeout`: `Ok(None)` if nothing came
+    /// The next update, waiting up to `timeout`: `Ok(None)` if nothing came
     /// by then. While it waits it answers the hub's Pings, watches for a
     /// dead connection, and reconnects when the close-code table says so
     /// (a reconnect attempt may take up to the connect timeout). A zero
@@ -525,22 +523,22 @@ impl Client {
     /// ```no_run
     /// # use std::time::Duration;
     /// # let mut client = wshub::client::Client::connect("ws://127.0.0.1:3000/ws", Default::default())?;
-    /// while let Some(event) = client.next_event(Duration::from_secs(60))? {
-    ///     println!("{event:?}");
+    /// while let Some(update) = client.next_update(Duration::from_secs(60))? {
+    ///     println!("{update:?}");
     /// }
     /// # Ok::<(), wshub::client::Error>(())
     /// ```
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] once the client has stopped and every event before
+    /// [`Error::Closed`] once the client has stopped and every update before
     /// the stop was handed out.
-    pub fn next_event(&mut self, timeout: Duration) -> Result<Option<Event>> {
+    pub fn next_update(&mut self, timeout: Duration) -> Result<Option<Update>> {
         let deadline = deadline_after(timeout);
         let mut waited = false;
         loop {
-            if let Some(event) = self.events.pop_front() {
-                return Ok(Some(event));
+            if let Some(update) = self.updates.pop_front() {
+                return Ok(Some(update));
             }
             if let Link::Stopped { code, reason } = &self.link {
                 return Err(Error::Closed {
@@ -652,7 +650,7 @@ impl Client {
     /// Sends a request and waits up to `timeout` for its reply, which is
     /// returned whole (`{"type", "data", "correlationId", ...}`). The
     /// client sets the `correlationId` itself. Messages that arrive in the
-    /// meantime are kept, in order, for [`next_event`](Client::next_event).
+    /// meantime are kept, in order, for [`next_update`](Client::next_update).
     ///
     /// ```no_run
     /// # use std::time::Duration;
@@ -764,7 +762,7 @@ impl Client {
 
     /// Closes the connection with 1000 (waiting briefly for the hub's
     /// answer) and stops: no reconnect. Events already received stay
-    /// available from [`next_event`](Client::next_event).
+    /// available from [`next_update`](Client::next_update).
     ///
     /// ```no_run
     /// # let mut client = wshub::client::Client::connect("ws://127.0.0.1:3000/ws", Default::default())?;
@@ -856,7 +854,8 @@ impl Client {
                 reason: reason.clone(),
             },
         };
-        self.events.push_back(Event::Closed { code, reason, next });
+        self.updates
+            .push_back(Update::Closed { code, reason, next });
     }
 
     /// Whatever was in flight on the connection is gone with it.
@@ -916,7 +915,7 @@ impl Client {
                 self.generation += 1;
                 self.attempt = 0;
                 self.welcome = welcome.clone();
-                self.events.push_back(Event::Reconnected(welcome));
+                self.updates.push_back(Update::Reconnected(welcome));
                 self.resubscribe();
             }
             Err(Error::Rejected {
@@ -925,7 +924,7 @@ impl Client {
                 error,
             }) => {
                 if let Some(error) = error {
-                    self.events.push_back(Event::HubError(error));
+                    self.updates.push_back(Update::HubError(error));
                 }
                 self.lost(code, reason);
             }
@@ -1087,12 +1086,12 @@ impl Client {
             // The welcome's second half: `connection` said it all already.
             "auth" => {}
             "user_presence" => match serde_json::from_value::<Presence>(message["data"].clone()) {
-                Ok(presence) => self.events.push_back(Event::Presence(presence)),
+                Ok(presence) => self.updates.push_back(Update::Presence(presence)),
                 Err(_) => self.deliver(Message::from_raw(message, false)),
             },
             "error" => {
                 let error = HubError::from_data(&message["data"]);
-                self.events.push_back(Event::HubError(error));
+                self.updates.push_back(Update::HubError(error));
             }
             "unsubscribed" => {
                 // The hub left a subscription for us (a refreshed token
@@ -1141,7 +1140,7 @@ impl Client {
             if since {
                 let recovered = data["recovered"] == true;
                 if !self.streams.end_recovery(&topic, recovered, latest) {
-                    self.events.push_back(Event::Lost {
+                    self.updates.push_back(Update::Lost {
                         stream: topic,
                         loss: Loss::NotRecovered,
                     });
@@ -1155,7 +1154,7 @@ impl Client {
             if self.own_stream().as_ref() == Some(&topic) && !waiter {
                 log::debug!("the hub does not let this client follow {topic:?}: {error}");
             } else if !waiter {
-                self.events.push_back(Event::Lost {
+                self.updates.push_back(Update::Lost {
                     stream: topic,
                     loss: Loss::Refused(error),
                 });
@@ -1196,11 +1195,11 @@ impl Client {
             match self.streams.track(topic, seq, message.epoch.as_deref()) {
                 Verdict::Deliver => {}
                 Verdict::Duplicate | Verdict::Replayed => return,
-                Verdict::Gap { from, to } => self.events.push_back(Event::Lost {
+                Verdict::Gap { from, to } => self.updates.push_back(Update::Lost {
                     stream: topic.clone(),
                     loss: Loss::Gap { from, to },
                 }),
-                Verdict::NewEpoch { previous } => self.events.push_back(Event::Lost {
+                Verdict::NewEpoch { previous } => self.updates.push_back(Update::Lost {
                     stream: topic.clone(),
                     loss: Loss::EpochChanged {
                         previous,
@@ -1209,7 +1208,7 @@ impl Client {
                 }),
             }
         }
-        self.events.push_back(Event::Message(message));
+        self.updates.push_back(Update::Message(message));
     }
 }
 
@@ -1259,7 +1258,7 @@ mod tests {
         fn send<T: Send>() {}
         send::<Client>();
         send::<Options>();
-        send::<Event>();
+        send::<Update>();
         send::<Error>();
     }
 

@@ -13,7 +13,7 @@
 //!
 //! The router owns the [`Cluster`] and never waits for Redis: it hands
 //! requests ([`Out`]) to the `wshub-cluster-out` thread and hears back
-//! ([`In`]) on its cluster lane, from that thread and from
+//! ([`In`]) on its cluster [`Lane`], from that thread and from
 //! `wshub-cluster-in`, the pubsub reader (see [`redis`]). Dropping the
 //! [`Cluster`] ends both.
 
@@ -25,13 +25,13 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError, bounded};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::event::Inbox;
+use crate::history::StreamKey;
 use crate::protocol::Status;
 
 /// How often a hub renews its lease and tells the others its numbers.
@@ -40,20 +40,38 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(2);
 /// offline (if they have no connection on another hub).
 pub(crate) const LEASE: Duration = Duration::from_secs(10);
 /// Most requests waiting for the cluster-out thread; past it the router
-/// serves the publication on its own (as when Redis is away).
+/// refuses publications to their publishers (nothing is numbered on one
+/// hub alone while the others may go on in Redis).
 const OUT_QUEUE: usize = 64 * 1024;
 /// How long a stream's position outlives its last publication in Redis.
 const META_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The cluster lane: what the cluster threads tell the router, read by the
+/// router beside its other lanes (see [`crate::inbox::Lanes`]). Bounded:
+/// past [`LANE`] waiting, the pubsub reader waits, and Redis holds the rest.
+pub(crate) type Lane = Sender<In>;
+
+/// Most messages waiting on the cluster lane.
+pub(crate) const LANE: usize = 16 * 1024;
 
 /// A request for Redis, from the router.
 #[derive(Debug, Clone)]
 pub(crate) enum Out {
     /// A publication for the hubs on `channel`; `stream` numbers and keeps
-    /// it (its history is on).
+    /// it (its history is on). Answered with [`In::Published`] under its
+    /// `ticket`, always: published, refused, or its fate unknown. With an
+    /// idempotency key (`once`, the digest) Redis publishes it once and
+    /// keeps `reached` as the answer to any retry. `taken` is when the
+    /// router took it: one that waited longer than the Redis timeout is
+    /// refused unsent.
     Publish {
+        ticket: u64,
         channel: String,
         stream: Option<String>,
         body: String,
+        once: Option<String>,
+        reached: usize,
+        taken: Instant,
     },
     /// A framed message as it is, for the hubs on `channel`.
     Send { channel: String, body: String },
@@ -81,7 +99,8 @@ pub(crate) enum Out {
     /// A status a user set.
     Status { user: String, status: Status },
     /// Streams published to while Redis was away: their history has a
-    /// hole, so they get a new epoch.
+    /// hole, so they get a new epoch, before Redis numbers anything more of
+    /// them (until it did, their publications are refused).
     NewEpochs(Vec<String>),
     /// The lease, the framed [`wire::HubBeat`], and the sessions whose
     /// claims this hub keeps alive.
@@ -114,8 +133,20 @@ pub(crate) enum In {
     },
     /// The answer to an [`Out::Snapshot`].
     Snapshot(Vec<(String, Status)>),
-    /// Publications Redis could not take: the router delivers them itself.
-    Undelivered(Vec<Out>),
+    /// How publications went, by ticket.
+    Published(Vec<(u64, Outcome)>),
+}
+
+/// What became of an [`Out::Publish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Redis numbered and published it; or, `Some`, had already published
+    /// one with its idempotency key, which reached that many.
+    Done(Option<usize>),
+    /// It never reached Redis (or Redis refused it): nothing was delivered.
+    NotSent(String),
+    /// It went to Redis, which did not answer: it may have been published.
+    Unknown(String),
 }
 
 /// Where a stream stands in Redis, and what it kept.
@@ -130,6 +161,11 @@ pub(crate) struct HeadReply {
     /// The `since` the entries follow (lower than asked when the stream's
     /// epoch is not the one known and its numbering began again).
     pub from: Option<u64>,
+    /// The seq the epoch began after: the entries up to it are older...
+    pub base: u64,
+    /// ...of this epoch, if the stream had one before (a new epoch set
+    /// over it, not a stream Redis lost).
+    pub prev: Option<String>,
 }
 
 /// A publication a stream kept in Redis.
@@ -153,6 +189,8 @@ pub(crate) struct Settings {
     pub meta_ttl_ms: u64,
     pub claim_ttl_ms: u64,
     pub lease_ms: u64,
+    /// How long Redis may take to answer (`--redis-timeout`).
+    pub deadline: Duration,
 }
 
 /// The router's side of the cluster: where requests go, and the stop of
@@ -167,7 +205,7 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     /// Hands a request to the cluster-out thread; `false` if it cannot
-    /// take it now (then the router acts as if Redis were away).
+    /// take it now (its queue is full).
     pub(crate) fn send(&self, out: Out) -> bool {
         match self.out.try_send(out) {
             Ok(()) => true,
@@ -179,6 +217,15 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// A stream's name in Redis keys: `c:<channel>`, `s:<session>`, `u:<user>`.
+pub(crate) fn stream_name(stream: &StreamKey) -> String {
+    match stream {
+        StreamKey::Channel(name) => format!("c:{name}"),
+        StreamKey::Session(id) => format!("s:{id}"),
+        StreamKey::User(id) => format!("u:{id}"),
     }
 }
 
@@ -217,7 +264,7 @@ pub(crate) fn start(
     config: &Config,
     url: &str,
     hub: Arc<str>,
-    inbox: &Inbox,
+    lane: Lane,
 ) -> Result<(Cluster, Vec<JoinHandle<()>>)> {
     let settings = Arc::new(Settings {
         hub: Arc::clone(&hub),
@@ -228,10 +275,11 @@ pub(crate) fn start(
         meta_ttl_ms: millis(META_TTL.max(config.history_ttl)),
         claim_ttl_ms: millis(config.session_retention),
         lease_ms: millis(LEASE),
+        deadline: config.redis_timeout,
     });
     let (out, requests) = bounded(OUT_QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
-    let threads = spawn(url, &settings, requests, inbox, &stop)?;
+    let threads = spawn(url, &settings, requests, lane, &stop)?;
     Ok((
         Cluster {
             hub,
@@ -252,7 +300,7 @@ fn spawn(
     url: &str,
     settings: &Arc<Settings>,
     requests: crossbeam_channel::Receiver<Out>,
-    inbox: &Inbox,
+    lane: Lane,
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<JoinHandle<()>>> {
     let client = ::redis::Client::open(url).map_err(|err| Error::Config {
@@ -260,16 +308,16 @@ fn spawn(
         reason: format!("not a Redis URL ({err})"),
     })?;
     let out = {
-        let (client, settings, inbox) = (client.clone(), Arc::clone(settings), inbox.clone());
+        let (client, settings, lane) = (client.clone(), Arc::clone(settings), lane.clone());
         std::thread::Builder::new()
             .name("wshub-cluster-out".into())
-            .spawn(move || redis::run_out(client, settings, requests, inbox))?
+            .spawn(move || redis::run_out(client, settings, requests, lane))?
     };
     let reader = {
-        let (settings, inbox, stop) = (Arc::clone(settings), inbox.clone(), Arc::clone(stop));
+        let (settings, stop) = (Arc::clone(settings), Arc::clone(stop));
         std::thread::Builder::new()
             .name("wshub-cluster-in".into())
-            .spawn(move || redis::run_in(client, settings, inbox, stop))?
+            .spawn(move || redis::run_in(client, settings, lane, stop))?
     };
     Ok(vec![out, reader])
 }
@@ -279,7 +327,7 @@ fn spawn(
     _: &str,
     _: &Arc<Settings>,
     _: crossbeam_channel::Receiver<Out>,
-    _: &Inbox,
+    _: Lane,
     _: &Arc<AtomicBool>,
 ) -> Result<Vec<JoinHandle<()>>> {
     Err(Error::Config {

@@ -4,54 +4,77 @@
 //!   router asks ([`Out`]) in batches and sends each batch as one pipeline:
 //!   a publication to a stream is one script that numbers it, keeps it in
 //!   the stream's history and publishes it, atomically, so every hub sees a
-//!   stream in the same order. It ends when the router drops its sender.
+//!   stream in the same order. Every publication is answered
+//!   ([`In::Published`]): done, refused unsent, or, when Redis did not
+//!   answer, of unknown fate; none is ever handed back to be delivered on
+//!   this hub alone. It ends when the router drops its sender.
 //! - `wshub-cluster-in` owns the pubsub connection (the bus and this hub's
 //!   own channel) and hands every message to the router's cluster lane. It
-//!   wakes every [`POLL`] to see whether it should stop.
+//!   wakes every [`POLL`] to see whether it should stop, and, once the link
+//!   has been quiet for a while, PINGs Redis.
 //!
-//! Both reconnect with backoff (100 ms doubling to 5 s), log the outage
-//! once and its end once, and tell the router ([`In::State`]), which serves
-//! its own clients alone while either is down.
+//! Every command has a deadline (`--redis-timeout`): a Redis that does not
+//! answer within it, stalled or gone, is lost. Both threads then reconnect
+//! with backoff (100 ms doubling to 5 s), log the outage once and its end
+//! once, and tell the router ([`In::State`]), which serves its own clients
+//! alone while either is down.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use redis::{Connection, Value};
 
 use super::wire::{self, Wire};
-use super::{HeadReply, In, Kept, Out, Settings, Side};
-use crate::event::{Event, Inbox};
+use super::{HeadReply, In, Kept, Lane, Out, Outcome, Settings, Side};
 
 /// How often the pubsub reader looks whether it should stop.
 const POLL: Duration = Duration::from_millis(200);
+/// How long the pubsub link may be quiet before Redis is PINGed on it.
+const QUIET: Duration = Duration::from_secs(1);
 /// Most requests sent in one pipeline.
 const BATCH: usize = 512;
-/// How long to wait for Redis to answer before taking it for gone.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection attempt may take: short, so that a hub stopping
 /// while Redis is away is not held up by it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Numbers a publication in its stream, keeps it, publishes it.
-/// KEYS: meta hash, history stream. ARGV: channel, JSON, maxlen, history TTL
-/// (ms), meta TTL (ms), now (ms), a fresh epoch (used if the stream has
-/// none: its history was lost, or it is new).
+/// Publishes a publication once: numbered, kept in its stream's history
+/// and published, or only published (no stream); with an idempotency key,
+/// a key seen before answers what it kept and nothing is published again.
+/// KEYS: meta hash, history stream, idempotency key ('' for none).
+/// ARGV: channel, JSON, maxlen, history TTL (ms), meta TTL (ms), now (ms),
+/// a fresh epoch (used if the stream has none: its history was lost, or it
+/// is new), '1' to number it, what to keep with the key, the key's TTL (ms).
 const PUBLISH: &str = r"
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[7]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0, 'base', 0)
+if KEYS[3] ~= '' then
+  local first = redis.call('GET', KEYS[3])
+  if first then
+    return {'dup', first}
+  end
 end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-1', 't', ARGV[6], 'm', ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[1], seq .. ' ' .. epoch .. ' ' .. ARGV[2])
-return seq
+local position = '- -'
+local seq = 0
+if ARGV[8] == '1' then
+  local epoch = redis.call('HGET', KEYS[1], 'epoch')
+  if not epoch then
+    epoch = ARGV[7]
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0, 'base', 0)
+  end
+  seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-1', 't', ARGV[6], 'm', ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  position = seq .. ' ' .. epoch
+end
+redis.call('PUBLISH', ARGV[1], position .. ' ' .. ARGV[2])
+if KEYS[3] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[9], 'PX', ARGV[10])
+end
+return {'ok', seq}
 ";
 
 /// Where a stream stands and what it kept after `since` (after where its
@@ -94,7 +117,9 @@ if since >= 0 and since < seq then
   entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT', ARGV[2])
 end
 redis.call('PUBLISH', ARGV[8], ARGV[9])
-return {'ok', seq, epoch, entries, since}
+local base = redis.call('HGET', KEYS[1], 'base') or '0'
+local prev = redis.call('HGET', KEYS[1], 'prev') or ''
+return {'ok', seq, epoch, entries, since, base, prev}
 ";
 
 /// A user's connection on this hub: the first anywhere makes it online.
@@ -130,12 +155,14 @@ return 0
 ";
 
 /// A stream whose history has a hole gets a new epoch; its numbering goes
-/// on, so the epoch's `base` is the seq it began after.
+/// on, so the epoch's `base` is the seq it began after, and `prev` the
+/// epoch the kept publications up to `base` belong to.
 /// KEYS: meta hash. ARGV: the new epoch.
 const NEW_EPOCH: &str = r"
 local seq = redis.call('HGET', KEYS[1], 'seq')
 if seq then
-  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'base', seq)
+  local prev = redis.call('HGET', KEYS[1], 'epoch')
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'base', seq, 'prev', prev)
 end
 return 0
 ";
@@ -255,21 +282,97 @@ pub(super) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn connect(client: &redis::Client) -> redis::RedisResult<Connection> {
-    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-    con.set_read_timeout(Some(IO_TIMEOUT))?;
-    con.set_write_timeout(Some(IO_TIMEOUT))?;
+fn connect(client: &redis::Client, deadline: Duration) -> redis::RedisResult<Connection> {
+    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT.min(deadline))?;
+    con.set_read_timeout(Some(deadline))?;
+    con.set_write_timeout(Some(deadline))?;
     Ok(con)
 }
 
-/// Whether the connection is to be given up after `err`.
-fn broken(err: &redis::RedisError) -> bool {
-    err.is_io_error() || err.is_connection_dropped() || err.is_timeout()
+/// Tells the router, unless it is gone (then the thread ends soon anyway).
+fn tell(lane: &Lane, event: In) -> bool {
+    lane.send(event).is_ok()
 }
 
-/// Tells the router, unless it is gone (then the thread ends soon anyway).
-fn tell(inbox: &Inbox, event: In) -> bool {
-    inbox.send(Event::Cluster(event))
+/// The router's requests, and one put back: a [`Out::NewEpochs`] ends the
+/// batch before it, so what was asked before it goes first.
+struct Requests {
+    queue: Receiver<Out>,
+    next: Option<Out>,
+}
+
+impl Requests {
+    /// The next batch, waiting for its first request: up to [`BATCH`],
+    /// ending before a [`Out::NewEpochs`]. One that comes first goes into
+    /// `renew` instead (the batch is then empty). `None` when the router
+    /// is gone.
+    fn batch(&mut self, renew: &mut BTreeSet<String>) -> Option<Vec<Out>> {
+        let first = match self.next.take() {
+            Some(out) => out,
+            None => self.queue.recv().ok()?,
+        };
+        if let Out::NewEpochs(streams) = first {
+            renew.extend(streams);
+            return Some(Vec::new());
+        }
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match self.queue.try_recv() {
+                Ok(out @ Out::NewEpochs(_)) => {
+                    self.next = Some(out);
+                    break;
+                }
+                Ok(out) => batch.push(out),
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// Answers at once everything that comes until `until` (what waits
+    /// now, if `until` is now): nothing can go to Redis meanwhile.
+    /// Publications are refused unsent and heads unanswered; streams to
+    /// renew are kept for later; the rest (presence, heartbeats, messages
+    /// for other hubs) is dropped: the router says it again once back.
+    /// `false` when the router is gone.
+    fn refuse_until(&mut self, until: Instant, lane: &Lane, renew: &mut BTreeSet<String>) -> bool {
+        let why = "Redis is unreachable: not published; try again";
+        loop {
+            let first = match self.next.take() {
+                Some(out) => out,
+                None => match self
+                    .queue
+                    .recv_timeout(until.saturating_duration_since(Instant::now()))
+                {
+                    Ok(out) => out,
+                    Err(RecvTimeoutError::Timeout) => return true,
+                    Err(RecvTimeoutError::Disconnected) => return false,
+                },
+            };
+            let mut refused = Vec::new();
+            for out in std::iter::once(first).chain(self.queue.try_iter().take(BATCH)) {
+                match out {
+                    Out::Publish { ticket, .. } => {
+                        refused.push((ticket, Outcome::NotSent(why.to_owned())));
+                    }
+                    Out::Head { ticket, .. } => {
+                        tell(
+                            lane,
+                            In::Head {
+                                ticket,
+                                reply: None,
+                            },
+                        );
+                    }
+                    Out::NewEpochs(streams) => renew.extend(streams),
+                    _ => {}
+                }
+            }
+            if !refused.is_empty() {
+                tell(lane, In::Published(refused));
+            }
+        }
+    }
 }
 
 /// The cluster-out thread's loop.
@@ -277,40 +380,41 @@ pub(super) fn run_out(
     client: redis::Client,
     settings: Arc<Settings>,
     requests: Receiver<Out>,
-    inbox: Inbox,
+    lane: Lane,
 ) {
+    let mut requests = Requests {
+        queue: requests,
+        next: None,
+    };
+    // Streams whose new epoch is still to be set in Redis, before anything
+    // more of them is numbered there.
+    let mut renew = BTreeSet::new();
     let mut backoff = Backoff::new();
-    let mut down_since_logged = false;
+    let mut outage_logged = false;
     loop {
-        let (mut con, mut scripts) = match connect(&client).and_then(|mut con| {
+        let connected = connect(&client, settings.deadline).and_then(|mut con| {
             let scripts = Scripts::load(&mut con)?;
             Ok((con, scripts))
-        }) {
+        });
+        let (mut con, mut scripts) = match connected {
             Ok(ready) => ready,
             Err(err) => {
-                if !down_since_logged {
+                if !outage_logged {
                     log::warn!(
                         "Redis at {} is unreachable ({err}): serving this hub's clients alone, reconnecting",
                         settings.shown_url
                     );
-                    down_since_logged = true;
+                    outage_logged = true;
                 }
-                tell(&inbox, In::State(Side::Out, false));
-                // Whatever the router sent meanwhile cannot go: hand it back.
-                let wait = backoff.next();
-                match requests.recv_timeout(wait) {
-                    Ok(first) => {
-                        let mut batch = vec![first];
-                        batch.extend(requests.try_iter().take(BATCH));
-                        give_back(&inbox, batch);
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return,
+                tell(&lane, In::State(Side::Out, false));
+                let until = Instant::now() + backoff.next();
+                if !requests.refuse_until(until, &lane, &mut renew) {
+                    return;
                 }
                 continue;
             }
         };
-        if down_since_logged {
+        if outage_logged {
             log::info!("Redis at {} is back", settings.shown_url);
         } else {
             log::info!(
@@ -320,65 +424,168 @@ pub(super) fn run_out(
             );
         }
         backoff = Backoff::new();
-        tell(&inbox, In::State(Side::Out, true));
-        loop {
-            let first = match requests.recv() {
-                Ok(first) => first,
-                Err(_) => return,
-            };
-            let mut batch = vec![first];
-            batch.extend(requests.try_iter().take(BATCH));
-            match send_batch(&mut con, &scripts, &settings, &batch) {
-                Ok(done) => {
-                    if let Err(err) =
-                        settle(&mut con, &mut scripts, &settings, &inbox, &batch, done)
-                    {
-                        log::warn!("lost Redis at {} ({err}): reconnecting", settings.shown_url);
-                        down_since_logged = true;
-                        tell(&inbox, In::State(Side::Out, false));
-                        break;
-                    }
-                }
-                Err(err) if broken(&err) => {
-                    log::warn!("lost Redis at {} ({err}): reconnecting", settings.shown_url);
-                    down_since_logged = true;
-                    tell(&inbox, In::State(Side::Out, false));
-                    give_back(&inbox, batch);
-                    break;
-                }
-                Err(err) => {
-                    crate::throttle::warn_throttled!("Redis refused a batch: {err}");
-                    give_back(&inbox, batch);
+        tell(&lane, In::State(Side::Out, true));
+        match serve(
+            &mut con,
+            &mut scripts,
+            &settings,
+            &mut requests,
+            &lane,
+            &mut renew,
+        ) {
+            Ok(()) => return,
+            Err(err) => {
+                log::warn!("lost Redis at {} ({err}): reconnecting", settings.shown_url);
+                outage_logged = true;
+                tell(&lane, In::State(Side::Out, false));
+                // What waits now would wait for the reconnection: it is
+                // refused at once instead.
+                if !requests.refuse_until(Instant::now(), &lane, &mut renew) {
+                    return;
                 }
             }
         }
     }
 }
 
-/// What a sent batch came to: the answers go to the router, what Redis
-/// refused goes back to it, what found no script goes again once the
-/// scripts are loaded. `Err` when the connection broke meanwhile (what
-/// went with it is given back).
+/// Serves the router's requests on a live connection: `Ok` once the
+/// router is gone, `Err` when the connection broke or Redis did not answer
+/// in time (what was in flight is answered first, as of unknown fate).
+fn serve(
+    con: &mut Connection,
+    scripts: &mut Scripts,
+    settings: &Settings,
+    requests: &mut Requests,
+    lane: &Lane,
+    renew: &mut BTreeSet<String>,
+) -> redis::RedisResult<()> {
+    loop {
+        if !renew.is_empty() {
+            renew_epochs(con, scripts, settings, renew)?;
+        }
+        let Some(batch) = requests.batch(renew) else {
+            return Ok(());
+        };
+        let batch = screen(batch, settings, renew, lane);
+        if batch.is_empty() {
+            continue;
+        }
+        match send_batch(con, scripts, settings, &batch) {
+            Ok(done) => settle(con, scripts, settings, lane, &batch, done)?,
+            Err(err) => {
+                lost(lane, &batch, &err, settings);
+                return Err(err);
+            }
+        }
+    }
+}
+
+/// Takes out of a batch what must not go: publications that waited longer
+/// than the deadline (their publishers are waiting), or to a stream whose
+/// new epoch is not set yet, are refused; heads of such a stream are
+/// unanswered (the client learns `recovered: false`).
+fn screen(batch: Vec<Out>, settings: &Settings, renew: &BTreeSet<String>, lane: &Lane) -> Vec<Out> {
+    let now = Instant::now();
+    let mut refused = Vec::new();
+    let mut kept = Vec::with_capacity(batch.len());
+    for out in batch {
+        match &out {
+            Out::Publish { ticket, taken, .. }
+                if now.saturating_duration_since(*taken) > settings.deadline =>
+            {
+                let why = format!(
+                    "Redis did not take it within {:?}: not published; try again",
+                    settings.deadline
+                );
+                refused.push((*ticket, Outcome::NotSent(why)));
+            }
+            Out::Publish {
+                ticket,
+                stream: Some(stream),
+                ..
+            } if renew.contains(stream) => {
+                let why =
+                    "its stream's new epoch is not set in Redis yet: not published; try again";
+                refused.push((*ticket, Outcome::NotSent(why.to_owned())));
+            }
+            Out::Head { ticket, stream, .. } if renew.contains(stream) => {
+                tell(
+                    lane,
+                    In::Head {
+                        ticket: *ticket,
+                        reply: None,
+                    },
+                );
+            }
+            _ => kept.push(out),
+        }
+    }
+    if !refused.is_empty() {
+        tell(lane, In::Published(refused));
+    }
+    kept
+}
+
+/// Gives each stream of `renew` its new epoch; those Redis refused stay
+/// (and their publications are refused meanwhile). `Err` when the
+/// connection broke: they all stay, and go first once it is back.
+fn renew_epochs(
+    con: &mut Connection,
+    scripts: &mut Scripts,
+    settings: &Settings,
+    renew: &mut BTreeSet<String>,
+) -> redis::RedisResult<()> {
+    let mut reloaded = false;
+    loop {
+        let streams: Vec<String> = renew.iter().cloned().collect();
+        let mut lost_scripts = false;
+        for chunk in streams.chunks(BATCH) {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for stream in chunk {
+                pipe.cmd("EVALSHA")
+                    .arg(&scripts.new_epoch)
+                    .arg(1)
+                    .arg(format!("{}:m:{stream}", settings.prefix))
+                    .arg(super::fresh_epoch());
+            }
+            let values: Vec<Value> = pipe.query(con)?;
+            for (stream, value) in chunk.iter().zip(values) {
+                match value {
+                    Value::ServerError(err) if err.code() == "NOSCRIPT" => lost_scripts = true,
+                    Value::ServerError(err) => {
+                        crate::throttle::warn_throttled!(
+                            "Redis refused a stream's new epoch ({err:?}): its publications are refused until it takes it"
+                        );
+                    }
+                    _ => {
+                        renew.remove(stream);
+                    }
+                }
+            }
+        }
+        if !lost_scripts || reloaded {
+            return Ok(());
+        }
+        log::warn!("Redis lost this hub's scripts: loading them again");
+        *scripts = Scripts::load(con)?;
+        reloaded = true;
+    }
+}
+
+/// What a sent batch came to: the answers go to the router; what found no
+/// script goes again once the scripts are loaded. `Err` when the
+/// connection broke meanwhile (what went with it is of unknown fate).
 fn settle(
     con: &mut Connection,
     scripts: &mut Scripts,
     settings: &Settings,
-    inbox: &Inbox,
+    lane: &Lane,
     batch: &[Out],
     done: Done,
 ) -> redis::RedisResult<()> {
-    for reply in done.replies {
-        tell(inbox, reply);
-    }
-    if let Some((_, why)) = done.refused.first() {
-        crate::throttle::warn_throttled!(
-            "Redis refused {} commands ({why}): their publications go to this hub's clients alone",
-            done.refused.len()
-        );
-    }
-    let refused: Vec<usize> = done.refused.iter().map(|(at, _)| *at).collect();
-    give_back(inbox, pick(batch, &refused));
     let again = pick(batch, &done.noscript);
+    done.tell(lane);
     if again.is_empty() {
         return Ok(());
     }
@@ -388,34 +595,54 @@ fn settle(
         send_batch(con, scripts, settings, &again)
     });
     match retried {
-        Ok(done) => {
-            for reply in done.replies {
-                tell(inbox, reply);
+        Ok(mut done) => {
+            // Lost again at once: refused rather than tried for ever.
+            for out in pick(&again, &done.noscript) {
+                match out {
+                    Out::Publish { ticket, .. } => {
+                        let why = "Redis lost this hub's scripts twice in a row: not published; try again";
+                        done.published
+                            .push((ticket, Outcome::NotSent(why.to_owned())));
+                    }
+                    Out::Head { ticket, .. } => done.replies.push(In::Head {
+                        ticket,
+                        reply: None,
+                    }),
+                    _ => {}
+                }
             }
-            let mut places = done.noscript;
-            places.extend(done.refused.iter().map(|(at, _)| *at));
-            give_back(inbox, pick(&again, &places));
+            done.tell(lane);
             Ok(())
         }
         Err(err) => {
-            give_back(inbox, again);
-            if broken(&err) { Err(err) } else { Ok(()) }
+            lost(lane, &again, &err, settings);
+            Err(err)
         }
     }
 }
 
-/// Publications that could not be sent go back to the router, which
-/// delivers them to its own clients; heads are answered with nothing.
-fn give_back(inbox: &Inbox, batch: Vec<Out>) {
-    let mut undelivered = Vec::new();
+/// A batch whose answers never came: its publications may or may not have
+/// been run by Redis (nothing of them is delivered here by other means),
+/// its heads are unanswered.
+fn lost(lane: &Lane, batch: &[Out], err: &redis::RedisError, settings: &Settings) {
+    let why = match err.is_timeout() {
+        true => format!(
+            "Redis did not answer within {:?}: it may have been published; retry with the same idempotencyKey",
+            settings.deadline
+        ),
+        false => format!(
+            "the connection to Redis broke ({err}): it may have been published; retry with the same idempotencyKey"
+        ),
+    };
+    let mut unknown = Vec::new();
     for out in batch {
         match out {
-            Out::Publish { .. } | Out::Send { .. } => undelivered.push(out),
+            Out::Publish { ticket, .. } => unknown.push((*ticket, Outcome::Unknown(why.clone()))),
             Out::Head { ticket, .. } => {
                 tell(
-                    inbox,
+                    lane,
                     In::Head {
-                        ticket,
+                        ticket: *ticket,
                         reply: None,
                     },
                 );
@@ -423,8 +650,8 @@ fn give_back(inbox: &Inbox, batch: Vec<Out>) {
             _ => {}
         }
     }
-    if !undelivered.is_empty() {
-        tell(inbox, In::Undelivered(undelivered));
+    if !unknown.is_empty() {
+        tell(lane, In::Published(unknown));
     }
 }
 
@@ -440,31 +667,41 @@ fn send_batch(
     let now = now_ms();
     let key = |kind: &str, name: &str| format!("{}:{kind}:{name}", settings.prefix);
     let bus = wire::bus_channel(&settings.prefix);
+    let once_ttl_ms = u64::try_from(crate::idempotency::TTL.as_millis()).unwrap_or(u64::MAX);
     for out in batch {
         match out {
             Out::Publish {
                 channel,
                 stream,
                 body,
-            } => match stream {
-                Some(stream) => {
-                    pipe.cmd("EVALSHA")
-                        .arg(&scripts.publish)
-                        .arg(2)
-                        .arg(key("m", stream))
-                        .arg(key("h", stream))
-                        .arg(channel)
-                        .arg(body)
-                        .arg(settings.history_size)
-                        .arg(settings.history_ttl_ms)
-                        .arg(settings.meta_ttl_ms)
-                        .arg(now)
-                        .arg(super::fresh_epoch());
-                }
-                None => {
+                once,
+                reached,
+                ..
+            } => {
+                if stream.is_none() && once.is_none() {
                     pipe.cmd("PUBLISH").arg(channel).arg(format!("- - {body}"));
+                    continue;
                 }
-            },
+                let named = |kind: &str, name: &Option<String>| {
+                    name.as_deref().map_or(String::new(), |n| key(kind, n))
+                };
+                pipe.cmd("EVALSHA")
+                    .arg(&scripts.publish)
+                    .arg(3)
+                    .arg(named("m", stream))
+                    .arg(named("h", stream))
+                    .arg(named("once", once))
+                    .arg(channel)
+                    .arg(body)
+                    .arg(settings.history_size)
+                    .arg(settings.history_ttl_ms)
+                    .arg(settings.meta_ttl_ms)
+                    .arg(now)
+                    .arg(super::fresh_epoch())
+                    .arg(if stream.is_some() { "1" } else { "0" })
+                    .arg(*reached)
+                    .arg(once_ttl_ms);
+            }
             Out::Send { channel, body } => {
                 pipe.cmd("PUBLISH").arg(channel).arg(body);
             }
@@ -546,17 +783,8 @@ fn send_batch(
                     .arg(&bus)
                     .arg(message);
             }
-            Out::NewEpochs(streams) => {
-                for stream in streams {
-                    pipe.cmd("EVALSHA")
-                        .arg(&scripts.new_epoch)
-                        .arg(1)
-                        .arg(key("m", stream))
-                        .arg(super::fresh_epoch());
-                }
-                // At least one command per request keeps the indexes simple.
-                pipe.cmd("PING");
-            }
+            // Never in a batch: set apart, before it (see `Requests::batch`).
+            Out::NewEpochs(_) => {}
             Out::Heartbeat { beat, sessions } => {
                 pipe.cmd("EVALSHA")
                     .arg(&scripts.beat)
@@ -598,13 +826,30 @@ fn send_batch(
             // command did nothing, and goes again once they are loaded.
             if err.code() == "NOSCRIPT" {
                 done.noscript.push(at);
-            } else {
-                done.refused.push((at, format!("{err:?}")));
+                continue;
+            }
+            // Out of memory, a read-only replica...: it did nothing.
+            let why = format!("{err:?}");
+            crate::throttle::warn_throttled!("Redis refused a command: {why}");
+            match out {
+                Out::Publish { ticket, .. } => {
+                    let why = format!("Redis refused it ({why}): not published");
+                    done.published.push((*ticket, Outcome::NotSent(why)));
+                }
+                Out::Head { ticket, .. } => done.replies.push(In::Head {
+                    ticket: *ticket,
+                    reply: None,
+                }),
+                _ => {}
             }
             continue;
         }
         let first = mine.into_iter().next();
         match out {
+            Out::Publish { ticket, .. } => {
+                let first_answer = first.as_ref().and_then(already_published);
+                done.published.push((*ticket, Outcome::Done(first_answer)));
+            }
             Out::Head { ticket, .. } => {
                 let reply = first.and_then(head_reply);
                 done.replies.push(In::Head {
@@ -628,16 +873,39 @@ fn send_batch(
 struct Done {
     /// The answers the router waits for.
     replies: Vec<In>,
+    /// How each publication went.
+    published: Vec<(u64, Outcome)>,
     /// The commands that found no script (by their place in the batch).
     noscript: Vec<usize>,
-    /// The commands Redis refused (out of memory, read-only...), and why.
-    refused: Vec<(usize, String)>,
+}
+
+impl Done {
+    fn tell(self, lane: &Lane) {
+        for reply in self.replies {
+            tell(lane, reply);
+        }
+        if !self.published.is_empty() {
+            tell(lane, In::Published(self.published));
+        }
+    }
+}
+
+/// The publish script's answer for a key it had seen: the count it kept.
+fn already_published(value: &Value) -> Option<usize> {
+    let Value::Array(parts) = value else {
+        return None;
+    };
+    if parts.first().and_then(text).as_deref() != Some("dup") {
+        return None;
+    }
+    let reached = parts.get(1).and_then(number)?;
+    Some(usize::try_from(reached).unwrap_or(usize::MAX))
 }
 
 /// How many answers the commands of `out` get.
 fn answer_count(out: &Out) -> usize {
     match out {
-        Out::NewEpochs(streams) => streams.len() + 1,
+        Out::NewEpochs(_) => 0,
         Out::Heartbeat { sessions, .. } => 2 + sessions.len(),
         _ => 1,
     }
@@ -690,6 +958,8 @@ fn head_reply(value: Value) -> Option<HeadReply> {
                 entries,
                 refused: None,
                 from: parts.get(4).and_then(number),
+                base: parts.get(5).and_then(number).unwrap_or(0),
+                prev: parts.get(6).and_then(text).filter(|p| !p.is_empty()),
             })
         }
         _ => None,
@@ -749,7 +1019,7 @@ fn statuses(value: Value) -> Vec<(String, crate::Status)> {
 pub(super) fn run_in(
     client: redis::Client,
     settings: Arc<Settings>,
-    inbox: Inbox,
+    lane: Lane,
     stop: Arc<AtomicBool>,
 ) {
     let mut backoff = Backoff::new();
@@ -757,29 +1027,33 @@ pub(super) fn run_in(
         wire::bus_channel(&settings.prefix),
         wire::hub_channel(&settings.prefix, &settings.hub),
     ];
+    let poll = POLL.min(settings.deadline);
+    let quiet = QUIET.min(settings.deadline);
     while !stop.load(Ordering::Acquire) {
-        let mut con = match connect(&client) {
+        let mut con = match connect(&client, settings.deadline) {
             Ok(con) => con,
             Err(_) => {
-                tell(&inbox, In::State(Side::In, false));
+                tell(&lane, In::State(Side::In, false));
                 sleep_unless_stopped(backoff.next(), &stop);
                 continue;
             }
         };
         let mut pubsub = con.as_pubsub();
-        if pubsub.subscribe(&channels).is_err() || pubsub.set_read_timeout(Some(POLL)).is_err() {
-            tell(&inbox, In::State(Side::In, false));
+        if pubsub.subscribe(&channels).is_err() || pubsub.set_read_timeout(Some(poll)).is_err() {
+            tell(&lane, In::State(Side::In, false));
             sleep_unless_stopped(backoff.next(), &stop);
             continue;
         }
         backoff = Backoff::new();
-        tell(&inbox, In::State(Side::In, true));
+        tell(&lane, In::State(Side::In, true));
+        let mut heard = Instant::now();
         loop {
             if stop.load(Ordering::Acquire) {
                 return;
             }
             match pubsub.get_message() {
                 Ok(message) => {
+                    heard = Instant::now();
                     let Some(framed) = wire::unframe(message.get_payload_bytes()) else {
                         crate::throttle::warn_throttled!(
                             "ignored a message on {} that no hub of this version sent",
@@ -787,19 +1061,44 @@ pub(super) fn run_in(
                         );
                         continue;
                     };
-                    if !tell(&inbox, In::Message(Box::new(framed))) {
+                    if !tell(&lane, In::Message(Box::new(framed))) {
                         return;
                     }
                 }
-                Err(err) if err.is_timeout() => {}
+                Err(err) if err.is_timeout() => {
+                    // Quiet: a stalled Redis is quiet too, so it must answer.
+                    if heard.elapsed() < quiet {
+                        continue;
+                    }
+                    if !answers_ping(&mut pubsub, settings.deadline, poll) {
+                        crate::throttle::warn_throttled!(
+                            "Redis at {} did not answer a PING within {:?}: reconnecting",
+                            settings.shown_url,
+                            settings.deadline
+                        );
+                        tell(&lane, In::State(Side::In, false));
+                        break;
+                    }
+                    heard = Instant::now();
+                }
                 Err(_) => {
-                    tell(&inbox, In::State(Side::In, false));
+                    tell(&lane, In::State(Side::In, false));
                     break;
                 }
             }
         }
         sleep_unless_stopped(backoff.next(), &stop);
     }
+}
+
+/// Whether Redis answers a PING on the pubsub link within `deadline`
+/// (messages that come before the answer are kept for `get_message`).
+/// After a timeout the link is given up: its late answer would be out of
+/// step.
+fn answers_ping(pubsub: &mut redis::PubSub<'_>, deadline: Duration, poll: Duration) -> bool {
+    pubsub.set_read_timeout(Some(deadline)).is_ok()
+        && pubsub.ping::<Value>().is_ok()
+        && pubsub.set_read_timeout(Some(poll)).is_ok()
 }
 
 fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {

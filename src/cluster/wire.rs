@@ -8,9 +8,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::event::{Answer, Command};
-use crate::protocol::{Status, Topic};
-use crate::publish::{Origin, Target};
+use crate::command::{Answer, Command};
+use crate::protocol::{AppClose, Origin, Status, Topic};
+use crate::publish::Target;
 
 /// One message between hubs.
 ///
@@ -196,14 +196,10 @@ impl WireCommand {
                 client: client.clone(),
                 topic: topic.as_ref().map(WireTopic::of),
             },
-            Command::Close {
-                target,
-                code,
-                reason,
-            } => WireCommand::Close {
+            Command::Close { target, close } => WireCommand::Close {
                 to: WireTarget::of(target)?,
-                code: *code,
-                reason: reason.clone(),
+                code: close.code(),
+                reason: close.reason().to_owned(),
             },
             Command::SetMeta { client, meta } => WireCommand::SetMeta {
                 client: client.clone(),
@@ -213,8 +209,10 @@ impl WireCommand {
         })
     }
 
-    pub(crate) fn command(self) -> Command {
-        match self {
+    /// The command to carry out; a close that breaks the rule (another
+    /// hub's bug) is refused, with why.
+    pub(crate) fn command(self) -> Result<Command, String> {
+        Ok(match self {
             WireCommand::Subscribe { client, topic } => Command::Subscribe {
                 client,
                 topic: topic.topic(),
@@ -225,11 +223,11 @@ impl WireCommand {
             },
             WireCommand::Close { to, code, reason } => Command::Close {
                 target: to.target(),
-                code,
-                reason,
+                close: AppClose::new(code, reason)
+                    .map_err(|bad| format!("close {} {}", bad.field(), bad.rule()))?,
             },
             WireCommand::SetMeta { client, meta } => Command::SetMeta { client, meta },
-        }
+        })
     }
 }
 

@@ -6,7 +6,10 @@
 //! the hub's state asks the router on its API lane and waits at most
 //! [`ROUTER_TIMEOUT`].
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crossbeam_channel::{RecvTimeoutError, bounded};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -16,10 +19,11 @@ use serde_json::value::RawValue;
 use super::http::{Request, Response};
 use super::{Shared, Timed, Unread};
 use crate::auth::AdminCheck;
+use crate::command::{Answer, Command};
 use crate::config::Config;
-use crate::event::{Answer, Command, Event};
-use crate::protocol::{Topic, inbound::MAX_CLOSE_REASON, valid_close_code};
-use crate::publish::{Publication, Target};
+use crate::inbox::{Gate, Input, Offered};
+use crate::protocol::{self, AppClose, Topic};
+use crate::publish::{Publication, Target, Unpublished};
 use crate::stats;
 
 /// How long an HTTP request waits for the router's answer.
@@ -200,14 +204,14 @@ fn no_client(client: &str) -> Response {
 
 fn ask_stats(shared: &Shared, clients: bool) -> Option<stats::Stats> {
     shared.inbox.ask(
-        |reply| Event::Stats { clients, reply },
+        |reply| Input::Stats { clients, reply },
         Some(ROUTER_TIMEOUT),
     )
 }
 
 fn command(shared: &Shared, command: Command) -> Option<Answer> {
     shared.inbox.ask(
-        |reply| Event::Command { command, reply },
+        |reply| Input::Command { command, reply },
         Some(ROUTER_TIMEOUT),
     )
 }
@@ -280,6 +284,8 @@ struct PublishBody {
     kind: Option<String>,
     data: Option<Box<RawValue>>,
     batched: Option<bool>,
+    #[serde(rename = "idempotencyKey")]
+    idempotency_key: Option<String>,
 }
 
 fn publish(request: &Request, shared: &Shared) -> Response {
@@ -311,17 +317,66 @@ fn publish(request: &Request, shared: &Shared) -> Response {
         Ok(publication) => publication.batched(body.batched == Some(true)),
         Err(err) => return bad(&err.to_string()),
     };
-    let delivered = shared.inbox.ask(
-        |reply| Event::Publish {
-            publication,
-            reply: Some(reply),
-        },
-        Some(ROUTER_TIMEOUT),
-    );
-    match delivered {
-        Some(delivered) => ok(json!({"delivered": delivered})),
-        None => unavailable(),
+    if let Some(key) = &body.idempotency_key
+        && let Err(why) = protocol::check_idempotency_key(key)
+    {
+        return bad(&format!("idempotencyKey {why}"));
     }
+    match publish_taken(shared, publication, body.idempotency_key) {
+        Ok(delivered) => ok(json!({"delivered": delivered})),
+        Err(why) => not_published(why.reason()),
+    }
+}
+
+/// Hands a publication to the router and waits for how it went, never
+/// saying more than is known: one the router did not take within
+/// [`ROUTER_TIMEOUT`] is given up (and then never delivered); one it took
+/// is waited for until Redis answered (the router answers within its
+/// deadlines, see `--redis-timeout`).
+fn publish_taken(
+    shared: &Shared,
+    publication: Publication,
+    key: Option<String>,
+) -> Result<usize, Unpublished> {
+    let refused = |why: &str| Err(Unpublished::Unavailable(why.to_owned()));
+    let gate = Arc::new(Gate::default());
+    let (reply, answer) = bounded(1);
+    let event = Input::Publish {
+        publication,
+        key: key.map(Into::into),
+        reply,
+        gate: Some(Arc::clone(&gate)),
+    };
+    match shared.inbox.offer(event, ROUTER_TIMEOUT) {
+        Offered::Sent => {}
+        Offered::Full => {
+            return refused(
+                "The hub is too busy to take the publication: not published; try again",
+            );
+        }
+        Offered::Gone => return refused("The hub is shutting down: not published"),
+    }
+    match answer.recv_timeout(ROUTER_TIMEOUT) {
+        Ok(published) => published,
+        Err(RecvTimeoutError::Disconnected) => refused("The hub is shutting down: not published"),
+        Err(RecvTimeoutError::Timeout) if gate.abandon() => refused(
+            "The hub did not take the publication within 5 s (it is overloaded): not published; try again",
+        ),
+        // Taken: the answer is coming.
+        Err(RecvTimeoutError::Timeout) => {
+            let wait = shared.config.redis_timeout * 4 + Duration::from_secs(5);
+            answer.recv_timeout(wait).unwrap_or_else(|_| {
+                Err(Unpublished::Unconfirmed(
+                    "The hub took the publication but had no answer from Redis in time: it may have been published; retry with the same idempotencyKey".to_owned(),
+                ))
+            })
+        }
+    }
+}
+
+/// A 503 for a publication that was not (surely) published, and why.
+fn not_published(why: &str) -> Response {
+    Response::error(503, "unavailable", why).with_header("Retry-After", "1")
 }
 
 /// The body of `POST /api/subscribe` and `/api/unsubscribe`.
@@ -395,24 +450,11 @@ fn disconnect(request: &Request, shared: &Shared) -> Response {
         (None, Some(user)) => Target::User(user),
         _ => return bad("Give exactly one of clientId or userId"),
     };
-    let code = body.code.unwrap_or(1000);
-    if !valid_close_code(code) {
-        return bad("code must be 1000 or 3000 to 4999");
-    }
-    let reason = body
-        .reason
-        .unwrap_or_else(|| "Disconnected by the server".to_owned());
-    if reason.len() > MAX_CLOSE_REASON {
-        return bad(&format!("reason is longer than {MAX_CLOSE_REASON} bytes"));
-    }
-    match command(
-        shared,
-        Command::Close {
-            target,
-            code,
-            reason,
-        },
-    ) {
+    let close = match AppClose::or_default(body.code, body.reason) {
+        Ok(close) => close,
+        Err(broken) => return bad(&format!("{} {}", broken.field(), broken.rule())),
+    };
+    match command(shared, Command::Close { target, close }) {
         Some(Answer::Count(count)) => ok(json!({"disconnected": count})),
         _ => unavailable(),
     }

@@ -7,6 +7,7 @@
 //! upgraded client has its reader: the stack pages this thread touched
 //! (request parsing, token checks) are not kept for the client's lifetime.
 
+pub(crate) mod accept;
 mod api;
 mod http;
 pub(crate) mod pool;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::auth::Authenticator;
 use crate::budget::{HandshakeSlot, Threads};
 use crate::config::Config;
-use crate::event::Inbox;
+use crate::inbox::Inbox;
 use crate::subscriptions::ClientId;
 use crate::writer::Writers;
 use http::{HeadError, Request, Response};

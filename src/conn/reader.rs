@@ -24,7 +24,7 @@ use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 
 use super::Shared;
 use crate::config::Config;
-use crate::event::{EVENT_OVERHEAD, Ending, Event, Refusal};
+use crate::inbox::{Ending, FrameRefusal, INPUT_OVERHEAD, Input};
 use crate::link::Link;
 use crate::protocol;
 use crate::ratelimit::{RateLimiter, Verdict};
@@ -58,7 +58,7 @@ impl Write for ReadHalf<'_> {
 /// The reader thread: reads `link` until the connection ends, then tells
 /// the router why.
 #[inline(never)]
-pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared, sender: protocol::Sender) {
+pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared, role: protocol::Role) {
     let config = &shared.config;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(config.read_buffer_size)
@@ -67,9 +67,9 @@ pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared, sender: proto
         .max_frame_size(Some(config.max_message_size));
     let mut ws =
         WebSocket::from_partially_read(ReadHalf(&link.stream), rest, Role::Server, Some(ws_config));
-    let why = Reader::new(&link, shared, sender).read_loop(&mut ws);
+    let why = Reader::new(&link, shared, role).read_loop(&mut ws);
     log::debug!("reader of {:?} ended: {why:?}", link.id);
-    let _ = shared.inbox.send(Event::Left {
+    let _ = shared.inbox.send(Input::Left {
         link: Arc::clone(&link),
         why,
     });
@@ -80,7 +80,7 @@ struct Reader<'a> {
     link: &'a Arc<Link>,
     shared: &'a Shared,
     /// What the client may say: a service connection has commands more.
-    sender: protocol::Sender,
+    role: protocol::Role,
     /// The client's message rate limit; `None` when it is off, or for a
     /// service connection.
     rate: Option<RateLimiter>,
@@ -88,18 +88,18 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(link: &'a Arc<Link>, shared: &'a Shared, sender: protocol::Sender) -> Reader<'a> {
+    fn new(link: &'a Arc<Link>, shared: &'a Shared, role: protocol::Role) -> Reader<'a> {
         let config = &shared.config;
         Reader {
             link,
             shared,
-            sender,
+            role,
             // A service connection is the backend, trusted with floods of
             // its own (an agent streaming an answer): the inbox budget
             // still holds it back by TCP, but no rate limit cuts it off.
-            rate: match sender {
-                protocol::Sender::Service => None,
-                protocol::Sender::Client => {
+            rate: match role {
+                protocol::Role::Service => None,
+                protocol::Role::Client => {
                     RateLimiter::new(config.rate_limit, config.rate_window, Instant::now())
                 }
             },
@@ -122,17 +122,17 @@ impl<'a> Reader<'a> {
                         }
                         continue;
                     }
-                    Verdict::Limited => Refusal::RateLimited {
+                    Verdict::Limited => FrameRefusal::RateLimited {
                         correlation_id: protocol::inbound::correlation_of(text.as_str()),
                     },
-                    Verdict::Abusive => Refusal::Abuse,
+                    Verdict::Abusive => FrameRefusal::Abuse,
                 },
                 Ok(Message::Binary(_)) => match self.rate_check() {
-                    Verdict::Allowed => Refusal::Binary,
-                    Verdict::Limited => Refusal::RateLimited {
+                    Verdict::Allowed => FrameRefusal::Binary,
+                    Verdict::Limited => FrameRefusal::RateLimited {
                         correlation_id: None,
                     },
-                    Verdict::Abusive => Refusal::Abuse,
+                    Verdict::Abusive => FrameRefusal::Abuse,
                 },
                 Ok(message @ (Message::Ping(_) | Message::Pong(_))) => match self.pings.check() {
                     ControlVerdict::Allowed => {
@@ -144,7 +144,7 @@ impl<'a> Reader<'a> {
                         continue;
                     }
                     ControlVerdict::Drop => continue,
-                    ControlVerdict::Flood => Refusal::ControlFlood,
+                    ControlVerdict::Flood => FrameRefusal::ControlFlood,
                 },
                 Ok(Message::Close(frame)) => {
                     return Ending::PeerClosed(frame.map(|f| u16::from(f.code)));
@@ -152,12 +152,12 @@ impl<'a> Reader<'a> {
                 Ok(Message::Frame(_)) => continue,
                 Err(err) => {
                     let why = match err {
-                        WsError::Capacity(_) => Refusal::TooBig,
-                        WsError::Utf8(_) => Refusal::InvalidUtf8,
+                        WsError::Capacity(_) => FrameRefusal::TooBig,
+                        WsError::Utf8(_) => FrameRefusal::InvalidUtf8,
                         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
                             return Ending::Gone;
                         }
-                        WsError::Protocol(_) => Refusal::Protocol,
+                        WsError::Protocol(_) => FrameRefusal::Protocol,
                         _ => return Ending::Gone,
                     };
                     log::debug!("client {:?} sent a bad frame: {err}", self.link.id);
@@ -165,7 +165,7 @@ impl<'a> Reader<'a> {
                 }
             };
             let closes = refusal.closes();
-            let sent = self.shared.inbox.send(Event::Refused {
+            let sent = self.shared.inbox.send(Input::FrameRefused {
                 link: Arc::clone(self.link),
                 why: refusal,
             });
@@ -190,11 +190,11 @@ impl<'a> Reader<'a> {
     /// the inbox has no room for this connection. `false` when the router
     /// is gone.
     fn request(&self, text: &str) -> bool {
-        let request = protocol::parse(text, self.sender);
-        let cost = text.len() + EVENT_OVERHEAD;
+        let request = protocol::parse(text, self.role);
+        let cost = text.len() + INPUT_OVERHEAD;
         let budget = &self.shared.inbox.budget;
         budget.charge(self.link, cost);
-        let sent = self.shared.inbox.send(Event::Request {
+        let sent = self.shared.inbox.send(Input::Request {
             link: Arc::clone(self.link),
             request,
             cost,

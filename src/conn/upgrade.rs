@@ -21,7 +21,7 @@ use super::reader;
 use super::{Shared, respond};
 use crate::auth::{Denied, Identity};
 use crate::budget::HandshakeSlot;
-use crate::event::{Ending, Event, Joining};
+use crate::inbox::{Ending, Input, Joining};
 use crate::link::{Admission, Link};
 use crate::protocol::{self, Close, Envelope, ErrorCode, Kind, MAX_NAME_LEN, Message};
 use crate::throttle::warn_throttled;
@@ -61,7 +61,7 @@ pub(super) fn upgrade(
     let refuse = |frames: Vec<Bytes>, handshake| {
         // The router sends the frames and lets the client go; no thread
         // waits for it meanwhile, and it keeps its handshake slot.
-        let _ = shared.inbox.send(Event::Refuse {
+        let _ = shared.inbox.send(Input::HandshakeRefused {
             link: Arc::clone(&link),
             frames,
             handshake,
@@ -76,9 +76,9 @@ pub(super) fn upgrade(
             return refuse(vec![error, Close::Unauthorized.frame()], handshake);
         }
     };
-    let sender = match identity.is_service() {
-        true => protocol::Sender::Service,
-        false => protocol::Sender::Client,
+    let role = match identity.is_service() {
+        true => protocol::Role::Service,
+        false => protocol::Role::Client,
     };
     let Some(slot) = shared.threads.reserve() else {
         warn_throttled!("refused {peer}: no thread left for its reader");
@@ -97,7 +97,7 @@ pub(super) fn upgrade(
         handshake,
         envelope,
     };
-    if !shared.inbox.send(Event::Joined(Box::new(joining))) {
+    if !shared.inbox.send(Input::Joined(Box::new(joining))) {
         return link.cut();
     }
     let reader_link = Arc::clone(&link);
@@ -111,13 +111,13 @@ pub(super) fn upgrade(
             // registered there; park returns at once if that happened first.
             reader_link.wait_for_admission();
             if reader_link.admission() == Admission::Admitted {
-                reader::run(reader_link, rest, &reader_shared, sender);
+                reader::run(reader_link, rest, &reader_shared, role);
             }
         });
     if let Err(err) = spawned {
         // The router has the client (Joined went first): it closes it 1011.
         log::error!("cannot start a reader thread for {peer}: {err}");
-        let _ = shared.inbox.send(Event::Left {
+        let _ = shared.inbox.send(Input::Left {
             link,
             why: Ending::NoReader,
         });

@@ -184,6 +184,14 @@ wire_names! {
     }
 }
 
+/// The channel `user:<id>`: a user's own stream. Only that user (and
+/// service connections) may follow it, and only the backend publish to it.
+pub(crate) const USER_PREFIX: &str = "user:";
+
+/// Channels named `private-*` are not public: anonymous clients and tokens
+/// without a grant for them cannot read them.
+pub(crate) const PRIVATE_PREFIX: &str = "private-";
+
 /// Declares the close codes the hub sends: variant, code and reason, once.
 macro_rules! closes {
     ( $( $(#[$vmeta:meta])* $variant:ident = ($code:literal, $reason:literal), )* ) => {
@@ -240,6 +248,95 @@ closes! {
     TokenExpired = (4001, "Token expired"),
 }
 
+/// A close code and reason the backend chose, for the clients it closes
+/// ([`Handle::close`](crate::Handle::close), `POST /api/disconnect`, a
+/// service connection's `disconnect`, another hub's): checked once, when
+/// made, against the one rule (1000 or 3000 to 4999; a reason of at most
+/// [`AppClose::MAX_REASON`] bytes, so the Close frame's payload fits in
+/// 125).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AppClose {
+    code: u16,
+    reason: String,
+}
+
+/// Which part of a close breaks the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadClose {
+    Code,
+    Reason,
+}
+
+impl BadClose {
+    /// The field at fault: `code` or `reason`.
+    pub(crate) fn field(self) -> &'static str {
+        match self {
+            BadClose::Code => "code",
+            BadClose::Reason => "reason",
+        }
+    }
+
+    /// The rule it breaks, as "must ...".
+    pub(crate) fn rule(self) -> &'static str {
+        match self {
+            BadClose::Code => "must be 1000 or 3000 to 4999",
+            BadClose::Reason => "must be at most 123 bytes",
+        }
+    }
+}
+
+impl AppClose {
+    /// Most bytes of a reason: a Close frame's payload is at most 125
+    /// bytes, two of them the code.
+    pub(crate) const MAX_REASON: usize = 123;
+
+    /// The reason of a close that gives none.
+    pub(crate) const DEFAULT_REASON: &'static str = "Disconnected by the server";
+
+    /// A close with `code` and `reason`, if they keep the rule.
+    pub(crate) fn new(code: u16, reason: impl Into<String>) -> Result<AppClose, BadClose> {
+        let reason = reason.into();
+        if code != 1000 && !(3000..=4999).contains(&code) {
+            return Err(BadClose::Code);
+        }
+        if reason.len() > AppClose::MAX_REASON {
+            return Err(BadClose::Reason);
+        }
+        Ok(AppClose { code, reason })
+    }
+
+    /// As given, or 1000 and [`DEFAULT_REASON`](AppClose::DEFAULT_REASON)
+    /// for what is not.
+    pub(crate) fn or_default(
+        code: Option<u16>,
+        reason: Option<String>,
+    ) -> Result<AppClose, BadClose> {
+        AppClose::new(
+            code.unwrap_or(1000),
+            reason.unwrap_or_else(|| AppClose::DEFAULT_REASON.to_owned()),
+        )
+    }
+
+    pub(crate) fn code(&self) -> u16 {
+        self.code
+    }
+
+    pub(crate) fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl From<Close> for AppClose {
+    /// One of the hub's own closes, sent for the backend (a disconnect is
+    /// [`Close::Normal`]).
+    fn from(close: Close) -> AppClose {
+        AppClose {
+            code: close.code(),
+            reason: close.reason().to_owned(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +355,23 @@ mod tests {
         assert!(serde_json::from_str::<Status>("\"sleeping\"").is_err());
         assert_eq!(Kind::from_wire("batch_update"), Some(Kind::BatchUpdate));
         assert_eq!(Kind::from_wire("event"), None);
+    }
+
+    #[test]
+    fn a_backends_close_is_checked_once_against_one_rule() {
+        assert!(AppClose::new(1000, "").is_ok());
+        assert!(AppClose::new(4999, "x".repeat(AppClose::MAX_REASON)).is_ok());
+        for code in [999, 1001, 1011, 2999, 5000] {
+            assert_eq!(AppClose::new(code, ""), Err(BadClose::Code), "{code}");
+        }
+        let long = "x".repeat(AppClose::MAX_REASON + 1);
+        assert_eq!(AppClose::new(4000, long), Err(BadClose::Reason));
+        let default = AppClose::or_default(None, None).unwrap();
+        assert_eq!(
+            (default.code(), default.reason()),
+            (1000, AppClose::DEFAULT_REASON)
+        );
+        assert_eq!(AppClose::from(Close::Normal).reason(), "Normal closure");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tungstenite::Bytes;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader};
 
-use crate::protocol::Close;
+use crate::protocol::{AppClose, Close};
 
 /// The longest header of an unmasked server frame: 2 bytes + a 64-bit length.
 const MAX_SERVER_HEADER: usize = 10;
@@ -61,8 +61,15 @@ impl Close {
     }
 }
 
+impl AppClose {
+    /// The encoded Close frame, with this code and reason.
+    pub(crate) fn frame(&self) -> Bytes {
+        close_frame(self.code(), self.reason())
+    }
+}
+
 /// A Close frame with `code` and `reason`.
-pub(crate) fn close_frame(code: u16, reason: &str) -> Bytes {
+fn close_frame(code: u16, reason: &str) -> Bytes {
     control_frame(Frame::close(Some(CloseFrame {
         code: CloseCode::from(code),
         reason: reason.into(),

@@ -12,13 +12,16 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::protocol::fields::{Fields, Object};
-use crate::protocol::{ErrorCode, Kind, Status};
+use crate::protocol::{AppClose, BadClose, ErrorCode, Kind, Status};
 
 /// Longest accepted `correlationId`, in bytes of JSON.
 const MAX_CORRELATION_ID: usize = 256;
 
 /// Longest accepted channel name, session id or event name, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
+
+/// Longest accepted `idempotencyKey`, in bytes.
+pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// A channel or a session: what a client subscribes to.
 ///
@@ -82,10 +85,6 @@ pub(crate) struct Outgoing {
     pub correlation_id: Option<Box<RawValue>>,
 }
 
-/// Most bytes of a close reason: a Close frame's payload is at most 125
-/// bytes, two of them the code.
-pub(crate) const MAX_CLOSE_REASON: usize = 123;
-
 /// One request from a client, validated.
 #[derive(Debug)]
 pub(crate) enum ClientMessage {
@@ -106,12 +105,14 @@ pub(crate) enum ClientMessage {
         topic: Option<Topic>,
         client: Option<String>,
     },
-    /// `publish` to a channel or a session (services: to any destination).
+    /// `publish` to a channel or a session (services: to any destination),
+    /// once per `idempotency_key` within a few minutes.
     Publish {
         to: Destination,
         event: String,
         data: Option<Box<RawValue>>,
         batched: bool,
+        idempotency_key: Option<String>,
     },
     /// `user_presence`: set the user's status.
     Presence(Status),
@@ -122,11 +123,7 @@ pub(crate) enum ClientMessage {
     /// `send` (service connections): one message to one client.
     Send { client: String, message: Outgoing },
     /// `disconnect` (service connections): close a client or a user.
-    Disconnect {
-        who: Who,
-        code: Option<u16>,
-        reason: Option<String>,
-    },
+    Disconnect { who: Who, close: AppClose },
     /// `set_meta` (service connections): merge key/values into a client's
     /// metadata (`null` removes a key).
     SetMeta {
@@ -208,6 +205,8 @@ struct RawRequest<'a> {
     reason: Option<&'a RawValue>,
     #[serde(borrow)]
     since: Option<&'a RawValue>,
+    #[serde(rename = "idempotencyKey", borrow)]
+    idempotency_key: Option<&'a RawValue>,
 }
 
 /// Only the `correlationId`, to answer a request that failed validation.
@@ -226,9 +225,9 @@ pub(crate) fn correlation_of(text: &str) -> Option<Box<RawValue>> {
         .and_then(|c| correlation_id(c).ok())
 }
 
-/// Who sent a frame: what it may say differs.
+/// The role of the connection a frame comes from: what it may say differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Sender {
+pub(crate) enum Role {
     /// A client: `send`, `disconnect`, `set_meta`, `subscribers` and
     /// `stats` are application messages like any other type it makes up.
     Client,
@@ -241,7 +240,7 @@ pub(crate) enum Sender {
 /// Never panics, whatever the input: every failure is a [`Rejection`] with the
 /// code the protocol gives it and, when it can be recovered, the request's
 /// `correlationId`.
-pub(crate) fn parse(text: &str, sender: Sender) -> Result<Request, Rejection> {
+pub(crate) fn parse(text: &str, role: Role) -> Result<Request, Rejection> {
     let raw: RawRequest<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(err) => return Err(parse_failure(text, &err)),
@@ -255,7 +254,7 @@ pub(crate) fn parse(text: &str, sender: Sender) -> Result<Request, Rejection> {
         message,
         correlation_id: correlation_id.clone(),
     };
-    match validate(&raw, text, sender) {
+    match validate(&raw, text, role) {
         Ok(message) => Ok(Request {
             message,
             correlation_id,
@@ -312,9 +311,10 @@ fn correlation_id(value: &RawValue) -> Result<Box<RawValue>, Rejection> {
     Ok(value.to_owned())
 }
 
-type Invalid = (ErrorCode, String);
+/// An error a request is answered with: its code and its message.
+pub(crate) type ErrorReply = (ErrorCode, String);
 
-fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMessage, Invalid> {
+fn validate(raw: &RawRequest<'_>, text: &str, role: Role) -> Result<ClientMessage, ErrorReply> {
     let kind = match raw.kind {
         None => return Err(invalid("`type` is missing")),
         Some(kind) => string_field(kind, "type")?,
@@ -330,13 +330,13 @@ fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMe
         (data, payload) => data.or(payload),
     };
     // Without `data` or `payload`, a flat message's own fields are its data.
-    let data = |consumed: &[&str]| -> Result<Option<Cow<'_, RawValue>>, Invalid> {
+    let data = |consumed: &[&str]| -> Result<Option<Cow<'_, RawValue>>, ErrorReply> {
         match given {
             Some(data) => Ok(Some(Cow::Borrowed(data))),
             None => Ok(gathered(text, consumed)?.map(Cow::Owned)),
         }
     };
-    let service = sender == Sender::Service;
+    let service = role == Role::Service;
     let message = match kind.as_str() {
         "ping" => ClientMessage::Ping,
         "subscribe" => ClientMessage::Subscribe {
@@ -358,6 +358,7 @@ fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMe
                 event,
                 data: data(PUBLISH_KEYS)?.map(Cow::into_owned),
                 batched: flag(raw.batched, "batched")?,
+                idempotency_key: idempotency_key(raw.idempotency_key)?,
             }
         }
         "user_presence" => ClientMessage::Presence(presence_status(data(OWN_KEYS)?.as_deref())?),
@@ -371,8 +372,7 @@ fn validate(raw: &RawRequest<'_>, text: &str, sender: Sender) -> Result<ClientMe
         },
         "disconnect" if service => ClientMessage::Disconnect {
             who: who(raw)?,
-            code: close_code(raw.code)?,
-            reason: close_reason(raw.reason)?,
+            close: close(raw.code, raw.reason)?,
         },
         "set_meta" if service => ClientMessage::SetMeta {
             client: required_client(raw, "set_meta")?,
@@ -408,11 +408,12 @@ const PUBLISH_KEYS: &[&str] = &[
     "authenticated",
     "event",
     "batched",
+    "idempotencyKey",
 ];
 
 /// The data of a `flat` message: its fields but the `consumed` ones, as one
 /// object, or `None` when there are none.
-fn gathered(text: &str, consumed: &[&str]) -> Result<Option<Box<RawValue>>, Invalid> {
+fn gathered(text: &str, consumed: &[&str]) -> Result<Option<Box<RawValue>>, ErrorReply> {
     let fields: Fields<'_> =
         serde_json::from_str(text).map_err(|_| invalid("the message is not a JSON object"))?;
     let rest: Vec<_> = fields
@@ -431,7 +432,7 @@ fn gathered(text: &str, consumed: &[&str]) -> Result<Option<Box<RawValue>>, Inva
 }
 
 /// `since`: absent, `null`, or `{"seq": <u64>, "epoch": "<string>"}`.
-fn since(value: Option<&RawValue>) -> Result<Option<Since>, Invalid> {
+fn since(value: Option<&RawValue>) -> Result<Option<Since>, ErrorReply> {
     let Some(value) = value.filter(|v| v.get() != "null") else {
         return Ok(None);
     };
@@ -444,7 +445,7 @@ fn since(value: Option<&RawValue>) -> Result<Option<Since>, Invalid> {
 }
 
 /// `true`, `false` or absent.
-fn flag(value: Option<&RawValue>, name: &str) -> Result<bool, Invalid> {
+fn flag(value: Option<&RawValue>, name: &str) -> Result<bool, ErrorReply> {
     match value {
         None => Ok(false),
         Some(value) => serde_json::from_str::<bool>(value.get())
@@ -452,8 +453,34 @@ fn flag(value: Option<&RawValue>, name: &str) -> Result<bool, Invalid> {
     }
 }
 
+/// A publication's `idempotencyKey`, if it has one.
+fn idempotency_key(value: Option<&RawValue>) -> Result<Option<String>, ErrorReply> {
+    value
+        .map(|value| {
+            let key = string_field(value, "idempotencyKey")?;
+            check_idempotency_key(&key)
+                .map_err(|why| invalid(&format!("`idempotencyKey` {why}")))?;
+            Ok(key)
+        })
+        .transpose()
+}
+
+/// Checks an idempotency key as a publisher gave it (a request, the HTTP
+/// API or the library).
+///
+/// # Errors
+///
+/// Why it is not a key (empty, or longer than [`MAX_IDEMPOTENCY_KEY`]
+/// bytes), as "must be ...".
+pub(crate) fn check_idempotency_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(format!("must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"));
+    }
+    Ok(())
+}
+
 /// The `clientId` a request names, if any.
-fn client_field(raw: &RawRequest<'_>) -> Result<Option<String>, Invalid> {
+fn client_field(raw: &RawRequest<'_>) -> Result<Option<String>, ErrorReply> {
     raw.client_id
         .map(|c| {
             let client = string_field(c, "clientId")?;
@@ -463,12 +490,12 @@ fn client_field(raw: &RawRequest<'_>) -> Result<Option<String>, Invalid> {
         .transpose()
 }
 
-fn required_client(raw: &RawRequest<'_>, what: &str) -> Result<String, Invalid> {
+fn required_client(raw: &RawRequest<'_>, what: &str) -> Result<String, ErrorReply> {
     client_field(raw)?.ok_or_else(|| invalid(&format!("`{what}` needs a `clientId`")))
 }
 
 /// A user or client id: 1 to 255 bytes, no control characters.
-fn check_id(id: &str, what: &str) -> Result<(), Invalid> {
+fn check_id(id: &str, what: &str) -> Result<(), ErrorReply> {
     if id.is_empty() || id.len() > MAX_NAME_LEN || id.chars().any(char::is_control) {
         return Err(invalid(&format!(
             "`{what}` must be 1 to {MAX_NAME_LEN} bytes with no control characters"
@@ -479,7 +506,7 @@ fn check_id(id: &str, what: &str) -> Result<(), Invalid> {
 
 /// The one destination of a `publish`: a channel, a session, a user, a
 /// client, every client, or every authenticated client.
-fn destination(raw: &RawRequest<'_>) -> Result<Destination, Invalid> {
+fn destination(raw: &RawRequest<'_>) -> Result<Destination, ErrorReply> {
     let mut found = Vec::with_capacity(1);
     if let Some(topic) = topic(raw)? {
         found.push(Destination::Topic(topic));
@@ -506,13 +533,13 @@ fn destination(raw: &RawRequest<'_>) -> Result<Destination, Invalid> {
     }
 }
 
-fn who(raw: &RawRequest<'_>) -> Result<Who, Invalid> {
+fn who(raw: &RawRequest<'_>) -> Result<Who, ErrorReply> {
     let user = raw
         .user_id
         .map(|u| {
             let user = string_field(u, "userId")?;
             check_id(&user, "userId")?;
-            Ok::<_, Invalid>(user)
+            Ok::<_, ErrorReply>(user)
         })
         .transpose()?;
     match (client_field(raw)?, user) {
@@ -522,41 +549,24 @@ fn who(raw: &RawRequest<'_>) -> Result<Who, Invalid> {
     }
 }
 
-/// A close code an application may send: 1000, or 3000 to 4999.
-pub(crate) fn valid_close_code(code: u16) -> bool {
-    code == 1000 || (3000..=4999).contains(&code)
+/// A `disconnect`'s `code` and `reason` (1000 and the default reason
+/// when absent), checked by [`AppClose`]'s one rule.
+fn close(code: Option<&RawValue>, reason: Option<&RawValue>) -> Result<AppClose, ErrorReply> {
+    let broken = |bad: BadClose| invalid(&format!("`{}` {}", bad.field(), bad.rule()));
+    let code = code
+        .map(|c| serde_json::from_str::<u16>(c.get()).map_err(|_| broken(BadClose::Code)))
+        .transpose()?;
+    let reason = reason.map(|r| string_field(r, "reason")).transpose()?;
+    AppClose::or_default(code, reason).map_err(broken)
 }
 
-fn close_code(value: Option<&RawValue>) -> Result<Option<u16>, Invalid> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    match serde_json::from_str::<u16>(value.get()) {
-        Ok(code) if valid_close_code(code) => Ok(Some(code)),
-        _ => Err(invalid("`code` must be 1000 or 3000 to 4999")),
-    }
-}
-
-fn close_reason(value: Option<&RawValue>) -> Result<Option<String>, Invalid> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    let reason = string_field(value, "reason")?;
-    if reason.len() > MAX_CLOSE_REASON {
-        return Err(invalid(&format!(
-            "`reason` is longer than {MAX_CLOSE_REASON} bytes"
-        )));
-    }
-    Ok(Some(reason))
-}
-
-fn meta(data: Option<&RawValue>) -> Result<serde_json::Map<String, serde_json::Value>, Invalid> {
+fn meta(data: Option<&RawValue>) -> Result<serde_json::Map<String, serde_json::Value>, ErrorReply> {
     data.and_then(|d| serde_json::from_str(d.get()).ok())
         .ok_or_else(|| invalid("`set_meta` needs `data`: an object of key/values"))
 }
 
 /// The `message` of a `send`: `{"type", "data"|"payload"?, "correlationId"?}`.
-fn outgoing(message: Option<&RawValue>) -> Result<Outgoing, Invalid> {
+fn outgoing(message: Option<&RawValue>) -> Result<Outgoing, ErrorReply> {
     let message = message.ok_or_else(|| invalid("`send` needs a `message` object"))?;
     let raw: RawRequest<'_> = serde_json::from_str(message.get())
         .map_err(|_| invalid("`message` must be an object with a `type`"))?;
@@ -582,11 +592,11 @@ fn outgoing(message: Option<&RawValue>) -> Result<Outgoing, Invalid> {
     })
 }
 
-fn invalid(message: &str) -> Invalid {
+fn invalid(message: &str) -> ErrorReply {
     (ErrorCode::InvalidMessage, message.to_owned())
 }
 
-fn string_field(value: &RawValue, name: &str) -> Result<String, Invalid> {
+fn string_field(value: &RawValue, name: &str) -> Result<String, ErrorReply> {
     serde_json::from_str::<String>(value.get()).map_err(|_| {
         (
             ErrorCode::InvalidMessage,
@@ -595,7 +605,7 @@ fn string_field(value: &RawValue, name: &str) -> Result<String, Invalid> {
     })
 }
 
-fn topic(raw: &RawRequest<'_>) -> Result<Option<Topic>, Invalid> {
+fn topic(raw: &RawRequest<'_>) -> Result<Option<Topic>, ErrorReply> {
     let channel = raw
         .channel
         .map(|c| string_field(c, "channel"))
@@ -618,13 +628,13 @@ fn topic(raw: &RawRequest<'_>) -> Result<Option<Topic>, Invalid> {
     }
 }
 
-fn required_topic(raw: &RawRequest<'_>, what: &str) -> Result<Topic, Invalid> {
+fn required_topic(raw: &RawRequest<'_>, what: &str) -> Result<Topic, ErrorReply> {
     topic(raw)?.ok_or_else(|| invalid(&format!("`{what}` needs a `channel` or a `sessionId`")))
 }
 
 /// Checks a channel name or session id against the naming rules:
 /// 1 to 255 bytes of ASCII letters, digits and `-_.:@/=+#|$!~`.
-pub(crate) fn check_name(name: &str, what: &str) -> Result<(), Invalid> {
+pub(crate) fn check_name(name: &str, what: &str) -> Result<(), ErrorReply> {
     let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_.:@/=+#|$!~".contains(&b);
     if name.is_empty() || name.len() > MAX_NAME_LEN || !name.bytes().all(allowed) {
         return Err((
@@ -638,7 +648,7 @@ pub(crate) fn check_name(name: &str, what: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn event_name(event: &str) -> Result<String, Invalid> {
+fn event_name(event: &str) -> Result<String, ErrorReply> {
     if event.is_empty() || event.len() > MAX_NAME_LEN {
         return Err(invalid("`event` must be 1 to 255 bytes"));
     }
@@ -650,7 +660,7 @@ fn event_name(event: &str) -> Result<String, Invalid> {
     Ok(event.to_owned())
 }
 
-fn presence_status(data: Option<&RawValue>) -> Result<Status, Invalid> {
+fn presence_status(data: Option<&RawValue>) -> Result<Status, ErrorReply> {
     #[derive(Deserialize)]
     struct Object {
         status: Status,
@@ -667,7 +677,7 @@ fn presence_status(data: Option<&RawValue>) -> Result<Status, Invalid> {
     status.ok_or_else(bad)
 }
 
-fn refresh_token(data: Option<&RawValue>) -> Result<String, Invalid> {
+fn refresh_token(data: Option<&RawValue>) -> Result<String, ErrorReply> {
     #[derive(Deserialize)]
     struct Refresh {
         token: String,
@@ -696,7 +706,7 @@ mod tests {
     use super::*;
 
     fn parse_client(text: &str) -> Result<Request, Rejection> {
-        parse(text, Sender::Client)
+        parse(text, Role::Client)
     }
 
     #[test]
@@ -770,7 +780,7 @@ mod tests {
     #[test]
     fn service_commands_are_commands_only_on_service_connections() {
         let send = r#"{"type":"send","clientId":"c_1","message":{"type":"agent:started","payload":{"sessionId":"s"},"correlationId":"r1"}}"#;
-        match parse(send, Sender::Service).unwrap().message {
+        match parse(send, Role::Service).unwrap().message {
             ClientMessage::Send { client, message } => {
                 assert_eq!(client, "c_1");
                 assert_eq!(message.kind, "agent:started");
@@ -788,8 +798,8 @@ mod tests {
         }
         let disconnect = r#"{"type":"disconnect","userId":"alice","code":4000,"reason":"bye"}"#;
         assert!(matches!(
-            parse(disconnect, Sender::Service).unwrap().message,
-            ClientMessage::Disconnect { who: Who::User(ref u), code: Some(4000), .. } if u == "alice"
+            parse(disconnect, Role::Service).unwrap().message,
+            ClientMessage::Disconnect { who: Who::User(ref u), ref close } if u == "alice" && close.code() == 4000 && close.reason() == "bye"
         ));
         for bad in [
             r#"{"type":"disconnect","userId":"a","code":1001}"#,
@@ -799,7 +809,7 @@ mod tests {
             r#"{"type":"set_meta","clientId":"c","data":[1]}"#,
         ] {
             assert_eq!(
-                parse(bad, Sender::Service).unwrap_err().code,
+                parse(bad, Role::Service).unwrap_err().code,
                 ErrorCode::InvalidMessage,
                 "{bad}"
             );
@@ -1007,6 +1017,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn idempotency_keys_are_checked() {
+        assert!(check_idempotency_key("").is_err());
+        assert!(check_idempotency_key(&"k".repeat(MAX_IDEMPOTENCY_KEY + 1)).is_err());
+        assert!(check_idempotency_key("order-42").is_ok());
     }
 
     #[test]

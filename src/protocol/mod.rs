@@ -17,17 +17,17 @@ pub(crate) mod frame;
 pub(crate) mod inbound;
 pub(crate) mod outbound;
 
-pub(crate) use codes::{Close, Kind};
+pub(crate) use codes::{AppClose, BadClose, Close, Kind, PRIVATE_PREFIX, USER_PREFIX};
 pub use codes::{Envelope, ErrorCode, Status};
-pub(crate) use frame::{close_frame, close_reply, ping_frame, pong_frame};
+pub(crate) use frame::{close_reply, ping_frame, pong_frame};
 pub use inbound::MAX_NAME_LEN;
 pub use inbound::Topic;
 pub(crate) use inbound::{
-    ClientMessage, Destination, Outgoing, Rejection, Request, Sender, Since, Who, check_name,
-    parse, valid_close_code,
+    ClientMessage, Destination, ErrorReply, Outgoing, Rejection, Request, Role, Since, Who,
+    check_idempotency_key, check_name, parse,
 };
 pub use outbound::Timestamp;
 pub(crate) use outbound::{
-    AuthResult, Delivered, Empty, From, Message, Position, PresenceData, PresenceList, Subscribed,
-    Welcome, error_data, raw,
+    AuthResult, Delivered, Empty, Message, Origin, Position, PresenceData, PresenceList,
+    Subscribed, Welcome, error_data, raw,
 };

@@ -31,13 +31,13 @@ use tungstenite::Bytes;
 use crate::protocol::fields::{Object, object_fields};
 use crate::protocol::{Envelope, ErrorCode, Kind, Status, Topic, frame};
 
-/// The sender of a client publication, as subscribers see it.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub(crate) struct From<'a> {
+/// The client a publication comes from, as subscribers see it (`from`).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Origin {
     #[serde(rename = "clientId")]
-    pub client_id: &'a str,
+    pub client_id: Box<str>,
     #[serde(rename = "userId")]
-    pub user_id: Option<&'a str>,
+    pub user_id: Option<Box<str>>,
 }
 
 /// Where a publication stands in its stream (see the README's Recovery).
@@ -53,7 +53,7 @@ pub(crate) struct Message<'a> {
     pub kind: &'a str,
     pub topic: Option<&'a Topic>,
     pub data: Option<&'a RawValue>,
-    pub from: Option<From<'a>>,
+    pub from: Option<&'a Origin>,
     pub correlation_id: Option<&'a RawValue>,
     pub position: Option<Position<'a>>,
     pub timestamp: SystemTime,
@@ -96,11 +96,8 @@ impl<'a> Message<'a> {
     }
 
     /// Names the client a publication comes from, if it does.
-    pub(crate) fn origin(mut self, origin: Option<&'a crate::publish::Origin>) -> Self {
-        self.from = origin.map(|o| From {
-            client_id: &o.client_id,
-            user_id: o.user_id.as_deref(),
-        });
+    pub(crate) fn origin(mut self, origin: Option<&'a Origin>) -> Self {
+        self.from = origin;
         self
     }
 
@@ -203,7 +200,7 @@ impl Serialize for Shaped<'_, '_> {
                 }
             }
         }
-        if let Some(from) = &m.from {
+        if let Some(from) = m.from {
             map.serialize_entry("from", from)?;
         }
         if let Some(correlation) = m.correlation_id {

@@ -26,9 +26,11 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::Router;
+use super::cluster::Routed;
+use super::publishing::Publisher;
 use crate::app::ClientRequest;
 use crate::cluster::wire::Wire;
-use crate::hub::Handle;
+use crate::handle::Handle;
 use crate::protocol::{ErrorCode, Kind, Message, Outgoing, raw};
 use crate::subscriptions::ClientId;
 
@@ -258,7 +260,8 @@ impl Router {
             self.send_message(target, &outgoing);
             delivered = 1;
         } else if self.cluster_up() && crate::cluster::wire::hub_of(client).is_some() {
-            // A client of another hub: it goes there through Redis.
+            // A client of another hub: it goes there through Redis, and the
+            // service hears how it went once Redis answered.
             let publication = crate::publish::Publication {
                 target: crate::Target::Client(client.to_owned()),
                 kind: message.kind.as_str().into(),
@@ -267,8 +270,17 @@ impl Router {
                 batched: false,
                 from: None,
             };
-            if self.cluster_publish(&publication).is_some() {
-                delivered = 1;
+            let publisher = Publisher::Sent {
+                service,
+                correlation: correlation.map(RawValue::to_owned),
+            };
+            match self.cluster_publish(publication, None, publisher) {
+                Routed::Redis => return,
+                Routed::Unpublished(publisher, why) => {
+                    return self.tell_publisher(publisher, Err(why));
+                }
+                // Not for Redis after all (it went away): no such client here.
+                Routed::Here(..) => {}
             }
         }
         if correlation.is_some() {

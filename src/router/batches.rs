@@ -15,9 +15,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::Router;
-use crate::engine::Appended;
-use crate::protocol::{Message, Topic, raw};
-use crate::publish::{Origin, Publication, Target};
+use crate::history::Appended;
+use crate::protocol::{Message, Origin, Topic, raw};
+use crate::publish::{Publication, Target};
 use crate::subscriptions::ClientId;
 
 /// The targets a batch can be held for (a filter has no identity to hold by).
@@ -112,7 +112,7 @@ struct BatchItem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    from: Option<crate::protocol::From<'a>>,
+    from: Option<&'a Origin>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seq: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,10 +178,7 @@ impl Router {
             .map(|item| BatchItem {
                 kind: &item.kind,
                 data: item.data.as_deref(),
-                from: item.from.as_ref().map(|o| crate::protocol::From {
-                    client_id: &o.client_id,
-                    user_id: o.user_id.as_deref(),
-                }),
+                from: item.from.as_ref(),
                 seq: item.position.as_ref().map(|(seq, _)| *seq),
                 epoch: item.position.as_ref().map(|(_, epoch)| &**epoch),
             })

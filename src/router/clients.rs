@@ -14,8 +14,8 @@ use tungstenite::Bytes;
 
 use super::{Client, Closing, Router};
 use crate::budget::HandshakeSlot;
-use crate::engine::StreamKey;
-use crate::event::{Ending, Joining, Refusal};
+use crate::history::StreamKey;
+use crate::inbox::{Ending, FrameRefusal, Joining};
 use crate::link::Link;
 use crate::protocol::{
     AuthResult, Close, Empty, Envelope, ErrorCode, Kind, Message, Topic, Welcome, close_reply, raw,
@@ -63,7 +63,7 @@ impl Router {
         link.admit(refusal.is_none());
         if let Some(close) = refusal {
             warn_throttled!("refused {name} from {peer}: {}", close.reason());
-            return self.refuse(&link, vec![close.frame()], handshake);
+            return self.refuse_handshake(&link, vec![close.frame()], handshake);
         }
         // Admitted: the handshake slot goes back to the accept loop.
         drop(handshake);
@@ -129,7 +129,7 @@ impl Router {
     /// A client refused at its handshake: it gets `frames` (a reason and a
     /// Close), the writer lingers on its socket until it closes, and it
     /// keeps its handshake slot until it is gone or cut at `close_timeout`.
-    pub(super) fn refuse(
+    pub(super) fn refuse_handshake(
         &mut self,
         link: &Arc<Link>,
         frames: Vec<Bytes>,
@@ -222,12 +222,12 @@ impl Router {
     }
 
     /// A frame or a client the reader refused.
-    pub(super) fn refused(&mut self, id: ClientId, why: Refusal) {
+    pub(super) fn frame_refused(&mut self, id: ClientId, why: FrameRefusal) {
         if !self.clients.contains_key(&id) {
             return;
         }
         match why {
-            Refusal::Binary => {
+            FrameRefusal::Binary => {
                 self.counters.messages_received += 1;
                 self.error(
                     id,
@@ -236,7 +236,7 @@ impl Router {
                     None,
                 );
             }
-            Refusal::RateLimited { correlation_id } => {
+            FrameRefusal::RateLimited { correlation_id } => {
                 self.counters.messages_received += 1;
                 self.counters.rate_limited += 1;
                 let message = format!(
@@ -250,7 +250,7 @@ impl Router {
                     correlation_id.as_deref(),
                 );
             }
-            Refusal::Abuse => {
+            FrameRefusal::Abuse => {
                 self.counters.rate_limited += 1;
                 if let Some(client) = self.clients.get(&id) {
                     warn_throttled!(
@@ -260,12 +260,12 @@ impl Router {
                 }
                 self.close(id, Close::Abuse, true);
             }
-            Refusal::TooBig => {
+            FrameRefusal::TooBig => {
                 let message = format!("Message larger than {} bytes", self.config.max_message_size);
                 self.error(id, ErrorCode::PayloadTooLarge, &message, None);
                 self.close(id, Close::TooBig, false);
             }
-            Refusal::InvalidUtf8 => {
+            FrameRefusal::InvalidUtf8 => {
                 self.error(
                     id,
                     ErrorCode::InvalidMessage,
@@ -274,8 +274,8 @@ impl Router {
                 );
                 self.close(id, Close::InvalidUtf8, false);
             }
-            Refusal::Protocol => self.close(id, Close::Protocol, false),
-            Refusal::ControlFlood => {
+            FrameRefusal::Protocol => self.close(id, Close::Protocol, false),
+            FrameRefusal::ControlFlood => {
                 self.counters.rate_limited += 1;
                 if let Some(client) = self.clients.get(&id) {
                     warn_throttled!(

@@ -16,14 +16,24 @@
 //! hub that dies, or that was cut off since (its heartbeat's `up_since`
 //! changes), is answered `busy`.
 //!
-//! While either Redis connection is down, the hub serves its own clients
-//! alone, numbering with its own history (its own epochs). When both are
-//! back: the streams published to meanwhile get a new epoch in Redis (their
-//! history there has a hole), this hub's users are counted again, the
-//! statuses are read again, and every stream its clients follow is caught
-//! up from where it was delivered last.
+//! A publication's publisher is answered once Redis has answered: nothing
+//! is numbered or delivered here that Redis did not number, so no hub
+//! misses what another delivered without seeing it (the queue to Redis
+//! full, Redis refusing or too slow: the publisher is told it was not
+//! published; Redis silent past its deadline: that it may have been).
+//!
+//! While either Redis connection is down (lost, or stalled past its
+//! deadline), the hub serves its own clients alone, numbering with its own
+//! history (its own epochs), and publications with an idempotency key are
+//! refused (it cannot be checked across hubs). Publications of a stream it
+//! numbered alone that still come on the bus wait for the catch-up. When
+//! both are back: the streams published to meanwhile get a new epoch in
+//! Redis before Redis numbers anything more of them (their history there
+//! has a hole), this hub's users are counted again, the statuses are read
+//! again, and every stream its clients follow is caught up from where it
+//! was delivered last.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,12 +41,16 @@ use crossbeam_channel::Sender;
 use serde_json::value::RawValue;
 
 use super::Router;
-use super::history::Replaying;
+use super::publishing::Publisher;
+use super::replay::Replaying;
 use crate::cluster::wire::{self, HubBeat, Wire, WireAnswer, WireCommand, WireOrigin, WireTarget};
-use crate::cluster::{Cluster, HEARTBEAT, HeadReply, In, LEASE, Out, Side};
-use crate::engine::{Appended, Entry, StreamKey};
-use crate::event::{Answer, Command};
+use crate::cluster::{Cluster, HEARTBEAT, HeadReply, In, LEASE, Out, Outcome, Side, stream_name};
+use crate::command::{Answer, Command};
+use crate::config::Config;
+use crate::history::{Appended, Entry, StreamKey};
+use crate::idempotency::Once;
 use crate::protocol::{ErrorCode, Kind, Message, Since, Status, Subscribed, Topic, raw};
+use crate::publish::Unpublished;
 use crate::publish::{Publication, Target};
 use crate::subscriptions::ClientId;
 
@@ -74,8 +88,13 @@ enum Awaiting {
         stream: StreamKey,
         after: u64,
         epoch: Arc<str>,
+        /// Clients that subscribed while Redis was away: not caught up.
+        sit_out: Vec<ClientId>,
     },
 }
+
+/// The ticket of no answer: what a client sitting out a catch-up waits for.
+const SITTING_OUT: u64 = u64::MAX;
 
 /// How long an answer with a position waits for its [`Wire::Mark`] before
 /// it is used anyway: the mark is lost only with the connection, which
@@ -95,9 +114,33 @@ pub(super) enum Waiter {
     },
 }
 
+/// A publication waiting for Redis's answer.
+struct Pending {
+    publisher: Publisher,
+    /// How many of this hub's clients it reached when it was taken.
+    reached: usize,
+    once: Option<Once>,
+    taken: Instant,
+}
+
+/// Where a publication goes: Redis will answer its publisher, or it is
+/// delivered here alone, or it cannot be published now (its publisher is
+/// handed back, to be told why).
+pub(super) enum Routed {
+    Redis,
+    Here(Publication, Publisher),
+    Unpublished(Publisher, Unpublished),
+}
+
 /// The router's cluster state.
 pub(super) struct ClusterState {
     link: Cluster,
+    /// Publications sent to Redis, by ticket, oldest first.
+    pending: BTreeMap<u64, Pending>,
+    next_publish: u64,
+    /// Past this, a publication Redis never answered (the out thread's
+    /// own deadlines should have) is told it may have been published.
+    answer_within: Duration,
     out_up: bool,
     in_up: bool,
     /// Both connections were up when last heard of: the router's mode.
@@ -108,6 +151,10 @@ pub(super) struct ClusterState {
     last: HashMap<StreamKey, (u64, Arc<str>)>,
     /// Streams being caught up: their live publications wait here.
     catching_up: HashMap<StreamKey, Vec<Held>>,
+    /// Clients that subscribed while Redis was away, by stream: they were
+    /// answered from this hub's own history (`recovered: false` for a
+    /// `since`), so the catch-up's older publications are not for them.
+    joined_alone: HashMap<StreamKey, HashSet<ClientId>>,
     heads: HashMap<u64, Awaiting>,
     /// Answers in, waiting for their mark on the bus.
     answered: HashMap<u64, (Awaiting, Option<HeadReply>, Instant)>,
@@ -126,15 +173,20 @@ pub(super) struct ClusterState {
 }
 
 impl ClusterState {
-    pub(super) fn new(link: Cluster) -> ClusterState {
+    pub(super) fn new(link: Cluster, config: &Config) -> ClusterState {
         ClusterState {
             link,
+            pending: BTreeMap::new(),
+            next_publish: 1,
+            // Waiting in the queue, in flight, and a reconnection.
+            answer_within: config.redis_timeout * 4 + Duration::from_secs(2),
             out_up: false,
             in_up: false,
             up: false,
             dirty: HashSet::new(),
             last: HashMap::new(),
             catching_up: HashMap::new(),
+            joined_alone: HashMap::new(),
             heads: HashMap::new(),
             answered: HashMap::new(),
             marked: HashSet::new(),
@@ -170,6 +222,26 @@ impl ClusterState {
     }
 }
 
+/// A router that stops tells the publishers still waiting for Redis that
+/// their publications may have gone out.
+impl Drop for ClusterState {
+    fn drop(&mut self) {
+        for (_, pending) in std::mem::take(&mut self.pending) {
+            if let Publisher::Caller(reply) = pending.publisher {
+                let why = "the hub stopped before Redis answered: it may have been published";
+                let _ = reply.try_send(Err(Unpublished::Unconfirmed(why.to_owned())));
+            }
+        }
+    }
+}
+
+/// The answer to a publication the queue to Redis cannot take.
+fn queue_full() -> Unpublished {
+    Unpublished::Unavailable(
+        "the queue to Redis is full (Redis is slow or away): not published; try again".to_owned(),
+    )
+}
+
 /// ms since 1970 and back.
 fn millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
@@ -180,29 +252,44 @@ fn time_of(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-impl StreamKey {
-    /// Its name in Redis keys: `c:<channel>`, `s:<session>`, `u:<user>`.
-    pub(super) fn redis_name(&self) -> String {
-        match self {
-            StreamKey::Channel(name) => format!("c:{name}"),
-            StreamKey::Session(id) => format!("s:{id}"),
-            StreamKey::User(id) => format!("u:{id}"),
-        }
-    }
-}
-
 impl Router {
     /// Whether publications go through Redis now.
     pub(super) fn cluster_up(&self) -> bool {
         self.cluster.as_ref().is_some_and(ClusterState::is_up)
     }
 
-    /// Sends a publication to every hub through Redis; `None` when it is to
-    /// be delivered here alone (no Redis, Redis away, or a filter, which is
-    /// code and cannot cross). The count is of this hub's clients.
-    pub(super) fn cluster_publish(&mut self, publication: &Publication) -> Option<usize> {
-        let cluster = self.cluster.as_ref().filter(|c| c.up)?;
-        let to = WireTarget::of(&publication.target)?;
+    /// Sends a publication to every hub through Redis, whose answer its
+    /// publisher gets ([`Routed::Redis`]). Here alone: without Redis, while
+    /// Redis is away (its stream then gets a new epoch when Redis is back),
+    /// or for a filter, which is code and cannot cross. Refused when Redis
+    /// cannot take it now, or while away for one with an idempotency key.
+    pub(super) fn cluster_publish(
+        &mut self,
+        publication: Publication,
+        once: Option<Once>,
+        publisher: Publisher,
+    ) -> Routed {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return Routed::Here(publication, publisher);
+        };
+        let Some(to) = WireTarget::of(&publication.target) else {
+            return Routed::Here(publication, publisher);
+        };
+        if !cluster.up {
+            if once.is_some() {
+                let why = "Redis is unreachable, so its idempotencyKey cannot be checked across hubs: not published; try again";
+                return Routed::Unpublished(publisher, Unpublished::Unavailable(why.to_owned()));
+            }
+            return Routed::Here(publication, publisher);
+        }
+        // Streams numbered here alone get their new epoch in Redis before
+        // Redis numbers anything more.
+        if !self.hand_over_new_epochs() {
+            return Routed::Unpublished(publisher, queue_full());
+        }
+        let Some(cluster) = self.cluster.as_ref() else {
+            return Routed::Here(publication, publisher);
+        };
         let channel = match &publication.target {
             Target::Client(name) => match wire::hub_of(name) {
                 Some(hub) => cluster.channel_of(hub),
@@ -212,29 +299,126 @@ impl Router {
         };
         let stream = StreamKey::of(&publication.target)
             .filter(|s| self.history.keeps(s))
-            .map(|s| s.redis_name());
+            .map(|s| stream_name(&s));
         let body = Wire::Pub(wire::Publication {
             hub: cluster.hub().to_owned(),
             to,
             kind: publication.kind.to_string(),
-            data: publication.data.clone(),
+            data: publication.data,
             from: publication.from.as_ref().map(WireOrigin::of),
             ts: millis(SystemTime::now()),
             batched: publication.batched,
-            corr: publication.correlation_id.clone(),
+            corr: publication.correlation_id,
         });
-        let body = serde_json::to_string(&body).ok()?;
-        if !cluster.link.send(Out::Publish {
+        let Ok(body) = serde_json::to_string(&body) else {
+            let why = "its data could not be framed for Redis: not published";
+            return Routed::Unpublished(publisher, Unpublished::Unavailable(why.to_owned()));
+        };
+        let reached = self.audience_size(&publication.target);
+        let Some(cluster) = self.cluster.as_mut() else {
+            return Routed::Unpublished(publisher, queue_full());
+        };
+        let ticket = cluster.next_publish;
+        let taken = Instant::now();
+        let sent = cluster.link.send(Out::Publish {
+            ticket,
             channel,
             stream,
             body,
-        }) {
+            once: once.as_ref().map(Once::hex),
+            reached,
+            taken,
+        });
+        if !sent {
             crate::throttle::warn_throttled!(
-                "the queue to Redis is full: a publication is delivered on this hub alone"
+                "the queue to Redis is full (Redis is slow or away): publications are refused to their publishers"
             );
-            return None;
+            return Routed::Unpublished(publisher, queue_full());
         }
-        Some(self.audience_size(&publication.target))
+        cluster.next_publish += 1;
+        cluster.pending.insert(
+            ticket,
+            Pending {
+                publisher,
+                reached,
+                once,
+                taken,
+            },
+        );
+        Routed::Redis
+    }
+
+    /// Hands the streams numbered here alone to the out thread, which
+    /// gives them a new epoch before anything it is handed after;
+    /// `false` if its queue is full (they are kept, to try again).
+    fn hand_over_new_epochs(&mut self) -> bool {
+        let Some(cluster) = &mut self.cluster else {
+            return true;
+        };
+        if cluster.dirty.is_empty() {
+            return true;
+        }
+        let streams: Vec<String> = cluster.dirty.iter().map(stream_name).collect();
+        let count = streams.len();
+        if !cluster.link.send(Out::NewEpochs(streams)) {
+            return false;
+        }
+        log::info!(
+            "{count} streams were published to on this hub alone while Redis was away: they start a new epoch"
+        );
+        cluster.dirty.clear();
+        true
+    }
+
+    /// How publications went in Redis: their publishers are told.
+    fn published(&mut self, outcomes: Vec<(u64, Outcome)>) {
+        let now = Instant::now();
+        for (ticket, outcome) in outcomes {
+            let Some(pending) = self
+                .cluster
+                .as_mut()
+                .and_then(|c| c.pending.remove(&ticket))
+            else {
+                continue;
+            };
+            let answer = match outcome {
+                Outcome::Done(first) => {
+                    let delivered = first.unwrap_or(pending.reached);
+                    if let Some(once) = pending.once {
+                        self.recent.remember(once, delivered, now);
+                    }
+                    Ok(delivered)
+                }
+                Outcome::NotSent(why) => Err(Unpublished::Unavailable(why)),
+                Outcome::Unknown(why) => Err(Unpublished::Unconfirmed(why)),
+            };
+            self.tell_publisher(pending.publisher, answer);
+        }
+    }
+
+    /// Publications Redis never answered in time (a last resort: the out
+    /// thread's deadlines answer them first) are told they may have gone.
+    fn overdue_publications(&mut self, now: Instant) {
+        loop {
+            let Some(cluster) = &mut self.cluster else {
+                return;
+            };
+            let limit = cluster.answer_within;
+            let overdue = cluster
+                .pending
+                .first_key_value()
+                .is_some_and(|(_, p)| now.saturating_duration_since(p.taken) >= limit);
+            if !overdue {
+                return;
+            }
+            let Some((_, pending)) = cluster.pending.pop_first() else {
+                return;
+            };
+            let why = format!(
+                "no answer from Redis within {limit:?}: it may have been published; retry with the same idempotencyKey"
+            );
+            self.tell_publisher(pending.publisher, Err(Unpublished::Unconfirmed(why)));
+        }
     }
 
     /// A streamed publication numbered here while Redis is away: its
@@ -286,16 +470,7 @@ impl Router {
                 self.resolve_head(ticket, awaiting, reply);
             }
             In::Snapshot(statuses) => self.presence_snapshot(statuses),
-            In::Undelivered(outs) => {
-                for out in outs {
-                    if let Out::Publish { body, .. } | Out::Send { body, .. } = out {
-                        let json = body.strip_prefix("- - ").unwrap_or(&body);
-                        if let Ok(Wire::Pub(publication)) = serde_json::from_str(json) {
-                            self.deliver_alone(publication);
-                        }
-                    }
-                }
-            }
+            In::Published(outcomes) => self.published(outcomes),
         }
     }
 
@@ -338,7 +513,8 @@ impl Router {
                 stream,
                 after,
                 epoch,
-            } => self.resolve_catch_up(stream, after, &epoch, reply),
+                sit_out,
+            } => self.resolve_catch_up(stream, after, &epoch, &sit_out, reply),
         }
     }
 
@@ -366,14 +542,6 @@ impl Router {
             );
             self.resolve_head(ticket, awaiting, reply);
         }
-    }
-
-    /// A publication Redis could not take is delivered here alone.
-    fn deliver_alone(&mut self, publication: wire::Publication) {
-        let Some(publication) = self.local_publication(publication) else {
-            return;
-        };
-        self.publish_here(publication, None, SystemTime::now());
     }
 
     /// One connection up or down; the mode changes when both agree.
@@ -444,17 +612,13 @@ impl Router {
             .chain(self.presence.in_grace())
             .map(str::to_owned)
             .collect();
+        // First of all: the streams numbered here alone get a new epoch
+        // (kept to try again if the queue is full: nothing of them goes to
+        // Redis before it).
+        self.hand_over_new_epochs();
         let Some(cluster) = &mut self.cluster else {
             return;
         };
-        let dirty: Vec<String> = cluster.dirty.drain().map(|s| s.redis_name()).collect();
-        if !dirty.is_empty() {
-            log::info!(
-                "{} streams were published to on this hub alone while Redis was away: they start a new epoch",
-                dirty.len()
-            );
-            cluster.link.send(Out::NewEpochs(dirty));
-        }
         // Who left while it was away is gone from Redis, then who is here
         // is counted again.
         cluster.link.send(Out::Rejoin {
@@ -471,13 +635,22 @@ impl Router {
             .iter()
             .map(|(stream, (seq, epoch))| (stream.clone(), *seq, Arc::clone(epoch)))
             .collect();
+        let mut joined_alone = self
+            .cluster
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.joined_alone))
+            .unwrap_or_default();
         for (stream, after, epoch) in last {
             let Some(cluster) = &mut self.cluster else {
                 return;
             };
+            let sit_out = joined_alone
+                .remove(&stream)
+                .map(|ids| ids.into_iter().collect())
+                .unwrap_or_default();
             let ticket = cluster.next_ticket;
             cluster.next_ticket += 1;
-            let name = stream.redis_name();
+            let name = stream_name(&stream);
             cluster.catching_up.insert(stream.clone(), Vec::new());
             let sent = cluster.link.send(Out::Head {
                 ticket,
@@ -492,6 +665,7 @@ impl Router {
                     stream,
                     after,
                     epoch,
+                    sit_out,
                 };
                 cluster.heads.insert(ticket, catch_up);
             } else {
@@ -543,6 +717,16 @@ impl Router {
             _ => None,
         };
         if let Some((stream, seq, epoch)) = position {
+            // A stream numbered here alone meanwhile: Redis's publications
+            // of it wait for the catch-up when Redis is back, behind its
+            // new epoch, rather than go between this hub's own.
+            if self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| !c.up && c.dirty.contains(&stream))
+            {
+                return;
+            }
             if let Some(held) = self
                 .cluster
                 .as_mut()
@@ -602,6 +786,10 @@ impl Router {
         reply: bool,
     ) -> bool {
         if !self.cluster_up() {
+            if let Some(cluster) = &mut self.cluster {
+                let stream = StreamKey::of_topic(topic);
+                cluster.joined_alone.entry(stream).or_default().insert(id);
+            }
             return false;
         }
         let stream = StreamKey::of_topic(topic);
@@ -627,7 +815,7 @@ impl Router {
         let ticket = cluster.next_ticket;
         let sent = cluster.link.send(Out::Head {
             ticket,
-            stream: stream.redis_name(),
+            stream: stream_name(&stream),
             since: since.as_ref().map(|s| s.seq),
             epoch: None,
             claim,
@@ -829,6 +1017,7 @@ impl Router {
         stream: StreamKey,
         after: u64,
         known: &str,
+        sit_out: &[ClientId],
         reply: Option<HeadReply>,
     ) {
         let held = self
@@ -836,29 +1025,88 @@ impl Router {
             .as_mut()
             .and_then(|c| c.catching_up.remove(&stream))
             .unwrap_or_default();
+        // What Redis kept from before is for the clients that were here
+        // through the outage; those that came meanwhile sit it out (they
+        // may have it already, from another hub), behind a replay of their
+        // own that is dropped after.
+        let sitting = self.sit_out(&stream, sit_out);
         let mut last = after;
-        if let Some((_, epoch)) = reply.as_ref().and_then(|r| r.position.clone()) {
+        if let Some(reply) = reply
+            && let Some((_, epoch)) = reply.position.clone()
+        {
+            // The kept publications up to where a new epoch began belong
+            // to the epoch before it: the one known here, if that is the
+            // one the new epoch was set over.
+            let mut older: Option<(u64, Arc<str>)> = None;
             if epoch != known {
-                // A new epoch: Redis says from where it is new to us (all
-                // it kept, if it lost the stream and numbers from 1 again).
-                last = reply.as_ref().and_then(|r| r.from).unwrap_or(0);
+                if reply.prev.as_deref() == Some(known) {
+                    older = Some((reply.base, Arc::from(known)));
+                } else {
+                    // Redis lost the stream (its numbering began again: all
+                    // it kept is new to us), or its epoch changed more than
+                    // once: the clients learn of the hole from the new
+                    // epoch, and get only what is surely of it.
+                    last = reply.from.unwrap_or(0).max(reply.base);
+                }
             }
             let epoch: Arc<str> = epoch.into();
-            for kept in reply.map(|r| r.entries).unwrap_or_default() {
+            for kept in reply.entries {
                 if kept.seq <= last {
                     continue;
                 }
                 let time = time_of(kept.ts);
+                let labelled = match &older {
+                    Some((base, known)) if kept.seq <= *base => Arc::clone(known),
+                    _ => Arc::clone(&epoch),
+                };
                 if let Some(publication) = self.local_publication(kept.publication) {
                     last = kept.seq;
-                    self.deliver_numbered(&stream, kept.seq, Arc::clone(&epoch), publication, time);
+                    self.deliver_numbered(&stream, kept.seq, labelled, publication, time);
                 }
             }
         }
+        self.stand_up(&stream, &sitting);
         for held in held {
             if held.seq > last {
                 last = held.seq;
                 self.deliver_numbered(&stream, held.seq, held.epoch, held.publication, held.time);
+            }
+        }
+    }
+
+    /// Puts clients behind a replay of `stream` that nothing resolves, so
+    /// deliveries skip them; those it did so for.
+    fn sit_out(&mut self, stream: &StreamKey, ids: &[ClientId]) -> Vec<ClientId> {
+        let mut sitting = Vec::new();
+        for id in ids {
+            let Some(client) = self.clients.get_mut(id) else {
+                continue;
+            };
+            // Already waiting for Redis on this stream: its own answer
+            // decides what it gets.
+            if client.replays.iter().any(|r| r.stream == *stream) {
+                continue;
+            }
+            client
+                .replays
+                .push(Replaying::waiting(stream.clone(), SITTING_OUT));
+            self.replaying.insert(*id);
+            sitting.push(*id);
+        }
+        sitting
+    }
+
+    /// Ends [`sit_out`](Router::sit_out): what they skipped is dropped.
+    fn stand_up(&mut self, stream: &StreamKey, ids: &[ClientId]) {
+        for id in ids {
+            let Some(client) = self.clients.get_mut(id) else {
+                continue;
+            };
+            client
+                .replays
+                .retain(|r| !(r.stream == *stream && r.waits_for(SITTING_OUT)));
+            if client.replays.is_empty() {
+                self.replaying.remove(id);
             }
         }
     }
@@ -1004,7 +1252,10 @@ impl Router {
         if from == cluster.hub() {
             return;
         }
-        let answer = self.command(cmd.command());
+        let answer = match cmd.command() {
+            Ok(command) => self.command(command),
+            Err(why) => Answer::Refused(why),
+        };
         if id == 0 {
             return;
         }
@@ -1092,6 +1343,10 @@ impl Router {
     /// Every tick: the heartbeat when due, answers that will not come.
     pub(super) fn cluster_tick(&mut self, now: Instant) {
         self.overdue_answers(now);
+        self.overdue_publications(now);
+        if self.cluster_up() {
+            self.hand_over_new_epochs();
+        }
         let Some(cluster) = &mut self.cluster else {
             return;
         };
@@ -1123,11 +1378,17 @@ impl Router {
         if due {
             self.heartbeat(now);
         }
-        // Positions of streams nobody here follows any more are forgotten.
+        // Positions of streams nobody here follows any more are forgotten,
+        // and clients gone.
         let channels = &self.channels;
         let sessions = &self.sessions;
         let users = &self.users;
+        let clients = &self.clients;
         if let Some(cluster) = &mut self.cluster {
+            cluster.joined_alone.retain(|_, ids| {
+                ids.retain(|id| clients.contains_key(id));
+                !ids.is_empty()
+            });
             cluster.last.retain(|stream, _| match stream {
                 StreamKey::Channel(name) => channels.count(name) > 0,
                 StreamKey::Session(id) => sessions.members(id).next().is_some(),

@@ -8,8 +8,8 @@
 //! permissions (its subscription limit still holds).
 
 use super::Router;
-use crate::event::{Answer, Command};
-use crate::protocol::{Empty, Kind, Topic, close_frame};
+use crate::command::{Answer, Command};
+use crate::protocol::{AppClose, Empty, Kind, Topic, USER_PREFIX};
 use crate::publish::Target;
 use crate::stats::{ClientStats, PresenceEntry};
 use crate::subscriptions::ClientId;
@@ -25,11 +25,7 @@ impl Router {
         match command {
             Command::Subscribe { client, topic } => self.subscribe_other(&client, &topic),
             Command::Unsubscribe { client, topic } => self.unsubscribe_other(&client, topic),
-            Command::Close {
-                target,
-                code,
-                reason,
-            } => Answer::Count(self.close_target(&target, code, &reason)),
+            Command::Close { target, close } => Answer::Count(self.close_target(&target, &close)),
             Command::SetMeta { client, meta } => self.set_meta(&client, meta),
             Command::Subscribers { topic } => Answer::Clients(self.subscribers(&topic)),
             Command::Presence => Answer::Presence(self.presence_list()),
@@ -43,8 +39,8 @@ impl Router {
         };
         let joined = match topic {
             // Its user's deliveries reach it already.
-            Topic::Channel(channel) if channel.starts_with(crate::engine::USER_PREFIX) => {
-                self.may_follow_user(id, &channel[crate::engine::USER_PREFIX.len()..])
+            Topic::Channel(channel) if channel.starts_with(USER_PREFIX) => {
+                self.may_follow_user(id, &channel[USER_PREFIX.len()..])
             }
             Topic::Channel(channel) => self.join_channel(id, channel, true),
             Topic::Session(session) => self.join_session(id, session, true),
@@ -68,11 +64,11 @@ impl Router {
         Answer::Done(true)
     }
 
-    /// Closes every client of `target` with `code` and `reason`.
-    pub(super) fn close_target(&mut self, target: &Target, code: u16, reason: &str) -> usize {
+    /// Closes every client of `target` with `close`'s code and reason.
+    pub(super) fn close_target(&mut self, target: &Target, close: &AppClose) -> usize {
         let ids = self.audience(target);
         for id in &ids {
-            self.close_with(*id, close_frame(code, reason), false);
+            self.close_with(*id, close.frame(), false);
         }
         ids.len()
     }

@@ -19,11 +19,12 @@ use tungstenite::Bytes;
 
 use super::Router;
 use super::batches::BatchKey;
+use super::publishing::{Key, Publisher};
 use crate::config::Config;
-use crate::engine::{Appended, StreamKey, USER_PREFIX};
+use crate::history::{Appended, StreamKey};
 use crate::link::{Drained, Link, Push, QueueLimits, Scratch};
 use crate::protocol::{
-    Close, Envelope, ErrorCode, Kind, Message, Position, Topic, error_data, raw,
+    Close, Envelope, ErrorCode, Kind, Message, Position, Topic, USER_PREFIX, error_data, raw,
 };
 use crate::publish::{Filter, Publication, Target};
 use crate::subscriptions::ClientId;
@@ -205,9 +206,15 @@ impl Router {
     }
 
     /// Publishes: into its target's batch when batched, otherwise now
-    /// (after the target's held batch, so nothing is reordered). Returns
-    /// how many clients it reaches.
-    pub(super) fn publish(&mut self, mut publication: Publication) -> usize {
+    /// (after the target's held batch, so nothing is reordered), once per
+    /// idempotency `key`; `publisher` is told how many clients it reaches,
+    /// or why it was not published (see [`publishing`](super::publishing)).
+    pub(super) fn publish(
+        &mut self,
+        mut publication: Publication,
+        key: Option<Key>,
+        publisher: Publisher,
+    ) {
         // The channel `user:<id>` is that user's own stream.
         if let Target::Channel(name) = &publication.target
             && let Some(user) = name.strip_prefix(USER_PREFIX)
@@ -216,10 +223,7 @@ impl Router {
         }
         // With other hubs, it goes through Redis and is delivered when it
         // comes back, like on every hub.
-        if let Some(reached) = self.cluster_publish(&publication) {
-            return reached;
-        }
-        self.publish_here(publication, None, SystemTime::now())
+        self.route_publication(publication, key, publisher);
     }
 
     /// Delivers to this hub's clients: into its target's batch when
@@ -269,7 +273,7 @@ impl Router {
 
     /// Offers a message to every client of `target`.
     /// Clients catching up on the target's stream are skipped: what is
-    /// published there goes into their replay (see [`history`](super::history)).
+    /// published there goes into their replay (see [`replay`](super::replay)).
     pub(super) fn deliver(&mut self, target: &Target, message: &Message<'_>) -> usize {
         let replaying = match self.replaying.is_empty() {
             true => None,

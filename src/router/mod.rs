@@ -1,10 +1,10 @@
 //! The router thread: the only owner of the hub's state (clients, channels,
 //! sessions, users, presence, counters), so there are no locks around it.
 //!
-//! It reads its lanes (see [`crate::event`]) in priority order: control
+//! It reads its lanes (see [`crate::inbox`]) in priority order: control
 //! (shutdown) first, then the timer's tick, then work (client requests and
 //! the API) in bounded batches, so shutdown and liveness always get in.
-//! Each event is handled in one `match` arm of [`Router::handle`]: a
+//! Each input is handled in one `match` arm of [`Router::handle`]: a
 //! breakpoint there sees everything the hub does. After each batch the
 //! router hands the links it queued frames for to the writer pool, once per
 //! writer (see [`delivery`]).
@@ -13,7 +13,7 @@
 //! limit check, and a client over its limits is closed (1013) instead of
 //! waited for.
 //!
-//! It ends on [`Event::Shutdown`], after closing every client with 1001 and
+//! It ends on [`Input::Shutdown`], after closing every client with 1001 and
 //! waiting up to `shutdown_timeout` for them to go, or when every sender of
 //! its lanes is gone. What is queued for a client goes out before its
 //! Close for at most [`SHUTDOWN_FLUSH`]; what is still queued then is
@@ -22,10 +22,13 @@
 //!
 //! The `impl Router` blocks, by concern: [`clients`] (join, leave, close),
 //! [`delivery`] (queues, fan-out, slow consumers, hand-off to writers),
-//! [`batches`] (batched publications), [`topics`] (subscribe, unsubscribe,
-//! sessions, publishing from clients), [`presence`] (statuses and their
-//! broadcasts), [`app`] (application requests, service connections),
-//! [`control`] (server-side subscribe, close, metadata, listings).
+//! [`batches`] (batched publications), [`publishing`] (Redis or here,
+//! idempotency keys, answers to publishers), [`topics`] (subscribe,
+//! unsubscribe, sessions, publishing from clients), [`replay`] (numbering,
+//! a subscription's position, catching up), [`presence`] (statuses and
+//! their broadcasts), [`app`] (application requests, service connections),
+//! [`control`] (server-side subscribe, close, metadata, listings),
+//! [`cluster`] (the other hubs, through Redis).
 
 mod app;
 mod batches;
@@ -33,8 +36,9 @@ mod clients;
 mod cluster;
 mod control;
 mod delivery;
-mod history;
 mod presence;
+mod publishing;
+mod replay;
 mod topics;
 
 use std::collections::HashMap;
@@ -50,10 +54,11 @@ use crossbeam_channel::Sender;
 use crate::app::ClientRequest;
 use crate::auth::{Authenticator, Identity};
 use crate::budget::{HandshakeSlot, Threads};
+use crate::command::{Answer, Command};
 use crate::config::Config;
-use crate::engine::Engine;
-use crate::event::{Event, Lanes};
-use crate::hub::Handle;
+use crate::handle::Handle;
+use crate::history::Store;
+use crate::inbox::{Input, Lanes};
 use crate::link::{self, Link};
 use crate::protocol::{
     ClientMessage, Close, Empty, Envelope, ErrorCode, Kind, Message, Rejection, Request, raw,
@@ -88,11 +93,11 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
 /// then is dropped, and the client resumes with `since`.
 pub(crate) const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 
-/// Most work events handled before the control lane and the timer are
+/// Most work inputs handled before the control lane and the timer are
 /// looked at again and the writers are handed what was queued.
 const BATCH: usize = 256;
 
-/// The longest a batch may take (looked at every [`BATCH_CHECK`] events).
+/// The longest a batch may take (looked at every [`BATCH_CHECK`] inputs).
 const BATCH_TIME: Duration = Duration::from_millis(5);
 const BATCH_CHECK: usize = 16;
 
@@ -116,8 +121,8 @@ struct Client {
     pending: usize,
     /// How its messages look on the wire.
     envelope: Envelope,
-    /// Streams it is catching up on (see [`history`]).
-    replays: Vec<history::Replaying>,
+    /// Streams it is catching up on (see [`replay`]).
+    replays: Vec<replay::Replaying>,
 }
 
 impl Client {
@@ -151,8 +156,8 @@ impl Client {
     /// channel or the session, or the stream is its user's (a service may
     /// follow any user's). Checked again wherever a decision made earlier
     /// (a catch-up, publications held for it) would send it something.
-    fn follows(&self, stream: &crate::engine::StreamKey) -> bool {
-        use crate::engine::StreamKey;
+    fn follows(&self, stream: &crate::history::StreamKey) -> bool {
+        use crate::history::StreamKey;
         match stream {
             StreamKey::Channel(name) => self.channels.iter().any(|c| **c == **name),
             StreamKey::Session(id) => self.sessions.iter().any(|s| **s == **id),
@@ -200,7 +205,8 @@ impl Closing {
 
 /// What [`Router::wait`] woke up for.
 enum Woke {
-    Event(Option<Event>),
+    Input(Option<Input>),
+    Cluster(Option<crate::cluster::In>),
     Tick(Option<Instant>),
     Nothing,
 }
@@ -222,23 +228,25 @@ pub(crate) struct Router {
     presence: Presence,
     batches: Batches,
     /// Every stream's position and recent publications.
-    history: Box<dyn Engine>,
+    history: Box<dyn Store>,
     /// Clients with a paced replay under way.
     replaying: IdSet,
     next_history_sweep: Instant,
     /// The other hubs, through Redis (`--redis`).
     cluster: Option<cluster::ClusterState>,
+    /// The answers to recent idempotency keys.
+    recent: crate::idempotency::Recent,
     /// The embedding program's request queue, while it reads it.
     app: Option<AppQueue>,
     services: Services,
     closing: Vec<Closing>,
-    /// Slow consumers to close once the current event is handled.
+    /// Slow consumers to close once the current input is handled.
     slow: Vec<ClientId>,
     counters: Counters,
     started: Instant,
     last_activity: Option<SystemTime>,
     next_sweep: Instant,
-    /// Set by [`Event::Shutdown`]: when to stop waiting for clients to go.
+    /// Set by [`Input::Shutdown`]: when to stop waiting for clients to go.
     stopping: Option<Instant>,
     /// Shutting down: clients already forgotten whose queue goes out before
     /// their Close, until `flush_until`.
@@ -259,9 +267,10 @@ impl Router {
         let now = Instant::now();
         Router {
             batches: Batches::default(),
-            history: Box::new(crate::engine::memory::Memory::new(config.history_limits())),
+            history: Box::new(crate::history::memory::Memory::new(config.history_limits())),
             replaying: IdSet::default(),
-            cluster: cluster.map(cluster::ClusterState::new),
+            cluster: cluster.map(|link| cluster::ClusterState::new(link, &config)),
+            recent: crate::idempotency::Recent::default(),
             next_history_sweep: now + HISTORY_SWEEP,
             app: app.map(|(sender, handle)| AppQueue { sender, handle }),
             services: Services::default(),
@@ -294,8 +303,8 @@ impl Router {
     pub(crate) fn run(mut self) {
         loop {
             // Shutdown never waits behind work.
-            while let Ok(event) = self.lanes.control.try_recv() {
-                self.handle(event);
+            while let Ok(input) = self.lanes.control.try_recv() {
+                self.handle(input);
             }
             // Nor do heartbeats and deadlines.
             match self.lanes.ticks.try_recv() {
@@ -323,25 +332,25 @@ impl Router {
         log::debug!("router stopped");
     }
 
-    /// Handles up to [`BATCH`] events of the work lanes (clients and API,
+    /// Handles up to [`BATCH`] inputs of the work lanes (clients and API,
     /// in turn), for at most [`BATCH_TIME`]. `false` when there was none.
     fn work_batch(&mut self) -> bool {
         let started = Instant::now();
         let mut handled = 0;
         while handled < BATCH {
             let mut got = false;
-            if let Ok(event) = self.lanes.clients.try_recv() {
-                self.handle(event);
+            if let Ok(input) = self.lanes.clients.try_recv() {
+                self.handle(input);
                 handled += 1;
                 got = true;
             }
-            if let Ok(event) = self.lanes.api.try_recv() {
-                self.handle(event);
+            if let Ok(input) = self.lanes.api.try_recv() {
+                self.handle(input);
                 handled += 1;
                 got = true;
             }
-            if let Ok(event) = self.lanes.cluster.try_recv() {
-                self.handle(event);
+            if let Ok(news) = self.lanes.cluster.try_recv() {
+                self.handle_cluster(news);
                 handled += 1;
                 got = true;
             }
@@ -379,17 +388,20 @@ impl Router {
         });
         let lanes = &self.lanes;
         let next = select! {
-            recv(lanes.control) -> event => Woke::Event(event.ok()),
-            recv(lanes.clients) -> event => Woke::Event(event.ok()),
-            recv(lanes.api) -> event => Woke::Event(event.ok()),
-            recv(lanes.cluster) -> event => Woke::Event(event.ok()),
+            recv(lanes.control) -> input => Woke::Input(input.ok()),
+            recv(lanes.clients) -> input => Woke::Input(input.ok()),
+            recv(lanes.api) -> input => Woke::Input(input.ok()),
+            recv(lanes.cluster) -> news => Woke::Cluster(news.ok()),
             recv(lanes.ticks) -> tick => Woke::Tick(tick.ok()),
             default(timeout) => Woke::Nothing,
         };
         match next {
-            Woke::Event(Some(event)) => self.handle(event),
+            Woke::Input(Some(input)) => self.handle(input),
             // Every lane's senders live in the same `Inbox`: all are gone.
-            Woke::Event(None) => return false,
+            Woke::Input(None) => return false,
+            Woke::Cluster(Some(news)) => self.handle_cluster(news),
+            // No cluster threads (no Redis), or they ended: stop listening.
+            Woke::Cluster(None) => self.lanes.cluster = crossbeam_channel::never(),
             Woke::Tick(Some(now)) => self.tick(now),
             // The timer is gone (it only stops after us): stop listening to it.
             Woke::Tick(None) => self.lanes.ticks = crossbeam_channel::never(),
@@ -409,11 +421,11 @@ impl Router {
             || Instant::now() >= deadline
     }
 
-    /// One event, one arm; then the slow consumers it found.
-    fn handle(&mut self, event: Event) {
-        match event {
-            Event::Joined(joining) => self.join(*joining),
-            Event::Request {
+    /// One input, one arm; then the slow consumers it found.
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Joined(joining) => self.join(*joining),
+            Input::Request {
                 link,
                 request,
                 cost,
@@ -421,43 +433,50 @@ impl Router {
                 self.request(link.id, request);
                 self.lanes.budget.release(&link, cost);
             }
-            Event::Refused { link, why } => self.refused(link.id, why),
-            Event::Refuse {
+            Input::FrameRefused { link, why } => self.frame_refused(link.id, why),
+            Input::HandshakeRefused {
                 link,
                 frames,
                 handshake,
-            } => self.refuse(&link, frames, handshake),
-            Event::Left { link, why } => self.left(&link, why),
-            Event::Publish { publication, reply } => {
-                let delivered = self.publish(publication);
-                if let Some(reply) = reply {
-                    // A fresh one-slot channel: never full, never blocks.
-                    let _ = reply.try_send(delivered);
+            } => self.refuse_handshake(&link, frames, handshake),
+            Input::Left { link, why } => self.left(&link, why),
+            Input::Publish {
+                publication,
+                key,
+                reply,
+                gate,
+            } => {
+                // Given up on before it was taken: nothing is done with it.
+                if gate.is_none_or(|gate| gate.take()) {
+                    let key = key.map(|key| publishing::Key {
+                        scope: publishing::BACKEND.into(),
+                        key,
+                    });
+                    self.publish(publication, key, publishing::Publisher::Caller(reply));
                 }
             }
-            Event::Disconnect { client, reply } => {
+            Input::Disconnect { client, reply } => {
                 let found = self.names.get(client.as_str()).copied();
                 if let Some(id) = found {
                     self.close(id, Close::Normal, false);
                     let _ = reply.try_send(true);
                 } else {
                     // Another hub's client, maybe.
-                    let command = crate::event::Command::Close {
+                    let command = Command::Close {
                         target: crate::Target::Client(client),
-                        code: 1000,
-                        reason: Close::Normal.reason().to_owned(),
+                        close: Close::Normal.into(),
                     };
                     if let Some((_, waiter)) =
                         self.route_command(command, cluster::Waiter::Disconnect(reply))
                     {
-                        self.answer(waiter, crate::event::Answer::Done(false));
+                        self.answer(waiter, Answer::Done(false));
                     }
                 }
             }
-            Event::Stats { clients, reply } => {
+            Input::Stats { clients, reply } => {
                 let _ = reply.try_send(self.stats(clients));
             }
-            Event::Command { command, reply } => {
+            Input::Command { command, reply } => {
                 if let Some((command, waiter)) =
                     self.route_command(command, cluster::Waiter::Caller(reply))
                 {
@@ -465,9 +484,14 @@ impl Router {
                     self.answer(waiter, answer);
                 }
             }
-            Event::Cluster(event) => self.cluster_event(event),
-            Event::Shutdown => self.shutdown(),
+            Input::Shutdown => self.shutdown(),
         }
+        self.close_slow_consumers();
+    }
+
+    /// One message of the cluster lane; then the slow consumers it found.
+    fn handle_cluster(&mut self, news: crate::cluster::In) {
+        self.cluster_event(news);
         self.close_slow_consumers();
     }
 
@@ -508,7 +532,7 @@ impl Router {
                 Some(other) => self.service_command(
                     id,
                     correlation,
-                    crate::event::Command::Subscribe {
+                    Command::Subscribe {
                         client: other,
                         topic,
                     },
@@ -519,7 +543,7 @@ impl Router {
                 Some(other) => self.service_command(
                     id,
                     correlation,
-                    crate::event::Command::Unsubscribe {
+                    Command::Unsubscribe {
                         client: other,
                         topic,
                     },
@@ -530,35 +554,30 @@ impl Router {
                 event,
                 data,
                 batched,
-            } => self.client_publish(id, to, event, data, batched, correlation),
+                idempotency_key,
+            } => {
+                let asked = publishing::Asked {
+                    batched,
+                    idempotency_key,
+                };
+                self.client_publish(id, to, event, data, asked, correlation)
+            }
             ClientMessage::Presence(status) => self.set_presence(id, status, correlation),
             ClientMessage::PresenceQuery => self.presence_query(id, correlation),
             ClientMessage::Refresh { token } => self.refresh(id, &token, correlation),
             ClientMessage::Send { client, message } => {
                 self.service_send(id, &client, message, correlation)
             }
-            ClientMessage::Disconnect { who, code, reason } => {
+            ClientMessage::Disconnect { who, close } => {
                 let target = match who {
                     crate::protocol::Who::Client(client) => crate::Target::Client(client),
                     crate::protocol::Who::User(user) => crate::Target::User(user),
                 };
-                let code = code.unwrap_or(1000);
-                let reason = reason.unwrap_or_else(|| "Disconnected by the server".to_owned());
-                self.service_command(
-                    id,
-                    correlation,
-                    crate::event::Command::Close {
-                        target,
-                        code,
-                        reason,
-                    },
-                )
+                self.service_command(id, correlation, Command::Close { target, close })
             }
-            ClientMessage::SetMeta { client, meta } => self.service_command(
-                id,
-                correlation,
-                crate::event::Command::SetMeta { client, meta },
-            ),
+            ClientMessage::SetMeta { client, meta } => {
+                self.service_command(id, correlation, Command::SetMeta { client, meta })
+            }
             ClientMessage::Subscribers { topic } => {
                 let clients = self.subscribers(&topic);
                 let list: Vec<_> = clients.iter().map(crate::stats::client_body).collect();
@@ -584,12 +603,7 @@ impl Router {
 
     /// A server-side command from a connection, which must be a service's;
     /// answered `ack` with what it did, or an error.
-    fn service_command(
-        &mut self,
-        id: ClientId,
-        correlation: Option<&RawValue>,
-        command: crate::event::Command,
-    ) {
+    fn service_command(&mut self, id: ClientId, correlation: Option<&RawValue>, command: Command) {
         let service = self
             .clients
             .get(&id)
@@ -610,13 +624,7 @@ impl Router {
     }
 
     /// A service connection's command, answered `ack` with what it did.
-    fn service_answer(
-        &mut self,
-        id: ClientId,
-        correlation: Option<&RawValue>,
-        answer: crate::event::Answer,
-    ) {
-        use crate::event::Answer;
+    fn service_answer(&mut self, id: ClientId, correlation: Option<&RawValue>, answer: Answer) {
         let data = match answer {
             Answer::Done(done) => serde_json::json!({ "done": done }),
             Answer::Count(count) => serde_json::json!({ "count": count }),
@@ -784,7 +792,7 @@ impl Router {
                 .values()
                 .fold((0, 0), |(messages, bytes), client| {
                     let (frames, queued) = client.link.backlog();
-                    let (held, held_bytes) = history::held(&client.replays);
+                    let (held, held_bytes) = replay::held(&client.replays);
                     (messages + frames + held, bytes + queued + held_bytes)
                 });
         Stats {

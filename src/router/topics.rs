@@ -12,13 +12,13 @@ use std::time::Instant;
 use serde_json::value::RawValue;
 
 use super::Router;
-use crate::engine::{StreamKey, USER_PREFIX};
-use crate::protocol::{Delivered, Destination, Empty, ErrorCode, Kind, Since, Topic};
-use crate::publish::{Origin, Publication, Target};
+use super::publishing::{Asked, Key, Publisher};
+use crate::history::StreamKey;
+use crate::protocol::{
+    Destination, Empty, ErrorCode, ErrorReply, Kind, Origin, Since, Topic, USER_PREFIX,
+};
+use crate::publish::{Publication, Target};
 use crate::subscriptions::{ClientId, Refused};
-
-/// A request refused with this code and message.
-type Refusal = (ErrorCode, String);
 
 impl Router {
     /// A client's own `subscribe`, answered with where the stream stands
@@ -53,7 +53,7 @@ impl Router {
         id: ClientId,
         name: &str,
         trusted: bool,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), ErrorReply> {
         let max = self.config.max_subscriptions;
         let Some(client) = self.clients.get_mut(&id) else {
             return Ok(());
@@ -84,7 +84,7 @@ impl Router {
         id: ClientId,
         session: &str,
         trusted: bool,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), ErrorReply> {
         let max = self.config.max_subscriptions;
         let max_owned = self.config.max_sessions_per_user;
         let Some(client) = self.clients.get_mut(&id) else {
@@ -169,6 +169,20 @@ impl Router {
         }
     }
 
+    /// A client may follow its own user stream (a service, anyone's).
+    pub(super) fn may_follow_user(&self, id: ClientId, user: &str) -> Result<(), ErrorReply> {
+        let Some(client) = self.clients.get(&id) else {
+            return Ok(());
+        };
+        if client.identity.is_service() || client.identity.user_id.as_deref() == Some(user) {
+            return Ok(());
+        }
+        Err((
+            ErrorCode::Forbidden,
+            format!("{USER_PREFIX}{user} is another user's stream"),
+        ))
+    }
+
     /// `publish` from a connection: a client to a channel or session it may
     /// use, a service connection anywhere.
     pub(super) fn client_publish(
@@ -177,7 +191,7 @@ impl Router {
         to: Destination,
         event: String,
         data: Option<Box<RawValue>>,
-        batched: bool,
+        asked: Asked,
         correlation: Option<&RawValue>,
     ) {
         let Some(client) = self.clients.get(&id) else {
@@ -236,19 +250,19 @@ impl Router {
             kind: event.into(),
             data,
             correlation_id: None,
-            batched,
+            batched: asked.batched,
             from,
         };
-        let delivered = self.publish(publication);
-        if correlation.is_some() {
-            self.reply(
-                id,
-                Kind::Published,
-                topic.as_ref(),
-                Some(Delivered { delivered }),
-                correlation,
-            );
-        }
+        let key = asked.idempotency_key.map(|key| Key {
+            scope: self.key_scope(id),
+            key: key.into(),
+        });
+        let publisher = Publisher::Client {
+            id,
+            topic,
+            correlation: correlation.map(RawValue::to_owned),
+        };
+        self.publish(publication, key, publisher);
     }
 }
 
@@ -259,7 +273,7 @@ fn topic_target(topic: Topic) -> Target {
     }
 }
 
-fn too_many(max: usize) -> Refusal {
+fn too_many(max: usize) -> ErrorReply {
     (
         ErrorCode::TooManySubscriptions,
         format!("At most {max} subscriptions per client"),

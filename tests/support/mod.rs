@@ -20,11 +20,7 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A config for tests: any free port on loopback, everything else default.
 pub fn config() -> Config {
-    Config {
-        host: "127.0.0.1".into(),
-        port: 0,
-        ..Config::default()
-    }
+    Config::default().host("127.0.0.1").port(0)
 }
 
 /// A running hub and where to reach it.

@@ -2,7 +2,9 @@
 //! variables and their defaults, turned into a [`Config`].
 //!
 //! Pure code (arguments and environment in, settings or an error out), run
-//! once on the main thread.
+//! once on the main thread. Every setting is one entry of [`FLAGS`]; the
+//! parser, the environment and `--help` all read that table, so a flag is
+//! added in one place.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -105,7 +107,6 @@ struct Settings {
 type Apply = fn(&mut Settings, &'static str, String, bool) -> Result<(), CliError>;
 
 /// One setting: flag, environment variable, value, help and what it sets.
-/// The parser and `--help` both come from [`FLAGS`].
 struct Flag {
     name: &'static str,
     env: &'static str,
@@ -118,709 +119,376 @@ struct Flag {
     apply: Apply,
 }
 
-const FLAGS: &[Flag] = &[
-    Flag {
-        name: "--host",
-        env: "WSHUB_HOST",
-        value: Some("<ADDR>"),
-        section: Section::Server,
-        help: "Interface to listen on",
-        default: Some("127.0.0.1"),
-        apply: |s, _, v, _| {
-            s.config.host = v;
+/// The table of [`Flag`]s, by section. Each entry: the flag, its value's
+/// placeholder (`-`: a switch), the default `--help` shows (`-`: none worth
+/// showing) and its variable; how its value applies; what it does.
+macro_rules! flags {
+    ( $( $section:ident: [
+        $( $name:literal $value:tt $default:tt $env:ident, $apply:expr, $help:expr; )*
+    ] )* ) => {
+        &[ $( $( Flag {
+            name: $name,
+            env: stringify!($env),
+            value: given!($value),
+            section: Section::$section,
+            help: $help,
+            default: given!($default),
+            apply: $apply,
+        }, )* )* ]
+    };
+}
+
+/// `-` for nothing, or a text.
+macro_rules! given {
+    (-) => {
+        None
+    };
+    ($text:literal) => {
+        Some($text)
+    };
+}
+
+/// How a flag's value sets its field of the [`Config`]: as given (text),
+/// through a parser (`number`, `seconds`...), and into an `Option` with
+/// `Some`.
+macro_rules! set {
+    ($field:ident) => {
+        |s, _, v, _| {
+            s.config.$field = v;
             Ok(())
-        },
-    },
-    Flag {
-        name: "--port",
-        env: "WSHUB_PORT",
-        value: Some("<PORT>"),
-        section: Section::Server,
-        help: "TCP port, 0 for any free one",
-        default: Some("3000"),
-        apply: |s, f, v, _| {
-            s.config.port = number(f, &v)?;
+        }
+    };
+    ($field:ident: $parse:ident) => {
+        |s, f, v, _| {
+            s.config.$field = $parse(f, &v)?;
             Ok(())
-        },
-    },
-    Flag {
-        name: "--path",
-        env: "WSHUB_PATH",
-        value: Some("<PATH>"),
-        section: Section::Server,
-        help: "WebSocket endpoint (/ works too)",
-        default: Some("/ws"),
-        apply: |s, _, v, _| {
-            s.config.path = v;
+        }
+    };
+    ($field:ident: Some $parse:ident) => {
+        |s, f, v, _| {
+            s.config.$field = Some($parse(f, &v)?);
             Ok(())
-        },
-    },
-    Flag {
-        name: "--heartbeat-interval",
-        env: "WSHUB_HEARTBEAT_INTERVAL",
-        value: Some("<SECS>"),
-        section: Section::Server,
-        help: "Protocol Ping period",
-        default: Some("30"),
-        apply: |s, f, v, _| {
-            s.config.heartbeat_interval = seconds(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--client-timeout",
-        env: "WSHUB_CLIENT_TIMEOUT",
-        value: Some("<SECS>"),
-        section: Section::Server,
-        help: "Silence before a client is terminated",
-        default: Some("60"),
-        apply: |s, f, v, _| {
-            s.config.client_timeout = seconds(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--allow-client-publish",
-        env: "WSHUB_ALLOW_CLIENT_PUBLISH",
-        value: None,
-        section: Section::Server,
-        help: "Let clients publish to channels and sessions",
-        default: None,
-        apply: |s, f, v, _| {
-            s.config.allow_client_publish = boolean(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--presence-grace",
-        env: "WSHUB_PRESENCE_GRACE",
-        value: Some("<SECS>"),
-        section: Section::Server,
-        help: "Wait before announcing a user offline; a reconnection cancels it",
-        default: Some("2"),
-        apply: |s, f, v, _| {
-            s.config.presence_grace = seconds_or_zero(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--writer-threads",
-        env: "WSHUB_WRITER_THREADS",
-        value: Some("<N>"),
-        section: Section::Server,
-        help: "Threads that write to every client, non-blocking",
-        default: Some("one per CPU"),
-        apply: |s, f, v, _| {
-            s.config.writer_threads = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--envelope",
-        env: "WSHUB_ENVELOPE",
-        value: Some("<NAME>"),
-        section: Section::Server,
-        help: "How messages look: standard, flat or payload (a client may ask with ?envelope=)",
-        default: Some("standard"),
-        apply: |s, f, v, _| {
-            s.config.envelope = envelope(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--endpoint",
-        env: "WSHUB_ENDPOINTS",
-        value: Some("<PATH=NAME>"),
-        section: Section::Server,
-        help: "One more WebSocket path with its own envelope, like /agents=payload; repeat for more (the variable: comma-separated)",
-        default: None,
-        apply: |s, f, v, from_env| {
-            let mut endpoints = Vec::new();
-            for spec in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-                let (path, name) = spec.split_once('=').ok_or_else(|| CliError::InvalidValue {
-                    flag: f,
-                    value: spec.to_owned(),
-                    expected: "PATH=ENVELOPE, like /agents=payload",
-                })?;
-                endpoints.push(wshub::Endpoint::new(path, envelope(f, name)?));
-            }
-            if from_env {
-                s.endpoints_from_env = Some(endpoints);
-            } else {
-                s.endpoints_from_flags.extend(endpoints);
-            }
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--json-heartbeat",
-        env: "WSHUB_JSON_HEARTBEAT",
-        value: None,
-        section: Section::Server,
-        help: "Also send {\"type\":\"heartbeat\"} messages every heartbeat interval",
-        default: None,
-        apply: |s, f, v, _| {
-            s.config.json_heartbeat = boolean(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--batch-window",
-        env: "WSHUB_BATCH_WINDOW",
-        value: Some("<SECS>"),
-        section: Section::Server,
-        help: "How long batched publications wait for others of their target",
-        default: Some("0.1"),
-        apply: |s, f, v, _| {
-            s.config.batch_window = seconds(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--batch-max",
-        env: "WSHUB_BATCH_MAX",
-        value: Some("<N>"),
-        section: Section::Server,
-        help: "A batch of this many messages goes at once",
-        default: Some("64"),
-        apply: |s, f, v, _| {
-            s.config.batch_max = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--batch-type",
-        env: "WSHUB_BATCH_TYPE",
-        value: Some("<TYPE>"),
-        section: Section::Server,
-        help: "The type of a batch message (batchUpdate for the Cursor Chat Agent clients)",
-        default: Some("batch_update"),
-        apply: |s, _, v, _| {
-            s.config.batch_type = v;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--request-queue",
-        env: "WSHUB_REQUEST_QUEUE",
-        value: Some("<N>"),
-        section: Section::Server,
-        help: "Application requests waiting for the embedding program, then the error busy",
-        default: Some("1024"),
-        apply: |s, f, v, _| {
-            s.config.request_queue = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--history-size",
-        env: "WSHUB_HISTORY_SIZE",
-        value: Some("<N>"),
-        section: Section::Server,
-        help: "Publications kept per stream for clients that come back (0: none)",
-        default: Some("1000"),
-        apply: |s, f, v, _| {
-            s.config.history_size = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--history-ttl",
-        env: "WSHUB_HISTORY_TTL",
-        value: Some("<SECS>"),
-        section: Section::Server,
-        help: "How long a publication is kept for recovery",
-        default: Some("300"),
-        apply: |s, f, v, _| {
-            s.config.history_ttl = seconds(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--history-bytes",
-        env: "WSHUB_HISTORY_BYTES",
-        value: Some("<BYTES>"),
-        section: Section::Server,
-        help: "Most bytes of history, every stream together (the oldest go first)",
-        default: Some("67108864"),
-        apply: |s, f, v, _| {
-            s.config.max_history_bytes = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--history-off",
-        env: "WSHUB_HISTORY_OFF",
-        value: Some("<PATTERN>"),
-        section: Section::Server,
-        help: "Channels that keep no history, like typing-*; session:* and user:* too; repeat for more (the variable: comma-separated)",
-        default: None,
-        apply: |s, _, v, from_env| {
-            let patterns = v
-                .split(',')
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty());
-            if from_env {
-                s.history_off_from_env = Some(patterns.collect());
-            } else {
-                s.history_off_from_flags.extend(patterns);
-            }
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--redis",
-        env: "WSHUB_REDIS",
-        value: Some("<URL>"),
-        section: Section::Server,
-        help: "A Redis shared with other hubs (redis://host:6379/0): together they serve one set of clients",
-        default: Some("none: this hub alone"),
-        apply: |s, _, v, _| {
-            s.config.redis = Some(v).filter(|v| !v.is_empty());
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--redis-prefix",
-        env: "WSHUB_REDIS_PREFIX",
-        value: Some("<PREFIX>"),
-        section: Section::Server,
-        help: "The prefix of the hubs' keys and channels in Redis",
-        default: Some("wshub"),
-        apply: |s, _, v, _| {
-            s.config.redis_prefix = v;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--log-level",
-        env: "WSHUB_LOG_LEVEL",
-        value: Some("<LEVEL>"),
-        section: Section::Server,
-        help: "off, error, warn, info, debug or trace",
-        default: Some("info"),
-        apply: |s, f, v, _| {
-            s.log_level = Some(level(f, &v)?);
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--tokens",
-        env: "WSHUB_TOKENS",
-        value: Some("<FILE>"),
-        section: Section::Auth,
-        help: "JSON file: {\"<token>\": {\"userId\", \"admin\"?, \"channels\"?, \"publish\"?}}",
-        default: None,
-        apply: |s, f, v, _| {
-            s.config.tokens = wshub::load_tokens(Path::new(&v)).map_err(|err| CliError::File {
-                flag: f,
-                reason: err.to_string(),
-            })?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--jwt-secret",
-        env: "WSHUB_JWT_SECRET",
-        value: Some("<SECRET>"),
-        section: Section::Auth,
-        help: "HS256 secret for JWTs",
-        default: None,
-        apply: |s, f, v, _| {
-            s.config.jwt_secret = Some(secret(f, v)?);
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--jwt-secret-file",
-        env: "WSHUB_JWT_SECRET_FILE",
-        value: Some("<FILE>"),
-        section: Section::Auth,
-        help: "The same, read from a file (keeps it out of ps)",
-        default: None,
-        apply: |s, f, v, _| {
-            s.config.jwt_secret = Some(secret_file(f, &v)?);
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--jwt-public-key",
-        env: "WSHUB_JWT_PUBLIC_KEYS",
-        value: Some("<[KID=]FILE>"),
-        section: Section::Auth,
-        help: "An identity provider's public key for RS/PS/ES/EdDSA JWTs: PEM (public key or certificate) or JWK/JWKS JSON, KID= to name its kid; repeat for more (the variable: comma-separated)",
-        default: None,
-        apply: |s, f, v, from_env| {
-            let mut keys = Vec::new();
-            for spec in v.split(',').map(str::trim).filter(|k| !k.is_empty()) {
-                keys.extend(public_keys(f, spec)?);
-            }
-            if from_env {
-                s.keys_from_env = Some(keys);
-            } else {
-                s.keys_from_flags.extend(keys);
-            }
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--jwks-url",
-        env: "WSHUB_JWKS_URL",
-        value: Some("<URL>"),
-        section: Section::Auth,
-        help: "An identity provider's JWK Set, fetched over HTTPS and kept fresh (https://TENANT.auth0.com/.well-known/jwks.json)",
-        default: None,
-        apply: |s, _, v, _| {
-            s.config.jwks_url = Some(v).filter(|v| !v.is_empty());
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--jwt-audience",
-        env: "WSHUB_JWT_AUDIENCES",
-        value: Some("<AUD>"),
-        section: Section::Auth,
-        help: "A JWT's aud must name one of these; repeat or comma-separate for more",
-        default: Some("not checked"),
-        apply: |s, _, v, from_env| {
-            let audiences = v
-                .split(',')
-                .map(|a| a.trim().to_owned())
-                .filter(|a| !a.is_empty());
-            if from_env {
-                s.audiences_from_env = Some(audiences.collect());
-            } else {
-                s.audiences_from_flags.extend(audiences);
-            }
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--jwt-issuer",
-        env: "WSHUB_JWT_ISSUER",
-        value: Some("<ISS>"),
-        section: Section::Auth,
-        help: "A JWT's iss must be this (https://TENANT.auth0.com/)",
-        default: Some("not checked"),
-        apply: |s, _, v, _| {
-            s.config.jwt_issuer = Some(v).filter(|v| !v.is_empty());
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--jwt-leeway",
-        env: "WSHUB_JWT_LEEWAY",
-        value: Some("<SECS>"),
-        section: Section::Auth,
-        help: "Clock skew allowed on exp and nbf",
-        default: Some("30"),
-        apply: |s, f, v, _| {
-            s.config.jwt_leeway = seconds_or_zero(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--admin-token",
-        env: "WSHUB_ADMIN_TOKEN",
-        value: Some("<TOKEN>"),
-        section: Section::Auth,
-        help: "Bearer token for /api/ws/stats, /metrics, /api/publish",
-        default: None,
-        apply: |s, f, v, _| {
-            s.config.admin_token = Some(secret(f, v)?);
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--admin-token-file",
-        env: "WSHUB_ADMIN_TOKEN_FILE",
-        value: Some("<FILE>"),
-        section: Section::Auth,
-        help: "The same, read from a file",
-        default: None,
-        apply: |s, f, v, _| {
-            s.config.admin_token = Some(secret_file(f, &v)?);
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--allow-anonymous",
-        env: "WSHUB_ALLOW_ANONYMOUS",
-        value: None,
-        section: Section::Auth,
-        help: "With auth on, let clients without a token use public channels",
-        default: None,
-        apply: |s, f, v, _| {
-            s.config.allow_anonymous = boolean(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--allowed-origin",
-        env: "WSHUB_ALLOWED_ORIGINS",
-        value: Some("<ORIGIN>"),
-        section: Section::Auth,
-        help: "Browser origin allowed to connect; repeat for more (the variable: comma-separated); others get 403",
-        default: Some("any"),
-        apply: |s, _, v, from_env| {
-            if from_env {
-                s.origins_from_env = v
-                    .split(',')
-                    .map(|o| o.trim().to_owned())
-                    .filter(|o| !o.is_empty())
-                    .collect();
-            } else {
-                s.origins_from_flags.push(v);
-            }
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-connections",
-        env: "WSHUB_MAX_CONNECTIONS",
-        value: Some("<N>"),
-        section: Section::Limits,
-        help: "Most WebSocket clients at once",
-        default: Some("10000"),
-        apply: |s, f, v, _| {
-            s.config.max_connections = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-connections-per-user",
-        env: "WSHUB_MAX_CONNECTIONS_PER_USER",
-        value: Some("<N>"),
-        section: Section::Limits,
-        help: "Most connections of one user",
-        default: Some("100"),
-        apply: |s, f, v, _| {
-            s.config.max_connections_per_user = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-connections-per-ip",
-        env: "WSHUB_MAX_CONNECTIONS_PER_IP",
-        value: Some("<N>"),
-        section: Section::Limits,
-        help: "Most connections from one address, 0 for none",
-        default: Some("1000"),
-        apply: |s, f, v, _| {
-            s.config.max_connections_per_ip = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-handshakes",
-        env: "WSHUB_MAX_HANDSHAKES",
-        value: Some("<N>"),
-        section: Section::Limits,
-        help: "Connections still sending their request, at once",
-        default: Some("256"),
-        apply: |s, f, v, _| {
-            s.config.max_handshakes = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-handshakes-per-ip",
-        env: "WSHUB_MAX_HANDSHAKES_PER_IP",
-        value: Some("<N>"),
-        section: Section::Limits,
-        help: "The same per address",
-        default: Some("32"),
-        apply: |s, f, v, _| {
-            s.config.max_handshakes_per_ip = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--trusted-proxy",
-        env: "WSHUB_TRUSTED_PROXIES",
-        value: Some("<ADDR>"),
-        section: Section::Limits,
-        help: "A reverse proxy, exempt from per-address limits; repeat for more (the variable: comma-separated)",
-        default: Some("127.0.0.1, ::1"),
-        apply: |s, f, v, from_env| {
-            let addrs = addresses(f, &v)?;
-            if from_env {
-                s.proxies_from_env = Some(addrs);
-            } else {
-                s.proxies_from_flags.extend(addrs);
-            }
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-threads",
-        env: "WSHUB_MAX_THREADS",
-        value: Some("<N>"),
-        section: Section::Limits,
-        help: "Most connection threads (a reader per client, plus handshakes)",
-        default: Some("what the kernel allows"),
-        apply: |s, f, v, _| {
-            s.config.max_threads = Some(number(f, &v)?);
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-message-size",
-        env: "WSHUB_MAX_MESSAGE_SIZE",
-        value: Some("<BYTES>"),
-        section: Section::Limits,
-        help: "Largest client message",
-        default: Some("65536"),
-        apply: |s, f, v, _| {
-            s.config.max_message_size = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-queue",
-        env: "WSHUB_MAX_QUEUE",
-        value: Some("<N>"),
-        section: Section::Limits,
-        help: "Messages queued per client before it counts as too slow",
-        default: Some("4096"),
-        apply: |s, f, v, _| {
-            s.config.max_queue = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-queue-bytes",
-        env: "WSHUB_MAX_QUEUE_BYTES",
-        value: Some("<BYTES>"),
-        section: Section::Limits,
-        help: "Bytes queued per client before it counts as too slow",
-        default: Some("8388608"),
-        apply: |s, f, v, _| {
-            s.config.max_queue_bytes = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-inbox-bytes",
-        env: "WSHUB_MAX_INBOX_BYTES",
-        value: Some("<BYTES>"),
-        section: Section::Limits,
-        help: "Client messages waiting for the router, all clients together",
-        default: Some("33554432"),
-        apply: |s, f, v, _| {
-            s.config.max_inbox_bytes = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-subscriptions",
-        env: "WSHUB_MAX_SUBSCRIPTIONS",
-        value: Some("<N>"),
-        section: Section::Limits,
-        help: "Channels and sessions per client",
-        default: Some("128"),
-        apply: |s, f, v, _| {
-            s.config.max_subscriptions = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-sessions-per-user",
-        env: "WSHUB_MAX_SESSIONS_PER_USER",
-        value: Some("<N>"),
-        section: Section::Limits,
-        help: "Sessions one user may own (auth on)",
-        default: Some("1000"),
-        apply: |s, f, v, _| {
-            s.config.max_sessions_per_user = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--rate-limit",
-        env: "WSHUB_RATE_LIMIT",
-        value: Some("<N>"),
-        section: Section::Limits,
-        help: "Messages per client per window, 0 for none",
-        default: Some("100"),
-        apply: |s, f, v, _| {
-            s.config.rate_limit = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--rate-window",
-        env: "WSHUB_RATE_WINDOW",
-        value: Some("<SECS>"),
-        section: Section::Limits,
-        help: "The rate limit's window",
-        default: Some("60"),
-        apply: |s, f, v, _| {
-            s.config.rate_window = seconds(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--handshake-timeout",
-        env: "WSHUB_HANDSHAKE_TIMEOUT",
-        value: Some("<SECS>"),
-        section: Section::Limits,
-        help: "Time to send a whole HTTP request",
-        default: Some("10"),
-        apply: |s, f, v, _| {
-            s.config.handshake_timeout = seconds(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-header-size",
-        env: "WSHUB_MAX_HEADER_SIZE",
-        value: Some("<BYTES>"),
-        section: Section::Limits,
-        help: "Largest HTTP request head",
-        default: Some("8192"),
-        apply: |s, f, v, _| {
-            s.config.max_header_size = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--max-body-size",
-        env: "WSHUB_MAX_BODY_SIZE",
-        value: Some("<BYTES>"),
-        section: Section::Limits,
-        help: "Largest POST /api/publish body",
-        default: Some("1048576"),
-        apply: |s, f, v, _| {
-            s.config.max_body_size = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--thread-stack-size",
-        env: "WSHUB_THREAD_STACK_SIZE",
-        value: Some("<BYTES>"),
-        section: Section::Limits,
-        help: "Stack of each client's reader thread",
-        default: Some("65536"),
-        apply: |s, f, v, _| {
-            s.config.thread_stack_size = number(f, &v)?;
-            Ok(())
-        },
-    },
-    Flag {
-        name: "--read-buffer-size",
-        env: "WSHUB_READ_BUFFER_SIZE",
-        value: Some("<BYTES>"),
-        section: Section::Limits,
-        help: "Each connection's read buffer",
-        default: Some("4096"),
-        apply: |s, f, v, _| {
-            s.config.read_buffer_size = number(f, &v)?;
-            Ok(())
-        },
-    },
-];
+        }
+    };
+}
+
+/// Every setting of the binary. The parser, the environment and `--help`
+/// read it; `--help` lists the sections in this order.
+#[rustfmt::skip]
+const FLAGS: &[Flag] = flags! {
+    Server: [
+        "--host" "<ADDR>" "127.0.0.1" WSHUB_HOST,
+            set!(host),
+            "Interface to listen on";
+        "--port" "<PORT>" "3000" WSHUB_PORT,
+            set!(port: number),
+            "TCP port, 0 for any free one";
+        "--path" "<PATH>" "/ws" WSHUB_PATH,
+            set!(path),
+            "WebSocket endpoint (/ works too)";
+        "--heartbeat-interval" "<SECS>" "30" WSHUB_HEARTBEAT_INTERVAL,
+            set!(heartbeat_interval: seconds),
+            "Protocol Ping period";
+        "--client-timeout" "<SECS>" "60" WSHUB_CLIENT_TIMEOUT,
+            set!(client_timeout: seconds),
+            "Silence before a client is terminated";
+        "--allow-client-publish" - - WSHUB_ALLOW_CLIENT_PUBLISH,
+            set!(allow_client_publish: boolean),
+            "Let clients publish to channels and sessions";
+        "--presence-grace" "<SECS>" "2" WSHUB_PRESENCE_GRACE,
+            set!(presence_grace: seconds_or_zero),
+            "Wait before announcing a user offline; a reconnection cancels it";
+        "--writer-threads" "<N>" "one per CPU" WSHUB_WRITER_THREADS,
+            set!(writer_threads: number),
+            "Threads that write to every client, non-blocking";
+        "--envelope" "<NAME>" "standard" WSHUB_ENVELOPE,
+            set!(envelope: envelope),
+            "How messages look: standard, flat or payload (a client may ask with ?envelope=)";
+        "--endpoint" "<PATH=NAME>" - WSHUB_ENDPOINTS,
+            endpoints,
+            concat!("One more WebSocket path with its own envelope, like /agents=payload; ",
+                "repeat for more (the variable: comma-separated)");
+        "--json-heartbeat" - - WSHUB_JSON_HEARTBEAT,
+            set!(json_heartbeat: boolean),
+            "Also send {\"type\":\"heartbeat\"} messages every heartbeat interval";
+        "--batch-window" "<SECS>" "0.1" WSHUB_BATCH_WINDOW,
+            set!(batch_window: seconds),
+            "How long batched publications wait for others of their target";
+        "--batch-max" "<N>" "64" WSHUB_BATCH_MAX,
+            set!(batch_max: number),
+            "A batch of this many messages goes at once";
+        "--batch-type" "<TYPE>" "batch_update" WSHUB_BATCH_TYPE,
+            set!(batch_type),
+            "The type of a batch message (batchUpdate for the Cursor Chat Agent clients)";
+        "--request-queue" "<N>" "1024" WSHUB_REQUEST_QUEUE,
+            set!(request_queue: number),
+            "Application requests waiting for the embedding program, then the error busy";
+        "--history-size" "<N>" "1000" WSHUB_HISTORY_SIZE,
+            set!(history_size: number),
+            "Publications kept per stream for clients that come back (0: none)";
+        "--history-ttl" "<SECS>" "300" WSHUB_HISTORY_TTL,
+            set!(history_ttl: seconds),
+            "How long a publication is kept for recovery";
+        "--history-bytes" "<BYTES>" "67108864" WSHUB_HISTORY_BYTES,
+            set!(max_history_bytes: number),
+            "Most bytes of history, every stream together (the oldest go first)";
+        "--history-off" "<PATTERN>" - WSHUB_HISTORY_OFF,
+            history_off,
+            concat!("Channels that keep no history, like typing-*; session:* and user:* ",
+                "too; repeat for more (the variable: comma-separated)");
+        "--redis" "<URL>" "none: this hub alone" WSHUB_REDIS,
+            redis,
+            concat!("A Redis shared with other hubs (redis://host:6379/0): together they ",
+                "serve one set of clients");
+        "--redis-prefix" "<PREFIX>" "wshub" WSHUB_REDIS_PREFIX,
+            set!(redis_prefix),
+            "The prefix of the hubs' keys and channels in Redis";
+        "--redis-timeout" "<SECS>" "5" WSHUB_REDIS_TIMEOUT,
+            set!(redis_timeout: seconds),
+            "How long Redis may take to answer before it is taken for gone (a stall is a fault)";
+        "--log-level" "<LEVEL>" "info" WSHUB_LOG_LEVEL,
+            log_level,
+            "off, error, warn, info, debug or trace";
+    ]
+    Auth: [
+        "--tokens" "<FILE>" - WSHUB_TOKENS,
+            tokens,
+            "JSON file: {\"<token>\": {\"userId\", \"admin\"?, \"channels\"?, \"publish\"?}}";
+        "--jwt-secret" "<SECRET>" - WSHUB_JWT_SECRET,
+            set!(jwt_secret: Some secret),
+            "HS256 secret for JWTs";
+        "--jwt-secret-file" "<FILE>" - WSHUB_JWT_SECRET_FILE,
+            set!(jwt_secret: Some secret_file),
+            "The same, read from a file (keeps it out of ps)";
+        "--jwt-public-key" "<[KID=]FILE>" - WSHUB_JWT_PUBLIC_KEYS,
+            public_keys,
+            concat!("An identity provider's public key for RS/PS/ES/EdDSA JWTs: PEM (public ",
+                "key or certificate) or JWK/JWKS JSON, KID= to name its kid; repeat for more ",
+                "(the variable: comma-separated)");
+        "--jwks-url" "<URL>" - WSHUB_JWKS_URL,
+            jwks_url,
+            concat!("An identity provider's JWK Set, fetched over HTTPS and kept fresh ",
+                "(https://TENANT.auth0.com/.well-known/jwks.json)");
+        "--jwt-audience" "<AUD>" "not checked" WSHUB_JWT_AUDIENCES,
+            audiences,
+            "A JWT's aud must name one of these; repeat or comma-separate for more";
+        "--jwt-issuer" "<ISS>" "not checked" WSHUB_JWT_ISSUER,
+            jwt_issuer,
+            "A JWT's iss must be this (https://TENANT.auth0.com/)";
+        "--jwt-leeway" "<SECS>" "30" WSHUB_JWT_LEEWAY,
+            set!(jwt_leeway: seconds_or_zero),
+            "Clock skew allowed on exp and nbf";
+        "--admin-token" "<TOKEN>" - WSHUB_ADMIN_TOKEN,
+            set!(admin_token: Some secret),
+            "Bearer token for /api/ws/stats, /metrics, /api/publish";
+        "--admin-token-file" "<FILE>" - WSHUB_ADMIN_TOKEN_FILE,
+            set!(admin_token: Some secret_file),
+            "The same, read from a file";
+        "--allow-anonymous" - - WSHUB_ALLOW_ANONYMOUS,
+            set!(allow_anonymous: boolean),
+            "With auth on, let clients without a token use public channels";
+        "--allowed-origin" "<ORIGIN>" "any" WSHUB_ALLOWED_ORIGINS,
+            origins,
+            concat!("Browser origin allowed to connect; repeat for more (the variable: ",
+                "comma-separated); others get 403");
+    ]
+    Limits: [
+        "--max-connections" "<N>" "10000" WSHUB_MAX_CONNECTIONS,
+            set!(max_connections: number),
+            "Most WebSocket clients at once";
+        "--max-connections-per-user" "<N>" "100" WSHUB_MAX_CONNECTIONS_PER_USER,
+            set!(max_connections_per_user: number),
+            "Most connections of one user";
+        "--max-connections-per-ip" "<N>" "1000" WSHUB_MAX_CONNECTIONS_PER_IP,
+            set!(max_connections_per_ip: number),
+            "Most connections from one address, 0 for none";
+        "--max-handshakes" "<N>" "256" WSHUB_MAX_HANDSHAKES,
+            set!(max_handshakes: number),
+            "Connections still sending their request, at once";
+        "--max-handshakes-per-ip" "<N>" "32" WSHUB_MAX_HANDSHAKES_PER_IP,
+            set!(max_handshakes_per_ip: number),
+            "The same per address";
+        "--trusted-proxy" "<ADDR>" "127.0.0.1, ::1" WSHUB_TRUSTED_PROXIES,
+            proxies,
+            concat!("A reverse proxy, exempt from per-address limits; repeat for more (the ",
+                "variable: comma-separated)");
+        "--max-threads" "<N>" "what the kernel allows" WSHUB_MAX_THREADS,
+            set!(max_threads: Some number),
+            "Most connection threads (a reader per client, plus handshakes)";
+        "--max-message-size" "<BYTES>" "65536" WSHUB_MAX_MESSAGE_SIZE,
+            set!(max_message_size: number),
+            "Largest client message";
+        "--max-queue" "<N>" "4096" WSHUB_MAX_QUEUE,
+            set!(max_queue: number),
+            "Messages queued per client before it counts as too slow";
+        "--max-queue-bytes" "<BYTES>" "8388608" WSHUB_MAX_QUEUE_BYTES,
+            set!(max_queue_bytes: number),
+            "Bytes queued per client before it counts as too slow";
+        "--max-inbox-bytes" "<BYTES>" "33554432" WSHUB_MAX_INBOX_BYTES,
+            set!(max_inbox_bytes: number),
+            "Client messages waiting for the router, all clients together";
+        "--max-subscriptions" "<N>" "128" WSHUB_MAX_SUBSCRIPTIONS,
+            set!(max_subscriptions: number),
+            "Channels and sessions per client";
+        "--max-sessions-per-user" "<N>" "1000" WSHUB_MAX_SESSIONS_PER_USER,
+            set!(max_sessions_per_user: number),
+            "Sessions one user may own (auth on)";
+        "--rate-limit" "<N>" "100" WSHUB_RATE_LIMIT,
+            set!(rate_limit: number),
+            "Messages per client per window, 0 for none";
+        "--rate-window" "<SECS>" "60" WSHUB_RATE_WINDOW,
+            set!(rate_window: seconds),
+            "The rate limit's window";
+        "--handshake-timeout" "<SECS>" "10" WSHUB_HANDSHAKE_TIMEOUT,
+            set!(handshake_timeout: seconds),
+            "Time to send a whole HTTP request";
+        "--max-header-size" "<BYTES>" "8192" WSHUB_MAX_HEADER_SIZE,
+            set!(max_header_size: number),
+            "Largest HTTP request head";
+        "--max-body-size" "<BYTES>" "1048576" WSHUB_MAX_BODY_SIZE,
+            set!(max_body_size: number),
+            "Largest POST /api/publish body";
+        "--thread-stack-size" "<BYTES>" "65536" WSHUB_THREAD_STACK_SIZE,
+            set!(thread_stack_size: number),
+            "Stack of each client's reader thread";
+        "--read-buffer-size" "<BYTES>" "4096" WSHUB_READ_BUFFER_SIZE,
+            set!(read_buffer_size: number),
+            "Each connection's read buffer";
+    ]
+};
+
+/// `--endpoint PATH=NAME` (repeatable) or `WSHUB_ENDPOINTS` (comma-separated).
+fn endpoints(s: &mut Settings, f: &'static str, v: String, from_env: bool) -> Result<(), CliError> {
+    let mut endpoints = Vec::new();
+    for spec in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (path, name) = spec.split_once('=').ok_or_else(|| CliError::InvalidValue {
+            flag: f,
+            value: spec.to_owned(),
+            expected: "PATH=ENVELOPE, like /agents=payload",
+        })?;
+        endpoints.push(wshub::Endpoint::new(path, envelope(f, name)?));
+    }
+    if from_env {
+        s.endpoints_from_env = Some(endpoints);
+    } else {
+        s.endpoints_from_flags.extend(endpoints);
+    }
+    Ok(())
+}
+
+/// `--history-off PATTERN` (repeatable) or `WSHUB_HISTORY_OFF` (comma-separated).
+fn history_off(
+    s: &mut Settings,
+    _: &'static str,
+    v: String,
+    from_env: bool,
+) -> Result<(), CliError> {
+    let patterns = v
+        .split(',')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty());
+    if from_env {
+        s.history_off_from_env = Some(patterns.collect());
+    } else {
+        s.history_off_from_flags.extend(patterns);
+    }
+    Ok(())
+}
+
+/// `--redis URL`; empty for none.
+fn redis(s: &mut Settings, _: &'static str, v: String, _: bool) -> Result<(), CliError> {
+    s.config.redis = Some(v).filter(|v| !v.is_empty());
+    Ok(())
+}
+
+/// `--jwt-public-key [KID=]FILE` (repeatable) or `WSHUB_JWT_PUBLIC_KEYS`
+/// (comma-separated).
+fn public_keys(
+    s: &mut Settings,
+    f: &'static str,
+    v: String,
+    from_env: bool,
+) -> Result<(), CliError> {
+    let mut keys = Vec::new();
+    for spec in v.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        keys.extend(key_file(f, spec)?);
+    }
+    if from_env {
+        s.keys_from_env = Some(keys);
+    } else {
+        s.keys_from_flags.extend(keys);
+    }
+    Ok(())
+}
+
+/// `--jwks-url URL`; empty for none.
+fn jwks_url(s: &mut Settings, _: &'static str, v: String, _: bool) -> Result<(), CliError> {
+    s.config.jwks_url = Some(v).filter(|v| !v.is_empty());
+    Ok(())
+}
+
+/// `--jwt-audience AUD` (repeatable, or comma-separated) or
+/// `WSHUB_JWT_AUDIENCES` (comma-separated).
+fn audiences(s: &mut Settings, _: &'static str, v: String, from_env: bool) -> Result<(), CliError> {
+    let audiences = v
+        .split(',')
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty());
+    if from_env {
+        s.audiences_from_env = Some(audiences.collect());
+    } else {
+        s.audiences_from_flags.extend(audiences);
+    }
+    Ok(())
+}
+
+/// `--jwt-issuer ISS`; empty for none.
+fn jwt_issuer(s: &mut Settings, _: &'static str, v: String, _: bool) -> Result<(), CliError> {
+    s.config.jwt_issuer = Some(v).filter(|v| !v.is_empty());
+    Ok(())
+}
+
+/// `--log-level LEVEL`: the binary's own setting, not the hub's.
+fn log_level(s: &mut Settings, f: &'static str, v: String, _: bool) -> Result<(), CliError> {
+    s.log_level = Some(level(f, &v)?);
+    Ok(())
+}
+
+/// `--tokens FILE`.
+fn tokens(s: &mut Settings, f: &'static str, v: String, _: bool) -> Result<(), CliError> {
+    s.config.tokens = wshub::load_tokens(Path::new(&v)).map_err(|err| CliError::File {
+        flag: f,
+        reason: err.to_string(),
+    })?;
+    Ok(())
+}
+
+/// `--allowed-origin ORIGIN` (repeatable) or `WSHUB_ALLOWED_ORIGINS`
+/// (comma-separated).
+fn origins(s: &mut Settings, _: &'static str, v: String, from_env: bool) -> Result<(), CliError> {
+    if from_env {
+        s.origins_from_env = v
+            .split(',')
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+    } else {
+        s.origins_from_flags.push(v);
+    }
+    Ok(())
+}
+
+/// `--trusted-proxy ADDR` (repeatable) or `WSHUB_TRUSTED_PROXIES`
+/// (comma-separated; empty: none).
+fn proxies(s: &mut Settings, f: &'static str, v: String, from_env: bool) -> Result<(), CliError> {
+    let addrs = addresses(f, &v)?;
+    if from_env {
+        s.proxies_from_env = Some(addrs);
+    } else {
+        s.proxies_from_flags.extend(addrs);
+    }
+    Ok(())
+}
 
 /// The `--help` text, from [`FLAGS`].
 pub fn help() -> String {
@@ -990,11 +658,11 @@ fn addresses(flag: &'static str, value: &str) -> Result<Vec<IpAddr>, CliError> {
         .collect()
 }
 
-fn secret(flag: &'static str, value: String) -> Result<Secret, CliError> {
+fn secret(flag: &'static str, value: &str) -> Result<Secret, CliError> {
     if value.trim().is_empty() {
         return Err(CliError::InvalidValue {
             flag,
-            value,
+            value: value.to_owned(),
             expected: "a non-empty secret",
         });
     }
@@ -1003,7 +671,7 @@ fn secret(flag: &'static str, value: String) -> Result<Secret, CliError> {
 
 /// The keys of `[KID=]FILE`: a `KID=` before a file name (the part before
 /// the first `=` holding no `/`) names the key's `kid`.
-fn public_keys(flag: &'static str, spec: &str) -> Result<Vec<wshub::JwtKey>, CliError> {
+fn key_file(flag: &'static str, spec: &str) -> Result<Vec<wshub::JwtKey>, CliError> {
     let (kid, path) = match spec.split_once('=') {
         Some((kid, path)) if !kid.contains('/') => (Some(kid), path),
         _ => (None, spec),

@@ -1,60 +1,63 @@
-//! The messages threads send the router, and the lanes they travel on.
+//! The router's inbox: the messages other threads send the router
+//! ([`Input`]), and the lanes they travel on.
 //!
-//! Every [`Event`] goes to the router through an [`Inbox`], on one of three
+//! It sits below the router, the handle and the connection threads, which
+//! all send into it (the router only reads), so none of them needs
+//! another's module to reach the router.
+//!
+//! Every [`Input`] goes to the router through an [`Inbox`], on one of three
 //! lanes, so that what must not wait never waits behind work:
 //! - **control** (shutdown): read before anything else;
 //! - **api** (handles and HTTP: publish, stats, disconnect);
-//! - **cluster** (the Redis threads, with several hubs: publications back
-//!   from Redis, answers, other hubs' news);
 //! - **clients** (connection threads: joins, requests, refusals, ends), in
 //!   order per connection, bounded by count and by bytes: each connection
 //!   may have [`InboxBudget::share`] bytes waiting, all of them together
 //!   `max_inbox_bytes`. A reader over either waits before reading more, so
 //!   a flood only slows the flooder's own socket (TCP back-pressure).
 //!
-//! The timer's ticks have a lane of their own (see [`crate::timer`]). The
-//! router takes control first, then ticks, then work in bounded batches
-//! (see [`crate::router`]). Dropping every sender of a lane is how the
-//! router learns to stop.
+//! Two more lanes carry their own types: the timer's ticks (see
+//! [`crate::timer`]) and, with several hubs, the cluster threads' news
+//! ([`crate::cluster::In`]: publications back from Redis, answers, other
+//! hubs' news). The router takes control first, then ticks, then work in
+//! bounded batches (see [`crate::router`]). Dropping every sender of a
+//! lane is how the router learns to stop.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, bounded};
 
 use crate::auth::Identity;
 use crate::budget::HandshakeSlot;
+use crate::command::{Answer, Command};
 use crate::link::Link;
-use crate::protocol::{Rejection, Request, Topic};
-use crate::publish::{Publication, Target};
-use crate::stats::{ClientStats, PresenceEntry, Stats};
+use crate::protocol::{Rejection, Request};
+use crate::publish::{Publication, Published};
+use crate::stats::Stats;
 
-/// Most events waiting on the clients lane (each also counts in bytes).
+/// Most inputs waiting on the clients lane (each also counts in bytes).
 const CLIENT_LANE: usize = 8 * 1024;
-/// Most events waiting on the api lane: handles wait beyond it.
+/// Most inputs waiting on the api lane: handles wait beyond it.
 const API_LANE: usize = 1024;
-/// Most events waiting on the cluster lane: past it the pubsub reader
-/// waits, and Redis holds the rest.
-const CLUSTER_LANE: usize = 16 * 1024;
-/// What an event costs in the byte budget beyond its text: the parsed
+/// What an input costs in the byte budget beyond its text: the parsed
 /// request and the channel slot.
-pub(crate) const EVENT_OVERHEAD: usize = 128;
+pub(crate) const INPUT_OVERHEAD: usize = 128;
 /// How long a reader waits for room before looking again (a safety net:
 /// the router wakes it as soon as there is room).
 const ROOM_POLL: Duration = Duration::from_millis(100);
 
 /// Everything the router reacts to, one `match` arm each (see
 /// [`Router::handle`](crate::router::Router)).
-pub(crate) enum Event {
+pub(crate) enum Input {
     // --- clients lane, from connection threads, in order per connection ---
     /// A WebSocket handshake is done: admit the client, or refuse it. The
     /// reply says whether it was admitted (only then does it get a reader).
     Joined(Box<Joining>),
     /// A client refused at its handshake (its credentials, or no thread for
     /// its reader): send it `frames`, the last a Close, then let it go.
-    Refuse {
+    HandshakeRefused {
         link: Arc<Link>,
         frames: Vec<tungstenite::Bytes>,
         handshake: HandshakeSlot,
@@ -66,17 +69,21 @@ pub(crate) enum Event {
         request: Result<Request, Rejection>,
         cost: usize,
     },
-    /// A frame or a client the reader refuses.
-    Refused { link: Arc<Link>, why: Refusal },
+    /// A frame (or a client's frames: a flood) the reader refuses.
+    FrameRefused { link: Arc<Link>, why: FrameRefusal },
     /// The reader stopped.
     Left { link: Arc<Link>, why: Ending },
 
     // --- api lane, from handles and HTTP requests ---
-    /// Publish an already-encoded message; the reply is the number of
-    /// clients it was queued for.
+    /// Publish a checked publication, once per idempotency `key` if it has
+    /// one; the reply is how it went (with Redis, once Redis answered).
+    /// An asker that may give up (HTTP) passes a [`Gate`]: a publication
+    /// it gave up on before the router took it is dropped, not published.
     Publish {
         publication: Publication,
-        reply: Option<Sender<usize>>,
+        key: Option<Box<str>>,
+        reply: Sender<Published>,
+        gate: Option<Arc<Gate>>,
     },
     /// Close one client with 1000; the reply says whether it existed.
     Disconnect { client: String, reply: Sender<bool> },
@@ -89,57 +96,9 @@ pub(crate) enum Event {
     /// A copy of the counters, with the client list if asked.
     Stats { clients: bool, reply: Sender<Stats> },
 
-    // --- cluster lane, from the Redis threads ---
-    /// What Redis or another hub says (only the `redis` feature's threads
-    /// send it).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    Cluster(crate::cluster::In),
-
     // --- control lane ---
     /// Close everyone with 1001 and stop (handle, signal).
     Shutdown,
-}
-
-/// Server-side control of clients, from the library, the HTTP API or a
-/// service connection.
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// Subscribe a client to a channel or session (the backend is trusted:
-    /// only the subscription limit applies).
-    Subscribe { client: String, topic: Topic },
-    /// Unsubscribe a client from a topic, or (`None`) from every session.
-    Unsubscribe {
-        client: String,
-        topic: Option<Topic>,
-    },
-    /// Close every client of a target with this code and reason.
-    Close {
-        target: Target,
-        code: u16,
-        reason: String,
-    },
-    /// Merge key/values into a client's metadata (`null` removes a key).
-    SetMeta {
-        client: String,
-        meta: serde_json::Map<String, serde_json::Value>,
-    },
-    /// Who is subscribed to a topic.
-    Subscribers { topic: Topic },
-    /// Every user online and their status.
-    Presence,
-}
-
-/// The router's answer to a [`Command`].
-#[derive(Debug)]
-pub(crate) enum Answer {
-    /// Whether the client existed (and the command applied).
-    Done(bool),
-    /// How many clients it applied to.
-    Count(usize),
-    Clients(Vec<ClientStats>),
-    Presence(Vec<PresenceEntry>),
-    /// Refused: why.
-    Refused(String),
 }
 
 /// What the router needs to adopt a new client.
@@ -158,7 +117,7 @@ pub(crate) struct Joining {
 
 /// What the reader refuses, each answered in its own way.
 #[derive(Debug, Clone)]
-pub(crate) enum Refusal {
+pub(crate) enum FrameRefusal {
     /// A binary message: error `unsupported_frame`, the connection stays.
     Binary,
     /// Over the rate limit: error `rate_limited`, the message is dropped.
@@ -177,10 +136,13 @@ pub(crate) enum Refusal {
     ControlFlood,
 }
 
-impl Refusal {
+impl FrameRefusal {
     /// Whether the client is closed for it (the reader then stops parsing).
     pub(crate) fn closes(&self) -> bool {
-        !matches!(self, Refusal::Binary | Refusal::RateLimited { .. })
+        !matches!(
+            self,
+            FrameRefusal::Binary | FrameRefusal::RateLimited { .. }
+        )
     }
 }
 
@@ -193,6 +155,43 @@ pub(crate) enum Ending {
     Gone,
     /// The reader thread could not start: close 1011.
     NoReader,
+}
+
+/// Settles, once, whether the router took a request before its asker
+/// gave up waiting: so an asker that gives up can say truly that nothing
+/// was done, and one that waits longer knows it will be answered.
+#[derive(Debug, Default)]
+pub(crate) struct Gate(AtomicU8);
+
+const OPEN: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Gate {
+    /// The router: `true` if it may act on the request (its asker waits).
+    pub(crate) fn take(&self) -> bool {
+        self.0
+            .compare_exchange(OPEN, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The asker: `true` if it gave up before the router took the request,
+    /// which then does nothing with it.
+    pub(crate) fn abandon(&self) -> bool {
+        self.0
+            .compare_exchange(OPEN, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// What became of an input offered with a deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offered {
+    Sent,
+    /// Its lane stayed full until the deadline: the router is overloaded.
+    Full,
+    /// The router is gone.
+    Gone,
 }
 
 /// The byte budget of the clients lane.
@@ -231,7 +230,7 @@ impl InboxBudget {
         self.total.fetch_add(cost, Ordering::SeqCst);
     }
 
-    /// Gives back what an event held (the router, once it is handled).
+    /// Gives back what an input held (the router, once it is handled).
     pub(crate) fn release(&self, link: &Link, cost: usize) {
         link.inbox_share.fetch_sub(cost, Ordering::SeqCst);
         self.total.fetch_sub(cost, Ordering::SeqCst);
@@ -281,34 +280,37 @@ impl InboxBudget {
 /// The sending side of the router's lanes; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Inbox {
-    control: Sender<Event>,
-    api: Sender<Event>,
-    cluster: Sender<Event>,
-    clients: Sender<Event>,
+    control: Sender<Input>,
+    api: Sender<Input>,
+    clients: Sender<Input>,
     pub(crate) budget: Arc<InboxBudget>,
 }
 
 /// The receiving side, owned by the router.
 pub(crate) struct Lanes {
-    pub control: Receiver<Event>,
-    pub api: Receiver<Event>,
-    pub cluster: Receiver<Event>,
-    pub clients: Receiver<Event>,
+    pub control: Receiver<Input>,
+    pub api: Receiver<Input>,
+    /// The cluster threads' own lane, of their own type.
+    pub cluster: Receiver<crate::cluster::In>,
+    pub clients: Receiver<Input>,
     pub ticks: Receiver<Instant>,
     pub budget: Arc<InboxBudget>,
 }
 
-/// A new inbox and its lanes. `ticks` is the timer's lane.
-pub(crate) fn inbox(budget: InboxBudget, ticks: Receiver<Instant>) -> (Inbox, Lanes) {
+/// A new inbox and its lanes, with the sending side of the cluster lane
+/// (for the cluster threads, if any). `ticks` is the timer's lane.
+pub(crate) fn open(
+    budget: InboxBudget,
+    ticks: Receiver<Instant>,
+) -> (Inbox, Lanes, crate::cluster::Lane) {
     let (control, control_rx) = bounded(16);
     let (api, api_rx) = bounded(API_LANE);
-    let (cluster, cluster_rx) = bounded(CLUSTER_LANE);
+    let (cluster, cluster_rx) = bounded(crate::cluster::LANE);
     let (clients, clients_rx) = bounded(CLIENT_LANE);
     let budget = Arc::new(budget);
     let inbox = Inbox {
         control,
         api,
-        cluster,
         clients,
         budget: Arc::clone(&budget),
     };
@@ -320,22 +322,35 @@ pub(crate) fn inbox(budget: InboxBudget, ticks: Receiver<Instant>) -> (Inbox, La
         ticks,
         budget,
     };
-    (inbox, lanes)
+    (inbox, lanes, cluster)
 }
 
 impl Inbox {
-    /// Sends on the lane the event belongs to. `false` when the router is gone.
-    pub(crate) fn send(&self, event: Event) -> bool {
-        let lane = match event {
-            Event::Shutdown => &self.control,
-            Event::Publish { .. }
-            | Event::Disconnect { .. }
-            | Event::Stats { .. }
-            | Event::Command { .. } => &self.api,
-            Event::Cluster(_) => &self.cluster,
+    /// Sends on the lane the input belongs to. `false` when the router is gone.
+    pub(crate) fn send(&self, input: Input) -> bool {
+        self.lane(&input).send(input).is_ok()
+    }
+
+    /// The lane an input travels on.
+    fn lane(&self, input: &Input) -> &Sender<Input> {
+        match input {
+            Input::Shutdown => &self.control,
+            Input::Publish { .. }
+            | Input::Disconnect { .. }
+            | Input::Stats { .. }
+            | Input::Command { .. } => &self.api,
             _ => &self.clients,
-        };
-        lane.send(event).is_ok()
+        }
+    }
+
+    /// Sends on the lane the input belongs to, waiting at most `wait` for
+    /// room in it.
+    pub(crate) fn offer(&self, input: Input, wait: Duration) -> Offered {
+        match self.lane(&input).send_timeout(input, wait) {
+            Ok(()) => Offered::Sent,
+            Err(SendTimeoutError::Timeout(_)) => Offered::Full,
+            Err(SendTimeoutError::Disconnected(_)) => Offered::Gone,
+        }
     }
 
     /// Asks the router something and waits for the answer, at most
@@ -343,12 +358,12 @@ impl Inbox {
     /// slow to answer.
     pub(crate) fn ask<T>(
         &self,
-        event: impl FnOnce(Sender<T>) -> Event,
+        input: impl FnOnce(Sender<T>) -> Input,
         timeout: Option<Duration>,
     ) -> Option<T> {
         // A fresh one-slot channel: the router's answer never blocks it.
         let (reply, answer) = bounded(1);
-        if !self.send(event(reply)) {
+        if !self.send(input(reply)) {
             return None;
         }
         match timeout {

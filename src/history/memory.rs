@@ -1,4 +1,4 @@
-//! The in-process history engine: each stream's recent publications in a
+//! The in-process history store: each stream's recent publications in a
 //! queue, bounded per stream (count), by age (TTL) and all together (bytes).
 //!
 //! Pure data, owned by the router. Every bound drops the oldest first: a
@@ -24,12 +24,12 @@ use std::time::{Instant, SystemTime};
 use serde_json::value::RawValue;
 
 use super::{
-    Appended, Engine, Entry, Head, Limits, Recovery, STREAM_OVERHEAD, StreamKey,
-    TOMBSTONE_OVERHEAD, Usage,
+    Appended, Entry, Head, Limits, Recovery, STREAM_OVERHEAD, Store, StreamKey, TOMBSTONE_OVERHEAD,
+    Usage,
 };
-use crate::publish::Origin;
+use crate::protocol::Origin;
 
-/// Emptied streams that make [`Engine::wants_sweep`] say yes.
+/// Emptied streams that make [`Store::wants_sweep`] say yes.
 const SWEEP_AT: usize = 1024;
 
 /// Forgotten streams whose position is remembered, at most.
@@ -55,7 +55,7 @@ struct Tombstone {
     serial: u64,
 }
 
-/// Sizes the engine's overheads are counted from (see `super`).
+/// Sizes the store's overheads are counted from (see `super`).
 pub(super) const STREAM_SIZE: usize = size_of::<Stream>();
 pub(super) const TOMBSTONE_SIZE: usize = size_of::<Tombstone>();
 
@@ -267,7 +267,7 @@ impl Memory {
     }
 }
 
-impl Engine for Memory {
+impl Store for Memory {
     fn append(
         &mut self,
         key: &StreamKey,

@@ -1,4 +1,4 @@
-//! What [`Client::next_event`](super::Client::next_event) hands the
+//! What [`Client::next_update`](super::Client::next_update) hands the
 //! application: messages from the hub, and what happened to the connection
 //! and to each stream.
 //!
@@ -18,14 +18,14 @@ use crate::{Status, Topic};
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use wshub::client::{Client, Event, Options};
+/// use wshub::client::{Client, Update, Options};
 ///
 /// let mut client = Client::connect("ws://127.0.0.1:3000/ws", Options::new())?;
-/// while let Some(event) = client.next_event(Duration::from_secs(60))? {
-///     match event {
-///         Event::Message(message) => println!("{} {}", message.kind, message.data),
-///         Event::Lost { stream, loss } => eprintln!("missed data on {stream:?}: {loss:?}"),
-///         Event::Closed { code, reason, next } => eprintln!("closed {code} {reason}: {next:?}"),
+/// while let Some(update) = client.next_update(Duration::from_secs(60))? {
+///     match update {
+///         Update::Message(message) => println!("{} {}", message.kind, message.data),
+///         Update::Lost { stream, loss } => eprintln!("missed data on {stream:?}: {loss:?}"),
+///         Update::Closed { code, reason, next } => eprintln!("closed {code} {reason}: {next:?}"),
 ///         other => eprintln!("{other:?}"),
 ///     }
 /// }
@@ -33,7 +33,7 @@ use crate::{Status, Topic};
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub enum Event {
+pub enum Update {
     /// A message from the hub that no request of this client was waiting
     /// for: a publication, or a message sent to this client.
     Message(Message),
@@ -61,7 +61,7 @@ pub enum Event {
     },
     /// Connected again, with a new welcome. Every subscription has been
     /// re-sent (with `since`, where a position was known) and answered by
-    /// then; what was missed follows as [`Event::Message`]s.
+    /// then; what was missed follows as [`Update::Message`]s.
     Reconnected(Welcome),
     /// An `error` from the hub that answers no request of this client (a
     /// message dropped by the rate limit, `token_expired` before a 4001).
@@ -117,7 +117,7 @@ impl Message {
     ///
     /// ```
     /// # fn f(message: &wshub::client::Message) -> wshub::client::Result<()> {
-    /// let progress: wshub::AiProgress = message.data_as()?;
+    /// let progress: wshub::events::AiProgress = message.data_as()?;
     /// # let _ = progress; Ok(()) }
     /// ```
     ///
@@ -219,7 +219,7 @@ pub struct Presence {
     pub status: Status,
 }
 
-/// What was lost on a stream (see [`Event::Lost`]).
+/// What was lost on a stream (see [`Update::Lost`]).
 ///
 /// ```
 /// use wshub::client::Loss;
@@ -262,7 +262,7 @@ pub enum Loss {
     Refused(HubError),
 }
 
-/// What the client does after a connection ended (see [`Event::Closed`]),
+/// What the client does after a connection ended (see [`Update::Closed`]),
 /// by the close-code table ([`CloseAction`](super::CloseAction)) and the
 /// [`Options`](super::Options).
 ///
@@ -278,7 +278,7 @@ pub enum Loss {
 #[non_exhaustive]
 pub enum Next {
     /// Reconnects after `delay`, during a later call that waits
-    /// ([`next_event`](super::Client::next_event) or a request). After a
+    /// ([`next_update`](super::Client::next_update) or a request). After a
     /// 4001 the token provider has already been asked for a fresh token.
     Reconnect {
         /// How long until the attempt.

@@ -1,6 +1,7 @@
 //! Streams on the router: numbering each publication to a channel, a session
-//! or a user, answering a `subscribe` with where its stream stands, and
-//! replaying what a client missed since its `since`.
+//! or a user (in the history store, [`crate::history`]), answering a
+//! `subscribe` with where its stream stands, and replaying what a client
+//! missed since its `since`: each client's [`Replaying`] bookkeeping.
 //!
 //! Runs on the router thread, which is what makes the seam exact: the
 //! replay is queued in the same step as the subscription, so every later
@@ -32,10 +33,10 @@ use serde_json::value::RawValue;
 
 use super::Router;
 use super::batches::BatchKey;
-use crate::engine::{Appended, Entry, Recovery, StreamKey};
+use crate::history::{Appended, Entry, Recovery, StreamKey};
 use crate::link::{Push, QueueLimits};
-use crate::protocol::{ErrorCode, Kind, Message, Position, Since, Subscribed, Topic, raw};
-use crate::publish::{Origin, Target};
+use crate::protocol::{Kind, Message, Origin, Position, Since, Subscribed, Topic, raw};
+use crate::publish::Target;
 use crate::subscriptions::ClientId;
 
 /// A replay under way for one client and one stream.
@@ -110,17 +111,6 @@ pub(super) fn held(replays: &[Replaying]) -> (usize, usize) {
     replays.iter().fold((0, 0), |(count, bytes), r| {
         (count + r.held.len(), bytes + r.held_bytes)
     })
-}
-
-impl StreamKey {
-    /// The target whose publications this stream numbers.
-    pub(super) fn target(&self) -> Target {
-        match self {
-            StreamKey::Channel(name) => Target::channel(&**name),
-            StreamKey::Session(id) => Target::session(&**id),
-            StreamKey::User(id) => Target::user(&**id),
-        }
-    }
 }
 
 /// Most publications a paced replay reads from the history at once.
@@ -229,24 +219,6 @@ impl Router {
                     .get(id)
                     .is_some_and(|c| c.replays.iter().any(|r| r.stream == *stream))
             })
-    }
-
-    /// A client may follow its own user stream (a service, anyone's).
-    pub(super) fn may_follow_user(
-        &self,
-        id: ClientId,
-        user: &str,
-    ) -> Result<(), (ErrorCode, String)> {
-        let Some(client) = self.clients.get(&id) else {
-            return Ok(());
-        };
-        if client.identity.is_service() || client.identity.user_id.as_deref() == Some(user) {
-            return Ok(());
-        }
-        Err((
-            ErrorCode::Forbidden,
-            format!("user:{user} is another user's stream"),
-        ))
     }
 
     /// A subscription is in place: `subscribed` with where its stream

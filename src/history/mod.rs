@@ -2,16 +2,18 @@
 //! stream whose publications are numbered (`seq`, from 1) within an `epoch`,
 //! and the recent ones are kept so that a client that was away can catch up.
 //!
-//! The router owns the engine and is the only one to call it, on the router
-//! thread; an engine has no thread of its own and ends with the router.
-//! [`Engine`] is the one interface: [`memory::Memory`] keeps history in this
-//! process (an epoch then lives as long as the process).
+//! The router owns the store and is the only one to call it, on the router
+//! thread; a store has no thread of its own and ends with the router.
+//! [`Store`] is the one interface: [`memory::Memory`] keeps history in this
+//! process (an epoch then lives as long as the process). The router's side
+//! of streams (numbering what it delivers, answering a `subscribe` with its
+//! position, replaying what a client missed) is in `router/replay.rs`.
 //!
 //! History shared by several hubs lives in Redis, and the router must never
 //! wait on the network, so it is not behind this synchronous interface: with
 //! `--redis` the router asks Redis through the cluster threads and hears the
 //! answer later (see [`crate::cluster`] and `router/cluster.rs`), with the
-//! same `seq`, `epoch` and recovery rules. This engine then numbers only what
+//! same `seq`, `epoch` and recovery rules. This store then numbers only what
 //! the hub delivers alone, while Redis is away.
 
 pub(crate) mod memory;
@@ -22,11 +24,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::value::RawValue;
 
 use crate::auth::Pattern;
-use crate::protocol::Topic;
-use crate::publish::{Origin, Target};
-
-/// The channel name under which a user's own stream is subscribed.
-pub(crate) const USER_PREFIX: &str = "user:";
+use crate::protocol::{Origin, Topic, USER_PREFIX};
+use crate::publish::Target;
 
 /// A stream: what a publication is numbered within. Its name is shared:
 /// the history keeps a stream's key in several places (its table, its
@@ -64,6 +63,15 @@ impl StreamKey {
                 None => StreamKey::Channel(name.as_str().into()),
             },
             Topic::Session(id) => StreamKey::Session(id.as_str().into()),
+        }
+    }
+
+    /// The target whose publications this stream numbers.
+    pub(crate) fn target(&self) -> Target {
+        match self {
+            StreamKey::Channel(name) => Target::channel(&**name),
+            StreamKey::Session(id) => Target::session(&**id),
+            StreamKey::User(id) => Target::user(&**id),
         }
     }
 
@@ -224,9 +232,9 @@ pub(crate) struct Usage {
     pub bytes: usize,
 }
 
-/// A history engine: numbers each stream's publications and keeps the
+/// A history store: numbers each stream's publications and keeps the
 /// recent ones. Called by the router only.
-pub(crate) trait Engine: Send {
+pub(crate) trait Store: Send {
     /// Numbers a publication and keeps it; `None` if `stream` keeps no
     /// history (its deliveries then carry no position).
     fn append(
@@ -262,7 +270,7 @@ pub(crate) trait Engine: Send {
     /// Whether `stream` keeps history (and so numbers its publications).
     fn keeps(&self, stream: &StreamKey) -> bool;
 
-    /// Whether enough streams have emptied that [`expire`](Engine::expire)
+    /// Whether enough streams have emptied that [`expire`](Store::expire)
     /// should run before the next tick.
     fn wants_sweep(&self) -> bool;
 

@@ -1,4 +1,4 @@
-//! The delivery engine under pressure: liveness never waits behind work,
+//! The hub under pressure: liveness never waits behind work,
 //! shutdown never waits behind a backlog, refused connections hold no
 //! threads, the router's inbox is bounded in bytes, and replies to requests
 //! sent together with a client's Close all arrive before the hub's Close.
@@ -398,7 +398,7 @@ fn wait_notes(
 fn healthy_clients_survive_a_presence_flood() {
     let _serial = one_at_a_time();
     // Tuned on a 2-core machine: a router that queues Pongs behind its
-    // events (as before the delivery engine) takes about twice the client
+    // events (as before the lanes and the writer pool) takes about twice the client
     // timeout to work through this flood, and cuts every client. The
     // timeout leaves room for a busy machine's scheduling: 540 threads
     // here, beside whatever else runs, answer each Ping within about half
@@ -406,14 +406,14 @@ fn healthy_clients_survive_a_presence_flood() {
     const HEALTHY: usize = 250;
     const FLOODERS: usize = 20;
     const BURST: usize = 40;
-    let hub = start(Config {
-        heartbeat_interval: Duration::from_millis(200),
-        client_timeout: Duration::from_secs(2),
-        presence_grace: Duration::ZERO,
-        // Every client handshakes at once.
-        max_handshakes: 1024,
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            .heartbeat_interval(Duration::from_millis(200))
+            .client_timeout(Duration::from_secs(2))
+            .presence_grace(Duration::ZERO)
+            // Every client handshakes at once.
+            .max_handshakes(1024),
+    );
     let go = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let _stop = StopOnDrop(Arc::clone(&stop));
@@ -724,7 +724,7 @@ fn sigterm_closes_quiet_clients_with_1001_despite_a_backlog() {
     let (stalled_tx, stalled) = unbounded();
     let flooders = publish_flooders(addr, FLOODERS, "fan", &stop, &stalled_tx);
     // Flood until the hub falls behind every flooder (its readers stop
-    // reading them), or for FLOOD_AT_MOST: an engine that keeps up has no
+    // reading them), or for FLOOD_AT_MOST: a hub that keeps up has no
     // backlog to hide a signal behind, which is fine too.
     let deadline = Instant::now() + FLOOD_AT_MOST;
     for _ in 0..FLOODERS {
@@ -759,13 +759,13 @@ fn sigterm_closes_quiet_clients_with_1001_despite_a_backlog() {
 #[test]
 fn shutdown_closes_quiet_clients_with_1001_despite_a_backlog() {
     let _serial = one_at_a_time();
-    let hub = start(Config {
-        allow_client_publish: true,
-        rate_limit: 0,
-        max_queue: 10_000_000,
-        max_queue_bytes: 1 << 32,
-        ..support::config()
-    });
+    let hub = start(
+        support::config()
+            .allow_client_publish(true)
+            .rate_limit(0)
+            .max_queue(10_000_000)
+            .max_queue_bytes(1 << 32),
+    );
     let addr = hub.addr;
     let stop = Arc::new(AtomicBool::new(false));
     let _stop = StopOnDrop(Arc::clone(&stop));
@@ -907,14 +907,12 @@ fn refused_connections_leave_room_for_others(
 #[test]
 fn connections_refused_per_address_do_not_keep_other_addresses_out() {
     refused_connections_leave_room_for_others(
-        Config {
-            max_connections_per_ip: 1,
-            trusted_proxies: Vec::new(),
-            max_threads: Some(8),
+        support::config()
+            .max_connections_per_ip(1)
+            .trusted_proxies(Vec::new())
+            .max_threads(Some(8))
             // Long enough that a refused client's wait outlasts the test.
-            close_timeout: Duration::from_secs(30),
-            ..support::config()
-        },
+            .close_timeout(Duration::from_secs(30)),
         "/ws",
         "Too many connections from this address",
         "127.0.0.2",
@@ -925,12 +923,10 @@ fn connections_refused_per_address_do_not_keep_other_addresses_out() {
 #[test]
 fn connections_refused_per_user_do_not_keep_other_users_out() {
     refused_connections_leave_room_for_others(
-        Config {
-            max_connections_per_user: 1,
-            max_threads: Some(8),
-            close_timeout: Duration::from_secs(30),
-            ..support::config()
-        },
+        support::config()
+            .max_connections_per_user(1)
+            .max_threads(Some(8))
+            .close_timeout(Duration::from_secs(30)),
         "/ws?userId=hog",
         "Too many connections for this user",
         "127.0.0.1",
@@ -947,11 +943,7 @@ fn a_busy_router_takes_in_a_bounded_number_of_bytes() {
     const MIB: usize = 1024 * 1024;
     const CAP: usize = 96 * MIB;
     const MOST: usize = 32 * MIB;
-    let hub = start(Config {
-        allow_client_publish: true,
-        rate_limit: 0,
-        ..support::config()
-    });
+    let hub = start(support::config().allow_client_publish(true).rate_limit(0));
     let mut observer = hub.client("/ws");
     let mut flooder = TcpStream::connect(hub.addr).expect("tcp connect");
     flooder.set_nodelay(true).ok();
@@ -1011,10 +1003,7 @@ fn a_busy_router_takes_in_a_bounded_number_of_bytes() {
 /// hub reads the packet (until the hub sends something, or for a second),
 /// which makes today's race certain.
 fn replies_arrive_before_the_close(busy: bool) {
-    let hub = start(Config {
-        allow_client_publish: true,
-        ..support::config()
-    });
+    let hub = start(support::config().allow_client_publish(true));
     let mut client = hub.client("/ws");
     let mut burst = Vec::new();
     // Every correlationId expected back, with the reply's type.
