@@ -49,8 +49,8 @@
 //!   "Running several hubs").
 //! - With `--jwks-url`, one more thread fetches the identity provider's key
 //!   set and keeps it fresh; a handshake that needs a key it has not got
-//!   waits for it a bounded time, the router never (see the README's
-//!   "Identity providers").
+//!   waits for it a bounded time, the router never (see
+//!   `docs/identity.md`).
 //! - The **router** owns all state (clients, channels, sessions, users,
 //!   presence, counters); nothing else touches it, so there are no locks.
 //!   It reads its lanes in order: shutdown first, then the timer's tick,
