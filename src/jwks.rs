@@ -8,8 +8,17 @@
 //! 1, 2, 4 ... up to 30 s, and when a token names a `kid` the set does not
 //! hold: at most once every 30 s for that, however many such tokens come.
 //! A fetch has 10 s in all and 1 MiB of body; a failed one keeps the keys
-//! fetched before. It ends when the hub stops (the router thread is gone):
-//! at once when idle, after its fetch when one is under way.
+//! fetched before.
+//!
+//! **How it ends.** [`Hub::run`](crate::Hub::run) stops it when its accept
+//! loop ends (no new connection comes to need the keys) and does not wait
+//! for it: the stop disconnects a channel the thread waits on, so an idle
+//! thread returns at once, and shuts down the HTTP client's connections,
+//! so a fetch in flight (a read, a write or a TLS handshake) fails at once
+//! and the thread returns without keeping, logging or retrying anything;
+//! handshakes still waiting for that fetch are told the hub is stopping.
+//! A name lookup or TCP connect under way cannot be interrupted: it runs
+//! out (5 s at most each) and the thread returns then, fetching nothing.
 //!
 //! The **cache** is shared read-mostly: a check takes the current keys (an
 //! `Arc` cloned under a read lock, never held while verifying) and never
@@ -22,10 +31,10 @@
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, at, bounded, select};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, at, bounded, select};
 
 use crate::keys::{JwtKey, KeySetKeys};
 use crate::throttle::warn_throttled;
@@ -43,8 +52,15 @@ const LONGEST_PERIOD: Duration = Duration::from_secs(3600);
 const LONGEST_RETRY: Duration = Duration::from_secs(30);
 /// Most time one fetch may take, connecting included.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most time of a fetch for finding and reaching the server (the name
+/// lookup, then the TCP connect and the TLS handshake): the parts a stop
+/// cannot interrupt are bounded by these.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest key set document.
 const MOST_BYTES: u64 = 1024 * 1024;
+/// Why a fetch ended when the hub stopped.
+const STOPPED: &str = "the hub is stopping";
 
 /// The cache of an identity provider's keys, shared by every thread that
 /// checks tokens and the fetcher thread that fills it.
@@ -198,35 +214,82 @@ impl KeySet {
     }
 }
 
-/// Starts the fetcher thread of `set`; it ends once `hub_gone` (a channel
-/// nobody sends on) disconnects.
-pub(crate) fn start(set: Arc<KeySet>, hub_gone: Receiver<()>) -> io::Result<JoinHandle<()>> {
+/// The fetcher thread of a key set, running until [`Fetcher::stop`] (or
+/// until dropped, which stops it the same way).
+#[derive(Debug)]
+pub(crate) struct Fetcher {
+    /// Dropped to stop the thread: its wait for the next fetch ends at once.
+    stop: Option<Sender<()>>,
+    /// The thread's HTTP client (a clone sharing its connections): shut
+    /// down to interrupt a fetch in flight.
+    client: Client,
+}
+
+impl Fetcher {
+    /// Stops the thread without waiting for it: a fetch in flight is
+    /// interrupted, and the thread returns as soon as it sees the stop.
+    pub(crate) fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        // The stop is seen first, so the interrupted fetch is not taken for
+        // a failure of the key set.
+        drop(self.stop.take());
+        self.client.interrupt();
+    }
+}
+
+/// Starts the fetcher thread of `set`, which runs until the [`Fetcher`] is
+/// stopped or dropped.
+pub(crate) fn start(set: Arc<KeySet>) -> io::Result<Fetcher> {
     if is_plain(&set.url) {
         log::warn!(
             "the JWKS URL {} is plain http: only for tests on this machine; use https",
             set.url
         );
     }
+    let client = Client::new(&set.url);
+    let (stop, stopped) = bounded::<()>(0);
+    // Not joined: a stop never waits for the thread. It holds `set` until
+    // it returns.
+    let thread_client = client.clone();
     thread::Builder::new()
         .name("wshub-jwks".into())
-        .spawn(move || run(&set, &hub_gone))
+        .spawn(move || run(&set, &thread_client, &stopped))?;
+    Ok(Fetcher {
+        stop: Some(stop),
+        client,
+    })
+}
+
+/// Whether the fetcher was told to stop.
+fn stopping(stopped: &Receiver<()>) -> bool {
+    matches!(stopped.try_recv(), Err(TryRecvError::Disconnected))
 }
 
 /// The fetcher's loop: waits for the next fetch (its time, or a token's
-/// request), fetches, keeps what it got, until the hub is gone.
-fn run(set: &KeySet, hub_gone: &Receiver<()>) {
-    let client = Client::new(&set.url);
+/// request), fetches, keeps what it got, until it is stopped.
+fn run(set: &KeySet, client: &Client, stopped: &Receiver<()>) {
     let mut next = Instant::now();
     let mut failures: u32 = 0;
     let mut kids: Vec<Option<String>> = Vec::new();
     loop {
         select! {
-            recv(hub_gone) -> _ => return,
+            recv(stopped) -> _ => return,
             recv(set.wakes) -> _ => {}
             recv(at(next)) -> _ => {}
         }
         set.begin();
         let fetched = client.fetch(&set.url);
+        if stopping(stopped) {
+            // The stop interrupted the fetch (or came as it ended): nobody
+            // needs its keys now, and handshakes waiting for them are told.
+            set.end(Err(STOPPED.into()));
+            return;
+        }
         let now = Instant::now();
         match fetched {
             Ok((KeySetKeys { keys, skipped }, max_age)) => {
@@ -318,6 +381,7 @@ fn is_plain(url: &str) -> bool {
 }
 
 /// The HTTP client of the fetcher thread.
+#[derive(Debug, Clone)]
 struct Client {
     #[cfg(feature = "jwks")]
     agent: ureq::Agent,
@@ -329,6 +393,8 @@ impl Client {
         let loopback = is_plain(url);
         let mut config = ureq::Agent::config_builder()
             .timeout_global(Some(FETCH_TIMEOUT))
+            .timeout_resolve(Some(RESOLVE_TIMEOUT))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
             .http_status_as_error(false)
             .https_only(!loopback)
             .max_redirects(5)
@@ -371,10 +437,22 @@ impl Client {
         Ok((keys, max_age))
     }
 
+    /// Interrupts a fetch in flight (its socket is shut down, so a read,
+    /// a write or a TLS handshake fails at once) and refuses later ones. A
+    /// name lookup or TCP connect under way runs to its end (within
+    /// [`RESOLVE_TIMEOUT`] and [`CONNECT_TIMEOUT`]) and then fails.
+    #[cfg(feature = "jwks")]
+    fn interrupt(&self) {
+        self.agent.clone().shutdown();
+    }
+
     #[cfg(not(feature = "jwks"))]
     fn new(_url: &str) -> Client {
         Client {}
     }
+
+    #[cfg(not(feature = "jwks"))]
+    fn interrupt(&self) {}
 
     #[cfg(not(feature = "jwks"))]
     fn fetch(&self, _url: &str) -> Result<(KeySetKeys, Option<Duration>), String> {
@@ -430,6 +508,58 @@ mod tests {
             Duration::from_secs(600)
         );
         assert_eq!(period(Some(Duration::from_secs(86_400))), LONGEST_PERIOD);
+    }
+
+    #[test]
+    fn a_stop_interrupts_the_fetch_in_flight_and_the_thread_ends_without_being_waited_for() {
+        use std::io::{ErrorKind, Read as _};
+        use std::net::TcpListener;
+
+        // A server that takes the request and never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        let set = Arc::new(KeySet::new(&url));
+        let fetcher = start(Arc::clone(&set)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "no fetch came");
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(err) => panic!("{err}"),
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0; 512];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).expect("the request");
+            assert!(n > 0, "the fetcher hung up before asking");
+            head.extend_from_slice(&buf[..n]);
+        }
+
+        // The fetch is in flight: a stop returns at once, and the fetch's
+        // connection is closed long before its 10 s are up.
+        fetcher.stop();
+        match conn.read(&mut buf) {
+            Ok(0) => {}
+            Err(err) => assert!(
+                !matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+                "the fetch is still in flight: {err}"
+            ),
+            Ok(n) => panic!("{n} more bytes"),
+        }
+        // The thread ends (it holds the set until it returns), and a
+        // handshake looking at the set learns why it was not fetched.
+        while Arc::strong_count(&set) > 1 {
+            assert!(Instant::now() < deadline, "the fetcher thread lingers");
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(set.status().contains(STOPPED), "{}", set.status());
     }
 
     #[test]

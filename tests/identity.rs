@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
 use serde_json::{Value, json};
@@ -254,6 +254,8 @@ struct JwksServer {
     addr: SocketAddr,
     serve: Arc<Mutex<Serve>>,
     fetches: Arc<AtomicUsize>,
+    /// Hung requests whose client closed the connection.
+    abandoned: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     /// Dropped with the server: hung requests end.
     _release: Sender<()>,
@@ -265,17 +267,28 @@ impl JwksServer {
         let addr = listener.local_addr().unwrap();
         let serve = Arc::new(Mutex::new(serve));
         let fetches = Arc::new(AtomicUsize::new(0));
+        let abandoned = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (release, released) = bounded::<()>(0);
-        let (s, f, st) = (Arc::clone(&serve), Arc::clone(&fetches), Arc::clone(&stop));
+        let (s, f, a, st) = (
+            Arc::clone(&serve),
+            Arc::clone(&fetches),
+            Arc::clone(&abandoned),
+            Arc::clone(&stop),
+        );
         thread::spawn(move || {
             for stream in listener.incoming() {
                 if st.load(Ordering::Acquire) {
                     return;
                 }
                 let Ok(stream) = stream else { continue };
-                let (s, f, released) = (Arc::clone(&s), Arc::clone(&f), released.clone());
-                thread::spawn(move || answer(stream, &s, &f, &released));
+                let (s, f, a, released) = (
+                    Arc::clone(&s),
+                    Arc::clone(&f),
+                    Arc::clone(&a),
+                    released.clone(),
+                );
+                thread::spawn(move || answer(stream, &s, &f, &a, &released));
             }
         });
         JwksServer {
@@ -283,6 +296,7 @@ impl JwksServer {
             addr,
             serve,
             fetches,
+            abandoned,
             stop,
             _release: release,
         }
@@ -294,6 +308,20 @@ impl JwksServer {
 
     fn fetches(&self) -> usize {
         self.fetches.load(Ordering::Acquire)
+    }
+
+    /// Waits up to `within` until `n` hung requests have been given up by
+    /// their client (the connection closed).
+    fn wait_abandoned(&self, n: usize, within: Duration) {
+        let start = Instant::now();
+        while self.abandoned.load(Ordering::Acquire) < n {
+            assert!(
+                start.elapsed() < within,
+                "{} hung requests given up in {within:?}, expected {n}",
+                self.abandoned.load(Ordering::Acquire)
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits until `n` requests have come.
@@ -321,6 +349,7 @@ fn answer(
     mut stream: TcpStream,
     serve: &Mutex<Serve>,
     fetches: &AtomicUsize,
+    abandoned: &AtomicUsize,
     released: &Receiver<()>,
 ) {
     stream.set_read_timeout(Some(DEADLINE)).ok();
@@ -349,8 +378,27 @@ fn answer(
             format!("HTTP/1.1 {code} Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         }
         Serve::Hang => {
-            // Bounded: the test ends (and drops the server) long before.
-            let _ = released.recv_timeout(Duration::from_secs(60));
+            // Until the client gives up (counted) or the server is dropped;
+            // bounded: the test ends long before.
+            stream
+                .set_read_timeout(Some(Duration::from_millis(20)))
+                .ok();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(60) {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(err)
+                        if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                    {
+                        if released.try_recv() == Err(TryRecvError::Disconnected) {
+                            return;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            abandoned.fetch_add(1, Ordering::AcqRel);
             return;
         }
     };
@@ -889,6 +937,20 @@ fn a_key_set_that_hangs_never_stalls_other_handshakes_or_the_hub() {
         server: running, ..
     } = hub;
     running.shutdown().unwrap();
+}
+
+#[test]
+fn a_hub_that_stops_interrupts_its_fetch_in_flight_without_waiting_for_it() {
+    let server = JwksServer::start(Serve::Hang);
+    let hub = jwks_hub(&server);
+    server.wait_fetches(1);
+    let TestHub {
+        server: running, ..
+    } = hub;
+    running.shutdown().unwrap();
+    // The fetcher gives its fetch up at once: not after the fetch's own
+    // 10 s, as it did when a stop waited for the fetch to end by itself.
+    server.wait_abandoned(1, Duration::from_secs(5));
 }
 
 #[test]
