@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,6 +147,14 @@ pub struct Config {
     /// only to this machine, for tests. Set, it turns client auth on. Needs
     /// the `jwks` feature (on by default). Default: none.
     pub jwks_url: Option<String>,
+    /// A PEM file of the CA certificates that the [`jwks_url`](Config::jwks_url)
+    /// server's certificate must chain to (an internal Keycloak behind a
+    /// company CA). Set, they replace the Mozilla roots built in, as curl's
+    /// `--cacert` does: only these CAs are trusted for the key set (to trust
+    /// the public roots too, put them in the file). Read when the hub
+    /// starts; needs an `https://` `jwks_url`. Default: none (the built-in
+    /// roots).
+    pub jwks_ca: Option<PathBuf>,
     /// Audiences a JWT's `aud` must name one of; empty: `aud` is not
     /// checked. Set it with an identity provider, or tokens it issued for
     /// other services are accepted too. Default: none.
@@ -312,6 +321,7 @@ setters! {
     jwt_secret: Option<Secret>,
     jwt_public_keys: Vec<JwtKey>,
     jwks_url: Option<String>,
+    jwks_ca: Option<PathBuf>,
     jwt_audiences: Vec<String>,
     jwt_issuer: Option<String>,
     jwt_leeway: Duration,
@@ -402,6 +412,7 @@ impl Default for Config {
             jwt_secret: None,
             jwt_public_keys: Vec::new(),
             jwks_url: None,
+            jwks_ca: None,
             jwt_audiences: Vec::new(),
             jwt_issuer: None,
             jwt_leeway: Duration::from_secs(30),
@@ -568,6 +579,21 @@ impl Config {
                 );
             }
         }
+        if let Some(ca) = &self.jwks_ca {
+            if !self
+                .jwks_url
+                .as_deref()
+                .is_some_and(|url| jwks::parse_url(url) == Ok(jwks::Scheme::Https))
+            {
+                return fail(
+                    "jwks_ca",
+                    "it is for an https:// jwks_url, and there is none",
+                );
+            }
+            if let Err(err) = jwks::check_ca(ca) {
+                return fail("jwks_ca", &err.to_string());
+            }
+        }
         if self.jwt_audiences.iter().any(|a| a.is_empty()) {
             return fail("jwt_audiences", "an audience must not be empty");
         }
@@ -656,7 +682,7 @@ impl Config {
                 self.jwt_public_keys.clone(),
                 self.jwks_url
                     .as_deref()
-                    .map(|url| Arc::new(KeySet::new(url))),
+                    .map(|url| Arc::new(KeySet::new(url, self.jwks_ca.as_deref()))),
                 self.jwt_audiences.clone(),
                 self.jwt_issuer.clone(),
                 self.jwt_leeway,

@@ -255,7 +255,7 @@ impl Hub {
                 Ok(fetcher) => Some(fetcher),
                 Err(err) => {
                     shared.writers.stop();
-                    return Err(err.into());
+                    return Err(err);
                 }
             },
             None => None,

@@ -8,7 +8,14 @@
 //! 1, 2, 4 ... up to 30 s, and when a token names a `kid` the set does not
 //! hold: at most once every 30 s for that, however many such tokens come.
 //! A fetch has 10 s in all and 1 MiB of body; a failed one keeps the keys
-//! fetched before.
+//! fetched before, is logged ([`FetchError`] says why) and told to the
+//! tokens refused for it. The server's certificate chains to the Mozilla
+//! roots built in or, with `--jwks-ca`, to that file's CAs only.
+//!
+//! Nothing is fetched before the hub starts: a key set that cannot be
+//! fetched never stops the start, it is logged and tried again. What
+//! stops it is a setting that cannot work (a URL that is not `https://`,
+//! a CA file that is not one: [`CaError`]), found by `Config::validate`.
 //!
 //! **How it ends.** [`Hub::run`](crate::Hub::run) stops it when its accept
 //! loop ends (no new connection comes to need the keys) and does not wait
@@ -29,13 +36,16 @@
 //! handshakes that need a key it has not got, each by at most that bound,
 //! and costs the rest of the hub nothing.
 
+use std::fmt;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, at, bounded, select};
 
+use crate::error::{Error, Result};
 use crate::keys::{JwtKey, KeySetKeys};
 use crate::throttle::warn_throttled;
 
@@ -59,14 +69,15 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest key set document.
 const MOST_BYTES: u64 = 1024 * 1024;
-/// Why a fetch ended when the hub stopped.
-const STOPPED: &str = "the hub is stopping";
 
 /// The cache of an identity provider's keys, shared by every thread that
 /// checks tokens and the fetcher thread that fills it.
 #[derive(Debug)]
 pub(crate) struct KeySet {
     url: String,
+    /// The CA certificates its server must chain to, instead of the
+    /// built-in roots (`--jwks-ca`).
+    ca: Option<PathBuf>,
     keys: RwLock<Arc<Vec<JwtKey>>>,
     fetch: Mutex<Fetch>,
     /// Notified when a fetch ends.
@@ -88,16 +99,18 @@ struct Fetch {
     /// When the keys were last fetched.
     fetched_at: Option<Instant>,
     /// Why the last fetch failed, if it did.
-    error: Option<String>,
+    error: Option<FetchError>,
 }
 
 impl KeySet {
     /// An empty set of the keys at `url`, to be fetched as soon as the
-    /// fetcher starts.
-    pub(crate) fn new(url: &str) -> KeySet {
+    /// fetcher starts, from a server whose certificate chains to a CA in
+    /// the PEM file `ca` (or, without one, to the built-in roots).
+    pub(crate) fn new(url: &str, ca: Option<&Path>) -> KeySet {
         let (wake, wakes) = bounded(1);
         KeySet {
             url: url.to_owned(),
+            ca: ca.map(Path::to_path_buf),
             keys: RwLock::new(Arc::new(Vec::new())),
             fetch: Mutex::new(Fetch {
                 busy: true,
@@ -197,7 +210,7 @@ impl KeySet {
     }
 
     /// A fetch ended: keeps its keys, or its error (and the keys as they were).
-    fn end(&self, result: Result<Vec<JwtKey>, String>) {
+    fn end(&self, result: Result<Vec<JwtKey>, FetchError>) {
         let mut fetch = self.lock();
         match result {
             Ok(keys) => {
@@ -244,14 +257,24 @@ impl Drop for Fetcher {
 
 /// Starts the fetcher thread of `set`, which runs until the [`Fetcher`] is
 /// stopped or dropped.
-pub(crate) fn start(set: Arc<KeySet>) -> io::Result<Fetcher> {
+///
+/// # Errors
+///
+/// [`Error::Config`] when the CA file cannot be used (it changed since the
+/// settings were checked), [`Error::Io`] when the thread cannot start.
+/// A key set that cannot be fetched is no error here: the thread logs it
+/// and tries again.
+pub(crate) fn start(set: Arc<KeySet>) -> Result<Fetcher> {
     if is_plain(&set.url) {
         log::warn!(
             "the JWKS URL {} is plain http: only for tests on this machine; use https",
             set.url
         );
     }
-    let client = Client::new(&set.url);
+    let client = Client::new(&set.url, set.ca.as_deref()).map_err(|err| Error::Config {
+        field: "jwks_ca",
+        reason: err.to_string(),
+    })?;
     let (stop, stopped) = bounded::<()>(0);
     // Not joined: a stop never waits for the thread. It holds `set` until
     // it returns.
@@ -287,7 +310,7 @@ fn run(set: &KeySet, client: &Client, stopped: &Receiver<()>) {
         if stopping(stopped) {
             // The stop interrupted the fetch (or came as it ended): nobody
             // needs its keys now, and handshakes waiting for them are told.
-            set.end(Err(STOPPED.into()));
+            set.end(Err(FetchError::Stopped));
             return;
         }
         let now = Instant::now();
@@ -316,8 +339,17 @@ fn run(set: &KeySet, client: &Client, stopped: &Receiver<()>) {
             }
             Err(err) => {
                 failures = failures.saturating_add(1);
-                next = now + retry(failures);
-                warn_throttled!("JWKS: cannot fetch {}: {err}", set.url);
+                let wait = retry(failures);
+                next = now + wait;
+                let refused = match set.keys().is_empty() {
+                    true => "tokens signed with its keys are refused until a fetch works",
+                    false => "the keys fetched before are used",
+                };
+                warn_throttled!(
+                    "JWKS: cannot fetch {}: {err}; {refused}; trying again in {} s",
+                    set.url,
+                    wait.as_secs()
+                );
                 set.end(Err(err));
             }
         }
@@ -380,46 +412,307 @@ fn is_plain(url: &str) -> bool {
     matches!(parse_url(url), Ok(Scheme::Http(_)))
 }
 
+/// Whether the URL's host is this machine (`localhost` or a loopback
+/// address): fetched without a proxy.
+fn is_loopback(url: &str) -> bool {
+    let Ok(uri) = url.parse::<tungstenite::http::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Why a fetch of the key set failed. Kept until the next fetch ends: a
+/// refused token is told it, and the fetcher logs it.
+#[derive(Debug)]
+pub(crate) enum FetchError {
+    /// The server could not be reached or the exchange failed: the name
+    /// lookup, the connection, the TLS handshake, a timeout, a redirect.
+    #[cfg(feature = "jwks")]
+    Request(ureq::Error),
+    /// The server's certificate was refused: it does not chain to a CA
+    /// trusted (the CA file's, or without one the built-in roots), or it
+    /// does not name the host, or it has expired.
+    #[cfg(feature = "jwks")]
+    Certificate {
+        /// Why the TLS client refused it.
+        refused: rustls::CertificateError,
+        /// The CA file trusted instead of the built-in roots (`--jwks-ca`).
+        ca: Option<PathBuf>,
+    },
+    /// The server answered with this status, not a success.
+    Status(u16),
+    /// The body could not be read: more than 1 MiB, cut short, not UTF-8.
+    #[cfg(feature = "jwks")]
+    Body(ureq::Error),
+    /// The body is not a key set with a key that can verify tokens.
+    KeySet(String),
+    /// The hub stopped during the fetch.
+    Stopped,
+    /// This build has no fetcher (the `jwks` feature is off).
+    #[cfg(not(feature = "jwks"))]
+    NotBuilt,
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            #[cfg(feature = "jwks")]
+            FetchError::Request(err) => write!(f, "{err}"),
+            #[cfg(feature = "jwks")]
+            FetchError::Certificate { refused, ca } => {
+                match refused {
+                    rustls::CertificateError::UnknownIssuer => {
+                        f.write_str("TLS: the server's certificate is not issued by a trusted CA")?
+                    }
+                    other => write!(f, "TLS: the server's certificate is refused: {other}")?,
+                }
+                match ca {
+                    Some(ca) => write!(
+                        f,
+                        "; only the CA certificates in {} are trusted (--jwks-ca)",
+                        ca.display()
+                    ),
+                    None => f.write_str(
+                        "; the Mozilla roots built in are trusted: \
+                         a private CA's certificate goes in --jwks-ca",
+                    ),
+                }
+            }
+            FetchError::Status(code) => write!(f, "HTTP {code}"),
+            #[cfg(feature = "jwks")]
+            FetchError::Body(err) => write!(f, "reading the body: {err}"),
+            FetchError::KeySet(why) => write!(f, "not a usable key set: {why}"),
+            FetchError::Stopped => f.write_str("the hub is stopping"),
+            #[cfg(not(feature = "jwks"))]
+            FetchError::NotBuilt => {
+                f.write_str("this build has no JWKS fetcher (the `jwks` feature)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FetchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            #[cfg(feature = "jwks")]
+            FetchError::Request(err) | FetchError::Body(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// Why a CA file (`--jwks-ca`) cannot be used.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+pub(crate) enum CaError {
+    /// It cannot be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// It is not PEM.
+    #[cfg(feature = "jwks")]
+    NotPem {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM parser said.
+        source: ureq::Error,
+    },
+    /// A certificate in it cannot be a trust anchor (it does not parse).
+    #[cfg(feature = "jwks")]
+    NotACa {
+        /// The file.
+        path: PathBuf,
+        /// Which certificate, from 1.
+        index: usize,
+        /// What the TLS library said.
+        source: rustls::Error,
+    },
+    /// It has a private key and no certificate.
+    PrivateKeyOnly {
+        /// The file.
+        path: PathBuf,
+    },
+    /// It has no certificate.
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// This build has no fetcher (the `jwks` feature is off).
+    #[cfg(not(feature = "jwks"))]
+    NotBuilt {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl fmt::Display for CaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaError::Read { path, source } => write!(f, "{}: {source}", path.display()),
+            #[cfg(feature = "jwks")]
+            CaError::NotPem { path, source } => {
+                write!(f, "{} is not a PEM file: {source}", path.display())
+            }
+            #[cfg(feature = "jwks")]
+            CaError::NotACa {
+                path,
+                index,
+                source,
+            } => write!(
+                f,
+                "{}: certificate {index} is not usable as a CA: {source}",
+                path.display()
+            ),
+            CaError::PrivateKeyOnly { path } => write!(
+                f,
+                "{} holds a private key and no certificate: give the CA's certificate",
+                path.display()
+            ),
+            CaError::NoCertificate { path } => write!(
+                f,
+                "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            ),
+            #[cfg(not(feature = "jwks"))]
+            CaError::NotBuilt { path } => write!(
+                f,
+                "{}: this build has no JWKS fetcher (the `jwks` feature)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CaError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CaError::Read { source, .. } => Some(source),
+            #[cfg(feature = "jwks")]
+            CaError::NotPem { source, .. } => Some(source),
+            #[cfg(feature = "jwks")]
+            CaError::NotACa { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Checks a CA file (`--jwks-ca`): PEM, with at least one certificate,
+/// each usable as a trust anchor.
+pub(crate) fn check_ca(path: &Path) -> Result<(), CaError> {
+    #[cfg(feature = "jwks")]
+    return load_ca(path).map(drop);
+    #[cfg(not(feature = "jwks"))]
+    return Err(CaError::NotBuilt {
+        path: path.to_path_buf(),
+    });
+}
+
+/// The certificates of a CA file: every `CERTIFICATE` of the PEM bundle
+/// (other sections are left out), each checked as rustls will take it.
+#[cfg(feature = "jwks")]
+fn load_ca(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, CaError> {
+    use ureq::tls::PemItem;
+
+    let pem = std::fs::read(path).map_err(|source| CaError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut certs = Vec::new();
+    let mut private_key = false;
+    for item in ureq::tls::parse_pem(&pem) {
+        match item.map_err(|source| CaError::NotPem {
+            path: path.to_path_buf(),
+            source,
+        })? {
+            PemItem::Certificate(cert) => {
+                let der = rustls::pki_types::CertificateDer::from(cert.der());
+                rustls::RootCertStore::empty()
+                    .add(der)
+                    .map_err(|source| CaError::NotACa {
+                        path: path.to_path_buf(),
+                        index: certs.len() + 1,
+                        source,
+                    })?;
+                certs.push(cert.to_owned());
+            }
+            PemItem::PrivateKey(_) => private_key = true,
+            // Whatever else a bundle holds is not a CA.
+            _ => {}
+        }
+    }
+    match (certs.is_empty(), private_key) {
+        (false, _) => Ok(certs),
+        (true, true) => Err(CaError::PrivateKeyOnly {
+            path: path.to_path_buf(),
+        }),
+        (true, false) => Err(CaError::NoCertificate {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
 /// The HTTP client of the fetcher thread.
 #[derive(Debug, Clone)]
 struct Client {
     #[cfg(feature = "jwks")]
     agent: ureq::Agent,
+    /// The CA file its TLS client trusts instead of the built-in roots.
+    #[cfg(feature = "jwks")]
+    ca: Option<PathBuf>,
 }
 
 impl Client {
+    /// A client of `url`, trusting the CA certificates in `ca` or, without
+    /// it, the Mozilla roots built in.
     #[cfg(feature = "jwks")]
-    fn new(url: &str) -> Client {
-        let loopback = is_plain(url);
+    fn new(url: &str, ca: Option<&Path>) -> Result<Client, CaError> {
+        use ureq::tls::{RootCerts, TlsConfig};
+
+        let roots = match ca {
+            Some(ca) => RootCerts::new_with_certs(&load_ca(ca)?),
+            None => RootCerts::WebPki,
+        };
         let mut config = ureq::Agent::config_builder()
+            .tls_config(TlsConfig::builder().root_certs(roots).build())
             .timeout_global(Some(FETCH_TIMEOUT))
             .timeout_resolve(Some(RESOLVE_TIMEOUT))
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .http_status_as_error(false)
-            .https_only(!loopback)
+            .https_only(!is_plain(url))
             .max_redirects(5)
             .user_agent(concat!("wshub/", env!("CARGO_PKG_VERSION")));
-        if loopback {
-            // A test's server on this machine: never through a proxy.
+        if is_loopback(url) {
+            // A server on this machine: never through a proxy.
             config = config.proxy(None);
         }
-        Client {
+        Ok(Client {
             agent: config.build().new_agent(),
-        }
+            ca: ca.map(Path::to_path_buf),
+        })
     }
 
     /// Fetches and parses the key set, with its response's `max-age`.
     #[cfg(feature = "jwks")]
-    fn fetch(&self, url: &str) -> Result<(KeySetKeys, Option<Duration>), String> {
+    fn fetch(&self, url: &str) -> Result<(KeySetKeys, Option<Duration>), FetchError> {
         let mut response = self
             .agent
             .get(url)
             .header("Accept", "application/json")
             .call()
-            .map_err(|err| err.to_string())?;
+            .map_err(|err| self.refused(err))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("HTTP {status}"));
+            return Err(FetchError::Status(status.as_u16()));
         }
         let max_age = response
             .headers()
@@ -431,10 +724,31 @@ impl Client {
             .with_config()
             .limit(MOST_BYTES)
             .read_to_string()
-            .map_err(|err| format!("reading the body: {err}"))?;
-        let keys = crate::keys::parse_key_set(&text)
-            .map_err(|err| format!("not a usable key set: {err}"))?;
+            .map_err(FetchError::Body)?;
+        let keys = crate::keys::parse_key_set(&text).map_err(FetchError::KeySet)?;
         Ok((keys, max_age))
+    }
+
+    /// A failed request as a [`FetchError`]: a certificate the TLS client
+    /// refused is told apart, with the CAs it trusts.
+    #[cfg(feature = "jwks")]
+    fn refused(&self, err: ureq::Error) -> FetchError {
+        // rustls's error comes as it is, or inside the I/O error of the
+        // handshake.
+        let tls = match &err {
+            ureq::Error::Rustls(tls) => Some(tls),
+            ureq::Error::Io(io) => io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+            _ => None,
+        };
+        match tls {
+            Some(rustls::Error::InvalidCertificate(refused)) => FetchError::Certificate {
+                refused: refused.clone(),
+                ca: self.ca.clone(),
+            },
+            _ => FetchError::Request(err),
+        }
     }
 
     /// Interrupts a fetch in flight (its socket is shut down, so a read,
@@ -447,16 +761,16 @@ impl Client {
     }
 
     #[cfg(not(feature = "jwks"))]
-    fn new(_url: &str) -> Client {
-        Client {}
+    fn new(_url: &str, _ca: Option<&Path>) -> Result<Client, CaError> {
+        Ok(Client {})
     }
 
     #[cfg(not(feature = "jwks"))]
     fn interrupt(&self) {}
 
     #[cfg(not(feature = "jwks"))]
-    fn fetch(&self, _url: &str) -> Result<(KeySetKeys, Option<Duration>), String> {
-        Err("this build has no JWKS fetcher (the `jwks` feature)".into())
+    fn fetch(&self, _url: &str) -> Result<(KeySetKeys, Option<Duration>), FetchError> {
+        Err(FetchError::NotBuilt)
     }
 }
 
@@ -493,6 +807,26 @@ mod tests {
     }
 
     #[test]
+    fn urls_to_this_machine_are_told_apart_and_never_go_through_a_proxy() {
+        for url in [
+            "https://127.0.0.1:8443/jwks",
+            "http://localhost/jwks",
+            "https://LOCALHOST:1/k",
+            "http://[::1]:1/k",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "https://tenant.auth0.com/.well-known/jwks.json",
+            "https://127.example.com/jwks",
+            "https://10.0.0.1/jwks",
+            "not a url",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
+    }
+
+    #[test]
     fn the_period_follows_max_age_within_bounds() {
         assert_eq!(
             max_age("public, max-age=15, stale-while-revalidate=15"),
@@ -519,7 +853,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}/jwks", listener.local_addr().unwrap());
-        let set = Arc::new(KeySet::new(&url));
+        let set = Arc::new(KeySet::new(&url, None));
         let fetcher = start(Arc::clone(&set)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut conn = loop {
@@ -559,7 +893,11 @@ mod tests {
             assert!(Instant::now() < deadline, "the fetcher thread lingers");
             thread::sleep(Duration::from_millis(5));
         }
-        assert!(set.status().contains(STOPPED), "{}", set.status());
+        assert!(
+            set.status().contains("the hub is stopping"),
+            "{}",
+            set.status()
+        );
     }
 
     #[test]
@@ -571,15 +909,15 @@ mod tests {
 
     #[test]
     fn a_token_asks_for_a_fetch_at_most_once_per_cooldown_and_waits_a_bounded_time() {
-        let set = KeySet::new("https://example.com/jwks");
+        let set = KeySet::new("https://example.com/jwks", None);
         // Nobody fetches here: the first fetch (asked for at start) never ends.
         let started = Instant::now();
         assert!(set.refresh(Duration::from_millis(50)).is_empty());
         assert!(started.elapsed() >= Duration::from_millis(50));
         assert!(set.status().contains("being fetched"), "{}", set.status());
-        set.end(Err("connection refused".into()));
+        set.end(Err(FetchError::Status(503)));
         assert!(
-            set.status().contains("connection refused"),
+            set.status().contains("could not be fetched (HTTP 503)"),
             "{}",
             set.status()
         );

@@ -24,6 +24,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use support::{Client, DEADLINE, TestHub, get, read_json, start};
 use wshub::{Config, JwtKey};
@@ -82,12 +84,18 @@ struct Keys {
     private_pem: PathBuf,
 }
 
+/// This test run's directory of keys and certificates.
+fn keys_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wshub-identity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The keys of this test run, made once.
 fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("wshub-identity-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = keys_dir();
         let rsa = ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];
         let p256 = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
         let p384 = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"];
@@ -230,6 +238,74 @@ fn jwks(keys: &[(&TestKey, &str)]) -> String {
     json!({"keys": keys.iter().map(|(k, kid)| k.jwk(kid)).collect::<Vec<_>>()}).to_string()
 }
 
+/// A certificate authority made for this run (`ca_pem`, what `--jwks-ca`
+/// is given) and a server certificate it issued to 127.0.0.1.
+struct TestCa {
+    ca_pem: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+}
+
+impl TestCa {
+    fn make(name: &str) -> TestCa {
+        let dir = keys_dir();
+        let path = |suffix: &str| dir.join(format!("{name}.{suffix}"));
+        let s = |p: &Path| p.to_str().unwrap().to_owned();
+        let (ca_key, ca_pem) = (path("ca.key"), path("ca.pem"));
+        let (server_key, server_cert) = (path("server.key"), path("server.pem"));
+        let (csr, ext) = (path("server.csr"), path("server.ext"));
+        let p256 = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let subject = format!("/CN=wshub test CA {name}");
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+        args.extend(p256);
+        let (ca_key_s, ca_pem_s) = (s(&ca_key), s(&ca_pem));
+        args.extend(["-keyout", &ca_key_s, "-out", &ca_pem_s]);
+        openssl(&args);
+        let (server_key_s, csr_s) = (s(&server_key), s(&csr));
+        let mut args = vec!["req", "-subj", "/CN=127.0.0.1"];
+        args.extend(p256);
+        args.extend(["-keyout", &server_key_s, "-out", &csr_s]);
+        openssl(&args);
+        std::fs::write(
+            &ext,
+            "basicConstraints = critical, CA:FALSE\n\
+             keyUsage = critical, digitalSignature\n\
+             extendedKeyUsage = serverAuth\n\
+             subjectAltName = IP:127.0.0.1\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-set_serial",
+            "1",
+            "-in",
+            &csr_s,
+            "-CA",
+            &ca_pem_s,
+            "-CAkey",
+            &ca_key_s,
+            "-extfile",
+            &s(&ext),
+            "-out",
+            &s(&server_cert),
+        ]);
+        TestCa {
+            ca_pem,
+            server_cert,
+            server_key,
+        }
+    }
+}
+
 /// A token signed with HMAC-SHA256 by `key`, whatever the header says.
 fn hmac_signed(header: &Value, claims: &Value, key: &[u8]) -> String {
     let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
@@ -263,6 +339,27 @@ struct JwksServer {
 
 impl JwksServer {
     fn start(serve: Serve) -> JwksServer {
+        JwksServer::start_with(serve, None)
+    }
+
+    /// The server over HTTPS, with the certificate `ca` issued to 127.0.0.1.
+    fn start_tls(serve: Serve, ca: &TestCa) -> JwksServer {
+        let chain = CertificateDer::pem_file_iter(&ca.server_cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(&ca.server_key).unwrap();
+        // ring, the one provider built in.
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let mut server = JwksServer::start_with(serve, Some(Arc::new(config)));
+        server.url = server.url.replace("http://", "https://");
+        server
+    }
+
+    fn start_with(serve: Serve, tls: Option<Arc<rustls::ServerConfig>>) -> JwksServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let serve = Arc::new(Mutex::new(serve));
@@ -282,13 +379,25 @@ impl JwksServer {
                     return;
                 }
                 let Ok(stream) = stream else { continue };
-                let (s, f, a, released) = (
+                let (s, f, a, released, tls) = (
                     Arc::clone(&s),
                     Arc::clone(&f),
                     Arc::clone(&a),
                     released.clone(),
+                    tls.clone(),
                 );
-                thread::spawn(move || answer(stream, &s, &f, &a, &released));
+                thread::spawn(move || {
+                    stream.set_read_timeout(Some(DEADLINE)).ok();
+                    let tcp = stream.try_clone().unwrap();
+                    match tls {
+                        None => answer(stream, &tcp, &s, &f, &a, &released),
+                        Some(config) => {
+                            let tls = rustls::ServerConnection::new(config).unwrap();
+                            let stream = rustls::StreamOwned::new(tls, stream);
+                            answer(stream, &tcp, &s, &f, &a, &released);
+                        }
+                    }
+                });
             }
         });
         JwksServer {
@@ -345,14 +454,15 @@ impl Drop for JwksServer {
     }
 }
 
+/// Answers one request on `stream` (plain or TLS over `tcp`).
 fn answer(
-    mut stream: TcpStream,
+    mut stream: impl Read + Write,
+    tcp: &TcpStream,
     serve: &Mutex<Serve>,
     fetches: &AtomicUsize,
     abandoned: &AtomicUsize,
     released: &Receiver<()>,
 ) {
-    stream.set_read_timeout(Some(DEADLINE)).ok();
     let mut head = Vec::new();
     let mut buf = [0; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -380,9 +490,7 @@ fn answer(
         Serve::Hang => {
             // Until the client gives up (counted) or the server is dropped;
             // bounded: the test ends long before.
-            stream
-                .set_read_timeout(Some(Duration::from_millis(20)))
-                .ok();
+            tcp.set_read_timeout(Some(Duration::from_millis(20))).ok();
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(60) {
                 match stream.read(&mut buf) {
@@ -403,6 +511,7 @@ fn answer(
         }
     };
     let _ = stream.write_all(response.as_bytes());
+    let _ = stream.flush();
 }
 
 // ---------------------------------------------------------------------------
@@ -816,6 +925,63 @@ fn an_unreachable_key_set_refuses_its_tokens_clearly_and_the_hub_carries_on() {
 }
 
 #[test]
+fn a_key_set_over_https_is_trusted_through_its_private_ca_and_refused_without_it() {
+    let k = keys();
+    let ca = TestCa::make("private");
+    let other = TestCa::make("other");
+    let server = JwksServer::start_tls(Serve::Json(jwks(&[(&k.rsa, "k1")])), &ca);
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let token = k.rsa.sign(&header("RS256", "k1"), &claims("alice"));
+
+    // --jwks-ca names the CA that issued the server's certificate: fetched
+    // over TLS, its keys let a token in.
+    let hub = start(
+        idp_config()
+            .jwks_url(Some(server.url.clone()))
+            .jwks_ca(Some(ca.ca_pem.clone())),
+    );
+    expect_user(&hub, &token, "alice");
+    assert_eq!(server.fetches(), 1);
+
+    // Without it, the Mozilla roots built in do not know the CA: refused,
+    // saying which CAs are trusted and how to trust a private one.
+    let hub = start(idp_config().jwks_url(Some(server.url.clone())));
+    let message = expect_unauthorized(&hub, &token);
+    assert!(
+        message.contains("could not be fetched")
+            && message.contains("not issued by a trusted CA")
+            && message.contains("a private CA's certificate goes in --jwks-ca"),
+        "{message}"
+    );
+    assert_eq!(get(hub.addr, "/health").0, 200);
+
+    // Another CA's file replaces the built-in roots and trusts only that CA.
+    let hub = start(
+        idp_config()
+            .jwks_url(Some(server.url.clone()))
+            .jwks_ca(Some(other.ca_pem.clone())),
+    );
+    let message = expect_unauthorized(&hub, &token);
+    assert!(
+        message.contains("not issued by a trusted CA")
+            && message.contains(&format!(
+                "only the CA certificates in {} are trusted",
+                other.ca_pem.display()
+            )),
+        "{message}"
+    );
+    assert_eq!(
+        server.fetches(),
+        1,
+        "a refused certificate sends the server no request"
+    );
+}
+
+#[test]
 fn a_key_set_serving_garbage_is_refused_with_the_reason_and_good_keys_stay() {
     let k = keys();
     for (serve, reason) in [
@@ -954,12 +1120,15 @@ fn a_hub_that_stops_interrupts_its_fetch_in_flight_without_waiting_for_it() {
 }
 
 #[test]
-fn the_binary_refuses_an_unusable_key_file_or_jwks_url_with_exit_2() {
+fn the_binary_refuses_an_unusable_key_file_jwks_url_or_ca_file_with_exit_2() {
     let k = keys();
     let private = k.private_pem.to_str().unwrap();
     let text = std::env::temp_dir().join(format!("wshub-identity-{}/note.txt", std::process::id()));
     std::fs::write(&text, "not a key\n").unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let ca = TestCa::make("binary");
+    let ca_pem = ca.ca_pem.to_str().unwrap();
+    let idp = "https://idp.example.com/jwks";
+    let cases: [(&[&str], &str); 8] = [
         (
             &["--jwt-public-key", "/nonexistent/idp.pem"],
             "/nonexistent/idp.pem",
@@ -973,6 +1142,18 @@ fn the_binary_refuses_an_unusable_key_file_or_jwks_url_with_exit_2() {
         (
             &["--jwt-public-key", text.to_str().unwrap()],
             "no PUBLIC KEY or CERTIFICATE",
+        ),
+        (
+            &["--jwks-ca", ca_pem],
+            "it is for an https:// jwks_url, and there is none",
+        ),
+        (
+            &["--jwks-url", idp, "--jwks-ca", text.to_str().unwrap()],
+            "holds no PEM certificate",
+        ),
+        (
+            &["--jwks-url", idp, "--jwks-ca", private],
+            "holds a private key and no certificate",
         ),
     ];
     for (args, reason) in cases {

@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::LevelFilter;
@@ -269,6 +269,10 @@ const FLAGS: &[Flag] = flags! {
             jwks_url,
             concat!("An identity provider's JWK Set, fetched over HTTPS and kept fresh ",
                 "(https://TENANT.auth0.com/.well-known/jwks.json)");
+        "--jwks-ca" "<FILE>" "the built-in roots" WSHUB_JWKS_CA,
+            jwks_ca,
+            concat!("PEM file of the CAs the --jwks-url server's certificate must chain to ",
+                "(a provider behind a company CA); replaces the built-in roots");
         "--jwt-audience" "<AUD>" "not checked" WSHUB_JWT_AUDIENCES,
             audiences,
             "A JWT's aud must name one of these; repeat or comma-separate for more";
@@ -424,6 +428,13 @@ fn public_keys(
 /// `--jwks-url URL`; empty for none.
 fn jwks_url(s: &mut Settings, _: &'static str, v: String, _: bool) -> Result<(), CliError> {
     s.config.jwks_url = Some(v).filter(|v| !v.is_empty());
+    Ok(())
+}
+
+/// `--jwks-ca FILE`; empty for none. The file is checked with the rest of
+/// the settings.
+fn jwks_ca(s: &mut Settings, _: &'static str, v: String, _: bool) -> Result<(), CliError> {
+    s.config.jwks_ca = Some(v).filter(|v| !v.is_empty()).map(PathBuf::from);
     Ok(())
 }
 
