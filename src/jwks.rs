@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, at, bounded, select};
 
 use crate::error::{Error, Result};
-use crate::keys::{JwtKey, KeySetKeys};
+use crate::keys::{JwtKey, KeySetError, KeySetKeys};
 use crate::throttle::warn_throttled;
 
 /// Least time between two fetches asked for by tokens with an unknown `kid`.
@@ -452,7 +452,7 @@ pub(crate) enum FetchError {
     #[cfg(feature = "jwks")]
     Body(ureq::Error),
     /// The body is not a key set with a key that can verify tokens.
-    KeySet(String),
+    KeySet(KeySetError),
     /// The hub stopped during the fetch.
     Stopped,
     /// This build has no fetcher (the `jwks` feature is off).
@@ -503,6 +503,7 @@ impl std::error::Error for FetchError {
         match self {
             #[cfg(feature = "jwks")]
             FetchError::Request(err) | FetchError::Body(err) => Some(err),
+            FetchError::KeySet(err) => Some(err),
             _ => None,
         }
     }

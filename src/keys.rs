@@ -313,7 +313,7 @@ impl JwtKey {
             let value: serde_json::Value =
                 serde_json::from_str(text).map_err(|err| fail(err.to_string()))?;
             if value.get("keys").is_some() {
-                let set = parse_set(&value).map_err(fail)?;
+                let set = parse_set(&value).map_err(|err| fail(err.to_string()))?;
                 return Ok(set.keys);
             }
             let jwk: Jwk = serde_json::from_value(value).map_err(|err| fail(err.to_string()))?;
@@ -391,20 +391,54 @@ pub(crate) struct KeySetKeys {
 /// against each).
 pub(crate) const MAX_SET_KEYS: usize = 64;
 
+/// Why a JWK Set document gave no key.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+pub(crate) enum KeySetError {
+    /// It is not JSON (an HTML error page, a cut body).
+    NotJson(serde_json::Error),
+    /// It is JSON without a `keys` array (an OpenID configuration, not its
+    /// `jwks_uri`).
+    NoKeys,
+    /// None of its keys can verify signatures; why the first was left out.
+    NoUsableKey(Option<String>),
+}
+
+impl std::fmt::Display for KeySetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySetError::NotJson(err) => write!(f, "not JSON: {err}"),
+            KeySetError::NoKeys => f.write_str("not a JWK Set: no \"keys\" array"),
+            KeySetError::NoUsableKey(None) => f.write_str("no key that can verify signatures"),
+            KeySetError::NoUsableKey(Some(first)) => {
+                write!(f, "no key that can verify signatures ({first})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for KeySetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            KeySetError::NotJson(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
 /// Parses a JWK Set document (`{"keys": [...]}`): every key that can
 /// verify signatures; keys for encryption, symmetric keys and unsupported
 /// types are left out (and said why). An error when it is no key set or
 /// holds no usable key.
 #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
-pub(crate) fn parse_key_set(text: &str) -> Result<KeySetKeys, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|err| format!("not JSON: {err}"))?;
+pub(crate) fn parse_key_set(text: &str) -> Result<KeySetKeys, KeySetError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(KeySetError::NotJson)?;
     parse_set(&value)
 }
 
-fn parse_set(value: &serde_json::Value) -> Result<KeySetKeys, String> {
+fn parse_set(value: &serde_json::Value) -> Result<KeySetKeys, KeySetError> {
     let Some(entries) = value.get("keys").and_then(|k| k.as_array()) else {
-        return Err("not a JWK Set: no \"keys\" array".into());
+        return Err(KeySetError::NoKeys);
     };
     let mut keys = Vec::new();
     let mut skipped = Vec::new();
@@ -421,11 +455,7 @@ fn parse_set(value: &serde_json::Value) -> Result<KeySetKeys, String> {
         }
     }
     if keys.is_empty() {
-        let why = match skipped.first() {
-            Some(first) => format!(" ({first})"),
-            None => String::new(),
-        };
-        return Err(format!("no key that can verify signatures{why}"));
+        return Err(KeySetError::NoUsableKey(skipped.into_iter().next()));
     }
     Ok(KeySetKeys { keys, skipped })
 }
@@ -761,7 +791,7 @@ mod tests {
             (r#"{"keys": []}"#, "no key"),
             (r#"{"keys": [{"kty": "oct", "k": "AA"}]}"#, "symmetric"),
         ] {
-            let err = parse_key_set(text).unwrap_err();
+            let err = parse_key_set(text).unwrap_err().to_string();
             assert!(err.contains(why), "{text}: {err}");
         }
     }
