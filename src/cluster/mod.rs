@@ -214,6 +214,27 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// A cluster link with no threads behind it, for the router's unit
+    /// tests: the test reads what the router asks Redis from the receiver
+    /// (whose capacity is the queue's) and answers on the cluster lane.
+    #[cfg(test)]
+    pub(crate) fn detached(
+        hub: &str,
+        prefix: &str,
+        queue: usize,
+    ) -> (Cluster, crossbeam_channel::Receiver<Out>) {
+        let (out, requests) = bounded(queue);
+        let cluster = Cluster {
+            hub: hub.into(),
+            prefix: prefix.to_owned(),
+            out,
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        (cluster, requests)
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
