@@ -1,5 +1,5 @@
 //! Scale-out: hubs that share one Redis serve one set of clients, as if
-//! they were one hub (see the README's "Running several hubs").
+//! they were one hub (see `docs/operations.md`, "Running several hubs").
 //!
 //! Every publication goes through Redis once, whichever hub it starts on,
 //! and comes back to every hub on the pubsub bus (a client's own messages
