@@ -1120,6 +1120,41 @@ fn a_hub_that_stops_interrupts_its_fetch_in_flight_without_waiting_for_it() {
 }
 
 #[test]
+fn a_hub_that_stops_during_its_fetch_s_tls_handshake_gives_it_up_at_once() {
+    // A server that takes the ClientHello and never answers it.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/jwks", listener.local_addr().unwrap());
+    let (hello, hellos) = bounded::<()>(1);
+    let (gone, gones) = bounded::<()>(1);
+    thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else {
+            return;
+        };
+        // Bounded: the test ends long before.
+        conn.set_read_timeout(Some(Duration::from_secs(60))).ok();
+        let mut buf = [0; 1024];
+        if matches!(conn.read(&mut buf), Ok(n) if n > 0 && buf[0] == 0x16) {
+            let _ = hello.send(());
+        }
+        // Until the client hangs up.
+        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = gone.send(());
+    });
+    let hub = start(idp_config().jwks_url(Some(url)));
+    hellos
+        .recv_timeout(DEADLINE)
+        .expect("the fetcher's TLS ClientHello");
+    let TestHub {
+        server: running, ..
+    } = hub;
+    running.shutdown().unwrap();
+    // Given up at once, not after the fetch's own 10 s.
+    gones
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the fetch's connection closed when the hub stopped");
+}
+
+#[test]
 fn the_binary_refuses_an_unusable_key_file_jwks_url_or_ca_file_with_exit_2() {
     let k = keys();
     let private = k.private_pem.to_str().unwrap();
