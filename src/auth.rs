@@ -1,11 +1,13 @@
-//! Who a client is and what it may do: static tokens, HS256 JWTs, the admin
-//! token, the browser Origin allow-list and channel permissions.
+//! Who a client is and what it may do: static tokens, JWTs (HS256, or an
+//! identity provider's public keys: see `jwt`), the admin token, the
+//! browser Origin allow-list and channel permissions.
 //!
 //! Pure code. Connection threads call [`Authenticator::authenticate`] at the
-//! handshake and [`Authenticator::admin`] on admin HTTP requests; the router
+//! handshake (which may wait a bounded time for the JWKS fetcher, see
+//! `jwks`) and [`Authenticator::admin`] on admin HTTP requests; the router
 //! asks an [`Identity`] for permissions and calls
-//! [`Authenticator::verify`] for `refresh`. Every comparison of a
-//! client-given token with a secret runs in constant time.
+//! [`Authenticator::verify`] for `refresh` (which never waits). Every
+//! comparison of a client-given token with a secret runs in constant time.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,11 +15,10 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Result};
-use crate::jwt::{self, JwtError};
+use crate::jwt::{JwtError, Verifier, Wait};
 use crate::protocol;
 
 /// A secret (a token, the JWT key) that never shows in `Debug` output or logs.
@@ -48,7 +49,10 @@ struct Digest([u8; 32]);
 
 impl Digest {
     fn of(value: &str) -> Digest {
-        Digest(Sha256::digest(value.as_bytes()).into())
+        let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
+        let mut bytes = [0; 32];
+        bytes.copy_from_slice(digest.as_ref());
+        Digest(bytes)
     }
 
     fn matches(&self, other: &Digest) -> bool {
@@ -358,8 +362,10 @@ pub(crate) enum AdminCheck {
 #[derive(Debug)]
 pub(crate) struct Authenticator {
     tokens: Vec<(Digest, TokenGrant)>,
-    jwt_secret: Option<Secret>,
-    jwt_leeway: Duration,
+    /// JWTs, when configured (a secret, public keys or a key set).
+    jwt: Option<Verifier>,
+    /// How long a handshake may wait for the key set to be fetched again.
+    key_set_wait: Duration,
     admin_token: Option<Digest>,
     allow_anonymous: bool,
     origins: Vec<String>,
@@ -368,8 +374,8 @@ pub(crate) struct Authenticator {
 impl Authenticator {
     pub(crate) fn new(
         tokens: &HashMap<Secret, TokenGrant>,
-        jwt_secret: Option<Secret>,
-        jwt_leeway: Duration,
+        jwt: Option<Verifier>,
+        key_set_wait: Duration,
         admin_token: Option<&Secret>,
         allow_anonymous: bool,
         allowed_origins: &[String],
@@ -379,8 +385,8 @@ impl Authenticator {
                 .iter()
                 .map(|(k, v)| (k.digest(), v.clone()))
                 .collect(),
-            jwt_secret,
-            jwt_leeway,
+            jwt,
+            key_set_wait,
             admin_token: admin_token.map(Secret::digest),
             allow_anonymous,
             origins: allowed_origins
@@ -390,9 +396,14 @@ impl Authenticator {
         }
     }
 
-    /// Whether clients must authenticate (a tokens table or a JWT secret).
+    /// Whether clients must authenticate (a tokens table, or JWTs).
     pub(crate) fn client_auth(&self) -> bool {
-        !self.tokens.is_empty() || self.jwt_secret.is_some()
+        !self.tokens.is_empty() || self.jwt.is_some()
+    }
+
+    /// The JWT checks, if any (the hub starts the key set's fetcher).
+    pub(crate) fn jwt(&self) -> Option<&Verifier> {
+        self.jwt.as_ref()
     }
 
     /// Decides who a connecting client is.
@@ -419,7 +430,7 @@ impl Authenticator {
             refused_token: refused,
         };
         let identity = match token {
-            Some(token) => match self.verify(token, now) {
+            Some(token) => match self.check(token, now, Wait::UpTo(self.key_set_wait)) {
                 Ok(identity) => identity,
                 // Let in as anonymous, told why (the Code Cloud Agents
                 // clients: unauthenticated clients connect but get no
@@ -441,8 +452,13 @@ impl Authenticator {
         Ok(identity)
     }
 
-    /// Checks a token on its own (the handshake and `refresh`).
+    /// Checks a token on its own, without waiting (`refresh`, on the router).
     pub(crate) fn verify(&self, token: &str, now: SystemTime) -> Result<Identity, Denied> {
+        self.check(token, now, Wait::No)
+    }
+
+    /// Checks a token on its own, waiting for a key set as `wait` says.
+    fn check(&self, token: &str, now: SystemTime, wait: Wait) -> Result<Identity, Denied> {
         let given = Digest::of(token);
         if let Some(service) = self.service(&given) {
             return Ok(service);
@@ -469,11 +485,10 @@ impl Authenticator {
                 grant.meta.clone(),
             ));
         }
-        if let Some(secret) = &self.jwt_secret
+        if let Some(jwt) = &self.jwt
             && token.bytes().filter(|b| *b == b'.').count() == 2
         {
-            let claims = jwt::verify(token, secret.expose().as_bytes(), self.jwt_leeway, now)
-                .map_err(Denied::Jwt)?;
+            let claims = jwt.verify(token, now, wait).map_err(Denied::Jwt)?;
             return Ok(Identity::verified(
                 Some(claims.sub),
                 grants(
@@ -651,7 +666,7 @@ mod tests {
     }
 
     fn jwt(claims: serde_json::Value) -> String {
-        jwt::sign_jwt(SECRET.as_bytes(), &claims).unwrap()
+        crate::jwt::sign_jwt(SECRET.as_bytes(), &claims).unwrap()
     }
 
     fn with_auth() -> Authenticator {

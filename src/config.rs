@@ -6,10 +6,15 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{self, Authenticator, Secret, TokenGrant};
 use crate::error::{Error, Result};
+use crate::jwks::{self, KeySet};
+use crate::jwt::Verifier;
+use crate::keys::JwtKey;
 use crate::protocol::Envelope;
 
 /// Everything a hub can be told. Every field has a documented default (the
@@ -131,6 +136,32 @@ pub struct Config {
     /// Shared secret for HS256 JWTs. Set, it turns client auth on. Use at
     /// least 32 random bytes. Default: none.
     pub jwt_secret: Option<Secret>,
+    /// Public keys that verify JWTs signed by an identity provider
+    /// (RS256/384/512, PS256/384/512, ES256, ES384, EdDSA: each key takes
+    /// only its own kind's, never HS256). Set, they turn client auth on.
+    /// See [`JwtKey`]. Default: none.
+    pub jwt_public_keys: Vec<JwtKey>,
+    /// An identity provider's JWK Set, fetched over HTTPS by a thread of the
+    /// hub and kept fresh (`https://TENANT.auth0.com/.well-known/jwks.json`,
+    /// `https://HOST/realms/REALM/protocol/openid-connect/certs`); `http://`
+    /// only to this machine, for tests. Set, it turns client auth on. Needs
+    /// the `jwks` feature (on by default). Default: none.
+    pub jwks_url: Option<String>,
+    /// A PEM file of the CA certificates that the [`jwks_url`](Config::jwks_url)
+    /// server's certificate must chain to (an internal Keycloak behind a
+    /// company CA). Set, they replace the Mozilla roots built in, as curl's
+    /// `--cacert` does: only these CAs are trusted for the key set (to trust
+    /// the public roots too, put them in the file). Read when the hub
+    /// starts; needs an `https://` `jwks_url`. Default: none (the built-in
+    /// roots).
+    pub jwks_ca: Option<PathBuf>,
+    /// Audiences a JWT's `aud` must name one of; empty: `aud` is not
+    /// checked. Set it with an identity provider, or tokens it issued for
+    /// other services are accepted too. Default: none.
+    pub jwt_audiences: Vec<String>,
+    /// The issuer a JWT's `iss` must be (`https://TENANT.auth0.com/`);
+    /// `None`: `iss` is not checked. Default: none.
+    pub jwt_issuer: Option<String>,
     /// Clock skew allowed on a JWT's `exp` and `nbf`. Default 30 s.
     pub jwt_leeway: Duration,
     /// Bearer token for the admin HTTP endpoints; as a WebSocket token it
@@ -288,6 +319,11 @@ setters! {
     read_buffer_size: usize,
     tokens: HashMap<Secret, TokenGrant>,
     jwt_secret: Option<Secret>,
+    jwt_public_keys: Vec<JwtKey>,
+    jwks_url: Option<String>,
+    jwks_ca: Option<PathBuf>,
+    jwt_audiences: Vec<String>,
+    jwt_issuer: Option<String>,
     jwt_leeway: Duration,
     admin_token: Option<Secret>,
     allow_anonymous: bool,
@@ -374,6 +410,11 @@ impl Default for Config {
             read_buffer_size: 4 * 1024,
             tokens: HashMap::new(),
             jwt_secret: None,
+            jwt_public_keys: Vec::new(),
+            jwks_url: None,
+            jwks_ca: None,
+            jwt_audiences: Vec::new(),
+            jwt_issuer: None,
             jwt_leeway: Duration::from_secs(30),
             admin_token: None,
             allow_anonymous: false,
@@ -519,6 +560,46 @@ impl Config {
         {
             return fail("jwt_secret", "must not be empty");
         }
+        if let Some(url) = &self.jwks_url {
+            match jwks::parse_url(url) {
+                Ok(jwks::Scheme::Https) => {}
+                Ok(jwks::Scheme::Http(host)) if auth::is_loopback_host(&host) => {}
+                Ok(jwks::Scheme::Http(_)) => {
+                    let reason = format!(
+                        "{url:?} must be an https:// URL (http:// only to this machine, for tests)"
+                    );
+                    return fail("jwks_url", &reason);
+                }
+                Err(reason) => return fail("jwks_url", &reason),
+            }
+            if cfg!(not(feature = "jwks")) {
+                return fail(
+                    "jwks_url",
+                    "this build has no JWKS fetcher (the `jwks` feature)",
+                );
+            }
+        }
+        if let Some(ca) = &self.jwks_ca {
+            if !self
+                .jwks_url
+                .as_deref()
+                .is_some_and(|url| jwks::parse_url(url) == Ok(jwks::Scheme::Https))
+            {
+                return fail(
+                    "jwks_ca",
+                    "it is for an https:// jwks_url, and there is none",
+                );
+            }
+            if let Err(err) = jwks::check_ca(ca) {
+                return fail("jwks_ca", &err.to_string());
+            }
+        }
+        if self.jwt_audiences.iter().any(|a| a.is_empty()) {
+            return fail("jwt_audiences", "an audience must not be empty");
+        }
+        if self.jwt_issuer.as_ref().is_some_and(|i| i.is_empty()) {
+            return fail("jwt_issuer", "must not be empty");
+        }
         if self
             .admin_token
             .as_ref()
@@ -592,10 +673,25 @@ impl Config {
 
     /// The authenticator these settings describe.
     pub(crate) fn authenticator(&self) -> Authenticator {
+        let jwt = (self.jwt_secret.is_some()
+            || !self.jwt_public_keys.is_empty()
+            || self.jwks_url.is_some())
+        .then(|| {
+            Verifier::new(
+                self.jwt_secret.as_ref().map(|s| s.expose().as_bytes()),
+                self.jwt_public_keys.clone(),
+                self.jwks_url
+                    .as_deref()
+                    .map(|url| Arc::new(KeySet::new(url, self.jwks_ca.as_deref()))),
+                self.jwt_audiences.clone(),
+                self.jwt_issuer.clone(),
+                self.jwt_leeway,
+            )
+        });
         Authenticator::new(
             &self.tokens,
-            self.jwt_secret.clone(),
-            self.jwt_leeway,
+            jwt,
+            self.handshake_timeout.min(jwks::MOST_WAIT),
             self.admin_token.as_ref(),
             self.allow_anonymous,
             &self.allowed_origins,
@@ -738,6 +834,34 @@ mod tests {
             match config.validate() {
                 Err(Error::Config { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_jwks_url_is_https_or_plain_http_to_this_machine() {
+        let check = |url: &str| Config::default().jwks_url(Some(url.into())).validate();
+        for url in [
+            "https://tenant.auth0.com/.well-known/jwks.json",
+            "http://127.0.0.1:8080/jwks",
+            "http://localhost/jwks",
+            "http://[::1]:1/k",
+        ] {
+            assert!(check(url).is_ok(), "{url}");
+        }
+        for url in [
+            "http://example.com/jwks",
+            "http://127.0.0.1.evil.example/jwks",
+            "ftp://example.com/jwks",
+            "https://user:pw@example.com/jwks",
+            "example.com/jwks",
+        ] {
+            match check(url) {
+                Err(Error::Config { field, reason }) => {
+                    assert_eq!(field, "jwks_url");
+                    assert!(reason.contains(url), "{url}: {reason}");
+                }
+                other => panic!("{url}: {other:?}"),
             }
         }
     }

@@ -3,10 +3,12 @@
 //! background. [`Handle`](crate::Handle) (in `handle.rs`) talks to a
 //! running hub from any thread.
 //!
-//! [`Hub::run`] starts the writers, the router, the timer and (with Redis)
-//! the cluster threads, then runs the accept loop (`conn/accept.rs`) on the
-//! calling thread until [`Handle::shutdown`](crate::Handle::shutdown); it
-//! then waits for the router, the timer and the writers to finish.
+//! [`Hub::run`] starts the writers, the router, the timer, (with Redis)
+//! the cluster threads and (with a JWKS URL) the key set's fetcher, then
+//! runs the accept loop (`conn/accept.rs`) on the calling thread until
+//! [`Handle::shutdown`](crate::Handle::shutdown); it then stops the
+//! fetcher without waiting for it (see `jwks`) and waits for the router,
+//! the timer and the writers to finish.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
@@ -246,6 +248,18 @@ impl Hub {
         let stop = Arc::clone(handle.stop());
         // Dropped when the router thread ends, which stops the timer at once.
         let (router_alive, router_gone) = bounded::<()>(0);
+        // An identity provider's key set: its fetcher is stopped when the
+        // accept loop ends (or by being dropped, however this returns).
+        let fetcher = match auth.jwt().and_then(|jwt| jwt.key_set()) {
+            Some(set) => match crate::jwks::start(Arc::clone(set)) {
+                Ok(fetcher) => Some(fetcher),
+                Err(err) => {
+                    shared.writers.stop();
+                    return Err(err);
+                }
+            },
+            None => None,
+        };
         let spawned = thread::Builder::new()
             .name("wshub-router".into())
             .spawn(move || {
@@ -292,6 +306,12 @@ impl Hub {
         accept::run(&listener, &shared, handle.stop());
         drop(listener);
         drop(shared);
+        // No new connection comes to need the key set: a fetch in flight is
+        // interrupted (a handshake waiting for it is refused, the hub is
+        // stopping) and the fetcher ends by itself, not waited for.
+        if let Some(fetcher) = fetcher {
+            fetcher.stop();
+        }
 
         let router = router.join().map_err(|_| Error::Panicked("router"));
         let _ = timer.join();
@@ -330,7 +350,7 @@ impl Hub {
 fn warn_about_auth(config: &Config, auth: &Authenticator) {
     if !auth.client_auth() {
         log::warn!(
-            "no client auth configured (--tokens or --jwt-secret): development mode, anyone may connect as any userId"
+            "no client auth configured (--tokens, --jwt-secret, --jwt-public-key or --jwks-url): development mode, anyone may connect as any userId"
         );
     } else if config.admin_token.is_none() {
         log::warn!(
@@ -343,6 +363,17 @@ fn warn_about_auth(config: &Config, auth: &Authenticator) {
         .is_some_and(|s| s.expose().len() < 32)
     {
         log::warn!("the JWT secret is shorter than 32 bytes: use a long random secret");
+    }
+    let public_keys = !config.jwt_public_keys.is_empty() || config.jwks_url.is_some();
+    if public_keys && config.jwt_audiences.is_empty() {
+        log::warn!(
+            "JWTs signed with public keys are accepted whatever their audience: set --jwt-audience, or tokens the provider issued for other services get in"
+        );
+    }
+    if public_keys && config.jwt_issuer.is_none() {
+        log::warn!(
+            "JWTs signed with public keys are accepted whatever their issuer: set --jwt-issuer"
+        );
     }
 }
 

@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest as _, Sha256};
+use ring::digest::{Context, SHA256};
 
 /// How long a key is remembered: longer than any sensible retry.
 pub(crate) const TTL: Duration = Duration::from_secs(5 * 60);
@@ -33,12 +33,14 @@ impl Once {
     /// The key `key` of the publisher `scope` for the target `target`.
     /// Each part is length-prefixed, so no two triples share a digest.
     pub(crate) fn new(scope: &str, target: &str, key: &str) -> Once {
-        let mut hash = Sha256::new();
+        let mut hash = Context::new(&SHA256);
         for part in [scope, target, key] {
-            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(&(part.len() as u64).to_be_bytes());
             hash.update(part.as_bytes());
         }
-        Once(hash.finalize().into())
+        let mut digest = [0; 32];
+        digest.copy_from_slice(hash.finish().as_ref());
+        Once(digest)
     }
 
     /// Its name in Redis keys.

@@ -38,7 +38,9 @@
 //! counters), so there are no locks around it, and writes out through
 //! per-client queues drained by a small **writer pool** with non-blocking
 //! sends; a timer thread ticks the router for Pings and deadlines. With
-//! Redis (`Config::redis`), two more threads join the hub to the others.
+//! Redis (`Config::redis`), two more threads join the hub to the others;
+//! with an identity provider's key set (`Config::jwks_url`), one more
+//! fetches it and keeps it fresh, and the router never waits for it.
 //! `ARCHITECTURE.md`, at the top of the repository, has the thread
 //! diagram, the map of every file, the path of a publication from one
 //! socket to every subscriber's, and the rules the code keeps:
@@ -102,7 +104,12 @@ mod history;
 mod hub;
 mod idempotency;
 mod inbox;
+// Without the `jwks` feature a key set URL is refused at start, so its
+// fetcher is never started.
+#[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+mod jwks;
 mod jwt;
+mod keys;
 mod link;
 mod protocol;
 mod publish;
@@ -126,6 +133,7 @@ pub use crate::error::{Error, Result};
 pub use crate::handle::Handle;
 pub use crate::hub::{Hub, Server};
 pub use crate::jwt::sign_jwt;
+pub use crate::keys::JwtKey;
 pub use crate::protocol::{Envelope, ErrorCode, Status, Timestamp, Topic};
 pub use crate::publish::{ClientRef, Filter, Target};
 pub use crate::stats::Stats;

@@ -316,6 +316,34 @@ fn without_auth_the_start_warns_of_development_mode() {
 }
 
 #[test]
+fn an_unreachable_jwks_url_does_not_stop_the_start_it_is_logged_and_retried() {
+    // A port nobody listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/jwks");
+    let mut hub = Running::start(&["--port", "0", "--jwks-url", &url]);
+    let first = hub.wait_line("JWKS: cannot fetch");
+    assert!(
+        first.contains(&url)
+            && first.contains("tokens signed with its keys are refused until a fetch works")
+            && first.contains("trying again in 1 s"),
+        "{first}"
+    );
+    // Tried again, later each time; the hub serves meanwhile.
+    let again = hub.wait_line("JWKS: cannot fetch");
+    assert!(
+        again.contains("trying again in 2 s") || again.contains("trying again in 4 s"),
+        "{again}"
+    );
+    assert_eq!(support::get(hub.addr, "/health").0, 200);
+    hub.signal("TERM");
+    assert_eq!(hub.wait_exit(), 0);
+}
+
+#[test]
 fn an_argument_that_is_not_utf8_is_refused_not_a_crash() {
     use std::os::unix::ffi::OsStrExt;
     let output = Command::new(BIN)

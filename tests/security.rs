@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use support::{Client, TestHub, get, http_raw, now, read_json, start};
 use wshub::{Config, Secret, Target, TokenGrant, sign_jwt};
 
@@ -31,12 +29,9 @@ fn user_token(user: &str) -> String {
 fn forged(header: &str, claims: &Value, key: &[u8]) -> String {
     let h = URL_SAFE_NO_PAD.encode(header);
     let p = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    mac.update(format!("{h}.{p}").as_bytes());
-    format!(
-        "{h}.{p}.{}",
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    )
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let mac = ring::hmac::sign(&key, format!("{h}.{p}").as_bytes());
+    format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(mac))
 }
 
 fn secure_config() -> Config {

@@ -370,7 +370,7 @@ impl Router {
             return;
         };
         if !self.auth.client_auth() {
-            let message = "Token refresh needs token auth (--tokens or --jwt-secret)";
+            let message = "Token refresh needs token auth (--tokens, --jwt-secret, --jwt-public-key or --jwks-url)";
             return self.error(id, ErrorCode::Forbidden, message, correlation);
         }
         let identity = match self.auth.verify(token, SystemTime::now()) {

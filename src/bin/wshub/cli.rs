@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::LevelFilter;
@@ -97,6 +97,10 @@ struct Settings {
     endpoints_from_flags: Vec<wshub::Endpoint>,
     history_off_from_env: Option<Vec<String>>,
     history_off_from_flags: Vec<String>,
+    keys_from_env: Option<Vec<wshub::JwtKey>>,
+    keys_from_flags: Vec<wshub::JwtKey>,
+    audiences_from_env: Option<Vec<String>>,
+    audiences_from_flags: Vec<String>,
 }
 
 /// Applies one flag's value (`from_env` when it came from its variable).
@@ -256,6 +260,25 @@ const FLAGS: &[Flag] = flags! {
         "--jwt-secret-file" "<FILE>" - WSHUB_JWT_SECRET_FILE,
             set!(jwt_secret: Some secret_file),
             "The same, read from a file (keeps it out of ps)";
+        "--jwt-public-key" "<[KID=]FILE>" - WSHUB_JWT_PUBLIC_KEYS,
+            public_keys,
+            concat!("An identity provider's public key for RS/PS/ES/EdDSA JWTs: PEM (public ",
+                "key or certificate) or JWK/JWKS JSON, KID= to name its kid; repeat for more ",
+                "(the variable: comma-separated)");
+        "--jwks-url" "<URL>" - WSHUB_JWKS_URL,
+            jwks_url,
+            concat!("An identity provider's JWK Set, fetched over HTTPS and kept fresh ",
+                "(https://TENANT.auth0.com/.well-known/jwks.json)");
+        "--jwks-ca" "<FILE>" "the built-in roots" WSHUB_JWKS_CA,
+            jwks_ca,
+            concat!("PEM file of the CAs the --jwks-url server's certificate must chain to ",
+                "(a provider behind a company CA); replaces the built-in roots");
+        "--jwt-audience" "<AUD>" "not checked" WSHUB_JWT_AUDIENCES,
+            audiences,
+            "A JWT's aud must name one of these; repeat or comma-separate for more";
+        "--jwt-issuer" "<ISS>" "not checked" WSHUB_JWT_ISSUER,
+            jwt_issuer,
+            "A JWT's iss must be this (https://TENANT.auth0.com/)";
         "--jwt-leeway" "<SECS>" "30" WSHUB_JWT_LEEWAY,
             set!(jwt_leeway: seconds_or_zero),
             "Clock skew allowed on exp and nbf";
@@ -382,6 +405,60 @@ fn redis(s: &mut Settings, _: &'static str, v: String, _: bool) -> Result<(), Cl
     Ok(())
 }
 
+/// `--jwt-public-key [KID=]FILE` (repeatable) or `WSHUB_JWT_PUBLIC_KEYS`
+/// (comma-separated).
+fn public_keys(
+    s: &mut Settings,
+    f: &'static str,
+    v: String,
+    from_env: bool,
+) -> Result<(), CliError> {
+    let mut keys = Vec::new();
+    for spec in v.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        keys.extend(key_file(f, spec)?);
+    }
+    if from_env {
+        s.keys_from_env = Some(keys);
+    } else {
+        s.keys_from_flags.extend(keys);
+    }
+    Ok(())
+}
+
+/// `--jwks-url URL`; empty for none.
+fn jwks_url(s: &mut Settings, _: &'static str, v: String, _: bool) -> Result<(), CliError> {
+    s.config.jwks_url = Some(v).filter(|v| !v.is_empty());
+    Ok(())
+}
+
+/// `--jwks-ca FILE`; empty for none. The file is checked with the rest of
+/// the settings.
+fn jwks_ca(s: &mut Settings, _: &'static str, v: String, _: bool) -> Result<(), CliError> {
+    s.config.jwks_ca = Some(v).filter(|v| !v.is_empty()).map(PathBuf::from);
+    Ok(())
+}
+
+/// `--jwt-audience AUD` (repeatable, or comma-separated) or
+/// `WSHUB_JWT_AUDIENCES` (comma-separated).
+fn audiences(s: &mut Settings, _: &'static str, v: String, from_env: bool) -> Result<(), CliError> {
+    let audiences = v
+        .split(',')
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty());
+    if from_env {
+        s.audiences_from_env = Some(audiences.collect());
+    } else {
+        s.audiences_from_flags.extend(audiences);
+    }
+    Ok(())
+}
+
+/// `--jwt-issuer ISS`; empty for none.
+fn jwt_issuer(s: &mut Settings, _: &'static str, v: String, _: bool) -> Result<(), CliError> {
+    s.config.jwt_issuer = Some(v).filter(|v| !v.is_empty());
+    Ok(())
+}
+
 /// `--log-level LEVEL`: the binary's own setting, not the hub's.
 fn log_level(s: &mut Settings, f: &'static str, v: String, _: bool) -> Result<(), CliError> {
     s.log_level = Some(level(f, &v)?);
@@ -436,7 +513,7 @@ pub fn help() -> String {
         (Section::Server, "SERVER:"),
         (
             Section::Auth,
-            "AUTH (any of --tokens or --jwt-secret turns client auth on):",
+            "AUTH (any of --tokens, --jwt-secret, --jwt-public-key or --jwks-url turns client auth on):",
         ),
         (Section::Limits, "LIMITS:"),
     ] {
@@ -532,7 +609,21 @@ pub fn parse(
         endpoints_from_flags,
         history_off_from_env,
         history_off_from_flags,
+        keys_from_env,
+        keys_from_flags,
+        audiences_from_env,
+        audiences_from_flags,
     } = settings;
+    if !keys_from_flags.is_empty() {
+        config.jwt_public_keys = keys_from_flags;
+    } else if let Some(keys) = keys_from_env {
+        config.jwt_public_keys = keys;
+    }
+    if !audiences_from_flags.is_empty() {
+        config.jwt_audiences = audiences_from_flags;
+    } else if let Some(audiences) = audiences_from_env {
+        config.jwt_audiences = audiences;
+    }
     if !history_off_from_flags.is_empty() {
         config.history_off = history_off_from_flags;
     } else if let Some(patterns) = history_off_from_env {
@@ -587,6 +678,35 @@ fn secret(flag: &'static str, value: &str) -> Result<Secret, CliError> {
         });
     }
     Ok(Secret::new(value))
+}
+
+/// The keys of `[KID=]FILE`: a `KID=` before a file name (the part before
+/// the first `=` holding no `/`) names the key's `kid`.
+fn key_file(flag: &'static str, spec: &str) -> Result<Vec<wshub::JwtKey>, CliError> {
+    let (kid, path) = match spec.split_once('=') {
+        Some((kid, path)) if !kid.contains('/') => (Some(kid), path),
+        _ => (None, spec),
+    };
+    let fail = |reason: String| CliError::File { flag, reason };
+    if kid.is_some_and(str::is_empty) || path.is_empty() {
+        return Err(CliError::InvalidValue {
+            flag,
+            value: spec.to_owned(),
+            expected: "FILE or KID=FILE",
+        });
+    }
+    let keys = wshub::JwtKey::load(Path::new(path)).map_err(|err| match err {
+        wshub::Error::Config { reason, .. } => fail(reason),
+        other => fail(other.to_string()),
+    })?;
+    match kid {
+        None => Ok(keys),
+        Some(kid) if keys.len() == 1 => Ok(keys.into_iter().map(|k| k.with_kid(kid)).collect()),
+        Some(_) => Err(fail(format!(
+            "{path} holds {} keys: KID= names one key",
+            keys.len()
+        ))),
+    }
 }
 
 /// A secret read from a file, without its trailing newline.
@@ -824,6 +944,90 @@ mod tests {
         assert_eq!(c.max_subscriptions, 5);
         assert_eq!(c.thread_stack_size, 131_072);
         assert_eq!(c.read_buffer_size, 8192);
+    }
+
+    #[test]
+    fn identity_provider_flags_load_keys_and_check_the_jwks_url() {
+        let ed = r#"{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+        let one = TempFile::new("ed.json", ed);
+        let set = TempFile::new(
+            "set.json",
+            &format!(r#"{{"keys": [{ed}, {{"kty": "oct", "k": "AA"}}, {ed}]}}"#),
+        );
+        let o = options(
+            &[
+                "--jwt-public-key",
+                &format!("main={}", one.path()),
+                "--jwt-public-key",
+                set.path(),
+                "--jwks-url",
+                "https://tenant.auth0.com/.well-known/jwks.json",
+                "--jwt-audience",
+                "wshub,chat",
+                "--jwt-audience=api",
+                "--jwt-issuer",
+                "https://tenant.auth0.com/",
+            ],
+            &[("WSHUB_JWT_AUDIENCES", "ignored")],
+        );
+        let c = &o.config;
+        let kids: Vec<_> = c.jwt_public_keys.iter().map(|k| k.kid()).collect();
+        assert_eq!(kids, [Some("main"), None, None]);
+        assert_eq!(c.jwt_audiences, ["wshub", "chat", "api"]);
+        assert_eq!(c.jwt_issuer.as_deref(), Some("https://tenant.auth0.com/"));
+        assert_eq!(
+            c.jwks_url.as_deref(),
+            Some("https://tenant.auth0.com/.well-known/jwks.json")
+        );
+        let o = options(
+            &[],
+            &[
+                (
+                    "WSHUB_JWT_PUBLIC_KEYS",
+                    &format!("{}, k2={}", one.path(), one.path()),
+                ),
+                ("WSHUB_JWT_AUDIENCES", "a, b"),
+            ],
+        );
+        let kids: Vec<_> = o.config.jwt_public_keys.iter().map(|k| k.kid()).collect();
+        assert_eq!(kids, [None, Some("k2")]);
+        assert_eq!(o.config.jwt_audiences, ["a", "b"]);
+
+        let garbage = TempFile::new(
+            "garbage.pem",
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+        );
+        for (args, expected) in [
+            (
+                vec!["--jwt-public-key", "/nonexistent/key.pem"],
+                "/nonexistent/key.pem",
+            ),
+            (vec!["--jwt-public-key", garbage.path()], "unreadable"),
+            (
+                vec!["--jwt-public-key", &format!("k={}", set.path())],
+                "holds 2 keys",
+            ),
+        ] {
+            let err = run(&args, &[]).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    CliError::File {
+                        flag: "--jwt-public-key",
+                        ..
+                    }
+                ),
+                "{args:?}: {err}"
+            );
+            assert!(err.to_string().contains(expected), "{args:?}: {err}");
+        }
+        for url in ["http://idp.example.com/jwks", "not a url"] {
+            let err = run(&["--jwks-url", url], &[]).unwrap_err();
+            assert!(
+                matches!(&err, CliError::Invalid(reason) if reason.contains("jwks_url")),
+                "{url}: {err}"
+            );
+        }
     }
 
     #[test]
