@@ -35,6 +35,12 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A publication's type is one of the hub's own message types
+    /// (`connection`, `error`, `user_presence`, `heartbeat`, ...): clients
+    /// would take it for the hub's own message. Publish under another name.
+    /// (A message to one client, [`Handle::send`](crate::Handle::send) or a
+    /// request's reply, is not a publication: an `error` reply is fine.)
+    ReservedType(String),
     /// The hub has shut down, so this [`Handle`](crate::Handle) can do nothing
     /// more. Not a failure of the call itself.
     Closed,
@@ -69,6 +75,7 @@ impl fmt::Display for Error {
             Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Error::Config { field, reason } => write!(f, "invalid {field}: {reason}"),
             Error::InvalidName { what, reason } => write!(f, "invalid {what}: {reason}"),
+            Error::ReservedType(kind) => f.write_str(&crate::protocol::reserved_type(kind)),
             Error::Closed => f.write_str("the hub has shut down"),
             Error::Refused(reason) => write!(f, "refused: {reason}"),
             Error::Unavailable(reason) => write!(f, "not published: {reason}"),

@@ -649,15 +649,55 @@ pub(crate) fn check_name(name: &str, what: &str) -> Result<(), ErrorReply> {
 }
 
 fn event_name(event: &str) -> Result<String, ErrorReply> {
-    if event.is_empty() || event.len() > MAX_NAME_LEN {
-        return Err(invalid("`event` must be 1 to 255 bytes"));
-    }
-    if Kind::from_wire(event).is_some() {
-        return Err(invalid(&format!(
-            "`event` {event:?} is reserved for the hub's own messages"
-        )));
-    }
+    check_event(event).map_err(|bad| invalid(&bad.to_string()))?;
     Ok(event.to_owned())
+}
+
+/// Why a publication's type (its `event`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BadEvent {
+    /// Empty, or longer than [`MAX_NAME_LEN`] bytes.
+    Length,
+    /// One of the hub's own message types ([`Kind`]): a publication under
+    /// it would pass for the hub's own (a `connection` welcome, an `error`,
+    /// a `user_presence`, ...).
+    Reserved(Kind),
+}
+
+impl fmt::Display for BadEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadEvent::Length => write!(f, "`event` must be 1 to {MAX_NAME_LEN} bytes"),
+            BadEvent::Reserved(kind) => f.write_str(&reserved_type(kind.as_str())),
+        }
+    }
+}
+
+/// Why a publication may not be of type `kind`, in the same words wherever
+/// it was published from.
+pub(crate) fn reserved_type(kind: &str) -> String {
+    format!(
+        "{kind:?} is reserved: it is one of the hub's own message types; publish under another name"
+    )
+}
+
+/// The one check of a publication's type, wherever it is published from:
+/// a connection's `publish` (its `event`), `POST /api/publish` (its
+/// `type`) and the library's publishing calls. A message `send` to one
+/// client (a reply, which may be an `error`) is not a publication and is
+/// not checked against the hub's own types.
+///
+/// # Errors
+///
+/// [`BadEvent`]: an empty or too long name, or one of the hub's own types.
+pub(crate) fn check_event(event: &str) -> Result<(), BadEvent> {
+    if event.is_empty() || event.len() > MAX_NAME_LEN {
+        return Err(BadEvent::Length);
+    }
+    match Kind::from_wire(event) {
+        Some(kind) => Err(BadEvent::Reserved(kind)),
+        None => Ok(()),
+    }
 }
 
 fn presence_status(data: Option<&RawValue>) -> Result<Status, ErrorReply> {
