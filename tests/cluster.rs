@@ -741,13 +741,81 @@ fn a_subscribe_waiting_for_redis_when_access_ends_gets_nothing_of_the_stream() {
         }
         got.push(message);
     }
-    assert_eq!(got[0]["type"], "unsubscribed", "{got:?}");
-    assert!(got.len() == 1, "after `unsubscribed`: {:?}", &got[1..]);
+    // The subscribe that waited gets its one answer, first: it was ended.
+    assert_eq!(got[0]["type"], "error", "{got:?}");
+    assert_eq!(got[0]["correlationId"], "late", "{got:?}");
+    assert_eq!(got[0]["data"]["code"], "unsubscribed", "{got:?}");
+    assert_eq!(got[1]["type"], "unsubscribed", "{got:?}");
+    assert!(got.len() == 2, "after `unsubscribed`: {:?}", &got[2..]);
     for round in 0..2 {
         let later = until_pong(&mut client, &format!("later-{round}"));
         assert!(later.iter().all(|m| m["channel"] != "c"), "{later:?}");
     }
     redis.stop();
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_subscribe_waiting_for_redis_that_the_client_unsubscribes_gets_its_own_answer() {
+    let redis = Redis::start();
+    let hub = hub_on(config(&redis));
+    let mut client = hub.client("/ws");
+    let reply = subscribe(&mut client, json!({"channel": "c"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    client.request(json!({"type": "unsubscribe", "channel": "c"}), "off");
+    // Redis stops answering: the subscribes below wait for it.
+    redis.pause();
+    for (correlation, since) in [
+        ("first", Some(json!({"seq": 0, "epoch": epoch}))),
+        ("second", None),
+    ] {
+        let mut request =
+            json!({"type": "subscribe", "channel": "c", "correlationId": correlation});
+        if let Some(since) = since {
+            request["since"] = since;
+        }
+        client.send(request);
+    }
+    client.send(json!({"type": "unsubscribe", "channel": "c", "correlationId": "cancel"}));
+    // Each request gets one answer, in order, while Redis is still stalled.
+    let mut got = until_pong(&mut client, "stalled");
+    redis.resume();
+    // Redis answers in order: once a later subscribe is answered, so were
+    // the first two.
+    client.send(json!({"type": "subscribe", "channel": "probe", "correlationId": "probe"}));
+    loop {
+        let message = next(&mut client, "the probe's answer");
+        if message["correlationId"] == "probe" {
+            break;
+        }
+        got.push(message);
+    }
+    got.extend(until_pong(&mut client, "after"));
+    let answers: Vec<(String, String)> = got
+        .iter()
+        .filter(|m| m["type"] != "user_presence")
+        .map(|m| {
+            let code = m["data"]["code"].as_str().unwrap_or_default();
+            (
+                m["correlationId"].as_str().unwrap_or("-").to_owned(),
+                format!("{} {code}", m["type"].as_str().unwrap_or_default()),
+            )
+        })
+        .collect();
+    let expected = [
+        ("first", "error unsubscribed"),
+        ("second", "error unsubscribed"),
+        ("cancel", "unsubscribed "),
+    ]
+    .map(|(c, t)| (c.to_owned(), t.to_owned()));
+    assert_eq!(answers, expected, "{got:?}");
+    // Subscribed again, it is live once.
+    subscribe(&mut client, json!({"channel": "c"}), None);
+    hub.handle()
+        .publish(Target::channel("c"), "after", json!({}))
+        .unwrap();
+    expect(&mut client, "after");
+    client.expect_nothing_pending();
 }
 
 #[test]

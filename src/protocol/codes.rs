@@ -90,6 +90,11 @@ wire_names! {
         /// The application cannot take the request now: its queue is full,
         /// or the service connection handling it left before answering.
         Busy = "busy",
+        /// A `subscribe` still under way (with several hubs, waiting for
+        /// Redis) was ended by an unsubscribe before it completed: the
+        /// client's own, the backend's, or a refreshed token's. The client
+        /// is not subscribed.
+        Unsubscribed = "unsubscribed",
     }
 }
 

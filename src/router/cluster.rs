@@ -861,6 +861,41 @@ impl Router {
         true
     }
 
+    /// A subscribe that waited for Redis (the answer with `ticket`) was
+    /// ended by an unsubscribe first: each request it answers (itself and
+    /// those it superseded) gets the error `unsubscribed` now, and Redis's
+    /// answer, when it comes, is for nobody.
+    pub(super) fn subscribe_withdrawn(&mut self, id: ClientId, ticket: u64) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        cluster.marked.remove(&ticket);
+        let answered = cluster
+            .answered
+            .remove(&ticket)
+            .map(|(awaiting, _, _)| awaiting);
+        let Some(Awaiting::Subscribe(subscription)) = cluster.heads.remove(&ticket).or(answered)
+        else {
+            return;
+        };
+        let owed = subscription
+            .superseded
+            .into_iter()
+            .chain(subscription.reply.then_some(subscription.correlation));
+        let message = format!(
+            "Unsubscribed from {} before this subscribe was complete: not subscribed",
+            topic_name(&subscription.topic)
+        );
+        for correlation in owed.collect::<Vec<_>>() {
+            self.error(
+                id,
+                ErrorCode::Unsubscribed,
+                &message,
+                correlation.as_deref(),
+            );
+        }
+    }
+
     /// Redis answered where a stream stands: the client gets `subscribed`
     /// (if it asked), then what it missed and what came meanwhile.
     fn resolve_subscribe(

@@ -452,18 +452,29 @@ impl Router {
 
     /// Stops a client's replay of `stream` (it unsubscribed), or of every
     /// stream (`None`: it left every session).
+    /// A subscribe of it still waiting for Redis is answered now (the error
+    /// `unsubscribed`), ahead of whatever ended it: every request gets one
+    /// answer, and Redis's, when it comes, is for nobody.
     pub(super) fn stop_replay(&mut self, id: ClientId, stream: Option<&StreamKey>) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        match stream {
-            Some(stream) => client.replays.retain(|r| r.stream != *stream),
-            None => client
-                .replays
-                .retain(|r| !matches!(r.stream, StreamKey::Session(_))),
-        }
+        let ends = |r: &Replaying| match stream {
+            Some(stream) => r.stream == *stream,
+            None => matches!(r.stream, StreamKey::Session(_)),
+        };
+        let waiting: Vec<u64> = client
+            .replays
+            .iter()
+            .filter(|r| ends(r))
+            .filter_map(Replaying::ticket)
+            .collect();
+        client.replays.retain(|r| !ends(r));
         if client.replays.is_empty() {
             self.replaying.remove(&id);
+        }
+        for ticket in waiting {
+            self.subscribe_withdrawn(id, ticket);
         }
     }
 

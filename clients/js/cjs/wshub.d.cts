@@ -139,7 +139,9 @@ export type HubErrorCode =
   | 'payload_too_large'
   | 'unauthorized'
   | 'token_expired'
-  | 'busy';
+  | 'busy'
+  /** A subscribe under way was ended by an unsubscribe (this client's, the backend's, or a refreshed token's) before it completed. */
+  | 'unsubscribed';
 
 /** The client's own error codes. */
 export type ClientErrorCode =
