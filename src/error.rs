@@ -52,7 +52,9 @@ pub enum Error {
     /// not take it within its deadline (`--redis-timeout`). The reason says
     /// which. Try again later; with an idempotency key
     /// ([`Handle::publish_idempotent`](crate::Handle::publish_idempotent))
-    /// a retry is never delivered twice.
+    /// a retry is never delivered twice. Also a server-side subscribe
+    /// ([`Handle::subscribe`](crate::Handle::subscribe)) that could not be
+    /// made while the queue to Redis is full: try again.
     Unavailable(String),
     /// Redis did not confirm the publication within its deadline: it may or
     /// may not have been delivered. Retry with the same idempotency key
@@ -78,7 +80,7 @@ impl fmt::Display for Error {
             Error::ReservedType(kind) => f.write_str(&crate::protocol::reserved_type(kind)),
             Error::Closed => f.write_str("the hub has shut down"),
             Error::Refused(reason) => write!(f, "refused: {reason}"),
-            Error::Unavailable(reason) => write!(f, "not published: {reason}"),
+            Error::Unavailable(reason) => write!(f, "unavailable: {reason}"),
             Error::Unconfirmed(reason) => write!(f, "not confirmed: {reason}"),
             Error::Json(err) => write!(f, "data is not serialisable as JSON: {err}"),
             Error::Io(err) => write!(f, "{err}"),

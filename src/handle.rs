@@ -191,7 +191,9 @@ impl Handle {
     /// # Errors
     ///
     /// [`Error::InvalidName`] for a bad topic, [`Error::Refused`] at the
-    /// client's subscription limit, [`Error::Closed`] after shutdown.
+    /// client's subscription limit, [`Error::Unavailable`] with several hubs
+    /// while the queue to Redis is full (not subscribed: try again),
+    /// [`Error::Closed`] after shutdown.
     pub fn subscribe(&self, client_id: &str, topic: Topic) -> Result<bool> {
         topic.validate()?;
         self.command(Command::Subscribe {
@@ -367,6 +369,7 @@ fn done(answer: Answer) -> Result<bool> {
     match answer {
         Answer::Done(done) => Ok(done),
         Answer::Refused(reason) => Err(Error::Refused(reason)),
+        Answer::Busy(reason) => Err(Error::Unavailable(reason)),
         _ => Ok(false),
     }
 }

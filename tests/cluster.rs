@@ -1856,6 +1856,63 @@ fn a_publication_the_queue_to_redis_cannot_take_is_refused_not_delivered_on_one_
     );
 }
 
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_subscribe_the_queue_to_redis_cannot_take_is_refused_busy_not_answered_from_this_hub() {
+    let redis = Redis::start();
+    let config = config(&redis)
+        // Long enough for the queue to Redis to fill before the stall is
+        // taken for an outage.
+        .redis_timeout(Duration::from_secs(30))
+        .rate_limit(0)
+        .max_queue(1 << 20)
+        .max_queue_bytes(1 << 30);
+    let hub = hub_on(config);
+    let mut client = hub.client("/ws");
+    let mut publisher = hub.client("/ws");
+    redis.pause();
+    for n in 1..=64 * 1024 + 2_000 {
+        publisher.send(
+            json!({"type": "publish", "channel": "flood", "event": "tick", "data": {"n": n}}),
+        );
+    }
+    let refused = publisher.recv("a refusal once the queue to Redis is full");
+    assert_eq!(refused["data"]["code"], "busy", "{refused}");
+    // A subscribe now: refused as the publications are, not answered from
+    // this hub's own history (which is not the stream's).
+    let reply = client.request(
+        json!({"type": "subscribe", "channel": "c", "since": {"seq": 0, "epoch": "e"}}),
+        "s1",
+    );
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["data"]["code"], "busy", "{reply}");
+    let why = reply["data"]["error"].as_str().unwrap();
+    assert!(why.contains("queue to Redis is full"), "{why}");
+    // The backend's subscribe too, and a session asked for at connect.
+    let refused = hub.handle().subscribe(&client.id(), Topic::channel("d"));
+    assert!(
+        matches!(refused, Err(wshub::Error::Unavailable(_))),
+        "{refused:?}"
+    );
+    let mut joining = hub.client("/ws?sessionId=s1");
+    let told = expect(&mut joining, "error");
+    assert_eq!(told["data"]["code"], "busy", "{told}");
+    let stats = hub.handle().stats().unwrap();
+    for (who, id) in [("client", client.id()), ("joining", joining.id())] {
+        let entry = stats.clients.iter().find(|c| c.id == id).unwrap();
+        assert!(
+            entry.channels.is_empty() && entry.sessions.is_empty(),
+            "{who} is not subscribed: {entry:?}"
+        );
+    }
+    redis.resume();
+    refusals_until_pong(&mut publisher);
+    // Once Redis takes questions again, the same subscribe is answered.
+    let reply = subscribe(&mut client, json!({"channel": "c"}), None);
+    assert!(reply["data"]["epoch"].is_string(), "{reply}");
+    client.expect_nothing_pending();
+}
+
 /// The `busy` refusals a client gets before the pong to a ping.
 fn refusals_until_pong(client: &mut Client) -> u64 {
     client.send(json!({"type": "ping", "correlationId": "count"}));

@@ -238,6 +238,7 @@ pub(crate) enum WireAnswer {
     Done(bool),
     Count(usize),
     Refused(String),
+    Busy(String),
 }
 
 impl WireAnswer {
@@ -246,6 +247,7 @@ impl WireAnswer {
             Answer::Done(done) => WireAnswer::Done(*done),
             Answer::Count(count) => WireAnswer::Count(*count),
             Answer::Refused(why) => WireAnswer::Refused(why.clone()),
+            Answer::Busy(why) => WireAnswer::Busy(why.clone()),
             Answer::Clients(clients) => WireAnswer::Count(clients.len()),
             Answer::Presence(users) => WireAnswer::Count(users.len()),
         }
@@ -256,6 +258,7 @@ impl WireAnswer {
             WireAnswer::Done(done) => Answer::Done(done),
             WireAnswer::Count(count) => Answer::Count(count),
             WireAnswer::Refused(why) => Answer::Refused(why),
+            WireAnswer::Busy(why) => Answer::Busy(why),
         }
     }
 }

@@ -123,6 +123,16 @@ struct Pending {
     taken: Instant,
 }
 
+/// How a subscription's position is found ([`Router::cluster_open_stream`]).
+pub(super) enum Opening {
+    /// Redis was asked: the client is answered when it says.
+    Asked,
+    /// This hub answers (no Redis, Redis away, or nothing to ask).
+    Here,
+    /// The queue to Redis is full: not done.
+    Busy,
+}
+
 /// Where a publication goes: Redis will answer its publisher, or it is
 /// delivered here alone, or it cannot be published now (its publisher is
 /// handed back, to be told why).
@@ -775,8 +785,12 @@ impl Router {
     }
 
     /// Asks Redis where `topic` stands before the client hears of it; its
-    /// publications wait in its replay meanwhile. `false` when the
-    /// subscription is to be answered here (no Redis, or nothing to ask).
+    /// publications wait in its replay meanwhile ([`Opening::Asked`]).
+    /// [`Opening::Here`] when the subscription is to be answered here (no
+    /// Redis, Redis away, or nothing to ask); [`Opening::Busy`] when Redis
+    /// is up but the queue to it is full: as a publication then is, the
+    /// subscribe is refused rather than answered from this hub's history,
+    /// which is not the stream's (nor checks a session's owner).
     pub(super) fn cluster_open_stream(
         &mut self,
         id: ClientId,
@@ -784,13 +798,13 @@ impl Router {
         since: &Option<Since>,
         correlation: Option<&RawValue>,
         reply: bool,
-    ) -> bool {
+    ) -> Opening {
         if !self.cluster_up() {
             if let Some(cluster) = &mut self.cluster {
                 let stream = StreamKey::of_topic(topic);
                 cluster.joined_alone.entry(stream).or_default().insert(id);
             }
-            return false;
+            return Opening::Here;
         }
         let stream = StreamKey::of_topic(topic);
         let history = self.history.keeps(&stream);
@@ -801,7 +815,7 @@ impl Router {
             _ => None,
         };
         if !history && claim.is_none() {
-            return false;
+            return Opening::Here;
         }
         // An earlier subscribe to this stream still waiting is superseded
         // by this one, but owed its answer all the same.
@@ -810,7 +824,7 @@ impl Router {
             replay.ticket()
         });
         let Some(cluster) = &mut self.cluster else {
-            return false;
+            return Opening::Here;
         };
         let ticket = cluster.next_ticket;
         let sent = cluster.link.send(Out::Head {
@@ -822,7 +836,10 @@ impl Router {
             history,
         });
         if !sent {
-            return false;
+            crate::throttle::warn_throttled!(
+                "the queue to Redis is full (Redis is slow or away): subscribes are refused busy"
+            );
+            return Opening::Busy;
         }
         cluster.next_ticket += 1;
         let mut superseded = Vec::new();
@@ -858,7 +875,7 @@ impl Router {
             client.replays.push(replay);
             self.replaying.insert(id);
         }
-        true
+        Opening::Asked
     }
 
     /// A subscribe that waited for Redis (the answer with `ticket`) was
@@ -1147,10 +1164,14 @@ impl Router {
     }
 
     /// A client joined a session at connect: its claim is checked in Redis
-    /// before it hears anything of it.
+    /// before it hears anything of it. If the queue to Redis cannot take
+    /// the question, it is not in the session, and is told `busy`.
     pub(super) fn cluster_claim(&mut self, id: ClientId, session: &str) {
         let topic = Topic::Session(session.to_owned());
-        self.cluster_open_stream(id, &topic, &None, None, false);
+        if let Opening::Busy = self.cluster_open_stream(id, &topic, &None, None, false) {
+            let why = self.not_opened(id, &topic, false);
+            self.error(id, ErrorCode::Busy, &why, None);
+        }
     }
 
     // --- presence ----------------------------------------------------------
