@@ -1148,20 +1148,43 @@ fn a_session_belongs_to_its_user_across_hubs() {
 
 /// A TCP proxy to Redis that can be cut (every connection dropped, new ones
 /// refused) and restored: a hub cut off from Redis while Redis keeps its data.
+/// It can also stall Redis's answers on one connection
+/// ([`hold_answers_after`](Proxy::hold_answers_after)): Redis slow to answer
+/// one hub's command while the bus goes on.
 struct Proxy {
     port: u16,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     live: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    hold: std::sync::Arc<Hold>,
+}
+
+/// What [`Proxy::hold_answers_after`] waits on.
+#[derive(Default)]
+struct Hold {
+    /// Bytes that, sent by the hub, stall what comes back on that connection.
+    trigger: std::sync::Mutex<Option<Vec<u8>>>,
+    /// Whether a connection stalls (until released).
+    state: std::sync::Mutex<HoldState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default, PartialEq)]
+enum HoldState {
+    #[default]
+    Off,
+    Holding,
+    Released,
 }
 
 impl Proxy {
     fn start(redis: &Redis) -> Proxy {
-        use std::sync::atomic::Ordering;
+        use std::sync::atomic::{AtomicBool, Ordering};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let down = std::sync::Arc::new(AtomicBool::new(false));
         let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::<TcpStream>::new()));
-        let (d, l, target) = (down.clone(), live.clone(), redis.port);
+        let hold = std::sync::Arc::new(Hold::default());
+        let (d, l, h, target) = (down.clone(), live.clone(), hold.clone(), redis.port);
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(client) = conn else { continue };
@@ -1176,17 +1199,60 @@ impl Proxy {
                 l.lock().unwrap().push(server.try_clone().unwrap());
                 let (mut c1, mut s1) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (mut c2, mut s2) = (client, server);
+                // This connection's answers stall once it sent the trigger.
+                let tripped = std::sync::Arc::new(AtomicBool::new(false));
+                let (h1, t1) = (h.clone(), tripped.clone());
+                let (h2, t2) = (h.clone(), tripped);
                 std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c1, &mut s1);
+                    let mut buf = vec![0; 64 << 10];
+                    while let Ok(n) = c1.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let mut trigger = h1.trigger.lock().unwrap();
+                        if trigger
+                            .as_ref()
+                            .is_some_and(|t| buf[..n].windows(t.len()).any(|w| w == t))
+                        {
+                            *trigger = None;
+                            *h1.state.lock().unwrap() = HoldState::Holding;
+                            t1.store(true, Ordering::SeqCst);
+                            h1.changed.notify_all();
+                        }
+                        drop(trigger);
+                        if s1.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
                     let _ = s1.shutdown(std::net::Shutdown::Both);
                 });
                 std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let mut buf = vec![0; 64 << 10];
+                    while let Ok(n) = s2.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if t2.load(Ordering::SeqCst) {
+                            let state = h2.state.lock().unwrap();
+                            let _released = h2
+                                .changed
+                                .wait_while(state, |s| *s == HoldState::Holding)
+                                .unwrap();
+                        }
+                        if c2.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
                     let _ = c2.shutdown(std::net::Shutdown::Both);
                 });
             }
         });
-        Proxy { port, down, live }
+        Proxy {
+            port,
+            down,
+            live,
+            hold,
+        }
     }
 
     fn url(&self) -> String {
@@ -1202,6 +1268,32 @@ impl Proxy {
 
     fn restore(&self) {
         self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The next connection to send `bytes` gets no more answers until
+    /// [`release`](Proxy::release).
+    fn hold_answers_after(&self, bytes: &str) {
+        *self.hold.trigger.lock().unwrap() = Some(bytes.as_bytes().to_vec());
+    }
+
+    /// Waits, up to [`DEADLINE`], until a connection is held.
+    fn wait_held(&self) {
+        let state = self.hold.state.lock().unwrap();
+        let (state, _) = self
+            .hold
+            .changed
+            .wait_timeout_while(state, DEADLINE, |s| *s == HoldState::Off)
+            .unwrap();
+        assert!(
+            *state == HoldState::Holding,
+            "no connection sent the trigger"
+        );
+    }
+
+    /// What was held goes on.
+    fn release(&self) {
+        *self.hold.state.lock().unwrap() = HoldState::Released;
+        self.hold.changed.notify_all();
     }
 }
 
@@ -2067,4 +2159,67 @@ fn a_client_that_resumed_on_a_cut_off_hub_gets_nothing_twice_when_it_catches_up(
         .unwrap();
     let next = next(&mut moved, "the fresh one");
     assert_eq!(next["type"], "fresh", "delivered again: {next}");
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_catch_up_that_outgrows_a_clients_queue_ends_with_1013_and_resumes_from_redis() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(&redis);
+    // A queue of 20: the catch-up holds at most 20 publications of a stream.
+    let cut_hub = behind(
+        &proxy,
+        config(&redis)
+            .max_queue(20)
+            .redis_timeout(Duration::from_secs(30)),
+    );
+    let other = hub_on(config(&redis));
+    let mut through = cut_hub.client("/ws");
+    let epoch = subscribe(&mut through, json!({"channel": "c"}), None)["data"]["epoch"].clone();
+    other
+        .handle()
+        .publish(Target::channel("c"), "before", json!({}))
+        .unwrap();
+    assert_eq!(expect(&mut through, "before")["seq"], 1);
+    proxy.cut();
+    wait_up(&cut_hub, false);
+    other
+        .handle()
+        .publish(Target::channel("c"), "meanwhile", json!({}))
+        .unwrap();
+    // Back, the hub asks Redis what its client missed; Redis is slow to
+    // answer it while the other hub's publications go on coming.
+    proxy.hold_answers_after("wshub:m:c:c");
+    proxy.restore();
+    proxy.wait_held();
+    for n in 1..=30 {
+        other
+            .handle()
+            .publish(Target::channel("c"), "live", json!({ "n": n }))
+            .unwrap();
+    }
+    // Past 20 held, the catch-up ends: the client is told, not left with a
+    // gap nor the hub with an unbounded list.
+    let (code, reason) = through.expect_close();
+    assert_eq!(
+        (code, reason.as_str()),
+        (1013, "Too much to catch up: resume")
+    );
+    proxy.release();
+    wait_up(&cut_hub, true);
+    // Resuming, it is told what Redis has for it is more than its queue
+    // takes (recovered: false), and goes on live from there.
+    let mut back = cut_hub.client("/ws");
+    let reply = subscribe(
+        &mut back,
+        json!({"channel": "c"}),
+        Some(json!({"seq": 1, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], false, "{reply}");
+    assert_eq!(reply["data"]["seq"], 32, "{reply}");
+    other
+        .handle()
+        .publish(Target::channel("c"), "after", json!({}))
+        .unwrap();
+    assert_eq!(expect(&mut back, "after")["seq"], 33);
 }

@@ -49,7 +49,7 @@ use crate::command::{Answer, Command};
 use crate::config::Config;
 use crate::history::{Appended, Entry, StreamKey};
 use crate::idempotency::Once;
-use crate::protocol::{ErrorCode, Kind, Message, Since, Status, Subscribed, Topic, raw};
+use crate::protocol::{Close, ErrorCode, Kind, Message, Since, Status, Subscribed, Topic, raw};
 use crate::publish::Unpublished;
 use crate::publish::{Publication, Target};
 use crate::subscriptions::ClientId;
@@ -63,6 +63,15 @@ struct Held {
     epoch: Arc<str>,
     publication: Publication,
     time: SystemTime,
+}
+
+/// What a stream's catch-up holds: bounded by one client's queue limits,
+/// since each of the stream's clients would get all of it at once.
+#[derive(Default)]
+struct Holding {
+    held: Vec<Held>,
+    /// Bytes of `held`, counted as a client's queue counts them.
+    bytes: usize,
 }
 
 /// A client's subscription waiting for Redis.
@@ -160,7 +169,7 @@ pub(super) struct ClusterState {
     /// The last position delivered here, per stream with clients here.
     last: HashMap<StreamKey, (u64, Arc<str>)>,
     /// Streams being caught up: their live publications wait here.
-    catching_up: HashMap<StreamKey, Vec<Held>>,
+    catching_up: HashMap<StreamKey, Holding>,
     /// Clients that subscribed while Redis was away, by stream: they were
     /// answered from this hub's own history (`recovered: false` for a
     /// `since`), so the catch-up's older publications are not for them.
@@ -661,7 +670,9 @@ impl Router {
             let ticket = cluster.next_ticket;
             cluster.next_ticket += 1;
             let name = stream_name(&stream);
-            cluster.catching_up.insert(stream.clone(), Vec::new());
+            cluster
+                .catching_up
+                .insert(stream.clone(), Holding::default());
             let sent = cluster.link.send(Out::Head {
                 ticket,
                 stream: name,
@@ -737,17 +748,27 @@ impl Router {
             {
                 return;
             }
-            if let Some(held) = self
+            let limits = self.delivery.limits(&self.config);
+            if let Some(holding) = self
                 .cluster
                 .as_mut()
                 .and_then(|c| c.catching_up.get_mut(&stream))
             {
-                held.push(Held {
+                holding.bytes += Entry::size_of(
+                    &publication.kind,
+                    publication.data.as_deref(),
+                    publication.from.as_ref(),
+                );
+                let target = publication.target.clone();
+                holding.held.push(Held {
                     seq,
                     epoch,
                     publication,
                     time,
                 });
+                if holding.held.len() > limits.messages || holding.bytes > limits.bytes {
+                    self.abandon_catch_up(&stream, &target);
+                }
                 return;
             }
             self.deliver_numbered(&stream, seq, epoch, publication, time);
@@ -1076,7 +1097,8 @@ impl Router {
             .cluster
             .as_mut()
             .and_then(|c| c.catching_up.remove(&stream))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .held;
         // What Redis kept from before is for the clients that were here
         // through the outage; those that came meanwhile sit it out (they
         // may have it already, from another hub), behind a replay of their
@@ -1123,6 +1145,40 @@ impl Router {
                 last = held.seq;
                 self.deliver_numbered(&stream, held.seq, held.epoch, held.publication, held.time);
             }
+        }
+    }
+
+    /// A catch-up that holds more than a client's queue may: it ends here,
+    /// honestly. What it held is dropped and Redis's answer forgotten, and
+    /// every client here that follows the stream (or waits for Redis on
+    /// it) is closed with 1013: each of them would have been a slow
+    /// consumer once given what was held, and reconnecting it resumes from
+    /// Redis's history (`recovered: false` if Redis no longer keeps it).
+    fn abandon_catch_up(&mut self, stream: &StreamKey, target: &Target) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        cluster.catching_up.remove(stream);
+        cluster.last.remove(stream);
+        let of_stream = |awaiting: &Awaiting| matches!(awaiting, Awaiting::CatchUp { stream: s, .. } if s == stream);
+        cluster.heads.retain(|_, awaiting| !of_stream(awaiting));
+        cluster
+            .answered
+            .retain(|_, (awaiting, _, _)| !of_stream(awaiting));
+        let mut closing: HashSet<ClientId> = self.audience(target).into_iter().collect();
+        closing.extend(
+            self.clients
+                .iter()
+                .filter(|(_, c)| c.replays.iter().any(|r| r.stream == *stream))
+                .map(|(id, _)| *id),
+        );
+        log::warn!(
+            "the catch-up of {:?} after a Redis cut-off outgrew a client's queue: closing its {} client(s) here with 1013, to resume from Redis",
+            stream.topic(),
+            closing.len()
+        );
+        for id in closing {
+            self.close(id, Close::CatchUpTooLarge, true);
         }
     }
 
