@@ -499,6 +499,69 @@ fn a_service_on_one_hub_answers_clients_of_another() {
     assert_eq!(reply["correlationId"], "r1");
 }
 
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_services_presence_list_is_the_clusters() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let mut service = hubs[0].client(&format!("/ws?token={ADMIN}"));
+    let users = |list: &Value| -> Vec<(String, String)> {
+        list["data"]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| {
+                let field = |k: &str| u[k].as_str().unwrap().to_owned();
+                (field("userId"), field("status"))
+            })
+            .collect()
+    };
+    let pair = |user: &str, status: &str| (user.to_owned(), status.to_owned());
+    let _bob = hubs[0].client("/ws?userId=bob");
+    assert_eq!(service.expect("user_presence")["data"]["userId"], "bob");
+    let mut alice = hubs[1].client("/ws?userId=alice");
+    assert_eq!(service.expect("user_presence")["data"]["userId"], "alice");
+    let list = service.request(json!({"type": "presence"}), "who");
+    assert_eq!(
+        users(&list),
+        [pair("alice", "online"), pair("bob", "online")],
+        "{list}"
+    );
+    // A status set on the other hub, and a user leaving it.
+    alice.send(json!({"type": "user_presence", "data": {"status": "away"}}));
+    assert_eq!(service.expect("user_presence")["data"]["status"], "away");
+    let list = service.request(json!({"type": "presence"}), "who2");
+    assert_eq!(
+        users(&list),
+        [pair("alice", "away"), pair("bob", "online")],
+        "{list}"
+    );
+    drop(alice);
+    let gone = service.expect("user_presence");
+    assert_eq!(
+        gone["data"],
+        json!({"userId": "alice", "status": "offline"})
+    );
+    let list = service.request(json!({"type": "presence"}), "who3");
+    assert_eq!(users(&list), [pair("bob", "online")], "{list}");
+    // The same list over HTTP and from the library, on either hub.
+    for hub in &hubs {
+        let (status, body) = admin(hub, "GET", "/api/presence", "");
+        assert_eq!(status, 200, "{body}");
+        let listed: Vec<&str> = body["users"]
+            .as_array()
+            .or(body["data"]["users"].as_array())
+            .unwrap()
+            .iter()
+            .map(|u| u["userId"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, ["bob"], "{body}");
+        let from_handle = hub.handle().presence().unwrap();
+        assert_eq!(from_handle.len(), 1, "{from_handle:?}");
+        assert_eq!(from_handle[0].user_id, "bob");
+    }
+}
+
 /// The error a request got; it must echo `correlation`.
 fn expect_error(client: &mut Client, correlation: &str) -> Value {
     let reply = expect(client, "error");
