@@ -562,6 +562,54 @@ fn a_services_presence_list_is_the_clusters() {
     }
 }
 
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_request_goes_to_a_hub_whose_service_declared_its_type() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 3);
+    // Hub 0 serves agents, hub 1 files; hub 2 has no service.
+    let mut agents = hubs[0].client(&format!(
+        "/ws?token={ADMIN}&handles=agent:start,agent:cancel"
+    ));
+    let mut files = hubs[1].client(&format!("/ws?token={ADMIN}&handles=file:read"));
+    for hub in &hubs {
+        hub.wait_stats("both services' types to be known", |s| {
+            let hubs = s.cluster.as_ref().map(|c| c.hubs.as_slice()).unwrap_or(&[]);
+            hubs.iter().filter(|h| h.services == 1).count() == 2
+        });
+    }
+    let answer = |service: &mut Client, kind: &str| {
+        let forwarded = expect(service, "client_message");
+        assert_eq!(forwarded["data"]["message"]["type"], kind, "{forwarded}");
+        let message = &forwarded["data"]["message"];
+        service.send(json!({
+            "type": "send",
+            "clientId": forwarded["data"]["clientId"],
+            "message": {"type": "done", "data": {"kind": kind}, "correlationId": message["correlationId"]},
+        }));
+    };
+    // From the hub with no service, and from each other's.
+    for (n, hub) in hubs.iter().enumerate() {
+        let mut client = hub.client("/ws");
+        for kind in ["agent:start", "file:read", "agent:cancel"] {
+            let correlation = format!("{kind}-{n}");
+            client.send(json!({"type": kind, "correlationId": correlation}));
+            match kind {
+                "file:read" => answer(&mut files, kind),
+                _ => answer(&mut agents, kind),
+            }
+            let done = expect(&mut client, "done");
+            assert_eq!(done["correlationId"], correlation.as_str(), "{done}");
+        }
+        // A type no service anywhere declared.
+        client.send(json!({"type": "chat:send", "correlationId": "nobody"}));
+        let unknown = expect_error(&mut client, "nobody");
+        assert_eq!(unknown["data"]["code"], "unknown_type", "{unknown}");
+    }
+    agents.expect_nothing_pending();
+    files.expect_nothing_pending();
+}
+
 /// The error a request got; it must echo `correlation`.
 fn expect_error(client: &mut Client, correlation: &str) -> Value {
     let reply = expect(client, "error");

@@ -65,6 +65,8 @@ export interface WshubOptions {
   closeAction?: (code: number, reason: string) => CloseAction | undefined;
   /** Default `globalThis.WebSocket`; in Node 18 and 20 pass the `ws` package's. */
   WebSocket?: WebSocketConstructor;
+  /** More query parameters for the hub; a function is called before every connection attempt. */
+  query?: Record<string, string> | (() => Record<string, string | undefined>);
 }
 
 /** What a user's connection looks like from outside (`subscribers`, `stats`). */

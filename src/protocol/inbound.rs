@@ -700,6 +700,53 @@ pub(crate) fn check_event(event: &str) -> Result<(), BadEvent> {
     }
 }
 
+/// The types a client's message has when it is the protocol's own, never
+/// an application request (kept so by a test over [`parse`]).
+const PROTOCOL_TYPES: &[&str] = &[
+    "ping",
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "user_presence",
+    "presence",
+    "refresh",
+];
+
+/// Most request types one service connection may declare (`?handles=`).
+pub(crate) const MAX_HANDLES: usize = 256;
+
+/// The request types a service connection declares it handles, from its
+/// `?handles=` (comma-separated; empty: none): each a type a client's
+/// request may have (not one the protocol takes for its own), once, at most
+/// [`MAX_HANDLES`] of them.
+///
+/// # Errors
+///
+/// Why the list is refused, for a 400.
+pub(crate) fn request_types(list: &str) -> Result<Vec<String>, String> {
+    let mut types: Vec<String> = Vec::new();
+    for kind in list.split(',').filter(|k| !k.is_empty()) {
+        if kind.len() > MAX_NAME_LEN {
+            return Err(format!(
+                "handles: each type must be 1 to {MAX_NAME_LEN} bytes"
+            ));
+        }
+        if PROTOCOL_TYPES.contains(&kind) {
+            return Err(format!(
+                "handles: {} is one of the protocol's own message types, never a request",
+                Shown(kind)
+            ));
+        }
+        if !types.iter().any(|t| t == kind) {
+            types.push(kind.to_owned());
+        }
+        if types.len() > MAX_HANDLES {
+            return Err(format!("handles: at most {MAX_HANDLES} types"));
+        }
+    }
+    Ok(types)
+}
+
 fn presence_status(data: Option<&RawValue>) -> Result<Status, ErrorReply> {
     #[derive(Deserialize)]
     struct Object {
@@ -744,6 +791,38 @@ impl fmt::Display for Shown<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_services_declared_types_are_request_types_once_each() {
+        assert_eq!(
+            request_types("agent:start,agent:cancel,agent:start").unwrap(),
+            ["agent:start", "agent:cancel"]
+        );
+        assert!(request_types("").unwrap().is_empty());
+        assert!(request_types(",,").unwrap().is_empty());
+        let reserved = request_types("agent:start,subscribe").unwrap_err();
+        assert!(reserved.contains("\"subscribe\""), "{reserved}");
+        // A regular client's `stats` is a request like any other.
+        assert_eq!(request_types("stats").unwrap(), ["stats"]);
+        // The list is what the parser takes for the protocol's own.
+        for kind in PROTOCOL_TYPES {
+            let text = format!(r#"{{"type":"{kind}","channel":"c","data":"online"}}"#);
+            if let Ok(parsed) = parse_client(&text) {
+                assert!(
+                    !matches!(parsed.message, ClientMessage::Application { .. }),
+                    "{kind}"
+                );
+            }
+        }
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        assert!(request_types(&long).is_err());
+        let many: Vec<String> = (0..=MAX_HANDLES).map(|n| format!("t{n}")).collect();
+        assert!(request_types(&many.join(",")).is_err());
+        assert_eq!(
+            request_types(&many[..MAX_HANDLES].join(",")).unwrap().len(),
+            MAX_HANDLES
+        );
+    }
 
     fn parse_client(text: &str) -> Result<Request, Rejection> {
         parse(text, Role::Client)

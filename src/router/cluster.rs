@@ -1400,10 +1400,12 @@ impl Router {
     // --- application requests ----------------------------------------------
 
     /// A request nobody here can answer goes to a hub with a service
-    /// connection: the hub it went to, `None` if there is none.
+    /// connection that handles its type, in turn: the hub it went to,
+    /// `None` if there is none.
     pub(super) fn forward_request(
         &mut self,
         id: ClientId,
+        kind: &str,
         message: &RawValue,
         correlation: Option<&RawValue>,
     ) -> Option<String> {
@@ -1413,7 +1415,7 @@ impl Router {
         let mut hubs: Vec<&String> = cluster
             .hubs
             .iter()
-            .filter(|(hub, (beat, _))| beat.services > 0 && **hub != own)
+            .filter(|(hub, (beat, _))| beat.serves(kind) && **hub != own)
             .map(|(hub, _)| hub)
             .collect();
         if hubs.is_empty() {
@@ -1512,8 +1514,8 @@ impl Router {
     /// A service connection came or went: the other hubs hear of it now,
     /// not at the next heartbeat, so their requests go where one is.
     pub(super) fn services_changed(&mut self) {
-        // Other hubs only ask whether there is one: news at 0 and 1.
-        if self.services.count() <= 1 && self.cluster_up() {
+        // Other hubs ask whether there is one, and which types they handle.
+        if self.services.news() && self.cluster_up() {
             self.heartbeat(Instant::now());
         }
     }
@@ -1533,6 +1535,7 @@ impl Router {
             messages_sent: self.counters.messages_sent,
             messages_received: self.counters.messages_received,
             up_since: cluster.up_since,
+            handles: self.services.declared(),
         };
         let Ok(framed) = wire::frame(&Wire::Hub(beat)) else {
             return;
