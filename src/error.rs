@@ -77,7 +77,7 @@ impl fmt::Display for Error {
             Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Error::Config { field, reason } => write!(f, "invalid {field}: {reason}"),
             Error::InvalidName { what, reason } => write!(f, "invalid {what}: {reason}"),
-            Error::ReservedType(kind) => f.write_str(&crate::protocol::reserved_type(kind)),
+            Error::ReservedType(kind) => f.write_str(&reserved_type(kind)),
             Error::Closed => f.write_str("the hub has shut down"),
             Error::Refused(reason) => write!(f, "refused: {reason}"),
             Error::Unavailable(reason) => write!(f, "unavailable: {reason}"),
@@ -110,4 +110,12 @@ impl From<serde_json::Error> for Error {
     fn from(err: serde_json::Error) -> Self {
         Error::Json(err)
     }
+}
+
+/// Why a publication may not be of type `kind`, in the same words wherever
+/// it was published from (here, below the protocol, which says it too).
+pub(crate) fn reserved_type(kind: &str) -> String {
+    format!(
+        "{kind:?} is reserved: it is one of the hub's own message types; publish under another name"
+    )
 }

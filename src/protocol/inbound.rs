@@ -668,17 +668,9 @@ impl fmt::Display for BadEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BadEvent::Length => write!(f, "`event` must be 1 to {MAX_NAME_LEN} bytes"),
-            BadEvent::Reserved(kind) => f.write_str(&reserved_type(kind.as_str())),
+            BadEvent::Reserved(kind) => f.write_str(&crate::error::reserved_type(kind.as_str())),
         }
     }
-}
-
-/// Why a publication may not be of type `kind`, in the same words wherever
-/// it was published from.
-pub(crate) fn reserved_type(kind: &str) -> String {
-    format!(
-        "{kind:?} is reserved: it is one of the hub's own message types; publish under another name"
-    )
 }
 
 /// The one check of a publication's type, wherever it is published from:

@@ -24,7 +24,7 @@ pub use inbound::MAX_NAME_LEN;
 pub use inbound::Topic;
 pub(crate) use inbound::{
     BadEvent, ClientMessage, Destination, ErrorReply, Outgoing, Rejection, Request, Role, Since,
-    Who, check_event, check_idempotency_key, check_name, parse, request_types, reserved_type,
+    Who, check_event, check_idempotency_key, check_name, parse, request_types,
 };
 pub use outbound::Timestamp;
 pub(crate) use outbound::{

@@ -1161,7 +1161,15 @@ impl Router {
         cluster.catching_up.remove(stream);
         cluster.last.remove(stream);
         let of_stream = |awaiting: &Awaiting| matches!(awaiting, Awaiting::CatchUp { stream: s, .. } if s == stream);
-        cluster.heads.retain(|_, awaiting| !of_stream(awaiting));
+        let marked = &mut cluster.marked;
+        cluster.heads.retain(|ticket, awaiting| {
+            let keep = !of_stream(awaiting);
+            if !keep {
+                // Its mark, if in first, waits for nothing now.
+                marked.remove(ticket);
+            }
+            keep
+        });
         cluster
             .answered
             .retain(|_, (awaiting, _, _)| !of_stream(awaiting));
