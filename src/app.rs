@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::handle::Handle;
-use crate::publish::{Publication, Target};
+use crate::publish::Publication;
 
 /// One application message from a client, with who sent it.
 ///
@@ -172,11 +172,12 @@ impl ClientRequest {
 
     fn to_sender(&self, kind: &str, data: impl Serialize, correlated: bool) -> Result<bool> {
         let data = serde_json::value::to_raw_value(&data)?;
-        let publication = Publication::new(Target::client(&self.client_id), kind, Some(&data))?
-            .correlation(match correlated {
+        let publication = Publication::to_client(&self.client_id, kind, Some(&data))?.correlation(
+            match correlated {
                 true => self.correlation_id.clone(),
                 false => None,
-            });
+            },
+        );
         Ok(self.handle.publish_prepared(publication, None)? > 0)
     }
 }

@@ -50,4 +50,7 @@ pub(crate) enum Answer {
     Presence(Vec<PresenceEntry>),
     /// Refused: why.
     Refused(String),
+    /// Not done now, for a while only (the queue to Redis is full): why;
+    /// try again.
+    Busy(String),
 }

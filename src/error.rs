@@ -35,6 +35,12 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A publication's type is one of the hub's own message types
+    /// (`connection`, `error`, `user_presence`, `heartbeat`, ...): clients
+    /// would take it for the hub's own message. Publish under another name.
+    /// (A message to one client, [`Handle::send`](crate::Handle::send) or a
+    /// request's reply, is not a publication: an `error` reply is fine.)
+    ReservedType(String),
     /// The hub has shut down, so this [`Handle`](crate::Handle) can do nothing
     /// more. Not a failure of the call itself.
     Closed,
@@ -46,7 +52,9 @@ pub enum Error {
     /// not take it within its deadline (`--redis-timeout`). The reason says
     /// which. Try again later; with an idempotency key
     /// ([`Handle::publish_idempotent`](crate::Handle::publish_idempotent))
-    /// a retry is never delivered twice.
+    /// a retry is never delivered twice. Also a server-side subscribe
+    /// ([`Handle::subscribe`](crate::Handle::subscribe)) that could not be
+    /// made while the queue to Redis is full: try again.
     Unavailable(String),
     /// Redis did not confirm the publication within its deadline: it may or
     /// may not have been delivered. Retry with the same idempotency key
@@ -69,9 +77,10 @@ impl fmt::Display for Error {
             Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Error::Config { field, reason } => write!(f, "invalid {field}: {reason}"),
             Error::InvalidName { what, reason } => write!(f, "invalid {what}: {reason}"),
+            Error::ReservedType(kind) => f.write_str(&reserved_type(kind)),
             Error::Closed => f.write_str("the hub has shut down"),
             Error::Refused(reason) => write!(f, "refused: {reason}"),
-            Error::Unavailable(reason) => write!(f, "not published: {reason}"),
+            Error::Unavailable(reason) => write!(f, "unavailable: {reason}"),
             Error::Unconfirmed(reason) => write!(f, "not confirmed: {reason}"),
             Error::Json(err) => write!(f, "data is not serialisable as JSON: {err}"),
             Error::Io(err) => write!(f, "{err}"),
@@ -101,4 +110,12 @@ impl From<serde_json::Error> for Error {
     fn from(err: serde_json::Error) -> Self {
         Error::Json(err)
     }
+}
+
+/// Why a publication may not be of type `kind`, in the same words wherever
+/// it was published from (here, below the protocol, which says it too).
+pub(crate) fn reserved_type(kind: &str) -> String {
+    format!(
+        "{kind:?} is reserved: it is one of the hub's own message types; publish under another name"
+    )
 }

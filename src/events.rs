@@ -18,7 +18,7 @@
 //! | `agent_status` | [`AgentStatus`] | broadcast | Code Cloud Agents |
 //! | `chat_message` | [`ChatMessage`] | broadcast | Code Cloud Agents |
 //! | `notification` | [`Notification`] | broadcast, or one user | Code Cloud Agents |
-//! | `user_presence` | [`UserPresence`] | broadcast (the hub sends its own) | Code Cloud Agents |
+//! | `user_presence` | [`UserPresence`] | the hub's own (not publishable) | Code Cloud Agents |
 //! | `ai_start` | [`AiStart`] | a session | AI Canvas |
 //! | `ai_progress` | [`AiProgress`] | a session | AI Canvas |
 //! | `ai_complete` | [`AiComplete`] | a session | AI Canvas |
@@ -34,7 +34,7 @@
 //! | `connectionStatus` | [`ConnectionStatus`] | broadcast | Cursor Chat Agent |
 //! | `userAppDetected` | [`UserAppDetected`] | broadcast | Cursor Chat Agent |
 //! | `workspaceChanged` | [`WorkspaceChanged`] | broadcast | Cursor Chat Agent |
-//! | `heartbeat` | [`Heartbeat`] | broadcast (or the hub's `--json-heartbeat`) | Cursor Chat Agent |
+//! | `heartbeat` | [`Heartbeat`] | the hub's own, `--json-heartbeat` (not publishable) | Cursor Chat Agent |
 //! | `event` | [`FileChanged`] | channel `files` | Cluso |
 //! | `event` | [`DiagnosticsUpdated`] | channel `diagnostics` | Cluso |
 //! | `event` | [`AiChunk`] | channel `ai-response` | Cluso |
@@ -299,8 +299,10 @@ pub enum NotificationLevel {
 }
 
 /// `user_presence`: a user's status (the Code Cloud Agents clients). The hub broadcasts these
-/// itself when clients set their presence; this is for an application that
-/// knows more.
+/// itself when clients set their presence; as one of its own types it is
+/// not published by the application
+/// ([`Error::ReservedType`](crate::Error::ReservedType)): this struct reads
+/// them (in a Rust client, say).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserPresence {
@@ -739,7 +741,10 @@ impl WorkspaceChanged {
     }
 }
 
-/// `heartbeat`: the server is alive (the Cursor Chat Agent clients).
+/// `heartbeat`: the server is alive (the Cursor Chat Agent clients). The
+/// hub sends it itself (`--json-heartbeat`); as one of its own types it is
+/// not published ([`Error::ReservedType`](crate::Error::ReservedType)), so
+/// a client can trust it comes from the hub.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Heartbeat {
@@ -1347,7 +1352,7 @@ pub(crate) mod tests {
         session.close();
         server.shutdown().unwrap();
         assert!(matches!(
-            handle.emit(Target::Broadcast, &Heartbeat::now()),
+            handle.emit(Target::Broadcast, &MessageReceived::new("m1", "hi")),
             Err(crate::Error::Closed)
         ));
     }

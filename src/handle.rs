@@ -63,7 +63,9 @@ impl Handle {
     /// # Errors
     ///
     /// [`Error::Json`] if `data` is not serialisable, [`Error::InvalidName`]
-    /// for a bad target name or `kind`, [`Error::Closed`] after shutdown;
+    /// for a bad target name or `kind`, [`Error::ReservedType`] for a `kind`
+    /// that is one of the hub's own (`connection`, `error`, ...),
+    /// [`Error::Closed`] after shutdown;
     /// with Redis, [`Error::Unavailable`] when it could not be published
     /// (nothing was delivered) and [`Error::Unconfirmed`] when Redis did not
     /// answer in time (it may have been): retry those with
@@ -168,13 +170,17 @@ impl Handle {
     }
 
     /// Sends `{"type": kind, "data": data}` to one client; `false` if no
-    /// client has that id.
+    /// client has that id. A message to one client, as a service
+    /// connection's `send`, may be of any type (an `error` reply, say); a
+    /// publication may not be of the hub's own types.
     ///
     /// # Errors
     ///
-    /// As [`publish`](Handle::publish).
+    /// As [`publish`](Handle::publish), but never [`Error::ReservedType`].
     pub fn send(&self, client_id: &str, kind: &str, data: impl Serialize) -> Result<bool> {
-        Ok(self.publish(Target::client(client_id), kind, data)? > 0)
+        let data = serde_json::value::to_raw_value(&data)?;
+        let message = Publication::to_client(client_id, kind, Some(&data))?;
+        Ok(self.publish_prepared(message, None)? > 0)
     }
 
     /// Subscribes a client to a channel or session, as if it had asked;
@@ -185,7 +191,9 @@ impl Handle {
     /// # Errors
     ///
     /// [`Error::InvalidName`] for a bad topic, [`Error::Refused`] at the
-    /// client's subscription limit, [`Error::Closed`] after shutdown.
+    /// client's subscription limit, [`Error::Unavailable`] with several hubs
+    /// while the queue to Redis is full (not subscribed: try again),
+    /// [`Error::Closed`] after shutdown.
     pub fn subscribe(&self, client_id: &str, topic: Topic) -> Result<bool> {
         topic.validate()?;
         self.command(Command::Subscribe {
@@ -361,6 +369,7 @@ fn done(answer: Answer) -> Result<bool> {
     match answer {
         Answer::Done(done) => Ok(done),
         Answer::Refused(reason) => Err(Error::Refused(reason)),
+        Answer::Busy(reason) => Err(Error::Unavailable(reason)),
         _ => Ok(false),
     }
 }

@@ -108,6 +108,8 @@ pub(crate) struct Joining {
     pub peer: SocketAddr,
     pub identity: Identity,
     pub session_id: Option<String>,
+    /// The request types a service connection handles; `None`: every type.
+    pub handles: Option<Vec<String>>,
     /// Kept until the client is admitted; a refused client keeps it until
     /// it is gone, so refusals count against their address's handshakes.
     pub handshake: HandshakeSlot,

@@ -188,18 +188,40 @@ pub(crate) struct Publication {
 }
 
 impl Publication {
-    /// A publication of `{"type": kind, "data"?}` to `target`.
+    /// A publication of `{"type": kind, "data"?}` to `target`: its type is
+    /// checked by the protocol's one rule ([`protocol::check_event`]), as a
+    /// connection's `publish` is.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`] for a bad target name or `kind`.
+    /// [`Error::InvalidName`] for a bad target name or `kind`,
+    /// [`Error::ReservedType`] for one of the hub's own types.
     pub(crate) fn new(target: Target, kind: &str, data: Option<&RawValue>) -> Result<Publication> {
+        match protocol::check_event(kind) {
+            Ok(()) => Publication::direct(target, kind, data),
+            Err(protocol::BadEvent::Reserved(_)) => Err(Error::ReservedType(kind.to_owned())),
+            Err(protocol::BadEvent::Length) => Err(bad_length()),
+        }
+    }
+
+    /// A message to one client (a reply, or more of one), which, like a
+    /// service connection's `send`, may be of any type, `error` included.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for a bad client id or `kind`.
+    pub(crate) fn to_client(
+        client_id: &str,
+        kind: &str,
+        data: Option<&RawValue>,
+    ) -> Result<Publication> {
+        Publication::direct(Target::client(client_id), kind, data)
+    }
+
+    fn direct(target: Target, kind: &str, data: Option<&RawValue>) -> Result<Publication> {
         target.validate()?;
         if kind.is_empty() || kind.len() > MAX_NAME_LEN {
-            return Err(Error::InvalidName {
-                what: "type",
-                reason: format!("must be 1 to {MAX_NAME_LEN} bytes"),
-            });
+            return Err(bad_length());
         }
         Ok(Publication {
             target,
@@ -221,6 +243,13 @@ impl Publication {
     pub(crate) fn correlation(mut self, correlation_id: Option<Box<RawValue>>) -> Publication {
         self.correlation_id = correlation_id;
         self
+    }
+}
+
+fn bad_length() -> Error {
+    Error::InvalidName {
+        what: "type",
+        reason: format!("must be 1 to {MAX_NAME_LEN} bytes"),
     }
 }
 
@@ -274,6 +303,27 @@ mod tests {
             assert!(matches!(err, Error::InvalidName { .. }), "{target:?}");
         }
         assert!(Publication::new(Target::Broadcast, "", None).is_err());
+    }
+
+    #[test]
+    fn the_hubs_own_types_are_not_published_but_may_be_sent_to_one_client() {
+        for kind in [
+            "connection",
+            "error",
+            "user_presence",
+            "heartbeat",
+            "batch_update",
+        ] {
+            let err = Publication::new(Target::Broadcast, kind, None).unwrap_err();
+            assert!(
+                matches!(&err, Error::ReservedType(k) if k == kind),
+                "{err:?}"
+            );
+            let err = Publication::new(Target::client("c_1"), kind, None).unwrap_err();
+            assert!(matches!(err, Error::ReservedType(_)), "{err:?}");
+            assert!(Publication::to_client("c_1", kind, None).is_ok(), "{kind}");
+        }
+        assert!(Publication::new(Target::Broadcast, "agent_status", None).is_ok());
     }
 
     #[test]

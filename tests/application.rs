@@ -601,6 +601,92 @@ fn requests_go_round_the_service_connections_in_turn() {
     assert_eq!(hub.handle().stats().unwrap().requests, N);
 }
 
+/// The requests a service got before the pong to its own ping: their types.
+fn taken_types(service: &mut Client) -> Vec<String> {
+    service.send(json!({"type": "ping", "correlationId": "done"}));
+    let mut got = Vec::new();
+    loop {
+        let message = next(service, "a request or the pong");
+        if message["type"] == "pong" {
+            return got;
+        }
+        assert_eq!(message["type"], "client_message", "{message}");
+        got.push(
+            message["data"]["message"]["type"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+}
+
+#[test]
+fn requests_go_only_to_the_services_that_declared_their_type() {
+    let hub = start(with_admin());
+    let mut agents = [
+        hub.client(&format!(
+            "/ws?token={ADMIN}&handles=agent:start,agent:cancel"
+        )),
+        hub.client(&format!(
+            "/ws?token={ADMIN}&handles=agent:start,agent:cancel"
+        )),
+    ];
+    let mut files = hub.client(&format!("/ws?token={ADMIN}&handles=file:read"));
+    let mut client = hub.client("/ws?userId=u1");
+    for _ in 0..4 {
+        client.send(json!({"type": "agent:start"}));
+        client.send(json!({"type": "file:read"}));
+    }
+    client.send(json!({"type": "agent:cancel"}));
+    // Nobody declared it: the client is told, though services are there.
+    let unknown = ask(&mut client, json!({"type": "chat:send"}), "c1");
+    assert_eq!(unknown["data"]["code"], "unknown_type", "{unknown}");
+    quiet(&mut client);
+    let first = taken_types(&mut agents[0]);
+    let second = taken_types(&mut agents[1]);
+    assert_eq!(first, ["agent:start", "agent:start", "agent:cancel"]);
+    assert_eq!(second, ["agent:start", "agent:start"], "in turn");
+    assert_eq!(taken_types(&mut files), ["file:read"; 4]);
+    // A service that declares nothing handles every type, as before.
+    let mut everything = hub.client(&format!("/ws?token={ADMIN}"));
+    client.send(json!({"type": "chat:send"}));
+    client.send(json!({"type": "file:read"}));
+    quiet(&mut client);
+    // Each to the one of its type given a request the longest ago.
+    assert_eq!(taken_types(&mut everything), ["chat:send"]);
+    assert_eq!(taken_types(&mut files), ["file:read"]);
+    // One that declares an empty list gets no request at all.
+    drop(everything);
+    hub.wait_stats("the catch-all service to go", |s| {
+        s.service_connections == 3
+    });
+    let mut publisher = hub.client(&format!("/ws?token={ADMIN}&handles="));
+    let unknown = ask(&mut client, json!({"type": "chat:send"}), "c2");
+    assert_eq!(unknown["data"]["code"], "unknown_type", "{unknown}");
+    assert_eq!(taken_types(&mut publisher), Vec::<String>::new());
+}
+
+#[test]
+fn a_declaration_of_types_is_checked_at_connect() {
+    let hub = start(with_admin());
+    let upgrade = |query: &str| {
+        let request = format!(
+            "GET /ws?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        let (status, _, body) = http_raw(hub.addr, request.as_bytes());
+        (status, body)
+    };
+    let (status, body) = upgrade(&format!("token={ADMIN}&handles=agent:start,subscribe"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("protocol's own message types"), "{body}");
+    // Only a service handles requests.
+    let (status, body) = upgrade("userId=u1&handles=agent:start");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("service connections"), "{body}");
+    let mut service = hub.client(&format!("/ws?token={ADMIN}&handles=agent:start"));
+    quiet(&mut service);
+}
+
 #[test]
 fn a_service_that_leaves_mid_request_leaves_its_client_busy_not_silent() {
     for clean_close in [false, true] {

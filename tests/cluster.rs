@@ -499,6 +499,117 @@ fn a_service_on_one_hub_answers_clients_of_another() {
     assert_eq!(reply["correlationId"], "r1");
 }
 
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_services_presence_list_is_the_clusters() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 2);
+    let mut service = hubs[0].client(&format!("/ws?token={ADMIN}"));
+    let users = |list: &Value| -> Vec<(String, String)> {
+        list["data"]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| {
+                let field = |k: &str| u[k].as_str().unwrap().to_owned();
+                (field("userId"), field("status"))
+            })
+            .collect()
+    };
+    let pair = |user: &str, status: &str| (user.to_owned(), status.to_owned());
+    let _bob = hubs[0].client("/ws?userId=bob");
+    assert_eq!(service.expect("user_presence")["data"]["userId"], "bob");
+    let mut alice = hubs[1].client("/ws?userId=alice");
+    assert_eq!(service.expect("user_presence")["data"]["userId"], "alice");
+    let list = service.request(json!({"type": "presence"}), "who");
+    assert_eq!(
+        users(&list),
+        [pair("alice", "online"), pair("bob", "online")],
+        "{list}"
+    );
+    // A status set on the other hub, and a user leaving it.
+    alice.send(json!({"type": "user_presence", "data": {"status": "away"}}));
+    assert_eq!(service.expect("user_presence")["data"]["status"], "away");
+    let list = service.request(json!({"type": "presence"}), "who2");
+    assert_eq!(
+        users(&list),
+        [pair("alice", "away"), pair("bob", "online")],
+        "{list}"
+    );
+    drop(alice);
+    let gone = service.expect("user_presence");
+    assert_eq!(
+        gone["data"],
+        json!({"userId": "alice", "status": "offline"})
+    );
+    let list = service.request(json!({"type": "presence"}), "who3");
+    assert_eq!(users(&list), [pair("bob", "online")], "{list}");
+    // The same list over HTTP and from the library, on either hub.
+    for hub in &hubs {
+        let (status, body) = admin(hub, "GET", "/api/presence", "");
+        assert_eq!(status, 200, "{body}");
+        let listed: Vec<&str> = body["users"]
+            .as_array()
+            .or(body["data"]["users"].as_array())
+            .unwrap()
+            .iter()
+            .map(|u| u["userId"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, ["bob"], "{body}");
+        let from_handle = hub.handle().presence().unwrap();
+        assert_eq!(from_handle.len(), 1, "{from_handle:?}");
+        assert_eq!(from_handle[0].user_id, "bob");
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_request_goes_to_a_hub_whose_service_declared_its_type() {
+    let redis = Redis::start();
+    let hubs = hubs(&redis, 3);
+    // Hub 0 serves agents, hub 1 files; hub 2 has no service.
+    let mut agents = hubs[0].client(&format!(
+        "/ws?token={ADMIN}&handles=agent:start,agent:cancel"
+    ));
+    let mut files = hubs[1].client(&format!("/ws?token={ADMIN}&handles=file:read"));
+    for hub in &hubs {
+        hub.wait_stats("both services' types to be known", |s| {
+            let hubs = s.cluster.as_ref().map(|c| c.hubs.as_slice()).unwrap_or(&[]);
+            hubs.iter().filter(|h| h.services == 1).count() == 2
+        });
+    }
+    let answer = |service: &mut Client, kind: &str| {
+        let forwarded = expect(service, "client_message");
+        assert_eq!(forwarded["data"]["message"]["type"], kind, "{forwarded}");
+        let message = &forwarded["data"]["message"];
+        service.send(json!({
+            "type": "send",
+            "clientId": forwarded["data"]["clientId"],
+            "message": {"type": "done", "data": {"kind": kind}, "correlationId": message["correlationId"]},
+        }));
+    };
+    // From the hub with no service, and from each other's.
+    for (n, hub) in hubs.iter().enumerate() {
+        let mut client = hub.client("/ws");
+        for kind in ["agent:start", "file:read", "agent:cancel"] {
+            let correlation = format!("{kind}-{n}");
+            client.send(json!({"type": kind, "correlationId": correlation}));
+            match kind {
+                "file:read" => answer(&mut files, kind),
+                _ => answer(&mut agents, kind),
+            }
+            let done = expect(&mut client, "done");
+            assert_eq!(done["correlationId"], correlation.as_str(), "{done}");
+        }
+        // A type no service anywhere declared.
+        client.send(json!({"type": "chat:send", "correlationId": "nobody"}));
+        let unknown = expect_error(&mut client, "nobody");
+        assert_eq!(unknown["data"]["code"], "unknown_type", "{unknown}");
+    }
+    agents.expect_nothing_pending();
+    files.expect_nothing_pending();
+}
+
 /// The error a request got; it must echo `correlation`.
 fn expect_error(client: &mut Client, correlation: &str) -> Value {
     let reply = expect(client, "error");
@@ -712,13 +823,81 @@ fn a_subscribe_waiting_for_redis_when_access_ends_gets_nothing_of_the_stream() {
         }
         got.push(message);
     }
-    assert_eq!(got[0]["type"], "unsubscribed", "{got:?}");
-    assert!(got.len() == 1, "after `unsubscribed`: {:?}", &got[1..]);
+    // The subscribe that waited gets its one answer, first: it was ended.
+    assert_eq!(got[0]["type"], "error", "{got:?}");
+    assert_eq!(got[0]["correlationId"], "late", "{got:?}");
+    assert_eq!(got[0]["data"]["code"], "unsubscribed", "{got:?}");
+    assert_eq!(got[1]["type"], "unsubscribed", "{got:?}");
+    assert!(got.len() == 2, "after `unsubscribed`: {:?}", &got[2..]);
     for round in 0..2 {
         let later = until_pong(&mut client, &format!("later-{round}"));
         assert!(later.iter().all(|m| m["channel"] != "c"), "{later:?}");
     }
     redis.stop();
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_subscribe_waiting_for_redis_that_the_client_unsubscribes_gets_its_own_answer() {
+    let redis = Redis::start();
+    let hub = hub_on(config(&redis));
+    let mut client = hub.client("/ws");
+    let reply = subscribe(&mut client, json!({"channel": "c"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    client.request(json!({"type": "unsubscribe", "channel": "c"}), "off");
+    // Redis stops answering: the subscribes below wait for it.
+    redis.pause();
+    for (correlation, since) in [
+        ("first", Some(json!({"seq": 0, "epoch": epoch}))),
+        ("second", None),
+    ] {
+        let mut request =
+            json!({"type": "subscribe", "channel": "c", "correlationId": correlation});
+        if let Some(since) = since {
+            request["since"] = since;
+        }
+        client.send(request);
+    }
+    client.send(json!({"type": "unsubscribe", "channel": "c", "correlationId": "cancel"}));
+    // Each request gets one answer, in order, while Redis is still stalled.
+    let mut got = until_pong(&mut client, "stalled");
+    redis.resume();
+    // Redis answers in order: once a later subscribe is answered, so were
+    // the first two.
+    client.send(json!({"type": "subscribe", "channel": "probe", "correlationId": "probe"}));
+    loop {
+        let message = next(&mut client, "the probe's answer");
+        if message["correlationId"] == "probe" {
+            break;
+        }
+        got.push(message);
+    }
+    got.extend(until_pong(&mut client, "after"));
+    let answers: Vec<(String, String)> = got
+        .iter()
+        .filter(|m| m["type"] != "user_presence")
+        .map(|m| {
+            let code = m["data"]["code"].as_str().unwrap_or_default();
+            (
+                m["correlationId"].as_str().unwrap_or("-").to_owned(),
+                format!("{} {code}", m["type"].as_str().unwrap_or_default()),
+            )
+        })
+        .collect();
+    let expected = [
+        ("first", "error unsubscribed"),
+        ("second", "error unsubscribed"),
+        ("cancel", "unsubscribed "),
+    ]
+    .map(|(c, t)| (c.to_owned(), t.to_owned()));
+    assert_eq!(answers, expected, "{got:?}");
+    // Subscribed again, it is live once.
+    subscribe(&mut client, json!({"channel": "c"}), None);
+    hub.handle()
+        .publish(Target::channel("c"), "after", json!({}))
+        .unwrap();
+    expect(&mut client, "after");
+    client.expect_nothing_pending();
 }
 
 #[test]
@@ -1051,20 +1230,43 @@ fn a_session_belongs_to_its_user_across_hubs() {
 
 /// A TCP proxy to Redis that can be cut (every connection dropped, new ones
 /// refused) and restored: a hub cut off from Redis while Redis keeps its data.
+/// It can also stall Redis's answers on one connection
+/// ([`hold_answers_after`](Proxy::hold_answers_after)): Redis slow to answer
+/// one hub's command while the bus goes on.
 struct Proxy {
     port: u16,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     live: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    hold: std::sync::Arc<Hold>,
+}
+
+/// What [`Proxy::hold_answers_after`] waits on.
+#[derive(Default)]
+struct Hold {
+    /// Bytes that, sent by the hub, stall what comes back on that connection.
+    trigger: std::sync::Mutex<Option<Vec<u8>>>,
+    /// Whether a connection stalls (until released).
+    state: std::sync::Mutex<HoldState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default, PartialEq)]
+enum HoldState {
+    #[default]
+    Off,
+    Holding,
+    Released,
 }
 
 impl Proxy {
     fn start(redis: &Redis) -> Proxy {
-        use std::sync::atomic::Ordering;
+        use std::sync::atomic::{AtomicBool, Ordering};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let down = std::sync::Arc::new(AtomicBool::new(false));
         let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::<TcpStream>::new()));
-        let (d, l, target) = (down.clone(), live.clone(), redis.port);
+        let hold = std::sync::Arc::new(Hold::default());
+        let (d, l, h, target) = (down.clone(), live.clone(), hold.clone(), redis.port);
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(client) = conn else { continue };
@@ -1079,17 +1281,60 @@ impl Proxy {
                 l.lock().unwrap().push(server.try_clone().unwrap());
                 let (mut c1, mut s1) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (mut c2, mut s2) = (client, server);
+                // This connection's answers stall once it sent the trigger.
+                let tripped = std::sync::Arc::new(AtomicBool::new(false));
+                let (h1, t1) = (h.clone(), tripped.clone());
+                let (h2, t2) = (h.clone(), tripped);
                 std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c1, &mut s1);
+                    let mut buf = vec![0; 64 << 10];
+                    while let Ok(n) = c1.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let mut trigger = h1.trigger.lock().unwrap();
+                        if trigger
+                            .as_ref()
+                            .is_some_and(|t| buf[..n].windows(t.len()).any(|w| w == t))
+                        {
+                            *trigger = None;
+                            *h1.state.lock().unwrap() = HoldState::Holding;
+                            t1.store(true, Ordering::SeqCst);
+                            h1.changed.notify_all();
+                        }
+                        drop(trigger);
+                        if s1.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
                     let _ = s1.shutdown(std::net::Shutdown::Both);
                 });
                 std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let mut buf = vec![0; 64 << 10];
+                    while let Ok(n) = s2.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if t2.load(Ordering::SeqCst) {
+                            let state = h2.state.lock().unwrap();
+                            let _released = h2
+                                .changed
+                                .wait_while(state, |s| *s == HoldState::Holding)
+                                .unwrap();
+                        }
+                        if c2.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
                     let _ = c2.shutdown(std::net::Shutdown::Both);
                 });
             }
         });
-        Proxy { port, down, live }
+        Proxy {
+            port,
+            down,
+            live,
+            hold,
+        }
     }
 
     fn url(&self) -> String {
@@ -1105,6 +1350,32 @@ impl Proxy {
 
     fn restore(&self) {
         self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The next connection to send `bytes` gets no more answers until
+    /// [`release`](Proxy::release).
+    fn hold_answers_after(&self, bytes: &str) {
+        *self.hold.trigger.lock().unwrap() = Some(bytes.as_bytes().to_vec());
+    }
+
+    /// Waits, up to [`DEADLINE`], until a connection is held.
+    fn wait_held(&self) {
+        let state = self.hold.state.lock().unwrap();
+        let (state, _) = self
+            .hold
+            .changed
+            .wait_timeout_while(state, DEADLINE, |s| *s == HoldState::Off)
+            .unwrap();
+        assert!(
+            *state == HoldState::Holding,
+            "no connection sent the trigger"
+        );
+    }
+
+    /// What was held goes on.
+    fn release(&self) {
+        *self.hold.state.lock().unwrap() = HoldState::Released;
+        self.hold.changed.notify_all();
     }
 }
 
@@ -1759,6 +2030,63 @@ fn a_publication_the_queue_to_redis_cannot_take_is_refused_not_delivered_on_one_
     );
 }
 
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_subscribe_the_queue_to_redis_cannot_take_is_refused_busy_not_answered_from_this_hub() {
+    let redis = Redis::start();
+    let config = config(&redis)
+        // Long enough for the queue to Redis to fill before the stall is
+        // taken for an outage.
+        .redis_timeout(Duration::from_secs(30))
+        .rate_limit(0)
+        .max_queue(1 << 20)
+        .max_queue_bytes(1 << 30);
+    let hub = hub_on(config);
+    let mut client = hub.client("/ws");
+    let mut publisher = hub.client("/ws");
+    redis.pause();
+    for n in 1..=64 * 1024 + 2_000 {
+        publisher.send(
+            json!({"type": "publish", "channel": "flood", "event": "tick", "data": {"n": n}}),
+        );
+    }
+    let refused = publisher.recv("a refusal once the queue to Redis is full");
+    assert_eq!(refused["data"]["code"], "busy", "{refused}");
+    // A subscribe now: refused as the publications are, not answered from
+    // this hub's own history (which is not the stream's).
+    let reply = client.request(
+        json!({"type": "subscribe", "channel": "c", "since": {"seq": 0, "epoch": "e"}}),
+        "s1",
+    );
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["data"]["code"], "busy", "{reply}");
+    let why = reply["data"]["error"].as_str().unwrap();
+    assert!(why.contains("queue to Redis is full"), "{why}");
+    // The backend's subscribe too, and a session asked for at connect.
+    let refused = hub.handle().subscribe(&client.id(), Topic::channel("d"));
+    assert!(
+        matches!(refused, Err(wshub::Error::Unavailable(_))),
+        "{refused:?}"
+    );
+    let mut joining = hub.client("/ws?sessionId=s1");
+    let told = expect(&mut joining, "error");
+    assert_eq!(told["data"]["code"], "busy", "{told}");
+    let stats = hub.handle().stats().unwrap();
+    for (who, id) in [("client", client.id()), ("joining", joining.id())] {
+        let entry = stats.clients.iter().find(|c| c.id == id).unwrap();
+        assert!(
+            entry.channels.is_empty() && entry.sessions.is_empty(),
+            "{who} is not subscribed: {entry:?}"
+        );
+    }
+    redis.resume();
+    refusals_until_pong(&mut publisher);
+    // Once Redis takes questions again, the same subscribe is answered.
+    let reply = subscribe(&mut client, json!({"channel": "c"}), None);
+    assert!(reply["data"]["epoch"].is_string(), "{reply}");
+    client.expect_nothing_pending();
+}
+
 /// The `busy` refusals a client gets before the pong to a ping.
 fn refusals_until_pong(client: &mut Client) -> u64 {
     client.send(json!({"type": "ping", "correlationId": "count"}));
@@ -1913,4 +2241,67 @@ fn a_client_that_resumed_on_a_cut_off_hub_gets_nothing_twice_when_it_catches_up(
         .unwrap();
     let next = next(&mut moved, "the fresh one");
     assert_eq!(next["type"], "fresh", "delivered again: {next}");
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_catch_up_that_outgrows_a_clients_queue_ends_with_1013_and_resumes_from_redis() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(&redis);
+    // A queue of 20: the catch-up holds at most 20 publications of a stream.
+    let cut_hub = behind(
+        &proxy,
+        config(&redis)
+            .max_queue(20)
+            .redis_timeout(Duration::from_secs(30)),
+    );
+    let other = hub_on(config(&redis));
+    let mut through = cut_hub.client("/ws");
+    let epoch = subscribe(&mut through, json!({"channel": "c"}), None)["data"]["epoch"].clone();
+    other
+        .handle()
+        .publish(Target::channel("c"), "before", json!({}))
+        .unwrap();
+    assert_eq!(expect(&mut through, "before")["seq"], 1);
+    proxy.cut();
+    wait_up(&cut_hub, false);
+    other
+        .handle()
+        .publish(Target::channel("c"), "meanwhile", json!({}))
+        .unwrap();
+    // Back, the hub asks Redis what its client missed; Redis is slow to
+    // answer it while the other hub's publications go on coming.
+    proxy.hold_answers_after("wshub:m:c:c");
+    proxy.restore();
+    proxy.wait_held();
+    for n in 1..=30 {
+        other
+            .handle()
+            .publish(Target::channel("c"), "live", json!({ "n": n }))
+            .unwrap();
+    }
+    // Past 20 held, the catch-up ends: the client is told, not left with a
+    // gap nor the hub with an unbounded list.
+    let (code, reason) = through.expect_close();
+    assert_eq!(
+        (code, reason.as_str()),
+        (1013, "Too much to catch up: resume")
+    );
+    proxy.release();
+    wait_up(&cut_hub, true);
+    // Resuming, it is told what Redis has for it is more than its queue
+    // takes (recovered: false), and goes on live from there.
+    let mut back = cut_hub.client("/ws");
+    let reply = subscribe(
+        &mut back,
+        json!({"channel": "c"}),
+        Some(json!({"seq": 1, "epoch": epoch})),
+    );
+    assert_eq!(reply["data"]["recovered"], false, "{reply}");
+    assert_eq!(reply["data"]["seq"], 32, "{reply}");
+    other
+        .handle()
+        .publish(Target::channel("c"), "after", json!({}))
+        .unwrap();
+    assert_eq!(expect(&mut back, "after")["seq"], 33);
 }

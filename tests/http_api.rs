@@ -455,3 +455,52 @@ fn a_publish_the_busy_router_did_not_take_in_time_is_refused_and_never_delivered
         "the refused publish was delivered: {next}"
     );
 }
+
+#[test]
+fn the_hubs_own_types_are_refused_alike_over_http_websocket_and_the_library() {
+    let hub = start(support::config().allow_client_publish(true));
+    let mut listener = hub.client("/ws");
+    listener.request(json!({"type": "subscribe", "channel": "c"}), "s");
+    let mut publisher = hub.client("/ws");
+    for kind in ["connection", "user_presence", "error", "heartbeat"] {
+        // A connection's publish.
+        let reply = publisher.request(
+            json!({"type": "publish", "channel": "c", "event": kind, "data": {}}),
+            "p",
+        );
+        assert_eq!(reply["type"], "error", "{reply}");
+        assert_eq!(reply["data"]["code"], "invalid_message", "{reply}");
+        let said = reply["data"]["error"].as_str().unwrap().to_owned();
+        assert!(said.contains("reserved"), "{said}");
+        // The HTTP API: the same check, the same words.
+        let body = json!({"channel": "c", "type": kind, "data": {}}).to_string();
+        let (status, reply) = post(hub.addr, "/api/publish", &body);
+        assert_eq!(status, 400, "{kind}: {reply}");
+        assert_eq!(reply["code"], "bad_request");
+        assert!(
+            reply["error"].as_str().unwrap().contains(&said),
+            "{reply} says what {said} says"
+        );
+        // The library: a typed error.
+        let refused = hub
+            .handle()
+            .publish(wshub::Target::channel("c"), kind, json!({}));
+        assert!(
+            matches!(&refused, Err(wshub::Error::ReservedType(k)) if k == kind),
+            "{refused:?}"
+        );
+    }
+    // Nothing of it reached the channel.
+    listener.expect_nothing_pending();
+    // A message to one client is not a publication: an `error` reply is fine.
+    assert!(
+        hub.handle()
+            .send(
+                &listener.id(),
+                "error",
+                json!({"code": "app", "error": "no"})
+            )
+            .unwrap()
+    );
+    assert_eq!(listener.expect("error")["data"]["code"], "app");
+}

@@ -238,6 +238,7 @@ pub(crate) enum WireAnswer {
     Done(bool),
     Count(usize),
     Refused(String),
+    Busy(String),
 }
 
 impl WireAnswer {
@@ -246,6 +247,7 @@ impl WireAnswer {
             Answer::Done(done) => WireAnswer::Done(*done),
             Answer::Count(count) => WireAnswer::Count(*count),
             Answer::Refused(why) => WireAnswer::Refused(why.clone()),
+            Answer::Busy(why) => WireAnswer::Busy(why.clone()),
             Answer::Clients(clients) => WireAnswer::Count(clients.len()),
             Answer::Presence(users) => WireAnswer::Count(users.len()),
         }
@@ -256,6 +258,7 @@ impl WireAnswer {
             WireAnswer::Done(done) => Answer::Done(done),
             WireAnswer::Count(count) => Answer::Count(count),
             WireAnswer::Refused(why) => Answer::Refused(why),
+            WireAnswer::Busy(why) => Answer::Busy(why),
         }
     }
 }
@@ -293,6 +296,22 @@ pub(crate) struct HubBeat {
     /// lost.
     #[serde(default)]
     pub up_since: u64,
+    /// The request types its service connections handle, when none of them
+    /// handles every type (`?handles=`); `None`: one does (or the hub is of
+    /// a version that does not say), so every type goes there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handles: Option<Vec<String>>,
+}
+
+impl HubBeat {
+    /// Whether a request of type `kind` may go to this hub.
+    pub(crate) fn serves(&self, kind: &str) -> bool {
+        self.services > 0
+            && self
+                .handles
+                .as_ref()
+                .is_none_or(|types| types.iter().any(|t| t == kind))
+    }
 }
 
 /// What a pubsub payload carries: a position (for a publication to a

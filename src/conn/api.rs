@@ -425,6 +425,7 @@ fn subscription(request: &Request, shared: &Shared, subscribe: bool) -> Response
         Some(Answer::Done(true)) => ok(json!({})),
         Some(Answer::Done(false)) => no_client(&client),
         Some(Answer::Refused(why)) => Response::error(409, "refused", &why),
+        Some(Answer::Busy(why)) => Response::error(503, "busy", &why),
         _ => unavailable(),
     }
 }

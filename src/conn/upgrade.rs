@@ -40,6 +40,7 @@ pub(super) fn upgrade(
     let Upgrade {
         identity,
         session_id,
+        handles,
         envelope,
         accept,
     } = match check_upgrade(&request, shared) {
@@ -94,6 +95,7 @@ pub(super) fn upgrade(
         peer,
         identity,
         session_id,
+        handles,
         handshake,
         envelope,
     };
@@ -129,6 +131,8 @@ pub(super) fn upgrade(
 struct Upgrade {
     identity: Result<Identity, Denied>,
     session_id: Option<String>,
+    /// The request types a service connection declared (`?handles=`).
+    handles: Option<Vec<String>>,
     envelope: Envelope,
     accept: String,
 }
@@ -199,9 +203,19 @@ fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response
         shared
             .auth
             .authenticate(token.as_deref(), user_id.as_deref(), SystemTime::now());
+    let handles = match query("handles")? {
+        None => None,
+        Some(list) => Some(protocol::request_types(&list).map_err(|why| bad(&why))?),
+    };
+    if handles.is_some() && identity.as_ref().is_ok_and(|i| !i.is_service()) {
+        return Err(bad(
+            "handles is for service connections (the admin token or a token with the service grant)",
+        ));
+    }
     Ok(Upgrade {
         identity,
         session_id,
+        handles,
         envelope,
         accept: derive_accept_key(key.as_bytes()),
     })

@@ -167,10 +167,16 @@ impl Entry {
     /// Bytes it takes, for the history budget (and, held for a client, for
     /// its queue's).
     pub(crate) fn size(&self) -> usize {
+        Entry::size_of(&self.kind, self.data.as_deref(), self.from.as_ref())
+    }
+
+    /// What an entry of these contents takes ([`size`](Entry::size)),
+    /// before it is made.
+    pub(crate) fn size_of(kind: &str, data: Option<&RawValue>, from: Option<&Origin>) -> usize {
         ENTRY_OVERHEAD
-            + self.kind.len()
-            + self.data.as_ref().map_or(0, |d| d.get().len())
-            + self.from.as_ref().map_or(0, |f| {
+            + kind.len()
+            + data.map_or(0, |d| d.get().len())
+            + from.map_or(0, |f| {
                 f.client_id.len() + f.user_id.as_ref().map_or(0, |u| u.len())
             })
     }

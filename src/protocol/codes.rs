@@ -90,6 +90,11 @@ wire_names! {
         /// The application cannot take the request now: its queue is full,
         /// or the service connection handling it left before answering.
         Busy = "busy",
+        /// A `subscribe` still under way (with several hubs, waiting for
+        /// Redis) was ended by an unsubscribe before it completed: the
+        /// client's own, the backend's, or a refreshed token's. The client
+        /// is not subscribed.
+        Unsubscribed = "unsubscribed",
     }
 }
 
@@ -248,6 +253,9 @@ closes! {
     AddressFull = (1013, "Too many connections from this address"),
     /// The client did not read fast enough (its queue filled up).
     TooSlow = (1013, "Client too slow"),
+    /// What the hub held for the client's streams while it caught up with
+    /// Redis after a cut-off outgrew a client's queue: reconnect and resume.
+    CatchUpTooLarge = (1013, "Too much to catch up: resume"),
     /// The client's token expired; reconnect with a fresh one.
     TokenExpired = (4001, "Token expired"),
 }

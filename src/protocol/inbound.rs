@@ -649,15 +649,94 @@ pub(crate) fn check_name(name: &str, what: &str) -> Result<(), ErrorReply> {
 }
 
 fn event_name(event: &str) -> Result<String, ErrorReply> {
-    if event.is_empty() || event.len() > MAX_NAME_LEN {
-        return Err(invalid("`event` must be 1 to 255 bytes"));
-    }
-    if Kind::from_wire(event).is_some() {
-        return Err(invalid(&format!(
-            "`event` {event:?} is reserved for the hub's own messages"
-        )));
-    }
+    check_event(event).map_err(|bad| invalid(&bad.to_string()))?;
     Ok(event.to_owned())
+}
+
+/// Why a publication's type (its `event`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BadEvent {
+    /// Empty, or longer than [`MAX_NAME_LEN`] bytes.
+    Length,
+    /// One of the hub's own message types ([`Kind`]): a publication under
+    /// it would pass for the hub's own (a `connection` welcome, an `error`,
+    /// a `user_presence`, ...).
+    Reserved(Kind),
+}
+
+impl fmt::Display for BadEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadEvent::Length => write!(f, "`event` must be 1 to {MAX_NAME_LEN} bytes"),
+            BadEvent::Reserved(kind) => f.write_str(&crate::error::reserved_type(kind.as_str())),
+        }
+    }
+}
+
+/// The one check of a publication's type, wherever it is published from:
+/// a connection's `publish` (its `event`), `POST /api/publish` (its
+/// `type`) and the library's publishing calls. A message `send` to one
+/// client (a reply, which may be an `error`) is not a publication and is
+/// not checked against the hub's own types.
+///
+/// # Errors
+///
+/// [`BadEvent`]: an empty or too long name, or one of the hub's own types.
+pub(crate) fn check_event(event: &str) -> Result<(), BadEvent> {
+    if event.is_empty() || event.len() > MAX_NAME_LEN {
+        return Err(BadEvent::Length);
+    }
+    match Kind::from_wire(event) {
+        Some(kind) => Err(BadEvent::Reserved(kind)),
+        None => Ok(()),
+    }
+}
+
+/// The types a client's message has when it is the protocol's own, never
+/// an application request (kept so by a test over [`parse`]).
+const PROTOCOL_TYPES: &[&str] = &[
+    "ping",
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "user_presence",
+    "presence",
+    "refresh",
+];
+
+/// Most request types one service connection may declare (`?handles=`).
+pub(crate) const MAX_HANDLES: usize = 256;
+
+/// The request types a service connection declares it handles, from its
+/// `?handles=` (comma-separated; empty: none): each a type a client's
+/// request may have (not one the protocol takes for its own), once, at most
+/// [`MAX_HANDLES`] of them.
+///
+/// # Errors
+///
+/// Why the list is refused, for a 400.
+pub(crate) fn request_types(list: &str) -> Result<Vec<String>, String> {
+    let mut types: Vec<String> = Vec::new();
+    for kind in list.split(',').filter(|k| !k.is_empty()) {
+        if kind.len() > MAX_NAME_LEN {
+            return Err(format!(
+                "handles: each type must be 1 to {MAX_NAME_LEN} bytes"
+            ));
+        }
+        if PROTOCOL_TYPES.contains(&kind) {
+            return Err(format!(
+                "handles: {} is one of the protocol's own message types, never a request",
+                Shown(kind)
+            ));
+        }
+        if !types.iter().any(|t| t == kind) {
+            types.push(kind.to_owned());
+        }
+        if types.len() > MAX_HANDLES {
+            return Err(format!("handles: at most {MAX_HANDLES} types"));
+        }
+    }
+    Ok(types)
 }
 
 fn presence_status(data: Option<&RawValue>) -> Result<Status, ErrorReply> {
@@ -704,6 +783,38 @@ impl fmt::Display for Shown<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_services_declared_types_are_request_types_once_each() {
+        assert_eq!(
+            request_types("agent:start,agent:cancel,agent:start").unwrap(),
+            ["agent:start", "agent:cancel"]
+        );
+        assert!(request_types("").unwrap().is_empty());
+        assert!(request_types(",,").unwrap().is_empty());
+        let reserved = request_types("agent:start,subscribe").unwrap_err();
+        assert!(reserved.contains("\"subscribe\""), "{reserved}");
+        // A regular client's `stats` is a request like any other.
+        assert_eq!(request_types("stats").unwrap(), ["stats"]);
+        // The list is what the parser takes for the protocol's own.
+        for kind in PROTOCOL_TYPES {
+            let text = format!(r#"{{"type":"{kind}","channel":"c","data":"online"}}"#);
+            if let Ok(parsed) = parse_client(&text) {
+                assert!(
+                    !matches!(parsed.message, ClientMessage::Application { .. }),
+                    "{kind}"
+                );
+            }
+        }
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        assert!(request_types(&long).is_err());
+        let many: Vec<String> = (0..=MAX_HANDLES).map(|n| format!("t{n}")).collect();
+        assert!(request_types(&many.join(",")).is_err());
+        assert_eq!(
+            request_types(&many[..MAX_HANDLES].join(",")).unwrap().len(),
+            MAX_HANDLES
+        );
+    }
 
     fn parse_client(text: &str) -> Result<Request, Rejection> {
         parse(text, Role::Client)

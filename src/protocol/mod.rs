@@ -23,8 +23,8 @@ pub(crate) use frame::{close_reply, ping_frame, pong_frame};
 pub use inbound::MAX_NAME_LEN;
 pub use inbound::Topic;
 pub(crate) use inbound::{
-    ClientMessage, Destination, ErrorReply, Outgoing, Rejection, Request, Role, Since, Who,
-    check_idempotency_key, check_name, parse,
+    BadEvent, ClientMessage, Destination, ErrorReply, Outgoing, Rejection, Request, Role, Since,
+    Who, check_event, check_idempotency_key, check_name, parse, request_types,
 };
 pub use outbound::Timestamp;
 pub(crate) use outbound::{

@@ -4,8 +4,10 @@
 //! An application request (a message type the protocol does not reserve)
 //! goes to the embedding program if it asked for requests
 //! ([`Hub::requests`](crate::Hub::requests)), else to one of the service
-//! connections in turn (as `client_message`), else it is answered
-//! `unknown_type`. Nothing here waits: a full queue is `busy`. A request
+//! connections that handle its type, in turn (as `client_message`), else
+//! it is answered `unknown_type`. A service connection handles the types
+//! it declared when it connected (`?handles=`), or every type if it
+//! declared none. Nothing here waits: a full queue is `busy`. A request
 //! with a `correlationId` that a service connection took is remembered
 //! until that service answers it (a `send` to the client with the same
 //! `correlationId`); if the service leaves first, the client gets `busy`.
@@ -19,7 +21,7 @@
 //!
 //! [`Wire::Unanswered`]: crate::cluster::wire::Wire::Unanswered
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crossbeam_channel::{Sender, TrySendError};
 use serde::Serialize;
@@ -43,12 +45,33 @@ pub(super) struct AppQueue {
     pub handle: Handle,
 }
 
+/// A service connection and the request types it handles.
+struct Service {
+    id: ClientId,
+    /// `None`: every type.
+    handles: Option<HashSet<Box<str>>>,
+    /// When it was last given a request ([`Services::clock`]).
+    served: u64,
+}
+
+impl Service {
+    fn handles(&self, kind: &str) -> bool {
+        self.handles
+            .as_ref()
+            .is_none_or(|types| types.contains(kind))
+    }
+}
+
 /// The service connections and what they owe.
 #[derive(Default)]
 pub(super) struct Services {
-    /// In the order requests go round them.
-    ids: Vec<ClientId>,
-    next: usize,
+    /// In the order they came.
+    list: Vec<Service>,
+    /// Requests given to them so far.
+    clock: u64,
+    /// What other hubs were last told of them: whether there is one, and
+    /// [`declared`](Services::declared).
+    told: (bool, Option<Vec<String>>),
     /// (client, its `correlationId`) -> the service that took the request.
     pending: HashMap<(ClientId, Box<str>), ClientId>,
     /// (another hub's client, its `correlationId`) -> the service here
@@ -59,12 +82,40 @@ pub(super) struct Services {
 }
 
 impl Services {
-    pub(super) fn add(&mut self, id: ClientId) {
-        self.ids.push(id);
+    /// A service connection, handling `handles` (`None`: every type).
+    pub(super) fn add(&mut self, id: ClientId, handles: Option<Vec<String>>) {
+        let handles = handles.map(|types| types.into_iter().map(String::into_boxed_str).collect());
+        self.list.push(Service {
+            id,
+            handles,
+            served: 0,
+        });
     }
 
     pub(super) fn count(&self) -> usize {
-        self.ids.len()
+        self.list.len()
+    }
+
+    /// The types the service connections handle, sorted, when none of them
+    /// handles every type (`None` if one does, or there is none).
+    pub(super) fn declared(&self) -> Option<Vec<String>> {
+        let mut types = BTreeSet::new();
+        for service in &self.list {
+            types.extend(service.handles.as_ref()?.iter().map(|t| t.to_string()));
+        }
+        Some(types.into_iter().collect()).filter(|_| !self.list.is_empty())
+    }
+
+    /// Whether other hubs have news of the service connections (one came
+    /// or left, so [`declared`](Services::declared) may have changed): the
+    /// news is then taken as told.
+    pub(super) fn news(&mut self) -> bool {
+        let now = (!self.list.is_empty(), self.declared());
+        if now == self.told {
+            return false;
+        }
+        self.told = now;
+        true
     }
 
     /// Answers owed, every kind together.
@@ -72,15 +123,31 @@ impl Services {
         self.pending.len() + self.remote.len() + self.forwarded.len()
     }
 
-    /// The next service, in turn.
-    fn pick(&mut self) -> Option<ClientId> {
-        if self.ids.is_empty() {
-            return None;
-        }
-        let id = self.ids[self.next % self.ids.len()];
-        self.next = self.next.wrapping_add(1);
-        Some(id)
+    /// The service that handles `kind` and was given a request the
+    /// longest ago: the services of one type take its requests in turn,
+    /// whatever else they take.
+    fn pick(&mut self, kind: &str) -> Option<ClientId> {
+        let service = self
+            .list
+            .iter_mut()
+            .filter(|s| s.handles(kind))
+            .min_by_key(|s| s.served)?;
+        self.clock += 1;
+        service.served = self.clock;
+        Some(service.id)
     }
+}
+
+/// The `type` of a client's request, as another hub forwarded it.
+fn request_type(message: &RawValue) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    serde_json::from_str::<Typed>(message.get())
+        .ok()
+        .map(|t| t.kind)
 }
 
 /// The data of a `client_message`.
@@ -147,9 +214,9 @@ impl Router {
         if correlation.is_some() && self.services.owed() >= MAX_PENDING {
             return self.busy(id, correlation);
         }
-        let Some(service) = self.services.pick() else {
-            // With other hubs, one with a service connection takes it.
-            if let Some(hub) = self.forward_request(id, &message, correlation) {
+        let Some(service) = self.services.pick(&kind) else {
+            // With other hubs, one with a service connection for it takes it.
+            if let Some(hub) = self.forward_request(id, &kind, &message, correlation) {
                 self.counters.requests += 1;
                 if let Some(correlation) = correlation {
                     self.services
@@ -197,7 +264,8 @@ impl Router {
     /// connections gets it, as if the client were here.
     pub(super) fn remote_request(&mut self, request: crate::cluster::wire::Request) {
         let full = request.corr.is_some() && self.services.owed() >= MAX_PENDING;
-        let service = self.services.pick().filter(|_| !full);
+        let kind = request_type(&request.message).unwrap_or_default();
+        let service = self.services.pick(&kind).filter(|_| !full);
         let Some(service) = service else {
             // The hub that sent it had old news (or this one owes too
             // much): its client hears `busy` rather than nothing.
@@ -297,7 +365,7 @@ impl Router {
     /// A service connection left: it answers nothing more, so each client
     /// still waiting on it gets `busy` instead of silence.
     pub(super) fn service_left(&mut self, service: ClientId) {
-        self.services.ids.retain(|id| *id != service);
+        self.services.list.retain(|s| s.id != service);
         self.services_changed();
         let owed: Vec<(ClientId, Box<str>)> = self
             .services

@@ -34,6 +34,7 @@ impl Router {
             peer,
             identity,
             session_id,
+            handles,
             handshake,
             envelope,
         } = joining;
@@ -100,7 +101,7 @@ impl Router {
         self.clients.insert(id, client);
         self.counters.total_connections += 1;
         if service {
-            self.services.add(id);
+            self.services.add(id, handles);
             self.services_changed();
         }
         // The session asked for in the query, if this client may join it:

@@ -49,7 +49,7 @@ use crate::command::{Answer, Command};
 use crate::config::Config;
 use crate::history::{Appended, Entry, StreamKey};
 use crate::idempotency::Once;
-use crate::protocol::{ErrorCode, Kind, Message, Since, Status, Subscribed, Topic, raw};
+use crate::protocol::{Close, ErrorCode, Kind, Message, Since, Status, Subscribed, Topic, raw};
 use crate::publish::Unpublished;
 use crate::publish::{Publication, Target};
 use crate::subscriptions::ClientId;
@@ -63,6 +63,15 @@ struct Held {
     epoch: Arc<str>,
     publication: Publication,
     time: SystemTime,
+}
+
+/// What a stream's catch-up holds: bounded by one client's queue limits,
+/// since each of the stream's clients would get all of it at once.
+#[derive(Default)]
+struct Holding {
+    held: Vec<Held>,
+    /// Bytes of `held`, counted as a client's queue counts them.
+    bytes: usize,
 }
 
 /// A client's subscription waiting for Redis.
@@ -123,6 +132,16 @@ struct Pending {
     taken: Instant,
 }
 
+/// How a subscription's position is found ([`Router::cluster_open_stream`]).
+pub(super) enum Opening {
+    /// Redis was asked: the client is answered when it says.
+    Asked,
+    /// This hub answers (no Redis, Redis away, or nothing to ask).
+    Here,
+    /// The queue to Redis is full: not done.
+    Busy,
+}
+
 /// Where a publication goes: Redis will answer its publisher, or it is
 /// delivered here alone, or it cannot be published now (its publisher is
 /// handed back, to be told why).
@@ -150,7 +169,7 @@ pub(super) struct ClusterState {
     /// The last position delivered here, per stream with clients here.
     last: HashMap<StreamKey, (u64, Arc<str>)>,
     /// Streams being caught up: their live publications wait here.
-    catching_up: HashMap<StreamKey, Vec<Held>>,
+    catching_up: HashMap<StreamKey, Holding>,
     /// Clients that subscribed while Redis was away, by stream: they were
     /// answered from this hub's own history (`recovered: false` for a
     /// `since`), so the catch-up's older publications are not for them.
@@ -651,7 +670,9 @@ impl Router {
             let ticket = cluster.next_ticket;
             cluster.next_ticket += 1;
             let name = stream_name(&stream);
-            cluster.catching_up.insert(stream.clone(), Vec::new());
+            cluster
+                .catching_up
+                .insert(stream.clone(), Holding::default());
             let sent = cluster.link.send(Out::Head {
                 ticket,
                 stream: name,
@@ -727,17 +748,27 @@ impl Router {
             {
                 return;
             }
-            if let Some(held) = self
+            let limits = self.delivery.limits(&self.config);
+            if let Some(holding) = self
                 .cluster
                 .as_mut()
                 .and_then(|c| c.catching_up.get_mut(&stream))
             {
-                held.push(Held {
+                holding.bytes += Entry::size_of(
+                    &publication.kind,
+                    publication.data.as_deref(),
+                    publication.from.as_ref(),
+                );
+                let target = publication.target.clone();
+                holding.held.push(Held {
                     seq,
                     epoch,
                     publication,
                     time,
                 });
+                if holding.held.len() > limits.messages || holding.bytes > limits.bytes {
+                    self.abandon_catch_up(&stream, &target);
+                }
                 return;
             }
             self.deliver_numbered(&stream, seq, epoch, publication, time);
@@ -775,8 +806,12 @@ impl Router {
     }
 
     /// Asks Redis where `topic` stands before the client hears of it; its
-    /// publications wait in its replay meanwhile. `false` when the
-    /// subscription is to be answered here (no Redis, or nothing to ask).
+    /// publications wait in its replay meanwhile ([`Opening::Asked`]).
+    /// [`Opening::Here`] when the subscription is to be answered here (no
+    /// Redis, Redis away, or nothing to ask); [`Opening::Busy`] when Redis
+    /// is up but the queue to it is full: as a publication then is, the
+    /// subscribe is refused rather than answered from this hub's history,
+    /// which is not the stream's (nor checks a session's owner).
     pub(super) fn cluster_open_stream(
         &mut self,
         id: ClientId,
@@ -784,13 +819,13 @@ impl Router {
         since: &Option<Since>,
         correlation: Option<&RawValue>,
         reply: bool,
-    ) -> bool {
+    ) -> Opening {
         if !self.cluster_up() {
             if let Some(cluster) = &mut self.cluster {
                 let stream = StreamKey::of_topic(topic);
                 cluster.joined_alone.entry(stream).or_default().insert(id);
             }
-            return false;
+            return Opening::Here;
         }
         let stream = StreamKey::of_topic(topic);
         let history = self.history.keeps(&stream);
@@ -801,7 +836,7 @@ impl Router {
             _ => None,
         };
         if !history && claim.is_none() {
-            return false;
+            return Opening::Here;
         }
         // An earlier subscribe to this stream still waiting is superseded
         // by this one, but owed its answer all the same.
@@ -810,7 +845,7 @@ impl Router {
             replay.ticket()
         });
         let Some(cluster) = &mut self.cluster else {
-            return false;
+            return Opening::Here;
         };
         let ticket = cluster.next_ticket;
         let sent = cluster.link.send(Out::Head {
@@ -822,7 +857,10 @@ impl Router {
             history,
         });
         if !sent {
-            return false;
+            crate::throttle::warn_throttled!(
+                "the queue to Redis is full (Redis is slow or away): subscribes are refused busy"
+            );
+            return Opening::Busy;
         }
         cluster.next_ticket += 1;
         let mut superseded = Vec::new();
@@ -858,7 +896,42 @@ impl Router {
             client.replays.push(replay);
             self.replaying.insert(id);
         }
-        true
+        Opening::Asked
+    }
+
+    /// A subscribe that waited for Redis (the answer with `ticket`) was
+    /// ended by an unsubscribe first: each request it answers (itself and
+    /// those it superseded) gets the error `unsubscribed` now, and Redis's
+    /// answer, when it comes, is for nobody.
+    pub(super) fn subscribe_withdrawn(&mut self, id: ClientId, ticket: u64) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        cluster.marked.remove(&ticket);
+        let answered = cluster
+            .answered
+            .remove(&ticket)
+            .map(|(awaiting, _, _)| awaiting);
+        let Some(Awaiting::Subscribe(subscription)) = cluster.heads.remove(&ticket).or(answered)
+        else {
+            return;
+        };
+        let owed = subscription
+            .superseded
+            .into_iter()
+            .chain(subscription.reply.then_some(subscription.correlation));
+        let message = format!(
+            "Unsubscribed from {} before this subscribe was complete: not subscribed",
+            topic_name(&subscription.topic)
+        );
+        for correlation in owed.collect::<Vec<_>>() {
+            self.error(
+                id,
+                ErrorCode::Unsubscribed,
+                &message,
+                correlation.as_deref(),
+            );
+        }
     }
 
     /// Redis answered where a stream stands: the client gets `subscribed`
@@ -1024,7 +1097,8 @@ impl Router {
             .cluster
             .as_mut()
             .and_then(|c| c.catching_up.remove(&stream))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .held;
         // What Redis kept from before is for the clients that were here
         // through the outage; those that came meanwhile sit it out (they
         // may have it already, from another hub), behind a replay of their
@@ -1074,6 +1148,48 @@ impl Router {
         }
     }
 
+    /// A catch-up that holds more than a client's queue may: it ends here,
+    /// honestly. What it held is dropped and Redis's answer forgotten, and
+    /// every client here that follows the stream (or waits for Redis on
+    /// it) is closed with 1013: each of them would have been a slow
+    /// consumer once given what was held, and reconnecting it resumes from
+    /// Redis's history (`recovered: false` if Redis no longer keeps it).
+    fn abandon_catch_up(&mut self, stream: &StreamKey, target: &Target) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        cluster.catching_up.remove(stream);
+        cluster.last.remove(stream);
+        let of_stream = |awaiting: &Awaiting| matches!(awaiting, Awaiting::CatchUp { stream: s, .. } if s == stream);
+        let marked = &mut cluster.marked;
+        cluster.heads.retain(|ticket, awaiting| {
+            let keep = !of_stream(awaiting);
+            if !keep {
+                // Its mark, if in first, waits for nothing now.
+                marked.remove(ticket);
+            }
+            keep
+        });
+        cluster
+            .answered
+            .retain(|_, (awaiting, _, _)| !of_stream(awaiting));
+        let mut closing: HashSet<ClientId> = self.audience(target).into_iter().collect();
+        closing.extend(
+            self.clients
+                .iter()
+                .filter(|(_, c)| c.replays.iter().any(|r| r.stream == *stream))
+                .map(|(id, _)| *id),
+        );
+        log::warn!(
+            "the catch-up of {:?} after a Redis cut-off outgrew a client's queue: closing its {} client(s) here with 1013, to resume from Redis",
+            stream.topic(),
+            closing.len()
+        );
+        for id in closing {
+            self.close(id, Close::CatchUpTooLarge, true);
+        }
+    }
+
     /// Puts clients behind a replay of `stream` that nothing resolves, so
     /// deliveries skip them; those it did so for.
     fn sit_out(&mut self, stream: &StreamKey, ids: &[ClientId]) -> Vec<ClientId> {
@@ -1112,10 +1228,14 @@ impl Router {
     }
 
     /// A client joined a session at connect: its claim is checked in Redis
-    /// before it hears anything of it.
+    /// before it hears anything of it. If the queue to Redis cannot take
+    /// the question, it is not in the session, and is told `busy`.
     pub(super) fn cluster_claim(&mut self, id: ClientId, session: &str) {
         let topic = Topic::Session(session.to_owned());
-        self.cluster_open_stream(id, &topic, &None, None, false);
+        if let Opening::Busy = self.cluster_open_stream(id, &topic, &None, None, false) {
+            let why = self.not_opened(id, &topic, false);
+            self.error(id, ErrorCode::Busy, &why, None);
+        }
     }
 
     // --- presence ----------------------------------------------------------
@@ -1288,10 +1408,12 @@ impl Router {
     // --- application requests ----------------------------------------------
 
     /// A request nobody here can answer goes to a hub with a service
-    /// connection: the hub it went to, `None` if there is none.
+    /// connection that handles its type, in turn: the hub it went to,
+    /// `None` if there is none.
     pub(super) fn forward_request(
         &mut self,
         id: ClientId,
+        kind: &str,
         message: &RawValue,
         correlation: Option<&RawValue>,
     ) -> Option<String> {
@@ -1301,7 +1423,7 @@ impl Router {
         let mut hubs: Vec<&String> = cluster
             .hubs
             .iter()
-            .filter(|(hub, (beat, _))| beat.services > 0 && **hub != own)
+            .filter(|(hub, (beat, _))| beat.serves(kind) && **hub != own)
             .map(|(hub, _)| hub)
             .collect();
         if hubs.is_empty() {
@@ -1400,8 +1522,8 @@ impl Router {
     /// A service connection came or went: the other hubs hear of it now,
     /// not at the next heartbeat, so their requests go where one is.
     pub(super) fn services_changed(&mut self) {
-        // Other hubs only ask whether there is one: news at 0 and 1.
-        if self.services.count() <= 1 && self.cluster_up() {
+        // Other hubs ask whether there is one, and which types they handle.
+        if self.services.news() && self.cluster_up() {
             self.heartbeat(Instant::now());
         }
     }
@@ -1421,6 +1543,7 @@ impl Router {
             messages_sent: self.counters.messages_sent,
             messages_received: self.counters.messages_received,
             up_since: cluster.up_since,
+            handles: self.services.declared(),
         };
         let Ok(framed) = wire::frame(&Wire::Hub(beat)) else {
             return;

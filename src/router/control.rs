@@ -37,6 +37,7 @@ impl Router {
         let Some(id) = self.names.get(name).copied() else {
             return Answer::Done(false);
         };
+        let had = self.has_topic(id, topic);
         let joined = match topic {
             // Its user's deliveries reach it already.
             Topic::Channel(channel) if channel.starts_with(USER_PREFIX) => {
@@ -46,10 +47,10 @@ impl Router {
             Topic::Session(session) => self.join_session(id, session, true),
         };
         match joined {
-            Ok(()) => {
-                self.open_stream(id, topic, None, None);
-                Answer::Done(true)
-            }
+            Ok(()) => match self.open_stream(id, topic, None, None) {
+                true => Answer::Done(true),
+                false => Answer::Busy(self.not_opened(id, topic, had)),
+            },
             Err((_, why)) => Answer::Refused(why),
         }
     }

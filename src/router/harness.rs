@@ -243,6 +243,7 @@ impl Harness {
             peer,
             identity,
             session_id: None,
+            handles: None,
             handshake,
             envelope: Envelope::Standard,
         })));

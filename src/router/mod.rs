@@ -663,6 +663,10 @@ impl Router {
             Answer::Refused(why) => {
                 return self.error(id, ErrorCode::Forbidden, &why, correlation);
             }
+            Answer::Busy(why) => {
+                self.counters.busy += 1;
+                return self.error(id, ErrorCode::Busy, &why, correlation);
+            }
         };
         self.reply(id, Kind::Ack, None, Some(data), correlation);
     }

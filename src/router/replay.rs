@@ -33,6 +33,7 @@ use serde_json::value::RawValue;
 
 use super::Router;
 use super::batches::BatchKey;
+use super::cluster::Opening;
 use crate::history::{Appended, Entry, Recovery, StreamKey};
 use crate::link::{Push, QueueLimits};
 use crate::protocol::{Kind, Message, Origin, Position, Since, Subscribed, Topic, raw};
@@ -222,14 +223,17 @@ impl Router {
     }
 
     /// A subscription is in place: `subscribed` with where its stream
-    /// stands, then, for a `since`, what the client missed.
+    /// stands, then, for a `since`, what the client missed. `false` (and
+    /// nothing sent) when, with other hubs, the queue to Redis cannot take
+    /// the question now: the caller undoes it and says `busy`.
+    #[must_use]
     pub(super) fn open_stream(
         &mut self,
         id: ClientId,
         topic: &Topic,
         since: Option<Since>,
         correlation: Option<&RawValue>,
-    ) {
+    ) -> bool {
         let stream = StreamKey::of_topic(topic);
         // A held batch has its positions already: out it goes, so the
         // position below counts only what this client is sent.
@@ -239,8 +243,10 @@ impl Router {
             self.flush_batch(&key);
         }
         // With other hubs, Redis says where the stream stands.
-        if self.cluster_open_stream(id, topic, &since, correlation, true) {
-            return;
+        match self.cluster_open_stream(id, topic, &since, correlation, true) {
+            Opening::Asked => return true,
+            Opening::Busy => return false,
+            Opening::Here => {}
         }
         let head = self.history.head(&stream);
         let recovered = match (&since, &head) {
@@ -273,6 +279,7 @@ impl Router {
             // What it missed is read from the history as it reads.
             self.start_replay(id, stream, Some((since.seq, head.epoch)), Vec::new());
         }
+        true
     }
 
     /// Starts a client's replay of `stream`: what the history keeps after
@@ -452,18 +459,29 @@ impl Router {
 
     /// Stops a client's replay of `stream` (it unsubscribed), or of every
     /// stream (`None`: it left every session).
+    /// A subscribe of it still waiting for Redis is answered now (the error
+    /// `unsubscribed`), ahead of whatever ended it: every request gets one
+    /// answer, and Redis's, when it comes, is for nobody.
     pub(super) fn stop_replay(&mut self, id: ClientId, stream: Option<&StreamKey>) {
         let Some(client) = self.clients.get_mut(&id) else {
             return;
         };
-        match stream {
-            Some(stream) => client.replays.retain(|r| r.stream != *stream),
-            None => client
-                .replays
-                .retain(|r| !matches!(r.stream, StreamKey::Session(_))),
-        }
+        let ends = |r: &Replaying| match stream {
+            Some(stream) => r.stream == *stream,
+            None => matches!(r.stream, StreamKey::Session(_)),
+        };
+        let waiting: Vec<u64> = client
+            .replays
+            .iter()
+            .filter(|r| ends(r))
+            .filter_map(Replaying::ticket)
+            .collect();
+        client.replays.retain(|r| !ends(r));
         if client.replays.is_empty() {
             self.replaying.remove(&id);
+        }
+        for ticket in waiting {
+            self.subscribe_withdrawn(id, ticket);
         }
     }
 

@@ -33,6 +33,7 @@ impl Router {
         since: Option<Since>,
         correlation: Option<&RawValue>,
     ) {
+        let had = self.has_topic(id, &topic);
         let refused = match &topic {
             Topic::Channel(name) => match name.strip_prefix(USER_PREFIX) {
                 Some(user) => self.may_follow_user(id, user),
@@ -42,8 +43,44 @@ impl Router {
         };
         match refused {
             Err((code, message)) => self.error(id, code, &message, correlation),
-            Ok(()) => self.open_stream(id, &topic, since, correlation),
+            Ok(()) => {
+                if !self.open_stream(id, &topic, since, correlation) {
+                    let why = self.not_opened(id, &topic, had);
+                    self.counters.busy += 1;
+                    self.error(id, ErrorCode::Busy, &why, correlation);
+                }
+            }
         }
+    }
+
+    /// Whether a client is subscribed to `topic` already. Its user's own
+    /// stream, which it follows without subscribing, counts as one: there
+    /// is nothing to undo.
+    pub(super) fn has_topic(&self, id: ClientId, topic: &Topic) -> bool {
+        self.clients.get(&id).is_some_and(|client| match topic {
+            Topic::Channel(name) if name.starts_with(USER_PREFIX) => true,
+            Topic::Channel(name) => client.channels.iter().any(|c| **c == **name),
+            Topic::Session(session) => client.sessions.iter().any(|s| **s == **session),
+        })
+    }
+
+    /// A subscribe the queue to Redis could not take (see
+    /// [`Opening::Busy`](super::cluster::Opening)): a new subscription is
+    /// undone, one the client `had` stands as it was. Returns why, for
+    /// the `busy` its asker gets.
+    pub(super) fn not_opened(&mut self, id: ClientId, topic: &Topic, had: bool) -> String {
+        let name = match topic {
+            Topic::Channel(name) | Topic::Session(name) => name.clone(),
+        };
+        if had {
+            return format!(
+                "The queue to Redis is full (Redis is slow or away): this subscribe to {name} was not done, the subscription in place stands; try again"
+            );
+        }
+        self.leave(id, Some(topic));
+        format!(
+            "The queue to Redis is full (Redis is slow or away): not subscribed to {name}; try again"
+        )
     }
 
     /// Subscribes a client to a channel it may read (any channel when

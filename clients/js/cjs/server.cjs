@@ -270,7 +270,16 @@ class WshubService {
   constructor(url, options = {}) {
     const { http, fetch, autoConnect = true, ...rest } = options;
     this.#options = options;
-    this.#client = new WshubClient(url, { ...rest, autoConnect: false, envelope: 'standard' });
+    // Each connection declares the types it has handlers for (`?handles=`),
+    // so the hub sends it only those; with a fallback, or no handler yet, it
+    // declares nothing and gets every type.
+    const { query } = rest;
+    const declared = () => {
+      const more = typeof query === 'function' ? query() : query;
+      if (this.#fallback || this.#handlers.size === 0) return { ...more };
+      return { ...more, handles: [...this.#handlers.keys()].join(',') };
+    };
+    this.#client = new WshubClient(url, { ...rest, query: declared, autoConnect: false, envelope: 'standard' });
     if (http !== false) this.#http = new WshubHttp(http || url, { token: options.token, fetch });
     this.#client.on('client_message', (data) => this.#request(data));
     this.#client.on('open', (welcome) => {
@@ -377,6 +386,12 @@ class WshubService {
    * `req.stream(type, data)` first, or returns the reply's data (replied
    * with the request's own `type`). A handler that throws answers
    * `error` with the thrown `code` (default `internal_error`).
+   * Each connection declares the types with a handler when it opens, and
+   * the hub sends it requests of those types only (every type once a
+   * `fallback` is set, or while no handler is): register them before the
+   * connection opens (in the same tick as the constructor, or before
+   * `connect()` with `autoConnect: false`); a type added later is declared
+   * at the next connection.
    * @returns {() => void} Removes the handler.
    */
   handle(type, handler) {

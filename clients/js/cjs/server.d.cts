@@ -145,6 +145,8 @@ export interface ServiceOptions {
   fetch?: typeof fetch;
   /** Connect from the constructor (default true). */
   autoConnect?: boolean;
+  /** More query parameters for the hub, as WshubClient's. */
+  query?: Record<string, string> | (() => Record<string, string | undefined>);
 }
 
 /**
@@ -175,7 +177,13 @@ export class WshubService<Q = SeedRequests, E = SeedEvents> {
   on(type: 'reconnecting', handler: (event: ReconnectingEvent) => void): () => void;
   on(type: 'error', handler: (error: WshubError) => void): () => void;
 
-  /** Handles the clients' requests of `type`: `req.data` is the map's data for it. */
+  /**
+   * Handles the clients' requests of `type`: `req.data` is the map's data
+   * for it. Each connection declares the types with a handler when it opens
+   * (`?handles=`), and the hub sends it only those (every type with a
+   * `fallback`, or while there is no handler): register handlers before the
+   * connection opens; a type added later is declared at the next connection.
+   */
   handle<K extends keyof Q & string>(type: K, handler: Handler<RequestData<Q[K]>, E>): () => void;
   handle<T extends string>(type: Other<T, Q>, handler: Handler<unknown, E>): () => void;
   /** The requests no handler takes (default: `unknown_type`). */

@@ -65,6 +65,8 @@ Object.defineProperty(exports, '__esModule', { value: true });
  * @property {string | null} [envelope='standard'] Sent as `?envelope=`: the shape the client reads,
  *   whatever the hub's default (`--envelope`); null: leave it to the hub.
  * @property {new (url: string) => WebSocket} [WebSocket] The constructor to use (default `globalThis.WebSocket`).
+ * @property {Record<string, string> | (() => Record<string, string | undefined>)} [query] More query
+ *   parameters for the hub; a function is called before every connection attempt.
  */
 
 /**
@@ -664,6 +666,11 @@ class WshubClient {
 
   #connectUrl(token) {
     const url = new URL(this.#url);
+    const { query } = this.#options;
+    const more = typeof query === 'function' ? query() : query;
+    for (const [name, value] of Object.entries(more || {})) {
+      if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
+    }
     if (token) url.searchParams.set('token', token);
     if (this.#options.userId) url.searchParams.set('userId', this.#options.userId);
     if (this.#options.envelope && !url.searchParams.has('envelope')) url.searchParams.set('envelope', this.#options.envelope);

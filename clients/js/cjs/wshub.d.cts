@@ -66,6 +66,8 @@ export interface WshubOptions {
   closeAction?: (code: number, reason: string) => CloseAction | undefined;
   /** Default `globalThis.WebSocket`; in Node 18 and 20 pass the `ws` package's. */
   WebSocket?: WebSocketConstructor;
+  /** More query parameters for the hub; a function is called before every connection attempt. */
+  query?: Record<string, string> | (() => Record<string, string | undefined>);
 }
 
 /** What a user's connection looks like from outside (`subscribers`, `stats`). */
@@ -139,7 +141,9 @@ export type HubErrorCode =
   | 'payload_too_large'
   | 'unauthorized'
   | 'token_expired'
-  | 'busy';
+  | 'busy'
+  /** A subscribe under way was ended by an unsubscribe (this client's, the backend's, or a refreshed token's) before it completed. */
+  | 'unsubscribed';
 
 /** The client's own error codes. */
 export type ClientErrorCode =

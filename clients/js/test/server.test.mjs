@@ -13,7 +13,8 @@ import { WebSocket, record, startHub, startProxy, waitFor, within } from '../tes
 
 const ADMIN = 'server-sdk-admin';
 const cleanup = [];
-// Requests go round every service connection of a hub: each test has its own hub.
+// Requests go round the service connections of a hub that handle their
+// type: each test has its own hub.
 let hub;
 
 beforeEach(async () => {
@@ -78,8 +79,29 @@ describe('requests by type', () => {
     const unknown = await c.request('agent:nothing').catch((err) => err);
     assert.deepEqual([unknown.code, unknown.message], ['unknown_type', 'Unknown message type: agent:nothing']);
 
-    backend.fallback((req) => ({ echoed: req.type }));
+    // A service with a fallback declares nothing: it gets the types no
+    // other service declared.
+    const catchAll = service();
+    catchAll.fallback((req) => ({ echoed: req.type }));
+    await catchAll.ready();
     assert.deepEqual((await c.request('anything:else')).data, { echoed: 'anything:else' });
+  });
+
+  test('services with different handlers each get the types they declared', async () => {
+    const agents = service();
+    agents.handle('agent:start', (req) => ({ by: 'agents', clientId: req.clientId }));
+    agents.handle('agent:cancel', () => ({ by: 'agents' }));
+    const files = service();
+    files.handle('file:read', () => ({ by: 'files' }));
+    await Promise.all([agents.ready(), files.ready()]);
+    const { c } = await openClient();
+    for (let n = 0; n < 3; n += 1) {
+      assert.equal((await c.request('agent:start')).data.by, 'agents');
+      assert.equal((await c.request('file:read')).data.by, 'files');
+      assert.equal((await c.request('agent:cancel')).data.by, 'agents');
+    }
+    const unknown = await c.request('chat:send').catch((err) => err);
+    assert.equal(unknown.code, 'unknown_type');
   });
 
   test("a streamed answer goes to the client's session, in order, before the reply", async () => {

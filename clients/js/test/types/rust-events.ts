@@ -138,4 +138,4 @@ export interface RustChannelEvents {
   };
 }
 
-export type RustErrorCode = 'invalid_json' | 'invalid_message' | 'unknown_type' | 'unsupported_frame' | 'forbidden' | 'invalid_channel' | 'rate_limited' | 'too_many_subscriptions' | 'payload_too_large' | 'unauthorized' | 'token_expired' | 'busy';
+export type RustErrorCode = 'invalid_json' | 'invalid_message' | 'unknown_type' | 'unsupported_frame' | 'forbidden' | 'invalid_channel' | 'rate_limited' | 'too_many_subscriptions' | 'payload_too_large' | 'unauthorized' | 'token_expired' | 'busy' | 'unsubscribed';
