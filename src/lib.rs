@@ -93,6 +93,8 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod admin;
+mod analytics;
 mod app;
 mod auth;
 mod budget;

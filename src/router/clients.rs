@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use tungstenite::Bytes;
 
 use super::{Client, Closing, Router};
+use crate::analytics::Refusal;
 use crate::budget::HandshakeSlot;
 use crate::history::StreamKey;
 use crate::inbox::{Ending, FrameRefusal, Joining};
@@ -36,6 +37,7 @@ impl Router {
             session_id,
             handshake,
             envelope,
+            console,
         } = joining;
         let user_connections = identity
             .user_id
@@ -63,6 +65,7 @@ impl Router {
         link.admit(refusal.is_none());
         if let Some(close) = refusal {
             warn_throttled!("refused {name} from {peer}: {}", close.reason());
+            self.meters.refused(Refusal::of_close(close));
             return self.refuse_handshake(&link, vec![close.frame()], handshake);
         }
         // Admitted: the handshake slot goes back to the accept loop.
@@ -85,6 +88,8 @@ impl Router {
             envelope,
             replays: Vec::new(),
             identity,
+            console,
+            since: SystemTime::now(),
         };
         log::debug!(
             "client {} connected from {}{} ({} connected)",
@@ -99,7 +104,9 @@ impl Router {
         *self.addresses.entry(address).or_default() += 1;
         self.clients.insert(id, client);
         self.counters.total_connections += 1;
-        if service {
+        // A dashboard may act as a service, but answers no application
+        // requests.
+        if service && !console {
             self.services.add(id);
             self.services_changed();
         }
@@ -123,6 +130,9 @@ impl Router {
         }
         if let Some(user) = user {
             self.user_connected(id, &user);
+        }
+        if console {
+            self.console_joined(id);
         }
     }
 
@@ -335,7 +345,9 @@ impl Router {
         if !client.replays.is_empty() {
             self.replaying.remove(&id);
         }
-        if client.identity.is_service() {
+        if client.console {
+            self.console_left(id);
+        } else if client.identity.is_service() {
             self.service_left(id);
         }
         if client.pending > 0 {
