@@ -76,8 +76,10 @@ struct AdminStats<'a> {
     uptime: u64,
     now: Now,
     /// The last second's value of every metric, in the order of
-    /// `admin_history`'s `metrics`.
-    second: &'a [u32],
+    /// `admin_history`'s `metrics` (none in the numbers a dashboard gets
+    /// as it joins: its history holds that second already).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    second: Option<&'a [u32]>,
     /// The last minute's, when one ended with that second.
     #[serde(skip_serializing_if = "Option::is_none")]
     minute: Option<&'a [u32]>,
@@ -259,7 +261,7 @@ impl Router {
         self.hub_rates(now);
         if !self.console.ids.is_empty() {
             let ids: Vec<ClientId> = self.console.ids.iter().copied().collect();
-            self.push_admin_stats(&ids, &census, &reading);
+            self.push_admin_stats(&ids, &census, &reading, true);
         }
     }
 
@@ -275,7 +277,7 @@ impl Router {
         self.push_console(&[id], message.encode(Envelope::Standard));
         let census = self.census();
         let reading = self.reading(&census);
-        self.push_admin_stats(&[id], &census, &reading);
+        self.push_admin_stats(&[id], &census, &reading, false);
     }
 
     /// A dashboard left.
@@ -372,15 +374,27 @@ impl Router {
         }
     }
 
-    /// `admin_stats` to the dashboards `ids`.
-    fn push_admin_stats(&mut self, ids: &[ClientId], census: &Census, reading: &Reading) {
-        let data = raw(&self.admin_stats(census, reading));
+    /// `admin_stats` to the dashboards `ids`, with the last second's row
+    /// if `new_second` (it was just taken).
+    fn push_admin_stats(
+        &mut self,
+        ids: &[ClientId],
+        census: &Census,
+        reading: &Reading,
+        new_second: bool,
+    ) {
+        let data = raw(&self.admin_stats(census, reading, new_second));
         let message = Message::new(Kind::AdminStats.as_str(), Some(&data));
         self.push_console(ids, message.encode(Envelope::Standard));
     }
 
     /// Everything a dashboard shows, now.
-    fn admin_stats<'a>(&'a self, census: &Census, reading: &Reading) -> AdminStats<'a> {
+    fn admin_stats<'a>(
+        &'a self,
+        census: &Census,
+        reading: &Reading,
+        new_second: bool,
+    ) -> AdminStats<'a> {
         let statuses: Vec<(&str, Status)> = self.presence.statuses().collect();
         let second = self.analytics.last_second();
         let p99 = analytics::metric_named("latency.p99")
@@ -482,8 +496,8 @@ impl Router {
             hub: self.cluster.as_ref().map(|c| c.hub()),
             uptime: self.started.elapsed().as_secs(),
             now,
-            second,
-            minute: self.analytics.last_minute(),
+            second: new_second.then_some(second),
+            minute: self.analytics.last_minute().filter(|_| new_second),
             top_channels: TopChannels {
                 by_subscribers,
                 by_messages,
