@@ -49,6 +49,40 @@ struct Mailbox {
     stop: AtomicBool,
 }
 
+/// Where the router hands the links it queued frames for, once per batch:
+/// the writer pool ([`Writers`]), or, in the router's unit tests, a
+/// stand-in that writes them on the spot (`router/harness.rs`).
+pub(crate) trait Outlet: Send + Sync {
+    /// How many writers there are; a link belongs to `link.writer` of them.
+    fn count(&self) -> usize;
+    /// Gives `links` (all of writer `writer`) to their writer, waking it if
+    /// it sleeps. Leaves `links` empty.
+    fn hand_off(&self, writer: usize, links: &mut Vec<Arc<Link>>);
+    /// Tells every writer to stop now.
+    fn stop(&self);
+    /// The hub's meters (see [`crate::analytics`]), whose latency probe
+    /// hears of the frames written.
+    fn meters(&self) -> &Arc<Meters>;
+}
+
+impl Outlet for Writers {
+    fn count(&self) -> usize {
+        Writers::count(self)
+    }
+
+    fn hand_off(&self, writer: usize, links: &mut Vec<Arc<Link>>) {
+        Writers::hand_off(self, writer, links);
+    }
+
+    fn stop(&self) {
+        Writers::stop(self);
+    }
+
+    fn meters(&self) -> &Arc<Meters> {
+        Writers::meters(self)
+    }
+}
+
 /// The pool, as the router and the readers see it, with the hub's meters
 /// (see [`crate::analytics`]): made with the pool, whose writes they time,
 /// and shared from it with every other thread that measures.
