@@ -327,6 +327,11 @@ pub(crate) enum Denied {
     UserWithoutToken,
     /// The token's grants are unusable (a bad channel pattern).
     BadGrant(String),
+    /// The dashboard's connection without the admin token.
+    NotAdmin,
+    /// The dashboard's connection while client auth is on and no admin
+    /// token is set: locked, as the admin API is.
+    AdminLocked,
 }
 
 impl fmt::Display for Denied {
@@ -342,6 +347,12 @@ impl fmt::Display for Denied {
                 f.write_str("Unauthorized: a userId needs a token that vouches for it")
             }
             Denied::BadGrant(reason) => write!(f, "Unauthorized: {reason}"),
+            Denied::NotAdmin => f.write_str(
+                "Unauthorized: the dashboard needs the admin token (in the subprotocol wshub.bearer.<base64url token>, or Authorization: Bearer)",
+            ),
+            Denied::AdminLocked => f.write_str(
+                "Unauthorized: client auth is on and no admin token is set, so the dashboard is locked: start the hub with --admin-token",
+            ),
         }
     }
 }
@@ -508,19 +519,20 @@ impl Authenticator {
     /// with full rights and no user.
     fn service(&self, given: &Digest) -> Option<Identity> {
         let admin = self.admin_token.as_ref()?;
-        admin.matches(given).then(|| {
-            Identity::verified(
-                None,
-                Grants {
-                    admin: true,
-                    publish: true,
-                    service: true,
-                    channels: None,
-                },
-                None,
-                None,
-            )
-        })
+        admin.matches(given).then(admin_identity)
+    }
+
+    /// The dashboard's own connection (`/admin`): the admin token makes it
+    /// a service identity with full rights and no user; without an admin
+    /// token it needs none in development mode (as the admin API), and is
+    /// locked when client auth is on.
+    pub(crate) fn console(&self, token: Option<&str>) -> Result<Identity, Denied> {
+        match (&self.admin_token, token) {
+            (None, _) if self.client_auth() => Err(Denied::AdminLocked),
+            (None, _) => Ok(admin_identity()),
+            (Some(admin), Some(given)) if admin.matches(&Digest::of(given)) => Ok(admin_identity()),
+            (Some(_), _) => Err(Denied::NotAdmin),
+        }
     }
 
     /// Checks `Authorization` on an admin HTTP request.
@@ -556,6 +568,21 @@ impl Authenticator {
             .iter()
             .any(|rule| origin_matches(rule, &origin))
     }
+}
+
+/// The identity the admin token gives: a service with every right and no user.
+fn admin_identity() -> Identity {
+    Identity::verified(
+        None,
+        Grants {
+            admin: true,
+            publish: true,
+            service: true,
+            channels: None,
+        },
+        None,
+        None,
+    )
 }
 
 /// Whether `origin` is a page on this machine: `http(s)://localhost`,
@@ -808,6 +835,28 @@ mod tests {
             ..Config::default()
         });
         assert_eq!(locked.admin(Some("Bearer anything")), AdminCheck::Locked);
+    }
+
+    #[test]
+    fn the_dashboard_needs_the_admin_token_and_is_locked_without_one() {
+        let a = with_auth();
+        let console = a.console(Some("service-token")).unwrap();
+        assert!(console.is_service() && console.user_id.is_none());
+        assert_eq!(
+            a.console(Some("alice-token")).unwrap_err(),
+            Denied::NotAdmin
+        );
+        assert_eq!(a.console(None).unwrap_err(), Denied::NotAdmin);
+        let locked = auth(Config {
+            jwt_secret: Some(SECRET.into()),
+            ..Config::default()
+        });
+        assert_eq!(locked.console(Some("x")).unwrap_err(), Denied::AdminLocked);
+        let dev = auth(Config::default());
+        assert!(
+            dev.console(None).unwrap().is_service(),
+            "development mode, as the admin API"
+        );
     }
 
     #[test]

@@ -250,6 +250,12 @@ pub struct Config {
     /// is a lost Redis. Publications are answered within about twice this.
     /// Default 5 s.
     pub redis_timeout: Duration,
+
+    /// Serve the dashboard: the page at `GET /admin` and its live stats
+    /// stream (a WebSocket on `/admin`, behind the admin token). Default
+    /// `true`; `false` (`--no-admin-ui`) answers both 404. The analytics
+    /// behind it (`/api/stats/history`, `/metrics`) stay.
+    pub admin_ui: bool,
 }
 
 /// Declares a builder method for each field, named after it, so a
@@ -347,6 +353,7 @@ setters! {
     redis: Option<String>,
     @into redis_prefix: String,
     redis_timeout: Duration,
+    admin_ui: bool,
 }
 
 /// One more WebSocket endpoint and the envelope its clients get.
@@ -377,6 +384,14 @@ impl Endpoint {
 /// Paths of the HTTP API, which an endpoint may not take.
 fn reserved_path(path: &str) -> bool {
     path == "/health" || path == "/metrics" || path.starts_with("/api/")
+}
+
+/// The dashboard's page and stats stream, and its files below it.
+pub(crate) const ADMIN_PATH: &str = "/admin";
+
+/// Whether `path` is the dashboard's (the page, its files or its stream).
+fn dashboard_path(path: &str) -> bool {
+    path == ADMIN_PATH || path.starts_with("/admin/")
 }
 
 impl Default for Config {
@@ -441,6 +456,7 @@ impl Default for Config {
             redis: None,
             redis_prefix: "wshub".to_owned(),
             redis_timeout: Duration::from_secs(5),
+            admin_ui: true,
         }
     }
 }
@@ -543,6 +559,18 @@ impl Config {
             if *path == self.path || path == "/" || reserved_path(path) {
                 return fail("endpoints", &format!("{path} is taken already"));
             }
+            if self.admin_ui && dashboard_path(path) {
+                return fail(
+                    "endpoints",
+                    &format!("{path} is the dashboard's (or turn it off: admin_ui, --no-admin-ui)"),
+                );
+            }
+        }
+        if self.admin_ui && dashboard_path(&self.path) {
+            return fail(
+                "path",
+                "/admin is the dashboard's: pick another path, or turn the dashboard off (admin_ui, --no-admin-ui)",
+            );
         }
         if self.max_inbox_bytes < self.max_message_size {
             return fail("max_inbox_bytes", "must be at least max_message_size");
@@ -864,6 +892,25 @@ mod tests {
                 other => panic!("{url}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_dashboards_path_is_its_own_while_it_is_on() {
+        let admin = Config::default().path("/admin");
+        assert!(matches!(
+            admin.validate(),
+            Err(Error::Config { field: "path", .. })
+        ));
+        assert!(admin.admin_ui(false).validate().is_ok());
+        let endpoint =
+            Config::default().endpoints(vec![Endpoint::new("/admin/ws", Envelope::Flat)]);
+        assert!(matches!(
+            endpoint.validate(),
+            Err(Error::Config {
+                field: "endpoints",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use serde::Serialize;
 
+use crate::analytics::Source;
 use crate::command::{Answer, Command};
 use crate::conn::accept::Stop;
 use crate::error::{Error, Result};
@@ -143,6 +144,7 @@ impl Handle {
             key: key.map(Into::into),
             reply,
             gate: None,
+            source: Source::Library,
         })?;
         published.map_err(Error::from)
     }

@@ -210,6 +210,9 @@ impl Hub {
         } = self;
 
         let (writers, writer_threads) = Writers::start(config.writer_threads)?;
+        // What the writers, the connection threads and the timer measure
+        // for the analytics (see `analytics`).
+        let meters = Arc::clone(writers.meters());
         // With `--redis`, the threads that join this hub to the others.
         let hub_id = config.redis.as_ref().map(|_| crate::cluster::new_hub_id());
         let (cluster, cluster_threads) = match (&config.redis, &hub_id) {
@@ -278,7 +281,7 @@ impl Hub {
         let tick = config.tick();
         let timer = thread::Builder::new()
             .name("wshub-timer".into())
-            .spawn(move || timer::run(tick, ticks, router_gone))?;
+            .spawn(move || timer::run(tick, ticks, router_gone, &meters))?;
 
         log::info!(
             "wshub listening on ws://{local_addr}{} (HTTP API on the same port; {} writer threads)",
@@ -294,6 +297,16 @@ impl Hub {
                 .map(|e| format!("; on {}, {}", e.path, e.envelope.as_str()))
                 .collect::<String>()
         );
+        if config.admin_ui {
+            log::info!(
+                "dashboard on http://{local_addr}/admin ({})",
+                match auth.admin(None) {
+                    crate::auth::AdminCheck::Allowed => "open: development mode",
+                    crate::auth::AdminCheck::Refused => "behind the admin token",
+                    crate::auth::AdminCheck::Locked => "locked: no --admin-token",
+                }
+            );
+        }
         warn_about_auth(&config, &auth);
         if threads.most() < config.max_connections {
             log::warn!(

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, bounded};
 
+use crate::analytics::{History, Source};
 use crate::auth::Identity;
 use crate::budget::HandshakeSlot;
 use crate::command::{Answer, Command};
@@ -84,6 +85,8 @@ pub(crate) enum Input {
         key: Option<Box<str>>,
         reply: Sender<Published>,
         gate: Option<Arc<Gate>>,
+        /// Where it comes from (the library or HTTP), for the analytics.
+        source: Source,
     },
     /// Close one client with 1000; the reply says whether it existed.
     Disconnect { client: String, reply: Sender<bool> },
@@ -95,6 +98,12 @@ pub(crate) enum Input {
     },
     /// A copy of the counters, with the client list if asked.
     Stats { clients: bool, reply: Sender<Stats> },
+    /// The time series of the metric at this place of
+    /// [`crate::analytics::metrics`].
+    History {
+        metric: usize,
+        reply: Sender<Option<History>>,
+    },
 
     // --- control lane ---
     /// Close everyone with 1001 and stop (handle, signal).
@@ -115,6 +124,9 @@ pub(crate) struct Joining {
     pub handshake: HandshakeSlot,
     /// How its messages look on the wire.
     pub envelope: crate::protocol::Envelope,
+    /// The dashboard's own connection (`/admin`): it gets the stats
+    /// stream, and is no service connection for application requests.
+    pub console: bool,
 }
 
 /// What the reader refuses, each answered in its own way.
@@ -340,6 +352,7 @@ impl Inbox {
             Input::Publish { .. }
             | Input::Disconnect { .. }
             | Input::Stats { .. }
+            | Input::History { .. }
             | Input::Command { .. } => &self.api,
             _ => &self.clients,
         }

@@ -85,6 +85,8 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod admin;
+mod analytics;
 mod app;
 mod auth;
 mod budget;

@@ -28,12 +28,13 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 use tungstenite::Bytes;
 
+use crate::analytics::Meters;
 use crate::subscriptions::ClientId;
 
 /// Most frames gathered into one `sendmsg`.
@@ -80,10 +81,22 @@ pub(crate) enum Drained {
     Finished,
 }
 
-/// Reusable buffers of whoever drains links (each writer, the router).
+/// Reusable buffers of whoever drains links (each writer, the router),
+/// and the hub's meters, whose latency probe hears of every frame written.
 #[derive(Default)]
 pub(crate) struct Scratch {
     frames: VecDeque<Bytes>,
+    meters: Option<Arc<Meters>>,
+}
+
+impl Scratch {
+    /// Buffers of a drainer that tells `meters` of the frames it writes.
+    pub(crate) fn timed(meters: Arc<Meters>) -> Scratch {
+        Scratch {
+            frames: VecDeque::new(),
+            meters: Some(meters),
+        }
+    }
 }
 
 /// The outbound queue and its state, behind the link's lock.
@@ -369,8 +382,9 @@ impl Link {
             offset = std::mem::take(&mut out.offset);
             out.taken = true;
         }
+        let meters = scratch.meters.as_deref();
         let drained = loop {
-            let (frames, bytes, outcome) = self.write(&mut batch, &mut offset);
+            let (frames, bytes, outcome) = self.write(&mut batch, &mut offset, meters);
             let mut guard = self.lock();
             let out = &mut *guard;
             out.queued_frames -= frames;
@@ -435,8 +449,14 @@ impl Link {
     }
 
     /// Sends `batch` (its first frame from `offset`) until it is all written
-    /// or the socket is full. Returns the frames and bytes fully written.
-    fn write(&self, batch: &mut VecDeque<Bytes>, offset: &mut usize) -> (usize, usize, Written) {
+    /// or the socket is full, telling `meters` of each frame written in
+    /// full. Returns the frames and bytes fully written.
+    fn write(
+        &self,
+        batch: &mut VecDeque<Bytes>,
+        offset: &mut usize,
+        meters: Option<&Meters>,
+    ) -> (usize, usize, Written) {
         let socket = SockRef::from(&self.stream);
         let (mut frames, mut bytes) = (0, 0);
         while !batch.is_empty() {
@@ -467,6 +487,9 @@ impl Link {
                 *offset = 0;
                 frames += 1;
                 bytes += front.len();
+                if let Some(meters) = meters {
+                    meters.latency.written(front);
+                }
                 batch.pop_front();
             }
         }

@@ -1,6 +1,7 @@
 //! The hub's numbers: counters the router keeps, the [`Stats`] copy it hands
 //! out, and the three ways they are shown over HTTP (`/api/websocket/status`,
-//! `/api/ws/stats`, `/metrics`).
+//! `/api/ws/stats`, `/metrics`; the analytics' labelled series and latency
+//! histogram join `/metrics` from `crate::analytics`).
 //!
 //! Public: [`Stats`] (also at the crate's root) and its parts,
 //! [`ClientStats`] (also what [`Handle::subscribers`] lists),
@@ -109,6 +110,9 @@ pub struct Stats {
     pub clients: Vec<ClientStats>,
     /// With `--redis`: this hub among the others.
     pub cluster: Option<ClusterStats>,
+    /// The analytics' running totals (publications by source, errors by
+    /// code, refusals by reason, the latency histogram), for `/metrics`.
+    pub(crate) totals: crate::analytics::Totals,
 }
 
 /// A hub among the hubs of a Redis.
@@ -505,9 +509,10 @@ pub(crate) fn stats_body(stats: &Stats) -> serde_json::Value {
     serde_json::Value::Object(body)
 }
 
-/// `GET /metrics`: the Prometheus text format, every number of [`NUMBERS`].
+/// `GET /metrics`: the Prometheus text format, every number of [`NUMBERS`],
+/// then the analytics' series.
 pub(crate) fn prometheus(stats: &Stats) -> String {
-    let mut out = String::with_capacity(4096);
+    let mut out = String::with_capacity(8192);
     for number in NUMBERS {
         let kind = match number.kind {
             Kind::Counter => "counter",
@@ -521,6 +526,7 @@ pub(crate) fn prometheus(stats: &Stats) -> String {
             value = (number.value)(stats),
         );
     }
+    crate::analytics::prometheus(&stats.totals, &mut out);
     out
 }
 

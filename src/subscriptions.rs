@@ -95,6 +95,11 @@ impl Index {
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> + '_ {
         self.members.keys().map(|name| &**name)
     }
+
+    /// Every name with at least one client, and how many.
+    pub(crate) fn counts(&self) -> impl Iterator<Item = (&str, usize)> + '_ {
+        self.members.iter().map(|(name, set)| (&**name, set.len()))
+    }
 }
 
 /// Sessions: their subscribers and, when auth is on, the user each belongs to.

@@ -370,6 +370,56 @@ fn a_replay_larger_than_the_queue_is_paced_not_a_slow_consumer() {
 }
 
 #[test]
+fn a_live_publication_held_for_a_client_catching_up_is_counted_sent_once() {
+    // 2500 of 8 KB to catch up on: far more than the sockets hold, so the
+    // replay is still under way when the live ones come, and they wait.
+    let hub = hub_with(
+        support::config()
+            .max_queue(16)
+            .history_size(3_000)
+            .rate_limit(0),
+    );
+    let target = Target::channel("counted");
+    let mut first = hub.client("/ws");
+    let reply = subscribe(&mut first, json!({"channel": "counted"}), None);
+    let epoch = reply["data"]["epoch"].clone();
+    drop(first);
+    hub.wait_stats("the first client gone", |s| s.active_connections == 0);
+    let pad = "x".repeat(8 * 1024);
+    for n in 0..2_500u64 {
+        hub.handle()
+            .publish(target.clone(), "tick", json!({ "n": n, "pad": pad }))
+            .unwrap();
+    }
+    let before = hub.handle().stats().unwrap().messages_sent;
+    let mut back = hub.client("/ws");
+    subscribe(
+        &mut back,
+        json!({"channel": "counted"}),
+        Some(json!({"seq": 0, "epoch": epoch})),
+    );
+    for n in 2_500..2_510u64 {
+        let delivered = hub
+            .handle()
+            .publish(target.clone(), "tick", json!({ "n": n }))
+            .unwrap();
+        assert_eq!(delivered, 1, "held for the client catching up");
+    }
+    for n in 0..2_510u64 {
+        assert_eq!(back.expect("tick")["data"]["n"], n);
+    }
+    let pong = back.request(json!({"type": "ping"}), "after");
+    assert_eq!(pong["type"], "pong");
+    let sent = hub.handle().stats().unwrap().messages_sent - before;
+    // connection, auth, subscribed, 2510 ticks, pong: each once.
+    assert_eq!(
+        sent,
+        2 + 1 + 2_510 + 1,
+        "messagesSent counts each message once"
+    );
+}
+
+#[test]
 fn resuming_while_a_publisher_runs_flat_out_leaves_no_gap_and_no_duplicate() {
     let hub = hub_with(support::config().history_size(100_000));
     let mut first = hub.client("/ws");

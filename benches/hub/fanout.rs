@@ -1,6 +1,7 @@
 //! The fan-out family: one publisher and many subscribers of one channel,
 //! flat out (`fanout-max`), at a steady rate (`fanout-paced`) and across
-//! the three envelopes (`fanout-envelopes`); the publishers and the
+//! the three envelopes (`fanout-envelopes`), with a dashboard watching
+//! (`fanout-dashboard`); the publishers and the
 //! subscribers' readers (one epoll thread per load-generator CPU) that
 //! check every message arrives exactly once and in order.
 
@@ -682,6 +683,40 @@ impl Bench {
         )
     }
 
+    /// wshub alone: fanout-max with no dashboard, then with one open (a
+    /// connection on `/admin` reading its stream every second). The
+    /// analytics are always on: this is what watching adds.
+    pub(crate) fn fanout_dashboard(&self, subscribers: usize, secs: u64) -> Summary {
+        let title = format!(
+            "fanout-dashboard: wshub, 1 publisher -> {subscribers} subscribers, flat out for \
+             {secs} s, with no dashboard and with one open"
+        );
+        let Some(launch) = self.wshub_only("fanout-dashboard") else {
+            return Summary::new(&title, self.runs, Vec::new(), Vec::new());
+        };
+        let pace = Pace::Max {
+            run_for: Duration::from_secs(secs),
+        };
+        let sides = [
+            (NO_DASHBOARD, launch, &[WS_PATH][..]),
+            ("dashboard open", launch, &[WS_PATH][..]),
+        ];
+        self.compare_among(
+            &title,
+            &sides,
+            &wshub_capacity(subscribers + 2),
+            |server, label, paths| {
+                let watcher = (label != NO_DASHBOARD).then(|| Watcher::open(server.addr));
+                let mut outcome = fanout(server, subscribers, pace, paths);
+                if let Some(watcher) = watcher {
+                    let seen = watcher.stop();
+                    outcome.note(format!("the dashboard read {seen} admin_stats messages"));
+                }
+                outcome
+            },
+        )
+    }
+
     pub(crate) fn fanout_paced(&self, subscribers: usize, rate: u64, secs: u64) -> Summary {
         let title = format!(
             "fanout-paced: 1 publisher -> {subscribers} subscribers at {rate} publications/s \
@@ -695,5 +730,52 @@ impl Bench {
         self.compare(&title, &wshub_capacity(subscribers + 1), |server| {
             fanout(server, subscribers, pace, &[WS_PATH])
         })
+    }
+}
+
+/// The label of fanout-dashboard's side with no dashboard.
+const NO_DASHBOARD: &str = "no dashboard";
+
+/// A dashboard's connection (`/admin`, development mode: no token) read by
+/// a thread of its own until stopped.
+struct Watcher {
+    stop: std::sync::Arc<AtomicBool>,
+    thread: thread::JoinHandle<usize>,
+}
+
+impl Watcher {
+    fn open(addr: std::net::SocketAddr) -> Watcher {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let Ok(stream) = std::net::TcpStream::connect(addr) else {
+                return 0;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let url = format!("ws://{addr}/admin");
+            let Ok((mut ws, _)) = tungstenite::client(url.as_str(), stream) else {
+                return 0;
+            };
+            let mut stats = 0;
+            while !stopping.load(Ordering::Relaxed) {
+                match ws.read() {
+                    Ok(tungstenite::Message::Text(text)) if text.contains("\"admin_stats\"") => {
+                        stats += 1
+                    }
+                    Ok(_) => {}
+                    Err(tungstenite::Error::Io(e))
+                        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+            }
+            stats
+        });
+        Watcher { stop, thread }
+    }
+
+    /// Stops reading: how many `admin_stats` it read.
+    fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
     }
 }

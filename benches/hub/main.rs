@@ -54,6 +54,10 @@
 //!   encoded once per envelope in use, so the mixed audience costs three
 //!   encodings per publication instead of one; the table compares
 //!   deliveries/s and the server's CPU time per delivery.
+//! - **fanout-dashboard `[S] [SECS]`** (defaults 1000 and 5): wshub alone,
+//!   fanout-max with no dashboard, then with one open (a connection on
+//!   `/admin` reading the stats pushed every second). The analytics are
+//!   always on; the table compares deliveries/s.
 //! - **chaos `[S] [RATE] [SECS] [DROP%]`** and **history `[STREAMS] [PER]`**:
 //!   recovery under churn, and what history costs; see `recovery.rs`.
 //! - **cluster `[S] [SECS]`**: fanout-max on one hub, and on two hubs
@@ -94,6 +98,7 @@
 //! cargo bench --bench hub -- fanout-max 1000 5
 //! cargo bench --bench hub -- fanout-paced 100 2000 10
 //! cargo bench --bench hub -- fanout-envelopes 1000 5
+//! cargo bench --bench hub -- fanout-dashboard 1000 5
 //! cargo bench --bench hub -- request 100 0 5
 //! cargo bench --bench hub -- chaos 1000 500 60 10
 //! cargo bench --bench hub -- history 10000 10
@@ -125,7 +130,7 @@
 //! `peers.rs` starts and watches the servers, `client.rs` is the load
 //! generator's WebSocket client, `report.rs` prints the medians. One module
 //! per scenario family, each with its `impl Bench` entry points:
-//! `fanout.rs` (fanout-max, fanout-paced, fanout-envelopes), `recovery.rs`
+//! `fanout.rs` (fanout-max, fanout-paced, fanout-envelopes, fanout-dashboard), `recovery.rs`
 //! (chaos, history, catch-up), `cluster.rs` (cluster, chaos-redis),
 //! `connections.rs` (idle, connect), `requests.rs` (ping, request).
 
@@ -222,6 +227,7 @@ fn main() {
             | "fanout-max"
             | "fanout-paced"
             | "fanout-envelopes"
+            | "fanout-dashboard"
             | "chaos"
             | "history"
             | "catch-up"
@@ -256,6 +262,7 @@ fn main() {
             summaries.push(bench.fanout_max(1_000, 5));
             summaries.push(bench.fanout_paced(100, 2_000, 10));
             summaries.push(bench.fanout_envelopes(1_000, 5));
+            summaries.push(bench.fanout_dashboard(1_000, 5));
             summaries.push(bench.chaos(1_000, 500, 60, 10));
             summaries.push(bench.history(10_000, 10));
             summaries.push(bench.catch_up(100));
@@ -308,6 +315,9 @@ fn main() {
         "fanout-envelopes" => {
             summaries.push(bench.fanout_envelopes(number(1, 1_000) as usize, number(2, 5)))
         }
+        "fanout-dashboard" => {
+            summaries.push(bench.fanout_dashboard(number(1, 1_000) as usize, number(2, 5)))
+        }
         _ => summaries.push(bench.connect(
             number(1, 5_000) as usize,
             number(2, CONNECT_AT_ONCE as u64) as usize,
@@ -333,6 +343,7 @@ fn usage(problem: &str) -> ! {
          \x20 connect [N=5000] [AT_ONCE=50]          N handshakes, AT_ONCE at a time\n\
          wshub only (with and without a feature, or with its parts):\n\
          \x20 fanout-envelopes [S=1000] [SECS=5]     fan-out to one envelope, and to three mixed\n\
+         \x20 fanout-dashboard [S=1000] [SECS=5]     fan-out with no dashboard, and with one open\n\
          \x20 chaos [S=1000] [RATE=500] [SECS=60] [PCT=10]  PCT% of S dropped each second, back with since\n\
          \x20 history [STREAMS=10000] [EACH=10]      publications nobody follows, history on and off\n\
          \x20 catch-up [MIB=100]                    a client stops reading in the middle of a MIB catch-up\n\

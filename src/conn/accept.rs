@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use super::Shared;
 use super::pool::{Job, Pool};
+use crate::analytics::Refusal;
 use crate::budget::Handshakes;
 use crate::throttle::warn_throttled;
 
@@ -62,6 +63,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
                 "refusing a connection from {}: too many handshakes under way",
                 peer.ip()
             );
+            shared.meters.refused(Refusal::Handshakes);
             busy(stream);
             continue;
         };
@@ -70,6 +72,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
                 "refusing a connection: {} threads are running",
                 shared.threads.most()
             );
+            shared.meters.refused(Refusal::Threads);
             busy(stream);
             continue;
         };

@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use super::dashboard;
 use super::http::{Request, Response};
 use super::{Shared, Timed, Unread};
+use crate::analytics::{Refusal, Source};
 use crate::auth::AdminCheck;
 use crate::command::{Answer, Command};
 use crate::config::Config;
@@ -27,7 +29,7 @@ use crate::publish::{Publication, Target, Unpublished};
 use crate::stats;
 
 /// How long an HTTP request waits for the router's answer.
-const ROUTER_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const ROUTER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One endpoint: where, how, whether it needs the admin token, and what
 /// answers it (given the request, with its body read when it has one).
@@ -123,6 +125,38 @@ const ROUTES: &[Route] = &[
             _ => unavailable(),
         },
     },
+    Route {
+        path: "/api/stats/history",
+        method: "GET",
+        admin: true,
+        answer: dashboard::history,
+    },
+    // The dashboard's page and its files (they hold no data: it comes over
+    // the page's WebSocket, behind the admin token).
+    Route {
+        path: "/admin",
+        method: "GET",
+        admin: false,
+        answer: dashboard::page,
+    },
+    Route {
+        path: "/admin/app.js",
+        method: "GET",
+        admin: false,
+        answer: dashboard::page,
+    },
+    Route {
+        path: "/admin/chart.js",
+        method: "GET",
+        admin: false,
+        answer: dashboard::page,
+    },
+    Route {
+        path: "/admin/style.css",
+        method: "GET",
+        admin: false,
+        answer: dashboard::page,
+    },
 ];
 
 pub(super) fn api(
@@ -163,7 +197,11 @@ pub(super) fn api(
         );
     };
     if route.admin {
-        match shared.auth.admin(request.header("authorization")) {
+        let check = shared.auth.admin(request.header("authorization"));
+        if check != AdminCheck::Allowed {
+            shared.meters.refused(Refusal::AdminToken);
+        }
+        match check {
             AdminCheck::Allowed => {}
             AdminCheck::Refused => {
                 let message = "Send the admin token: Authorization: Bearer <token>";
@@ -190,11 +228,11 @@ pub(super) fn api(
     Ok((route.answer)(&request, shared))
 }
 
-fn unavailable() -> Response {
+pub(super) fn unavailable() -> Response {
     Response::error(503, "unavailable", "The hub is shutting down")
 }
 
-fn bad(message: &str) -> Response {
+pub(super) fn bad(message: &str) -> Response {
     Response::error(400, "bad_request", message)
 }
 
@@ -346,6 +384,7 @@ fn publish_taken(
         key: key.map(Into::into),
         reply,
         gate: Some(Arc::clone(&gate)),
+        source: Source::Http,
     };
     match shared.inbox.offer(event, ROUTER_TIMEOUT) {
         Offered::Sent => {}
@@ -512,7 +551,7 @@ fn subscribers(request: &Request, shared: &Shared) -> Response {
 }
 
 /// `{"success":true,"data":...}`, `success` first as `docs/protocol.md` shows it.
-fn ok(data: serde_json::Value) -> Response {
+pub(super) fn ok(data: serde_json::Value) -> Response {
     #[derive(Serialize)]
     struct Success {
         success: bool,

@@ -9,6 +9,7 @@
 
 pub(crate) mod accept;
 mod api;
+mod dashboard;
 mod http;
 pub(crate) mod pool;
 mod reader;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::analytics::{Meters, Refusal};
 use crate::auth::Authenticator;
 use crate::budget::{HandshakeSlot, Threads};
 use crate::config::Config;
@@ -45,6 +47,8 @@ pub(crate) struct Shared {
     pub threads: Arc<Threads>,
     pub inbox: Inbox,
     pub writers: Arc<Writers>,
+    /// Where refusals are counted.
+    pub meters: Arc<Meters>,
     next_id: AtomicU64,
     /// Keyed per process, so `clientId`s from before a restart match nobody.
     id_key: RandomState,
@@ -61,6 +65,7 @@ impl Shared {
         inbox: Inbox,
         writers: Arc<Writers>,
     ) -> Shared {
+        let meters = Arc::clone(writers.meters());
         Shared {
             config,
             loopback: false,
@@ -68,6 +73,7 @@ impl Shared {
             threads,
             inbox,
             writers,
+            meters,
             next_id: AtomicU64::new(1),
             id_key: RandomState::new(),
             hub: None,
@@ -145,6 +151,7 @@ fn foreign_host(request: &Request, shared: &Shared) -> Option<Response> {
     if shared.auth.client_auth() || !shared.loopback || crate::auth::is_loopback_host(host) {
         return None;
     }
+    shared.meters.refused(Refusal::ForeignHost);
     let message = format!("This development hub answers requests for localhost only, not {host}");
     Some(Response::error(403, "forbidden_host", &message))
 }

@@ -2,6 +2,13 @@
 //! 101 answer, refusals, and handing the client to the router and to a
 //! reader thread of its own.
 //!
+//! A browser cannot set `Authorization` on a WebSocket: besides `?token=`
+//! it may send its token as a subprotocol, `wshub.bearer.<base64url
+//! token>`, offered with `wshub`, which the hub answers with (so the token
+//! stays out of the URL, and out of proxies' logs of it). The dashboard's
+//! connection (`/admin`) takes its admin token that way or in
+//! `Authorization`, never in the URL.
+//!
 //! Runs on the connection's first thread (see [`super`]). Refusing costs
 //! less than admitting: a refused client never gets a reader thread. Its
 //! reason and Close go out through the writer pool, which lingers on the
@@ -13,14 +20,18 @@ use std::sync::Arc;
 use std::thread;
 use std::time::SystemTime;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tungstenite::Bytes;
 use tungstenite::handshake::derive_accept_key;
 
 use super::http::{Request, Response};
 use super::reader;
 use super::{Shared, respond};
+use crate::analytics::Refusal;
 use crate::auth::{Denied, Identity};
 use crate::budget::HandshakeSlot;
+use crate::config::ADMIN_PATH;
 use crate::inbox::{Ending, Input, Joining};
 use crate::link::{Admission, Link};
 use crate::protocol::{self, Close, Envelope, ErrorCode, Kind, MAX_NAME_LEN, Message};
@@ -43,12 +54,23 @@ pub(super) fn upgrade(
         handles,
         envelope,
         accept,
+        protocol,
+        console,
     } = match check_upgrade(&request, shared) {
         Ok(checked) => checked,
-        Err(response) => return respond(&stream, &response, false, config.handshake_timeout),
+        Err(response) => {
+            shared.meters.refused(match response.status {
+                403 => Refusal::Origin,
+                _ => Refusal::BadUpgrade,
+            });
+            return respond(&stream, &response, false, config.handshake_timeout);
+        }
     };
+    let protocol = protocol
+        .map(|name| format!("Sec-WebSocket-Protocol: {name}\r\n"))
+        .unwrap_or_default();
     let switching = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{protocol}\r\n"
     );
     let (id, name) = shared.new_client();
     let writer = (id.0 % shared.writers.count() as u64) as usize;
@@ -72,6 +94,10 @@ pub(super) fn upgrade(
         Ok(identity) => identity,
         Err(denied) => {
             warn_throttled!("refused {peer}: {denied}");
+            shared.meters.refused(match console {
+                true => Refusal::AdminToken,
+                false => Refusal::Unauthorized,
+            });
             let data = protocol::error_data(ErrorCode::Unauthorized, &denied.to_string());
             let error = Message::new(Kind::Error.as_str(), Some(&data)).encode(envelope);
             return refuse(vec![error, Close::Unauthorized.frame()], handshake);
@@ -83,6 +109,7 @@ pub(super) fn upgrade(
     };
     let Some(slot) = shared.threads.reserve() else {
         warn_throttled!("refused {peer}: no thread left for its reader");
+        shared.meters.refused(Refusal::Threads);
         return refuse(vec![Close::ServerFull.frame()], handshake);
     };
     // The router is asked before the reader starts, so its events follow
@@ -98,6 +125,7 @@ pub(super) fn upgrade(
         handles,
         handshake,
         envelope,
+        console,
     };
     if !shared.inbox.send(Input::Joined(Box::new(joining))) {
         return link.cut();
@@ -135,6 +163,76 @@ struct Upgrade {
     handles: Option<Vec<String>>,
     envelope: Envelope,
     accept: String,
+    /// The subprotocol answered, if the client offered it.
+    protocol: Option<&'static str>,
+    /// The dashboard's connection.
+    console: bool,
+}
+
+/// The subprotocol the hub answers with, when a client offers it (a
+/// browser sending its token as [`BEARER`] must).
+pub(crate) const SUBPROTOCOL: &str = "wshub";
+
+/// The prefix of the subprotocol that carries a token, base64url-encoded
+/// (without padding): `wshub.bearer.<token>`.
+pub(crate) const BEARER: &str = "wshub.bearer.";
+
+/// What a client offered in `Sec-WebSocket-Protocol`.
+struct Offered {
+    /// [`SUBPROTOCOL`].
+    wshub: bool,
+    /// The token of a [`BEARER`] subprotocol.
+    bearer: Option<String>,
+}
+
+/// Reads `Sec-WebSocket-Protocol`: whether [`SUBPROTOCOL`] is offered, and
+/// the token of a [`BEARER`] one (other names are not ours, and ignored).
+fn offered(request: &Request) -> Result<Offered, Response> {
+    let bad = |message: &str| Response::error(400, "bad_request", message);
+    let mut offered = Offered {
+        wshub: false,
+        bearer: None,
+    };
+    let names = request
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .flat_map(|(_, value)| value.split(','))
+        .map(str::trim);
+    for name in names {
+        if name == SUBPROTOCOL {
+            offered.wshub = true;
+        } else if let Some(encoded) = name.strip_prefix(BEARER) {
+            let token = URL_SAFE_NO_PAD
+                .decode(encoded)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .filter(|token| !token.is_empty())
+                .ok_or_else(|| {
+                    bad("The subprotocol wshub.bearer.<token> needs a base64url token (no padding)")
+                })?;
+            offered.bearer = Some(token);
+        }
+    }
+    if offered.bearer.is_some() && !offered.wshub {
+        return Err(bad(
+            "Offer the subprotocol wshub beside wshub.bearer.<token>: it is the one the hub answers with",
+        ));
+    }
+    Ok(offered)
+}
+
+/// Whether a browser `origin` is the page's own host (the dashboard's
+/// page, served by this hub, opening its stream).
+fn same_origin(origin: &str, host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    let origin = origin.to_ascii_lowercase();
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    authority.is_some_and(|authority| authority == host.to_ascii_lowercase())
 }
 
 /// Validates a WebSocket upgrade request. An HTTP error for a request that
@@ -144,7 +242,16 @@ struct Upgrade {
 fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response> {
     let config = &shared.config;
     let bad = |message: &str| Response::error(400, "bad_request", message);
-    let Some(endpoint_envelope) = config.endpoint_envelope(&request.path) else {
+    let console = request.path == ADMIN_PATH;
+    if console && !config.admin_ui {
+        let message = "The dashboard is off (--no-admin-ui)";
+        return Err(Response::error(404, "not_found", message));
+    }
+    let endpoint = match console {
+        true => Some(Envelope::Standard),
+        false => config.endpoint_envelope(&request.path),
+    };
+    let Some(endpoint_envelope) = endpoint else {
         let message = format!(
             "No WebSocket endpoint at {}: use {}",
             request.path, config.path
@@ -169,11 +276,35 @@ fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response
         _ => return Err(bad("A WebSocket upgrade needs a valid Sec-WebSocket-Key")),
     };
     let origin = request.header("origin");
-    if !shared.auth.origin_allowed(origin) {
+    // The dashboard's page opens its stream from the hub's own origin.
+    let own_page = console && origin.is_some_and(|o| same_origin(o, request.header("host")));
+    if !own_page && !shared.auth.origin_allowed(origin) {
         let message = format!("Origin {} may not connect here", origin.unwrap_or_default());
         return Err(Response::error(403, "forbidden_origin", &message));
     }
     let query = |name| request.query_param(name).map_err(|b| bad(b.0));
+    let offered = offered(request)?;
+    let protocol = offered.wshub.then_some(SUBPROTOCOL);
+    let header_token = request
+        .header("authorization")
+        .and_then(crate::auth::bearer)
+        .map(str::to_owned);
+    if console {
+        if query("token")?.is_some() {
+            return Err(bad(
+                "The dashboard's token never goes in the URL: send it as the subprotocol wshub.bearer.<base64url token> (with wshub), or in Authorization: Bearer",
+            ));
+        }
+        let token = header_token.or(offered.bearer);
+        return Ok(Upgrade {
+            identity: shared.auth.console(token.as_deref()),
+            session_id: None,
+            envelope: Envelope::Standard,
+            accept: derive_accept_key(key.as_bytes()),
+            protocol,
+            console,
+        });
+    }
     let user_id = query("userId")?.filter(|u| !u.is_empty());
     if user_id.as_ref().is_some_and(|u| u.len() > MAX_NAME_LEN) {
         return Err(bad("userId is longer than 255 bytes"));
@@ -192,11 +323,8 @@ fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response
     if let Some(session) = &session_id {
         protocol::check_name(session, "sessionId").map_err(|(_, message)| bad(&message))?;
     }
-    let header_token = request
-        .header("authorization")
-        .and_then(crate::auth::bearer);
-    let token = match header_token {
-        Some(token) => Some(token.to_owned()),
+    let token = match header_token.or(offered.bearer) {
+        Some(token) => Some(token),
         None => query("token")?.filter(|t| !t.is_empty()),
     };
     let identity =
@@ -218,5 +346,7 @@ fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response
         handles,
         envelope,
         accept: derive_accept_key(key.as_bytes()),
+        protocol,
+        console,
     })
 }

@@ -190,6 +190,9 @@ wire_names! {
         Auth = "auth",
         Heartbeat = "heartbeat",
         ConnectionEstablished = "connection:established",
+        ClientInfo = "client_info",
+        AdminStats = "admin_stats",
+        AdminHistory = "admin_history",
     }
 }
 

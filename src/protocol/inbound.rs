@@ -134,6 +134,9 @@ pub(crate) enum ClientMessage {
     Subscribers { topic: Topic },
     /// `stats` (service connections): the hub's counters and clients.
     Stats,
+    /// `client_info` (service connections): one client of this hub in
+    /// detail (the dashboard's client view).
+    ClientInfo { client: String },
     /// Any other `type`: an application message, for the application.
     Application {
         kind: String,
@@ -228,8 +231,9 @@ pub(crate) fn correlation_of(text: &str) -> Option<Box<RawValue>> {
 /// The role of the connection a frame comes from: what it may say differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
-    /// A client: `send`, `disconnect`, `set_meta`, `subscribers` and
-    /// `stats` are application messages like any other type it makes up.
+    /// A client: `send`, `disconnect`, `set_meta`, `subscribers`, `stats`
+    /// and `client_info` are application messages like any other type it
+    /// makes up.
     Client,
     /// A backend's service connection: those are commands to the hub.
     Service,
@@ -382,6 +386,9 @@ fn validate(raw: &RawRequest<'_>, text: &str, role: Role) -> Result<ClientMessag
             topic: required_topic(raw, "subscribers")?,
         },
         "stats" if service => ClientMessage::Stats,
+        "client_info" if service => ClientMessage::ClientInfo {
+            client: required_client(raw, "client_info")?,
+        },
         _ => ClientMessage::Application {
             kind,
             data: data(OWN_KEYS)?.map(Cow::into_owned),
@@ -918,6 +925,7 @@ mod tests {
             r#"{"type":"send","clientId":"c"}"#,
             r#"{"type":"send","message":{"type":"x"}}"#,
             r#"{"type":"set_meta","clientId":"c","data":[1]}"#,
+            r#"{"type":"client_info"}"#,
         ] {
             assert_eq!(
                 parse(bad, Role::Service).unwrap_err().code,
@@ -925,6 +933,19 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn client_info_asks_a_service_connection_for_one_client() {
+        let info = r#"{"type":"client_info","clientId":"c_1","correlationId":1}"#;
+        assert!(matches!(
+            parse(info, Role::Service).unwrap().message,
+            ClientMessage::ClientInfo { ref client } if client == "c_1"
+        ));
+        assert!(matches!(
+            parse_client(info).unwrap().message,
+            ClientMessage::Application { ref kind, .. } if kind == "client_info"
+        ));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use tungstenite::Bytes;
 
 use super::{Client, Closing, Router};
+use crate::analytics::Refusal;
 use crate::budget::HandshakeSlot;
 use crate::history::StreamKey;
 use crate::inbox::{Ending, FrameRefusal, Joining};
@@ -37,6 +38,7 @@ impl Router {
             handles,
             handshake,
             envelope,
+            console,
         } = joining;
         let user_connections = identity
             .user_id
@@ -64,6 +66,7 @@ impl Router {
         link.admit(refusal.is_none());
         if let Some(close) = refusal {
             warn_throttled!("refused {name} from {peer}: {}", close.reason());
+            self.meters.refused(Refusal::of_close(close));
             return self.refuse_handshake(&link, vec![close.frame()], handshake);
         }
         // Admitted: the handshake slot goes back to the accept loop.
@@ -86,6 +89,8 @@ impl Router {
             envelope,
             replays: Vec::new(),
             identity,
+            console,
+            since: SystemTime::now(),
         };
         log::debug!(
             "client {} connected from {}{} ({} connected)",
@@ -100,7 +105,9 @@ impl Router {
         *self.addresses.entry(address).or_default() += 1;
         self.clients.insert(id, client);
         self.counters.total_connections += 1;
-        if service {
+        // A dashboard may act as a service, but answers no application
+        // requests.
+        if service && !console {
             self.services.add(id, handles);
             self.services_changed();
         }
@@ -124,6 +131,9 @@ impl Router {
         }
         if let Some(user) = user {
             self.user_connected(id, &user);
+        }
+        if console {
+            self.console_joined(id);
         }
     }
 
@@ -336,7 +346,9 @@ impl Router {
         if !client.replays.is_empty() {
             self.replaying.remove(&id);
         }
-        if client.identity.is_service() {
+        if client.console {
+            self.console_left(id);
+        } else if client.identity.is_service() {
             self.service_left(id);
         }
         if client.pending > 0 {

@@ -723,9 +723,13 @@ impl Router {
         p: wire::Publication,
     ) {
         let time = time_of(p.ts);
+        let foreign = self.cluster.as_ref().is_some_and(|c| c.hub() != p.hub);
         let Some(publication) = self.local_publication(p) else {
             return;
         };
+        if foreign {
+            self.analytics.published(crate::analytics::Source::Cluster);
+        }
         if let (Target::Client(name), Some(corr)) =
             (&publication.target, &publication.correlation_id)
             && let Some(id) = self.names.get(name.as_str()).copied()

@@ -65,11 +65,12 @@ impl Push {
 
 impl Delivery {
     pub(super) fn new(writers: Arc<dyn Outlet>) -> Delivery {
+        let meters = Arc::clone(writers.meters());
         Delivery {
             scheduled: (0..writers.count()).map(|_| Vec::new()).collect(),
             writers,
             count: 0,
-            scratch: Scratch::default(),
+            scratch: Scratch::timed(meters),
         }
     }
 
@@ -199,6 +200,7 @@ impl Router {
         correlation: Option<&RawValue>,
     ) {
         self.counters.errors_sent += 1;
+        self.analytics.error(code);
         log::debug!("error {code} to client {id:?}: {message}");
         let data = error_data(code, message);
         let message = Message::new(Kind::Error.as_str(), Some(&data)).correlation(correlation);
@@ -230,6 +232,22 @@ impl Router {
     /// batched, otherwise now. A publication to a stream is numbered here,
     /// unless Redis numbered it (`numbered`).
     pub(super) fn publish_here(
+        &mut self,
+        publication: Publication,
+        numbered: Option<Appended>,
+        time: SystemTime,
+    ) -> usize {
+        if let Target::Channel(name) = &publication.target {
+            self.analytics.channel_published(name);
+        }
+        let reached = self.deliver_publication(publication, numbered, time);
+        self.analytics.delivered(reached);
+        reached
+    }
+
+    /// [`publish_here`](Router::publish_here) once counted: held for a
+    /// batch, or numbered and delivered now (timed, if it is sampled).
+    fn deliver_publication(
         &mut self,
         publication: Publication,
         numbered: Option<Appended>,
@@ -268,7 +286,10 @@ impl Router {
             .correlation(publication.correlation_id.as_deref())
             .position(position)
             .at(time);
-        self.deliver(&publication.target, &message)
+        self.analytics.stamp_publication(&self.meters.latency);
+        let reached = self.deliver(&publication.target, &message);
+        self.analytics.clear_stamp();
+        reached
     }
 
     /// Offers a message to every client of `target`.
@@ -338,7 +359,9 @@ impl Router {
     /// per envelope in use among them, and each recipient's queue shares
     /// those bytes. Clients whose queue is full are closed afterwards; the
     /// count is of clients it was queued for (or, replaying `skip`, will get
-    /// it after their replay).
+    /// it after their replay: counted as sent when the replay sends it).
+    /// A publication being timed (see [`crate::analytics`]) arms the
+    /// latency probe with its first frame before that frame is queued.
     pub(super) fn fan_out(
         &mut self,
         audience: Audience<'_>,
@@ -348,7 +371,11 @@ impl Router {
         let limits = self.delivery.limits(&self.config);
         let clients = &self.clients;
         let delivery = &mut self.delivery;
-        let mut delivered = 0;
+        let latency = &self.meters.latency;
+        let mut stamp = self.analytics.take_stamp();
+        let mut armed = None;
+        let mut queued = 0;
+        let mut deferred = 0;
         let mut slow = Vec::new();
         let mut frames: [Option<Bytes>; Envelope::COUNT] = Default::default();
         let mut offer = |id: ClientId| {
@@ -356,14 +383,18 @@ impl Router {
                 if let Some(stream) = skip
                     && client.replays.iter().any(|r| r.stream == *stream)
                 {
-                    delivered += 1;
+                    deferred += 1;
                     return;
                 }
                 let frame = frames[client.envelope.index()]
                     .get_or_insert_with(|| message.encode(client.envelope))
                     .clone();
+                if let Some(born) = stamp.take() {
+                    latency.arm(&frame, born);
+                    armed = Some((frame.clone(), born));
+                }
                 match delivery.push(&client.link, frame, limits) {
-                    Push::Queued { .. } => delivered += 1,
+                    Push::Queued { .. } => queued += 1,
                     Push::Slow => slow.push(id),
                     Push::Gone => {}
                 }
@@ -404,14 +435,22 @@ impl Router {
                 }
             }
         }
-        self.counters.messages_sent += delivered as u64;
-        if delivered > 0 {
+        if let Some((frame, born)) = armed {
+            match queued {
+                // Queued for nobody: never written, the probe is free.
+                0 => latency.disarm(&frame),
+                _ => self.analytics.armed(frame, born),
+            }
+        }
+        // Only what was queued is sent; what a replay holds counts when sent.
+        self.counters.messages_sent += queued as u64;
+        if queued > 0 {
             self.last_activity = Some(SystemTime::now());
         }
         for id in slow {
             self.mark_slow(id);
         }
-        delivered
+        queued + deferred
     }
 
     /// Puts a client on the list of slow consumers to close after this event.

@@ -36,6 +36,7 @@ use tungstenite::protocol::Role as WsRole;
 use tungstenite::{Message as WsMessage, WebSocket};
 
 use super::{Router, Turn};
+use crate::analytics::Meters;
 use crate::auth::Authenticator;
 use crate::budget::{Handshakes, Threads};
 use crate::cluster::wire::{Framed, Wire};
@@ -60,6 +61,7 @@ const LOOK: Duration = Duration::from_millis(10);
 #[derive(Default)]
 pub(super) struct Capture {
     blocked: Mutex<Vec<Arc<Link>>>,
+    meters: Arc<Meters>,
 }
 
 impl Capture {
@@ -96,6 +98,10 @@ impl Outlet for Capture {
     }
 
     fn stop(&self) {}
+
+    fn meters(&self) -> &Arc<Meters> {
+        &self.meters
+    }
 }
 
 /// A client of the harness: its number among the harness's clients.
@@ -246,6 +252,7 @@ impl Harness {
             handles: None,
             handshake,
             envelope: Envelope::Standard,
+            console: false,
         })));
         let socket = WebSocket::from_raw_socket(near, WsRole::Client, None);
         let peer = Peer(id);
@@ -337,6 +344,7 @@ impl Harness {
             key: None,
             reply,
             gate: None,
+            source: crate::analytics::Source::Library,
         });
         self.step();
         Answer(answer)

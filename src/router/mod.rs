@@ -28,12 +28,14 @@
 //! a subscription's position, catching up), [`presence`] (statuses and
 //! their broadcasts), [`app`] (application requests, service connections),
 //! [`control`] (server-side subscribe, close, metadata, listings),
-//! [`cluster`] (the other hubs, through Redis).
+//! [`cluster`] (the other hubs, through Redis), [`console`] (the
+//! analytics' second and the dashboards' stream).
 
 mod app;
 mod batches;
 mod clients;
 mod cluster;
+mod console;
 mod control;
 mod delivery;
 mod presence;
@@ -56,6 +58,7 @@ use serde_json::value::RawValue;
 
 use crossbeam_channel::Sender;
 
+use crate::analytics::{Analytics, Meters};
 use crate::app::ClientRequest;
 use crate::auth::{Authenticator, Identity};
 use crate::budget::{HandshakeSlot, Threads};
@@ -128,6 +131,10 @@ struct Client {
     envelope: Envelope,
     /// Streams it is catching up on (see [`replay`]).
     replays: Vec<replay::Replaying>,
+    /// A dashboard's connection (see [`console`]).
+    console: bool,
+    /// When it was admitted.
+    since: SystemTime,
 }
 
 impl Client {
@@ -153,7 +160,7 @@ impl Client {
             channels: self.channels.iter().map(|s| s.to_string()).collect(),
             sessions: self.sessions.iter().map(|s| s.to_string()).collect(),
             meta: self.meta.clone(),
-            service: self.identity.is_service(),
+            service: self.identity.is_service() && !self.console,
         }
     }
 
@@ -259,6 +266,11 @@ pub(crate) struct Router {
     /// Slow consumers to close once the current input is handled.
     slow: Vec<ClientId>,
     counters: Counters,
+    /// The router's analytics, and what the other threads measure.
+    analytics: Analytics,
+    meters: Arc<Meters>,
+    /// The dashboards connected.
+    console: console::Consoles,
     started: Instant,
     last_activity: Option<SystemTime>,
     next_sweep: Instant,
@@ -281,6 +293,7 @@ impl Router {
         cluster: Option<crate::cluster::Cluster>,
     ) -> Router {
         let now = Instant::now();
+        let meters = Arc::clone(writers.meters());
         Router {
             batches: Batches::default(),
             history: Box::new(crate::history::memory::Memory::new(config.history_limits())),
@@ -305,6 +318,9 @@ impl Router {
             closing: Vec::new(),
             slow: Vec::new(),
             counters: Counters::default(),
+            analytics: Analytics::default(),
+            meters,
+            console: console::Consoles::default(),
             started: now,
             last_activity: None,
             next_sweep: now + SESSION_SWEEP,
@@ -476,9 +492,11 @@ impl Router {
                 key,
                 reply,
                 gate,
+                source,
             } => {
                 // Given up on before it was taken: nothing is done with it.
                 if gate.is_none_or(|gate| gate.take()) {
+                    self.analytics.published(source);
                     let key = key.map(|key| publishing::Key {
                         scope: publishing::BACKEND.into(),
                         key,
@@ -506,6 +524,9 @@ impl Router {
             }
             Input::Stats { clients, reply } => {
                 let _ = reply.try_send(self.stats(clients));
+            }
+            Input::History { metric, reply } => {
+                let _ = reply.try_send(self.analytics.history(metric));
             }
             Input::Command { command, reply } => {
                 if let Some((command, waiter)) =
@@ -548,6 +569,7 @@ impl Router {
     }
 
     fn dispatch(&mut self, id: ClientId, message: ClientMessage, correlation: Option<&RawValue>) {
+        self.log_console_action(id, &message);
         match message {
             ClientMessage::Ping => self.reply(id, Kind::Pong, None, None::<Empty>, correlation),
             ClientMessage::Subscribe {
@@ -624,6 +646,7 @@ impl Router {
                 let body = crate::stats::stats_body(&self.stats(true));
                 self.reply(id, Kind::Stats, None, Some(body), correlation);
             }
+            ClientMessage::ClientInfo { client } => self.client_info(id, &client, correlation),
             ClientMessage::Application {
                 kind,
                 data,
@@ -744,6 +767,7 @@ impl Router {
             self.next_sweep = now + SESSION_SWEEP;
         }
         self.cluster_tick(now);
+        self.console_tick(now);
         if now >= self.next_history_sweep {
             self.sweep_history(now);
             self.next_history_sweep = now + HISTORY_SWEEP;
@@ -864,6 +888,11 @@ impl Router {
             queued_bytes,
             uptime: self.started.elapsed(),
             last_activity: self.last_activity,
+            totals: self.analytics.totals(
+                &self.meters,
+                c.total_connections
+                    .saturating_sub(self.clients.len() as u64),
+            ),
             clients,
             cluster: self.cluster.as_ref().map(|cluster| {
                 let mut hubs: Vec<crate::stats::HubStats> = cluster

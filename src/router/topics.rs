@@ -299,6 +299,8 @@ impl Router {
             topic,
             correlation: correlation.map(RawValue::to_owned),
         };
+        self.analytics
+            .published(crate::analytics::Source::WebSocket);
         self.publish(publication, key, publisher);
     }
 }

@@ -30,6 +30,7 @@ use std::thread::{self, JoinHandle};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::analytics::Meters;
 use crate::link::{Drained, Link, Scratch};
 
 /// The token of a writer's own wake-up; links use their client number.
@@ -59,6 +60,9 @@ pub(crate) trait Outlet: Send + Sync {
     fn hand_off(&self, writer: usize, links: &mut Vec<Arc<Link>>);
     /// Tells every writer to stop now.
     fn stop(&self);
+    /// The hub's meters (see [`crate::analytics`]), whose latency probe
+    /// hears of the frames written.
+    fn meters(&self) -> &Arc<Meters>;
 }
 
 impl Outlet for Writers {
@@ -73,20 +77,29 @@ impl Outlet for Writers {
     fn stop(&self) {
         Writers::stop(self);
     }
+
+    fn meters(&self) -> &Arc<Meters> {
+        Writers::meters(self)
+    }
 }
 
-/// The pool, as the router and the readers see it.
+/// The pool, as the router and the readers see it, with the hub's meters
+/// (see [`crate::analytics`]): made with the pool, whose writes they time,
+/// and shared from it with every other thread that measures.
 pub(crate) struct Writers {
     mailboxes: Vec<Arc<Mailbox>>,
+    meters: Arc<Meters>,
 }
 
 impl Writers {
-    /// Starts `count` writer threads (at least one).
+    /// Starts `count` writer threads (at least one), each telling the
+    /// hub's meters of the frames it writes.
     ///
     /// # Errors
     ///
     /// When `epoll` or a thread cannot be created.
     pub(crate) fn start(count: usize) -> io::Result<(Arc<Writers>, Vec<JoinHandle<()>>)> {
+        let meters = Arc::new(Meters::default());
         let mut mailboxes = Vec::new();
         let mut threads = Vec::new();
         for n in 0..count.max(1) {
@@ -99,20 +112,26 @@ impl Writers {
                 stop: AtomicBool::new(false),
             });
             let mine = Arc::clone(&mailbox);
+            let scratch = Scratch::timed(Arc::clone(&meters));
             let spawned = thread::Builder::new()
                 .name(format!("wshub-writer-{n}"))
-                .spawn(move || Writer::new(mine, poll).run());
+                .spawn(move || Writer::new(mine, poll, scratch).run());
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(err) => {
                     // Stop the ones already running before failing.
-                    Writers { mailboxes }.stop();
+                    Writers { mailboxes, meters }.stop();
                     return Err(err);
                 }
             }
             mailboxes.push(mailbox);
         }
-        Ok((Arc::new(Writers { mailboxes }), threads))
+        Ok((Arc::new(Writers { mailboxes, meters }), threads))
+    }
+
+    /// The hub's meters, shared by every thread that measures.
+    pub(crate) fn meters(&self) -> &Arc<Meters> {
+        &self.meters
     }
 
     /// How many writers there are.
@@ -194,7 +213,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(mailbox: Arc<Mailbox>, poll: Poll) -> Writer {
+    fn new(mailbox: Arc<Mailbox>, poll: Poll, scratch: Scratch) -> Writer {
         Writer {
             mailbox,
             poll,
@@ -203,7 +222,7 @@ impl Writer {
             waiting: HashMap::new(),
             registered: HashSet::new(),
             lingering: HashMap::new(),
-            scratch: Scratch::default(),
+            scratch,
         }
     }
 

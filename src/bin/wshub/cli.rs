@@ -288,6 +288,12 @@ const FLAGS: &[Flag] = flags! {
         "--admin-token-file" "<FILE>" - WSHUB_ADMIN_TOKEN_FILE,
             set!(admin_token: Some secret_file),
             "The same, read from a file";
+        "--no-admin-ui" - - WSHUB_NO_ADMIN_UI,
+            |s, f, v, _| {
+                s.config.admin_ui = !boolean(f, &v)?;
+                Ok(())
+            },
+            "Serve no dashboard: GET /admin and its stream answer 404";
         "--allow-anonymous" - - WSHUB_ALLOW_ANONYMOUS,
             set!(allow_anonymous: boolean),
             "With auth on, let clients without a token use public channels";
@@ -923,6 +929,7 @@ mod tests {
                 "--jwt-leeway",
                 "0",
                 "--allow-anonymous",
+                "--no-admin-ui",
                 "--rate-limit",
                 "0",
                 "--max-subscriptions=5",
@@ -940,6 +947,11 @@ mod tests {
         assert_eq!(c.admin_token.as_ref().unwrap().expose(), "file-admin");
         assert_eq!(c.jwt_leeway, Duration::ZERO);
         assert!(c.allow_anonymous);
+        assert!(!c.admin_ui, "--no-admin-ui");
+        assert!(
+            options(&[], &[]).config.admin_ui,
+            "the dashboard is on by default"
+        );
         assert_eq!(c.rate_limit, 0);
         assert_eq!(c.max_subscriptions, 5);
         assert_eq!(c.thread_stack_size, 131_072);
