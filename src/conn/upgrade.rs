@@ -299,6 +299,7 @@ fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response
         return Ok(Upgrade {
             identity: shared.auth.console(token.as_deref()),
             session_id: None,
+            handles: None,
             envelope: Envelope::Standard,
             accept: derive_accept_key(key.as_bytes()),
             protocol,
