@@ -371,3 +371,48 @@ fn envelope_flags_serve_each_seeds_clients_from_one_binary() {
         assert_eq!(running.wait_exit(), 0);
     }
 }
+
+#[test]
+fn the_log_names_a_client_by_its_public_id_and_its_reader_thread_after_it() {
+    let mut hub = Running::start(&["--port", "0", "--log-level", "debug"]);
+    let mut client = Client::connect(hub.addr, "/ws?userId=alice");
+    let id = client.id();
+    let number = id
+        .strip_prefix("c_")
+        .and_then(|rest| rest.split('-').next())
+        .expect("c_<number>-<tag>");
+    let thread = format!("wshub-r-c_{number}");
+    // The log says which thread reads this client...
+    let line = hub.wait_line("reader is thread");
+    assert!(
+        line.contains(&id) && line.contains(&thread),
+        "{line} (expected {id} and {thread})"
+    );
+    // ...and the kernel knows it by that name (what top -H, ps -L and gdb show).
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", hub.child.id())).unwrap();
+    let names: Vec<String> = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert!(names.contains(&thread), "{thread} among {names:?}");
+    // An error sent to it, a bad frame, its reader's end: always its id.
+    client
+        .ws
+        .send(tungstenite::Message::Binary(vec![1].into()))
+        .unwrap();
+    assert_eq!(
+        client.expect_eventually("error")["data"]["code"],
+        "unsupported_frame"
+    );
+    let line = hub.wait_line("error unsupported_frame");
+    assert!(line.contains(&id), "{line}");
+    drop(client);
+    let line = hub.wait_line("reader of client");
+    assert!(line.contains(&id), "{line}");
+    hub.wait_line("disconnected");
+    let numbered: Vec<&String> = hub.seen.iter().filter(|l| l.contains("ClientId")).collect();
+    assert!(
+        numbered.is_empty(),
+        "a client named another way: {numbered:#?}"
+    );
+}

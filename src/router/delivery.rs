@@ -199,7 +199,9 @@ impl Router {
         correlation: Option<&RawValue>,
     ) {
         self.counters.errors_sent += 1;
-        log::debug!("error {code} to client {id:?}: {message}");
+        if let Some(client) = self.clients.get(&id) {
+            log::debug!("error {code} to client {}: {message}", client.name);
+        }
         let data = error_data(code, message);
         let message = Message::new(Kind::Error.as_str(), Some(&data)).correlation(correlation);
         self.send_message(id, &message);
