@@ -147,13 +147,22 @@ pub struct Config {
     /// `POST /api/publish` is refused unless its origin is listed. Default:
     /// empty, every origin may connect.
     pub allowed_origins: Vec<String>,
-    /// Messages a client may send per [`rate_window`](Config::rate_window)
-    /// (a token bucket: bursts up to this many). Over it: error
-    /// `rate_limited`; as many again: close 1008. `0` turns the limit off.
-    /// Default 100.
+    /// Messages a client may send per [`rate_window`](Config::rate_window),
+    /// sustained, after a burst of up to [`rate_burst`](Config::rate_burst)
+    /// (a token bucket). A message over it is dropped and answered with the
+    /// error `rate_limited`; the connection stays. Only a client that keeps
+    /// sending more than ten times this rate, until ten bursts beyond it
+    /// were refused, is closed (1013 `Rate limit exceeded`: back off and
+    /// reconnect). `0` turns the limit off. Default 50 (a second): an IDE
+    /// panel or a chat tab sends a few a second, 20 when busy. Service
+    /// connections have no limit.
     pub rate_limit: u32,
-    /// The window of [`rate_limit`](Config::rate_limit). Default 60 s.
+    /// The window of [`rate_limit`](Config::rate_limit). Default 1 s.
     pub rate_window: Duration,
+    /// Messages a client may send at once before the rate applies.
+    /// Default 200: a client that reconnects re-subscribes to all of its
+    /// [`max_subscriptions`](Config::max_subscriptions) (128) at once.
+    pub rate_burst: u32,
     /// Most channels and sessions one client may be subscribed to. Default 128.
     pub max_subscriptions: usize,
     /// Most connections of one user at once; one more is closed with 1013.
@@ -294,6 +303,7 @@ setters! {
     allowed_origins: Vec<String>,
     rate_limit: u32,
     rate_window: Duration,
+    rate_burst: u32,
     max_subscriptions: usize,
     max_connections_per_user: usize,
     max_connections_per_ip: usize,
@@ -378,8 +388,9 @@ impl Default for Config {
             admin_token: None,
             allow_anonymous: false,
             allowed_origins: Vec::new(),
-            rate_limit: 100,
-            rate_window: Duration::from_secs(60),
+            rate_limit: 50,
+            rate_window: Duration::from_secs(1),
+            rate_burst: 200,
             max_subscriptions: 128,
             max_connections_per_user: 100,
             max_connections_per_ip: 1000,
@@ -533,6 +544,9 @@ impl Config {
         }
         if self.rate_limit > 0 && !positive(self.rate_window) {
             return fail("rate_window", "must be more than 0");
+        }
+        if self.rate_limit > 0 && self.rate_burst == 0 {
+            return fail("rate_burst", "must be at least 1");
         }
         if self.max_subscriptions == 0 {
             return fail("max_subscriptions", "must be at least 1");

@@ -113,9 +113,12 @@ impl<'a> Reader<'a> {
             // still holds it back by TCP, but no rate limit cuts it off.
             rate: match role {
                 protocol::Role::Service => None,
-                protocol::Role::Client => {
-                    RateLimiter::new(config.rate_limit, config.rate_window, Instant::now())
-                }
+                protocol::Role::Client => RateLimiter::new(
+                    config.rate_limit,
+                    config.rate_window,
+                    config.rate_burst,
+                    Instant::now(),
+                ),
             },
             pings: ControlBudget::new(config),
         }
@@ -228,7 +231,7 @@ enum ControlVerdict {
     Allowed,
     /// Over the budget: ignore it.
     Drop,
-    /// Far over the budget, again and again: the client is closed (1008).
+    /// Far over the budget, again and again: the client is closed (1013).
     Flood,
 }
 
@@ -246,7 +249,7 @@ impl ControlBudget {
         let per_second = (4.0 / config.heartbeat_interval.as_secs_f64()).max(2.0);
         let window = Duration::from_secs_f64(f64::from(CONTROL_BURST) / per_second);
         ControlBudget {
-            rate: RateLimiter::new(CONTROL_BURST, window, Instant::now()),
+            rate: RateLimiter::new(CONTROL_BURST, window, CONTROL_BURST, Instant::now()),
         }
     }
 

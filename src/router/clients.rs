@@ -240,8 +240,10 @@ impl Router {
                 self.counters.messages_received += 1;
                 self.counters.rate_limited += 1;
                 let message = format!(
-                    "Rate limit exceeded: at most {} messages per {:?}",
-                    self.config.rate_limit, self.config.rate_window
+                    "Rate limit exceeded: at most {} messages per {} s, {} at once; this one was dropped",
+                    self.config.rate_limit,
+                    self.config.rate_window.as_secs_f64(),
+                    self.config.rate_burst
                 );
                 self.error(
                     id,
@@ -254,7 +256,7 @@ impl Router {
                 self.counters.rate_limited += 1;
                 if let Some(client) = self.clients.get(&id) {
                     warn_throttled!(
-                        "client {} keeps exceeding its rate limit: closing it with 1008",
+                        "client {} sends far over its rate limit: closing it with 1013",
                         client.name
                     );
                 }
@@ -279,7 +281,7 @@ impl Router {
                 self.counters.rate_limited += 1;
                 if let Some(client) = self.clients.get(&id) {
                     warn_throttled!(
-                        "client {} floods Pings or Pongs: closing it with 1008",
+                        "client {} floods Pings or Pongs: closing it with 1013",
                         client.name
                     );
                 }

@@ -293,7 +293,7 @@ const FLAGS: &[Flag] = flags! {
             proxies,
             concat!("A reverse proxy, exempt from per-address limits; repeat for more (the ",
                 "variable: comma-separated)");
-        "--max-threads" "<N>" "what the kernel allows" WSHUB_MAX_THREADS,
+        "--max-threads" "<N>" "max-connections + max-handshakes, within what the kernel allows" WSHUB_MAX_THREADS,
             set!(max_threads: Some number),
             "Most connection threads (a reader per client, plus handshakes)";
         "--max-message-size" "<BYTES>" "65536" WSHUB_MAX_MESSAGE_SIZE,
@@ -314,12 +314,15 @@ const FLAGS: &[Flag] = flags! {
         "--max-sessions-per-user" "<N>" "1000" WSHUB_MAX_SESSIONS_PER_USER,
             set!(max_sessions_per_user: number),
             "Sessions one user may own (auth on)";
-        "--rate-limit" "<N>" "100" WSHUB_RATE_LIMIT,
+        "--rate-limit" "<N>" "50" WSHUB_RATE_LIMIT,
             set!(rate_limit: number),
-            "Messages per client per window, 0 for none";
-        "--rate-window" "<SECS>" "60" WSHUB_RATE_WINDOW,
+            "Messages per client per window, sustained; over it: rate_limited, 0 for no limit";
+        "--rate-window" "<SECS>" "1" WSHUB_RATE_WINDOW,
             set!(rate_window: seconds),
             "The rate limit's window";
+        "--rate-burst" "<N>" "200" WSHUB_RATE_BURST,
+            set!(rate_burst: number),
+            "Messages per client at once, before the rate applies";
         "--handshake-timeout" "<SECS>" "10" WSHUB_HANDSHAKE_TIMEOUT,
             set!(handshake_timeout: seconds),
             "Time to send a whole HTTP request";
