@@ -47,8 +47,13 @@ pub struct Config {
     pub path: String,
     /// How often the hub sends each client a protocol Ping. Default 30 s.
     pub heartbeat_interval: Duration,
-    /// A client that sends nothing (no frame, no Pong) for this long is
-    /// terminated. Default 60 s.
+    /// A client that sends nothing (no frame, no Pong) for this long, and
+    /// has not answered a Ping that went out `client_timeout -
+    /// heartbeat_interval` ago (30 s by default), is terminated. Silence
+    /// counts from when the Ping really went out, and never across a time
+    /// the hub itself did not run (a debugger pause, SIGSTOP), so a late
+    /// Ping is never held against a client. Zero keeps silent clients for
+    /// good (while stepping through the hub in a debugger). Default 60 s.
     pub client_timeout: Duration,
     /// Most WebSocket clients at once; one more is closed with 1013
     /// "Server full". Default 10 000.
@@ -457,9 +462,6 @@ impl Config {
         if !positive(self.heartbeat_interval) {
             return fail("heartbeat_interval", "must be more than 0");
         }
-        if !positive(self.client_timeout) {
-            return fail("client_timeout", "must be more than 0");
-        }
         if !positive(self.handshake_timeout) {
             return fail("handshake_timeout", "must be more than 0");
         }
@@ -635,9 +637,13 @@ impl Config {
     /// time out clients within a quarter of the shortest period, at most once
     /// a second, at least every 10 ms.
     pub(crate) fn tick(&self) -> Duration {
+        let timeout = match self.client_timeout.is_zero() {
+            true => self.heartbeat_interval,
+            false => self.client_timeout,
+        };
         let shortest = self
             .heartbeat_interval
-            .min(self.client_timeout)
+            .min(timeout)
             .min(self.close_timeout)
             .min(self.shutdown_timeout.max(Duration::from_millis(40)));
         (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
@@ -669,13 +675,6 @@ mod tests {
                     ..Config::default()
                 },
                 "heartbeat_interval",
-            ),
-            (
-                Config {
-                    client_timeout: Duration::ZERO,
-                    ..Config::default()
-                },
-                "client_timeout",
             ),
             (
                 Config {
@@ -806,5 +805,14 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(tiny.tick(), Duration::from_millis(10));
+        let kept = Config {
+            client_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(
+            kept.tick(),
+            Duration::from_secs(1),
+            "zero is off, not the shortest"
+        );
     }
 }

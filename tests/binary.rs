@@ -416,3 +416,63 @@ fn the_log_names_a_client_by_its_public_id_and_its_reader_thread_after_it() {
         "a client named another way: {numbered:#?}"
     );
 }
+
+#[test]
+fn a_hub_held_still_past_the_client_timeout_keeps_its_clients_when_it_resumes() {
+    // Pings every 200 ms, a client silent for 1 s is dead: then the hub is
+    // stopped for 2.5 s, as a debugger's breakpoint or SIGSTOP holds it.
+    let mut hub = Running::start(&[
+        "--port",
+        "0",
+        "--heartbeat-interval",
+        "0.2",
+        "--client-timeout",
+        "1",
+    ]);
+    let mut client = Client::connect(hub.addr, "/ws?userId=patient");
+    // Reading answers every Ping (tungstenite does).
+    let mut pings = 0;
+    while pings < 3 {
+        client
+            .ws
+            .get_mut()
+            .set_read_timeout(Some(DEADLINE))
+            .unwrap();
+        if let tungstenite::Message::Ping(_) = client.ws.read().expect("connected") {
+            pings += 1;
+        }
+    }
+    client.ws.flush().unwrap();
+    hub.signal("STOP");
+    // The pause itself: nothing to wait for, the hub does nothing.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    hub.signal("CONT");
+    // Still connected through two client timeouts after the pause, its
+    // Pongs answering the Pings that follow.
+    let resumed = Instant::now();
+    let mut answered = 0;
+    while resumed.elapsed() < std::time::Duration::from_secs(2) || answered < 5 {
+        client
+            .ws
+            .get_mut()
+            .set_read_timeout(Some(DEADLINE))
+            .unwrap();
+        match client.ws.read() {
+            Ok(tungstenite::Message::Ping(_)) => answered += 1,
+            Ok(_) => {}
+            Err(err) => panic!(
+                "the client was cut after the pause: {err}; saw {:#?}",
+                hub.seen
+            ),
+        }
+        client.ws.flush().unwrap();
+    }
+    let reply = client.request(json!({"type": "ping"}), "after-the-pause");
+    assert_eq!(reply["type"], "pong");
+    let (status, stats) = support::get(hub.addr, "/api/ws/stats");
+    assert_eq!(status, 200);
+    assert_eq!(stats["staleClients"], 0, "{stats}");
+    // And the log says why.
+    let line = hub.wait_line("did not run for");
+    assert!(line.contains("silence counts from now"), "{line}");
+}

@@ -302,3 +302,30 @@ fn one_address_gets_at_most_max_connections_per_ip_unless_it_is_a_proxy() {
     let proxied = start(support::config().max_connections_per_ip(2));
     let _clients: Vec<Client> = (0..3).map(|_| proxied.client("/ws")).collect();
 }
+
+#[test]
+fn a_client_timeout_of_zero_keeps_a_silent_client_for_a_debugging_session() {
+    let hub = start(
+        support::config()
+            .heartbeat_interval(Duration::from_millis(100))
+            .client_timeout(Duration::ZERO),
+    );
+    // Connects, then never answers: it only counts the Pings it is sent.
+    let silent = Client::open(hub.addr, "/ws?userId=asleep").unwrap();
+    let mut raw = silent.into_inner();
+    raw.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut pings = 0;
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Twenty Pings unanswered: two seconds, twice the silence that cuts a
+    // client under a one-second timeout.
+    while pings < 20 {
+        let n = raw.read(&mut buf).expect("still connected");
+        assert!(n > 0, "the hub cut the silent client");
+        bytes.extend_from_slice(&buf[..n]);
+        pings = bytes.windows(2).filter(|w| *w == [0x89, 0x00]).count();
+    }
+    let stats = hub.handle().stats().unwrap();
+    assert_eq!((stats.active_connections, stats.stale_clients), (1, 0));
+    assert!(!stats.clients[0].is_alive, "it is silent, and said so");
+}

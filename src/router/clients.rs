@@ -79,6 +79,7 @@ impl Router {
             link,
             next_ping: now + self.config.heartbeat_interval,
             pinged_at: None,
+            unanswered: None,
             slow: false,
             meta: identity.meta.clone().unwrap_or_default(),
             pending: 0,

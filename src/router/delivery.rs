@@ -94,6 +94,16 @@ impl Delivery {
         pushed
     }
 
+    /// Queues a protocol Ping, noting where it is in the queue (see
+    /// [`Link::push_ping`]).
+    pub(super) fn push_ping(&mut self, link: &Arc<Link>, limits: QueueLimits) -> Push {
+        let pushed = link.push_ping(crate::protocol::ping_frame(), limits);
+        if let Push::Queued { schedule: true } = pushed {
+            self.schedule(link);
+        }
+        pushed
+    }
+
     /// Queues a Close as `link`'s last frame (see [`Link::close`]).
     pub(super) fn close(&mut self, link: &Arc<Link>, close: Close, abort: bool) {
         self.close_with(link, close.frame(), abort);

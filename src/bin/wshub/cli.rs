@@ -186,8 +186,8 @@ const FLAGS: &[Flag] = flags! {
             set!(heartbeat_interval: seconds),
             "Protocol Ping period";
         "--client-timeout" "<SECS>" "60" WSHUB_CLIENT_TIMEOUT,
-            set!(client_timeout: seconds),
-            "Silence before a client is terminated";
+            set!(client_timeout: seconds_or_zero),
+            "Silence (and a Ping unanswered for this less the heartbeat) before a client is terminated; 0 keeps them (debugging)";
         "--allow-client-publish" - - WSHUB_ALLOW_CLIENT_PUBLISH,
             set!(allow_client_publish: boolean),
             "Let clients publish to channels and sessions";
