@@ -355,7 +355,7 @@ impl Endpoint {
 
 /// Paths of the HTTP API, which an endpoint may not take.
 fn reserved_path(path: &str) -> bool {
-    path == "/health" || path == "/metrics" || path.starts_with("/api/")
+    path == "/health" || path == "/ready" || path == "/metrics" || path.starts_with("/api/")
 }
 
 impl Default for Config {

@@ -231,6 +231,7 @@ impl Hub {
         );
         shared.loopback = local_addr.ip().is_loopback();
         shared.hub = hub_id;
+        shared.stop = Some(Arc::clone(handle.stop()));
         let shared = Arc::new(shared);
         let router = Router::new(
             Arc::clone(&config),

@@ -476,3 +476,33 @@ fn a_hub_held_still_past_the_client_timeout_keeps_its_clients_when_it_resumes() 
     let line = hub.wait_line("did not run for");
     assert!(line.contains("silence counts from now"), "{line}");
 }
+
+#[test]
+fn sigterm_with_a_drain_delay_answers_ready_503_then_shuts_down() {
+    let mut hub = Running::start(&["--port", "0", "--drain-delay", "1"]);
+    assert_eq!(
+        support::get(hub.addr, "/ready"),
+        (200, json!({"status": "ready"}))
+    );
+    let mut client = Client::connect(hub.addr, "/ws?userId=u1");
+    hub.signal("TERM");
+    hub.wait_line("draining for");
+    // Draining: not ready, still alive, the client still served.
+    let (status, body) = support::get(hub.addr, "/ready");
+    assert_eq!(
+        (status, &body["status"]),
+        (503, &json!("draining")),
+        "{body}"
+    );
+    assert_eq!(support::get(hub.addr, "/health").0, 200);
+    assert_eq!(client.request(json!({"type": "ping"}), "p")["type"], "pong");
+    // Then the shutdown as without a delay.
+    assert_eq!(
+        client.expect_close(),
+        (1001, "Server shutting down".to_owned())
+    );
+    client.finish_close();
+    assert_eq!(hub.wait_exit(), 0);
+    let log = hub.seen.join("\n");
+    assert!(log.contains("drained for"), "{log}");
+}

@@ -105,6 +105,8 @@ fn busy(stream: TcpStream) {
 #[derive(Debug)]
 pub(crate) struct Stop {
     flag: AtomicBool,
+    /// Set by [`Stop::drain`] (and by a stop): `GET /ready` answers 503.
+    draining: AtomicBool,
     wake: SocketAddr,
 }
 
@@ -113,6 +115,7 @@ impl Stop {
     pub(crate) fn new(addr: SocketAddr) -> Stop {
         Stop {
             flag: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             wake: wake_addr(addr),
         }
     }
@@ -122,8 +125,19 @@ impl Stop {
         self.flag.load(Ordering::Acquire)
     }
 
+    /// Marks the hub as draining; `true` the first time.
+    pub(crate) fn drain(&self) -> bool {
+        !self.draining.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether the hub drains (or stops): it wants no new clients.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
     /// Tells the loop to stop and wakes it (once; again does nothing).
     pub(crate) fn trigger(&self) {
+        self.drain();
         if !self.flag.swap(true, Ordering::AcqRel) {
             // accept() has no timeout: a connection of our own wakes it.
             let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));

@@ -31,6 +31,9 @@ pub enum Command {
 pub struct Options {
     pub config: Config,
     pub log_level: LevelFilter,
+    /// On SIGTERM or SIGINT, how long `GET /ready` answers 503 before the
+    /// hub shuts down (see [`wshub::Handle::drain`]).
+    pub drain_delay: Duration,
 }
 
 /// A command line that cannot be run; the binary prints it and exits with 2.
@@ -89,6 +92,7 @@ enum Section {
 struct Settings {
     config: Config,
     log_level: Option<LevelFilter>,
+    drain_delay: Option<Duration>,
     origins_from_env: Vec<String>,
     origins_from_flags: Vec<String>,
     proxies_from_env: Option<Vec<IpAddr>>,
@@ -242,6 +246,9 @@ const FLAGS: &[Flag] = flags! {
         "--redis-timeout" "<SECS>" "5" WSHUB_REDIS_TIMEOUT,
             set!(redis_timeout: seconds),
             "How long Redis may take to answer before it is taken for gone (a stall is a fault)";
+        "--drain-delay" "<SECS>" "0" WSHUB_DRAIN_DELAY,
+            drain_delay,
+            "On SIGTERM, answer GET /ready with 503 this long (clients stay) before shutting down";
         "--log-level" "<LEVEL>" "info" WSHUB_LOG_LEVEL,
             log_level,
             "off, error, warn, info, debug or trace";
@@ -391,6 +398,12 @@ fn log_level(s: &mut Settings, f: &'static str, v: String, _: bool) -> Result<()
     Ok(())
 }
 
+/// `--drain-delay SECS`: the binary's own setting, not the hub's.
+fn drain_delay(s: &mut Settings, f: &'static str, v: String, _: bool) -> Result<(), CliError> {
+    s.drain_delay = Some(seconds_or_zero(f, &v)?);
+    Ok(())
+}
+
 /// `--tokens FILE`.
 fn tokens(s: &mut Settings, f: &'static str, v: String, _: bool) -> Result<(), CliError> {
     s.config.tokens = wshub::load_tokens(Path::new(&v)).map_err(|err| CliError::File {
@@ -527,6 +540,7 @@ pub fn parse(
     let Settings {
         mut config,
         log_level,
+        drain_delay,
         origins_from_env,
         origins_from_flags,
         proxies_from_env,
@@ -562,6 +576,7 @@ pub fn parse(
     Ok(Command::Run(Box::new(Options {
         config,
         log_level: log_level.unwrap_or(LevelFilter::Info),
+        drain_delay: drain_delay.unwrap_or(Duration::ZERO),
     })))
 }
 
