@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -328,4 +328,41 @@ fn a_client_timeout_of_zero_keeps_a_silent_client_for_a_debugging_session() {
     let stats = hub.handle().stats().unwrap();
     assert_eq!((stats.active_connections, stats.stale_clients), (1, 0));
     assert!(!stats.clients[0].is_alive, "it is silent, and said so");
+}
+
+#[test]
+fn a_refused_connection_reads_its_503_to_a_clean_end_not_a_reset() {
+    let hub = start(
+        support::config()
+            .max_handshakes_per_ip(1)
+            .trusted_proxies(Vec::new()),
+    );
+    // One idle socket holds the address's only handshake.
+    let _idle = TcpStream::connect(hub.addr).unwrap();
+    hub.wait_stats("the idle handshake", |s| s.threads == 1);
+    // A burst of clients each sends its whole upgrade at once, as browsers
+    // do, and only then reads: the hub refuses them with the request
+    // unread. Closed so, a socket sends a reset instead of its end.
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        hub.addr
+    );
+    let refused: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut stream = TcpStream::connect(hub.addr).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    for mut stream in refused {
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .unwrap_or_else(|err| panic!("{err} after {:?}", String::from_utf8_lossy(&answer)));
+        let (status, _, body) = support::parse_response(&answer);
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("\"busy\""), "{body}");
+    }
 }

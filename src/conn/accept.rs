@@ -22,6 +22,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::Shared;
+use super::linger::Lingerer;
 use super::pool::{Job, Pool};
 use crate::budget::Handshakes;
 use crate::throttle::warn_throttled;
@@ -30,6 +31,13 @@ use crate::throttle::warn_throttled;
 pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
     let config = &shared.config;
     let pool = Pool::new(Arc::clone(shared));
+    // Refused sockets are read to their end there, so the 503 is not lost
+    // to a reset; without it they are closed at once.
+    let lingerer = Lingerer::start()
+        .inspect_err(|err| {
+            log::warn!("cannot start the linger thread ({err}): refused connections close at once");
+        })
+        .ok();
     let mut handshakes = Handshakes::new(
         config.max_handshakes,
         config.max_handshakes_per_ip,
@@ -62,7 +70,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
                 "refusing a connection from {}: too many handshakes under way",
                 peer.ip()
             );
-            busy(stream);
+            busy(stream, lingerer.as_ref());
             continue;
         };
         let Some(slot) = shared.threads.reserve() else {
@@ -70,7 +78,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
                 "refusing a connection: {} threads are running",
                 shared.threads.most()
             );
-            busy(stream);
+            busy(stream, lingerer.as_ref());
             continue;
         };
         if !cfg!(target_os = "linux") {
@@ -90,7 +98,11 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
 
 /// Tells a connection the hub has no room for it, without ever blocking the
 /// accept loop: a fresh socket's send buffer takes the few bytes at once.
-fn busy(stream: TcpStream) {
+/// Its write side is then shut (a FIN after the answer) and the socket
+/// handed to the linger thread, which reads what the client still sends
+/// until it closes: closed with its request unread, the socket would send
+/// a reset, which can reach the client before the 503 does.
+fn busy(stream: TcpStream, lingerer: Option<&Lingerer>) {
     let body = r#"{"success":false,"code":"busy","error":"The hub is at its connection limit"}"#;
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -98,6 +110,9 @@ fn busy(stream: TcpStream) {
     );
     if stream.set_nonblocking(true).is_ok() {
         let _ = (&stream).write(response.as_bytes());
+        if let (Some(lingerer), Ok(())) = (lingerer, stream.shutdown(std::net::Shutdown::Write)) {
+            lingerer.hold(stream);
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 pub(crate) mod accept;
 mod api;
 mod http;
+mod linger;
 pub(crate) mod pool;
 mod reader;
 mod ready;
