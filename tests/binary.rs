@@ -419,15 +419,16 @@ fn the_log_names_a_client_by_its_public_id_and_its_reader_thread_after_it() {
 
 #[test]
 fn a_hub_held_still_past_the_client_timeout_keeps_its_clients_when_it_resumes() {
-    // Pings every 200 ms, a client silent for 1 s is dead: then the hub is
-    // stopped for 2.5 s, as a debugger's breakpoint or SIGSTOP holds it.
+    // Pings every 500 ms, a client silent for 2 s is dead (room for a
+    // busy machine's scheduling): then the hub is stopped for 5 s, as a
+    // debugger's breakpoint or SIGSTOP holds it.
     let mut hub = Running::start(&[
         "--port",
         "0",
         "--heartbeat-interval",
-        "0.2",
+        "0.5",
         "--client-timeout",
-        "1",
+        "2",
     ]);
     let mut client = Client::connect(hub.addr, "/ws?userId=patient");
     // Reading answers every Ping (tungstenite does).
@@ -445,13 +446,13 @@ fn a_hub_held_still_past_the_client_timeout_keeps_its_clients_when_it_resumes() 
     client.ws.flush().unwrap();
     hub.signal("STOP");
     // The pause itself: nothing to wait for, the hub does nothing.
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::thread::sleep(std::time::Duration::from_secs(5));
     hub.signal("CONT");
     // Still connected through two client timeouts after the pause, its
     // Pongs answering the Pings that follow.
     let resumed = Instant::now();
     let mut answered = 0;
-    while resumed.elapsed() < std::time::Duration::from_secs(2) || answered < 5 {
+    while resumed.elapsed() < std::time::Duration::from_secs(4) || answered < 5 {
         client
             .ws
             .get_mut()
