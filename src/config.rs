@@ -183,9 +183,14 @@ pub struct Config {
     pub max_handshakes: usize,
     /// The same, per address (trusted proxies exempt). Default 32.
     pub max_handshakes_per_ip: usize,
-    /// Reverse proxies in front of the hub: every client seems to come from
-    /// them, so per-address limits do not apply to them. Default: 127.0.0.1
-    /// and ::1.
+    /// Reverse proxies in front of the hub. From one of them, the client's
+    /// address is the rightmost hop of `Forwarded` (else `X-Forwarded-For`,
+    /// else `X-Real-IP`) that is not itself a trusted proxy, and stands for
+    /// the client in per-address limits, logs and
+    /// [`ClientRequest::address`](crate::ClientRequest::address); from any
+    /// other peer those headers are ignored. A proxy that forwards no
+    /// address is exempt from per-address limits. Default: 127.0.0.1 and
+    /// ::1.
     pub trusted_proxies: Vec<IpAddr>,
     /// Most connection threads (readers and handshakes) of this hub at
     /// once. Default `None`: `max_connections + max_handshakes`. Either

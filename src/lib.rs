@@ -115,6 +115,7 @@ mod inbox;
 mod jwt;
 mod link;
 mod protocol;
+mod proxy;
 mod publish;
 mod ratelimit;
 mod router;

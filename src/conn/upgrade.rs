@@ -37,6 +37,24 @@ pub(super) fn upgrade(
     handshake: HandshakeSlot,
 ) {
     let config = &shared.config;
+    // Behind a trusted proxy, the client is who the proxy says it serves:
+    // its address stands for the peer from here on (limits, logs, stats).
+    let proxy = peer;
+    let peer = crate::proxy::client_address(
+        peer,
+        |name| {
+            request
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+                .collect()
+        },
+        &config.trusted_proxies,
+    );
+    if peer != proxy {
+        log::debug!("a client at {peer} through the proxy {proxy}");
+    }
     let Upgrade {
         identity,
         session_id,

@@ -298,8 +298,8 @@ const FLAGS: &[Flag] = flags! {
             "The same per address";
         "--trusted-proxy" "<ADDR>" "127.0.0.1, ::1" WSHUB_TRUSTED_PROXIES,
             proxies,
-            concat!("A reverse proxy, exempt from per-address limits; repeat for more (the ",
-                "variable: comma-separated)");
+            concat!("A reverse proxy whose Forwarded/X-Forwarded-For names the client (itself exempt ",
+                "from per-address limits); repeat for more (the variable: comma-separated)");
         "--max-threads" "<N>" "max-connections + max-handshakes, within what the kernel allows" WSHUB_MAX_THREADS,
             set!(max_threads: Some number),
             "Most connection threads (a reader per client, plus handshakes)";
