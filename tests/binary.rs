@@ -518,3 +518,87 @@ fn read_frame(client: &mut Client) -> tungstenite::Result<tungstenite::Message> 
         }
     }
 }
+
+/// A file of `text` in the temporary directory, named for the test.
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("wshub-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_example_config_loads_and_has_a_key_for_every_flag() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/wshub.toml");
+    let (code, out, err) = run(&["--config", example, "--check-config"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("the settings are good"), "{out}");
+    let text = std::fs::read_to_string(example).unwrap();
+    let (_, help, _) = run(&["--help"], &[]);
+    let flags: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .filter_map(|l| l.split([' ', '=']).next())
+        .filter(|name| !["config", "check-config"].contains(name))
+        .collect();
+    assert!(flags.len() > 40, "{flags:?}");
+    for flag in flags {
+        assert!(
+            text.lines().any(|l| {
+                let l = l.trim_start_matches("# ");
+                l.starts_with(&format!("{flag} ="))
+            }),
+            "dist/wshub.toml has no key for --{flag}"
+        );
+    }
+}
+
+#[test]
+fn check_config_masks_secrets_and_variables_and_flags_win_over_the_file() {
+    let file = temp_file(
+        "secrets.toml",
+        "port = 3001\nadmin-token = \"s3cret-admin\"\njwt-secret = \"s3cret-jwt\"\n\
+         redis = \"redis://:s3cret-pw@127.0.0.1:6379/0\"\nallowed-origin = [\"https://a.example\", \"https://b.example\"]\n",
+    );
+    let file = file.to_str().unwrap();
+    let (code, out, err) = run(&["--config", file, "--check-config"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("s3cret"), "a secret shown: {out}");
+    assert!(out.contains("port: 3001"), "{out}");
+    assert!(out.contains("redis://***@127.0.0.1:6379/0"), "{out}");
+    assert!(out.contains("https://b.example"), "{out}");
+    let env = [("WSHUB_PORT", "3002")];
+    let (_, out, _) = run(&["--config", file, "--check-config"], &env);
+    assert!(out.contains("port: 3002"), "the variable wins: {out}");
+    let (_, out, _) = run(
+        &["--config", file, "--check-config", "--port", "3003"],
+        &env,
+    );
+    assert!(out.contains("port: 3003"), "the flag wins: {out}");
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn a_config_file_with_an_unknown_key_or_a_bad_value_stops_the_start_naming_the_line() {
+    let file = temp_file("unknown.toml", "port = 3000\n\nmax-queu = 5\n");
+    let (code, _, err) = run(&["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 3") && err.contains("max-queu"), "{err}");
+    let bad = temp_file("bad.toml", "port = \"many\"\n");
+    let (code, _, err) = run(&["--config", bad.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--port"), "{err}");
+    let (code, _, err) = run(&["--config", "/nonexistent/wshub.toml"], &[]);
+    assert_eq!(code, 2, "{err}");
+    let _ = (std::fs::remove_file(file), std::fs::remove_file(bad));
+}
+
+#[test]
+fn a_hub_runs_with_the_settings_of_its_config_file() {
+    let file = temp_file("run.toml", "port = 0\npath = \"/hub\"\n");
+    let mut hub = Running::start(&["--config", file.to_str().unwrap()]);
+    let mut client = Client::connect(hub.addr, "/hub?userId=u1");
+    assert_eq!(client.request(json!({"type": "ping"}), "p")["type"], "pong");
+    hub.signal("TERM");
+    assert_eq!(hub.wait_exit(), 0);
+    let _ = std::fs::remove_file(file);
+}

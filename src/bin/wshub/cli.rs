@@ -24,6 +24,8 @@ pub enum Command {
     Help,
     /// Print the version.
     Version,
+    /// Validate the settings and print them, secrets masked (`--check-config`).
+    Check(Box<Options>),
 }
 
 /// Settings for a run.
@@ -177,6 +179,12 @@ macro_rules! set {
 #[rustfmt::skip]
 const FLAGS: &[Flag] = flags! {
     Server: [
+        "--config" "<FILE>" - WSHUB_CONFIG,
+            |_, _, _, _| Ok(()),
+            "A TOML file of settings, a key per flag (port = 3000); variables and flags win over it";
+        "--check-config" - - WSHUB_CHECK_CONFIG,
+            |_, _, _, _| Ok(()),
+            "Check the settings, print them (secrets masked) and exit: 0 if they are good, 2 if not";
         "--host" "<ADDR>" "127.0.0.1" WSHUB_HOST,
             set!(host),
             "Interface to listen on";
@@ -501,8 +509,11 @@ pub fn parse(
             })
         })
         .collect::<Result<Vec<String>, CliError>>()?;
-    // The environment first, then the flags over it.
-    let mut given: Vec<(&'static Flag, Option<String>, bool)> = Vec::new();
+    // The config file first, the environment over it, then the flags.
+    let mut given: Vec<Given> = Vec::new();
+    if let Some(path) = config_path(&args, env(CONFIG.env)?) {
+        given.extend(config_file(&path)?);
+    }
     for flag in FLAGS {
         if let Some(value) = env(flag.env)? {
             given.push((flag, Some(value), true));
@@ -532,6 +543,13 @@ pub fn parse(
         given.push((flag, value, false));
     }
 
+    let check = given
+        .iter()
+        .rev()
+        .find(|(flag, _, _)| flag.name == CHECK.name)
+        .map(|(flag, value, _)| value.as_deref().map_or(Ok(true), |v| boolean(flag.name, v)))
+        .transpose()?
+        .unwrap_or(false);
     let mut settings = Settings::default();
     for (flag, value, from_env) in given {
         let value = value.unwrap_or_else(|| "true".to_owned());
@@ -573,11 +591,88 @@ pub fn parse(
     config
         .validate()
         .map_err(|err| CliError::Invalid(err.to_string()))?;
-    Ok(Command::Run(Box::new(Options {
+    let options = Box::new(Options {
         config,
         log_level: log_level.unwrap_or(LevelFilter::Info),
         drain_delay: drain_delay.unwrap_or(Duration::ZERO),
-    })))
+    });
+    Ok(match check {
+        true => Command::Check(options),
+        false => Command::Run(options),
+    })
+}
+
+/// A flag as given: its row, its value (none for a switch), and whether it
+/// came from a variable (or the config file) rather than the command line.
+type Given = (&'static Flag, Option<String>, bool);
+
+/// The `--config` and `--check-config` rows of [`FLAGS`].
+const CONFIG: &Flag = &FLAGS[0];
+const CHECK: &Flag = &FLAGS[1];
+
+/// The file named by the last `--config` flag, else by `WSHUB_CONFIG`.
+fn config_path(args: &[String], from_env: Option<String>) -> Option<String> {
+    let mut path = from_env.filter(|p| !p.is_empty());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == CONFIG.name {
+            path = args.next().cloned();
+        } else if let Some(value) = arg.strip_prefix("--config=") {
+            path = Some(value.to_owned());
+        }
+    }
+    path
+}
+
+/// The settings of a `--config` file, each as its flag's value (given as
+/// a variable would be: a list is comma-separated).
+fn config_file(path: &str) -> Result<Vec<Given>, CliError> {
+    let fail = |reason: String| CliError::File {
+        flag: CONFIG.name,
+        reason: format!("{path}: {reason}"),
+    };
+    let text = std::fs::read_to_string(path).map_err(|err| fail(err.to_string()))?;
+    let entries = crate::config_file::read(&text).map_err(fail)?;
+    entries
+        .into_iter()
+        .map(|entry| {
+            let flag = FLAGS
+                .iter()
+                .find(|f| f.name.strip_prefix("--") == Some(entry.key.as_str()))
+                .filter(|f| f.name != CONFIG.name && f.name != CHECK.name)
+                .ok_or_else(|| {
+                    fail(format!(
+                        "line {}: unknown key {:?} (keys are the flags' names without --, see --help)",
+                        entry.line, entry.key
+                    ))
+                })?;
+            Ok((flag, Some(entry.value), true))
+        })
+        .collect()
+}
+
+/// The settings of `options` as `--check-config` prints them: secrets
+/// (tokens, the admin token, the JWT secret, a Redis password) masked.
+pub fn describe(options: &Options) -> String {
+    let mut config = options.config.clone();
+    config.redis = config.redis.as_deref().map(masked_url);
+    format!(
+        "log level: {}
+drain delay: {:?}
+{config:#?}
+",
+        options.log_level, options.drain_delay
+    )
+}
+
+/// A URL with the password of its user part (`redis://:pw@host`) masked.
+fn masked_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Comma-separated IP addresses (empty for none).

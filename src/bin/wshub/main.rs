@@ -10,6 +10,7 @@ use signal_hook::iterator::Signals;
 use wshub::Hub;
 
 mod cli;
+mod config_file;
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args_os().skip(1), |name| std::env::var_os(name)) {
@@ -22,6 +23,11 @@ fn main() -> ExitCode {
     match command {
         cli::Command::Help => {
             print!("{}", cli::help());
+            ExitCode::SUCCESS
+        }
+        cli::Command::Check(options) => {
+            print!("{}", cli::describe(&options));
+            println!("wshub: the settings are good");
             ExitCode::SUCCESS
         }
         cli::Command::Version => {
