@@ -602,3 +602,21 @@ fn a_hub_runs_with_the_settings_of_its_config_file() {
     assert_eq!(hub.wait_exit(), 0);
     let _ = std::fs::remove_file(file);
 }
+
+#[test]
+fn a_refused_origin_is_logged_with_its_reason_and_the_403_names_the_flag() {
+    let mut hub = Running::start(&["--port", "0", "--allowed-origin", "https://app.example"]);
+    let (status, _, body) = support::upgrade_head(
+        hub.addr,
+        "/ws?userId=u1",
+        &format!("Host: {}\r\nOrigin: https://evil.example\r\n", hub.addr),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("--allowed-origin"), "{body}");
+    let line = hub.wait_line("refused a WebSocket upgrade");
+    assert!(
+        line.contains("https://evil.example") && line.contains("403"),
+        "{line}"
+    );
+    assert!(line.contains("127.0.0.1"), "the address: {line}");
+}

@@ -62,7 +62,17 @@ pub(super) fn upgrade(
         accept,
     } = match check_upgrade(&request, shared) {
         Ok(checked) => checked,
-        Err(response) => return respond(&stream, &response, false, config.handshake_timeout),
+        Err(response) => {
+            // Said where an operator looks, not only to the client (a
+            // browser shows its page only close 1006).
+            warn_throttled!(
+                "refused a WebSocket upgrade from {peer} to {}: {} {}",
+                request.path,
+                response.status,
+                response.body
+            );
+            return respond(&stream, &response, false, config.handshake_timeout);
+        }
     };
     let switching = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
@@ -198,7 +208,10 @@ fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response
     };
     let origin = request.header("origin");
     if !shared.auth.origin_allowed(origin) {
-        let message = format!("Origin {} may not connect here", origin.unwrap_or_default());
+        let message = format!(
+            "Origin {} may not connect here: allow it with --allowed-origin (WSHUB_ALLOWED_ORIGINS)",
+            origin.unwrap_or_default()
+        );
         return Err(Response::error(403, "forbidden_origin", &message));
     }
     let query = |name| request.query_param(name).map_err(|b| bad(b.0));
