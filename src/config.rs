@@ -238,6 +238,12 @@ pub struct Config {
     /// is a lost Redis. Publications are answered within about twice this.
     /// Default 5 s.
     pub redis_timeout: Duration,
+    /// With [`redis`](Config::redis): whether a Redis that does not answer
+    /// at start (within `redis_timeout`) stops the start with
+    /// [`Error::Config`](crate::Error::Config). Off (the default), the hub
+    /// starts, warns, serves its own clients and joins the others once
+    /// Redis answers, `GET /ready` saying 503 meanwhile.
+    pub redis_required: bool,
 }
 
 /// Declares a builder method for each field, named after it, so a
@@ -331,6 +337,7 @@ setters! {
     redis: Option<String>,
     @into redis_prefix: String,
     redis_timeout: Duration,
+    redis_required: bool,
 }
 
 /// One more WebSocket endpoint and the envelope its clients get.
@@ -421,6 +428,7 @@ impl Default for Config {
             redis: None,
             redis_prefix: "wshub".to_owned(),
             redis_timeout: Duration::from_secs(5),
+            redis_required: false,
         }
     }
 }

@@ -620,3 +620,51 @@ fn a_refused_origin_is_logged_with_its_reason_and_the_403_names_the_flag() {
     );
     assert!(line.contains("127.0.0.1"), "the address: {line}");
 }
+
+/// A Redis URL where nothing listens.
+fn absent_redis() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("redis://:pw@127.0.0.1:{port}/0")
+}
+
+#[test]
+fn an_unreachable_redis_is_said_at_start_and_fails_it_with_redis_required() {
+    let url = absent_redis();
+    let (code, _, err) = run(
+        &[
+            "--port",
+            "0",
+            "--redis",
+            &url,
+            "--redis-timeout",
+            "1",
+            "--redis-required",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("does not answer") && err.contains("--redis-required"),
+        "{err}"
+    );
+    assert!(!err.contains(":pw@"), "the password shown: {err}");
+    // Without it: the hub starts, says so, and is not ready.
+    let mut hub = Running::start(&["--port", "0", "--redis", &url, "--redis-timeout", "1"]);
+    assert!(
+        hub.seen.iter().any(|l| l.contains("does not answer")),
+        "{:#?}",
+        hub.seen
+    );
+    let (status, body) = support::get(hub.addr, "/ready");
+    assert_eq!(
+        (status, &body["status"]),
+        (503, &json!("redis_down")),
+        "{body}"
+    );
+    hub.signal("TERM");
+    assert_eq!(hub.wait_exit(), 0);
+}

@@ -254,6 +254,9 @@ const FLAGS: &[Flag] = flags! {
         "--redis-timeout" "<SECS>" "5" WSHUB_REDIS_TIMEOUT,
             set!(redis_timeout: seconds),
             "How long Redis may take to answer before it is taken for gone (a stall is a fault)";
+        "--redis-required" - - WSHUB_REDIS_REQUIRED,
+            set!(redis_required: boolean),
+            "Refuse to start (exit 1) when --redis does not answer within --redis-timeout";
         "--drain-delay" "<SECS>" "0" WSHUB_DRAIN_DELAY,
             drain_delay,
             "On SIGTERM, answer GET /ready with 503 this long (clients stay) before shutting down";
