@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::RecvTimeoutError;
 use serde::Deserialize;
 use wshub::events::{
     AgentCancelled, AgentStarted, SessionStatus, StatusUpdate, StreamChunk, StreamComplete,
@@ -54,8 +53,9 @@ fn main() -> Result<(), wshub::Error> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match requests.recv_timeout(left) {
-            Ok(request) => answer(request, &streams),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            Ok(Some(request)) => answer(request, &streams),
+            // Out of time, or the hub stopped.
+            Ok(None) | Err(_) => break,
         }
     }
     server.shutdown()

@@ -39,8 +39,9 @@ const MAPS_PER_THREAD: usize = 4;
 
 /// A hub's threads outside its connection budget, at most, beside its
 /// writers and idle connection threads: the router, the timer, the accept
-/// loop and the two threads that talk to Redis.
-pub(crate) const OWN_THREADS: usize = 5;
+/// loop, the linger thread (see `conn::linger`) and the two threads that
+/// talk to Redis.
+pub(crate) const OWN_THREADS: usize = 6;
 
 /// Threads this process may still start before it runs out of memory
 /// mappings; `None` where the kernel does not say (not Linux).

@@ -52,8 +52,13 @@ pub struct Config {
     pub path: String,
     /// How often the hub sends each client a protocol Ping. Default 30 s.
     pub heartbeat_interval: Duration,
-    /// A client that sends nothing (no frame, no Pong) for this long is
-    /// terminated. Default 60 s.
+    /// A client that sends nothing (no frame, no Pong) for this long, and
+    /// has not answered a Ping that went out `client_timeout -
+    /// heartbeat_interval` ago (30 s by default), is terminated. Silence
+    /// counts from when the Ping really went out, and never across a time
+    /// the hub itself did not run (a debugger pause, SIGSTOP), so a late
+    /// Ping is never held against a client. Zero keeps silent clients for
+    /// good (while stepping through the hub in a debugger). Default 60 s.
     pub client_timeout: Duration,
     /// Most WebSocket clients at once; one more is closed with 1013
     /// "Server full". Default 10 000.
@@ -178,13 +183,22 @@ pub struct Config {
     /// `POST /api/publish` is refused unless its origin is listed. Default:
     /// empty, every origin may connect.
     pub allowed_origins: Vec<String>,
-    /// Messages a client may send per [`rate_window`](Config::rate_window)
-    /// (a token bucket: bursts up to this many). Over it: error
-    /// `rate_limited`; as many again: close 1008. `0` turns the limit off.
-    /// Default 100.
+    /// Messages a client may send per [`rate_window`](Config::rate_window),
+    /// sustained, after a burst of up to [`rate_burst`](Config::rate_burst)
+    /// (a token bucket). A message over it is dropped and answered with the
+    /// error `rate_limited`; the connection stays. Only a client that keeps
+    /// sending more than ten times this rate, until ten bursts beyond it
+    /// were refused, is closed (1013 `Rate limit exceeded`: back off and
+    /// reconnect). `0` turns the limit off. Default 50 (a second): an IDE
+    /// panel or a chat tab sends a few a second, 20 when busy. Service
+    /// connections have no limit.
     pub rate_limit: u32,
-    /// The window of [`rate_limit`](Config::rate_limit). Default 60 s.
+    /// The window of [`rate_limit`](Config::rate_limit). Default 1 s.
     pub rate_window: Duration,
+    /// Messages a client may send at once before the rate applies.
+    /// Default 200: a client that reconnects re-subscribes to all of its
+    /// [`max_subscriptions`](Config::max_subscriptions) (128) at once.
+    pub rate_burst: u32,
     /// Most channels and sessions one client may be subscribed to. Default 128.
     pub max_subscriptions: usize,
     /// Most connections of one user at once; one more is closed with 1013.
@@ -200,9 +214,14 @@ pub struct Config {
     pub max_handshakes: usize,
     /// The same, per address (trusted proxies exempt). Default 32.
     pub max_handshakes_per_ip: usize,
-    /// Reverse proxies in front of the hub: every client seems to come from
-    /// them, so per-address limits do not apply to them. Default: 127.0.0.1
-    /// and ::1.
+    /// Reverse proxies in front of the hub. From one of them, the client's
+    /// address is the rightmost hop of `Forwarded` (else `X-Forwarded-For`,
+    /// else `X-Real-IP`) that is not itself a trusted proxy, and stands for
+    /// the client in per-address limits, logs and
+    /// [`ClientRequest::address`](crate::ClientRequest::address); from any
+    /// other peer those headers are ignored. A proxy that forwards no
+    /// address is exempt from per-address limits. Default: 127.0.0.1 and
+    /// ::1.
     pub trusted_proxies: Vec<IpAddr>,
     /// Most connection threads (readers and handshakes) of this hub at
     /// once. Default `None`: `max_connections + max_handshakes`. Either
@@ -256,6 +275,13 @@ pub struct Config {
     /// `true`; `false` (`--no-admin-ui`) answers both 404. The analytics
     /// behind it (`/api/stats/history`, `/metrics`) stay.
     pub admin_ui: bool,
+
+    /// With [`redis`](Config::redis): whether a Redis that does not answer
+    /// at start (within `redis_timeout`) stops the start with
+    /// [`Error::Config`](crate::Error::Config). Off (the default), the hub
+    /// starts, warns, serves its own clients and joins the others once
+    /// Redis answers, `GET /ready` saying 503 meanwhile.
+    pub redis_required: bool,
 }
 
 /// Declares a builder method for each field, named after it, so a
@@ -336,6 +362,7 @@ setters! {
     allowed_origins: Vec<String>,
     rate_limit: u32,
     rate_window: Duration,
+    rate_burst: u32,
     max_subscriptions: usize,
     max_connections_per_user: usize,
     max_connections_per_ip: usize,
@@ -354,6 +381,7 @@ setters! {
     @into redis_prefix: String,
     redis_timeout: Duration,
     admin_ui: bool,
+    redis_required: bool,
 }
 
 /// One more WebSocket endpoint and the envelope its clients get.
@@ -383,7 +411,7 @@ impl Endpoint {
 
 /// Paths of the HTTP API, which an endpoint may not take.
 fn reserved_path(path: &str) -> bool {
-    path == "/health" || path == "/metrics" || path.starts_with("/api/")
+    path == "/health" || path == "/ready" || path == "/metrics" || path.starts_with("/api/")
 }
 
 /// The dashboard's page and stats stream, and its files below it.
@@ -434,8 +462,9 @@ impl Default for Config {
             admin_token: None,
             allow_anonymous: false,
             allowed_origins: Vec::new(),
-            rate_limit: 100,
-            rate_window: Duration::from_secs(60),
+            rate_limit: 50,
+            rate_window: Duration::from_secs(1),
+            rate_burst: 200,
             max_subscriptions: 128,
             max_connections_per_user: 100,
             max_connections_per_ip: 1000,
@@ -457,6 +486,7 @@ impl Default for Config {
             redis_prefix: "wshub".to_owned(),
             redis_timeout: Duration::from_secs(5),
             admin_ui: true,
+            redis_required: false,
         }
     }
 }
@@ -502,9 +532,6 @@ impl Config {
         }
         if !positive(self.heartbeat_interval) {
             return fail("heartbeat_interval", "must be more than 0");
-        }
-        if !positive(self.client_timeout) {
-            return fail("client_timeout", "must be more than 0");
         }
         if !positive(self.handshake_timeout) {
             return fail("handshake_timeout", "must be more than 0");
@@ -643,6 +670,9 @@ impl Config {
         if self.rate_limit > 0 && !positive(self.rate_window) {
             return fail("rate_window", "must be more than 0");
         }
+        if self.rate_limit > 0 && self.rate_burst == 0 {
+            return fail("rate_burst", "must be at least 1");
+        }
         if self.max_subscriptions == 0 {
             return fail("max_subscriptions", "must be at least 1");
         }
@@ -745,9 +775,13 @@ impl Config {
     /// time out clients within a quarter of the shortest period, at most once
     /// a second, at least every 10 ms.
     pub(crate) fn tick(&self) -> Duration {
+        let timeout = match self.client_timeout.is_zero() {
+            true => self.heartbeat_interval,
+            false => self.client_timeout,
+        };
         let shortest = self
             .heartbeat_interval
-            .min(self.client_timeout)
+            .min(timeout)
             .min(self.close_timeout)
             .min(self.shutdown_timeout.max(Duration::from_millis(40)));
         (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
@@ -779,13 +813,6 @@ mod tests {
                     ..Config::default()
                 },
                 "heartbeat_interval",
-            ),
-            (
-                Config {
-                    client_timeout: Duration::ZERO,
-                    ..Config::default()
-                },
-                "client_timeout",
             ),
             (
                 Config {
@@ -963,5 +990,14 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(tiny.tick(), Duration::from_millis(10));
+        let kept = Config {
+            client_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(
+            kept.tick(),
+            Duration::from_secs(1),
+            "zero is off, not the shortest"
+        );
     }
 }

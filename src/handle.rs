@@ -347,6 +347,32 @@ impl Handle {
         })
     }
 
+    /// Starts draining the hub before a shutdown: `GET /ready` answers 503
+    /// `{"status":"draining"}`, so a load balancer or Kubernetes stops
+    /// sending it new clients, while everything else goes on as before
+    /// (clients stay, new ones are still admitted, `/health` says 200).
+    /// Call [`shutdown`](Handle::shutdown) once the balancer has noticed
+    /// (a few of its probe periods later). Calling it again does nothing.
+    ///
+    /// ```no_run
+    /// # fn main() -> wshub::Result<()> {
+    /// let hub = wshub::Hub::with_config(wshub::Config::default())?;
+    /// let handle = hub.handle();
+    /// let server = hub.spawn()?;
+    /// // SIGTERM came: stop getting traffic, then stop.
+    /// handle.drain();
+    /// std::thread::sleep(std::time::Duration::from_secs(5));
+    /// handle.shutdown();
+    /// server.join()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn drain(&self) {
+        if self.stop.drain() {
+            log::info!("draining: GET /ready answers 503, clients stay until shutdown");
+        }
+    }
+
     /// Asks the hub to stop: no new connections, every client closed with
     /// 1001 after what is queued for it, for at most 1 s (what is still
     /// queued then is dropped; the client resumes with `since`), and gone

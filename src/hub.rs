@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::app::ClientRequest;
+use crate::app::{ClientRequest, Requests};
 use crate::auth::Authenticator;
 use crate::budget::{self, Threads};
 use crate::config::Config;
@@ -179,10 +179,10 @@ impl Hub {
     /// or are answered `unknown_type`, as if this was never called.
     ///
     /// See [`ClientRequest`] for an example.
-    pub fn requests(&mut self) -> Receiver<ClientRequest> {
+    pub fn requests(&mut self) -> Requests {
         let capacity = self.config.request_queue;
         let (_, receiver) = self.requests.get_or_insert_with(|| bounded(capacity));
-        receiver.clone()
+        Requests(receiver.clone())
     }
 
     /// Runs the hub on this thread until [`Handle::shutdown`].
@@ -236,6 +236,7 @@ impl Hub {
         );
         shared.loopback = local_addr.ip().is_loopback();
         shared.hub = hub_id;
+        shared.stop = Some(Arc::clone(handle.stop()));
         let shared = Arc::new(shared);
         let router = Router::new(
             Arc::clone(&config),

@@ -138,7 +138,7 @@ pub(crate) enum FrameRefusal {
     RateLimited {
         correlation_id: Option<Box<serde_json::value::RawValue>>,
     },
-    /// Far over the rate limit, again and again: close 1008.
+    /// Far over the rate limit, for long: close 1013.
     Abuse,
     /// Larger than `max_message_size`: error `payload_too_large`, close 1009.
     TooBig,
@@ -146,7 +146,7 @@ pub(crate) enum FrameRefusal {
     InvalidUtf8,
     /// A broken WebSocket frame: close 1002.
     Protocol,
-    /// Pings or Pongs far beyond the control-frame budget: close 1008.
+    /// Pings or Pongs far beyond the control-frame budget: close 1013.
     ControlFlood,
 }
 

@@ -114,6 +114,7 @@ mod jwt;
 mod keys;
 mod link;
 mod protocol;
+mod proxy;
 mod publish;
 mod ratelimit;
 mod router;
@@ -128,7 +129,7 @@ mod writer;
 #[path = "../tests/support/json.rs"]
 mod test_json;
 
-pub use crate::app::ClientRequest;
+pub use crate::app::{ClientRequest, Requests};
 pub use crate::auth::{Secret, TokenGrant, load_tokens};
 pub use crate::config::{Config, Endpoint};
 pub use crate::error::{Error, Result};

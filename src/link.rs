@@ -128,6 +128,15 @@ struct Outbox {
     /// out, the writer reads and discards what the client still sends,
     /// until it closes, so the Close is not lost to a reset.
     linger: bool,
+    /// Frames that left the queue since the link began (written, or
+    /// dropped): the count a frame's position is measured in.
+    retired: u64,
+    /// The latest Ping is on the wire once `retired` reaches this.
+    ping_due: Option<u64>,
+    /// [`clock`] when the latest Ping went onto the wire (not when it was
+    /// queued: behind a backlog, or on a starved hub, that can be much
+    /// later). Liveness counts a client's silence from here.
+    ping_sent: Option<u64>,
 }
 
 /// One connection, shared by its reader, the router and the writer pool.
@@ -270,6 +279,31 @@ impl Link {
         }
     }
 
+    /// Queues a protocol Ping as [`Link::push`] does, and notes where it is
+    /// in the queue, so that [`Link::ping_sent`] says when it really went
+    /// out.
+    pub(crate) fn push_ping(&self, frame: Bytes, limits: QueueLimits) -> Push {
+        let mut out = self.lock();
+        if out.closing || out.finished {
+            return Push::Gone;
+        }
+        if out.queued_frames >= limits.messages
+            || (out.queued_bytes > 0 && out.queued_bytes + frame.len() > limits.bytes)
+        {
+            return Push::Slow;
+        }
+        let schedule = out.enqueue(frame);
+        out.ping_due = Some(out.retired + out.queued_frames as u64);
+        out.ping_sent = None;
+        Push::Queued { schedule }
+    }
+
+    /// [`clock`] when the latest Ping went onto the wire; `None` while it
+    /// is still queued (or none was sent).
+    pub(crate) fn ping_sent(&self) -> Option<u64> {
+        self.lock().ping_sent
+    }
+
     /// Queues a control frame (a Pong) past the limits, which the reader's
     /// control-frame budget bounds instead. `true`: hand the link to its writer.
     pub(crate) fn push_control(&self, frame: Bytes) -> bool {
@@ -293,10 +327,13 @@ impl Link {
             // What the drainer holds is trimmed when it comes back.
             out.aborted = out.taken;
             let keep = usize::from(out.offset > 0).min(out.frames.len());
+            let mut dropped_frames = 0;
             for dropped in out.frames.drain(keep..) {
                 out.queued_frames -= 1;
                 out.queued_bytes -= dropped.len();
+                dropped_frames += 1;
             }
+            out.retire(dropped_frames);
         }
         out.closing = true;
         out.enqueue(frame)
@@ -389,15 +426,19 @@ impl Link {
             let out = &mut *guard;
             out.queued_frames -= frames;
             out.queued_bytes -= bytes;
+            out.retire(frames);
             out.taken = false;
             if std::mem::take(&mut out.aborted) {
                 // A slow consumer: of what was held, only a frame already
                 // begun still goes; the Close is queued behind it.
                 let keep = usize::from(offset > 0).min(batch.len());
+                let mut dropped_frames = 0;
                 for dropped in batch.drain(keep..) {
                     out.queued_frames -= 1;
                     out.queued_bytes -= dropped.len();
+                    dropped_frames += 1;
                 }
+                out.retire(dropped_frames);
             }
             match outcome {
                 // `All` leaves the batch empty. More came while writing: take it too.
@@ -505,6 +546,16 @@ enum Written {
 }
 
 impl Outbox {
+    /// Counts `frames` that left the queue; stamps the pending Ping once it
+    /// is among them.
+    fn retire(&mut self, frames: usize) {
+        self.retired += frames as u64;
+        if self.ping_due.is_some_and(|due| self.retired >= due) {
+            self.ping_due = None;
+            self.ping_sent = Some(clock());
+        }
+    }
+
     /// Appends a frame; `true` when the link was idle and must be scheduled.
     fn enqueue(&mut self, frame: Bytes) -> bool {
         self.queued_frames += 1;
@@ -644,6 +695,35 @@ mod tests {
         assert!(begun == 0 || body > 0);
         assert!(body < 16 << 20, "the queued frames were dropped");
         assert_eq!(link.push(Bytes::from_static(b"late"), ROOMY), Push::Gone);
+    }
+
+    #[test]
+    fn a_ping_is_stamped_when_it_goes_out_not_when_it_is_queued() {
+        let (link, mut peer) = pair();
+        let mut scratch = Scratch::default();
+        // A backlog far larger than the socket takes, then the Ping.
+        let frame = Bytes::from(vec![7u8; 1 << 20]);
+        for _ in 0..16 {
+            link.push(frame.clone(), ROOMY);
+        }
+        link.push_ping(Bytes::from_static(b"PING"), ROOMY);
+        assert_eq!(link.drain(&mut scratch), Drained::Blocked);
+        assert_eq!(link.ping_sent(), None, "still behind the backlog");
+        let mut buf = vec![0u8; 1 << 16];
+        let mut got = 0;
+        while got < (16 << 20) + 4 {
+            got += peer.read(&mut buf).unwrap();
+            if link.queued() > 0 {
+                link.drain(&mut scratch);
+            }
+        }
+        assert_eq!(link.queued(), 0);
+        assert!(link.ping_sent().is_some(), "stamped once written");
+        // A new Ping clears the stamp until it, too, is out.
+        link.push_ping(Bytes::from_static(b"PING"), ROOMY);
+        assert_eq!(link.ping_sent(), None);
+        assert_eq!(link.drain(&mut scratch), Drained::Idle);
+        assert!(link.ping_sent().is_some());
     }
 
     #[test]

@@ -8,8 +8,16 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 /// A connection's number, unique for the life of the process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ClientId(pub u64);
+
+/// `c_1f`: how the public id (`c_1f-9606376f`) begins, so a client is
+/// named one way even where only its number is at hand.
+impl std::fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "c_{:x}", self.0)
+    }
+}
 
 /// Hashes a [`ClientId`] with one multiplication. The default SipHash
 /// guards a map against keys an attacker chooses; a `ClientId` is a

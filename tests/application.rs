@@ -10,7 +10,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::Receiver;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use support::{Client, DEADLINE, TestHub, http_raw, start};
@@ -18,14 +17,14 @@ use support::{expect_but_presence as expect, next_but_presence as next};
 use wshub::bus::EventBus;
 use wshub::events::{AiProgress, FileChanged, MessageReceived};
 use wshub::{
-    ClientRequest, Config, Error, Filter, Hub, Secret, Status, Target, TokenGrant, Topic,
+    ClientRequest, Config, Error, Filter, Hub, Requests, Secret, Status, Target, TokenGrant, Topic,
     load_tokens,
 };
 
 const ADMIN: &str = "admin-secret-for-tests";
 
 /// A hub whose program reads the clients' requests.
-fn start_with_requests(config: Config) -> (TestHub, Receiver<ClientRequest>) {
+fn start_with_requests(config: Config) -> (TestHub, Requests) {
     let mut hub = Hub::with_config(config).expect("hub binds");
     let requests = hub.requests();
     let addr = hub.local_addr();
@@ -50,9 +49,10 @@ fn tokens_file(name: &str, grants: Value) -> HashMap<Secret, TokenGrant> {
     tokens.expect("the tokens file loads")
 }
 
-fn next_request(requests: &Receiver<ClientRequest>) -> ClientRequest {
+fn next_request(requests: &Requests) -> ClientRequest {
     requests
         .recv_timeout(DEADLINE)
+        .expect("the hub is running")
         .expect("a request reaches the program")
 }
 
@@ -161,7 +161,9 @@ fn a_request_reaches_the_program_with_its_sender_and_is_answered_through_it() {
         request.data::<Vec<u8>>().is_err(),
         "data that does not fit T"
     );
-    assert_eq!(request.correlation_id(), Some(r#""r1""#));
+    // The string the client sent, not its JSON text.
+    assert_eq!(request.correlation_id(), Some("r1"));
+    assert_eq!(request.address(), "127.0.0.1");
     assert_eq!(request.meta().get("plan"), Some(&json!("pro")));
 
     // reply: the correlationId echoed.
@@ -307,7 +309,7 @@ fn a_full_request_queue_answers_busy_and_holds_up_nobody() {
 
     // Reading one makes room for one more.
     let first = next_request(&requests);
-    assert_eq!(first.correlation_id(), Some(r#""r1""#));
+    assert_eq!(first.correlation_id(), Some("r1"));
     client.send(json!({"type": "agent:start", "correlationId": "r4"}));
     client.send(json!({"type": "agent:start", "correlationId": "r5"}));
     let busy = client.recv("busy for r5");

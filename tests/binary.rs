@@ -399,3 +399,300 @@ fn envelope_flags_serve_each_seeds_clients_from_one_binary() {
         assert_eq!(running.wait_exit(), 0);
     }
 }
+
+#[test]
+fn the_log_names_a_client_by_its_public_id_and_its_reader_thread_after_it() {
+    let mut hub = Running::start(&["--port", "0", "--log-level", "debug"]);
+    let mut client = Client::connect(hub.addr, "/ws?userId=alice");
+    let id = client.id();
+    let number = id
+        .strip_prefix("c_")
+        .and_then(|rest| rest.split('-').next())
+        .expect("c_<number>-<tag>");
+    let thread = format!("wshub-r-c_{number}");
+    // The log says which thread reads this client...
+    let line = hub.wait_line("reader is thread");
+    assert!(
+        line.contains(&id) && line.contains(&thread),
+        "{line} (expected {id} and {thread})"
+    );
+    // ...and the kernel knows it by that name (what top -H, ps -L and gdb show).
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", hub.child.id())).unwrap();
+    let names: Vec<String> = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert!(names.contains(&thread), "{thread} among {names:?}");
+    // An error sent to it, a bad frame, its reader's end: always its id.
+    client
+        .ws
+        .send(tungstenite::Message::Binary(vec![1].into()))
+        .unwrap();
+    assert_eq!(
+        client.expect_eventually("error")["data"]["code"],
+        "unsupported_frame"
+    );
+    let line = hub.wait_line("error unsupported_frame");
+    assert!(line.contains(&id), "{line}");
+    drop(client);
+    let line = hub.wait_line("reader of client");
+    assert!(line.contains(&id), "{line}");
+    hub.wait_line("disconnected");
+    let numbered: Vec<&String> = hub.seen.iter().filter(|l| l.contains("ClientId")).collect();
+    assert!(
+        numbered.is_empty(),
+        "a client named another way: {numbered:#?}"
+    );
+}
+
+#[test]
+fn a_hub_held_still_past_the_client_timeout_keeps_its_clients_when_it_resumes() {
+    // Pings every 500 ms, a client silent for 2 s is dead (room for a
+    // busy machine's scheduling): then the hub is stopped for 5 s, as a
+    // debugger's breakpoint or SIGSTOP holds it.
+    let mut hub = Running::start(&[
+        "--port",
+        "0",
+        "--heartbeat-interval",
+        "0.5",
+        "--client-timeout",
+        "2",
+    ]);
+    let mut client = Client::connect(hub.addr, "/ws?userId=patient");
+    // Reading answers every Ping (tungstenite does).
+    let mut pings = 0;
+    while pings < 3 {
+        client
+            .ws
+            .get_mut()
+            .set_read_timeout(Some(DEADLINE))
+            .unwrap();
+        if let tungstenite::Message::Ping(_) = read_frame(&mut client).expect("connected") {
+            pings += 1;
+        }
+    }
+    client.ws.flush().unwrap();
+    hub.signal("STOP");
+    // The pause itself: nothing to wait for, the hub does nothing.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    hub.signal("CONT");
+    // Still connected through two client timeouts after the pause, its
+    // Pongs answering the Pings that follow.
+    let resumed = Instant::now();
+    let mut answered = 0;
+    while resumed.elapsed() < std::time::Duration::from_secs(4) || answered < 5 {
+        client
+            .ws
+            .get_mut()
+            .set_read_timeout(Some(DEADLINE))
+            .unwrap();
+        match read_frame(&mut client) {
+            Ok(tungstenite::Message::Ping(_)) => answered += 1,
+            Ok(_) => {}
+            Err(err) => panic!(
+                "the client was cut after the pause: {err}; saw {:#?}",
+                hub.seen
+            ),
+        }
+        client.ws.flush().unwrap();
+    }
+    let reply = client.request(json!({"type": "ping"}), "after-the-pause");
+    assert_eq!(reply["type"], "pong");
+    let (status, stats) = support::get(hub.addr, "/api/ws/stats");
+    assert_eq!(status, 200);
+    assert_eq!(stats["staleClients"], 0, "{stats}");
+    // And the log says why.
+    let line = hub.wait_line("did not run for");
+    assert!(line.contains("silence counts from now"), "{line}");
+}
+
+#[test]
+fn sigterm_with_a_drain_delay_answers_ready_503_then_shuts_down() {
+    let mut hub = Running::start(&["--port", "0", "--drain-delay", "1"]);
+    assert_eq!(
+        support::get(hub.addr, "/ready"),
+        (200, json!({"status": "ready"}))
+    );
+    let mut client = Client::connect(hub.addr, "/ws?userId=u1");
+    hub.signal("TERM");
+    hub.wait_line("draining for");
+    // Draining: not ready, still alive, the client still served.
+    let (status, body) = support::get(hub.addr, "/ready");
+    assert_eq!(
+        (status, &body["status"]),
+        (503, &json!("draining")),
+        "{body}"
+    );
+    assert_eq!(support::get(hub.addr, "/health").0, 200);
+    assert_eq!(client.request(json!({"type": "ping"}), "p")["type"], "pong");
+    // Then the shutdown as without a delay.
+    assert_eq!(
+        client.expect_close(),
+        (1001, "Server shutting down".to_owned())
+    );
+    client.finish_close();
+    assert_eq!(hub.wait_exit(), 0);
+    let log = hub.seen.join("\n");
+    assert!(log.contains("drained for"), "{log}");
+}
+
+/// The next frame, read again when a signal to this process (another
+/// test's child stopping or ending) interrupted the read.
+fn read_frame(client: &mut Client) -> tungstenite::Result<tungstenite::Message> {
+    loop {
+        match client.ws.read() {
+            Err(tungstenite::Error::Io(err)) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
+/// A file of `text` in the temporary directory, named for the test.
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("wshub-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_example_config_loads_and_has_a_key_for_every_flag() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/wshub.toml");
+    let (code, out, err) = run(&["--config", example, "--check-config"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("the settings are good"), "{out}");
+    let text = std::fs::read_to_string(example).unwrap();
+    let (_, help, _) = run(&["--help"], &[]);
+    let flags: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .filter_map(|l| l.split([' ', '=']).next())
+        .filter(|name| !["config", "check-config"].contains(name))
+        .collect();
+    assert!(flags.len() > 40, "{flags:?}");
+    for flag in flags {
+        assert!(
+            text.lines().any(|l| {
+                let l = l.trim_start_matches("# ");
+                l.starts_with(&format!("{flag} ="))
+            }),
+            "dist/wshub.toml has no key for --{flag}"
+        );
+    }
+}
+
+#[test]
+fn check_config_masks_secrets_and_variables_and_flags_win_over_the_file() {
+    let file = temp_file(
+        "secrets.toml",
+        "port = 3001\nadmin-token = \"s3cret-admin\"\njwt-secret = \"s3cret-jwt\"\n\
+         redis = \"redis://:s3cret-pw@127.0.0.1:6379/0\"\nallowed-origin = [\"https://a.example\", \"https://b.example\"]\n",
+    );
+    let file = file.to_str().unwrap();
+    let (code, out, err) = run(&["--config", file, "--check-config"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("s3cret"), "a secret shown: {out}");
+    assert!(out.contains("port: 3001"), "{out}");
+    assert!(out.contains("redis://***@127.0.0.1:6379/0"), "{out}");
+    assert!(out.contains("https://b.example"), "{out}");
+    let env = [("WSHUB_PORT", "3002")];
+    let (_, out, _) = run(&["--config", file, "--check-config"], &env);
+    assert!(out.contains("port: 3002"), "the variable wins: {out}");
+    let (_, out, _) = run(
+        &["--config", file, "--check-config", "--port", "3003"],
+        &env,
+    );
+    assert!(out.contains("port: 3003"), "the flag wins: {out}");
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn a_config_file_with_an_unknown_key_or_a_bad_value_stops_the_start_naming_the_line() {
+    let file = temp_file("unknown.toml", "port = 3000\n\nmax-queu = 5\n");
+    let (code, _, err) = run(&["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 3") && err.contains("max-queu"), "{err}");
+    let bad = temp_file("bad.toml", "port = \"many\"\n");
+    let (code, _, err) = run(&["--config", bad.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--port"), "{err}");
+    let (code, _, err) = run(&["--config", "/nonexistent/wshub.toml"], &[]);
+    assert_eq!(code, 2, "{err}");
+    let _ = (std::fs::remove_file(file), std::fs::remove_file(bad));
+}
+
+#[test]
+fn a_hub_runs_with_the_settings_of_its_config_file() {
+    let file = temp_file("run.toml", "port = 0\npath = \"/hub\"\n");
+    let mut hub = Running::start(&["--config", file.to_str().unwrap()]);
+    let mut client = Client::connect(hub.addr, "/hub?userId=u1");
+    assert_eq!(client.request(json!({"type": "ping"}), "p")["type"], "pong");
+    hub.signal("TERM");
+    assert_eq!(hub.wait_exit(), 0);
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn a_refused_origin_is_logged_with_its_reason_and_the_403_names_the_flag() {
+    let mut hub = Running::start(&["--port", "0", "--allowed-origin", "https://app.example"]);
+    let (status, _, body) = support::upgrade_head(
+        hub.addr,
+        "/ws?userId=u1",
+        &format!("Host: {}\r\nOrigin: https://evil.example\r\n", hub.addr),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("--allowed-origin"), "{body}");
+    let line = hub.wait_line("refused a WebSocket upgrade");
+    assert!(
+        line.contains("https://evil.example") && line.contains("403"),
+        "{line}"
+    );
+    assert!(line.contains("127.0.0.1"), "the address: {line}");
+}
+
+/// A Redis URL where nothing listens.
+fn absent_redis() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("redis://:pw@127.0.0.1:{port}/0")
+}
+
+#[test]
+fn an_unreachable_redis_is_said_at_start_and_fails_it_with_redis_required() {
+    let url = absent_redis();
+    let (code, _, err) = run(
+        &[
+            "--port",
+            "0",
+            "--redis",
+            &url,
+            "--redis-timeout",
+            "1",
+            "--redis-required",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("does not answer") && err.contains("--redis-required"),
+        "{err}"
+    );
+    assert!(!err.contains(":pw@"), "the password shown: {err}");
+    // Without it: the hub starts, says so, and is not ready.
+    let mut hub = Running::start(&["--port", "0", "--redis", &url, "--redis-timeout", "1"]);
+    assert!(
+        hub.seen.iter().any(|l| l.contains("does not answer")),
+        "{:#?}",
+        hub.seen
+    );
+    let (status, body) = support::get(hub.addr, "/ready");
+    assert_eq!(
+        (status, &body["status"]),
+        (503, &json!("redis_down")),
+        "{body}"
+    );
+    hub.signal("TERM");
+    assert_eq!(hub.wait_exit(), 0);
+}

@@ -314,7 +314,10 @@ fn a_request_returns_its_reply_and_keeps_what_came_meanwhile() {
     let app = thread::spawn(move || {
         let mut hung = Vec::new();
         for _ in 0..2 {
-            let request = requests.recv_timeout(DEADLINE).expect("a request");
+            let request = requests
+                .recv_timeout(DEADLINE)
+                .expect("the hub runs")
+                .expect("a request");
             if request.kind() == "agent:hang" {
                 hung.push(request);
                 continue;

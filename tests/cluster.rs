@@ -2305,3 +2305,41 @@ fn a_catch_up_that_outgrows_a_clients_queue_ends_with_1013_and_resumes_from_redi
         .unwrap();
     assert_eq!(expect(&mut back, "after")["seq"], 33);
 }
+
+/// `GET /ready`'s status and body, once `status` is `want` (or panics at
+/// the deadline). The pause only spaces the asks.
+fn wait_ready(hub: &TestHub, want: u16) -> Value {
+    let start = Instant::now();
+    loop {
+        let (status, body) = support::get(hub.addr, "/ready");
+        if status == want {
+            return body;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "/ready did not answer {want}: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn ready_is_503_while_redis_is_stalled_and_200_again_once_it_answers() {
+    let redis = Redis::start();
+    let hub = hub_on(config(&redis).redis_timeout(Duration::from_secs(1)));
+    assert_eq!(wait_ready(&hub, 200), json!({"status": "ready"}));
+    redis.pause();
+    let stalled = Instant::now();
+    let body = wait_ready(&hub, 503);
+    assert_eq!(body["status"], "redis_down", "{body}");
+    assert!(
+        stalled.elapsed() < Duration::from_secs(8),
+        "503 only after {:?}",
+        stalled.elapsed()
+    );
+    // Liveness is not readiness: the hub itself is fine.
+    assert_eq!(support::get(hub.addr, "/health").0, 200);
+    redis.resume();
+    assert_eq!(wait_ready(&hub, 200), json!({"status": "ready"}));
+}

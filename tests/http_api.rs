@@ -504,3 +504,40 @@ fn the_hubs_own_types_are_refused_alike_over_http_websocket_and_the_library() {
     );
     assert_eq!(listener.expect("error")["data"]["code"], "app");
 }
+
+#[test]
+fn ready_says_503_full_at_max_connections_while_health_stays_200() {
+    let hub = start(support::config().max_connections(1));
+    assert_eq!(get(hub.addr, "/ready"), (200, json!({"status": "ready"})));
+    let client = hub.client("/ws");
+    let (status, body) = get(hub.addr, "/ready");
+    assert_eq!((status, &body["status"]), (503, &json!("full")), "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--max-connections")
+    );
+    assert_eq!(get(hub.addr, "/health"), (200, json!({"status": "ok"})));
+    drop(client);
+    hub.wait_stats("the client to go", |s| s.active_connections == 0);
+    assert_eq!(get(hub.addr, "/ready"), (200, json!({"status": "ready"})));
+}
+
+#[test]
+fn a_draining_hub_is_not_ready_but_keeps_serving() {
+    let hub = start(support::config());
+    let mut client = hub.client("/ws");
+    hub.handle().drain();
+    let (status, body) = get(hub.addr, "/ready");
+    assert_eq!(
+        (status, &body["status"]),
+        (503, &json!("draining")),
+        "{body}"
+    );
+    assert_eq!(get(hub.addr, "/health"), (200, json!({"status": "ok"})));
+    // Everything else goes on: the client, and a new one.
+    assert_eq!(client.request(json!({"type": "ping"}), "p")["type"], "pong");
+    let mut late = hub.client("/ws");
+    assert_eq!(late.request(json!({"type": "ping"}), "p")["type"], "pong");
+}

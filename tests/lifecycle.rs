@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -301,4 +301,68 @@ fn one_address_gets_at_most_max_connections_per_ip_unless_it_is_a_proxy() {
     // Behind a proxy (loopback is trusted by default) the cap does not apply.
     let proxied = start(support::config().max_connections_per_ip(2));
     let _clients: Vec<Client> = (0..3).map(|_| proxied.client("/ws")).collect();
+}
+
+#[test]
+fn a_client_timeout_of_zero_keeps_a_silent_client_for_a_debugging_session() {
+    let hub = start(
+        support::config()
+            .heartbeat_interval(Duration::from_millis(100))
+            .client_timeout(Duration::ZERO),
+    );
+    // Connects, then never answers: it only counts the Pings it is sent.
+    let silent = Client::open(hub.addr, "/ws?userId=asleep").unwrap();
+    let mut raw = silent.into_inner();
+    raw.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut pings = 0;
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Twenty Pings unanswered: two seconds, twice the silence that cuts a
+    // client under a one-second timeout.
+    while pings < 20 {
+        let n = raw.read(&mut buf).expect("still connected");
+        assert!(n > 0, "the hub cut the silent client");
+        bytes.extend_from_slice(&buf[..n]);
+        pings = bytes.windows(2).filter(|w| *w == [0x89, 0x00]).count();
+    }
+    let stats = hub.handle().stats().unwrap();
+    assert_eq!((stats.active_connections, stats.stale_clients), (1, 0));
+    assert!(!stats.clients[0].is_alive, "it is silent, and said so");
+}
+
+#[test]
+fn a_refused_connection_reads_its_503_to_a_clean_end_not_a_reset() {
+    let hub = start(
+        support::config()
+            .max_handshakes_per_ip(1)
+            .trusted_proxies(Vec::new()),
+    );
+    // One idle socket holds the address's only handshake.
+    let _idle = TcpStream::connect(hub.addr).unwrap();
+    hub.wait_stats("the idle handshake", |s| s.threads == 1);
+    // A burst of clients each sends its whole upgrade at once, as browsers
+    // do, and only then reads: the hub refuses them with the request
+    // unread. Closed so, a socket sends a reset instead of its end.
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        hub.addr
+    );
+    let refused: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut stream = TcpStream::connect(hub.addr).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    for mut stream in refused {
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .unwrap_or_else(|err| panic!("{err} after {:?}", String::from_utf8_lossy(&answer)));
+        let (status, _, body) = support::parse_response(&answer);
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("\"busy\""), "{body}");
+    }
 }

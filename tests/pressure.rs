@@ -1133,3 +1133,45 @@ fn replies_to_requests_sent_with_the_close_all_arrive_before_the_hubs_close() {
 fn replies_to_requests_sent_with_the_close_arrive_even_while_the_router_is_busy() {
     replies_arrive_before_the_close(true);
 }
+
+// ---------------------------------------------------------------------------
+// 6. The default rate limit closes busy interactive clients for good.
+
+/// The issue as a user met it: under the defaults, a client sending 20
+/// messages a second (an IDE panel, a chat tab) got `rate_limited` at the
+/// 101st and close 1008 at the 201st, which clients take as "stop". Now a
+/// client at 20 a second for 30 seconds is never refused, let alone closed.
+/// It runs for 30 s beside this file's other tests, which take as long.
+#[test]
+fn an_interactive_client_at_20_messages_a_second_for_30_seconds_is_never_limited() {
+    const RATE: u32 = 20;
+    const SECONDS: u32 = 30;
+    let hub = start(support::config().allow_client_publish(true));
+    let mut tab = hub.client("/ws?userId=typist");
+    tab.request(json!({"type": "subscribe", "channel": "chat"}), "join");
+    let start = Instant::now();
+    for i in 0..RATE * SECONDS {
+        // Pacing (a message every 50 ms, as a typist's tab sends them), not
+        // synchronisation: each message waits for its own answer.
+        let due = start + Duration::from_millis(u64::from(i) * 1000 / u64::from(RATE));
+        thread::sleep(due.saturating_duration_since(Instant::now()));
+        let message = match i % 2 {
+            0 => json!({"type": "ping"}),
+            _ => json!({"type": "publish", "channel": "chat", "event": "typing", "data": {"i": i}}),
+        };
+        let reply = tab.request(message, &format!("m{i}"));
+        assert_ne!(
+            reply["data"]["code"],
+            "rate_limited",
+            "message {i} of {} at {RATE}/s was refused: {reply}",
+            RATE * SECONDS
+        );
+        assert!(
+            matches!(reply["type"].as_str(), Some("pong" | "published")),
+            "message {i}: {reply}"
+        );
+    }
+    let stats = hub.handle().stats().unwrap();
+    assert_eq!(stats.rate_limited, 0);
+    assert_eq!(stats.active_connections, 1);
+}

@@ -529,9 +529,12 @@ fn the_admin_token_over_websocket_has_full_rights() {
 
 #[test]
 fn a_client_over_its_rate_limit_is_refused_then_closed_for_abuse() {
+    // 5 a minute in bursts of 5: the burst, then refused, until ten bursts
+    // were refused beyond the rate (which barely refills meanwhile).
     let hub = start(
         support::config()
             .rate_limit(5)
+            .rate_burst(5)
             .rate_window(Duration::from_secs(60)),
     );
     let mut bystander = hub.client("/ws");
@@ -543,18 +546,39 @@ fn a_client_over_its_rate_limit_is_refused_then_closed_for_abuse() {
             "pong"
         );
     }
-    for i in 0..5 {
+    for i in 0..50 {
         let reply = flooder.request(json!({"type": "ping"}), &format!("over{i}"));
         assert_eq!(reply["data"]["code"], "rate_limited", "{reply}");
     }
-    // As many again over the limit: cut off.
-    flooder.send(json!({"type": "ping"}));
-    assert_eq!(
-        flooder.expect_close(),
-        (1008, "Rate limit exceeded".to_owned())
-    );
+    // Ten bursts over the limit: closed, with the code that says "back
+    // off and reconnect", not "stop". (What the strikes refilled while the
+    // requests above went to and fro may take a few more.)
+    for _ in 0..10 {
+        flooder.send(json!({"type": "ping"}));
+    }
+    flooder
+        .ws
+        .get_mut()
+        .set_read_timeout(Some(support::DEADLINE))
+        .unwrap();
+    loop {
+        match flooder.ws.read() {
+            Ok(tungstenite::Message::Text(text)) => {
+                let reply: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(reply["data"]["code"], "rate_limited", "{reply}");
+            }
+            Ok(tungstenite::Message::Close(Some(frame))) => {
+                assert_eq!(
+                    (u16::from(frame.code), frame.reason.as_str()),
+                    (1013, "Rate limit exceeded")
+                );
+                break;
+            }
+            other => panic!("expected rate_limited, then close 1013: {other:?}"),
+        }
+    }
     let stats = hub.wait_stats("the flooder to go", |s| s.active_connections == 1);
-    assert_eq!(stats.rate_limited, 6);
+    assert!(stats.rate_limited > 50, "{}", stats.rate_limited);
     assert_eq!(
         hub.handle()
             .publish(Target::channel("c"), "event", 1)
@@ -678,7 +702,7 @@ fn a_flood_of_pings_or_pongs_is_cut_off_without_reaching_the_router() {
     }
     assert_eq!(
         flooder.expect_close(),
-        (1008, "Rate limit exceeded".to_owned())
+        (1013, "Rate limit exceeded".to_owned())
     );
     let stats = hub.wait_stats("the flooder to go", |s| s.active_connections == 1);
     assert_eq!(
@@ -752,4 +776,46 @@ fn a_user_cannot_hoard_sessions() {
         other.request(json!({"type": "subscribe", "sessionId": "mine"}), "s")["type"],
         "subscribed"
     );
+}
+
+#[test]
+fn a_burst_over_the_limit_is_refused_message_by_message_and_the_client_stays() {
+    // The defaults: 200 at once, then 50 a second.
+    let hub = support::start_default();
+    let mut client = hub.client("/ws");
+    let batch: Vec<Value> = (0..300)
+        .map(|i| json!({"type": "ping", "correlationId": i}))
+        .collect();
+    for message in &batch {
+        client.send(message.clone());
+    }
+    let (mut pongs, mut limited) = (0, 0);
+    for _ in 0..batch.len() {
+        let reply = client.recv("a reply to each message");
+        match reply["type"].as_str() {
+            Some("pong") => pongs += 1,
+            Some("error") if reply["data"]["code"] == "rate_limited" => {
+                let error = reply["data"]["error"].as_str().unwrap();
+                assert!(
+                    error.contains("at most 50 messages per 1 s, 200 at once"),
+                    "{error}"
+                );
+                limited += 1;
+            }
+            _ => panic!("{reply}"),
+        }
+    }
+    assert!(pongs >= 200, "the whole burst passes: {pongs} pongs");
+    assert!(limited > 0, "what is over it is refused");
+    // Still connected: answered once the bucket has refilled a little.
+    let deadline = std::time::Instant::now() + support::DEADLINE;
+    loop {
+        let reply = client.request(json!({"type": "ping"}), "after");
+        if reply["type"] == "pong" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{reply}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(hub.handle().stats().unwrap().active_connections, 1);
 }

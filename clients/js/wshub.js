@@ -172,13 +172,14 @@ export function closeAction(code) {
     case 1002: // protocol error
     case 1003: // unsupported data
     case 1007: // invalid UTF-8
-    case 1008: // unauthorized, or abuse
+    case 1008: // unauthorized
     case 1009: // message too big
     case 1010: // a required extension
       return 'stop';
     default:
       // The application's: 4500 to 4999 stop; 4000 to 4499 back off, as do
-      // 1006 connection lost, 1011, 1013 full or too slow, and anything else.
+      // 1006 connection lost, 1011, 1013 full, too slow or far over the rate
+      // limit, and anything else.
       return code >= 4500 && code <= 4999 ? 'stop' : 'backoff';
   }
 }

@@ -27,16 +27,16 @@ pub enum CloseAction {
     /// restarting (1001).
     Reconnect,
     /// Reconnect after a full-jitter exponential backoff, then recover every
-    /// stream: the connection was lost (1006), the hub failed (1011), was full
-    /// or found the client too slow (1013), the application asked for it
-    /// (4000 to 4499), or the code is unknown.
+    /// stream: the connection was lost (1006), the hub failed (1011), was full,
+    /// found the client too slow or far over its rate limit (1013), the
+    /// application asked for it (4000 to 4499), or the code is unknown.
     Backoff,
     /// Ask the token provider for a fresh token, then reconnect (4001: the
     /// token expired). Without a provider, stop.
     RefreshToken,
     /// Do not reconnect: closed on purpose (1000), a protocol violation
-    /// (1002, 1003, 1007, 1009, 1010), refused (1008: unauthorized or
-    /// abuse), or the application said so (4500 to 4999).
+    /// (1002, 1003, 1007, 1009, 1010), refused (1008: unauthorized), or the
+    /// application said so (4500 to 4999).
     Stop,
 }
 

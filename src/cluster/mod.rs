@@ -191,6 +191,9 @@ pub(crate) struct Settings {
     pub lease_ms: u64,
     /// How long Redis may take to answer (`--redis-timeout`).
     pub deadline: Duration,
+    /// A Redis that does not answer at start stops the start
+    /// (`--redis-required`).
+    pub required: bool,
 }
 
 /// The router's side of the cluster: where requests go, and the stop of
@@ -297,6 +300,7 @@ pub(crate) fn start(
         claim_ttl_ms: millis(config.session_retention),
         lease_ms: millis(LEASE),
         deadline: config.redis_timeout,
+        required: config.redis_required,
     });
     let (out, requests) = bounded(OUT_QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
@@ -328,6 +332,25 @@ fn spawn(
         field: "redis",
         reason: format!("not a Redis URL ({err})"),
     })?;
+    // Said once at start, plainly: a hub that cannot reach its Redis serves
+    // a world split from the others until it can.
+    match redis::probe(&client, settings.deadline) {
+        Ok(()) => log::info!("Redis at {} answers", settings.shown_url),
+        Err(err) if settings.required => {
+            return Err(Error::Config {
+                field: "redis_required",
+                reason: format!(
+                    "Redis at {} does not answer ({err}), and --redis-required is set",
+                    settings.shown_url
+                ),
+            });
+        }
+        Err(err) => log::warn!(
+            "Redis at {} does not answer ({err}): until it does, this hub serves only its own \
+             clients and GET /ready answers 503 (--redis-required refuses to start instead)",
+            settings.shown_url
+        ),
+    }
     let out = {
         let (client, settings, lane) = (client.clone(), Arc::clone(settings), lane.clone());
         std::thread::Builder::new()

@@ -289,6 +289,12 @@ fn connect(client: &redis::Client, deadline: Duration) -> redis::RedisResult<Con
     Ok(con)
 }
 
+/// Whether Redis answers a PING within `deadline`, once, at start.
+pub(super) fn probe(client: &redis::Client, deadline: Duration) -> redis::RedisResult<()> {
+    let mut con = connect(client, deadline)?;
+    redis::cmd("PING").query::<String>(&mut con).map(|_| ())
+}
+
 /// Tells the router, unless it is gone (then the thread ends soon anyway).
 fn tell(lane: &Lane, event: In) -> bool {
     lane.send(event).is_ok()

@@ -22,6 +22,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::Shared;
+use super::linger::Lingerer;
 use super::pool::{Job, Pool};
 use crate::analytics::Refusal;
 use crate::budget::Handshakes;
@@ -31,6 +32,13 @@ use crate::throttle::warn_throttled;
 pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
     let config = &shared.config;
     let pool = Pool::new(Arc::clone(shared));
+    // Refused sockets are read to their end there, so the 503 is not lost
+    // to a reset; without it they are closed at once.
+    let lingerer = Lingerer::start()
+        .inspect_err(|err| {
+            log::warn!("cannot start the linger thread ({err}): refused connections close at once");
+        })
+        .ok();
     let mut handshakes = Handshakes::new(
         config.max_handshakes,
         config.max_handshakes_per_ip,
@@ -64,7 +72,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
                 peer.ip()
             );
             shared.meters.refused(Refusal::Handshakes);
-            busy(stream);
+            busy(stream, lingerer.as_ref());
             continue;
         };
         let Some(slot) = shared.threads.reserve() else {
@@ -73,7 +81,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
                 shared.threads.most()
             );
             shared.meters.refused(Refusal::Threads);
-            busy(stream);
+            busy(stream, lingerer.as_ref());
             continue;
         };
         if !cfg!(target_os = "linux") {
@@ -93,7 +101,11 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
 
 /// Tells a connection the hub has no room for it, without ever blocking the
 /// accept loop: a fresh socket's send buffer takes the few bytes at once.
-fn busy(stream: TcpStream) {
+/// Its write side is then shut (a FIN after the answer) and the socket
+/// handed to the linger thread, which reads what the client still sends
+/// until it closes: closed with its request unread, the socket would send
+/// a reset, which can reach the client before the 503 does.
+fn busy(stream: TcpStream, lingerer: Option<&Lingerer>) {
     let body = r#"{"success":false,"code":"busy","error":"The hub is at its connection limit"}"#;
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -101,6 +113,9 @@ fn busy(stream: TcpStream) {
     );
     if stream.set_nonblocking(true).is_ok() {
         let _ = (&stream).write(response.as_bytes());
+        if let (Some(lingerer), Ok(())) = (lingerer, stream.shutdown(std::net::Shutdown::Write)) {
+            lingerer.hold(stream);
+        }
     }
 }
 
@@ -108,6 +123,8 @@ fn busy(stream: TcpStream) {
 #[derive(Debug)]
 pub(crate) struct Stop {
     flag: AtomicBool,
+    /// Set by [`Stop::drain`] (and by a stop): `GET /ready` answers 503.
+    draining: AtomicBool,
     wake: SocketAddr,
 }
 
@@ -116,6 +133,7 @@ impl Stop {
     pub(crate) fn new(addr: SocketAddr) -> Stop {
         Stop {
             flag: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             wake: wake_addr(addr),
         }
     }
@@ -125,8 +143,19 @@ impl Stop {
         self.flag.load(Ordering::Acquire)
     }
 
+    /// Marks the hub as draining; `true` the first time.
+    pub(crate) fn drain(&self) -> bool {
+        !self.draining.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether the hub drains (or stops): it wants no new clients.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
     /// Tells the loop to stop and wakes it (once; again does nothing).
     pub(crate) fn trigger(&self) {
+        self.drain();
         if !self.flag.swap(true, Ordering::AcqRel) {
             // accept() has no timeout: a connection of our own wakes it.
             let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));

@@ -52,6 +52,12 @@ const ROUTES: &[Route] = &[
         },
     },
     Route {
+        path: "/ready",
+        method: "GET",
+        admin: false,
+        answer: super::ready::answer,
+    },
+    Route {
         path: "/api/websocket/status",
         method: "GET",
         admin: false,
@@ -240,7 +246,7 @@ fn no_client(client: &str) -> Response {
     Response::error(404, "not_found", &format!("No client {client}"))
 }
 
-fn ask_stats(shared: &Shared, clients: bool) -> Option<stats::Stats> {
+pub(super) fn ask_stats(shared: &Shared, clients: bool) -> Option<stats::Stats> {
     shared.inbox.ask(
         |reply| Input::Stats { clients, reply },
         Some(ROUTER_TIMEOUT),

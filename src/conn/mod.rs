@@ -11,8 +11,10 @@ pub(crate) mod accept;
 mod api;
 mod dashboard;
 mod http;
+mod linger;
 pub(crate) mod pool;
 mod reader;
+mod ready;
 mod upgrade;
 
 use std::hash::{BuildHasher, RandomState};
@@ -55,6 +57,9 @@ pub(crate) struct Shared {
     /// This hub's id among the hubs of a Redis: every `clientId` ends with
     /// it (`c_1-5cb63b6f.3fa9c2d1`), so commands for a client find its hub.
     pub(crate) hub: Option<std::sync::Arc<str>>,
+    /// The accept loop's stop, which also says whether the hub is draining
+    /// (`GET /ready`).
+    pub(crate) stop: Option<Arc<accept::Stop>>,
 }
 
 impl Shared {
@@ -77,7 +82,13 @@ impl Shared {
             next_id: AtomicU64::new(1),
             id_key: RandomState::new(),
             hub: None,
+            stop: None,
         }
+    }
+
+    /// Whether the hub was told to drain or stop: `GET /ready` says 503.
+    fn is_draining(&self) -> bool {
+        self.stop.as_ref().is_some_and(|stop| stop.is_draining())
     }
 
     fn new_client(&self) -> (ClientId, String) {
@@ -144,7 +155,7 @@ pub(crate) fn serve(
 /// (not from a browser) and health checks are let through.
 fn foreign_host(request: &Request, shared: &Shared) -> Option<Response> {
     // Health checks reveal nothing and stay open to every prober.
-    if request.path == "/health" {
+    if request.path == "/health" || request.path == "/ready" {
         return None;
     }
     let host = request.header("host")?;

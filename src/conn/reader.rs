@@ -58,7 +58,13 @@ impl Write for ReadHalf<'_> {
 /// The reader thread: reads `link` until the connection ends, then tells
 /// the router why.
 #[inline(never)]
-pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared, role: protocol::Role) {
+pub(super) fn run(
+    link: Arc<Link>,
+    name: &str,
+    rest: Vec<u8>,
+    shared: &Shared,
+    role: protocol::Role,
+) {
     let config = &shared.config;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(config.read_buffer_size)
@@ -67,8 +73,8 @@ pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared, role: protoco
         .max_frame_size(Some(config.max_message_size));
     let mut ws =
         WebSocket::from_partially_read(ReadHalf(&link.stream), rest, Role::Server, Some(ws_config));
-    let why = Reader::new(&link, shared, role).read_loop(&mut ws);
-    log::debug!("reader of {:?} ended: {why:?}", link.id);
+    let why = Reader::new(&link, name, shared, role).read_loop(&mut ws);
+    log::debug!("reader of client {name} ended: {why:?}");
     let _ = shared.inbox.send(Input::Left {
         link: Arc::clone(&link),
         why,
@@ -78,6 +84,8 @@ pub(super) fn run(link: Arc<Link>, rest: Vec<u8>, shared: &Shared, role: protoco
 /// One reader's state.
 struct Reader<'a> {
     link: &'a Arc<Link>,
+    /// The client's public id, for the log.
+    name: &'a str,
     shared: &'a Shared,
     /// What the client may say: a service connection has commands more.
     role: protocol::Role,
@@ -88,10 +96,16 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(link: &'a Arc<Link>, shared: &'a Shared, role: protocol::Role) -> Reader<'a> {
+    fn new(
+        link: &'a Arc<Link>,
+        name: &'a str,
+        shared: &'a Shared,
+        role: protocol::Role,
+    ) -> Reader<'a> {
         let config = &shared.config;
         Reader {
             link,
+            name,
             shared,
             role,
             // A service connection is the backend, trusted with floods of
@@ -99,9 +113,12 @@ impl<'a> Reader<'a> {
             // still holds it back by TCP, but no rate limit cuts it off.
             rate: match role {
                 protocol::Role::Service => None,
-                protocol::Role::Client => {
-                    RateLimiter::new(config.rate_limit, config.rate_window, Instant::now())
-                }
+                protocol::Role::Client => RateLimiter::new(
+                    config.rate_limit,
+                    config.rate_window,
+                    config.rate_burst,
+                    Instant::now(),
+                ),
             },
             pings: ControlBudget::new(config),
         }
@@ -160,7 +177,7 @@ impl<'a> Reader<'a> {
                         WsError::Protocol(_) => FrameRefusal::Protocol,
                         _ => return Ending::Gone,
                     };
-                    log::debug!("client {:?} sent a bad frame: {err}", self.link.id);
+                    log::debug!("client {} sent a bad frame: {err}", self.name);
                     why
                 }
             };
@@ -214,7 +231,7 @@ enum ControlVerdict {
     Allowed,
     /// Over the budget: ignore it.
     Drop,
-    /// Far over the budget, again and again: the client is closed (1008).
+    /// Far over the budget, again and again: the client is closed (1013).
     Flood,
 }
 
@@ -232,7 +249,7 @@ impl ControlBudget {
         let per_second = (4.0 / config.heartbeat_interval.as_secs_f64()).max(2.0);
         let window = Duration::from_secs_f64(f64::from(CONTROL_BURST) / per_second);
         ControlBudget {
-            rate: RateLimiter::new(CONTROL_BURST, window, Instant::now()),
+            rate: RateLimiter::new(CONTROL_BURST, window, CONTROL_BURST, Instant::now()),
         }
     }
 

@@ -48,6 +48,24 @@ pub(super) fn upgrade(
     handshake: HandshakeSlot,
 ) {
     let config = &shared.config;
+    // Behind a trusted proxy, the client is who the proxy says it serves:
+    // its address stands for the peer from here on (limits, logs, stats).
+    let proxy = peer;
+    let peer = crate::proxy::client_address(
+        peer,
+        |name| {
+            request
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+                .collect()
+        },
+        &config.trusted_proxies,
+    );
+    if peer != proxy {
+        log::debug!("a client at {peer} through the proxy {proxy}");
+    }
     let Upgrade {
         identity,
         session_id,
@@ -63,6 +81,14 @@ pub(super) fn upgrade(
                 403 => Refusal::Origin,
                 _ => Refusal::BadUpgrade,
             });
+            // Said where an operator looks, not only to the client (a
+            // browser shows its page only close 1006).
+            warn_throttled!(
+                "refused a WebSocket upgrade from {peer} to {}: {} {}",
+                request.path,
+                response.status,
+                response.body
+            );
             return respond(&stream, &response, false, config.handshake_timeout);
         }
     };
@@ -116,6 +142,8 @@ pub(super) fn upgrade(
     // the question in order, and the answer is usually there when the
     // reader looks. This thread is free for the next connection at once;
     // refused, the reader ends without reading.
+    let thread_name = reader_thread_name(id);
+    let reader_name = name.clone();
     let joining = Joining {
         link: Arc::clone(&link),
         name,
@@ -133,7 +161,7 @@ pub(super) fn upgrade(
     let reader_link = Arc::clone(&link);
     let reader_shared = Arc::clone(shared);
     let spawned = thread::Builder::new()
-        .name("wshub-reader".into())
+        .name(thread_name)
         .stack_size(config.thread_stack_size)
         .spawn(move || {
             let _slot = slot;
@@ -141,7 +169,11 @@ pub(super) fn upgrade(
             // registered there; park returns at once if that happened first.
             reader_link.wait_for_admission();
             if reader_link.admission() == Admission::Admitted {
-                reader::run(reader_link, rest, &reader_shared, role);
+                log::debug!(
+                    "client {reader_name}'s reader is thread {}",
+                    thread::current().name().unwrap_or("?")
+                );
+                reader::run(reader_link, &reader_name, rest, &reader_shared, role);
             }
         });
     if let Err(err) = spawned {
@@ -152,6 +184,14 @@ pub(super) fn upgrade(
             why: Ending::NoReader,
         });
     }
+}
+
+/// The name of a client's reader thread: `wshub-r-c_1f` for the client
+/// `c_1f-9606376f`, so `ps -L`, `top -H` and a debugger tell readers apart.
+/// Linux shows 15 bytes of a thread's name: the whole of it up to client
+/// `c_fffff`, the first 15 bytes after.
+fn reader_thread_name(id: crate::subscriptions::ClientId) -> String {
+    format!("wshub-r-c_{:x}", id.0)
 }
 
 /// A valid upgrade request: who the client is (or why it may not come in),
@@ -279,7 +319,10 @@ fn check_upgrade(request: &Request, shared: &Shared) -> Result<Upgrade, Response
     // The dashboard's page opens its stream from the hub's own origin.
     let own_page = console && origin.is_some_and(|o| same_origin(o, request.header("host")));
     if !own_page && !shared.auth.origin_allowed(origin) {
-        let message = format!("Origin {} may not connect here", origin.unwrap_or_default());
+        let message = format!(
+            "Origin {} may not connect here: allow it with --allowed-origin (WSHUB_ALLOWED_ORIGINS)",
+            origin.unwrap_or_default()
+        );
         return Err(Response::error(403, "forbidden_origin", &message));
     }
     let query = |name| request.query_param(name).map_err(|b| bad(b.0));

@@ -242,8 +242,9 @@ closes! {
     InvalidUtf8 = (1007, "Invalid UTF-8"),
     /// Not authenticated.
     Unauthorized = (1008, "Unauthorized"),
-    /// Rate limit exceeded again and again.
-    Abuse = (1008, "Rate limit exceeded"),
+    /// Far over the rate limit for long (or a flood of Pings or Pongs):
+    /// back off, then reconnect.
+    Abuse = (1013, "Rate limit exceeded"),
     /// A message larger than `max_message_size`.
     TooBig = (1009, "Message too big"),
     /// The hub failed internally.

@@ -194,6 +194,8 @@ impl Router {
                 kind,
                 data,
                 correlation_id: correlation.map(RawValue::to_owned),
+                correlation_text: correlation.map(crate::app::correlation_text),
+                address: client.peer.ip().to_string(),
                 meta: client.meta.clone(),
                 handle: app.handle.clone(),
             };

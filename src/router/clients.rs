@@ -83,6 +83,7 @@ impl Router {
             link,
             next_ping: now + self.config.heartbeat_interval,
             pinged_at: None,
+            unanswered: None,
             slow: false,
             meta: identity.meta.clone().unwrap_or_default(),
             pending: 0,
@@ -251,8 +252,10 @@ impl Router {
                 self.counters.messages_received += 1;
                 self.counters.rate_limited += 1;
                 let message = format!(
-                    "Rate limit exceeded: at most {} messages per {:?}",
-                    self.config.rate_limit, self.config.rate_window
+                    "Rate limit exceeded: at most {} messages per {} s, {} at once; this one was dropped",
+                    self.config.rate_limit,
+                    self.config.rate_window.as_secs_f64(),
+                    self.config.rate_burst
                 );
                 self.error(
                     id,
@@ -265,7 +268,7 @@ impl Router {
                 self.counters.rate_limited += 1;
                 if let Some(client) = self.clients.get(&id) {
                     warn_throttled!(
-                        "client {} keeps exceeding its rate limit: closing it with 1008",
+                        "client {} sends far over its rate limit: closing it with 1013",
                         client.name
                     );
                 }
@@ -290,7 +293,7 @@ impl Router {
                 self.counters.rate_limited += 1;
                 if let Some(client) = self.clients.get(&id) {
                     warn_throttled!(
-                        "client {} floods Pings or Pongs: closing it with 1008",
+                        "client {} floods Pings or Pongs: closing it with 1013",
                         client.name
                     );
                 }

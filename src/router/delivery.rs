@@ -95,6 +95,16 @@ impl Delivery {
         pushed
     }
 
+    /// Queues a protocol Ping, noting where it is in the queue (see
+    /// [`Link::push_ping`]).
+    pub(super) fn push_ping(&mut self, link: &Arc<Link>, limits: QueueLimits) -> Push {
+        let pushed = link.push_ping(crate::protocol::ping_frame(), limits);
+        if let Push::Queued { schedule: true } = pushed {
+            self.schedule(link);
+        }
+        pushed
+    }
+
     /// Queues a Close as `link`'s last frame (see [`Link::close`]).
     pub(super) fn close(&mut self, link: &Arc<Link>, close: Close, abort: bool) {
         self.close_with(link, close.frame(), abort);
@@ -201,7 +211,9 @@ impl Router {
     ) {
         self.counters.errors_sent += 1;
         self.analytics.error(code);
-        log::debug!("error {code} to client {id:?}: {message}");
+        if let Some(client) = self.clients.get(&id) {
+            log::debug!("error {code} to client {}: {message}", client.name);
+        }
         let data = error_data(code, message);
         let message = Message::new(Kind::Error.as_str(), Some(&data)).correlation(correlation);
         self.send_message(id, &message);

@@ -93,6 +93,12 @@ const HISTORY_SWEEP: Duration = Duration::from_secs(1);
 /// How often vacant sessions' owners are looked at for expiry.
 const SESSION_SWEEP: Duration = Duration::from_secs(10);
 
+/// A gap between two ticks longer than this many tick periods (and a
+/// second more) means the hub itself did not run: a debugger held it, it
+/// was stopped (SIGSTOP), or starved of CPU. Its clients could not be
+/// heard meanwhile, so their silence is counted from the end of the gap.
+const STALL_TICKS: u32 = 3;
+
 /// While shutting down, how often to look whether every connection is done.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
 
@@ -120,6 +126,9 @@ struct Client {
     next_ping: Instant,
     /// [`link::clock`] when the last Ping was queued, if one was.
     pinged_at: Option<u64>,
+    /// [`link::clock`] when the first Ping the client has not answered was
+    /// queued (when it went out is the link's [`Link::ping_sent`]).
+    unanswered: Option<u64>,
     /// Already on the router's list of slow consumers to close.
     slow: bool,
     /// Key/values about the client: its token's `meta`, and what the
@@ -274,6 +283,11 @@ pub(crate) struct Router {
     started: Instant,
     last_activity: Option<SystemTime>,
     next_sweep: Instant,
+    /// When the last tick was handled, to tell a hub that did not run.
+    last_tick: Instant,
+    /// [`link::clock`] at the end of the last stall (see [`STALL_TICKS`]):
+    /// no client's silence counts from before it.
+    resumed: u64,
     /// Set by [`Input::Shutdown`]: when to stop waiting for clients to go.
     stopping: Option<Instant>,
     /// Shutting down: clients already forgotten whose queue goes out before
@@ -324,6 +338,8 @@ impl Router {
             started: now,
             last_activity: None,
             next_sweep: now + SESSION_SWEEP,
+            last_tick: now,
+            resumed: 0,
             stopping: None,
             flushing: Vec::new(),
             flush_until: None,
@@ -697,10 +713,11 @@ impl Router {
     /// Every tick: Pings, silent clients, expired tokens, presence, sessions
     /// and closes that take too long.
     fn tick(&mut self, now: Instant) {
-        let timeout = self.config.client_timeout;
         let heartbeat = self.config.heartbeat_interval;
         let limits = self.delivery.limits(&self.config);
         let clock = link::clock();
+        self.note_stall(clock);
+        let liveness = Liveness::new(&self.config, clock, self.resumed);
         let wall = SystemTime::now();
         let mut stale = Vec::new();
         let mut slow = Vec::new();
@@ -717,16 +734,26 @@ impl Router {
         for (id, client) in &mut self.clients {
             // Readers stamp `heard` themselves: no backlog here can make a
             // healthy client look silent.
-            if client.link.silent_for(clock) >= timeout {
+            if liveness.is_dead(&client.link, client.unanswered) {
                 stale.push(*id);
             } else if client.identity.expires_at.is_some_and(|at| at <= wall) {
                 expired.push(*id);
             } else if now >= client.next_ping {
-                if self
-                    .delivery
-                    .push(&client.link, crate::protocol::ping_frame(), limits)
-                    .is_slow()
-                {
+                // The first Ping since the client was last heard from is the
+                // one its silence is measured from: the link notes when it
+                // goes out. The next ones are plain Pings.
+                let answered = client.unanswered.is_none_or(|at| client.link.heard() >= at);
+                let pushed = match answered {
+                    true => {
+                        client.unanswered = Some(clock);
+                        self.delivery.push_ping(&client.link, limits)
+                    }
+                    false => {
+                        self.delivery
+                            .push(&client.link, crate::protocol::ping_frame(), limits)
+                    }
+                };
+                if pushed.is_slow() {
                     slow.push(*id);
                 }
                 if let Some(beat) = &beat {
@@ -744,9 +771,16 @@ impl Router {
         for id in stale {
             if let Some(client) = self.clients.get(&id) {
                 warn_throttled!(
-                    "client {} sent nothing for {:.1?}: terminating it",
+                    "client {} sent nothing for {:.1?}, not even a Pong to a Ping sent {}: terminating it",
                     client.name,
-                    client.link.silent_for(clock)
+                    client.link.silent_for(clock),
+                    client
+                        .link
+                        .ping_sent()
+                        .map_or("(never sent)".to_owned(), |sent| format!(
+                            "{:.1?} ago",
+                            Duration::from_millis(clock.saturating_sub(sent))
+                        ))
                 );
             }
             self.counters.stale_clients += 1;
@@ -780,6 +814,21 @@ impl Router {
             closing.is_open()
         });
         self.close_slow_consumers();
+    }
+
+    /// Notes a tick that came far later than it should have: the hub did
+    /// not run meanwhile, so silence counts again from now.
+    fn note_stall(&mut self, clock: u64) {
+        let now = Instant::now();
+        let gap = now.saturating_duration_since(self.last_tick);
+        self.last_tick = now;
+        if gap > self.config.tick() * STALL_TICKS + Duration::from_secs(1) {
+            self.resumed = clock;
+            log::warn!(
+                "the hub did not run for {gap:.1?} (a debugger, SIGSTOP or a starved CPU): \
+                 its clients' silence counts from now"
+            );
+        }
     }
 
     fn shutdown(&mut self) {
@@ -915,6 +964,69 @@ impl Router {
                     hubs,
                 }
             }),
+        }
+    }
+}
+
+/// Who is dead, as of one tick: a client is terminated when it has been
+/// silent for `client_timeout` and has not answered a Ping that went out at
+/// least `client_timeout - heartbeat_interval` ago (all of
+/// `client_timeout`, when that is shorter than the heartbeat). Silence and
+/// a Ping's age count from when the Ping went onto the wire, not when it
+/// was queued, and never from before the hub's last stall: a hub that sent
+/// its Ping late (behind a backlog, starved of CPU, held in a debugger)
+/// does not blame its clients for it.
+struct Liveness {
+    /// `None`: silent clients are kept (`client_timeout` 0).
+    timeout: Option<u64>,
+    /// How long a Ping that went out may stay unanswered.
+    answer: u64,
+    clock: u64,
+    resumed: u64,
+}
+
+impl Liveness {
+    fn new(config: &Config, clock: u64, resumed: u64) -> Liveness {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let timeout = millis(config.client_timeout);
+        let heartbeat = millis(config.heartbeat_interval);
+        Liveness {
+            timeout: (timeout > 0).then_some(timeout),
+            answer: match timeout > heartbeat {
+                true => timeout - heartbeat,
+                false => timeout,
+            },
+            clock,
+            resumed,
+        }
+    }
+
+    /// Milliseconds since `stamp`, or since the last stall if later.
+    fn since(&self, stamp: u64) -> u64 {
+        self.clock.saturating_sub(stamp.max(self.resumed))
+    }
+
+    /// Whether the client of `link` is dead; `unanswered` is when the first
+    /// Ping it has not answered was queued.
+    fn is_dead(&self, link: &Link, unanswered: Option<u64>) -> bool {
+        let Some(timeout) = self.timeout else {
+            return false;
+        };
+        let heard = link.heard();
+        if self.since(heard) < timeout {
+            return false;
+        }
+        match unanswered {
+            // A Ping it has not answered: how long since it went out.
+            Some(queued) if heard < queued => match link.ping_sent() {
+                Some(sent) => self.since(sent) >= self.answer,
+                // Queued all this time and never written: the client reads
+                // nothing at all.
+                None => self.since(queued) >= timeout,
+            },
+            // None outstanding (the heartbeat is longer than the timeout):
+            // silence alone.
+            _ => true,
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum Command {
     Help,
     /// Print the version.
     Version,
+    /// Validate the settings and print them, secrets masked (`--check-config`).
+    Check(Box<Options>),
 }
 
 /// Settings for a run.
@@ -31,6 +33,9 @@ pub enum Command {
 pub struct Options {
     pub config: Config,
     pub log_level: LevelFilter,
+    /// On SIGTERM or SIGINT, how long `GET /ready` answers 503 before the
+    /// hub shuts down (see [`wshub::Handle::drain`]).
+    pub drain_delay: Duration,
 }
 
 /// A command line that cannot be run; the binary prints it and exits with 2.
@@ -89,6 +94,7 @@ enum Section {
 struct Settings {
     config: Config,
     log_level: Option<LevelFilter>,
+    drain_delay: Option<Duration>,
     origins_from_env: Vec<String>,
     origins_from_flags: Vec<String>,
     proxies_from_env: Option<Vec<IpAddr>>,
@@ -177,6 +183,12 @@ macro_rules! set {
 #[rustfmt::skip]
 const FLAGS: &[Flag] = flags! {
     Server: [
+        "--config" "<FILE>" - WSHUB_CONFIG,
+            |_, _, _, _| Ok(()),
+            "A TOML file of settings, a key per flag (port = 3000); variables and flags win over it";
+        "--check-config" - - WSHUB_CHECK_CONFIG,
+            |_, _, _, _| Ok(()),
+            "Check the settings, print them (secrets masked) and exit: 0 if they are good, 2 if not";
         "--host" "<ADDR>" "127.0.0.1" WSHUB_HOST,
             set!(host),
             "Interface to listen on";
@@ -190,8 +202,8 @@ const FLAGS: &[Flag] = flags! {
             set!(heartbeat_interval: seconds),
             "Protocol Ping period";
         "--client-timeout" "<SECS>" "60" WSHUB_CLIENT_TIMEOUT,
-            set!(client_timeout: seconds),
-            "Silence before a client is terminated";
+            set!(client_timeout: seconds_or_zero),
+            "Silence (and a Ping unanswered for this less the heartbeat) before a client is terminated; 0 keeps them (debugging)";
         "--allow-client-publish" - - WSHUB_ALLOW_CLIENT_PUBLISH,
             set!(allow_client_publish: boolean),
             "Let clients publish to channels and sessions";
@@ -246,6 +258,12 @@ const FLAGS: &[Flag] = flags! {
         "--redis-timeout" "<SECS>" "5" WSHUB_REDIS_TIMEOUT,
             set!(redis_timeout: seconds),
             "How long Redis may take to answer before it is taken for gone (a stall is a fault)";
+        "--redis-required" - - WSHUB_REDIS_REQUIRED,
+            set!(redis_required: boolean),
+            "Refuse to start (exit 1) when --redis does not answer within --redis-timeout";
+        "--drain-delay" "<SECS>" "0" WSHUB_DRAIN_DELAY,
+            drain_delay,
+            "On SIGTERM, answer GET /ready with 503 this long (clients stay) before shutting down";
         "--log-level" "<LEVEL>" "info" WSHUB_LOG_LEVEL,
             log_level,
             "off, error, warn, info, debug or trace";
@@ -320,9 +338,9 @@ const FLAGS: &[Flag] = flags! {
             "The same per address";
         "--trusted-proxy" "<ADDR>" "127.0.0.1, ::1" WSHUB_TRUSTED_PROXIES,
             proxies,
-            concat!("A reverse proxy, exempt from per-address limits; repeat for more (the ",
-                "variable: comma-separated)");
-        "--max-threads" "<N>" "what the kernel allows" WSHUB_MAX_THREADS,
+            concat!("A reverse proxy whose Forwarded/X-Forwarded-For names the client (itself exempt ",
+                "from per-address limits); repeat for more (the variable: comma-separated)");
+        "--max-threads" "<N>" "max-connections + max-handshakes, within what the kernel allows" WSHUB_MAX_THREADS,
             set!(max_threads: Some number),
             "Most connection threads (a reader per client, plus handshakes)";
         "--max-message-size" "<BYTES>" "65536" WSHUB_MAX_MESSAGE_SIZE,
@@ -343,12 +361,15 @@ const FLAGS: &[Flag] = flags! {
         "--max-sessions-per-user" "<N>" "1000" WSHUB_MAX_SESSIONS_PER_USER,
             set!(max_sessions_per_user: number),
             "Sessions one user may own (auth on)";
-        "--rate-limit" "<N>" "100" WSHUB_RATE_LIMIT,
+        "--rate-limit" "<N>" "50" WSHUB_RATE_LIMIT,
             set!(rate_limit: number),
-            "Messages per client per window, 0 for none";
-        "--rate-window" "<SECS>" "60" WSHUB_RATE_WINDOW,
+            "Messages per client per window, sustained; over it: rate_limited, 0 for no limit";
+        "--rate-window" "<SECS>" "1" WSHUB_RATE_WINDOW,
             set!(rate_window: seconds),
             "The rate limit's window";
+        "--rate-burst" "<N>" "200" WSHUB_RATE_BURST,
+            set!(rate_burst: number),
+            "Messages per client at once, before the rate applies";
         "--handshake-timeout" "<SECS>" "10" WSHUB_HANDSHAKE_TIMEOUT,
             set!(handshake_timeout: seconds),
             "Time to send a whole HTTP request";
@@ -471,6 +492,12 @@ fn log_level(s: &mut Settings, f: &'static str, v: String, _: bool) -> Result<()
     Ok(())
 }
 
+/// `--drain-delay SECS`: the binary's own setting, not the hub's.
+fn drain_delay(s: &mut Settings, f: &'static str, v: String, _: bool) -> Result<(), CliError> {
+    s.drain_delay = Some(seconds_or_zero(f, &v)?);
+    Ok(())
+}
+
 /// `--tokens FILE`.
 fn tokens(s: &mut Settings, f: &'static str, v: String, _: bool) -> Result<(), CliError> {
     s.config.tokens = wshub::load_tokens(Path::new(&v)).map_err(|err| CliError::File {
@@ -568,8 +595,11 @@ pub fn parse(
             })
         })
         .collect::<Result<Vec<String>, CliError>>()?;
-    // The environment first, then the flags over it.
-    let mut given: Vec<(&'static Flag, Option<String>, bool)> = Vec::new();
+    // The config file first, the environment over it, then the flags.
+    let mut given: Vec<Given> = Vec::new();
+    if let Some(path) = config_path(&args, env(CONFIG.env)?) {
+        given.extend(config_file(&path)?);
+    }
     for flag in FLAGS {
         if let Some(value) = env(flag.env)? {
             given.push((flag, Some(value), true));
@@ -599,6 +629,13 @@ pub fn parse(
         given.push((flag, value, false));
     }
 
+    let check = given
+        .iter()
+        .rev()
+        .find(|(flag, _, _)| flag.name == CHECK.name)
+        .map(|(flag, value, _)| value.as_deref().map_or(Ok(true), |v| boolean(flag.name, v)))
+        .transpose()?
+        .unwrap_or(false);
     let mut settings = Settings::default();
     for (flag, value, from_env) in given {
         let value = value.unwrap_or_else(|| "true".to_owned());
@@ -607,6 +644,7 @@ pub fn parse(
     let Settings {
         mut config,
         log_level,
+        drain_delay,
         origins_from_env,
         origins_from_flags,
         proxies_from_env,
@@ -653,10 +691,88 @@ pub fn parse(
     config
         .validate()
         .map_err(|err| CliError::Invalid(err.to_string()))?;
-    Ok(Command::Run(Box::new(Options {
+    let options = Box::new(Options {
         config,
         log_level: log_level.unwrap_or(LevelFilter::Info),
-    })))
+        drain_delay: drain_delay.unwrap_or(Duration::ZERO),
+    });
+    Ok(match check {
+        true => Command::Check(options),
+        false => Command::Run(options),
+    })
+}
+
+/// A flag as given: its row, its value (none for a switch), and whether it
+/// came from a variable (or the config file) rather than the command line.
+type Given = (&'static Flag, Option<String>, bool);
+
+/// The `--config` and `--check-config` rows of [`FLAGS`].
+const CONFIG: &Flag = &FLAGS[0];
+const CHECK: &Flag = &FLAGS[1];
+
+/// The file named by the last `--config` flag, else by `WSHUB_CONFIG`.
+fn config_path(args: &[String], from_env: Option<String>) -> Option<String> {
+    let mut path = from_env.filter(|p| !p.is_empty());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == CONFIG.name {
+            path = args.next().cloned();
+        } else if let Some(value) = arg.strip_prefix("--config=") {
+            path = Some(value.to_owned());
+        }
+    }
+    path
+}
+
+/// The settings of a `--config` file, each as its flag's value (given as
+/// a variable would be: a list is comma-separated).
+fn config_file(path: &str) -> Result<Vec<Given>, CliError> {
+    let fail = |reason: String| CliError::File {
+        flag: CONFIG.name,
+        reason: format!("{path}: {reason}"),
+    };
+    let text = std::fs::read_to_string(path).map_err(|err| fail(err.to_string()))?;
+    let entries = crate::config_file::read(&text).map_err(fail)?;
+    entries
+        .into_iter()
+        .map(|entry| {
+            let flag = FLAGS
+                .iter()
+                .find(|f| f.name.strip_prefix("--") == Some(entry.key.as_str()))
+                .filter(|f| f.name != CONFIG.name && f.name != CHECK.name)
+                .ok_or_else(|| {
+                    fail(format!(
+                        "line {}: unknown key {:?} (keys are the flags' names without --, see --help)",
+                        entry.line, entry.key
+                    ))
+                })?;
+            Ok((flag, Some(entry.value), true))
+        })
+        .collect()
+}
+
+/// The settings of `options` as `--check-config` prints them: secrets
+/// (tokens, the admin token, the JWT secret, a Redis password) masked.
+pub fn describe(options: &Options) -> String {
+    let mut config = options.config.clone();
+    config.redis = config.redis.as_deref().map(masked_url);
+    format!(
+        "log level: {}
+drain delay: {:?}
+{config:#?}
+",
+        options.log_level, options.drain_delay
+    )
+}
+
+/// A URL with the password of its user part (`redis://:pw@host`) masked.
+fn masked_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Comma-separated IP addresses (empty for none).

@@ -3,12 +3,14 @@
 
 use std::process::ExitCode;
 use std::thread;
+use std::time::Duration;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use wshub::Hub;
 
 mod cli;
+mod config_file;
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args_os().skip(1), |name| std::env::var_os(name)) {
@@ -21,6 +23,11 @@ fn main() -> ExitCode {
     match command {
         cli::Command::Help => {
             print!("{}", cli::help());
+            ExitCode::SUCCESS
+        }
+        cli::Command::Check(options) => {
+            print!("{}", cli::describe(&options));
+            println!("wshub: the settings are good");
             ExitCode::SUCCESS
         }
         cli::Command::Version => {
@@ -45,7 +52,7 @@ fn run(options: cli::Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(err) = watch_signals(hub.handle()) {
+    if let Err(err) = watch_signals(hub.handle(), options.drain_delay) {
         log::error!("cannot watch for SIGTERM and SIGINT: {err}");
         return ExitCode::FAILURE;
     }
@@ -58,8 +65,10 @@ fn run(options: cli::Options) -> ExitCode {
     }
 }
 
-/// SIGTERM or SIGINT: shut down gracefully. A second one: leave at once.
-fn watch_signals(handle: wshub::Handle) -> std::io::Result<()> {
+/// SIGTERM or SIGINT: shut down gracefully, after `drain` of answering
+/// `GET /ready` with 503 if it is not zero. A second one: shut down at
+/// once; one more, leave at once.
+fn watch_signals(handle: wshub::Handle, drain: Duration) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     thread::Builder::new()
         .name("wshub-signals".into())
@@ -72,7 +81,28 @@ fn watch_signals(handle: wshub::Handle) -> std::io::Result<()> {
                 } else {
                     "SIGINT"
                 };
-                if received == 1 {
+                let draining = !drain.is_zero();
+                if received == 1 && draining {
+                    log::info!(
+                        "{name} received: draining for {drain:?} (GET /ready answers 503), \
+                         then shutting down (again to shut down at once)"
+                    );
+                    handle.drain();
+                    let drained = handle.clone();
+                    let later =
+                        thread::Builder::new()
+                            .name("wshub-drain".into())
+                            .spawn(move || {
+                                // The drain delay itself: a timer, nothing to wait on.
+                                thread::sleep(drain);
+                                log::info!("drained for {drain:?}: shutting down");
+                                drained.shutdown();
+                            });
+                    if let Err(err) = later {
+                        log::error!("cannot time the drain ({err}): shutting down now");
+                        handle.shutdown();
+                    }
+                } else if received == 1 || (received == 2 && draining) {
                     log::info!("{name} received: shutting down (again to exit at once)");
                     handle.shutdown();
                 } else {
