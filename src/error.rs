@@ -59,6 +59,9 @@ pub enum Error {
     /// The operating system refused something the hub needed at run time
     /// (spawning a thread, reading a file). Usually a resource limit.
     Io(io::Error),
+    /// The TLS certificate or key cannot be used (at start, or on a
+    /// reload, which then keeps the certificate it had). Fix the file named.
+    Tls(crate::tls::TlsError),
     /// A thread of the hub panicked. This is a bug: please report it with the log.
     Panicked(&'static str),
 }
@@ -75,6 +78,7 @@ impl fmt::Display for Error {
             Error::Unconfirmed(reason) => write!(f, "not confirmed: {reason}"),
             Error::Json(err) => write!(f, "data is not serialisable as JSON: {err}"),
             Error::Io(err) => write!(f, "{err}"),
+            Error::Tls(err) => write!(f, "TLS: {err}"),
             Error::Panicked(thread) => write!(f, "the {thread} thread panicked"),
         }
     }
@@ -86,6 +90,7 @@ impl std::error::Error for Error {
             Error::Bind { source, .. } => Some(source),
             Error::Json(err) => Some(err),
             Error::Io(err) => Some(err),
+            Error::Tls(err) => Some(err),
             _ => None,
         }
     }
@@ -94,6 +99,12 @@ impl std::error::Error for Error {
 impl From<io::Error> for Error {
     fn from(err: io::Error) -> Self {
         Error::Io(err)
+    }
+}
+
+impl From<crate::tls::TlsError> for Error {
+    fn from(err: crate::tls::TlsError) -> Self {
+        Error::Tls(err)
     }
 }
 

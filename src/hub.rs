@@ -27,6 +27,7 @@ use crate::handle::Handle;
 use crate::inbox::{self, InboxBudget, Lanes};
 use crate::router::Router;
 use crate::timer;
+use crate::tls::Tls;
 use crate::writer::Writers;
 
 /// A bound, not yet running, hub.
@@ -56,6 +57,8 @@ pub struct Hub {
     handle: Handle,
     /// The application's request queue, once [`Hub::requests`] made it.
     requests: Option<(Sender<ClientRequest>, Receiver<ClientRequest>)>,
+    /// With a certificate: the TLS every connection starts with.
+    tls: Option<Arc<Tls>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -97,10 +100,12 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a value out of range, [`Error::Bind`] when the
+    /// [`Error::Config`] for a value out of range, [`Error::Tls`] when the
+    /// TLS certificate or key cannot be used, [`Error::Bind`] when the
     /// address cannot be bound.
     pub fn with_config(config: Config) -> Result<Hub> {
         config.validate()?;
+        let tls = Tls::new(&config)?;
         let shown = match config.host.contains(':') {
             true => format!("[{}]:{}", config.host, config.port),
             false => format!("{}:{}", config.host, config.port),
@@ -140,7 +145,7 @@ impl Hub {
             wanted,
             config.writer_threads + pool::MOST_IDLE + budget::OWN_THREADS,
         );
-        let handle = Handle::new(inbox, Arc::new(Stop::new(local_addr)));
+        let handle = Handle::new(inbox, Arc::new(Stop::new(local_addr)), tls.clone());
         Ok(Hub {
             listener,
             local_addr,
@@ -152,6 +157,7 @@ impl Hub {
             ticks,
             handle,
             requests: None,
+            tls,
         })
     }
 
@@ -205,6 +211,7 @@ impl Hub {
             ticks,
             handle,
             requests,
+            tls,
         } = self;
 
         let (writers, writer_threads) = Writers::start(config.writer_threads)?;
@@ -230,6 +237,7 @@ impl Hub {
             Arc::clone(&writers),
         );
         shared.loopback = local_addr.ip().is_loopback();
+        shared.tls = tls.clone();
         shared.hub = hub_id;
         let shared = Arc::new(shared);
         let router = Router::new(
@@ -266,8 +274,12 @@ impl Hub {
             .name("wshub-timer".into())
             .spawn(move || timer::run(tick, ticks, router_gone))?;
 
+        let (ws, http) = match tls {
+            Some(_) => ("wss", "HTTPS"),
+            None => ("ws", "HTTP"),
+        };
         log::info!(
-            "wshub listening on ws://{local_addr}{} (HTTP API on the same port; {} writer threads)",
+            "wshub listening on {ws}://{local_addr}{} ({http} API on the same port; {} writer threads)",
             config.path,
             config.writer_threads
         );

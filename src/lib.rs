@@ -122,6 +122,7 @@ pub mod stats;
 mod subscriptions;
 mod throttle;
 mod timer;
+mod tls;
 mod writer;
 
 /// Random JSON for the parser's property tests, shared with `tests/`.
@@ -139,3 +140,4 @@ pub use crate::jwt::sign_jwt;
 pub use crate::protocol::{Envelope, ErrorCode, Status, Timestamp, Topic};
 pub use crate::publish::{ClientRef, Filter, Target};
 pub use crate::stats::Stats;
+pub use crate::tls::TlsError;

@@ -62,7 +62,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
                 "refusing a connection from {}: too many handshakes under way",
                 peer.ip()
             );
-            busy(stream);
+            busy(stream, shared);
             continue;
         };
         let Some(slot) = shared.threads.reserve() else {
@@ -70,7 +70,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
                 "refusing a connection: {} threads are running",
                 shared.threads.most()
             );
-            busy(stream);
+            busy(stream, shared);
             continue;
         };
         if !cfg!(target_os = "linux") {
@@ -90,7 +90,16 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
 
 /// Tells a connection the hub has no room for it, without ever blocking the
 /// accept loop: a fresh socket's send buffer takes the few bytes at once.
-fn busy(stream: TcpStream) {
+/// On a TLS port a 503 would need a handshake, which is what there is no
+/// room for: the client gets a TLS alert (`close_notify`) instead, and its
+/// TLS library reports the connection closed before the handshake.
+fn busy(stream: TcpStream, shared: &Shared) {
+    if let Some(tls) = &shared.tls {
+        if stream.set_nonblocking(true).is_ok() {
+            let _ = (&stream).write(tls.refusal());
+        }
+        return;
+    }
     let body = r#"{"success":false,"code":"busy","error":"The hub is at its connection limit"}"#;
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -11,14 +11,14 @@
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use tungstenite::Bytes;
 use tungstenite::handshake::derive_accept_key;
 
 use super::http::{Request, Response};
 use super::reader;
-use super::{Shared, respond};
+use super::{Secured, Shared, Timed, respond};
 use crate::auth::{Denied, Identity};
 use crate::budget::HandshakeSlot;
 use crate::inbox::{Ending, Input, Joining};
@@ -26,10 +26,11 @@ use crate::link::{Admission, Link};
 use crate::protocol::{self, Close, Envelope, ErrorCode, Kind, MAX_NAME_LEN, Message};
 use crate::throttle::warn_throttled;
 
-/// Checks the upgrade request, answers 101, and hands the client to the
-/// router and to its reader thread.
+/// Checks the upgrade request, answers 101, and hands the client (with its
+/// TLS session, on a TLS port) to the router and to its reader thread.
 pub(super) fn upgrade(
     stream: TcpStream,
+    secured: Option<Secured>,
     peer: SocketAddr,
     request: Request,
     rest: Vec<u8>,
@@ -44,14 +45,18 @@ pub(super) fn upgrade(
         accept,
     } = match check_upgrade(&request, shared) {
         Ok(checked) => checked,
-        Err(response) => return respond(&stream, &response, false, config.handshake_timeout),
+        Err(response) => {
+            let mut timed = Timed::new(&stream, Instant::now()).with_tls(secured);
+            return respond(&mut timed, &response, false, config.handshake_timeout);
+        }
     };
     let switching = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
     let (id, name) = shared.new_client();
     let writer = (id.0 % shared.writers.count() as u64) as usize;
-    let link = Arc::new(Link::new(id, stream, writer));
+    let (session, inbound) = secured.unzip();
+    let link = Arc::new(Link::new(id, stream, writer, session));
     // The 101 goes out with the client's first frame (its welcome, or the
     // reason it is refused), in one send: one TCP segment and one wake-up
     // of the client less per connection. From here writes are non-blocking
@@ -111,7 +116,7 @@ pub(super) fn upgrade(
             // registered there; park returns at once if that happened first.
             reader_link.wait_for_admission();
             if reader_link.admission() == Admission::Admitted {
-                reader::run(reader_link, rest, &reader_shared, role);
+                reader::run(reader_link, rest, inbound, &reader_shared, role);
             }
         });
     if let Err(err) = spawned {
