@@ -659,3 +659,305 @@ fn the_binary_refuses_certificate_files_it_cannot_use_with_exit_code_2() {
         half.seen
     );
 }
+
+// Real clients of other makers over wss:// and https://: Node's `ws`,
+// Python's `websockets`, headless Chromium and `curl`, each trusting the
+// test's authority the way its users do (a CA file, or Chromium a pinned
+// key). Each client subscribes to `news`, publishes a 50 kB message there
+// (several TLS records) and reports what came back on `results`, where a
+// Rust client over TLS listens.
+
+/// The scenario every JavaScript client runs, as a function of a connected
+/// WebSocket and the client's name; the caller adds how it ends.
+const SCENARIO_JS: &str = r#"
+function scenario(ws, name, extra, finished) {
+  const big = "é✓".repeat(10000);
+  ws.onmessage = (event) => {
+    const m = JSON.parse(event.data);
+    if (m.type === "connection") {
+      ws.send(JSON.stringify({type: "subscribe", channel: "news", correlationId: "s"}));
+    } else if (m.type === "subscribed") {
+      ws.send(JSON.stringify({type: "publish", channel: "news", event: "said", data: {text: big}}));
+    } else if (m.type === "said") {
+      const data = Object.assign({client: name, ok: m.data.text === big, length: m.data.text.length}, extra(ws));
+      ws.send(JSON.stringify({type: "publish", channel: "results", event: "result", data}));
+      ws.send(JSON.stringify({type: "ping", correlationId: "done"}));
+    } else if (m.type === "pong") {
+      ws.close(1000, "done");
+    }
+  };
+  ws.onclose = (event) => finished(event.code);
+  ws.onerror = (event) => console.error("websocket error", event.message || event);
+}
+"#;
+
+/// A hub serving TLS with clients allowed to publish, a Rust client over
+/// TLS subscribed to `results`, and the authority's files.
+fn results_hub(name: &str) -> (Pki, tls::Issued, TestHub, Wss) {
+    let pki = Pki::new(name);
+    let issued = pki.issue("server", "wshub test 1", 1);
+    let hub = tls_hub(support::config().allow_client_publish(true), &issued);
+    let mut results = Wss::connect(hub.addr, &pki.client_config(), "/ws");
+    let reply = results.request(
+        json!({"type": "subscribe", "channel": "results"}),
+        "results",
+    );
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    (pki, issued, hub, results)
+}
+
+/// Runs `command` to its end within a minute; its exit status and output.
+fn run_within(mut command: std::process::Command, what: &str) -> (bool, String) {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("{what} starts: {err}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let output = child.wait_with_output().unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            return (status.success(), text);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "{what} did not finish within a minute: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        // Polls a child process's end (no message to wait on), each
+        // pause bounded by the minute above.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `tests/seeds/node_modules`, where `.ci/run` installs `ws`.
+fn node_modules() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seeds/node_modules");
+    assert!(
+        dir.join("ws/package.json").exists(),
+        "{} is missing: cd tests/seeds && npm install",
+        dir.join("ws").display()
+    );
+    dir
+}
+
+#[test]
+#[ignore = "needs node and the npm ws package: .ci/run installs them and runs cargo test --test tls -- --ignored"]
+fn node_ws_speaks_wss_trusting_the_hubs_authority() {
+    let (pki, _issued, hub, mut results) = results_hub("node");
+    let script = format!(
+        r#"{SCENARIO_JS}
+const fs = require("fs");
+const WebSocket = require("ws");
+const ws = new WebSocket("wss://localhost:{port}/ws", {{ca: fs.readFileSync({ca:?})}});
+scenario(ws, "node ws", (ws) => ({{tls: ws._socket.getProtocol(), alpn: ws._socket.alpnProtocol}}),
+  (code) => process.exit(code === 1000 ? 0 : 1));
+"#,
+        port = hub.addr.port(),
+        ca = pki.ca_file().display().to_string(),
+    );
+    let path = pki.dir.join("client.js");
+    std::fs::write(&path, script).unwrap();
+    let mut node = std::process::Command::new("node");
+    node.arg(&path).env("NODE_PATH", node_modules());
+    let (ok, output) = run_within(node, "node");
+    assert!(ok, "node failed: {output}");
+    let result = results.expect("result")["data"].clone();
+    assert_eq!(result["client"], "node ws", "{result}");
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["length"], 20_000, "{result}");
+    assert_eq!(result["tls"], "TLSv1.3", "{result}");
+
+    // Without the authority, node refuses the hub's certificate.
+    let untrusting = format!(
+        r#"const WebSocket = require("ws");
+const ws = new WebSocket("wss://localhost:{}/ws");
+ws.on("open", () => process.exit(3));
+ws.on("error", (err) => {{ console.log(err.code); process.exit(0); }});
+"#,
+        hub.addr.port()
+    );
+    let path = pki.dir.join("untrusting.js");
+    std::fs::write(&path, untrusting).unwrap();
+    let mut node = std::process::Command::new("node");
+    node.arg(&path).env("NODE_PATH", node_modules());
+    let (ok, output) = run_within(node, "node");
+    assert!(ok, "an untrusted certificate was accepted: {output}");
+    assert!(
+        output.contains("UNABLE_TO_VERIFY_LEAF_SIGNATURE") || output.contains("CERT"),
+        "{output}"
+    );
+}
+
+#[test]
+#[ignore = "needs python3 and websockets: .ci/run installs them and runs cargo test --test tls -- --ignored"]
+fn python_websockets_speaks_wss_trusting_the_hubs_authority() {
+    let (pki, _issued, hub, mut results) = results_hub("python");
+    let script = r#"
+import json, ssl, sys
+from websockets.sync.client import connect
+
+port, ca = sys.argv[1], sys.argv[2]
+context = ssl.create_default_context(cafile=ca)
+big = "é✓" * 10000
+with connect(f"wss://localhost:{port}/ws", ssl=context, max_size=2**20) as ws:
+    for raw in ws:
+        m = json.loads(raw)
+        if m["type"] == "connection":
+            ws.send(json.dumps({"type": "subscribe", "channel": "news", "correlationId": "s"}))
+        elif m["type"] == "subscribed":
+            ws.send(json.dumps({"type": "publish", "channel": "news", "event": "said", "data": {"text": big}}, ensure_ascii=False))
+        elif m["type"] == "said":
+            data = {"client": "python websockets", "ok": m["data"]["text"] == big,
+                    "length": len(m["data"]["text"]), "tls": ws.socket.version(),
+                    "alpn": ws.socket.selected_alpn_protocol()}
+            ws.send(json.dumps({"type": "publish", "channel": "results", "event": "result", "data": data}))
+            break
+"#;
+    let path = pki.dir.join("client.py");
+    std::fs::write(&path, script).unwrap();
+    let mut python = std::process::Command::new("python3");
+    python
+        .arg(&path)
+        .arg(hub.addr.port().to_string())
+        .arg(pki.ca_file());
+    let (ok, output) = run_within(python, "python3");
+    assert!(ok, "python failed: {output}");
+    let result = results.expect("result")["data"].clone();
+    assert_eq!(result["client"], "python websockets", "{result}");
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["length"], 20_000, "{result}");
+    assert_eq!(result["tls"], "TLSv1.3", "{result}");
+}
+
+/// Answers every request on `pages` with `page` (HTML), until the test ends.
+fn serve_page(pages: &std::net::TcpListener, page: &str) {
+    for stream in pages.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        stream.set_read_timeout(Some(DEADLINE)).ok();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+            page.len()
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs Chromium: .ci/run installs it and runs cargo test --test tls -- --ignored"]
+fn headless_chromium_speaks_wss_to_a_pinned_certificate() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+
+    let (pki, issued, hub, mut results) = results_hub("chromium");
+    let page = format!(
+        r#"<!doctype html><script>{SCENARIO_JS}
+scenario(new WebSocket("wss://localhost:{}/ws"), "chromium", () => ({{}}), () => {{}});
+</script>"#,
+        hub.addr.port()
+    );
+    // Served over http:// (Chromium opens no WebSocket from a file:// page).
+    let pages = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let page_url = format!("http://{}/", pages.local_addr().unwrap());
+    std::thread::spawn(move || serve_page(&pages, &page));
+    // Chromium trusts the hub's certificate by its public key, for this
+    // run only (no authority is installed anywhere).
+    let pin = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&issued.spki));
+    let profile = pki.dir.join("chromium-profile");
+    let log_path = pki.dir.join("chromium.log");
+    let mut browser = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+        ])
+        .arg(format!("--ignore-certificate-errors-spki-list={pin}"))
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(page_url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("chromium starts (install it: apt-get install chromium)");
+    let result = tls::read_json(&mut results.ws, Duration::from_secs(60));
+    let _ = browser.kill();
+    let _ = browser.wait();
+    let result = result.unwrap_or_else(|err| {
+        let console: Vec<String> = std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("CONSOLE") || l.contains("SSL") || l.contains("cert"))
+            .map(str::to_owned)
+            .collect();
+        panic!("no result from the page: {err}; log: {console:#?}")
+    });
+    assert_eq!(result["type"], "result", "{result}");
+    let data = &result["data"];
+    assert_eq!(data["client"], "chromium", "{result}");
+    assert_eq!(data["ok"], true, "{result}");
+    assert_eq!(data["length"], 20_000, "{result}");
+}
+
+#[test]
+#[ignore = "needs curl: .ci/run installs it and runs cargo test --test tls -- --ignored"]
+fn curl_reaches_health_and_publish_over_https_with_the_authority() {
+    let (pki, _issued, hub, mut results) = results_hub("curl");
+    let url = |path: &str| format!("https://localhost:{}{path}", hub.addr.port());
+    let curl = |args: &[&str]| {
+        let mut command = std::process::Command::new("curl");
+        command
+            .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}"])
+            .args(args);
+        run_within(command, "curl")
+    };
+    let ca = pki.ca_file().display().to_string();
+
+    let (ok, output) = curl(&["--cacert", &ca, &url("/health")]);
+    assert!(ok, "{output}");
+    assert_eq!(output, "{\"status\":\"ok\"}\n200");
+
+    let (ok, output) = curl(&[
+        "--cacert",
+        &ca,
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"channel":"results","type":"result","data":{"via":"curl"}}"#,
+        &url("/api/publish"),
+    ]);
+    assert!(ok, "{output}");
+    assert!(output.ends_with("\n200"), "{output}");
+    assert!(output.contains(r#""delivered":1"#), "{output}");
+    assert_eq!(results.expect("result")["data"]["via"], "curl");
+
+    // Without the authority curl refuses the certificate (exit 60), and
+    // plain http:// on the TLS port is answered 400, saying why.
+    let (ok, output) = curl(&[&url("/health")]);
+    assert!(!ok, "{output}");
+    let plain = format!("http://localhost:{}/health", hub.addr.port());
+    let (ok, output) = curl(&[&plain]);
+    assert!(ok, "{output}");
+    assert!(output.ends_with("\n400"), "{output}");
+    assert!(output.contains("TLS only"), "{output}");
+}

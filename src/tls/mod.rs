@@ -26,13 +26,12 @@
 
 #[cfg(feature = "tls")]
 mod certs;
-mod error;
 #[cfg(not(feature = "tls"))]
 mod off;
 #[cfg(feature = "tls")]
 mod session;
 
-pub use error::TlsError;
+pub(crate) use crate::error::TlsError;
 
 #[cfg(feature = "tls")]
 pub(crate) use certs::Tls;

@@ -48,6 +48,8 @@ pub struct Issued {
     pub key: PathBuf,
     /// The server certificate itself, as a client sees it.
     pub der: CertificateDer<'static>,
+    /// Its public key (DER SubjectPublicKeyInfo), for pinning.
+    pub spki: Vec<u8>,
 }
 
 impl Pki {
@@ -108,6 +110,7 @@ impl Pki {
             cert: self.dir.join(format!("{stem}.pem")),
             key: self.dir.join(format!("{stem}.key")),
             der: cert.der().clone(),
+            spki: rcgen::PublicKeyData::subject_public_key_info(&key),
         };
         write_atomically(&issued.cert, &format!("{}{}", cert.pem(), self.ca_pem));
         write_atomically(&issued.key, &key.serialize_pem());
