@@ -523,6 +523,47 @@ fn handshake_and_address_limits_hold_over_tls() {
     assert_eq!(hub.handle().stats().unwrap().rejected_connections, 1);
 }
 
+#[test]
+fn the_rust_client_speaks_wss_trusting_a_ca_file_and_refuses_an_untrusted_hub() {
+    use wshub::client::{Client, Error, Options, Update};
+
+    let pki = Pki::new("client");
+    let issued = pki.issue("server", "wshub test 1", 1);
+    let hub = tls_hub(support::config(), &issued);
+    let url = format!("wss://localhost:{}/ws", hub.addr.port());
+
+    let mut client = Client::connect(&url, Options::new().ca_file(pki.ca_file())).expect("wss");
+    client
+        .subscribe(wshub::Topic::channel("news"))
+        .expect("subscribe");
+    hub.handle()
+        .publish(Target::channel("news"), "said", json!({"n": 1}))
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no message over wss within {DEADLINE:?}");
+        if let Some(Update::Message(message)) = client.next_update(left).expect("next update") {
+            assert_eq!(message.raw["data"]["n"], 1, "{}", message.raw);
+            break;
+        }
+    }
+    client.close();
+
+    // The system's authorities do not know the test's: a typed TLS error.
+    match Client::connect(&url, Options::new().reconnect(false)) {
+        Err(Error::Tls { reason, .. }) => assert!(reason.contains("certificate"), "{reason}"),
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+    // Nor does a file holding no authority load.
+    let empty = pki.dir.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    assert!(matches!(
+        Client::connect(&url, Options::new().ca_file(&empty)),
+        Err(Error::Certificates { .. })
+    ));
+}
+
 /// The `wshub` binary, its log lines on a channel.
 struct Binary {
     child: std::process::Child,
