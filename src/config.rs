@@ -50,6 +50,16 @@ pub struct Config {
     /// Path of the WebSocket endpoint. Default `/ws`. Upgrades on `/` are
     /// accepted too.
     pub path: String,
+    /// PEM file of the hub's certificate chain (its own certificate first,
+    /// then the intermediates). Set with [`tls_key`](Config::tls_key), the
+    /// hub speaks TLS 1.2 and 1.3 on its port: `wss://` and `https://`,
+    /// and nothing else. Read at start and again by
+    /// [`Handle::reload_tls`](crate::Handle::reload_tls). Default: none,
+    /// plain `ws://` and `http://`. Needs the `tls` feature (on by default).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the certificate's private key: PKCS#8 (`PRIVATE KEY`),
+    /// RSA (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`). Default: none.
+    pub tls_key: Option<PathBuf>,
     /// How often the hub sends each client a protocol Ping. Default 30 s.
     pub heartbeat_interval: Duration,
     /// A client that sends nothing (no frame, no Pong) for this long, and
@@ -326,6 +336,8 @@ setters! {
     @into host: String,
     port: u16,
     @into path: String,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     heartbeat_interval: Duration,
     client_timeout: Duration,
     max_connections: usize,
@@ -428,6 +440,8 @@ impl Default for Config {
             host: "127.0.0.1".to_owned(),
             port: 3000,
             path: "/ws".to_owned(),
+            tls_cert: None,
+            tls_key: None,
             heartbeat_interval: Duration::from_secs(30),
             client_timeout: Duration::from_secs(60),
             max_connections: 10_000,
@@ -492,6 +506,20 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Serves TLS with the certificate chain and key in these PEM files:
+    /// sets [`tls_cert`](Config::tls_cert) and [`tls_key`](Config::tls_key).
+    ///
+    /// ```
+    /// let config = wshub::Config::default().tls("/etc/wshub/fullchain.pem", "/etc/wshub/key.pem");
+    /// assert!(config.tls_cert.is_some() && config.tls_key.is_some());
+    /// ```
+    #[must_use]
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Config {
+        self.tls_cert = Some(cert.into());
+        self.tls_key = Some(key.into());
+        self
+    }
+
     /// Checks every value, naming the first one out of range.
     ///
     /// # Errors
@@ -709,6 +737,17 @@ impl Config {
         }
         if let Err((_, reason)) = crate::protocol::check_name(&self.redis_prefix, "redis_prefix") {
             return fail("redis_prefix", &reason);
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return fail("tls_key", "must be set with tls_cert"),
+            (None, Some(_)) => return fail("tls_cert", "must be set with tls_key"),
+            (Some(_), Some(_)) if cfg!(not(feature = "tls")) => {
+                return fail(
+                    "tls_cert",
+                    "this build has no TLS support (the `tls` feature)",
+                );
+            }
+            _ => {}
         }
         if self.max_threads.is_some_and(|n| n < 2) {
             return fail("max_threads", "must be at least 2");

@@ -20,6 +20,7 @@ use crate::inbox::{Inbox, Input};
 use crate::protocol::{AppClose, BadClose, Topic};
 use crate::publish::{Publication, Target};
 use crate::stats::{ClientStats, PresenceEntry, Stats};
+use crate::tls::{Tls, TlsError};
 
 /// Talks to a running hub from any thread: publish, stats, disconnect,
 /// shutdown. Cheap to clone; every clone talks to the same hub.
@@ -31,6 +32,8 @@ use crate::stats::{ClientStats, PresenceEntry, Stats};
 pub struct Handle {
     inbox: Inbox,
     stop: Arc<Stop>,
+    /// The hub's TLS, for [`Handle::reload_tls`].
+    tls: Option<Arc<Tls>>,
 }
 
 impl std::fmt::Debug for Handle {
@@ -40,9 +43,10 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Handle {
-    /// A handle on the router behind `inbox`, whose accept loop `stop` stops.
-    pub(crate) fn new(inbox: Inbox, stop: Arc<Stop>) -> Handle {
-        Handle { inbox, stop }
+    /// A handle on the router behind `inbox`, whose accept loop `stop`
+    /// stops, serving `tls` if it has any.
+    pub(crate) fn new(inbox: Inbox, stop: Arc<Stop>, tls: Option<Arc<Tls>>) -> Handle {
+        Handle { inbox, stop, tls }
     }
 
     /// The router's inbox (the hub's own threads send into it).
@@ -384,6 +388,38 @@ impl Handle {
         }
         let _ = self.inbox.send(Input::Shutdown);
         self.stop.trigger();
+    }
+
+    /// Reads the TLS certificate and key files
+    /// ([`Config::tls_cert`](crate::Config::tls_cert) and
+    /// [`tls_key`](crate::Config::tls_key)) again, as after a renewal: new
+    /// connections get the new certificate; connections already open, and
+    /// handshakes under way, keep theirs and are not disturbed. The binary
+    /// calls it on `SIGHUP`. Runs on the calling thread (it reads two files
+    /// and checks the key), not the router's.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tls`] when the files cannot be used (then logged too, and
+    /// the current certificate stays), or with [`TlsError::NotConfigured`]
+    /// for a hub without TLS.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let server = wshub::Hub::bind("127.0.0.1:0")?.spawn()?;
+    /// match server.handle().reload_tls() {
+    ///     Ok(()) => println!("new connections get the new certificate"),
+    ///     Err(wshub::Error::Tls(wshub::TlsError::NotConfigured)) => println!("no TLS here"),
+    ///     Err(err) => eprintln!("kept the old certificate: {err}"),
+    /// }
+    /// # Ok::<(), wshub::Error>(())
+    /// ```
+    pub fn reload_tls(&self) -> Result<()> {
+        match &self.tls {
+            Some(tls) => Ok(tls.reload()?),
+            None => Err(Error::Tls(TlsError::NotConfigured)),
+        }
     }
 
     /// Asks the router and waits for its answer.

@@ -29,6 +29,7 @@ use crate::handle::Handle;
 use crate::inbox::{self, InboxBudget, Lanes};
 use crate::router::Router;
 use crate::timer;
+use crate::tls::Tls;
 use crate::writer::Writers;
 
 /// A bound, not yet running, hub.
@@ -58,6 +59,8 @@ pub struct Hub {
     handle: Handle,
     /// The application's request queue, once [`Hub::requests`] made it.
     requests: Option<(Sender<ClientRequest>, Receiver<ClientRequest>)>,
+    /// With a certificate: the TLS every connection starts with.
+    tls: Option<Arc<Tls>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -99,10 +102,12 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a value out of range, [`Error::Bind`] when the
+    /// [`Error::Config`] for a value out of range, [`Error::Tls`] when the
+    /// TLS certificate or key cannot be used, [`Error::Bind`] when the
     /// address cannot be bound.
     pub fn with_config(config: Config) -> Result<Hub> {
         config.validate()?;
+        let tls = Tls::new(&config)?;
         let shown = match config.host.contains(':') {
             true => format!("[{}]:{}", config.host, config.port),
             false => format!("{}:{}", config.host, config.port),
@@ -142,7 +147,7 @@ impl Hub {
             wanted,
             config.writer_threads + pool::MOST_IDLE + budget::OWN_THREADS,
         );
-        let handle = Handle::new(inbox, Arc::new(Stop::new(local_addr)));
+        let handle = Handle::new(inbox, Arc::new(Stop::new(local_addr)), tls.clone());
         Ok(Hub {
             listener,
             local_addr,
@@ -154,6 +159,7 @@ impl Hub {
             ticks,
             handle,
             requests: None,
+            tls,
         })
     }
 
@@ -207,6 +213,7 @@ impl Hub {
             ticks,
             handle,
             requests,
+            tls,
         } = self;
 
         let (writers, writer_threads) = Writers::start(config.writer_threads)?;
@@ -235,6 +242,7 @@ impl Hub {
             Arc::clone(&writers),
         );
         shared.loopback = local_addr.ip().is_loopback();
+        shared.tls = tls.clone();
         shared.hub = hub_id;
         shared.stop = Some(Arc::clone(handle.stop()));
         let shared = Arc::new(shared);
@@ -284,8 +292,12 @@ impl Hub {
             .name("wshub-timer".into())
             .spawn(move || timer::run(tick, ticks, router_gone, &meters))?;
 
+        let (ws, http) = match tls {
+            Some(_) => ("wss", "HTTPS"),
+            None => ("ws", "HTTP"),
+        };
         log::info!(
-            "wshub listening on ws://{local_addr}{} (HTTP API on the same port; {} writer threads)",
+            "wshub listening on {ws}://{local_addr}{} ({http} API on the same port; {} writer threads)",
             config.path,
             config.writer_threads
         );

@@ -122,6 +122,7 @@ pub mod stats;
 mod subscriptions;
 mod throttle;
 mod timer;
+mod tls;
 mod writer;
 
 /// Random JSON for the parser's property tests, shared with `tests/`.
@@ -132,7 +133,7 @@ mod test_json;
 pub use crate::app::{ClientRequest, Requests};
 pub use crate::auth::{Secret, TokenGrant, load_tokens};
 pub use crate::config::{Config, Endpoint};
-pub use crate::error::{Error, Result};
+pub use crate::error::{Error, Result, TlsError};
 pub use crate::handle::Handle;
 pub use crate::hub::{Hub, Server};
 pub use crate::jwt::sign_jwt;

@@ -21,7 +21,11 @@
 //!
 //! The socket is shared: reads stay blocking (the reader), writes use
 //! `MSG_DONTWAIT` on the same descriptor, so a full socket never blocks a
-//! writer. The link ends when its last `Arc` is dropped, which closes the
+//! writer. On a TLS connection the drainer seals what it takes into its
+//! scratch buffer under the session's lock, then sends the ciphertext the
+//! same way outside it; what a full socket leaves is kept on the session
+//! and goes first next time, as a frame cut short is (see [`crate::tls`]).
+//! The link ends when its last `Arc` is dropped, which closes the
 //! socket.
 
 use std::collections::VecDeque;
@@ -36,6 +40,7 @@ use tungstenite::Bytes;
 
 use crate::analytics::Meters;
 use crate::subscriptions::ClientId;
+use crate::tls;
 
 /// Most frames gathered into one `sendmsg`.
 const MAX_IOV: usize = 128;
@@ -87,14 +92,16 @@ pub(crate) enum Drained {
 pub(crate) struct Scratch {
     frames: VecDeque<Bytes>,
     meters: Option<Arc<Meters>>,
+    /// Where TLS links' frames are sealed.
+    tls: tls::Scratch,
 }
 
 impl Scratch {
     /// Buffers of a drainer that tells `meters` of the frames it writes.
     pub(crate) fn timed(meters: Arc<Meters>) -> Scratch {
         Scratch {
-            frames: VecDeque::new(),
             meters: Some(meters),
+            ..Scratch::default()
         }
     }
 }
@@ -144,6 +151,9 @@ struct Outbox {
 pub(crate) struct Link {
     pub(crate) id: ClientId,
     pub(crate) stream: TcpStream,
+    /// On a TLS port: the connection's session, shared by the reader and
+    /// whoever drains the link.
+    pub(crate) tls: Option<tls::Session>,
     /// The writer of the pool that drains this link.
     pub(crate) writer: usize,
     /// [`clock`] when the reader last heard from the client.
@@ -166,10 +176,16 @@ pub(crate) enum Admission {
 }
 
 impl Link {
-    pub(crate) fn new(id: ClientId, stream: TcpStream, writer: usize) -> Link {
+    pub(crate) fn new(
+        id: ClientId,
+        stream: TcpStream,
+        writer: usize,
+        tls: Option<tls::Session>,
+    ) -> Link {
         Link {
             id,
             stream,
+            tls,
             writer,
             heard: AtomicU64::new(clock()),
             inbox_share: AtomicUsize::new(0),
@@ -305,7 +321,9 @@ impl Link {
     }
 
     /// Queues a control frame (a Pong) past the limits, which the reader's
-    /// control-frame budget bounds instead. `true`: hand the link to its writer.
+    /// control-frame budget bounds instead; on a TLS link, an empty frame
+    /// gives the drainer a turn to send the session's own records. `true`:
+    /// hand the link to its writer.
     pub(crate) fn push_control(&self, frame: Bytes) -> bool {
         let mut out = self.lock();
         if out.closing || out.finished {
@@ -421,7 +439,8 @@ impl Link {
         }
         let meters = scratch.meters.as_deref();
         let drained = loop {
-            let (frames, bytes, outcome) = self.write(&mut batch, &mut offset, meters);
+            let (frames, bytes, outcome) =
+                self.write(&mut batch, &mut offset, meters, &mut scratch.tls);
             let mut guard = self.lock();
             let out = &mut *guard;
             out.queued_frames -= frames;
@@ -445,6 +464,14 @@ impl Link {
                 Written::All if !out.frames.is_empty() => {
                     std::mem::swap(&mut out.frames, &mut batch);
                     offset = std::mem::take(&mut out.offset);
+                    out.taken = true;
+                }
+                // On TLS, close_notify follows the Close: one more turn.
+                Written::All
+                    if out.closing
+                        && !out.finished
+                        && self.tls.as_ref().is_some_and(tls::Session::end) =>
+                {
                     out.taken = true;
                 }
                 Written::All => {
@@ -491,8 +518,79 @@ impl Link {
 
     /// Sends `batch` (its first frame from `offset`) until it is all written
     /// or the socket is full, telling `meters` of each frame written in
-    /// full. Returns the frames and bytes fully written.
+    /// full (on TLS: sealed). Returns the frames and bytes fully written (on
+    /// TLS: sealed).
     fn write(
+        &self,
+        batch: &mut VecDeque<Bytes>,
+        offset: &mut usize,
+        meters: Option<&Meters>,
+        scratch: &mut tls::Scratch,
+    ) -> (usize, usize, Written) {
+        match &self.tls {
+            Some(session) => self.write_sealed(session, batch, offset, meters, scratch),
+            None => self.write_plain(batch, offset, meters),
+        }
+    }
+
+    /// [`Link::write`] on TLS: what a full socket left last time, then turn
+    /// after turn, frames sealed under the session's lock (at most 64 KiB of
+    /// them) and sent outside it. What the socket does not take is kept on
+    /// the session; `offset` is how far into the first frame sealing went.
+    fn write_sealed(
+        &self,
+        session: &tls::Session,
+        batch: &mut VecDeque<Bytes>,
+        offset: &mut usize,
+        meters: Option<&Meters>,
+        scratch: &mut tls::Scratch,
+    ) -> (usize, usize, Written) {
+        let socket = SockRef::from(&self.stream);
+        {
+            let mut tail = session.tail();
+            let unsent = tail.unsent().len();
+            if unsent > 0 {
+                let sent = match send_all(&socket, tail.unsent()) {
+                    Ok(sent) => sent,
+                    Err(failed) => return (0, 0, failed),
+                };
+                tail.advance(sent);
+                if sent < unsent {
+                    return (0, 0, Written::Blocked);
+                }
+            }
+        }
+        let (mut frames, mut bytes) = (0, 0);
+        loop {
+            match session.seal(batch, offset, scratch, |frame| {
+                if let Some(meters) = meters {
+                    meters.latency.written(frame);
+                }
+            }) {
+                Ok((sealed_frames, sealed_bytes)) => {
+                    frames += sealed_frames;
+                    bytes += sealed_bytes;
+                }
+                Err(_) => return (frames, bytes, Written::Failed),
+            }
+            let sealed = scratch.sealed();
+            if sealed.is_empty() {
+                // Nothing was left to seal, and rustls had nothing to send.
+                return (frames, bytes, Written::All);
+            }
+            let sent = match send_all(&socket, sealed) {
+                Ok(sent) => sent,
+                Err(failed) => return (frames, bytes, failed),
+            };
+            if sent < sealed.len() {
+                session.tail().keep(&sealed[sent..]);
+                return (frames, bytes, Written::Blocked);
+            }
+        }
+    }
+
+    /// [`Link::write`] on plain TCP: vectored sends of the frames themselves.
+    fn write_plain(
         &self,
         batch: &mut VecDeque<Bytes>,
         offset: &mut usize,
@@ -538,6 +636,22 @@ impl Link {
     }
 }
 
+/// Sends `bytes` until they are all out or the socket is full: how many
+/// went, or [`Written::Failed`].
+fn send_all(socket: &SockRef<'_>, bytes: &[u8]) -> Result<usize, Written> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match socket.send_with_flags(&bytes[sent..], SEND_FLAGS) {
+            Ok(0) => return Err(Written::Failed),
+            Ok(n) => sent += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return Err(Written::Failed),
+        }
+    }
+    Ok(sent)
+}
+
 /// How far one write went.
 enum Written {
     All,
@@ -581,7 +695,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        (Link::new(ClientId(1), server, 0), client)
+        (Link::new(ClientId(1), server, 0, None), client)
     }
 
     fn read_exactly(stream: &mut TcpStream, n: usize) -> Vec<u8> {

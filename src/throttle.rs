@@ -62,6 +62,25 @@ macro_rules! warn_throttled {
 
 pub(crate) use warn_throttled;
 
+/// `log::debug!`, at most once a second for this call site, saying how many
+/// were held back: for what anyone can cause at will (garbage on the TLS
+/// port) and only an operator looking into it wants to see.
+macro_rules! debug_throttled {
+    ($($arg:tt)+) => {{
+        static THROTTLE: $crate::throttle::Throttle = $crate::throttle::Throttle::new();
+        if log::log_enabled!(log::Level::Debug) {
+            if let Some(held) = THROTTLE.allow() {
+                match held {
+                    0 => log::debug!($($arg)+),
+                    held => log::debug!("{} ({held} more like it since the last one)", format_args!($($arg)+)),
+                }
+            }
+        }
+    }};
+}
+
+pub(crate) use debug_throttled;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,11 @@
 //! the hub's Close, or when a read or write fails.
 
 use std::fmt::Write as _;
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+#[cfg(feature = "tls")]
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -27,9 +30,13 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 /// How long a close handshake started by the client may take.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-/// Where the hub is: from a `ws://host:port/path?query` URL.
+/// Where the hub is: from a `ws://host:port/path?query` URL (or `wss://`,
+/// with the `tls` feature).
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
+    /// `wss://`: the TLS settings every connection to it uses.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ClientConfig>>,
     url: String,
     host: String,
     port: u16,
@@ -41,22 +48,25 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
-    pub(crate) fn parse(url: &str) -> Result<Endpoint> {
+    /// The hub at `url`; for `wss://`, trusting the authorities in
+    /// `ca_file` (PEM), or else the system's.
+    pub(crate) fn parse(url: &str, ca_file: Option<&Path>) -> Result<Endpoint> {
         let invalid = |reason| Error::InvalidUrl {
             url: url.to_owned(),
             reason,
         };
         let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
-        match uri.scheme_str() {
-            Some("ws" | "http") => {}
+        let secure = match uri.scheme_str() {
+            Some("ws" | "http") => false,
+            Some("wss" | "https") if cfg!(feature = "tls") => true,
             Some("wss" | "https") => {
                 return Err(Error::TlsUnsupported {
                     url: url.to_owned(),
                 });
             }
-            Some(_) => return Err(invalid("the scheme must be ws://")),
+            Some(_) => return Err(invalid("the scheme must be ws:// or wss://")),
             None => return Err(invalid("no scheme: write ws://host:port/ws")),
-        }
+        };
         let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
         if authority.as_str().contains('@') {
             return Err(invalid("user information in a URL is not supported"));
@@ -68,13 +78,22 @@ impl Endpoint {
         if host.is_empty() {
             return Err(invalid("no host"));
         }
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority
+            .port_u16()
+            .unwrap_or(if secure { 443 } else { 80 });
         let authority = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
             format!("{host}:{port}")
         };
+        #[cfg(not(feature = "tls"))]
+        let _ = ca_file;
         Ok(Endpoint {
+            #[cfg(feature = "tls")]
+            tls: match secure {
+                true => Some(super::tls::client_config(ca_file)?),
+                false => None,
+            },
             url: url.to_owned(),
             host: host.to_owned(),
             port,
@@ -148,9 +167,55 @@ impl Gone {
     }
 }
 
+/// The client's socket: plain TCP, or TLS over it (`wss://`).
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket under it, for its timeouts.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => &tls.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.write(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => tcp.flush(),
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
 /// An open connection, past the hub's welcome.
 pub(crate) struct Conn {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<Stream>,
     /// When the hub was last heard from (any frame at all).
     last_heard: Instant,
     /// How much silence means the connection is dead, from the welcome's
@@ -161,7 +226,7 @@ pub(crate) struct Conn {
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
-            .field("peer", &self.ws.get_ref().peer_addr().ok())
+            .field("peer", &self.ws.get_ref().tcp().peer_addr().ok())
             .field("last_heard", &self.last_heard.elapsed())
             .field("watchdog", &self.watchdog)
             .finish()
@@ -185,6 +250,15 @@ impl Conn {
         stream
             .set_write_timeout(Some(opening.timeout))
             .map_err(io)?;
+        #[cfg(feature = "tls")]
+        let stream = match &endpoint.tls {
+            Some(config) => {
+                super::tls::handshake(config, &endpoint.host, &endpoint.authority, stream)?
+            }
+            None => Stream::Plain(stream),
+        };
+        #[cfg(not(feature = "tls"))]
+        let stream = Stream::Plain(stream);
 
         let mut params = Vec::new();
         if let Some(user) = opening.user_id {
@@ -283,6 +357,7 @@ impl Conn {
             .max(MIN_WAIT);
         self.ws
             .get_mut()
+            .tcp()
             .set_read_timeout(Some(wait))
             .map_err(|err| Gone::abnormal(err.to_string()))?;
         match self.ws.read() {
@@ -347,7 +422,13 @@ impl Conn {
             let wait = deadline
                 .saturating_duration_since(Instant::now())
                 .max(MIN_WAIT);
-            if self.ws.get_mut().set_read_timeout(Some(wait)).is_err() {
+            if self
+                .ws
+                .get_mut()
+                .tcp()
+                .set_read_timeout(Some(wait))
+                .is_err()
+            {
                 return;
             }
             match self.ws.read() {
@@ -368,6 +449,7 @@ impl Conn {
         let _ = self
             .ws
             .get_mut()
+            .tcp()
             .set_write_timeout(Some(Duration::from_millis(100)));
         let _ = self.ws.close(Some(CloseFrame {
             code: CloseCode::Normal,
@@ -402,21 +484,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ws_and_http_urls_are_accepted_and_tls_is_refused_by_name() {
-        let endpoint = Endpoint::parse("ws://127.0.0.1:3000/ws").unwrap();
+    fn ws_and_http_urls_are_accepted_and_wss_needs_the_tls_feature() {
+        let endpoint = Endpoint::parse("ws://127.0.0.1:3000/ws", None).unwrap();
         assert_eq!((endpoint.host.as_str(), endpoint.port), ("127.0.0.1", 3000));
         assert_eq!(endpoint.request_uri(&[]), "ws://127.0.0.1:3000/ws");
-        let endpoint = Endpoint::parse("http://localhost/ws").unwrap();
+        let endpoint = Endpoint::parse("http://localhost/ws", None).unwrap();
         assert_eq!(endpoint.request_uri(&[]), "ws://localhost:80/ws");
-        let endpoint = Endpoint::parse("ws://[::1]:3000").unwrap();
+        let endpoint = Endpoint::parse("ws://[::1]:3000", None).unwrap();
         assert_eq!(endpoint.host, "::1");
         assert_eq!(endpoint.request_uri(&[]), "ws://[::1]:3000/");
 
         for url in ["wss://example.com/ws", "https://example.com/ws"] {
+            #[cfg(not(feature = "tls"))]
             assert!(
-                matches!(Endpoint::parse(url), Err(Error::TlsUnsupported { .. })),
+                matches!(
+                    Endpoint::parse(url, None),
+                    Err(Error::TlsUnsupported { .. })
+                ),
                 "{url}"
             );
+            #[cfg(feature = "tls")]
+            {
+                let endpoint = Endpoint::parse(url, None).unwrap();
+                assert_eq!(endpoint.port, 443, "{url}");
+                assert!(endpoint.tls.is_some(), "{url}");
+            }
         }
         for url in [
             "ftp://example.com/",
@@ -426,7 +518,7 @@ mod tests {
             "not a url",
         ] {
             assert!(
-                matches!(Endpoint::parse(url), Err(Error::InvalidUrl { .. })),
+                matches!(Endpoint::parse(url, None), Err(Error::InvalidUrl { .. })),
                 "{url}"
             );
         }
@@ -434,12 +526,12 @@ mod tests {
 
     #[test]
     fn the_client_s_parameters_are_encoded_after_the_url_s_own_query() {
-        let endpoint = Endpoint::parse("ws://h:1/ws?envelope=standard").unwrap();
+        let endpoint = Endpoint::parse("ws://h:1/ws?envelope=standard", None).unwrap();
         assert_eq!(
             endpoint.request_uri(&[("userId", "ana maria"), ("sessionId", "s/1&x=é")]),
             "ws://h:1/ws?envelope=standard&userId=ana%20maria&sessionId=s%2F1%26x%3D%C3%A9"
         );
-        let endpoint = Endpoint::parse("ws://h:1/ws").unwrap();
+        let endpoint = Endpoint::parse("ws://h:1/ws", None).unwrap();
         assert_eq!(
             endpoint.request_uri(&[("userId", "u1")]),
             "ws://h:1/ws?userId=u1"

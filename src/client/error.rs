@@ -52,26 +52,43 @@ impl std::error::Error for HubError {}
 /// ```
 /// use wshub::client::{Client, Error, Options};
 ///
-/// match Client::connect("wss://example.com/ws", Options::new()) {
-///     Err(Error::TlsUnsupported { .. }) => {} // terminate TLS in front of the hub
+/// match Client::connect("ftp://example.com/ws", Options::new()) {
+///     Err(Error::InvalidUrl { reason, .. }) => println!("fix the URL: {reason}"),
 ///     other => panic!("{other:?}"),
 /// }
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// The URL is not a `ws://` (or `http://`) URL with a host. Fix it.
+    /// The URL is not a `ws://` or `wss://` (or `http://`, `https://`) URL
+    /// with a host. Fix it.
     InvalidUrl {
         /// The URL given.
         url: String,
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A `wss://` (or `https://`) URL: this client speaks plain `ws://`
-    /// only. Connect to the hub on loopback, or through a local TLS tunnel.
+    /// A `wss://` (or `https://`) URL in a build without the `tls` feature:
+    /// turn it on, or connect with `ws://`.
     TlsUnsupported {
         /// The URL given.
         url: String,
+    },
+    /// The certificate authorities to trust for `wss://` cannot be used
+    /// ([`Options::ca_file`](super::Options::ca_file)). Fix the file.
+    Certificates {
+        /// Why, with the file's name.
+        reason: String,
+    },
+    /// The TLS handshake with the hub failed: its certificate is not
+    /// trusted (give its authority with
+    /// [`Options::ca_file`](super::Options::ca_file)), has expired or names
+    /// another host, or the hub does not speak TLS there.
+    Tls {
+        /// `host:port`.
+        addr: String,
+        /// What TLS said.
+        reason: String,
     },
     /// No TCP connection to the hub (refused, unreachable, unknown host,
     /// timed out). Is the hub running there?
@@ -145,8 +162,15 @@ impl fmt::Display for Error {
             Error::InvalidUrl { url, reason } => write!(f, "invalid hub URL {url:?}: {reason}"),
             Error::TlsUnsupported { url } => write!(
                 f,
-                "{url}: TLS (wss://) is not supported by this client; connect with ws://"
+                "{url}: this build has no TLS (the `tls` feature); connect with ws://"
             ),
+            Error::Certificates { reason } => {
+                write!(
+                    f,
+                    "the authorities to trust for wss:// cannot be used: {reason}"
+                )
+            }
+            Error::Tls { addr, reason } => write!(f, "TLS with {addr} failed: {reason}"),
             Error::Connect { addr, source } => write!(f, "cannot connect to {addr}: {source}"),
             Error::Http { status } => write!(f, "the hub answered the upgrade with HTTP {status}"),
             Error::WebSocket(err) => write!(f, "WebSocket: {err}"),

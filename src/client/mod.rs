@@ -45,6 +45,8 @@ mod close;
 mod conn;
 mod error;
 mod streams;
+#[cfg(feature = "tls")]
+mod tls;
 mod update;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -105,6 +107,8 @@ pub struct Options {
     heartbeat_grace: Duration,
     batch_type: String,
     follow_user_stream: bool,
+    /// `wss://`: the authorities to trust instead of the system's.
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -123,6 +127,7 @@ impl Default for Options {
             heartbeat_grace: Duration::from_secs(5),
             batch_type: "batch_update".to_owned(),
             follow_user_stream: true,
+            ca_file: None,
         }
     }
 }
@@ -143,6 +148,7 @@ impl fmt::Debug for Options {
             .field("heartbeat_grace", &self.heartbeat_grace)
             .field("batch_type", &self.batch_type)
             .field("follow_user_stream", &self.follow_user_stream)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -279,6 +285,25 @@ impl Options {
     /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Options {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// For a `wss://` URL: trust the certificate authorities in this PEM
+    /// file (a private CA, or a test's) instead of the system's. Read when
+    /// [`Client::connect`] is called. Needs the `tls` feature (on by
+    /// default), as `wss://` does.
+    ///
+    /// ```no_run
+    /// use wshub::client::{Client, Options};
+    /// let client = Client::connect(
+    ///     "wss://hub.internal:3000/ws",
+    ///     Options::new().ca_file("/etc/wshub/ca.pem"),
+    /// )?;
+    /// # Ok::<(), wshub::client::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Options {
+        self.ca_file = Some(path.into());
         self
     }
 
@@ -422,14 +447,17 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidUrl`], [`Error::TlsUnsupported`] for `wss://`,
-    /// [`Error::Connect`] when nothing listens there, [`Error::Http`] or
+    /// [`Error::InvalidUrl`], [`Error::TlsUnsupported`] for `wss://` in a
+    /// build without the `tls` feature, [`Error::Certificates`] for a
+    /// [`ca_file`](Options::ca_file) that cannot be used, [`Error::Connect`]
+    /// when nothing listens there, [`Error::Tls`] when the TLS handshake
+    /// fails (an untrusted certificate), [`Error::Http`] or
     /// [`Error::WebSocket`] when the upgrade fails, [`Error::Rejected`] when
     /// the hub refuses the client (a bad token: 1008), [`Error::Timeout`]
     /// after the connect timeout, [`Error::Protocol`] for something that is
     /// not a wshub hub.
     pub fn connect(url: &str, mut options: Options) -> Result<Client> {
-        let endpoint = Endpoint::parse(url)?;
+        let endpoint = Endpoint::parse(url, options.ca_file.as_deref())?;
         if options.token.is_none()
             && let Some(provider) = options.token_provider.as_mut()
         {

@@ -72,7 +72,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
                 peer.ip()
             );
             shared.meters.refused(Refusal::Handshakes);
-            busy(stream, lingerer.as_ref());
+            busy(stream, shared, lingerer.as_ref());
             continue;
         };
         let Some(slot) = shared.threads.reserve() else {
@@ -81,7 +81,7 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
                 shared.threads.most()
             );
             shared.meters.refused(Refusal::Threads);
-            busy(stream, lingerer.as_ref());
+            busy(stream, shared, lingerer.as_ref());
             continue;
         };
         if !cfg!(target_os = "linux") {
@@ -105,7 +105,17 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
 /// handed to the linger thread, which reads what the client still sends
 /// until it closes: closed with its request unread, the socket would send
 /// a reset, which can reach the client before the 503 does.
-fn busy(stream: TcpStream, lingerer: Option<&Lingerer>) {
+///
+/// On a TLS port a 503 would need a handshake, which is what there is no
+/// room for: the client gets a TLS alert (`close_notify`) instead, and its
+/// TLS library reports the connection closed before the handshake.
+fn busy(stream: TcpStream, shared: &Shared, lingerer: Option<&Lingerer>) {
+    if let Some(tls) = &shared.tls {
+        if stream.set_nonblocking(true).is_ok() {
+            let _ = (&stream).write(tls.refusal());
+        }
+        return;
+    }
     let body = r#"{"success":false,"code":"busy","error":"The hub is at its connection limit"}"#;
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

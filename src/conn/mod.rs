@@ -1,6 +1,8 @@
-//! One connection's first thread: read the HTTP request, then either answer
-//! it (the HTTP API, [`api`]) or upgrade it to WebSocket ([`upgrade`]),
-//! which hands the socket to a reader thread of its own ([`reader`]).
+//! One connection's first thread: on a TLS port, the TLS handshake (see
+//! [`crate::tls`]); then read the HTTP request, and either answer it (the
+//! HTTP API, [`api`]) or upgrade it to WebSocket ([`upgrade`]), which hands
+//! the socket (and its TLS session) to a reader thread of its own
+//! ([`reader`]).
 //!
 //! Spawned by the accept loop for each TCP connection, with a deadline on
 //! the whole request. It ends once the request is answered, or once the
@@ -30,6 +32,8 @@ use crate::budget::{HandshakeSlot, Threads};
 use crate::config::Config;
 use crate::inbox::Inbox;
 use crate::subscriptions::ClientId;
+use crate::throttle::debug_throttled;
+use crate::tls::{self, Tls};
 use crate::writer::Writers;
 use http::{HeadError, Request, Response};
 use socket2::SockRef;
@@ -60,6 +64,8 @@ pub(crate) struct Shared {
     /// The accept loop's stop, which also says whether the hub is draining
     /// (`GET /ready`).
     pub(crate) stop: Option<Arc<accept::Stop>>,
+    /// With a certificate: every connection starts with a TLS handshake.
+    pub(crate) tls: Option<Arc<Tls>>,
 }
 
 impl Shared {
@@ -83,6 +89,7 @@ impl Shared {
             id_key: RandomState::new(),
             hub: None,
             stop: None,
+            tls: None,
         }
     }
 
@@ -110,6 +117,10 @@ pub(crate) enum Unread {
     Gone,
 }
 
+/// A connection's TLS once its handshake is done: the session, and the
+/// ciphertext read and not yet taken (it goes to the reader with it).
+pub(crate) type Secured = (tls::Session, tls::Inbound);
+
 /// Serves one TCP connection from start to end.
 pub(crate) fn serve(
     stream: TcpStream,
@@ -117,22 +128,33 @@ pub(crate) fn serve(
     shared: &Arc<Shared>,
     handshake: HandshakeSlot,
 ) {
-    let deadline = Instant::now() + shared.config.handshake_timeout;
-    let mut timed = Timed::new(&stream, deadline);
+    let timeout = shared.config.handshake_timeout;
+    let mut timed = Timed::new(&stream, Instant::now() + timeout);
+    if let Some(tls) = &shared.tls {
+        // The handshake counts against the request's deadline.
+        match timed.start_tls(tls, peer, shared.config.read_buffer_size) {
+            Ok(()) => {}
+            Err(Unread::Respond(response)) => {
+                return respond(&mut timed, &response, false, timeout);
+            }
+            Err(Unread::Gone) => return,
+        }
+    }
     let (request, rest) = match read_head(&mut timed, &shared.config) {
         Ok(read) => read,
         Err(Unread::Respond(response)) => {
-            return respond(&stream, &response, false, shared.config.handshake_timeout);
+            return respond(&mut timed, &response, false, timeout);
         }
         Err(Unread::Gone) => return,
     };
     if let Some(response) = foreign_host(&request, shared) {
-        return respond(&stream, &response, false, shared.config.handshake_timeout);
+        return respond(&mut timed, &response, false, timeout);
     }
     if request.header_has_token("upgrade", "websocket") {
         // A client's reader waits as long as it needs: no read timeout.
         if timed.clear().is_ok() {
-            upgrade::upgrade(stream, peer, request, rest, shared, handshake);
+            let secured = timed.into_tls();
+            upgrade::upgrade(stream, secured, peer, request, rest, shared, handshake);
         }
         return;
     }
@@ -141,12 +163,7 @@ pub(crate) fn serve(
         Ok(response) | Err(Unread::Respond(response)) => response,
         Err(Unread::Gone) => return,
     };
-    respond(
-        &stream,
-        &response,
-        head_only,
-        shared.config.handshake_timeout,
-    );
+    respond(&mut timed, &response, head_only, timeout);
 }
 
 /// In development mode on loopback, a request naming another host (DNS
@@ -202,13 +219,15 @@ fn too_large_head(config: &Config) -> Unread {
 /// A connection's socket while its HTTP request is served: every read and
 /// write gives up at one deadline. The socket's timeouts are set only when
 /// they must change (a `setsockopt` each), and a write the socket takes at
-/// once sets none.
+/// once sets none. On a TLS port, reads and writes go through the
+/// connection's session once its handshake is done.
 pub(crate) struct Timed<'a> {
     stream: &'a TcpStream,
     deadline: Instant,
     /// The read timeout set on the socket, if one is.
     read: Option<Duration>,
     write: Option<Duration>,
+    tls: Option<Secured>,
 }
 
 impl<'a> Timed<'a> {
@@ -218,7 +237,77 @@ impl<'a> Timed<'a> {
             deadline,
             read: None,
             write: None,
+            tls: None,
         }
+    }
+
+    /// The same, for a connection whose TLS handshake is done already.
+    pub(crate) fn with_tls(mut self, tls: Option<Secured>) -> Timed<'a> {
+        self.tls = tls;
+        self
+    }
+
+    /// Gives up at a new deadline, `timeout` from now.
+    fn renew(&mut self, timeout: Duration) {
+        self.deadline = Instant::now() + timeout;
+    }
+
+    /// Ends the HTTP phase: the TLS session, if any, for the client's reader.
+    pub(crate) fn into_tls(self) -> Option<Secured> {
+        self.tls
+    }
+
+    /// Runs the TLS handshake, blocking, by the deadline. Plain HTTP gets a
+    /// plain 400 that says to use TLS; anything else that is not TLS, or a
+    /// failed handshake, ends the connection (with rustls's alert, if it has
+    /// one): debug lines, at most one a second, and nothing else spent.
+    fn start_tls(&mut self, tls: &Tls, peer: SocketAddr, buffer: usize) -> Result<(), Unread> {
+        let session = tls.session().map_err(|err| {
+            log::error!("cannot start a TLS session: {err}");
+            Unread::Gone
+        })?;
+        let mut inbound = session.inbound(buffer);
+        // Whatever the deadline's reason, a client mid-handshake cannot read
+        // an HTTP answer: it is just closed.
+        let n = self.read(inbound.space()).map_err(|_| Unread::Gone)?;
+        inbound.filled(n);
+        let first = inbound.unread();
+        if !tls::looks_like_tls(first) {
+            if tls::looks_like_http(first) {
+                debug_throttled!("{peer} sent plain HTTP to the TLS port: answered 400");
+                return Err(Unread::Respond(Response::error(
+                    400,
+                    "bad_request",
+                    "This port speaks TLS only: use https:// or wss://",
+                )));
+            }
+            debug_throttled!("{peer} sent bytes that are not TLS to the TLS port: closed");
+            return Err(Unread::Gone);
+        }
+        let mut out = Vec::new();
+        loop {
+            let fed = inbound.feed(&session);
+            session.records(&mut out);
+            if !out.is_empty() {
+                let sent = self.write_all(&out);
+                out.clear();
+                if sent.is_err() {
+                    return Err(Unread::Gone);
+                }
+            }
+            if let Err(err) = fed {
+                debug_throttled!("TLS handshake with {peer} failed: {err}");
+                return Err(Unread::Gone);
+            }
+            if !session.is_handshaking() {
+                break;
+            }
+            let n = self.read(inbound.space()).map_err(|_| Unread::Gone)?;
+            inbound.filled(n);
+        }
+        log::trace!("TLS with {peer}: {}", session.describe());
+        self.tls = Some((session, inbound));
+        Ok(())
     }
 
     /// A timeout for the next blocking call, or `None` past the deadline.
@@ -235,8 +324,50 @@ impl<'a> Timed<'a> {
         }
     }
 
-    /// One `read` that gives up at the deadline (408) or on EOF.
+    /// One `read` that gives up at the deadline (408) or on EOF: of
+    /// plaintext, on a TLS connection.
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> Result<usize, Unread> {
+        let Timed {
+            stream,
+            deadline,
+            read,
+            write,
+            tls,
+        } = self;
+        let Some((session, inbound)) = tls else {
+            return Self::read_raw(stream, *deadline, read, buf);
+        };
+        let mut failed = None;
+        let result = inbound.read(
+            session,
+            buf,
+            |raw| {
+                Self::read_raw(stream, *deadline, read, raw).map_err(|unread| {
+                    failed = Some(unread);
+                    io::Error::from(io::ErrorKind::Other)
+                })
+            },
+            // Records of the session's own (a KeyUpdate's answer) go out now.
+            || {
+                let mut out = Vec::new();
+                session.records(&mut out);
+                let _ = Self::write_raw(stream, *deadline, write, &out);
+            },
+        );
+        match result {
+            Ok(0) => Err(Unread::Gone),
+            Ok(n) => Ok(n),
+            Err(_) => Err(failed.unwrap_or(Unread::Gone)),
+        }
+    }
+
+    /// One `read` of the socket itself.
+    fn read_raw(
+        stream: &TcpStream,
+        deadline: Instant,
+        set: &mut Option<Duration>,
+        buf: &mut [u8],
+    ) -> Result<usize, Unread> {
         let timeout = || {
             Unread::Respond(Response::error(
                 408,
@@ -245,16 +376,16 @@ impl<'a> Timed<'a> {
             ))
         };
         loop {
-            let Some((left, change)) = Self::timeout(self.deadline, self.read) else {
+            let Some((left, change)) = Self::timeout(deadline, *set) else {
                 return Err(timeout());
             };
             if change {
-                if self.stream.set_read_timeout(Some(left)).is_err() {
+                if stream.set_read_timeout(Some(left)).is_err() {
                     return Err(Unread::Gone);
                 }
-                self.read = Some(left);
+                *set = Some(left);
             }
-            match (&mut &*self.stream).read(buf) {
+            match (&mut &*stream).read(buf) {
                 Ok(0) => return Err(Unread::Gone),
                 Ok(n) => return Ok(n),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -272,25 +403,41 @@ impl<'a> Timed<'a> {
     }
 
     /// Writes all of `bytes` by the deadline, however slowly the client
-    /// reads: a client that never reads cannot hold this thread.
+    /// reads: a client that never reads cannot hold this thread. Sealed
+    /// first, on a TLS connection.
     pub(crate) fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let Some((session, _)) = &self.tls else {
+            return Self::write_raw(self.stream, self.deadline, &mut self.write, bytes);
+        };
+        let mut sealed = Vec::with_capacity(bytes.len() + 64);
+        session.seal_all(bytes, &mut sealed)?;
+        Self::write_raw(self.stream, self.deadline, &mut self.write, &sealed)
+    }
+
+    /// Writes all of `bytes` to the socket itself, by the deadline.
+    fn write_raw(
+        stream: &TcpStream,
+        deadline: Instant,
+        set: &mut Option<Duration>,
+        bytes: &[u8],
+    ) -> io::Result<()> {
         // Most answers fit the socket's buffer: try without waiting first.
         let mut rest = bytes;
-        match SockRef::from(self.stream).send_with_flags(rest, SEND_NOW) {
+        match SockRef::from(stream).send_with_flags(rest, SEND_NOW) {
             Ok(written) => rest = &rest[written..],
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
         }
         while !rest.is_empty() {
-            let Some((left, change)) = Self::timeout(self.deadline, self.write) else {
+            let Some((left, change)) = Self::timeout(deadline, *set) else {
                 return Err(io::ErrorKind::TimedOut.into());
             };
             if change {
-                self.stream.set_write_timeout(Some(left))?;
-                self.write = Some(left);
+                stream.set_write_timeout(Some(left))?;
+                *set = Some(left);
             }
-            match (&mut &*self.stream).write(rest) {
+            match (&mut &*stream).write(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => rest = &rest[written..],
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -298,6 +445,20 @@ impl<'a> Timed<'a> {
             }
         }
         Ok(())
+    }
+
+    /// On a TLS connection, says it ends (`close_notify`), before the socket
+    /// closes.
+    fn end_tls(&mut self) {
+        let mut out = Vec::new();
+        if let Some((session, _)) = &self.tls
+            && session.end()
+        {
+            session.records(&mut out);
+        }
+        if !out.is_empty() {
+            let _ = Self::write_raw(self.stream, self.deadline, &mut self.write, &out);
+        }
     }
 
     /// Clears the timeouts this set, for a socket that becomes a client's:
@@ -317,13 +478,19 @@ impl<'a> Timed<'a> {
 const SEND_NOW: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 
 /// Writes an HTTP response (within `timeout`) and closes the connection.
-pub(crate) fn respond(stream: &TcpStream, response: &Response, head_only: bool, timeout: Duration) {
-    let mut timed = Timed::new(stream, Instant::now() + timeout);
+pub(crate) fn respond(
+    timed: &mut Timed<'_>,
+    response: &Response,
+    head_only: bool,
+    timeout: Duration,
+) {
+    timed.renew(timeout);
     if timed.write_all(&response.to_bytes(head_only)).is_err() {
         return;
     }
+    timed.end_tls();
     if response.status >= 400 {
-        linger(stream);
+        linger(timed.stream);
     }
 }
 

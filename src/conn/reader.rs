@@ -10,7 +10,10 @@
 //! answered by queueing a Pong on the link itself.
 //!
 //! It never writes to the socket: its tungstenite instance writes into a
-//! sink. It ends on the client's Close (handed to the router, which answers
+//! sink. On a TLS connection it reads through the session (see
+//! [`crate::tls`]): it blocks in `read(2)` without the session's lock, and
+//! records its side of the session makes (alerts, KeyUpdate answers) go out
+//! through the link's writer, woken with an empty frame. It ends on the client's Close (handed to the router, which answers
 //! it after what is already queued), a read error, or when the socket is cut.
 
 use std::io::{self, Read, Write};
@@ -18,9 +21,9 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tungstenite::Message;
 use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+use tungstenite::{Bytes, Message};
 
 use super::Shared;
 use crate::config::Config;
@@ -28,20 +31,52 @@ use crate::inbox::{Ending, FrameRefusal, INPUT_OVERHEAD, Input};
 use crate::link::Link;
 use crate::protocol;
 use crate::ratelimit::{RateLimiter, Verdict};
+use crate::tls;
+use crate::writer::Writers;
 
 /// Most Pings and Pongs a client may send in a burst.
 const CONTROL_BURST: u32 = 100;
 
-/// The socket as a reader sees it: reads go to the socket, writes vanish.
+/// The socket as a reader sees it: reads go to the socket (through the TLS
+/// session, on a TLS connection), writes vanish.
 ///
 /// tungstenite's `read` queues Pong and Close replies and writes them to
 /// its stream. Here they are dropped: Pongs are queued on the link, and the
 /// Close is answered by the router, so only the writer pool writes.
-pub(super) struct ReadHalf<'a>(pub &'a TcpStream);
+pub(super) struct ReadHalf<'a> {
+    stream: &'a TcpStream,
+    tls: Option<TlsRead<'a>>,
+}
+
+/// A TLS connection's reading side, and how to have the link's writer send
+/// the records that reading makes.
+struct TlsRead<'a> {
+    session: &'a tls::Session,
+    inbound: tls::Inbound,
+    link: &'a Arc<Link>,
+    writers: &'a Writers,
+}
 
 impl Read for ReadHalf<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&mut &*self.0).read(buf)
+        let Some(tls) = &mut self.tls else {
+            return (&mut &*self.stream).read(buf);
+        };
+        let stream = self.stream;
+        let (link, writers) = (tls.link, tls.writers);
+        tls.inbound.read(
+            tls.session,
+            buf,
+            // Blocks in read(2) without the session's lock.
+            |raw| (&mut &*stream).read(raw),
+            // Records of the session's own: an empty frame gives the link's
+            // drainer a turn, which sends them.
+            || {
+                if link.push_control(Bytes::new()) {
+                    writers.hand_off_one(Arc::clone(link));
+                }
+            },
+        )
     }
 }
 
@@ -62,6 +97,7 @@ pub(super) fn run(
     link: Arc<Link>,
     name: &str,
     rest: Vec<u8>,
+    inbound: Option<tls::Inbound>,
     shared: &Shared,
     role: protocol::Role,
 ) {
@@ -71,8 +107,20 @@ pub(super) fn run(
         .write_buffer_size(0)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
-    let mut ws =
-        WebSocket::from_partially_read(ReadHalf(&link.stream), rest, Role::Server, Some(ws_config));
+    let half = ReadHalf {
+        stream: &link.stream,
+        tls: link
+            .tls
+            .as_ref()
+            .zip(inbound)
+            .map(|(session, inbound)| TlsRead {
+                session,
+                inbound,
+                link: &link,
+                writers: &shared.writers,
+            }),
+    };
+    let mut ws = WebSocket::from_partially_read(half, rest, Role::Server, Some(ws_config));
     let why = Reader::new(&link, name, shared, role).read_loop(&mut ws);
     log::debug!("reader of client {name} ended: {why:?}");
     let _ = shared.inbox.send(Input::Left {

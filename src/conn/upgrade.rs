@@ -18,7 +18,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,7 +27,7 @@ use tungstenite::handshake::derive_accept_key;
 
 use super::http::{Request, Response};
 use super::reader;
-use super::{Shared, respond};
+use super::{Secured, Shared, Timed, respond};
 use crate::analytics::Refusal;
 use crate::auth::{Denied, Identity};
 use crate::budget::HandshakeSlot;
@@ -37,10 +37,11 @@ use crate::link::{Admission, Link};
 use crate::protocol::{self, Close, Envelope, ErrorCode, Kind, MAX_NAME_LEN, Message};
 use crate::throttle::warn_throttled;
 
-/// Checks the upgrade request, answers 101, and hands the client to the
-/// router and to its reader thread.
+/// Checks the upgrade request, answers 101, and hands the client (with its
+/// TLS session, on a TLS port) to the router and to its reader thread.
 pub(super) fn upgrade(
     stream: TcpStream,
+    secured: Option<Secured>,
     peer: SocketAddr,
     request: Request,
     rest: Vec<u8>,
@@ -89,7 +90,8 @@ pub(super) fn upgrade(
                 response.status,
                 response.body
             );
-            return respond(&stream, &response, false, config.handshake_timeout);
+            let mut timed = Timed::new(&stream, Instant::now()).with_tls(secured);
+            return respond(&mut timed, &response, false, config.handshake_timeout);
         }
     };
     let protocol = protocol
@@ -100,7 +102,8 @@ pub(super) fn upgrade(
     );
     let (id, name) = shared.new_client();
     let writer = (id.0 % shared.writers.count() as u64) as usize;
-    let link = Arc::new(Link::new(id, stream, writer));
+    let (session, inbound) = secured.unzip();
+    let link = Arc::new(Link::new(id, stream, writer, session));
     // The 101 goes out with the client's first frame (its welcome, or the
     // reason it is refused), in one send: one TCP segment and one wake-up
     // of the client less per connection. From here writes are non-blocking
@@ -173,7 +176,14 @@ pub(super) fn upgrade(
                     "client {reader_name}'s reader is thread {}",
                     thread::current().name().unwrap_or("?")
                 );
-                reader::run(reader_link, &reader_name, rest, &reader_shared, role);
+                reader::run(
+                    reader_link,
+                    &reader_name,
+                    rest,
+                    inbound,
+                    &reader_shared,
+                    role,
+                );
             }
         });
     if let Err(err) = spawned {

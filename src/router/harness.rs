@@ -233,7 +233,7 @@ impl Harness {
             Some(hub) => format!("c_{id:x}-00000000.{hub}"),
             None => format!("c_{id:x}"),
         };
-        let link = Arc::new(Link::new(ClientId(id), far, 0));
+        let link = Arc::new(Link::new(ClientId(id), far, 0, None));
         let identity = self
             .auth
             .authenticate(how.token, how.user, SystemTime::now())

@@ -198,6 +198,13 @@ const FLAGS: &[Flag] = flags! {
         "--path" "<PATH>" "/ws" WSHUB_PATH,
             set!(path),
             "WebSocket endpoint (/ works too)";
+        "--tls-cert" "<FILE>" - WSHUB_TLS_CERT,
+            set!(tls_cert: Some file),
+            concat!("PEM certificate chain (the hub's first): the port then speaks wss:// and ",
+                "https:// only, TLS 1.2 and 1.3; SIGHUP reads it again");
+        "--tls-key" "<FILE>" - WSHUB_TLS_KEY,
+            set!(tls_key: Some file),
+            "PEM private key of --tls-cert (PKCS#8, RSA or SEC1)";
         "--heartbeat-interval" "<SECS>" "30" WSHUB_HEARTBEAT_INTERVAL,
             set!(heartbeat_interval: seconds),
             "Protocol Ping period";
@@ -847,6 +854,18 @@ fn secret_file(flag: &'static str, path: &str) -> Result<Secret, CliError> {
     Ok(Secret::new(secret))
 }
 
+/// A file's path (read when the hub starts).
+fn file(flag: &'static str, value: &str) -> Result<std::path::PathBuf, CliError> {
+    if value.trim().is_empty() {
+        return Err(CliError::InvalidValue {
+            flag,
+            value: value.to_owned(),
+            expected: "a file's path",
+        });
+    }
+    Ok(value.into())
+}
+
 fn number<T: std::str::FromStr>(flag: &'static str, value: &str) -> Result<T, CliError> {
     value.parse().map_err(|_| CliError::InvalidValue {
         flag,
@@ -1156,6 +1175,33 @@ mod tests {
                 "{url}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn tls_takes_a_certificate_and_its_key_together() {
+        let o = options(
+            &["--tls-cert", "/etc/wshub/fullchain.pem"],
+            &[("WSHUB_TLS_KEY", "/etc/wshub/key.pem")],
+        );
+        assert_eq!(
+            o.config.tls_cert.as_deref(),
+            Some(Path::new("/etc/wshub/fullchain.pem"))
+        );
+        assert_eq!(
+            o.config.tls_key.as_deref(),
+            Some(Path::new("/etc/wshub/key.pem"))
+        );
+        for alone in [["--tls-cert", "c.pem"], ["--tls-key", "k.pem"]] {
+            let err = run(&alone, &[]).unwrap_err();
+            assert!(matches!(err, CliError::Invalid(_)), "{err}");
+        }
+        assert!(matches!(
+            run(&["--tls-cert", "", "--tls-key", "k.pem"], &[]).unwrap_err(),
+            CliError::InvalidValue {
+                flag: "--tls-cert",
+                ..
+            }
+        ));
     }
 
     #[test]

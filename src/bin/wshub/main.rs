@@ -1,13 +1,14 @@
 //! The `wshub` binary: settings from the command line and environment, a
-//! logger, a signal thread, then the hub on the main thread.
+//! logger, a signal thread (SIGTERM and SIGINT stop the hub, SIGHUP reloads
+//! its TLS certificate), then the hub on the main thread.
 
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use wshub::Hub;
+use wshub::{Error, Hub, TlsError};
 
 mod cli;
 mod config_file;
@@ -39,21 +40,35 @@ fn main() -> ExitCode {
 }
 
 fn run(options: cli::Options) -> ExitCode {
+    // rustls (when a dependency turns its logging on) logs a warning for
+    // every alert it sends, which any client can cause at will: only its
+    // errors, unless the operator asks for debug lines.
+    let rustls_level = match options.log_level >= log::LevelFilter::Debug {
+        true => options.log_level,
+        false => options.log_level.min(log::LevelFilter::Error),
+    };
     let logger = simple_logger::SimpleLogger::new()
         .with_level(options.log_level)
+        .with_module_level("rustls", rustls_level)
         .with_utc_timestamps();
     if let Err(err) = logger.init() {
         eprintln!("wshub: cannot start logging: {err}");
     }
     let hub = match Hub::with_config(options.config) {
         Ok(hub) => hub,
+        // A certificate or key file that cannot be used is a bad value, like
+        // a malformed tokens file.
+        Err(err @ Error::Tls(_)) => {
+            log::error!("{err}");
+            return ExitCode::from(2);
+        }
         Err(err) => {
             log::error!("{err}");
             return ExitCode::FAILURE;
         }
     };
     if let Err(err) = watch_signals(hub.handle(), options.drain_delay) {
-        log::error!("cannot watch for SIGTERM and SIGINT: {err}");
+        log::error!("cannot watch for SIGTERM, SIGINT and SIGHUP: {err}");
         return ExitCode::FAILURE;
     }
     match hub.run() {
@@ -67,14 +82,23 @@ fn run(options: cli::Options) -> ExitCode {
 
 /// SIGTERM or SIGINT: shut down gracefully, after `drain` of answering
 /// `GET /ready` with 503 if it is not zero. A second one: shut down at
-/// once; one more, leave at once.
+/// once; one more, leave at once. SIGHUP: read the TLS certificate and key
+/// again (a bad one is logged and the current one stays); connections stay
+/// open.
 fn watch_signals(handle: wshub::Handle, drain: Duration) -> std::io::Result<()> {
-    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     thread::Builder::new()
         .name("wshub-signals".into())
         .spawn(move || {
             let mut received = 0;
             for signal in signals.forever() {
+                if signal == SIGHUP {
+                    // The hub logs how the reload went.
+                    if let Err(Error::Tls(TlsError::NotConfigured)) = handle.reload_tls() {
+                        log::info!("SIGHUP received: no TLS certificate to reload");
+                    }
+                    continue;
+                }
                 received += 1;
                 let name = if signal == SIGTERM {
                     "SIGTERM"
