@@ -280,6 +280,12 @@ impl Hub {
                 .map(|e| format!("; on {}, {}", e.path, e.envelope.as_str()))
                 .collect::<String>()
         );
+        if config.compression {
+            log::info!(
+                "permessage-deflate offered to clients that ask for it; messages of {} bytes or more go compressed",
+                config.compression_min_size
+            );
+        }
         warn_about_auth(&config, &auth);
         if threads.most() < config.max_connections {
             log::warn!(

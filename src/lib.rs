@@ -122,6 +122,7 @@ pub mod stats;
 mod subscriptions;
 mod throttle;
 mod timer;
+pub mod websocket;
 mod writer;
 
 /// Random JSON for the parser's property tests, shared with `tests/`.

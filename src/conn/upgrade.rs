@@ -25,6 +25,7 @@ use crate::inbox::{Ending, Input, Joining};
 use crate::link::{Admission, Link};
 use crate::protocol::{self, Close, Envelope, ErrorCode, Kind, MAX_NAME_LEN, Message};
 use crate::throttle::warn_throttled;
+use crate::websocket;
 
 /// Checks the upgrade request, answers 101, and hands the client to the
 /// router and to its reader thread.
@@ -46,12 +47,21 @@ pub(super) fn upgrade(
         Ok(checked) => checked,
         Err(response) => return respond(&stream, &response, false, config.handshake_timeout),
     };
+    // permessage-deflate, when the hub offers it and the client asked.
+    let deflate = match config.compression {
+        true => websocket::negotiate(request.headers_named("sec-websocket-extensions")),
+        false => None,
+    };
+    let extensions = match deflate {
+        Some(deflate) => format!("Sec-WebSocket-Extensions: {}\r\n", deflate.response()),
+        None => String::new(),
+    };
     let switching = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
     );
     let (id, name) = shared.new_client();
     let writer = (id.0 % shared.writers.count() as u64) as usize;
-    let link = Arc::new(Link::new(id, stream, writer));
+    let link = Arc::new(Link::new(id, stream, writer).compressed(deflate));
     // The 101 goes out with the client's first frame (its welcome, or the
     // reason it is refused), in one send: one TCP segment and one wake-up
     // of the client less per connection. From here writes are non-blocking

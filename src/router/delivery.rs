@@ -3,7 +3,9 @@
 //!
 //! Runs on the router thread. A fan-out encodes its message once per
 //! envelope in use among its recipients; every recipient's queue holds a
-//! reference to the same bytes. A push that finds
+//! reference to the same bytes. Clients that agreed to permessage-deflate
+//! get the frame's compressed variant instead, made once per frame for all
+//! of them (see [`SharedFrame`]). A push that finds
 //! a link idle puts it on this batch's list for its writer; at the end of
 //! the batch each writer gets its list in one hand-off (one wake-up at
 //! most), or, when only a few links wait (a reply to one request), the
@@ -29,6 +31,7 @@ use crate::protocol::{
 use crate::publish::{Filter, Publication, Target};
 use crate::subscriptions::ClientId;
 use crate::throttle::warn_throttled;
+use crate::websocket::{Compression, SharedFrame};
 use crate::writer::Writers;
 
 /// At most this many links queued in a batch: the router writes them
@@ -55,6 +58,9 @@ pub(super) struct Delivery {
     scheduled: Vec<Vec<Arc<Link>>>,
     count: usize,
     scratch: Scratch,
+    /// Compressed variants of data frames for the clients that agreed to
+    /// permessage-deflate (see [`SharedFrame`]).
+    compression: Compression,
 }
 
 impl Push {
@@ -64,12 +70,13 @@ impl Push {
 }
 
 impl Delivery {
-    pub(super) fn new(writers: Arc<Writers>) -> Delivery {
+    pub(super) fn new(writers: Arc<Writers>, config: &Config) -> Delivery {
         Delivery {
             scheduled: (0..writers.count()).map(|_| Vec::new()).collect(),
             writers,
             count: 0,
             scratch: Scratch::default(),
+            compression: Compression::new(config.compression_min_size),
         }
     }
 
@@ -85,7 +92,34 @@ impl Delivery {
         self.writers.count()
     }
 
-    /// Queues `frame` for `link`, scheduling the link if it was idle.
+    /// Queues a data frame shared by a fan-out for `link`: compressed if
+    /// the client agreed to permessage-deflate (the variant is made once,
+    /// for the first client that needs it), else the plain bytes.
+    pub(super) fn push_shared(
+        &mut self,
+        link: &Arc<Link>,
+        frame: &mut SharedFrame,
+        limits: QueueLimits,
+    ) -> Push {
+        let frame = self.compression.frame_for(frame, link.deflate);
+        self.push(link, frame, limits)
+    }
+
+    /// Queues a data frame for `link` alone, compressed if it agreed.
+    pub(super) fn push_data(
+        &mut self,
+        link: &Arc<Link>,
+        frame: Bytes,
+        limits: QueueLimits,
+    ) -> Push {
+        match link.deflate {
+            Some(_) => self.push_shared(link, &mut SharedFrame::new(frame), limits),
+            None => self.push(link, frame, limits),
+        }
+    }
+
+    /// Queues `frame` as it is (a control frame, or a data frame already
+    /// chosen) for `link`, scheduling the link if it was idle.
     pub(super) fn push(&mut self, link: &Arc<Link>, frame: Bytes, limits: QueueLimits) -> Push {
         let pushed = link.push(frame, limits);
         if let Push::Queued { schedule: true } = pushed {
@@ -151,13 +185,13 @@ impl Delivery {
 }
 
 impl Router {
-    /// Sends one encoded frame to one client (a Ping: the same in every envelope).
+    /// Sends one encoded data frame to one client (compressed if it agreed).
     pub(super) fn send(&mut self, id: ClientId, frame: Bytes) {
         let limits = self.delivery.limits(&self.config);
         let Some(client) = self.clients.get(&id) else {
             return;
         };
-        match self.delivery.push(&client.link, frame, limits) {
+        match self.delivery.push_data(&client.link, frame, limits) {
             Push::Queued { .. } => {
                 self.counters.messages_sent += 1;
                 self.last_activity = Some(SystemTime::now());
@@ -350,7 +384,7 @@ impl Router {
         let delivery = &mut self.delivery;
         let mut delivered = 0;
         let mut slow = Vec::new();
-        let mut frames: [Option<Bytes>; Envelope::COUNT] = Default::default();
+        let mut frames: [Option<SharedFrame>; Envelope::COUNT] = Default::default();
         let mut offer = |id: ClientId| {
             if let Some(client) = clients.get(&id) {
                 if let Some(stream) = skip
@@ -360,9 +394,8 @@ impl Router {
                     return;
                 }
                 let frame = frames[client.envelope.index()]
-                    .get_or_insert_with(|| message.encode(client.envelope))
-                    .clone();
-                match delivery.push(&client.link, frame, limits) {
+                    .get_or_insert_with(|| SharedFrame::new(message.encode(client.envelope)));
+                match delivery.push_shared(&client.link, frame, limits) {
                     Push::Queued { .. } => delivered += 1,
                     Push::Slow => slow.push(id),
                     Push::Gone => {}
