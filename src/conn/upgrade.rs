@@ -114,7 +114,7 @@ pub(super) fn upgrade(
     let reader_shared = Arc::clone(shared);
     let spawned = thread::Builder::new()
         .name("wshub-reader".into())
-        .stack_size(config.thread_stack_size)
+        .stack_size(config.thread_stack_size + websocket::stack_needed(link.deflate))
         .spawn(move || {
             let _slot = slot;
             // The router answers on the link, then wakes the thread
