@@ -5,7 +5,7 @@
 //! `chat:send`, ...) is an application request. The router hands each one
 //! to the program as a [`ClientRequest`] on the channel from
 //! [`Hub::requests`](crate::Hub::requests), or, with no such consumer, to a
-//! backend's service connection (see the README), or answers it
+//! backend's service connection (see `docs/protocol.md`), or answers it
 //! `unknown_type`. It never waits for the application: when the channel is
 //! full, the client gets the error `busy`.
 //!

@@ -190,7 +190,7 @@ pub struct Config {
     /// Most connection threads (readers and handshakes) of this hub at
     /// once. Default `None`: `max_connections + max_handshakes`. Either
     /// way, never more than the kernel can map, a ceiling of the process
-    /// that every hub in it shares (see the README's limits).
+    /// that every hub in it shares (see `docs/operations.md`, Limits).
     pub max_threads: Option<usize>,
     /// With client auth on, how long a session stays its user's after its
     /// last subscriber leaves (so nobody else can take it over). Default 1 h.
@@ -204,7 +204,7 @@ pub struct Config {
     pub presence_grace: Duration,
 
     /// Most publications kept per stream (a channel, a session, a user) for
-    /// clients that come back (see the README's Recovery). `0` keeps none.
+    /// clients that come back (see `docs/protocol.md`, Recovery). `0` keeps none.
     /// Default 1000: a whole AI answer streamed in chunks, or a minute of a
     /// busy channel.
     pub history_size: usize,
@@ -222,7 +222,7 @@ pub struct Config {
 
     /// A Redis shared by several hubs (`redis://host:6379/0`): they then
     /// serve one set of clients, whichever hub each is connected to (see
-    /// the README's "Running several hubs"). Default: none, a hub on its
+    /// `docs/operations.md`, "Running several hubs"). Default: none, a hub on its
     /// own. Needs the `redis` feature (on by default).
     pub redis: Option<String>,
     /// The prefix of every key and channel the hubs use in Redis, so that

@@ -30,44 +30,41 @@
 //!
 //! ## Threads
 //!
-//! ```text
-//!  accept loop ──spawns──▶ connection thread (one per socket: the HTTP request,
-//!                               │            then it ends, or becomes…)
-//!                               ▼
-//!                          reader thread (one per WebSocket client, 64 KiB stack)
-//!                               │ lanes: control, api, clients (bounded in bytes)
-//!                               ▼
-//!  Handle / HTTP ──────────▶ router thread ──per-client queues──▶ writer pool
-//!                               ▲   ▲        (one hand-off per       (one per CPU,
-//!  timer thread ───ticks────────┘   │         batch and writer)       epoll, non-blocking)
-//!  cluster in/out (`--redis`) ◀─────┘ lane: cluster (Redis's answers, other hubs)
-//! ```
+//! No async runtime: the hub runs on plain threads, and [`Hub::run`] starts
+//! them all. A blocking accept loop hands each socket to a connection
+//! thread; each WebSocket client gets a reader thread (64 KiB of stack)
+//! that parses its frames into the router's inbox; one **router** thread
+//! owns all state (clients, channels, sessions, users, presence, history,
+//! counters), so there are no locks around it, and writes out through
+//! per-client queues drained by a small **writer pool** with non-blocking
+//! sends; a timer thread ticks the router for Pings and deadlines. With
+//! Redis (`Config::redis`), two more threads join the hub to the others.
+//! `ARCHITECTURE.md`, at the top of the repository, has the thread
+//! diagram, the map of every file, the path of a publication from one
+//! socket to every subscriber's, and the rules the code keeps:
 //!
-//! - With `--redis`, two more threads join the hub to the other hubs on
-//!   that Redis: one sends what the router asks, pipelined, the other reads
-//!   the pubsub bus; the router never waits for either (see the README's
-//!   "Running several hubs").
-//! - The **router** owns all state (clients, channels, sessions, users,
-//!   presence, counters); nothing else touches it, so there are no locks.
-//!   It reads its lanes in order: shutdown first, then the timer's tick,
-//!   then work in bounded batches, so liveness and shutdown never wait
-//!   behind a backlog.
-//! - It **never blocks on a client**: each client has its own queue with
-//!   limits (`max_queue`, `max_queue_bytes`); a client over them is closed
-//!   with 1013 and counted, and everyone else carries on.
-//! - A **fan-out serialises once**: the frame is encoded a single time and
-//!   every recipient's queue holds a reference to the same bytes. At the end
-//!   of a batch each writer is handed its clients at once, and only woken if
-//!   it sleeps.
-//! - **Writers** send with `MSG_DONTWAIT`, all of a client's queued frames in
-//!   one vectored send; a full socket waits for writability while its writer
-//!   serves the others. Only one thread writes to a socket at a time.
-//! - **Readers** stamp each client as alive themselves, apply its rate limit,
-//!   and stop reading while its share of the router's inbox is used: a flood
-//!   is held back by TCP, not by the hub's memory.
+//! - the router **never blocks on a client**: each client has its own
+//!   queue with limits (`max_queue`, `max_queue_bytes`); a client over
+//!   them is closed with 1013 and counted, and everyone else carries on;
+//! - a **fan-out is encoded once** per envelope in use, and every
+//!   recipient's queue holds a reference to the same bytes;
+//! - liveness and shutdown never wait behind work, and a flood is held
+//!   back by TCP, not by the hub's memory.
 //!
 //! [`Handle`] is `Clone + Send + Sync`; clone it into every thread that
 //! publishes. Each call is one message to the router and one answer back.
+//!
+//! ## Modules
+//!
+//! The crate's root holds the hub's API. Besides it: [`events`], typed
+//! payloads for the messages the clients of the systems wshub replaces
+//! read; [`bus`], an in-process event bus for a program's own domain
+//! events; [`stats`], the parts of [`Stats`]; [`client`], a blocking Rust
+//! client of the hub for CLIs, IDE plugins and services (it reconnects,
+//! recovers what was missed, correlates requests, and runs on the caller's
+//! thread only); [`websocket`], the WebSocket layer the hub reads clients
+//! with (frames into messages, and permessage-deflate), public so a tool
+//! can run the exact code the hub runs (the Autobahn echo example).
 //!
 //! ## Logging
 //!
@@ -80,14 +77,9 @@
 //!
 //! ## The protocol
 //!
-//! JSON text frames with a `type`; see the README for every message, error
-//! code, close code and HTTP endpoint.
-//!
-//! ## A Rust client
-//!
-//! [`client`] is a blocking client of the hub for CLIs, IDE plugins and
-//! services: it reconnects, recovers what was missed, correlates requests,
-//! and runs on the caller's thread only.
+//! JSON text frames with a `type`; `docs/protocol.md` in the repository has
+//! every message, error code, close code and HTTP endpoint, and
+//! `docs/embedding.md` more on embedding.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -68,22 +68,14 @@ impl Target {
 
     /// Checks the names against the protocol's rules.
     fn validate(&self) -> Result<()> {
-        let checked = match self {
-            Target::Channel(name) => protocol::check_name(name, "channel"),
-            Target::Session(id) => protocol::check_name(id, "sessionId"),
-            Target::User(id) => check_id(id, "userId"),
-            Target::Client(id) => check_id(id, "clientId"),
-            Target::Broadcast | Target::Authenticated | Target::Filter(_) => Ok(()),
+        let (checked, what) = match self {
+            Target::Channel(name) => (protocol::check_name(name, "channel"), "channel"),
+            Target::Session(id) => (protocol::check_name(id, "sessionId"), "sessionId"),
+            Target::User(id) => (check_id(id, "userId"), "userId"),
+            Target::Client(id) => (check_id(id, "clientId"), "clientId"),
+            Target::Broadcast | Target::Authenticated | Target::Filter(_) => return Ok(()),
         };
-        checked.map_err(|(_, reason)| Error::InvalidName {
-            what: match self {
-                Target::Channel(_) => "channel",
-                Target::Session(_) => "sessionId",
-                Target::User(_) => "userId",
-                _ => "clientId",
-            },
-            reason,
-        })
+        checked.map_err(|(_, reason)| Error::InvalidName { what, reason })
     }
 
     /// The channel or session a delivery to this target names; a user's

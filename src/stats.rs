@@ -90,7 +90,7 @@ pub struct Stats {
     pub threads: usize,
     /// The most such threads the hub may run now: its own ceiling, or less
     /// while the process's share of the kernel's mappings, which every hub
-    /// of the process draws on, has less room (see the README's limits).
+    /// of the process draws on, has less room (see `docs/operations.md`, Limits).
     pub thread_limit: usize,
     /// Threads of the writer pool.
     pub writer_threads: usize,

@@ -14,11 +14,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use support::{DEADLINE, TestHub, read_json, start};
+use support::{DEADLINE, TestHub, now, publish_n, read_json, start};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message as Frame, WebSocket};
 use wshub::client::{Client, Error, Loss, Message, Next, Options, Update};
@@ -117,21 +117,6 @@ fn numbered(client: &mut Client, count: usize) -> Vec<(u64, u64)> {
             )
         })
         .collect()
-}
-
-fn publish_n(hub: &TestHub, target: &Target, from: u64, to: u64) {
-    for n in from..to {
-        hub.handle()
-            .publish(target.clone(), "tick", json!({ "n": n }))
-            .expect("publish");
-    }
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs_f64()
 }
 
 fn jwt(user: &str, lifetime: f64) -> String {

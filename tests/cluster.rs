@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Client, DEADLINE, TestHub};
+use support::{Client, DEADLINE, TestHub, narrow_client, until_pong};
 use support::{expect_but_presence as expect, next_but_presence as next};
 use wshub::{Config, Secret, Target, TokenGrant, Topic};
 
@@ -588,35 +588,6 @@ fn a_subscribe_superseded_while_it_waits_for_redis_is_answered_too() {
         .unwrap();
     assert_eq!(expect(&mut client, "after")["seq"], 2);
     client.expect_nothing_pending();
-}
-
-/// A client whose socket takes little at a time (a small receive buffer),
-/// so what the hub has for it stays in the hub until it reads.
-fn narrow_client(hub: &TestHub, path: &str) -> Client {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    socket.connect(&hub.addr.into()).expect("tcp connect");
-    let stream: TcpStream = socket.into();
-    let (mut ws, _) = tungstenite::client::client(format!("ws://{}{path}", hub.addr), stream)
-        .unwrap_or_else(|e| panic!("upgrade: {e}"));
-    let welcome = support::read_json(&mut ws, DEADLINE).expect("the welcome");
-    assert_eq!(welcome["type"], "connection", "{welcome}");
-    support::read_json(&mut ws, DEADLINE).expect("the auth message");
-    Client { ws, welcome }
-}
-
-/// Reads what `client` is sent up to the answer to a ping of its own.
-fn until_pong(client: &mut Client, correlation: &str) -> Vec<Value> {
-    client.send(json!({"type": "ping", "correlationId": correlation}));
-    let mut got = Vec::new();
-    loop {
-        let message = client.recv("the pong");
-        if message["type"] == "pong" && message["correlationId"] == correlation {
-            return got;
-        }
-        got.push(message);
-    }
 }
 
 /// The messages of channel `name` that `client` is sent after its

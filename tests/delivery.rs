@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Instant;
 
 use serde_json::json;
-use support::{Client, DEADLINE, read_json, start, start_default};
+use support::{Client, DEADLINE, narrow_client, read_json, start, start_default};
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 use wshub::Target;
@@ -327,22 +327,6 @@ fn queues_are_bounded_in_bytes_too_but_one_big_message_still_gets_through() {
     assert_eq!(hub.handle().stats().unwrap().slow_consumers, 1);
     assert_eq!(stuck.expect_close(), (1013, "Client too slow".to_owned()));
     healthy.expect_nothing_pending();
-}
-
-/// A client whose socket takes little at a time (a small receive buffer),
-/// so what the hub has for it stays in the hub until it reads.
-fn narrow_client(hub: &support::TestHub, path: &str) -> Client {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    socket.connect(&hub.addr.into()).expect("tcp connect");
-    let stream: std::net::TcpStream = socket.into();
-    let (mut ws, _) = tungstenite::client::client(format!("ws://{}{path}", hub.addr), stream)
-        .unwrap_or_else(|e| panic!("upgrade: {e}"));
-    let welcome = read_json(&mut ws, DEADLINE).expect("the welcome");
-    assert_eq!(welcome["type"], "connection", "{welcome}");
-    read_json(&mut ws, DEADLINE).expect("the auth message");
-    Client { ws, welcome }
 }
 
 #[test]

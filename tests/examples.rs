@@ -245,7 +245,7 @@ fn the_python_agent_service_plays_the_agent_flow_over_a_service_connection() {
         "python3 with the websockets package is needed (pip install websockets)"
     );
     const TOKEN: &str = "python-service-token";
-    // Served as the README's recipe for these clients serves them: the
+    // Served as the drop-in recipe for these clients serves them: the
     // payload envelope by default, which the service opts out of.
     let hub = support::start(
         support::config()

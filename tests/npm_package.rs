@@ -4,7 +4,8 @@
 //! against the `wshub` binary cargo just built. `tsc --strict --noEmit`
 //! checks the typed usage files (`clients/js/test/types/`, whose
 //! `@ts-expect-error` lines must fail to compile), every TypeScript block of
-//! both READMEs, and that the package's event types are the hub's
+//! the hub's client docs (docs/embedding.md) and of the package's README,
+//! and that the package's event types are the hub's
 //! (`rust-events.ts`, written from src/events.rs); tsc builds the 001
 //! dashboard and 002 broadcaster
 //! examples, which then run against a hub (the dashboard under react-dom on
@@ -457,15 +458,15 @@ fn typescript_project() -> PathBuf {
     dir
 }
 
-/// Every ```ts and ```tsx block of both READMEs, each in a file of its own in
-/// `dir`: its imports first, the rest inside an async function (so blocks do
-/// not clash, and may `await`). `readme-globals.d.ts` declares what they take
-/// as given. Returns how many.
+/// Every ```ts and ```tsx block of the hub's client docs and the package's
+/// README, each in a file of its own in `dir`: its imports first, the rest
+/// inside an async function (so blocks do not clash, and may `await`).
+/// `readme-globals.d.ts` declares what they take as given. Returns how many.
 fn readme_snippets(dir: &Path) -> usize {
     fs::create_dir_all(dir).unwrap();
     let mut count = 0;
     for (name, readme) in [
-        ("main", repo_dir().join("README.md")),
+        ("main", repo_dir().join("docs/embedding.md")),
         ("package", package_dir().join("README.md")),
     ] {
         let text = fs::read_to_string(&readme).unwrap();

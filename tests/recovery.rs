@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Client, TestHub, start};
+use support::{Client, TestHub, narrow_client, publish_n, start, until_pong};
 use wshub::{Config, Secret, Target, TokenGrant};
 
 fn hub_with(config: Config) -> TestHub {
@@ -54,14 +54,6 @@ fn numbers(client: &mut Client, kind: &str, n: usize) -> Vec<(u64, u64)> {
             )
         })
         .collect()
-}
-
-fn publish_n(hub: &TestHub, target: &Target, from: u64, to: u64) {
-    for n in from..to {
-        hub.handle()
-            .publish(target.clone(), "tick", json!({ "n": n }))
-            .unwrap();
-    }
 }
 
 #[test]
@@ -579,19 +571,6 @@ fn withdraw(hub: &TestHub, client: &mut Client, topic: &Value, how: Withdrawal) 
     }
 }
 
-/// Reads what `client` is sent up to the answer to a ping of its own.
-fn until_pong(client: &mut Client, correlation: &str) -> Vec<Value> {
-    client.send(json!({"type": "ping", "correlationId": correlation}));
-    let mut got = Vec::new();
-    loop {
-        let message = client.recv("the pong");
-        if message["type"] == "pong" && message["correlationId"] == correlation {
-            return got;
-        }
-        got.push(message);
-    }
-}
-
 /// A client resumes `topic` from its start, with 2000 publications of
 /// 4 KB to catch up on (more than its socket holds) and queues that hold
 /// 16, reads a few, then loses its right to the stream `how`, after which
@@ -706,22 +685,6 @@ fn a_session_catch_up_ends_when_the_backend_takes_the_client_off_every_session()
 }
 
 // --- a catch-up is bounded like any queue -----------------------------------
-
-/// A client whose socket takes little at a time (a small receive buffer),
-/// so what the hub has for it stays in the hub until it reads.
-fn narrow_client(hub: &TestHub, path: &str) -> Client {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    socket.connect(&hub.addr.into()).expect("tcp connect");
-    let stream: std::net::TcpStream = socket.into();
-    let (mut ws, _) = tungstenite::client::client(format!("ws://{}{path}", hub.addr), stream)
-        .unwrap_or_else(|e| panic!("upgrade: {e}"));
-    let welcome = support::read_json(&mut ws, support::DEADLINE).expect("the welcome");
-    assert_eq!(welcome["type"], "connection", "{welcome}");
-    support::read_json(&mut ws, support::DEADLINE).expect("the auth message");
-    Client { ws, welcome }
-}
 
 /// `/api/ws/stats`'s count of messages waiting for clients.
 fn queued_messages(hub: &TestHub) -> u64 {

@@ -6,25 +6,18 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use support::{Client, TestHub, get, http_raw, read_json, start};
+use support::{Client, TestHub, get, http_raw, now, read_json, start};
 use wshub::{Config, Secret, Target, TokenGrant, sign_jwt};
 
 const SECRET: &str = "test-secret-that-is-32-bytes-lng";
 const ADMIN: &str = "admin-token-for-tests";
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
 
 fn jwt(claims: Value) -> String {
     sign_jwt(SECRET.as_bytes(), &claims).unwrap()

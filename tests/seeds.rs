@@ -63,7 +63,7 @@ const ALL_FIVE: &[&str] = &[
     ADMIN,
 ];
 /// Where the agent service's backend connects: a service connection that
-/// reads `client_message` in the standard envelope, as the README shows.
+/// reads `client_message` in the standard envelope, as docs/embedding.md shows.
 const SERVICE_PATH: &str = "/ws?token=seed-admin-token&envelope=standard";
 
 /// The Code Cloud Agents tokens file: the documentation's tokens, and who

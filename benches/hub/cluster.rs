@@ -12,17 +12,20 @@
 //! On this box all three processes share the servers' CPU (CPU 0), so two
 //! hubs measure what crossing Redis costs, not what a second host adds.
 
+use crate::client::{
+    Parse, RawWs, close_reason, metric, metrics, number_after, parse_frame, push_frame,
+};
+use crate::fanout::{Fleet, Pace, fanout_fleet};
+use crate::harness::{Bench, Outcome};
+use crate::peers::{Kind, Server, cpu_of, wshub_capacity};
+use crate::report::{Summary, show_ns, table};
+use crate::{CHANNEL, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, STEP_TIMEOUT, WS_PATH, header};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{
-    Bench, CHANNEL, Fleet, Kind, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Outcome, Pace, Parse, RawWs,
-    STEP_TIMEOUT, Server, Summary, WS_PATH, close_reason, cpu_of, fanout_fleet, header, metric,
-    metrics, number_after, parse_frame, push_frame, show_ns, table, wshub_capacity,
-};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A `redis-server` for the scenario, stopped when dropped.
@@ -192,7 +195,7 @@ impl Bench {
 
     fn two_hubs(
         &self,
-        launch: &super::Launch,
+        launch: &crate::peers::Launch,
         extra: &[String],
         subscribers: usize,
         pace: Pace,
@@ -700,7 +703,7 @@ impl Bench {
 
     fn redis_faults(
         &self,
-        launch: &super::Launch,
+        launch: &crate::peers::Launch,
         subscribers: usize,
         rate: u64,
         drop_percent: u64,
@@ -742,7 +745,7 @@ impl Bench {
         let last = std::sync::atomic::AtomicU64::new(0);
         let per_round = (subs.len() * drop_percent as usize / 100).max(1);
         let (mut resumed, mut lost, mut resume_errors) = (0u64, 0u64, 0u64);
-        let mut buf = vec![0u8; super::READ_BUFFER];
+        let mut buf = vec![0u8; crate::READ_BUFFER];
         let mut events = mio::Events::with_capacity(1024);
         let mut poll = poll;
         let faults_done = AtomicBool::new(false);
@@ -866,7 +869,7 @@ impl Bench {
             // Everyone gets to the last publication.
             let total = published.last;
             while subs.iter().any(|s| s.open && s.last_n < total) {
-                if ending.elapsed() > super::DRAIN_LIMIT {
+                if ending.elapsed() > crate::DRAIN_LIMIT {
                     println!("  !! gave up waiting for the last deliveries");
                     break;
                 }
@@ -966,12 +969,12 @@ impl Bench {
         );
         out.row(
             "deliveries",
-            super::group(subs.iter().map(|s| s.got).sum::<u64>() as f64),
+            crate::report::group(subs.iter().map(|s| s.got).sum::<u64>() as f64),
         );
         out.figure(
             "subscribers with every seq once, in order",
             exact as f64 * 100.0 / subs.len().max(1) as f64,
-            super::percent,
+            crate::report::percent,
         );
         out.figure(
             "hidden gaps and duplicates",

@@ -25,6 +25,14 @@
 //! here too, between rounds of reads, as a real client would after its
 //! socket died.
 
+use crate::client::{
+    Parse, RawWs, close_reason, field, metric, metrics, number_after, parse_frame, push_frame,
+};
+use crate::fanout::{Published, Shared, publish_paced};
+use crate::harness::{Bench, Outcome};
+use crate::peers::{CpuClock, Kind, Launch, Server, wshub_capacity};
+use crate::report::{Summary, group, percent, show_ns};
+use crate::{CHANNEL, DRAIN_LIMIT, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, WS_PATH};
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -32,12 +40,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
-
-use super::{
-    CHANNEL, CpuClock, DRAIN_LIMIT, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Outcome, Parse, Published,
-    RawWs, Server, Shared, WS_PATH, close_reason, field, group, metric, metrics, number_after,
-    parse_frame, percent, publish_paced, push_frame, show_ns,
-};
 
 /// history: most publications not yet acknowledged (nobody subscribes, so
 /// the server's pace is all that holds the publisher back).
@@ -263,7 +265,7 @@ pub(super) fn chaos(
     let mut lost = 0u64;
     let mut reconnect_errors = 0u64;
     let mut reconnect_time = Duration::ZERO;
-    let mut buf = vec![0u8; super::READ_BUFFER];
+    let mut buf = vec![0u8; crate::READ_BUFFER];
     let mut events = Events::with_capacity(1024);
     let clock = CpuClock::start(server);
     let rss_before = server.snapshot().rss_kib;
@@ -456,7 +458,7 @@ fn publish_spread(mut ws: RawWs, streams: usize, count: u64) -> Result<u64, Stri
         .map_err(|e| format!("read timeout: {e}"))?;
     let (mut sent, mut acked) = (0u64, 0u64);
     let mut frames = Vec::with_capacity(64 * 1024);
-    let deadline = Instant::now() + super::PHASE_LIMIT;
+    let deadline = Instant::now() + crate::PHASE_LIMIT;
     while acked < count {
         if Instant::now() > deadline {
             return Err(format!("only {acked} of {count} acknowledged in time"));
@@ -583,7 +585,7 @@ fn publish_acked(ws: &mut RawWs, from: u64, to: u64, pad: &str) -> Result<(), St
         .map_err(|e| format!("read timeout: {e}"))?;
     let (mut sent, mut acked) = (from, from);
     let mut frames = Vec::with_capacity(1 << 20);
-    let deadline = Instant::now() + super::PHASE_LIMIT;
+    let deadline = Instant::now() + crate::PHASE_LIMIT;
     while acked < to {
         if Instant::now() > deadline {
             return Err(format!(
@@ -714,4 +716,79 @@ pub(super) fn catch_up(server: &mut Server, mib: u64) -> Outcome {
         |m| format!("{m:.1} MiB"),
     );
     out
+}
+
+impl Bench {
+    pub(crate) fn chaos(
+        &self,
+        subscribers: usize,
+        rate: u64,
+        secs: u64,
+        drop_percent: u64,
+    ) -> Summary {
+        let title = format!(
+            "chaos: wshub, {subscribers} subscribers of one channel at {rate} publications/s \
+             for {secs} s, {drop_percent}% of them dropped and back with `since` every second"
+        );
+        let Some(launch) = self.wshub_only("chaos") else {
+            return Summary::new(&title, self.runs, Vec::new(), Vec::new());
+        };
+        self.compare_among(
+            &title,
+            &[("wshub", launch, &[WS_PATH])],
+            &wshub_capacity(subscribers * 2),
+            |server, _, _| chaos(server, subscribers, rate, secs, drop_percent),
+        )
+    }
+
+    pub(crate) fn history(&self, streams: usize, per_stream: u64) -> Summary {
+        let title = format!(
+            "history: wshub, {} publications over {streams} channels nobody follows, \
+             history on (defaults) and off (--history-size 0)",
+            streams as u64 * per_stream
+        );
+        let Some(launch) = self.wshub_only("history") else {
+            return Summary::new(&title, self.runs, Vec::new(), Vec::new());
+        };
+        let on = Launch {
+            kind: Kind::Wshub,
+            program: launch.program.clone(),
+            args: launch.args.clone(),
+        };
+        let mut off_args = launch.args.clone();
+        off_args.extend(["--history-size".to_owned(), "0".to_owned()]);
+        let off = Launch {
+            kind: Kind::Wshub,
+            program: launch.program.clone(),
+            args: off_args,
+        };
+        self.compare_among(
+            &title,
+            &[
+                ("history on", &on, &[WS_PATH]),
+                ("history off", &off, &[WS_PATH]),
+            ],
+            &[],
+            |server, _, _| history(server, streams, per_stream),
+        )
+    }
+
+    pub(crate) fn catch_up(&self, mib: u64) -> Summary {
+        let title = format!(
+            "catch-up: wshub, a client resumes a channel and stops reading in the middle of a \
+             {mib} MiB catch-up (half, at most 32 MiB, in the history, of which it reads a \
+             tenth; the rest published meanwhile), --history-size 1000000 (the 64 MiB \
+             --history-bytes binds)"
+        );
+        let Some(launch) = self.wshub_only("catch-up") else {
+            return Summary::new(&title, self.runs, Vec::new(), Vec::new());
+        };
+        let args = ["--history-size".to_owned(), "1000000".to_owned()];
+        self.compare_among(
+            &title,
+            &[("wshub", launch, &[WS_PATH])],
+            &args,
+            |server, _, _| catch_up(server, mib),
+        )
+    }
 }

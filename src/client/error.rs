@@ -21,7 +21,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubError {
     /// The hub's error code: `forbidden`, `invalid_channel`, `rate_limited`,
-    /// `unauthorized`, `token_expired`, `busy`, ... (see the README).
+    /// `unauthorized`, `token_expired`, `busy`, ... (see `docs/protocol.md`, Errors).
     pub code: String,
     /// What the hub said, for people.
     pub message: String,

@@ -1,5 +1,5 @@
 //! Scale-out: hubs that share one Redis serve one set of clients, as if
-//! they were one hub (see the README's "Running several hubs").
+//! they were one hub (see `docs/operations.md`, "Running several hubs").
 //!
 //! Every publication goes through Redis once, whichever hub it starts on,
 //! and comes back to every hub on the pubsub bus (a client's own messages
@@ -211,6 +211,27 @@ impl Cluster {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
         }
+    }
+}
+
+impl Cluster {
+    /// A cluster link with no threads behind it, for the router's unit
+    /// tests: the test reads what the router asks Redis from the receiver
+    /// (whose capacity is the queue's) and answers on the cluster lane.
+    #[cfg(test)]
+    pub(crate) fn detached(
+        hub: &str,
+        prefix: &str,
+        queue: usize,
+    ) -> (Cluster, crossbeam_channel::Receiver<Out>) {
+        let (out, requests) = bounded(queue);
+        let cluster = Cluster {
+            hub: hub.into(),
+            prefix: prefix.to_owned(),
+            out,
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        (cluster, requests)
     }
 }
 

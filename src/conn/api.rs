@@ -510,7 +510,7 @@ fn subscribers(request: &Request, shared: &Shared) -> Response {
     }
 }
 
-/// `{"success":true,"data":...}`, `success` first as the README shows it.
+/// `{"success":true,"data":...}`, `success` first as `docs/protocol.md` shows it.
 fn ok(data: serde_json::Value) -> Response {
     #[derive(Serialize)]
     struct Success {

@@ -201,7 +201,7 @@ pub(crate) enum Recovery {
     Lost,
 }
 
-/// How much history is kept (see the README's Recovery).
+/// How much history is kept (see `docs/protocol.md`, Recovery).
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
     /// Most publications kept per stream.

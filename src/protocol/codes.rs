@@ -142,7 +142,11 @@ wire_names! {
 
 impl Envelope {
     /// How many envelopes there are (to keep one encoding of each).
-    pub(crate) const COUNT: usize = 3;
+    pub(crate) const COUNT: usize = Envelope::ALL.len();
+
+    /// The envelopes' wire names, for messages and help texts (a unit test
+    /// keeps it equal to the variants).
+    pub const NAMES: &'static str = "standard, flat or payload";
 
     /// Its place among the envelopes, for a per-envelope cache.
     pub(crate) fn index(self) -> usize {
@@ -156,7 +160,7 @@ impl std::str::FromStr for Envelope {
     /// `standard`, `flat` or `payload`.
     fn from_str(name: &str) -> Result<Envelope, String> {
         Envelope::from_wire(name)
-            .ok_or_else(|| format!("unknown envelope {name:?}: use standard, flat or payload"))
+            .ok_or_else(|| format!("unknown envelope {name:?}: use {}", Envelope::NAMES))
     }
 }
 
@@ -340,6 +344,20 @@ impl From<Close> for AppClose {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn envelope_names_list_every_envelope_in_order() {
+        let names: Vec<&str> = Envelope::ALL.iter().map(|e| e.as_str()).collect();
+        let listed = match names.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        assert_eq!(Envelope::NAMES, listed);
+        for (i, envelope) in Envelope::ALL.iter().enumerate() {
+            assert_eq!(envelope.index(), i, "index() is the place in ALL");
+        }
+    }
 
     #[test]
     fn wire_names_round_trip_and_serialise_as_themselves() {

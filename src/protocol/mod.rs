@@ -9,7 +9,7 @@
 //! - [`frame`]: encoding a message once into a complete frame that every
 //!   recipient of a fan-out shares.
 //!
-//! The README's Protocol section describes it as built.
+//! `docs/protocol.md` describes it as built.
 
 pub(crate) mod codes;
 pub(crate) mod fields;

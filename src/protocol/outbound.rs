@@ -40,7 +40,7 @@ pub(crate) struct Origin {
     pub user_id: Option<Box<str>>,
 }
 
-/// Where a publication stands in its stream (see the README's Recovery).
+/// Where a publication stands in its stream (see `docs/protocol.md`, Recovery).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Position<'a> {
     pub seq: u64,

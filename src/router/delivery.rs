@@ -32,7 +32,7 @@ use crate::publish::{Filter, Publication, Target};
 use crate::subscriptions::ClientId;
 use crate::throttle::warn_throttled;
 use crate::websocket::{Compression, SharedFrame};
-use crate::writer::Writers;
+use crate::writer::Outlet;
 
 /// At most this many links queued in a batch: the router writes them
 /// itself rather than waking a writer (replies, a few deliveries). A wake-up
@@ -54,7 +54,7 @@ pub(super) enum Audience<'a> {
 
 /// The links this batch scheduled, per writer, and the pool.
 pub(super) struct Delivery {
-    writers: Arc<Writers>,
+    writers: Arc<dyn Outlet>,
     scheduled: Vec<Vec<Arc<Link>>>,
     count: usize,
     scratch: Scratch,
@@ -70,7 +70,7 @@ impl Push {
 }
 
 impl Delivery {
-    pub(super) fn new(writers: Arc<Writers>, config: &Config) -> Delivery {
+    pub(super) fn new(writers: Arc<dyn Outlet>, config: &Config) -> Delivery {
         Delivery {
             scheduled: (0..writers.count()).map(|_| Vec::new()).collect(),
             writers,

@@ -41,6 +41,11 @@ mod publishing;
 mod replay;
 mod topics;
 
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
@@ -68,7 +73,7 @@ use crate::stats::{ClientStats, Counters, Stats};
 use crate::subscriptions::{ClientId, IdMap, IdSet, Index, Sessions};
 use crate::throttle::warn_throttled;
 use crate::websocket::SharedFrame;
-use crate::writer::Writers;
+use crate::writer::Outlet;
 
 use app::{AppQueue, Services};
 use batches::Batches;
@@ -203,6 +208,17 @@ impl Closing {
     }
 }
 
+/// How a [`Router::turn`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// It handled work: look again at once.
+    Worked,
+    /// There was none: wait for some.
+    Idle,
+    /// The shutdown is complete.
+    Done,
+}
+
 /// What [`Router::wait`] woke up for.
 enum Woke {
     Input(Option<Input>),
@@ -260,7 +276,7 @@ impl Router {
         auth: Arc<Authenticator>,
         threads: Arc<Threads>,
         lanes: Lanes,
-        writers: Arc<Writers>,
+        writers: Arc<dyn Outlet>,
         app: Option<(Sender<ClientRequest>, Handle)>,
         cluster: Option<crate::cluster::Cluster>,
     ) -> Router {
@@ -298,38 +314,53 @@ impl Router {
         }
     }
 
-    /// The router thread's loop: control, then the tick, then a batch of
-    /// work, then the writers are handed what the batch queued.
+    /// The router thread's loop: a turn, and, when it found no work, a
+    /// wait for the next input.
     pub(crate) fn run(mut self) {
         loop {
-            // Shutdown never waits behind work.
-            while let Ok(input) = self.lanes.control.try_recv() {
-                self.handle(input);
-            }
-            // Nor do heartbeats and deadlines.
-            match self.lanes.ticks.try_recv() {
-                Ok(now) => self.tick(now),
-                // The timer is gone (it only stops after us): stop listening to it.
-                Err(TryRecvError::Disconnected) => self.lanes.ticks = crossbeam_channel::never(),
-                Err(TryRecvError::Empty) => {}
-            }
-            if self.stopping.is_some() {
-                self.flush_for_shutdown(Instant::now());
-            }
-            if self.done() {
-                break;
-            }
-            let worked = self.work_batch();
-            self.flush_due_batches(Instant::now());
-            if !self.replaying.is_empty() {
-                self.pump_replays();
-            }
-            self.end_batch();
-            if !worked && !self.wait() {
-                break;
+            match self.turn() {
+                Turn::Done => break,
+                Turn::Worked => {}
+                Turn::Idle => {
+                    if !self.wait() {
+                        break;
+                    }
+                }
             }
         }
         log::debug!("router stopped");
+    }
+
+    /// One turn of the loop: control, then the tick, then a batch of work,
+    /// then the writers are handed what the batch queued.
+    fn turn(&mut self) -> Turn {
+        // Shutdown never waits behind work.
+        while let Ok(input) = self.lanes.control.try_recv() {
+            self.handle(input);
+        }
+        // Nor do heartbeats and deadlines.
+        match self.lanes.ticks.try_recv() {
+            Ok(now) => self.tick(now),
+            // The timer is gone (it only stops after us): stop listening to it.
+            Err(TryRecvError::Disconnected) => self.lanes.ticks = crossbeam_channel::never(),
+            Err(TryRecvError::Empty) => {}
+        }
+        if self.stopping.is_some() {
+            self.flush_for_shutdown(Instant::now());
+        }
+        if self.done() {
+            return Turn::Done;
+        }
+        let worked = self.work_batch();
+        self.flush_due_batches(Instant::now());
+        if !self.replaying.is_empty() {
+            self.pump_replays();
+        }
+        self.end_batch();
+        match worked {
+            true => Turn::Worked,
+            false => Turn::Idle,
+        }
     }
 
     /// Handles up to [`BATCH`] inputs of the work lanes (clients and API,

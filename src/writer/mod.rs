@@ -48,6 +48,33 @@ struct Mailbox {
     stop: AtomicBool,
 }
 
+/// Where the router hands the links it queued frames for, once per batch:
+/// the writer pool ([`Writers`]), or, in the router's unit tests, a
+/// stand-in that writes them on the spot (`router/harness.rs`).
+pub(crate) trait Outlet: Send + Sync {
+    /// How many writers there are; a link belongs to `link.writer` of them.
+    fn count(&self) -> usize;
+    /// Gives `links` (all of writer `writer`) to their writer, waking it if
+    /// it sleeps. Leaves `links` empty.
+    fn hand_off(&self, writer: usize, links: &mut Vec<Arc<Link>>);
+    /// Tells every writer to stop now.
+    fn stop(&self);
+}
+
+impl Outlet for Writers {
+    fn count(&self) -> usize {
+        Writers::count(self)
+    }
+
+    fn hand_off(&self, writer: usize, links: &mut Vec<Arc<Link>>) {
+        Writers::hand_off(self, writer, links);
+    }
+
+    fn stop(&self) {
+        Writers::stop(self);
+    }
+}
+
 /// The pool, as the router and the readers see it.
 pub(crate) struct Writers {
     mailboxes: Vec<Arc<Mailbox>>,

@@ -7,13 +7,13 @@ pub mod json;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
-use wshub::{Config, Hub, Server};
+use wshub::{Config, Hub, Server, Target};
 
 /// How long any single expected event may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -359,4 +359,50 @@ pub fn expect_but_presence(client: &mut Client, kind: &str) -> Value {
     let message = next_but_presence(client, kind);
     assert_eq!(message["type"], kind, "expected {kind}, got {message}");
     message
+}
+
+/// A client whose socket takes little at a time (a small receive buffer),
+/// so what the hub has for it stays in the hub until it reads.
+pub fn narrow_client(hub: &TestHub, path: &str) -> Client {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&hub.addr.into()).expect("tcp connect");
+    let stream: TcpStream = socket.into();
+    let (mut ws, _) = tungstenite::client::client(format!("ws://{}{path}", hub.addr), stream)
+        .unwrap_or_else(|e| panic!("upgrade: {e}"));
+    let welcome = read_json(&mut ws, DEADLINE).expect("the welcome");
+    assert_eq!(welcome["type"], "connection", "{welcome}");
+    read_json(&mut ws, DEADLINE).expect("the auth message");
+    Client { ws, welcome }
+}
+
+/// Reads what `client` is sent up to the answer to a ping of its own.
+pub fn until_pong(client: &mut Client, correlation: &str) -> Vec<Value> {
+    client.send(json!({"type": "ping", "correlationId": correlation}));
+    let mut got = Vec::new();
+    loop {
+        let message = client.recv("the pong");
+        if message["type"] == "pong" && message["correlationId"] == correlation {
+            return got;
+        }
+        got.push(message);
+    }
+}
+
+/// Publishes `tick`s with `data.n` from `from` up to `to` (excluded).
+pub fn publish_n(hub: &TestHub, target: &Target, from: u64, to: u64) {
+    for n in from..to {
+        hub.handle()
+            .publish(target.clone(), "tick", json!({ "n": n }))
+            .expect("publish");
+    }
+}
+
+/// Seconds since 1970, as JWTs count them.
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
 }

@@ -643,7 +643,7 @@ fn envelope(flag: &'static str, value: &str) -> Result<wshub::Envelope, CliError
     value.parse().map_err(|_| CliError::InvalidValue {
         flag,
         value: value.to_owned(),
-        expected: "standard, flat or payload",
+        expected: wshub::Envelope::NAMES,
     })
 }
 
@@ -752,6 +752,11 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err, CliError::NotUnicode("the variable WSHUB_PORT".into()));
+    }
+
+    #[test]
+    fn the_envelope_help_names_every_envelope() {
+        assert!(help().contains(wshub::Envelope::NAMES), "{}", help());
     }
 
     #[test]

@@ -1,0 +1,401 @@
+//! The load generator's client: a minimal WebSocket client on raw
+//! sockets (handshakes, masked text frames, frame parsing without copies),
+//! opening many connections at once, and plain HTTP GETs of wshub's stats.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::report::{Histogram, Tally};
+use crate::{MASK, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, PHASE_LIMIT, STEP_TIMEOUT, WS_KEY};
+
+/// A client past the handshake, on a blocking socket, with the bytes read
+/// past the last complete frame.
+pub(crate) struct RawWs {
+    pub(crate) stream: TcpStream,
+    pub(crate) buf: Vec<u8>,
+}
+
+impl RawWs {
+    /// Connects and upgrades to a WebSocket, reads nothing more.
+    pub(crate) fn handshake(addr: SocketAddr, path: &str) -> Result<RawWs, String> {
+        let mut stream =
+            TcpStream::connect_timeout(&addr, STEP_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+        stream.set_nodelay(true).ok();
+        stream.set_read_timeout(Some(STEP_TIMEOUT)).ok();
+        stream.set_write_timeout(Some(STEP_TIMEOUT)).ok();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| format!("send the upgrade request: {e}"))?;
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 1024];
+        let head_end = loop {
+            let n = match stream.read(&mut chunk) {
+                Ok(0) => return Err("closed during the handshake".to_owned()),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("read the upgrade response: {e}")),
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(at) = find(&buf, b"\r\n\r\n") {
+                break at + 4;
+            }
+            if buf.len() > 16 * 1024 {
+                return Err("an upgrade response head over 16 KiB".to_owned());
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]);
+        let status = head.lines().next().unwrap_or_default().to_owned();
+        if !status.starts_with("HTTP/1.1 101") {
+            let body = String::from_utf8_lossy(&buf[head_end..]);
+            return Err(format!("refused: {status} {}", body.trim()));
+        }
+        buf.drain(..head_end);
+        Ok(RawWs { stream, buf })
+    }
+
+    pub(crate) fn send_text(&mut self, text: &str) -> Result<(), String> {
+        let mut frame = Vec::with_capacity(text.len() + 14);
+        push_frame(&mut frame, OP_TEXT, text.as_bytes());
+        self.stream
+            .write_all(&frame)
+            .map_err(|e| format!("write: {e}"))
+    }
+
+    /// The next text message, or `None` when the socket's read timeout (or
+    /// non-blocking mode) says there is none yet. Pings are answered.
+    pub(crate) fn read_text(&mut self) -> Result<Option<String>, String> {
+        loop {
+            match parse_frame(&self.buf) {
+                Parse::Frame {
+                    fin,
+                    opcode,
+                    start,
+                    end,
+                } => {
+                    let payload = self.buf[start..end].to_vec();
+                    self.buf.drain(..end);
+                    match opcode {
+                        OP_TEXT if fin => {
+                            return String::from_utf8(payload)
+                                .map(Some)
+                                .map_err(|_| "a text frame that is not UTF-8".to_owned());
+                        }
+                        OP_TEXT => return Err("a fragmented message".to_owned()),
+                        OP_CLOSE => {
+                            return Err(format!(
+                                "closed by the server: {}",
+                                close_reason(&payload)
+                            ));
+                        }
+                        OP_PING => {
+                            let mut pong = Vec::with_capacity(payload.len() + 8);
+                            push_frame(&mut pong, OP_PONG, &payload);
+                            self.stream
+                                .write_all(&pong)
+                                .map_err(|e| format!("write: {e}"))?;
+                        }
+                        _ => {}
+                    }
+                }
+                Parse::Partial => {
+                    let mut chunk = [0u8; 16 * 1024];
+                    match self.stream.read(&mut chunk) {
+                        Ok(0) => return Err("connection closed".to_owned()),
+                        Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                ErrorKind::WouldBlock
+                                    | ErrorKind::TimedOut
+                                    | ErrorKind::Interrupted
+                            ) =>
+                        {
+                            return Ok(None);
+                        }
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Err(format!("read: {e}")),
+                    }
+                }
+                Parse::Bad(why) => return Err(why.to_owned()),
+            }
+        }
+    }
+
+    /// The next text message within the socket's read timeout.
+    pub(crate) fn expect_text(&mut self) -> Result<String, String> {
+        self.read_text()?
+            .ok_or_else(|| format!("no message within {} s", STEP_TIMEOUT.as_secs()))
+    }
+
+    /// Whether the server still has this (silent) client: nothing to read,
+    /// or only what an open connection gets.
+    pub(crate) fn still_open(&mut self) -> bool {
+        if self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        loop {
+            match self.read_text() {
+                Ok(None) => return true,
+                Ok(Some(_)) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// A client past the `connection` welcome, subscribed to `channel` if one is
+/// given.
+pub(crate) fn open_client(
+    addr: SocketAddr,
+    path: &str,
+    channel: Option<&str>,
+) -> Result<RawWs, String> {
+    let mut ws = RawWs::handshake(addr, path)?;
+    let welcome = ws.expect_text()?;
+    // `connection`, or `connection:established` in the payload envelope.
+    if !welcome.contains(r#""type":"connection"#) {
+        return Err(format!("expected the welcome, got {welcome}"));
+    }
+    if let Some(channel) = channel {
+        let subscribe =
+            format!(r#"{{"type":"subscribe","channel":"{channel}","correlationId":"sub"}}"#);
+        ws.send_text(&subscribe)?;
+        loop {
+            let reply = ws.expect_text()?;
+            if reply.contains(r#""type":"subscribed""#) {
+                break;
+            }
+            if reply.contains(r#""type":"error""#) {
+                return Err(format!("subscribe refused: {reply}"));
+            }
+        }
+    }
+    Ok(ws)
+}
+
+/// Clients that made it, the failures, how long it took, and how long each
+/// successful one took.
+pub(crate) struct Opened {
+    pub(crate) clients: Vec<RawWs>,
+    pub(crate) errors: Tally,
+    pub(crate) took: Duration,
+    pub(crate) latency: Histogram,
+}
+
+/// Opens `n` clients, `at_once` at a time (one thread each), until done,
+/// [`PHASE_LIMIT`] passes or more than half have failed.
+/// Client `i` connects on `paths[i % paths.len()]`.
+pub(crate) fn open_many(
+    addr: SocketAddr,
+    n: usize,
+    at_once: usize,
+    channel: Option<&str>,
+    paths: &[&str],
+) -> Opened {
+    let next = AtomicUsize::new(0);
+    let failures = AtomicUsize::new(0);
+    let start = Instant::now();
+    let parts: Vec<(Vec<RawWs>, Tally, Histogram)> = thread::scope(|scope| {
+        let workers: Vec<_> = (0..at_once.clamp(1, n.max(1)))
+            .map(|_| {
+                let (next, failures) = (&next, &failures);
+                thread::Builder::new()
+                    .name("bench-connect".into())
+                    .stack_size(256 * 1024)
+                    .spawn_scoped(scope, move || {
+                        let mut part = (Vec::new(), Tally::default(), Histogram::default());
+                        while start.elapsed() < PHASE_LIMIT
+                            && failures.load(Ordering::Relaxed) <= n / 2 + 100
+                        {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= n {
+                                break;
+                            }
+                            let began = Instant::now();
+                            match open_client(addr, paths[i % paths.len()], channel) {
+                                Ok(ws) => {
+                                    part.2.record(began.elapsed().as_micros() as u64);
+                                    part.0.push(ws);
+                                }
+                                Err(e) => {
+                                    failures.fetch_add(1, Ordering::Relaxed);
+                                    part.1.add(e);
+                                }
+                            }
+                        }
+                        part
+                    })
+                    .expect("start a connect thread")
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("connect thread"))
+            .collect()
+    });
+    let mut opened = Opened {
+        clients: Vec::with_capacity(n),
+        errors: Tally::default(),
+        took: start.elapsed(),
+        latency: Histogram::default(),
+    };
+    for (clients, errors, latency) in parts {
+        opened.clients.extend(clients);
+        opened.errors.merge(errors);
+        opened.latency.merge(&latency);
+    }
+    let tried = next.load(Ordering::Relaxed).min(n);
+    if tried < n {
+        opened
+            .errors
+            .add(format!("gave up after {tried} of {n} attempts"));
+    }
+    opened
+}
+
+/// A client frame (masked) onto `out`.
+pub(crate) fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    out.push(0x80 | opcode);
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
+}
+
+pub(crate) enum Parse {
+    /// A whole frame: its payload is `start..end`, and `end` is its length.
+    Frame {
+        fin: bool,
+        opcode: u8,
+        start: usize,
+        end: usize,
+    },
+    Partial,
+    Bad(&'static str),
+}
+
+/// The server frame at the start of `buf`, if it has all arrived.
+pub(crate) fn parse_frame(buf: &[u8]) -> Parse {
+    let [b0, b1, rest @ ..] = buf else {
+        return Parse::Partial;
+    };
+    if b1 & 0x80 != 0 {
+        return Parse::Bad("a masked frame from the server");
+    }
+    let (len, start) = match b1 & 0x7f {
+        126 => match rest {
+            [a, b, ..] => (u64::from(u16::from_be_bytes([*a, *b])), 4),
+            _ => return Parse::Partial,
+        },
+        127 => match rest.get(..8) {
+            Some(bytes) => (u64::from_be_bytes(bytes.try_into().expect("8 bytes")), 10),
+            None => return Parse::Partial,
+        },
+        n => (u64::from(n), 2),
+    };
+    if len > 16 << 20 {
+        return Parse::Bad("a frame over 16 MiB");
+    }
+    let end = start + len as usize;
+    if buf.len() < end {
+        return Parse::Partial;
+    }
+    Parse::Frame {
+        fin: b0 & 0x80 != 0,
+        opcode: b0 & 0x0f,
+        start,
+        end,
+    }
+}
+
+/// `code reason` from a close frame's payload.
+pub(crate) fn close_reason(payload: &[u8]) -> String {
+    match payload {
+        [a, b, reason @ ..] => format!(
+            "close {} {}",
+            u16::from_be_bytes([*a, *b]),
+            String::from_utf8_lossy(reason)
+        ),
+        _ => "close (no code)".to_owned(),
+    }
+}
+
+/// Where `needle` (at least two bytes) first occurs in `hay`.
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    // Scan for the second byte: the first is often a `"`.
+    let mut from = 1;
+    while let Some(at) = hay.get(from..)?.iter().position(|&b| b == needle[1]) {
+        let start = from + at - 1;
+        if hay[start..].starts_with(needle) {
+            return Some(start);
+        }
+        from += at + 1;
+    }
+    None
+}
+
+/// The unsigned number right after `key` in `hay`.
+pub(crate) fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
+    let digits = &hay[find(hay, key)? + key.len()..];
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    if end == 0 {
+        return None;
+    }
+    digits[..end].iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// The unsigned number after `"name":` in a JSON text, without parsing it all.
+pub(crate) fn field(text: &str, name: &str) -> Option<u64> {
+    number_after(text.as_bytes(), format!("\"{name}\":").as_bytes())
+}
+
+/// One HTTP/1.1 request on its own connection; returns the body.
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> String {
+    let exchange = || -> std::io::Result<String> {
+        let mut stream = TcpStream::connect_timeout(&addr, STEP_TIMEOUT)?;
+        stream.set_read_timeout(Some(STEP_TIMEOUT))?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes())?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    };
+    let response = exchange().unwrap_or_default();
+    response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned()
+}
+
+/// wshub's Prometheus counters, as `name value` lines.
+pub(crate) fn metrics(addr: SocketAddr) -> String {
+    http_get(addr, "/metrics")
+}
+
+pub(crate) fn metric(metrics: &str, name: &str) -> String {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or("?")
+        .to_owned()
+}

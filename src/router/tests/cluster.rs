@@ -1,0 +1,407 @@
+//! The cluster's fault handling (`router/cluster.rs`), with the test as
+//! Redis and as the other hubs: what the router asks Redis is read from its
+//! queue, Redis's answers and the bus come on the cluster lane.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::cluster::wire::{self, HubBeat, Publication, Wire, WireTarget};
+use crate::cluster::{HeadReply, In, Kept, LEASE, Out};
+use crate::config::Config;
+use crate::publish::{Target, Unpublished};
+use crate::router::harness::{Harness, Peer};
+
+/// This hub's id, and another's.
+const HERE: &str = "here0001";
+const THERE: &str = "there002";
+const ADMIN: &str = "admin-token";
+
+fn config() -> Config {
+    Config::default()
+        .admin_token(Some(ADMIN.into()))
+        .allow_client_publish(true)
+        .presence_grace(Duration::ZERO)
+}
+
+/// A hub joined to Redis (both connections up), with what it asked on
+/// joining already read; `queue`: what the queue to Redis holds.
+fn joined(queue: usize) -> Harness {
+    let mut hub = Harness::with_cluster(config(), HERE, queue);
+    hub.redis(true);
+    hub.asked();
+    hub
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A publication of `kind` to the channel `c`, as it crosses Redis.
+fn on_c(kind: &str, n: u64) -> Publication {
+    Publication {
+        hub: THERE.to_owned(),
+        to: WireTarget::Channel("c".to_owned()),
+        kind: kind.to_owned(),
+        data: Some(serde_json::value::to_raw_value(&json!({ "n": n })).expect("JSON")),
+        from: None,
+        ts: now_ms(),
+        batched: false,
+        corr: None,
+    }
+}
+
+/// The heads asked of Redis among `asked`: (ticket, stream, since, epoch).
+fn heads(asked: &[Out]) -> Vec<(u64, String, Option<u64>, Option<String>)> {
+    asked
+        .iter()
+        .filter_map(|out| match out {
+            Out::Head {
+                ticket,
+                stream,
+                since,
+                epoch,
+                ..
+            } => Some((*ticket, stream.clone(), *since, epoch.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Redis's answer to a head: where `c` stands, and what it kept.
+fn answer(ticket: u64, seq: u64, epoch: &str, kept: &[u64]) -> In {
+    In::Head {
+        ticket,
+        reply: Some(HeadReply {
+            position: Some((seq, epoch.to_owned())),
+            entries: kept
+                .iter()
+                .map(|n| Kept {
+                    seq: *n,
+                    ts: now_ms(),
+                    publication: on_c("tick", *n),
+                })
+                .collect(),
+            refused: None,
+            from: None,
+            base: 0,
+            prev: None,
+        }),
+    }
+}
+
+/// A client of this hub subscribed to `c`, which Redis says stands at
+/// `seq` of `epoch`.
+fn following_c(hub: &mut Harness, seq: u64, epoch: &str) -> Peer {
+    let client = hub.connect(None);
+    hub.send(client, json!({"type": "subscribe", "channel": "c"}));
+    let (ticket, ..) = heads(&hub.asked())[0].clone();
+    hub.tell(answer(ticket, seq, epoch, &[]));
+    hub.bus(None, Wire::Mark(ticket));
+    let subscribed = hub.next_message(client);
+    assert_eq!(subscribed["data"]["seq"], seq, "{subscribed}");
+    client
+}
+
+/// `n` of the `tick`s a client got, in order: their `seq`.
+fn ticks(messages: &[Value]) -> Vec<u64> {
+    messages
+        .iter()
+        .filter(|m| m["type"] == "tick")
+        .map(|m| m["seq"].as_u64().expect("a seq"))
+        .collect()
+}
+
+/// Mirrors `tests/cluster.rs`, `a_client_resumes_on_another_hub_without_a_gap`
+/// and `resuming_on_another_hub_under_load_has_no_gap_and_no_duplicate`:
+/// Redis's answer to where a stream stands is used only once its mark has
+/// come on the bus behind every publication it counts, and what came
+/// meanwhile waits in the client's replay: no gap, no duplicate.
+#[test]
+fn a_resume_waits_for_redis_and_its_mark_then_has_no_gap_and_no_duplicate() {
+    let mut hub = joined(64);
+    let client = hub.connect(None);
+    hub.send(
+        client,
+        json!({"type": "subscribe", "channel": "c", "since": {"seq": 2, "epoch": "e1"}}),
+    );
+    let asked = heads(&hub.asked());
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let (ticket, stream, since, _) = asked[0].clone();
+    assert_eq!((stream.as_str(), since), ("c:c", Some(2)));
+    // Seq 3 comes on the bus before Redis's answer...
+    hub.bus(Some((3, "e1")), Wire::Pub(on_c("tick", 3)));
+    // ...which says 4, having kept 3 and 4; 4 is still on its way.
+    hub.tell(answer(ticket, 4, "e1", &[3, 4]));
+    assert_eq!(
+        hub.until_pong(client),
+        Vec::<Value>::new(),
+        "nothing before the mark: the answer counts a publication not here yet"
+    );
+    hub.bus(Some((4, "e1")), Wire::Pub(on_c("tick", 4)));
+    hub.bus(None, Wire::Mark(ticket));
+    hub.bus(Some((5, "e1")), Wire::Pub(on_c("tick", 5)));
+    let got = hub.until_pong(client);
+    assert_eq!(got[0]["type"], "subscribed", "{got:?}");
+    assert_eq!(
+        got[0]["data"],
+        json!({"seq": 4, "epoch": "e1", "recovered": true})
+    );
+    assert_eq!(ticks(&got), [3, 4, 5], "each once, in order: {got:?}");
+}
+
+/// Mirrors `tests/cluster.rs`,
+/// `a_stream_published_to_alone_during_a_cut_off_is_not_replayed_again`:
+/// a stream numbered here alone while Redis was away gets a new epoch in
+/// Redis before Redis numbers anything more of it, and the hub catches up
+/// from where it was.
+#[test]
+fn a_stream_numbered_alone_in_a_cut_off_gets_a_new_epoch_before_anything_else() {
+    let mut hub = joined(64);
+    let client = following_c(&mut hub, 3, "e1");
+    hub.bus(Some((4, "e1")), Wire::Pub(on_c("tick", 4)));
+    assert_eq!(hub.next_message(client)["seq"], 4);
+    hub.redis(false);
+    // Alone: delivered here, numbered by this hub's own history.
+    let reached = hub.publish(Target::channel("c"), "alone", json!({}));
+    assert_eq!(reached.now(), Some(Ok(1)));
+    let alone = hub.next_message(client);
+    assert_eq!(alone["type"], "alone", "{alone}");
+    assert_ne!(alone["epoch"], "e1", "its own epoch: {alone}");
+    // Back: the new epoch goes first, then the catch-up from 4 of e1.
+    hub.redis(true);
+    let asked = hub.asked();
+    let renewed = asked
+        .iter()
+        .position(|out| matches!(out, Out::NewEpochs(streams) if streams == &["c:c"]))
+        .unwrap_or_else(|| panic!("no new epoch asked: {asked:?}"));
+    let head = asked
+        .iter()
+        .position(|out| matches!(out, Out::Head { stream, .. } if stream == "c:c"))
+        .unwrap_or_else(|| panic!("no catch-up asked: {asked:?}"));
+    assert!(renewed < head, "the new epoch first: {asked:?}");
+    let (ticket, _, since, epoch) = heads(&asked)[0].clone();
+    assert_eq!((since, epoch.as_deref()), (Some(4), Some("e1")));
+    // The other hub published once more, under the new epoch.
+    let mut reply = match answer(ticket, 5, "e2", &[5]) {
+        In::Head { reply, .. } => reply.expect("an answer"),
+        _ => unreachable!(),
+    };
+    reply.prev = Some("e1".to_owned());
+    reply.base = 4;
+    hub.tell(In::Head {
+        ticket,
+        reply: Some(reply),
+    });
+    hub.bus(None, Wire::Mark(ticket));
+    let got = hub.until_pong(client);
+    assert_eq!(ticks(&got), [5], "what it missed, once: {got:?}");
+    assert!(got.iter().all(|m| m["type"] != "alone"), "{got:?}");
+    assert_eq!(got[0]["epoch"], "e2", "{got:?}");
+}
+
+/// Mirrors `tests/cluster.rs`,
+/// `a_user_who_leaves_during_a_short_cut_off_goes_offline_everywhere`:
+/// back after a cut-off, the hub tells Redis who it has now, so a user who
+/// left meanwhile goes offline everywhere.
+#[test]
+fn back_after_a_cut_off_redis_is_told_who_is_here_now() {
+    let mut hub = joined(64);
+    let alice = hub.connect(Some("alice"));
+    let _bob = hub.connect(Some("bob"));
+    let joins: Vec<Out> = hub.asked();
+    assert!(
+        joins
+            .iter()
+            .any(|o| matches!(o, Out::Join { user } if user == "alice")),
+        "{joins:?}"
+    );
+    hub.redis(false);
+    // A probe of the command connection: it may have broken unnoticed.
+    assert!(matches!(hub.asked()[..], [Out::Probe]));
+    hub.drop_connection(alice);
+    assert!(hub.asked().is_empty(), "nothing for Redis while it is away");
+    hub.redis(true);
+    let asked = hub.asked();
+    let rejoin = asked.iter().find_map(|out| match out {
+        Out::Rejoin { users } => Some(users.clone()),
+        _ => None,
+    });
+    assert_eq!(rejoin, Some(vec!["bob".to_owned()]), "{asked:?}");
+    let joins: Vec<&str> = asked
+        .iter()
+        .filter_map(|out| match out {
+            Out::Join { user } => Some(user.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(joins, ["bob"], "{asked:?}");
+    assert!(
+        matches!(asked.first(), Some(Out::Heartbeat { .. })),
+        "the lease first: {asked:?}"
+    );
+    assert!(
+        asked.iter().any(|o| matches!(o, Out::Snapshot)),
+        "{asked:?}"
+    );
+}
+
+/// Another hub with a service connection, known from its heartbeat.
+fn service_there(hub: &mut Harness, up_since: u64) {
+    hub.bus(
+        None,
+        Wire::Hub(HubBeat {
+            hub: THERE.to_owned(),
+            services: 1,
+            up_since,
+            ..HubBeat::default()
+        }),
+    );
+}
+
+/// A client here sends a request that goes to the other hub's service.
+fn request_there(hub: &mut Harness) -> Peer {
+    let client = hub.connect(None);
+    hub.send(
+        client,
+        json!({"type": "agent:start", "correlationId": "r1"}),
+    );
+    let asked = hub.asked();
+    let forwarded = asked.iter().any(|out| match out {
+        Out::Send { channel, body } => {
+            channel == &wire::hub_channel("wshub", THERE) && body.contains("agent:start")
+        }
+        _ => false,
+    });
+    assert!(forwarded, "the request went to the other hub: {asked:?}");
+    client
+}
+
+fn assert_busy(message: &Value) {
+    assert_eq!(message["type"], "error", "{message}");
+    assert_eq!(message["data"]["code"], "busy", "{message}");
+    assert_eq!(message["correlationId"], "r1", "{message}");
+}
+
+/// Mirrors `tests/cluster.rs`, `a_request_sent_to_a_hub_that_dies_is_answered_busy`.
+#[test]
+fn a_request_sent_to_a_hub_that_dies_is_answered_busy_when_its_lease_ends() {
+    let mut hub = joined(64);
+    service_there(&mut hub, 1);
+    let client = request_there(&mut hub);
+    assert_eq!(
+        hub.until_pong(client),
+        Vec::<Value>::new(),
+        "waiting for it"
+    );
+    hub.tick_at(Instant::now() + LEASE + Duration::from_secs(1));
+    assert_busy(&hub.next_message(client));
+}
+
+/// Mirrors `tests/cluster.rs`,
+/// `a_request_whose_answer_was_lost_in_a_short_cut_off_is_answered_busy`:
+/// the other hub's heartbeat says it joined Redis again since.
+#[test]
+fn a_request_to_a_hub_cut_off_since_is_answered_busy() {
+    let mut hub = joined(64);
+    service_there(&mut hub, 1);
+    let client = request_there(&mut hub);
+    service_there(&mut hub, 2);
+    assert_busy(&hub.next_message(client));
+}
+
+/// This hub is cut off: what it asked of others will not be answered.
+#[test]
+fn a_request_sent_before_this_hub_is_cut_off_is_answered_busy() {
+    let mut hub = joined(64);
+    service_there(&mut hub, 1);
+    let client = request_there(&mut hub);
+    hub.redis(false);
+    assert_busy(&hub.next_message(client));
+}
+
+/// Mirrors `tests/cluster.rs`,
+/// `a_publication_the_queue_to_redis_cannot_take_is_refused_not_delivered_on_one_hub`.
+#[test]
+fn a_publication_the_queue_to_redis_cannot_take_is_refused_and_delivered_nowhere() {
+    let mut hub = joined(4);
+    let subscriber = following_c(&mut hub, 0, "e1");
+    let answers: Vec<_> = (1..=6)
+        .map(|n| hub.publish(Target::channel("c"), "tick", json!({ "n": n })))
+        .collect();
+    for (n, answer) in answers.iter().enumerate().skip(4) {
+        match answer.now() {
+            Some(Err(Unpublished::Unavailable(why))) => {
+                assert!(why.contains("queue to Redis is full"), "{n}: {why}")
+            }
+            other => panic!("publication {}: {other:?}", n + 1),
+        }
+    }
+    // A client's own publication is refused the same way, with `busy`.
+    let publisher = hub.connect(None);
+    hub.send(
+        publisher,
+        json!({"type": "publish", "channel": "c", "event": "tick", "correlationId": "p"}),
+    );
+    let refused = hub.next_message(publisher);
+    assert_eq!(refused["data"]["code"], "busy", "{refused}");
+    // Nothing went out on this hub alone.
+    assert_eq!(hub.until_pong(subscriber), Vec::<Value>::new());
+    // The four Redis took are delivered as Redis numbered them.
+    let asked: Vec<Out> = hub
+        .asked()
+        .into_iter()
+        .filter(|out| matches!(out, Out::Publish { .. }))
+        .collect();
+    assert_eq!(asked.len(), 4, "{asked:?}");
+    for (seq, out) in (1..).zip(&asked) {
+        hub.published(out, Some((seq, "e1")));
+    }
+    for answer in &answers[..4] {
+        assert_eq!(answer.now(), Some(Ok(1)));
+    }
+    assert_eq!(ticks(&hub.until_pong(subscriber)), [1, 2, 3, 4]);
+}
+
+/// Mirrors `tests/cluster.rs`,
+/// `a_request_whose_service_on_another_hub_leaves_is_answered_busy`, on
+/// the service's side: the hub whose service took another hub's request
+/// tells that hub when the service leaves without answering.
+#[test]
+fn a_service_here_that_leaves_owing_another_hubs_client_says_so() {
+    let mut hub = joined(64);
+    let service = hub.connect_service();
+    hub.asked();
+    let client = format!("c_9-00000000.{THERE}");
+    let message = json!({"type": "agent:start", "correlationId": "r1"});
+    hub.bus(
+        None,
+        Wire::Request(wire::Request {
+            client: client.clone(),
+            user: None,
+            session: None,
+            meta: serde_json::Map::new(),
+            message: serde_json::value::to_raw_value(&message).expect("JSON"),
+            corr: Some(serde_json::value::to_raw_value("r1").expect("JSON")),
+        }),
+    );
+    let taken = hub.next_message(service);
+    assert_eq!(taken["type"], "client_message", "{taken}");
+    assert_eq!(taken["data"]["clientId"], client.as_str(), "{taken}");
+    hub.drop_connection(service);
+    let asked = hub.asked();
+    let told = asked.iter().any(|out| match out {
+        Out::Send { channel, body } => {
+            channel == &wire::hub_channel("wshub", THERE)
+                && body.contains("unanswered")
+                && body.contains(&client)
+        }
+        _ => false,
+    });
+    assert!(
+        told,
+        "the client's hub is told it will not be answered: {asked:?}"
+    );
+}
