@@ -129,9 +129,10 @@ pub struct Config {
     /// `false`, as Centrifugo, Socket.IO and `ws` servers choose: it trades
     /// CPU for bandwidth, and compressing secrets beside data an attacker
     /// controls in one message can leak them through its size (BREACH).
-    /// The hub keeps no compression context between messages, so a
-    /// connection costs no memory more, and a fan-out compresses each frame
-    /// once for all its clients. Needs the `compression` feature (on by
+    /// The hub keeps no compression context between messages, so an idle
+    /// connection holds no DEFLATE window, and a fan-out compresses each
+    /// frame once for all its clients (what a connection costs:
+    /// `docs/compression.md`). Needs the `compression` feature (on by
     /// default). Compressed messages from clients are inflated up to
     /// [`max_message_size`](Config::max_message_size).
     pub compression: bool,
