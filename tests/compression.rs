@@ -221,7 +221,7 @@ fn the_101_accepts_a_browser_offer_without_context_takeover() {
     let hub = compressed_hub();
     let client = DeflateClient::connect(hub.addr, Some(BROWSER_OFFER));
     assert_eq!(client.agreed.as_deref(), Some(AGREED));
-    // Python's websockets asks for small windows: the server's is repeated.
+    // A client asking for small windows: the server's is repeated.
     let client = DeflateClient::connect(
         hub.addr,
         Some("permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"),
