@@ -144,6 +144,21 @@ pub struct Config {
     /// typical messages, small enough for many idle clients (larger messages
     /// grow it as needed).
     pub read_buffer_size: usize,
+    /// Offer permessage-deflate (RFC 7692) to clients that ask for it, as
+    /// every browser, Node's `ws` and Python's `websockets` do. Default
+    /// `false`, as Centrifugo, Socket.IO and `ws` servers choose: it trades
+    /// CPU for bandwidth, and compressing secrets beside data an attacker
+    /// controls in one message can leak them through its size (BREACH).
+    /// The hub keeps no compression context between messages, so an idle
+    /// connection holds no DEFLATE window, and a fan-out compresses each
+    /// frame once for all its clients (what a connection costs:
+    /// `docs/compression.md`). Needs the `compression` feature (on by
+    /// default). Compressed messages from clients are inflated up to
+    /// [`max_message_size`](Config::max_message_size).
+    pub compression: bool,
+    /// Messages shorter than this many bytes go uncompressed, where
+    /// DEFLATE saves too little to be worth its CPU. Default 256.
+    pub compression_min_size: usize,
 
     /// Static tokens and what each grants (see [`load_tokens`](crate::load_tokens)).
     /// Non-empty turns client auth on. Default: none.
@@ -361,6 +376,8 @@ setters! {
     endpoints: Vec<Endpoint>,
     json_heartbeat: bool,
     read_buffer_size: usize,
+    compression: bool,
+    compression_min_size: usize,
     tokens: HashMap<Secret, TokenGrant>,
     jwt_secret: Option<Secret>,
     jwt_public_keys: Vec<JwtKey>,
@@ -465,6 +482,8 @@ impl Default for Config {
             endpoints: Vec::new(),
             json_heartbeat: false,
             read_buffer_size: 4 * 1024,
+            compression: false,
+            compression_min_size: 256,
             tokens: HashMap::new(),
             jwt_secret: None,
             jwt_public_keys: Vec::new(),
@@ -730,6 +749,12 @@ impl Config {
             return fail(
                 "redis",
                 "this build has no Redis support (the `redis` feature)",
+            );
+        }
+        if cfg!(not(feature = "compression")) && self.compression {
+            return fail(
+                "compression",
+                "this build has no compression support (the `compression` feature)",
             );
         }
         if self.redis_timeout < Duration::from_millis(10) {

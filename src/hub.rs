@@ -320,6 +320,12 @@ impl Hub {
                 }
             );
         }
+        if config.compression {
+            log::info!(
+                "permessage-deflate offered to clients that ask for it; messages of {} bytes or more go compressed",
+                config.compression_min_size
+            );
+        }
         warn_about_auth(&config, &auth);
         if threads.most() < config.max_connections {
             log::warn!(

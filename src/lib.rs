@@ -64,7 +64,9 @@
 //! events; [`stats`], the parts of [`Stats`]; [`client`], a blocking Rust
 //! client of the hub for CLIs, IDE plugins and services (it reconnects,
 //! recovers what was missed, correlates requests, and runs on the caller's
-//! thread only).
+//! thread only); [`websocket`], the WebSocket layer the hub reads clients
+//! with (frames into messages, and permessage-deflate), public so a tool
+//! can run the exact code the hub runs (the Autobahn echo example).
 //!
 //! ## Logging
 //!
@@ -123,6 +125,7 @@ mod subscriptions;
 mod throttle;
 mod timer;
 mod tls;
+pub mod websocket;
 mod writer;
 
 /// Random JSON for the parser's property tests, shared with `tests/`.

@@ -41,6 +41,7 @@ use tungstenite::Bytes;
 use crate::analytics::Meters;
 use crate::subscriptions::ClientId;
 use crate::tls;
+use crate::websocket::Deflate;
 
 /// Most frames gathered into one `sendmsg`.
 const MAX_IOV: usize = 128;
@@ -156,6 +157,10 @@ pub(crate) struct Link {
     pub(crate) tls: Option<tls::Session>,
     /// The writer of the pool that drains this link.
     pub(crate) writer: usize,
+    /// permessage-deflate, if the client agreed to it at the handshake:
+    /// its reader inflates what it sends, and the router compresses what
+    /// it queues (see [`Link::compressed`]).
+    pub(crate) deflate: Option<Deflate>,
     /// [`clock`] when the reader last heard from the client.
     heard: AtomicU64,
     /// Bytes of this connection's events waiting in the router's inbox.
@@ -187,12 +192,19 @@ impl Link {
             stream,
             tls,
             writer,
+            deflate: None,
             heard: AtomicU64::new(clock()),
             inbox_share: AtomicUsize::new(0),
             admission: AtomicU8::new(0),
             reader: Mutex::new(None),
             outbox: Mutex::new(Outbox::default()),
         }
+    }
+
+    /// The link of a client that agreed to permessage-deflate (`Some`).
+    pub(crate) fn compressed(mut self, deflate: Option<Deflate>) -> Link {
+        self.deflate = deflate;
+        self
     }
 
     /// The router's answer to the client's admission so far.

@@ -442,3 +442,55 @@ fn client_scenario(page: String, client_path: &'static str, client: String) {
     assert_eq!(r["closes"][1]["action"], "stop");
     server.shutdown().unwrap();
 }
+
+/// A page that connects to a hub with compression on, and round-trips a
+/// large message (compressed both ways) and a small one (plain from the hub).
+const COMPRESSION_PAGE: &str = r#"<!doctype html>
+<title>wshub compression in a real browser</title>
+<script>
+const files = Array.from({ length: 80 }, (_, i) => ({ path: `src/components/panel_${i}.tsx`, status: "modified" }));
+const ws = new WebSocket("ws://{{HUB}}/ws"), seen = [];
+const report = body => fetch("/result", { method: "POST", body: JSON.stringify(body) });
+ws.onmessage = e => {
+  const m = JSON.parse(e.data);
+  seen.push(m.type);
+  if (m.type === "auth") ws.send(JSON.stringify({ type: "subscribe", channel: "room" }));
+  if (m.type === "subscribed") ws.send(JSON.stringify({ type: "publish", channel: "room", event: "files", data: { files } }));
+  if (m.type === "files") {
+    const same = JSON.stringify(m.data) === JSON.stringify({ files });
+    ws.send(JSON.stringify({ type: "publish", channel: "room", event: "small", data: same }));
+  }
+  if (m.type === "small") { report({ extensions: ws.extensions, same: m.data, seen }); ws.close(1000); }
+};
+ws.onclose = e => report({ error: `closed ${e.code} ${e.reason}`, seen });
+</script>"#;
+
+#[test]
+#[ignore = "needs Chromium: .ci/run installs it and runs cargo test --test browser -- --ignored"]
+fn a_real_browser_negotiates_compression_and_round_trips_compressed_messages() {
+    let pages = TcpListener::bind("127.0.0.1:0").unwrap();
+    let page_origin = format!("http://{}", pages.local_addr().unwrap());
+    let hub = support::start(
+        support::config()
+            .compression(true)
+            .allow_client_publish(true)
+            .allowed_origins(vec![page_origin.clone()]),
+    );
+    let page = COMPRESSION_PAGE.replace("{{HUB}}", &hub.addr.to_string());
+    let (tx, results) = unbounded();
+    thread::spawn(move || serve_page(pages, page, tx));
+    let result = browse(&page_origin, &results, "compression");
+    assert!(result.get("error").is_none(), "the page failed: {result}");
+    let extensions = result["extensions"].as_str().unwrap();
+    assert!(
+        extensions.starts_with("permessage-deflate")
+            && extensions.contains("server_no_context_takeover")
+            && extensions.contains("client_no_context_takeover"),
+        "{result}"
+    );
+    assert_eq!(result["same"], true, "{result}");
+    assert_eq!(
+        result["seen"],
+        json!(["connection", "auth", "subscribed", "files", "small"])
+    );
+}

@@ -29,6 +29,14 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every header called `name` (any case), in order.
+    pub(crate) fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Whether the comma-separated header `name` holds `token` (any case).
     pub(crate) fn header_has_token(&self, name: &str, token: &str) -> bool {
         self.headers

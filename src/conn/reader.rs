@@ -1,29 +1,30 @@
 //! One client's reader thread: frames in, typed events to the router.
 //!
 //! Started by the upgrade with a small stack (`thread_stack_size`). It
-//! blocks in `WebSocket::read` on the shared socket and, for each frame:
-//! stamps the link as heard from (liveness never waits for the router);
-//! applies the client's rate limit, so a flood over it costs the router
-//! nothing; parses text into a typed request and sends it on the clients
-//! lane, then waits while this connection's share of the inbox, or the
-//! whole inbox, is full (TCP back-pressure on the flooder alone). Pings are
-//! answered by queueing a Pong on the link itself.
+//! blocks in [`websocket::Reader::read`] on the shared socket, which
+//! assembles fragments, checks the RFC's rules and inflates compressed
+//! messages (permessage-deflate) under `max_message_size`, and for each
+//! message or control frame: stamps the link as heard from (liveness never
+//! waits for the router); applies the client's rate limit, so a flood over
+//! it costs the router nothing; parses text into a typed request and sends
+//! it on the clients lane, then waits while this connection's share of the
+//! inbox, or the whole inbox, is full (TCP back-pressure on the flooder
+//! alone). Pings are answered by queueing a Pong on the link itself.
 //!
-//! It never writes to the socket: its tungstenite instance writes into a
-//! sink. On a TLS connection it reads through the session (see
-//! [`crate::tls`]): it blocks in `read(2)` without the session's lock, and
-//! records its side of the session makes (alerts, KeyUpdate answers) go out
-//! through the link's writer, woken with an empty frame. It ends on the client's Close (handed to the router, which answers
-//! it after what is already queued), a read error, or when the socket is cut.
+//! It never writes to the socket. On a TLS connection it reads through
+//! the session (see [`crate::tls`]): it blocks in `read(2)` without the
+//! session's lock, and records its side of the session makes (alerts,
+//! KeyUpdate answers) go out through the link's writer, woken with an
+//! empty frame. It ends on the client's Close (handed to the router, which
+//! answers it after what is already queued), a read error, or when the
+//! socket is cut.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tungstenite::error::{Error as WsError, ProtocolError};
-use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
-use tungstenite::{Bytes, Message};
+use tungstenite::Bytes;
 
 use super::Shared;
 use crate::config::Config;
@@ -32,17 +33,14 @@ use crate::link::Link;
 use crate::protocol;
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::tls;
+use crate::websocket::{self, Incoming, ReadError};
 use crate::writer::Writers;
 
 /// Most Pings and Pongs a client may send in a burst.
 const CONTROL_BURST: u32 = 100;
 
-/// The socket as a reader sees it: reads go to the socket (through the TLS
-/// session, on a TLS connection), writes vanish.
-///
-/// tungstenite's `read` queues Pong and Close replies and writes them to
-/// its stream. Here they are dropped: Pongs are queued on the link, and the
-/// Close is answered by the router, so only the writer pool writes.
+/// The socket as a reader sees it: it only reads (through the TLS session,
+/// on a TLS connection); the writer pool writes.
 pub(super) struct ReadHalf<'a> {
     stream: &'a TcpStream,
     tls: Option<TlsRead<'a>>,
@@ -80,16 +78,6 @@ impl Read for ReadHalf<'_> {
     }
 }
 
-impl Write for ReadHalf<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The reader thread: reads `link` until the connection ends, then tells
 /// the router why.
 #[inline(never)]
@@ -102,11 +90,6 @@ pub(super) fn run(
     role: protocol::Role,
 ) {
     let config = &shared.config;
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(config.read_buffer_size)
-        .write_buffer_size(0)
-        .max_message_size(Some(config.max_message_size))
-        .max_frame_size(Some(config.max_message_size));
     let half = ReadHalf {
         stream: &link.stream,
         tls: link
@@ -120,7 +103,9 @@ pub(super) fn run(
                 writers: &shared.writers,
             }),
     };
-    let mut ws = WebSocket::from_partially_read(half, rest, Role::Server, Some(ws_config));
+    let mut ws =
+        websocket::Reader::with_read(half, rest, config.read_buffer_size, config.max_message_size)
+            .deflate(link.deflate);
     let why = Reader::new(&link, name, shared, role).read_loop(&mut ws);
     log::debug!("reader of client {name} ended: {why:?}");
     let _ = shared.inbox.send(Input::Left {
@@ -173,36 +158,38 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads frames until the connection ends; returns why it ended.
-    fn read_loop(&mut self, ws: &mut WebSocket<ReadHalf<'_>>) -> Ending {
+    fn read_loop(&mut self, ws: &mut websocket::Reader<ReadHalf<'_>>) -> Ending {
         loop {
             let message = ws.read();
             if message.is_ok() {
                 self.link.touch();
             }
             let refusal = match message {
-                Ok(Message::Text(text)) => match self.rate_check() {
+                Ok(Incoming::Text(text)) => match self.rate_check() {
                     Verdict::Allowed => {
-                        if !self.request(text.as_str()) {
+                        if !self.request(&text) {
                             return Ending::Gone;
                         }
                         continue;
                     }
                     Verdict::Limited => FrameRefusal::RateLimited {
-                        correlation_id: protocol::inbound::correlation_of(text.as_str()),
+                        correlation_id: protocol::inbound::correlation_of(&text),
                     },
                     Verdict::Abusive => FrameRefusal::Abuse,
                 },
-                Ok(Message::Binary(_)) => match self.rate_check() {
+                Ok(Incoming::Binary(_)) => match self.rate_check() {
                     Verdict::Allowed => FrameRefusal::Binary,
                     Verdict::Limited => FrameRefusal::RateLimited {
                         correlation_id: None,
                     },
                     Verdict::Abusive => FrameRefusal::Abuse,
                 },
-                Ok(message @ (Message::Ping(_) | Message::Pong(_))) => match self.pings.check() {
+                Ok(message @ (Incoming::Ping(_) | Incoming::Pong(_))) => match self.pings.check() {
                     ControlVerdict::Allowed => {
-                        if let Message::Ping(payload) = message
-                            && self.link.push_control(protocol::pong_frame(payload))
+                        if let Incoming::Ping(payload) = message
+                            && self
+                                .link
+                                .push_control(protocol::pong_frame(Bytes::from(payload)))
                         {
                             self.shared.writers.hand_off_one(Arc::clone(self.link));
                         }
@@ -211,19 +198,15 @@ impl<'a> Reader<'a> {
                     ControlVerdict::Drop => continue,
                     ControlVerdict::Flood => FrameRefusal::ControlFlood,
                 },
-                Ok(Message::Close(frame)) => {
-                    return Ending::PeerClosed(frame.map(|f| u16::from(f.code)));
+                Ok(Incoming::Close(frame)) => {
+                    return Ending::PeerClosed(frame.map(|f| f.code));
                 }
-                Ok(Message::Frame(_)) => continue,
                 Err(err) => {
                     let why = match err {
-                        WsError::Capacity(_) => FrameRefusal::TooBig,
-                        WsError::Utf8(_) => FrameRefusal::InvalidUtf8,
-                        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-                            return Ending::Gone;
-                        }
-                        WsError::Protocol(_) => FrameRefusal::Protocol,
-                        _ => return Ending::Gone,
+                        ReadError::TooBig => FrameRefusal::TooBig,
+                        ReadError::InvalidUtf8 => FrameRefusal::InvalidUtf8,
+                        ReadError::Protocol(_) => FrameRefusal::Protocol,
+                        ReadError::Eof | ReadError::Io(_) => return Ending::Gone,
                     };
                     log::debug!("client {} sent a bad frame: {err}", self.name);
                     why

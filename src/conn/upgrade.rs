@@ -36,6 +36,7 @@ use crate::inbox::{Ending, Input, Joining};
 use crate::link::{Admission, Link};
 use crate::protocol::{self, Close, Envelope, ErrorCode, Kind, MAX_NAME_LEN, Message};
 use crate::throttle::warn_throttled;
+use crate::websocket;
 
 /// Checks the upgrade request, answers 101, and hands the client (with its
 /// TLS session, on a TLS port) to the router and to its reader thread.
@@ -97,13 +98,22 @@ pub(super) fn upgrade(
     let protocol = protocol
         .map(|name| format!("Sec-WebSocket-Protocol: {name}\r\n"))
         .unwrap_or_default();
+    // permessage-deflate, when the hub offers it and the client asked.
+    let deflate = match config.compression {
+        true => websocket::negotiate(request.headers_named("sec-websocket-extensions")),
+        false => None,
+    };
+    let extensions = match deflate {
+        Some(deflate) => format!("Sec-WebSocket-Extensions: {}\r\n", deflate.response()),
+        None => String::new(),
+    };
     let switching = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{protocol}\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{protocol}{extensions}\r\n"
     );
     let (id, name) = shared.new_client();
     let writer = (id.0 % shared.writers.count() as u64) as usize;
     let (session, inbound) = secured.unzip();
-    let link = Arc::new(Link::new(id, stream, writer, session));
+    let link = Arc::new(Link::new(id, stream, writer, session).compressed(deflate));
     // The 101 goes out with the client's first frame (its welcome, or the
     // reason it is refused), in one send: one TCP segment and one wake-up
     // of the client less per connection. From here writes are non-blocking
@@ -165,7 +175,7 @@ pub(super) fn upgrade(
     let reader_shared = Arc::clone(shared);
     let spawned = thread::Builder::new()
         .name(thread_name)
-        .stack_size(config.thread_stack_size)
+        .stack_size(config.thread_stack_size + websocket::stack_needed(link.deflate))
         .spawn(move || {
             let _slot = slot;
             // The router answers on the link, then wakes the thread

@@ -3,7 +3,9 @@
 //!
 //! Runs on the router thread. A fan-out encodes its message once per
 //! envelope in use among its recipients; every recipient's queue holds a
-//! reference to the same bytes. A push that finds
+//! reference to the same bytes. Clients that agreed to permessage-deflate
+//! get the frame's compressed variant instead, made once per frame for all
+//! of them (see [`SharedFrame`]). A push that finds
 //! a link idle puts it on this batch's list for its writer; at the end of
 //! the batch each writer gets its list in one hand-off (one wake-up at
 //! most), or, when only a few links wait (a reply to one request), the
@@ -29,6 +31,7 @@ use crate::protocol::{
 use crate::publish::{Filter, Publication, Target};
 use crate::subscriptions::ClientId;
 use crate::throttle::warn_throttled;
+use crate::websocket::{Compression, SharedFrame};
 use crate::writer::Outlet;
 
 /// At most this many links queued in a batch: the router writes them
@@ -55,6 +58,9 @@ pub(super) struct Delivery {
     scheduled: Vec<Vec<Arc<Link>>>,
     count: usize,
     scratch: Scratch,
+    /// Compressed variants of data frames for the clients that agreed to
+    /// permessage-deflate (see [`SharedFrame`]).
+    compression: Compression,
 }
 
 impl Push {
@@ -64,13 +70,14 @@ impl Push {
 }
 
 impl Delivery {
-    pub(super) fn new(writers: Arc<dyn Outlet>) -> Delivery {
+    pub(super) fn new(writers: Arc<dyn Outlet>, config: &Config) -> Delivery {
         let meters = Arc::clone(writers.meters());
         Delivery {
             scheduled: (0..writers.count()).map(|_| Vec::new()).collect(),
             writers,
             count: 0,
             scratch: Scratch::timed(meters),
+            compression: Compression::new(config.compression_min_size),
         }
     }
 
@@ -86,7 +93,41 @@ impl Delivery {
         self.writers.count()
     }
 
-    /// Queues `frame` for `link`, scheduling the link if it was idle.
+    /// Queues a data frame shared by a fan-out for `link`: compressed if
+    /// the client agreed to permessage-deflate (the variant is made once,
+    /// for the first client that needs it), else the plain bytes.
+    pub(super) fn push_shared(
+        &mut self,
+        link: &Arc<Link>,
+        frame: &mut SharedFrame,
+        limits: QueueLimits,
+    ) -> Push {
+        let frame = self.frame_for(link, frame);
+        self.push(link, frame, limits)
+    }
+
+    /// The bytes of a fan-out's `frame` that `link` gets: compressed if the
+    /// client agreed to permessage-deflate (made once, for the first client
+    /// that needs it), else the plain frame.
+    pub(super) fn frame_for(&mut self, link: &Link, frame: &mut SharedFrame) -> Bytes {
+        self.compression.frame_for(frame, link.deflate)
+    }
+
+    /// Queues a data frame for `link` alone, compressed if it agreed.
+    pub(super) fn push_data(
+        &mut self,
+        link: &Arc<Link>,
+        frame: Bytes,
+        limits: QueueLimits,
+    ) -> Push {
+        match link.deflate {
+            Some(_) => self.push_shared(link, &mut SharedFrame::new(frame), limits),
+            None => self.push(link, frame, limits),
+        }
+    }
+
+    /// Queues `frame` as it is (a control frame, or a data frame already
+    /// chosen) for `link`, scheduling the link if it was idle.
     pub(super) fn push(&mut self, link: &Arc<Link>, frame: Bytes, limits: QueueLimits) -> Push {
         let pushed = link.push(frame, limits);
         if let Push::Queued { schedule: true } = pushed {
@@ -162,13 +203,13 @@ impl Delivery {
 }
 
 impl Router {
-    /// Sends one encoded frame to one client (a Ping: the same in every envelope).
+    /// Sends one encoded data frame to one client (compressed if it agreed).
     pub(super) fn send(&mut self, id: ClientId, frame: Bytes) {
         let limits = self.delivery.limits(&self.config);
         let Some(client) = self.clients.get(&id) else {
             return;
         };
-        match self.delivery.push(&client.link, frame, limits) {
+        match self.delivery.push_data(&client.link, frame, limits) {
             Push::Queued { .. } => {
                 self.counters.messages_sent += 1;
                 self.last_activity = Some(SystemTime::now());
@@ -389,7 +430,7 @@ impl Router {
         let mut queued = 0;
         let mut deferred = 0;
         let mut slow = Vec::new();
-        let mut frames: [Option<Bytes>; Envelope::COUNT] = Default::default();
+        let mut frames: [Option<SharedFrame>; Envelope::COUNT] = Default::default();
         let mut offer = |id: ClientId| {
             if let Some(client) = clients.get(&id) {
                 if let Some(stream) = skip
@@ -399,8 +440,8 @@ impl Router {
                     return;
                 }
                 let frame = frames[client.envelope.index()]
-                    .get_or_insert_with(|| message.encode(client.envelope))
-                    .clone();
+                    .get_or_insert_with(|| SharedFrame::new(message.encode(client.envelope)));
+                let frame = delivery.frame_for(&client.link, frame);
                 if let Some(born) = stamp.take() {
                     latency.arm(&frame, born);
                     armed = Some((frame.clone(), born));

@@ -75,8 +75,8 @@ use crate::publish::ClientRef;
 use crate::stats::{ClientStats, Counters, Stats};
 use crate::subscriptions::{ClientId, IdMap, IdSet, Index, Sessions};
 use crate::throttle::warn_throttled;
+use crate::websocket::SharedFrame;
 use crate::writer::Outlet;
-use tungstenite::Bytes;
 
 use app::{AppQueue, Services};
 use batches::Batches;
@@ -318,11 +318,11 @@ impl Router {
             app: app.map(|(sender, handle)| AppQueue { sender, handle }),
             services: Services::default(),
             presence: Presence::new(config.presence_grace),
+            delivery: Delivery::new(writers, &config),
             config,
             auth,
             threads,
             lanes,
-            delivery: Delivery::new(writers),
             clients: IdMap::default(),
             names: HashMap::new(),
             addresses: HashMap::new(),
@@ -729,7 +729,7 @@ impl Router {
         let beat = beat
             .as_deref()
             .map(|data| Message::new(Kind::Heartbeat.as_str(), Some(data)));
-        let mut beats: [Option<Bytes>; Envelope::COUNT] = Default::default();
+        let mut beats: [Option<SharedFrame>; Envelope::COUNT] = Default::default();
         // One pass over every client per tick.
         for (id, client) in &mut self.clients {
             // Readers stamp `heard` themselves: no backlog here can make a
@@ -758,9 +758,12 @@ impl Router {
                 }
                 if let Some(beat) = &beat {
                     let frame = beats[client.envelope.index()]
-                        .get_or_insert_with(|| beat.encode(client.envelope))
-                        .clone();
-                    if self.delivery.push(&client.link, frame, limits).is_slow() {
+                        .get_or_insert_with(|| SharedFrame::new(beat.encode(client.envelope)));
+                    if self
+                        .delivery
+                        .push_shared(&client.link, frame, limits)
+                        .is_slow()
+                    {
                         slow.push(*id);
                     }
                 }

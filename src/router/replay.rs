@@ -407,7 +407,7 @@ impl Router {
                     }
                     let frame = entry_message(&entry, &replay.topic, epoch).encode(client.envelope);
                     let len = frame.len();
-                    match delivery.push(&client.link, frame, limits) {
+                    match delivery.push_data(&client.link, frame, limits) {
                         Push::Queued { .. } => {
                             frames += 1;
                             bytes += len;
@@ -428,7 +428,7 @@ impl Router {
                 }
                 let frame = entry_message(entry, &replay.topic, epoch).encode(client.envelope);
                 let len = frame.len();
-                match delivery.push(&client.link, frame, limits) {
+                match delivery.push_data(&client.link, frame, limits) {
                     Push::Queued { .. } => {
                         frames += 1;
                         bytes += len;

@@ -227,6 +227,12 @@ const FLAGS: &[Flag] = flags! {
             endpoints,
             concat!("One more WebSocket path with its own envelope, like /agents=payload; ",
                 "repeat for more (the variable: comma-separated)");
+        "--compression" - - WSHUB_COMPRESSION,
+            set!(compression: boolean),
+            "Offer permessage-deflate to clients that ask for it (CPU for bandwidth)";
+        "--compression-min-size" "<BYTES>" "256" WSHUB_COMPRESSION_MIN_SIZE,
+            set!(compression_min_size: number),
+            "Messages shorter than this go uncompressed";
         "--json-heartbeat" - - WSHUB_JSON_HEARTBEAT,
             set!(json_heartbeat: boolean),
             "Also send {\"type\":\"heartbeat\"} messages every heartbeat interval";
