@@ -281,11 +281,20 @@ pub struct Config {
     /// sessions and users. Default: none.
     pub history_off: Vec<String>,
 
-    /// A Redis shared by several hubs (`redis://host:6379/0`): they then
-    /// serve one set of clients, whichever hub each is connected to (see
-    /// `docs/operations.md`, "Running several hubs"). Default: none, a hub on its
-    /// own. Needs the `redis` feature (on by default).
+    /// A Redis shared by several hubs (`redis://host:6379/0`, or
+    /// `rediss://host:6380/0` over TLS, as managed Redis services require):
+    /// they then serve one set of clients, whichever hub each is connected
+    /// to (see `docs/operations.md`, "Running several hubs"). Default: none,
+    /// a hub on its own. Needs the `redis` feature (on by default), and
+    /// `rediss://` the `redis-tls` feature (on by default).
     pub redis: Option<String>,
+    /// A PEM file of the CA certificates that a `rediss://`
+    /// [`redis`](Config::redis) server's certificate must chain to (a Redis
+    /// with a certificate of its own CA). Set, they replace the system's
+    /// trusted authorities for Redis, as [`jwks_ca`](Config::jwks_ca) does
+    /// for the key set. Read when the hub starts; needs a `rediss://` URL.
+    /// Default: none (the system's authorities).
+    pub redis_ca: Option<PathBuf>,
     /// The prefix of every key and channel the hubs use in Redis, so that
     /// several clusters can share one. Default `wshub`.
     pub redis_prefix: String,
@@ -407,6 +416,7 @@ setters! {
     max_history_bytes: usize,
     history_off: Vec<String>,
     redis: Option<String>,
+    redis_ca: Option<PathBuf>,
     @into redis_prefix: String,
     redis_timeout: Duration,
     admin_ui: bool,
@@ -516,6 +526,7 @@ impl Default for Config {
             max_history_bytes: 64 * 1024 * 1024,
             history_off: Vec::new(),
             redis: None,
+            redis_ca: None,
             redis_prefix: "wshub".to_owned(),
             redis_timeout: Duration::from_secs(5),
             admin_ui: true,
@@ -741,9 +752,35 @@ impl Config {
             }
         }
         if let Some(url) = &self.redis
-            && !(url.starts_with("redis://") || url.starts_with("unix://"))
+            && !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("unix://"))
         {
-            return fail("redis", "must be a redis:// (or unix://) URL");
+            return fail(
+                "redis",
+                "must be a redis://, rediss:// (TLS) or unix:// URL",
+            );
+        }
+        let tls_redis = self
+            .redis
+            .as_deref()
+            .is_some_and(|url| url.starts_with("rediss://"));
+        if cfg!(all(feature = "redis", not(feature = "redis-tls"))) && tls_redis {
+            return fail(
+                "redis",
+                "this build has no TLS for Redis (the `redis-tls` feature): rediss:// is refused",
+            );
+        }
+        if let Some(ca) = &self.redis_ca {
+            if !tls_redis {
+                return fail(
+                    "redis_ca",
+                    "it is for a rediss:// redis URL, and there is none",
+                );
+            }
+            if let Err(reason) = crate::cluster::check_ca(ca) {
+                return fail("redis_ca", &reason);
+            }
         }
         if cfg!(not(feature = "redis")) && self.redis.is_some() {
             return fail(

@@ -6,6 +6,8 @@
 //! installs Debian's.
 
 mod support;
+#[path = "support/tls.rs"]
+mod tls;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -32,19 +34,42 @@ const NEEDS_REDIS: &str = "needs redis-server; .ci/run installs it";
 struct Redis {
     child: Option<Child>,
     port: u16,
+    /// Set, it serves TLS only (on `port`), with a certificate of this
+    /// test authority's.
+    tls: Option<RedisTls>,
+}
+
+/// A test authority and the certificate it issued to a `redis-server`.
+struct RedisTls {
+    pki: tls::Pki,
+    issued: tls::Issued,
 }
 
 impl Redis {
     fn start() -> Redis {
+        Redis::start_with(None)
+    }
+
+    /// One that speaks TLS only (`rediss://`), its certificate from an
+    /// authority made for it ([`Redis::ca_file`]).
+    fn start_tls() -> Redis {
+        let pki = tls::Pki::new("redis");
+        let issued = pki.issue("redis", "redis test server", 1);
+        Redis::start_with(Some(RedisTls { pki, issued }))
+    }
+
+    fn start_with(mut tls: Option<RedisTls>) -> Redis {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let mut redis = Redis {
                 child: None,
                 port: unused_port(),
+                tls: tls.take(),
             };
             if redis.try_launch() {
                 return redis;
             }
+            tls = redis.tls.take();
             assert!(Instant::now() < deadline, "no free port for redis-server");
         }
     }
@@ -61,17 +86,27 @@ impl Redis {
     /// Starts redis-server on the port and waits until it answers; `false`
     /// if it exited instead (the port was taken).
     fn try_launch(&mut self) -> bool {
+        let mut ports = vec!["--port".to_owned(), self.port.to_string()];
+        if let Some(files) = &self.tls {
+            let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+            ports = vec![
+                "--port".to_owned(),
+                "0".to_owned(),
+                "--tls-port".to_owned(),
+                self.port.to_string(),
+                "--tls-cert-file".to_owned(),
+                path(&files.issued.cert),
+                "--tls-key-file".to_owned(),
+                path(&files.issued.key),
+                "--tls-ca-cert-file".to_owned(),
+                path(&files.pki.ca_file()),
+                "--tls-auth-clients".to_owned(),
+                "no".to_owned(),
+            ];
+        }
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(ports)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -79,7 +114,7 @@ impl Redis {
         let pid = child.id();
         let child = self.child.insert(child);
         let deadline = Instant::now() + DEADLINE;
-        while !answers(self.port, pid) {
+        while !answers_on(self.port, self.tls.as_ref(), pid) {
             if child.try_wait().ok().flatten().is_some() {
                 self.child = None;
                 return false;
@@ -92,7 +127,18 @@ impl Redis {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The authority of a TLS Redis's certificate (a PEM file).
+    fn ca_file(&self) -> std::path::PathBuf {
+        let files = self.tls.as_ref().expect("a TLS redis-server");
+        files.pki.ca_file()
     }
 
     /// SIGSTOP: Redis stalls, its connections open and silent.
@@ -140,12 +186,24 @@ fn unused_port() -> u16 {
     }
 }
 
-/// Whether the Redis on `port` is the `redis-server` process `pid`.
-fn answers(port: u16, pid: u32) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    stream.set_read_timeout(Some(Duration::from_secs(1))).ok();
+/// Whether the Redis on `port` (over TLS with `tls`) is the
+/// `redis-server` process `pid`.
+fn answers_on(port: u16, tls: Option<&RedisTls>, pid: u32) -> bool {
+    let addr = ([127, 0, 0, 1], port).into();
+    match tls {
+        None => TcpStream::connect(addr).is_ok_and(|stream| {
+            stream.set_read_timeout(Some(Duration::from_secs(1))).ok();
+            answers(stream, pid)
+        }),
+        Some(files) => {
+            tls::connect(addr, &files.pki.client_config()).is_ok_and(|stream| answers(stream, pid))
+        }
+    }
+}
+
+/// Whether the Redis at the other end of `stream` is the `redis-server`
+/// process `pid`.
+fn answers(mut stream: impl Read + Write, pid: u32) -> bool {
     if stream.write_all(b"INFO server\r\n").is_err() {
         return false;
     }
@@ -2342,4 +2400,42 @@ fn ready_is_503_while_redis_is_stalled_and_200_again_once_it_answers() {
     assert_eq!(support::get(hub.addr, "/health").0, 200);
     redis.resume();
     assert_eq!(wait_ready(&hub, 200), json!({"status": "ready"}));
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn hubs_on_a_redis_over_tls_serve_one_set_of_clients() {
+    let redis = Redis::start_tls();
+    assert!(redis.url().starts_with("rediss://"), "{}", redis.url());
+    let hubs = hubs_with(&config(&redis).redis_ca(Some(redis.ca_file())), 2);
+    let (one, two) = (&hubs[0], &hubs[1]);
+    let mut far = two.client("/ws?userId=bob");
+    subscribe(&mut far, json!({"channel": "files"}), None);
+    one.handle()
+        .publish(Target::channel("files"), "file_changed", json!({"n": 1}))
+        .unwrap();
+    assert_eq!(expect(&mut far, "file_changed")["data"], json!({"n": 1}));
+    assert_eq!(wait_ready(one, 200), json!({"status": "ready"}));
+}
+
+#[test]
+#[ignore = "needs redis-server; .ci/run installs it"]
+fn a_hub_that_does_not_trust_the_redis_certificate_is_not_ready_and_says_why() {
+    let redis = Redis::start_tls();
+    // Without --redis-ca the system's authorities are asked, and none of
+    // them issued this certificate: the hub starts, but is not ready.
+    let stranger = support::start(config(&redis).redis_timeout(Duration::from_secs(1)));
+    let body = wait_ready(&stranger, 503);
+    assert_eq!(body["status"], "redis_down", "{body}");
+    // With --redis-required it does not start (its run ends at once), and
+    // the error says why.
+    let refused = wshub::Hub::with_config(config(&redis).redis_required(true))
+        .and_then(|hub| hub.spawn())
+        .and_then(|server| server.join())
+        .expect_err("a Redis whose certificate is not trusted is not joined");
+    let text = refused.to_string();
+    assert!(
+        text.contains("does not answer") && text.contains("certificate"),
+        "{text}"
+    );
 }

@@ -22,6 +22,7 @@ mod redis;
 pub(crate) mod wire;
 
 use std::hash::{BuildHasher, RandomState};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -304,7 +305,14 @@ pub(crate) fn start(
     });
     let (out, requests) = bounded(OUT_QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
-    let threads = spawn(url, &settings, requests, lane, &stop)?;
+    let threads = spawn(
+        url,
+        config.redis_ca.as_deref(),
+        &settings,
+        requests,
+        lane,
+        &stop,
+    )?;
     Ok((
         Cluster {
             hub,
@@ -323,15 +331,13 @@ fn millis(d: Duration) -> u64 {
 #[cfg(feature = "redis")]
 fn spawn(
     url: &str,
+    ca: Option<&Path>,
     settings: &Arc<Settings>,
     requests: crossbeam_channel::Receiver<Out>,
     lane: Lane,
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<JoinHandle<()>>> {
-    let client = ::redis::Client::open(url).map_err(|err| Error::Config {
-        field: "redis",
-        reason: format!("not a Redis URL ({err})"),
-    })?;
+    let client = client(url, ca)?;
     // Said once at start, plainly: a hub that cannot reach its Redis serves
     // a world split from the others until it can.
     match redis::probe(&client, settings.deadline) {
@@ -366,9 +372,73 @@ fn spawn(
     Ok(vec![out, reader])
 }
 
+/// The Redis client of `url`: over TLS for `rediss://`, trusting the CAs
+/// of `ca` alone when it is given (the system's otherwise).
+#[cfg(feature = "redis")]
+fn client(url: &str, ca: Option<&Path>) -> Result<::redis::Client> {
+    let not_a_url = |err: ::redis::RedisError| Error::Config {
+        field: "redis",
+        reason: format!("not a Redis URL ({err})"),
+    };
+    #[cfg(feature = "redis-tls")]
+    if let Some(ca) = ca {
+        let root_cert = read_ca(ca).map_err(|reason| Error::Config {
+            field: "redis_ca",
+            reason,
+        })?;
+        let certificates = ::redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_cert),
+        };
+        return ::redis::Client::build_with_tls(url, certificates).map_err(not_a_url);
+    }
+    #[cfg(not(feature = "redis-tls"))]
+    if ca.is_some() {
+        return Err(Error::Config {
+            field: "redis_ca",
+            reason: "this build has no TLS for Redis (the `redis-tls` feature)".to_owned(),
+        });
+    }
+    ::redis::Client::open(url).map_err(not_a_url)
+}
+
+/// Checks that `path` is a PEM file of CA certificates rustls takes, for
+/// [`Config::redis_ca`]; the reason if it is not.
+pub(crate) fn check_ca(path: &Path) -> std::result::Result<(), String> {
+    #[cfg(feature = "redis-tls")]
+    return read_ca(path).map(drop);
+    #[cfg(not(feature = "redis-tls"))]
+    return Err(format!(
+        "{}: this build has no TLS for Redis (the `redis-tls` feature)",
+        path.display()
+    ));
+}
+
+/// The PEM text of a CA file, once each of its certificates is checked as
+/// rustls will take it as a trust anchor.
+#[cfg(feature = "redis-tls")]
+fn read_ca(path: &Path) -> std::result::Result<Vec<u8>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let pem = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|err| format!("{}: not PEM ({err})", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|err| format!("{}: not a CA certificate ({err})", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no CERTIFICATE in the file", path.display()));
+    }
+    Ok(pem)
+}
+
 #[cfg(not(feature = "redis"))]
 fn spawn(
     _: &str,
+    _: Option<&Path>,
     _: &Arc<Settings>,
     _: crossbeam_channel::Receiver<Out>,
     _: Lane,

@@ -263,8 +263,12 @@ const FLAGS: &[Flag] = flags! {
                 "too; repeat for more (the variable: comma-separated)");
         "--redis" "<URL>" "none: this hub alone" WSHUB_REDIS,
             redis,
-            concat!("A Redis shared with other hubs (redis://host:6379/0): together they ",
-                "serve one set of clients");
+            concat!("A Redis shared with other hubs (redis://host:6379/0, rediss:// for TLS): ",
+                "together they serve one set of clients");
+        "--redis-ca" "<FILE>" "the system's authorities" WSHUB_REDIS_CA,
+            redis_ca,
+            concat!("PEM file of the CAs a rediss:// Redis server's certificate must chain to ",
+                "(a Redis with a certificate of its own CA); replaces the system's authorities");
         "--redis-prefix" "<PREFIX>" "wshub" WSHUB_REDIS_PREFIX,
             set!(redis_prefix),
             "The prefix of the hubs' keys and channels in Redis";
@@ -468,6 +472,13 @@ fn public_keys(
 /// `--jwks-url URL`; empty for none.
 fn jwks_url(s: &mut Settings, _: &'static str, v: String, _: bool) -> Result<(), CliError> {
     s.config.jwks_url = Some(v).filter(|v| !v.is_empty());
+    Ok(())
+}
+
+/// `--redis-ca FILE`; empty for none. The file is checked with the rest of
+/// the configuration.
+fn redis_ca(s: &mut Settings, _: &'static str, v: String, _: bool) -> Result<(), CliError> {
+    s.config.redis_ca = Some(v).filter(|v| !v.is_empty()).map(PathBuf::from);
     Ok(())
 }
 
