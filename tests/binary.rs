@@ -649,6 +649,26 @@ fn a_refused_origin_is_logged_with_its_reason_and_the_403_names_the_flag() {
     assert!(line.contains("127.0.0.1"), "the address: {line}");
 }
 
+#[test]
+fn two_refusal_reasons_from_one_address_within_a_second_are_both_logged() {
+    let mut hub = Running::start(&["--port", "0", "--allowed-origin", "https://app.example"]);
+    let host = format!("Host: {}\r\n", hub.addr);
+    let evil = format!("{host}Origin: https://evil.example\r\n");
+    // Twice the same reason, then another one, at once.
+    for _ in 0..2 {
+        assert_eq!(support::upgrade_head(hub.addr, "/ws", &evil).0, 403);
+    }
+    assert_eq!(support::upgrade_head(hub.addr, "/nowhere", &host).0, 404);
+    let line = hub.wait_line("to /nowhere");
+    assert!(line.contains("404") && line.contains("127.0.0.1"), "{line}");
+    let origin = hub
+        .seen
+        .iter()
+        .filter(|l| l.contains("refused a WebSocket upgrade") && l.contains("evil.example"))
+        .count();
+    assert_eq!(origin, 1, "the same reason once: {:#?}", hub.seen);
+}
+
 /// A Redis URL where nothing listens.
 fn absent_redis() -> String {
     let port = TcpListener::bind("127.0.0.1:0")

@@ -26,7 +26,7 @@ use super::linger::Lingerer;
 use super::pool::{Job, Pool};
 use crate::analytics::Refusal;
 use crate::budget::Handshakes;
-use crate::throttle::warn_throttled;
+use crate::throttle::{warn_refused, warn_throttled};
 
 /// The accept loop: one thread per connection, nothing else.
 pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
@@ -67,8 +67,9 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
             Err(_) => continue,
         };
         let Some(handshake) = handshakes.admit(peer.ip().to_canonical()) else {
-            warn_throttled!(
-                "refusing a connection from {}: too many handshakes under way",
+            let reason = "too many handshakes under way";
+            warn_refused!(peer.ip().to_canonical(), reason;
+                "refusing a connection from {}: {reason}",
                 peer.ip()
             );
             shared.meters.refused(Refusal::Handshakes);
@@ -76,8 +77,10 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
             continue;
         };
         let Some(slot) = shared.threads.reserve() else {
-            warn_throttled!(
-                "refusing a connection: {} threads are running",
+            let reason = "no thread left for it";
+            warn_refused!(peer.ip().to_canonical(), reason;
+                "refusing a connection from {}: {reason} ({} threads are running)",
+                peer.ip(),
                 shared.threads.most()
             );
             shared.meters.refused(Refusal::Threads);

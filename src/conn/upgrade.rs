@@ -35,7 +35,7 @@ use crate::config::ADMIN_PATH;
 use crate::inbox::{Ending, Input, Joining};
 use crate::link::{Admission, Link};
 use crate::protocol::{self, Close, Envelope, ErrorCode, Kind, MAX_NAME_LEN, Message};
-use crate::throttle::warn_throttled;
+use crate::throttle::warn_refused;
 use crate::websocket;
 
 /// Checks the upgrade request, answers 101, and hands the client (with its
@@ -85,11 +85,10 @@ pub(super) fn upgrade(
             });
             // Said where an operator looks, not only to the client (a
             // browser shows its page only close 1006).
-            warn_throttled!(
-                "refused a WebSocket upgrade from {peer} to {}: {} {}",
-                request.path,
-                response.status,
-                response.body
+            let reason = format!("{} {}", response.status, response.body);
+            warn_refused!(peer.ip().to_canonical(), &reason;
+                "refused a WebSocket upgrade from {peer} to {}: {reason}",
+                request.path
             );
             let mut timed = Timed::new(&stream, Instant::now()).with_tls(secured);
             return respond(&mut timed, &response, false, config.handshake_timeout);
@@ -132,7 +131,8 @@ pub(super) fn upgrade(
     let identity = match identity {
         Ok(identity) => identity,
         Err(denied) => {
-            warn_throttled!("refused {peer}: {denied}");
+            let reason = denied.to_string();
+            warn_refused!(peer.ip().to_canonical(), &reason; "refused {peer}: {reason}");
             shared.meters.refused(match console {
                 true => Refusal::AdminToken,
                 false => Refusal::Unauthorized,
@@ -147,7 +147,8 @@ pub(super) fn upgrade(
         false => protocol::Role::Client,
     };
     let Some(slot) = shared.threads.reserve() else {
-        warn_throttled!("refused {peer}: no thread left for its reader");
+        let reason = "no thread left for its reader";
+        warn_refused!(peer.ip().to_canonical(), reason; "refused {peer}: {reason}");
         shared.meters.refused(Refusal::Threads);
         return refuse(vec![Close::ServerFull.frame()], handshake);
     };

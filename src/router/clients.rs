@@ -22,7 +22,7 @@ use crate::protocol::{
     AuthResult, Close, Empty, Envelope, ErrorCode, Kind, Message, Topic, Welcome, close_reply, raw,
 };
 use crate::subscriptions::ClientId;
-use crate::throttle::warn_throttled;
+use crate::throttle::{warn_refused, warn_throttled};
 
 impl Router {
     /// A handshake is done: admit the client (welcome, session, presence)
@@ -65,7 +65,8 @@ impl Router {
         };
         link.admit(refusal.is_none());
         if let Some(close) = refusal {
-            warn_throttled!("refused {name} from {peer}: {}", close.reason());
+            let reason = close.reason();
+            warn_refused!(peer.ip().to_canonical(), reason; "refused {name} from {peer}: {reason}");
             self.meters.refused(Refusal::of_close(close));
             return self.refuse_handshake(&link, vec![close.frame()], handshake);
         }
