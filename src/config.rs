@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -778,7 +778,7 @@ impl Config {
                     "it is for a rediss:// redis URL, and there is none",
                 );
             }
-            if let Err(reason) = crate::cluster::check_ca(ca) {
+            if let Err(reason) = check_redis_ca(ca) {
                 return fail("redis_ca", &reason);
             }
         }
@@ -887,6 +887,39 @@ impl Config {
             .min(self.shutdown_timeout.max(Duration::from_millis(40)));
         (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
+}
+
+/// Checks that `path` is a PEM file of CA certificates rustls takes, for
+/// [`Config::redis_ca`]; the reason if it is not.
+pub(crate) fn check_redis_ca(path: &Path) -> std::result::Result<(), String> {
+    #[cfg(feature = "redis-tls")]
+    return read_redis_ca(path).map(drop);
+    #[cfg(not(feature = "redis-tls"))]
+    return Err(format!(
+        "{}: this build has no TLS for Redis (the `redis-tls` feature)",
+        path.display()
+    ));
+}
+
+/// The PEM text of a CA file, once each of its certificates is checked as
+/// rustls will take it as a trust anchor.
+#[cfg(feature = "redis-tls")]
+pub(crate) fn read_redis_ca(path: &Path) -> std::result::Result<Vec<u8>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let pem = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|err| format!("{}: not PEM ({err})", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|err| format!("{}: not a CA certificate ({err})", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no CERTIFICATE in the file", path.display()));
+    }
+    Ok(pem)
 }
 
 #[cfg(test)]

@@ -18,9 +18,16 @@ use std::collections::hash_map::{Entry, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 
-use crate::link::clock;
+/// Milliseconds since the throttles were first asked: their own clock, so
+/// that this module, used by nearly every other, uses none of them.
+pub(crate) fn clock() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Lets one event a second through, and counts the others.
 #[derive(Debug)]
@@ -39,10 +46,10 @@ impl Throttle {
         }
     }
 
-    /// `Some(n)` when this event may be logged, `n` being how many like it
-    /// were held back since the last line; `None` to stay quiet.
-    pub(crate) fn allow(&self) -> Option<u64> {
-        let now = clock();
+    /// `Some(n)` when this event, at `now` ([`clock`]), may be logged,
+    /// `n` being how many like it were held back since the last line;
+    /// `None` to stay quiet.
+    pub(crate) fn allow(&self, now: u64) -> Option<u64> {
         let next = self.next.load(Ordering::Relaxed);
         if now >= next
             && self
@@ -62,7 +69,7 @@ impl Throttle {
 macro_rules! warn_throttled {
     ($($arg:tt)+) => {{
         static THROTTLE: $crate::throttle::Throttle = $crate::throttle::Throttle::new();
-        if let Some(held) = THROTTLE.allow() {
+        if let Some(held) = THROTTLE.allow($crate::throttle::clock()) {
             match held {
                 0 => log::warn!($($arg)+),
                 held => log::warn!("{} ({held} more like it since the last one)", format_args!($($arg)+)),
@@ -80,7 +87,7 @@ macro_rules! debug_throttled {
     ($($arg:tt)+) => {{
         static THROTTLE: $crate::throttle::Throttle = $crate::throttle::Throttle::new();
         if log::log_enabled!(log::Level::Debug) {
-            if let Some(held) = THROTTLE.allow() {
+            if let Some(held) = THROTTLE.allow($crate::throttle::clock()) {
                 match held {
                     0 => log::debug!($($arg)+),
                     held => log::debug!("{} ({held} more like it since the last one)", format_args!($($arg)+)),
@@ -181,11 +188,11 @@ impl Refusals {
 pub(crate) static REFUSALS: LazyLock<Mutex<Refusals>> =
     LazyLock::new(|| Mutex::new(Refusals::new(REFUSAL_KEYS)));
 
-/// Whether a refusal for `reason` from `addr` may be logged now, and how
-/// many like it were held back (see [`Refusals::allow`]).
-pub(crate) fn refusal_allowed(reason: &str, addr: IpAddr) -> Option<u64> {
+/// Whether a refusal for `reason` from `addr` at `now` ([`clock`]) may
+/// be logged, and how many like it were held back (see [`Refusals::allow`]).
+pub(crate) fn refusal_allowed(reason: &str, addr: IpAddr, now: u64) -> Option<u64> {
     let mut refusals = REFUSALS.lock().unwrap_or_else(PoisonError::into_inner);
-    refusals.allow(reason, addr, clock())
+    refusals.allow(reason, addr, now)
 }
 
 /// `log::warn!` for a refused connection: once per reason and address
@@ -195,7 +202,7 @@ pub(crate) fn refusal_allowed(reason: &str, addr: IpAddr) -> Option<u64> {
 /// `&str`) is the key with `addr` and should be in the line.
 macro_rules! warn_refused {
     ($addr:expr, $reason:expr; $($arg:tt)+) => {{
-        if let Some(held) = $crate::throttle::refusal_allowed($reason, $addr) {
+        if let Some(held) = $crate::throttle::refusal_allowed($reason, $addr, $crate::throttle::clock()) {
             match held {
                 0 => log::warn!($($arg)+),
                 held => log::warn!("{} (and {held} more since)", format_args!($($arg)+)),
@@ -213,13 +220,12 @@ mod tests {
     #[test]
     fn one_event_a_second_goes_through_and_the_rest_are_counted() {
         let throttle = Throttle::new();
-        assert_eq!(throttle.allow(), Some(0));
-        for _ in 0..99 {
-            assert_eq!(throttle.allow(), None);
+        assert_eq!(throttle.allow(5), Some(0));
+        for t in 0..99 {
+            assert_eq!(throttle.allow(6 + t), None);
         }
         // A second later the next one goes, with the count.
-        throttle.next.store(clock(), Ordering::Relaxed);
-        assert_eq!(throttle.allow(), Some(99));
+        assert_eq!(throttle.allow(1005), Some(99));
     }
 
     fn addr(last: u8) -> IpAddr {

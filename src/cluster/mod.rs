@@ -382,7 +382,7 @@ fn client(url: &str, ca: Option<&Path>) -> Result<::redis::Client> {
     };
     #[cfg(feature = "redis-tls")]
     if let Some(ca) = ca {
-        let root_cert = read_ca(ca).map_err(|reason| Error::Config {
+        let root_cert = crate::config::read_redis_ca(ca).map_err(|reason| Error::Config {
             field: "redis_ca",
             reason,
         })?;
@@ -400,39 +400,6 @@ fn client(url: &str, ca: Option<&Path>) -> Result<::redis::Client> {
         });
     }
     ::redis::Client::open(url).map_err(not_a_url)
-}
-
-/// Checks that `path` is a PEM file of CA certificates rustls takes, for
-/// [`Config::redis_ca`]; the reason if it is not.
-pub(crate) fn check_ca(path: &Path) -> std::result::Result<(), String> {
-    #[cfg(feature = "redis-tls")]
-    return read_ca(path).map(drop);
-    #[cfg(not(feature = "redis-tls"))]
-    return Err(format!(
-        "{}: this build has no TLS for Redis (the `redis-tls` feature)",
-        path.display()
-    ));
-}
-
-/// The PEM text of a CA file, once each of its certificates is checked as
-/// rustls will take it as a trust anchor.
-#[cfg(feature = "redis-tls")]
-fn read_ca(path: &Path) -> std::result::Result<Vec<u8>, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-
-    let pem = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|err| format!("{}: not PEM ({err})", path.display()))?;
-        roots
-            .add(cert)
-            .map_err(|err| format!("{}: not a CA certificate ({err})", path.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no CERTIFICATE in the file", path.display()));
-    }
-    Ok(pem)
 }
 
 #[cfg(not(feature = "redis"))]
