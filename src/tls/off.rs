@@ -73,6 +73,7 @@ impl Session {
         _batch: &mut VecDeque<Bytes>,
         _offset: &mut usize,
         _scratch: &mut Scratch,
+        _sealed_whole: impl FnMut(&Bytes),
     ) -> io::Result<(usize, usize)> {
         Err(unsupported())
     }
