@@ -107,7 +107,7 @@ impl Hub {
     /// address cannot be bound.
     pub fn with_config(config: Config) -> Result<Hub> {
         config.validate()?;
-        let tls = Tls::new(&config)?;
+        let tls = Tls::new(config.tls_cert.as_ref(), config.tls_key.as_ref())?;
         let shown = match config.host.contains(':') {
             true => format!("[{}]:{}", config.host, config.port),
             false => format!("{}:{}", config.host, config.port),
