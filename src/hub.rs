@@ -312,7 +312,8 @@ impl Hub {
         );
         if config.admin_ui {
             log::info!(
-                "dashboard on http://{local_addr}/admin ({})",
+                "dashboard on {}://{local_addr}/admin ({})",
+                http.to_ascii_lowercase(),
                 match auth.admin(None) {
                     crate::auth::AdminCheck::Allowed => "open: development mode",
                     crate::auth::AdminCheck::Refused => "behind the admin token",
