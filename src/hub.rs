@@ -107,7 +107,7 @@ impl Hub {
     /// address cannot be bound.
     pub fn with_config(config: Config) -> Result<Hub> {
         config.validate()?;
-        let tls = Tls::new(&config)?;
+        let tls = Tls::new(config.tls_cert.as_ref(), config.tls_key.as_ref())?;
         let shown = match config.host.contains(':') {
             true => format!("[{}]:{}", config.host, config.port),
             false => format!("{}:{}", config.host, config.port),
@@ -312,7 +312,8 @@ impl Hub {
         );
         if config.admin_ui {
             log::info!(
-                "dashboard on http://{local_addr}/admin ({})",
+                "dashboard on {}://{local_addr}/admin ({})",
+                http.to_ascii_lowercase(),
                 match auth.admin(None) {
                     crate::auth::AdminCheck::Allowed => "open: development mode",
                     crate::auth::AdminCheck::Refused => "behind the admin token",

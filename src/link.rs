@@ -574,9 +574,14 @@ impl Link {
         }
         let (mut frames, mut bytes) = (0, 0);
         loop {
+            // The latency probe's frame, if this turn seals it: told once
+            // its ciphertext is all on the wire (a sample whose ciphertext
+            // a full socket keeps for later is dropped; the next is armed
+            // afresh).
+            let mut probe = None;
             match session.seal(batch, offset, scratch, |frame| {
-                if let Some(meters) = meters {
-                    meters.latency.written(frame);
+                if meters.is_some_and(|m| m.latency.is_for(frame)) {
+                    probe = Some(frame.clone());
                 }
             }) {
                 Ok((sealed_frames, sealed_bytes)) => {
@@ -597,6 +602,9 @@ impl Link {
             if sent < sealed.len() {
                 session.tail().keep(&sealed[sent..]);
                 return (frames, bytes, Written::Blocked);
+            }
+            if let (Some(meters), Some(frame)) = (meters, probe) {
+                meters.latency.written(&frame);
             }
         }
     }

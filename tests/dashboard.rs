@@ -815,10 +815,23 @@ fn scenario(hub: &browser::Binary, other: Option<&browser::Binary>, shot: Option
 fn the_dashboard_in_a_real_browser_signs_in_follows_clients_and_disconnects_one() {
     let flags = secured_flags("0");
     let hub = browser::Binary::start(&flags.iter().map(String::as_str).collect::<Vec<_>>());
-    // The screenshot the README shows.
-    let shot = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dashboard.png");
-    std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/docs")).unwrap();
-    scenario(&hub, None, Some(shot));
+    // A screenshot: the README's own (docs/dashboard.png) only with
+    // WSHUB_BLESS=1, so a test run leaves the tree as it found it.
+    let shot = match std::env::var_os("WSHUB_BLESS") {
+        Some(_) => {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dashboard.png"))
+        }
+        None => std::env::temp_dir().join(format!("wshub-dashboard-{}.png", std::process::id())),
+    };
+    scenario(&hub, None, Some(shot.to_str().expect("a UTF-8 path")));
+    assert!(
+        shot.exists(),
+        "the browser wrote no screenshot to {}",
+        shot.display()
+    );
+    if std::env::var_os("WSHUB_BLESS").is_none() {
+        let _ = std::fs::remove_file(&shot);
+    }
 }
 
 #[test]

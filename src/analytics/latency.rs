@@ -91,6 +91,14 @@ impl Latency {
         self.armed.load(Ordering::Relaxed) != 0
     }
 
+    /// Whether `frame` is the armed frame (a TLS drainer holds on to it
+    /// until its ciphertext is sent).
+    #[inline]
+    pub(crate) fn is_for(&self, frame: &[u8]) -> bool {
+        let armed = self.armed.load(Ordering::Relaxed);
+        armed != 0 && armed == frame.as_ptr() as usize
+    }
+
     /// Whoever drains a link: `frame` was written in full. Costs one
     /// relaxed load unless it is the armed frame.
     #[inline]

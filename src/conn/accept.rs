@@ -113,19 +113,17 @@ pub(crate) fn run(listener: &TcpListener, shared: &Arc<Shared>, stop: &Stop) {
 /// room for: the client gets a TLS alert (`close_notify`) instead, and its
 /// TLS library reports the connection closed before the handshake.
 fn busy(stream: TcpStream, shared: &Shared, lingerer: Option<&Lingerer>) {
-    if let Some(tls) = &shared.tls {
-        if stream.set_nonblocking(true).is_ok() {
-            let _ = (&stream).write(tls.refusal());
-        }
-        return;
-    }
     let body = r#"{"success":false,"code":"busy","error":"The hub is at its connection limit"}"#;
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    let response = match &shared.tls {
+        Some(tls) => tls.refusal().to_vec(),
+        None => format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    };
     if stream.set_nonblocking(true).is_ok() {
-        let _ = (&stream).write(response.as_bytes());
+        let _ = (&stream).write(&response);
         if let (Some(lingerer), Ok(())) = (lingerer, stream.shutdown(std::net::Shutdown::Write)) {
             lingerer.hold(stream);
         }

@@ -368,7 +368,7 @@ impl Router {
             let Some(client) = self.clients.get(id) else {
                 continue;
             };
-            if self.delivery.push(&client.link, frame.clone(), limits) == Push::Slow {
+            if self.delivery.push_data(&client.link, frame.clone(), limits) == Push::Slow {
                 self.mark_slow(*id);
             }
         }

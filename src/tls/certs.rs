@@ -20,7 +20,6 @@ use rustls::{InconsistentKeys, ServerConfig, ServerConnection};
 
 use super::TlsError;
 use super::session::Session;
-use crate::config::Config;
 
 /// The one application protocol spoken over TLS: HTTP/1.1 (the WebSocket
 /// upgrade and the HTTP API).
@@ -44,13 +43,17 @@ impl fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// The TLS of `config`: `None` without a certificate.
+    /// The TLS of a certificate chain and its key (`Config::tls_cert` and
+    /// `tls_key`): `None` without both.
     ///
     /// # Errors
     ///
     /// When the certificate or key cannot be read or used.
-    pub(crate) fn new(config: &Config) -> Result<Option<Arc<Tls>>, TlsError> {
-        let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+    pub(crate) fn new(
+        cert: Option<&PathBuf>,
+        key: Option<&PathBuf>,
+    ) -> Result<Option<Arc<Tls>>, TlsError> {
+        let (Some(cert), Some(key)) = (cert, key) else {
             return Ok(None);
         };
         let provider = Arc::new(ring_provider());

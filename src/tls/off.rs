@@ -13,7 +13,6 @@ use std::sync::Arc;
 use tungstenite::Bytes;
 
 use super::TlsError;
-use crate::config::Config;
 
 fn unsupported() -> io::Error {
     io::Error::other(TlsError::Unsupported)
@@ -24,7 +23,10 @@ fn unsupported() -> io::Error {
 pub(crate) struct Tls;
 
 impl Tls {
-    pub(crate) fn new(_config: &Config) -> Result<Option<Arc<Tls>>, TlsError> {
+    pub(crate) fn new(
+        _cert: Option<&std::path::PathBuf>,
+        _key: Option<&std::path::PathBuf>,
+    ) -> Result<Option<Arc<Tls>>, TlsError> {
         Ok(None)
     }
 

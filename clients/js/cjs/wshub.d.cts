@@ -317,7 +317,10 @@ export type HubReservedType =
   | 'stats'
   | 'auth'
   | 'heartbeat'
-  | 'connection:established';
+  | 'connection:established'
+  | 'client_info'
+  | 'admin_stats'
+  | 'admin_history';
 
 /** The types of the event map E one may publish (or send): not the hub's own, nor the client's lifecycle events. */
 export type PublishableType<E> = Exclude<keyof E & string, HubReservedType | keyof LifecycleEvents>;
