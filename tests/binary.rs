@@ -207,6 +207,54 @@ fn sigterm_closes_clients_with_1001_and_exits_zero() {
 }
 
 #[test]
+fn a_hub_whose_log_reader_went_away_keeps_serving_and_stops_on_sigterm() {
+    // stderr read by a pipe whose reader exits (`wshub 2>&1 | head`):
+    // every later log line meets a closed pipe.
+    let mut child = Command::new(BIN)
+        .args(["--port", "0", "--log-level", "debug"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on ws://") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no start line");
+    }
+    let addr: SocketAddr = line
+        .split("ws://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .expect("an address in the start line");
+    drop(stderr);
+    // Clients come and go, each a debug line on a closed pipe; the hub
+    // answers them all.
+    for n in 0..3 {
+        let mut client = Client::connect(addr, &format!("/ws?userId=u{n}"));
+        assert_eq!(client.request(json!({"type": "ping"}), "p")["type"], "pong");
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = Instant::now() + DEADLINE;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("the child's status") {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the hub did not stop on SIGTERM with its log's reader gone");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+}
+
+#[test]
 fn sigint_stops_the_hub_too() {
     let mut hub = Running::start(&["--port=0", "--log-level=debug"]);
     hub.signal("INT");
@@ -317,12 +365,8 @@ fn without_auth_the_start_warns_of_development_mode() {
 
 #[test]
 fn an_unreachable_jwks_url_does_not_stop_the_start_it_is_logged_and_retried() {
-    // A port nobody listens on.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nobody listens on (kept so while `_bound` lives).
+    let (_bound, port) = support::port_nobody_listens_on();
     let url = format!("http://127.0.0.1:{port}/jwks");
     let mut hub = Running::start(&["--port", "0", "--jwks-url", &url]);
     let first = hub.wait_line("JWKS: cannot fetch");

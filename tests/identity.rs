@@ -883,12 +883,8 @@ fn a_refresh_naming_a_new_key_asks_for_it_without_waiting_and_is_taken_once_fetc
 #[test]
 fn an_unreachable_key_set_refuses_its_tokens_clearly_and_the_hub_carries_on() {
     let k = keys();
-    // A port nobody listens on.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nobody listens on (kept so while `_bound` lives).
+    let (_bound, port) = support::port_nobody_listens_on();
     let hub = start(
         idp_config()
             .jwks_url(Some(format!("http://127.0.0.1:{port}/jwks")))

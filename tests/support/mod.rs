@@ -406,3 +406,21 @@ pub fn now() -> f64 {
         .expect("after 1970")
         .as_secs_f64()
 }
+
+/// A loopback port nobody listens on, and the socket that keeps it so: bound
+/// but not listening (a connection to it is refused), so no other test's
+/// listener can take the port while the socket lives.
+pub fn port_nobody_listens_on() -> (socket2::Socket, u16) {
+    let bound =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    bound
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("a loopback port");
+    let port = bound
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("an IPv4 address")
+        .port();
+    (bound, port)
+}

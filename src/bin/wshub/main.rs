@@ -2,6 +2,7 @@
 //! logger, a signal thread (SIGTERM and SIGINT stop the hub, SIGHUP reloads
 //! its TLS certificate), then the hub on the main thread.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
@@ -51,7 +52,8 @@ fn run(options: cli::Options) -> ExitCode {
         .with_level(options.log_level)
         .with_module_level("rustls", rustls_level)
         .with_utc_timestamps();
-    if let Err(err) = logger.init() {
+    log::set_max_level(logger.max_level());
+    if let Err(err) = log::set_boxed_logger(Box::new(Unfailing(logger))) {
         eprintln!("wshub: cannot start logging: {err}");
     }
     let hub = match Hub::with_config(options.config) {
@@ -107,11 +109,12 @@ fn watch_signals(handle: wshub::Handle, drain: Duration) -> std::io::Result<()> 
                 };
                 let draining = !drain.is_zero();
                 if received == 1 && draining {
+                    // Draining first: what the log says is true once said.
+                    handle.drain();
                     log::info!(
                         "{name} received: draining for {drain:?} (GET /ready answers 503), \
                          then shutting down (again to shut down at once)"
                     );
-                    handle.drain();
                     let drained = handle.clone();
                     let later =
                         thread::Builder::new()
@@ -136,4 +139,27 @@ fn watch_signals(handle: wshub::Handle, drain: Duration) -> std::io::Result<()> 
             }
         })?;
     Ok(())
+}
+
+/// The logger, never failing its caller. simple_logger writes each line
+/// with `eprintln!`, which panics when stderr is a pipe whose reader is gone
+/// (`wshub 2>&1 | head`): the first line after that would end whichever
+/// thread wrote it (a connection's, the router, the signal thread), and the
+/// hub would stop answering. Here such a line is dropped instead.
+struct Unfailing(simple_logger::SimpleLogger);
+
+impl log::Log for Unfailing {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.0.enabled(record.metadata()) {
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| self.0.log(record)));
+        }
+    }
+
+    fn flush(&self) {
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| self.0.flush()));
+    }
 }
