@@ -50,13 +50,7 @@ impl Running {
             seen: Vec::new(),
         };
         let line = running.wait_line("listening on ws://");
-        let url = line.split("ws://").nth(1).unwrap();
-        running.addr = url
-            .split('/')
-            .next()
-            .unwrap()
-            .parse()
-            .expect("an address in the start line");
+        running.addr = listening_on(&line);
         running
     }
 
@@ -101,6 +95,15 @@ impl Running {
         let status = self.child.wait().expect("the binary's exit status");
         status.code().expect("exited, not killed")
     }
+}
+
+/// The address in the hub's start line (`wshub listening on ws://ADDR/ws`).
+fn listening_on(line: &str) -> SocketAddr {
+    line.split("ws://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("an address in the start line: {line}"))
 }
 
 impl Drop for Running {
@@ -222,12 +225,7 @@ fn a_hub_whose_log_reader_went_away_keeps_serving_and_stops_on_sigterm() {
         line.clear();
         assert!(stderr.read_line(&mut line).unwrap() > 0, "no start line");
     }
-    let addr: SocketAddr = line
-        .split("ws://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .expect("an address in the start line");
+    let addr = listening_on(&line);
     drop(stderr);
     // Clients come and go, each a debug line on a closed pipe; the hub
     // answers them all.
