@@ -798,7 +798,7 @@ fn node_ws_speaks_wss_trusting_the_hubs_authority() {
         r#"{SCENARIO_JS}
 const fs = require("fs");
 const WebSocket = require("ws");
-const ws = new WebSocket("wss://localhost:{port}/ws", {{ca: fs.readFileSync({ca:?})}});
+const ws = new WebSocket("wss://127.0.0.1:{port}/ws", {{ca: fs.readFileSync({ca:?})}});
 scenario(ws, "node ws", (ws) => ({{tls: ws._socket.getProtocol(), alpn: ws._socket.alpnProtocol}}),
   (code) => process.exit(code === 1000 ? 0 : 1));
 "#,
@@ -849,7 +849,9 @@ from websockets.sync.client import connect
 port, ca = sys.argv[1], sys.argv[2]
 context = ssl.create_default_context(cafile=ca)
 big = "é✓" * 10000
-with connect(f"wss://localhost:{port}/ws", ssl=context, max_size=2**20) as ws:
+# 127.0.0.1, which the certificate names too: "localhost" may resolve to
+# ::1 first, where another program on this machine may be listening.
+with connect(f"wss://127.0.0.1:{port}/ws", ssl=context, max_size=2**20) as ws:
     for raw in ws:
         m = json.loads(raw)
         if m["type"] == "connection":
