@@ -758,3 +758,36 @@ fn an_unreachable_redis_is_said_at_start_and_fails_it_with_redis_required() {
     hub.signal("TERM");
     assert_eq!(hub.wait_exit(), 0);
 }
+
+/// Every client's reader runs on a small stack (`--thread-stack-size`, 32
+/// KiB at the least). A reader's loop whose frame held an inflater's state
+/// (48 KiB, built on the stack by `flate2` and inlined in release builds)
+/// overflowed it at once: the whole hub aborted on the first client. Run
+/// also on the release binary by `.ci/run`, where inlining happens.
+#[test]
+fn readers_run_on_the_smallest_stack_the_flags_allow() {
+    let mut hub = Running::start(&[
+        "--port",
+        "0",
+        "--allow-client-publish",
+        "--thread-stack-size",
+        "32768",
+    ]);
+    let mut subscriber = Client::connect(hub.addr, "/ws?userId=sub");
+    let mut publisher = Client::connect(hub.addr, "/ws?userId=pub");
+    let subscribed = subscriber.request(json!({"type": "subscribe", "channel": "news"}), "s");
+    assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+    let published = publisher.request(
+        json!({"type": "publish", "channel": "news", "data": {"text": "hello"}}),
+        "p",
+    );
+    assert_eq!(published["type"], "published", "{published}");
+    let event = subscriber.expect_eventually("event");
+    assert_eq!(event["data"]["text"], "hello", "{event}");
+    assert_eq!(
+        publisher.request(json!({"type": "ping"}), "q")["type"],
+        "pong"
+    );
+    hub.signal("TERM");
+    assert_eq!(hub.wait_exit(), 0, "{:#?}", hub.seen);
+}

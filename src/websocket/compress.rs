@@ -180,6 +180,14 @@ impl std::fmt::Debug for Inflater {
 }
 
 impl Inflater {
+    /// Never inlined, and cold: `flate2` builds the inflater's state (about
+    /// 48 KiB) on the stack before boxing it. Inlined into a reader's loop,
+    /// that frame would be probed page by page on every reader's entry, so
+    /// every idle client would keep 56 KiB of stack resident, and a reader
+    /// on the 32 KiB minimum stack would overflow. Only a reader that agreed
+    /// to compression has the stack for it ([`super::stack_needed`]).
+    #[cold]
+    #[inline(never)]
     pub(crate) fn new() -> Inflater {
         Inflater {
             inflate: Decompress::new(false),
