@@ -141,8 +141,9 @@ pub struct Config {
     /// besides the protocol Ping. Default `false`.
     pub json_heartbeat: bool,
     /// Read buffer of each connection, in bytes. Default 4 KiB: enough for
-    /// typical messages, small enough for many idle clients (larger messages
-    /// grow it as needed).
+    /// typical messages. A connection starts with 512 bytes (an idle client
+    /// keeps no more) and gets this once a read fills those; larger
+    /// messages are read straight into their own buffer.
     pub read_buffer_size: usize,
     /// Offer permessage-deflate (RFC 7692) to clients that ask for it, as
     /// every browser, Node's `ws` and Python's `websockets` do. Default

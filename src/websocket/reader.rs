@@ -19,6 +19,11 @@ use super::negotiate::Deflate;
 /// The longest payload a control frame may have.
 const MAX_CONTROL: u64 = 125;
 
+/// A reader's first buffer: a few small messages (a subscribe, a ping)
+/// and any frame header fit; a client that sends more gets the full
+/// buffer on the read that fills this one.
+pub const FIRST_BUFFER: usize = 512;
+
 /// One thing a client sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
@@ -112,7 +117,9 @@ struct Partial {
 /// Reads a client's messages from `stream` (the server side of RFC 6455:
 /// frames must be masked).
 ///
-/// Frames are read through a buffer of `buffer_size` bytes; a payload
+/// Frames are read through a buffer that starts at [`FIRST_BUFFER`] bytes
+/// (an idle client, which sends a few small messages, keeps no more) and
+/// grows to `buffer_size` once a read fills it; a payload
 /// larger than what it holds is read straight into the message. A message
 /// over `max_message_size` is refused from its frame's header, before its
 /// payload is read; a compressed one, once it inflates past it (having
@@ -122,6 +129,8 @@ pub struct Reader<R> {
     stream: R,
     /// The read buffer, zeroed once: `buf[pos..end]` is read and not yet used.
     buf: Vec<u8>,
+    /// What `buf` grows to once a read fills it.
+    buffer_size: usize,
     pos: usize,
     end: usize,
     max_message_size: usize,
@@ -149,10 +158,12 @@ impl<R: Read> Reader<R> {
         let end = read.len();
         let mut buf = read;
         // Room for a frame header at least.
-        buf.resize(end.max(buffer_size).max(64), 0);
+        let buffer_size = buffer_size.max(64);
+        buf.resize(end.max(buffer_size.min(FIRST_BUFFER)), 0);
         Reader {
             stream,
             buf,
+            buffer_size,
             pos: 0,
             end,
             max_message_size,
@@ -363,11 +374,22 @@ impl<R: Read> Reader<R> {
             match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(n) => {
                     self.end += n;
+                    if self.end == self.buf.len() {
+                        // The client sends more than the buffer holds.
+                        self.grow();
+                    }
                     return Ok(n);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err.into()),
             }
+        }
+    }
+
+    /// Grows the buffer to its full size, once.
+    fn grow(&mut self) {
+        if self.buf.len() < self.buffer_size {
+            self.buf.resize(self.buffer_size, 0);
         }
     }
 
@@ -389,6 +411,10 @@ impl<R: Read> Reader<R> {
             missing -= take;
             if missing == 0 {
                 break;
+            }
+            if missing >= self.buf.len() && self.buf.len() < self.buffer_size {
+                self.grow();
+                continue;
             }
             if missing >= self.buf.len() {
                 let at = out.len();
@@ -475,6 +501,48 @@ mod tests {
         out.extend_from_slice(&MASK);
         out.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
         out
+    }
+
+    #[test]
+    fn an_idle_reader_keeps_its_small_first_buffer() {
+        let mut bytes = frame(0x81, br#"{"type":"subscribe","channel":"news"}"#);
+        bytes.extend(frame(0x81, br#"{"type":"ping"}"#));
+        let mut reader = Reader::new(Cursor::new(bytes), 4096, 1 << 20);
+        for _ in 0..2 {
+            assert!(matches!(reader.read(), Ok(Incoming::Text(_))));
+        }
+        assert_eq!(reader.buf.len(), FIRST_BUFFER);
+    }
+
+    #[test]
+    fn a_reader_grows_its_buffer_once_a_read_fills_it_and_loses_nothing() {
+        let texts: Vec<String> = (0..40).map(|i| format!("{i:0>100}")).collect();
+        let mut bytes: Vec<u8> = texts
+            .iter()
+            .flat_map(|t| frame(0x81, t.as_bytes()))
+            .collect();
+        let big = "b".repeat(3000);
+        bytes.extend(frame(0x81, big.as_bytes()));
+        let mut reader = Reader::new(Cursor::new(bytes), 4096, 1 << 20);
+        for text in texts.iter().chain([&big]) {
+            match reader.read() {
+                Ok(Incoming::Text(got)) => assert_eq!(&got, text),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(reader.buf.len(), 4096);
+    }
+
+    #[test]
+    fn a_payload_larger_than_the_first_buffer_grows_it_before_reading_past_it() {
+        let big = "c".repeat(2000);
+        let bytes = frame(0x81, big.as_bytes());
+        let mut reader = Reader::new(Cursor::new(bytes), 4096, 1 << 20);
+        match reader.read() {
+            Ok(Incoming::Text(got)) => assert_eq!(got, big),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(reader.buf.len(), 4096);
     }
 
     fn read_all(bytes: Vec<u8>, max: usize) -> Vec<Result<Incoming, String>> {
