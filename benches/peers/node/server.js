@@ -7,7 +7,15 @@
 //
 // Listens on 127.0.0.1 only, prints `listening on ws://ADDR/ws` on stdout,
 // and exits on SIGTERM or SIGINT.
+//
+// What it sends has the fields of wshub's standard envelope, in wshub's
+// order and with values of the same shape, so both do the same work per
+// message: the `connection` welcome then `auth`, `subscribed` with where the
+// channel stands (`seq`, `epoch`), and each delivery with `from` (`clientId`
+// like wshub's `c_1-0954ab34`), `seq` (per channel, from 1) and `epoch` (12
+// hex digits, made when the channel is first named).
 
+const { randomBytes } = require('crypto');
 const { WebSocketServer } = require('ws');
 
 function port() {
@@ -21,9 +29,27 @@ function port() {
   return n;
 }
 
-/** channel name -> Set of sockets subscribed to it */
+/**
+ * channel name -> its stream: the seq of its last publication in its epoch,
+ * and the Set of sockets subscribed to it. A channel outlives its
+ * subscribers, as a stream in wshub's history does, so its numbering goes on.
+ */
 const channels = new Map();
 let clients = 0;
+
+/** What wshub's welcome says of the heartbeat (its default), only so the
+ * welcome weighs the same: this peer sends no protocol pings. */
+const HEARTBEAT_MS = 30000;
+
+/** `name`'s stream, opened with a new epoch if it is new. */
+function open(name) {
+  let channel = channels.get(name);
+  if (!channel) {
+    channel = { seq: 0, epoch: randomBytes(6).toString('hex'), subscribers: new Set() };
+    channels.set(name, channel);
+  }
+  return channel;
+}
 
 function send(ws, message) {
   ws.send(JSON.stringify({ ...message, timestamp: new Date().toISOString() }));
@@ -52,9 +78,13 @@ wss.on('error', (err) => {
 });
 
 wss.on('connection', (ws) => {
-  const clientId = `c_${(++clients).toString(36)}`;
+  const clientId = `c_${(++clients).toString(16)}-${randomBytes(4).toString('hex')}`;
   const mine = new Set();
-  send(ws, { type: 'connection', data: { clientId } });
+  send(ws, {
+    type: 'connection',
+    data: { clientId, userId: null, sessionId: null, authenticated: false, heartbeatMs: HEARTBEAT_MS },
+  });
+  send(ws, { type: 'auth', data: { success: true, userId: null } });
 
   ws.on('message', (raw, isBinary) => {
     if (isBinary) return fail(ws, 'unsupported_frame', 'Binary frames are not supported');
@@ -67,36 +97,37 @@ wss.on('connection', (ws) => {
     if (msg === null || typeof msg !== 'object' || typeof msg.type !== 'string') {
       return fail(ws, 'invalid_message', 'Invalid message format');
     }
-    const { type, channel, correlationId } = msg;
+    const { type, channel } = msg;
+    const correlationId = msg.correlationId ?? undefined; // null: none, as in wshub
     switch (type) {
       case 'ping':
         return send(ws, { type: 'pong', correlationId });
       case 'subscribe': {
         if (typeof channel !== 'string') return fail(ws, 'invalid_channel', 'Missing channel', correlationId);
-        let subscribers = channels.get(channel);
-        if (!subscribers) channels.set(channel, (subscribers = new Set()));
-        subscribers.add(ws);
+        const stream = open(channel);
+        stream.subscribers.add(ws);
         mine.add(channel);
-        return send(ws, { type: 'subscribed', channel, data: {}, correlationId });
+        const data = { seq: stream.seq, epoch: stream.epoch };
+        return send(ws, { type: 'subscribed', channel, data, correlationId });
       }
       case 'publish': {
         if (typeof channel !== 'string') return fail(ws, 'invalid_channel', 'Missing channel', correlationId);
+        const stream = open(channel);
         // Encoded once; every subscriber's socket is handed the same Buffer.
         const event = Buffer.from(JSON.stringify({
           type: typeof msg.event === 'string' ? msg.event : 'event',
           channel,
           data: msg.data !== undefined ? msg.data : msg.payload,
           from: { clientId, userId: null },
+          seq: ++stream.seq,
+          epoch: stream.epoch,
           timestamp: new Date().toISOString(),
         }));
         let delivered = 0;
-        const subscribers = channels.get(channel);
-        if (subscribers) {
-          for (const peer of subscribers) {
-            if (peer.readyState === 1) {
-              peer.send(event, { binary: false });
-              delivered++;
-            }
+        for (const peer of stream.subscribers) {
+          if (peer.readyState === 1) {
+            peer.send(event, { binary: false });
+            delivered++;
           }
         }
         if (correlationId !== undefined) {
@@ -110,13 +141,7 @@ wss.on('connection', (ws) => {
   });
 
   ws.on('close', () => {
-    for (const channel of mine) {
-      const subscribers = channels.get(channel);
-      if (subscribers) {
-        subscribers.delete(ws);
-        if (subscribers.size === 0) channels.delete(channel);
-      }
-    }
+    for (const channel of mine) channels.get(channel)?.subscribers.delete(ws);
   });
   ws.on('error', () => {}); // the socket closes after it; 'close' cleans up
 });

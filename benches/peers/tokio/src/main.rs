@@ -10,6 +10,14 @@
 //! Listens on 127.0.0.1 only, prints `listening on ws://ADDR/ws` on stdout,
 //! and exits on SIGTERM or SIGINT.
 //!
+//! What it sends has the fields of wshub's standard envelope, in wshub's
+//! order and with values of the same shape, so both do the same work per
+//! message: the `connection` welcome then `auth`, `subscribed` with where
+//! the channel stands (`seq`, `epoch`), and each delivery with `from`
+//! (`clientId` like wshub's `c_1-0954ab34`), `seq` (per channel, from 1) and
+//! `epoch` (12 hex digits, made when the channel is first named). The
+//! request's `data` goes out as it came, unparsed, as wshub does.
+//!
 //! Each connection has a reader task and a writer task joined by an unbounded
 //! channel. A publication is encoded once, as a `Message::Text` whose bytes
 //! are shared, and a clone (a reference count) goes into each subscriber's
@@ -19,13 +27,15 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
@@ -34,16 +44,46 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 type Tx = UnboundedSender<Message>;
 
-/// Who is subscribed to what: channel name -> client id -> its writer's queue.
+/// What wshub's welcome says of a client's heartbeat (its default), only so
+/// the welcome weighs the same: this peer sends no protocol pings.
+const HEARTBEAT_MS: u64 = 30_000;
+
+/// Who is subscribed to what: channel name -> its position and subscribers.
 #[derive(Default)]
 struct Hub {
-    channels: Mutex<HashMap<String, HashMap<u64, Tx>>>,
+    channels: Mutex<HashMap<String, Channel>>,
     next_id: AtomicU64,
+    /// How many epochs were made.
+    epochs: AtomicU64,
+    /// Keys the hashes that make client ids' tags and epochs.
+    key: RandomState,
+}
+
+/// A channel's stream: the `seq` of its last publication in `epoch`, and
+/// client id -> its writer's queue. It outlives its subscribers, as a stream
+/// in wshub's history does, so its numbering goes on.
+struct Channel {
+    seq: u64,
+    epoch: String,
+    subscribers: HashMap<u64, Tx>,
 }
 
 impl Hub {
-    fn channels(&self) -> MutexGuard<'_, HashMap<String, HashMap<u64, Tx>>> {
+    fn channels(&self) -> MutexGuard<'_, HashMap<String, Channel>> {
         self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `name`'s stream, opened with a new epoch if it is new.
+    fn open<'m>(&self, channels: &'m mut HashMap<String, Channel>, name: &str) -> &'m mut Channel {
+        channels.entry(name.to_owned()).or_insert_with(|| {
+            let n = self.epochs.fetch_add(1, Ordering::Relaxed);
+            let hash = self.key.hash_one(("epoch", n));
+            Channel {
+                seq: 0,
+                epoch: format!("{:012x}", hash & 0xffff_ffff_ffff),
+                subscribers: HashMap::new(),
+            }
+        })
     }
 }
 
@@ -143,14 +183,27 @@ async fn serve(hub: Arc<Hub>, stream: TcpStream) {
     });
 
     let id = hub.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+    let tag = hub.key.hash_one(id) as u32;
     let mut client = Client {
         hub: &hub,
         id,
-        client_id: format!("c_{id:x}"),
+        client_id: format!("c_{id:x}-{tag:08x}"),
         tx,
         subscribed: Vec::new(),
     };
-    client.send(json!({"type": "connection", "data": {"clientId": client.client_id}}));
+    let welcome = Welcome {
+        client_id: &client.client_id,
+        user_id: None,
+        session_id: None,
+        authenticated: false,
+        heartbeat_ms: HEARTBEAT_MS,
+    };
+    client.send(&Outbound::new("connection", Some(welcome)));
+    let auth = Auth {
+        success: true,
+        user_id: None,
+    };
+    client.send(&Outbound::new("auth", Some(auth)));
     while let Some(Ok(message)) = source.next().await {
         match message {
             Message::Text(text) => client.handle(&text),
@@ -167,6 +220,103 @@ async fn serve(hub: Arc<Hub>, stream: TcpStream) {
     let _ = writer.await;
 }
 
+/// The fields of a request this peer reads; `data` is borrowed from its
+/// text, unparsed.
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    channel: Option<String>,
+    event: Option<String>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+    #[serde(rename = "correlationId", borrow)]
+    correlation_id: Option<&'a RawValue>,
+}
+
+/// A message in wshub's standard envelope, its fields in wshub's order.
+#[derive(Serialize)]
+struct Outbound<'a, D> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<D>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<Origin<'a>>,
+    #[serde(rename = "correlationId", skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<&'a str>,
+    timestamp: String,
+}
+
+impl<'a, D: Serialize> Outbound<'a, D> {
+    /// A message of `kind` with `data`, stamped now.
+    fn new(kind: &'a str, data: Option<D>) -> Self {
+        Outbound {
+            kind,
+            channel: None,
+            data,
+            from: None,
+            correlation_id: None,
+            seq: None,
+            epoch: None,
+            timestamp: timestamp(),
+        }
+    }
+}
+
+/// Who a publication comes from (`from`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Origin<'a> {
+    client_id: &'a str,
+    user_id: Option<&'a str>,
+}
+
+/// Data of the `connection` welcome.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Welcome<'a> {
+    client_id: &'a str,
+    user_id: Option<&'a str>,
+    session_id: Option<&'a str>,
+    authenticated: bool,
+    heartbeat_ms: u64,
+}
+
+/// Data of the `auth` message after the welcome.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Auth<'a> {
+    success: bool,
+    user_id: Option<&'a str>,
+}
+
+/// Data of `subscribed`: where the channel's stream stands.
+#[derive(Serialize)]
+struct Position<'a> {
+    seq: u64,
+    epoch: &'a str,
+}
+
+#[derive(Serialize)]
+struct Published {
+    delivered: usize,
+}
+
+#[derive(Serialize)]
+struct ErrorData<'a> {
+    code: &'a str,
+    error: &'a str,
+}
+
 struct Client<'a> {
     hub: &'a Hub,
     id: u64,
@@ -177,60 +327,80 @@ struct Client<'a> {
 
 impl Client<'_> {
     fn handle(&mut self, text: &str) {
-        let Ok(mut message) = serde_json::from_str::<Value>(text) else {
-            return self.fail("invalid_json", "Invalid message format", None);
+        let request = match serde_json::from_str::<Request<'_>>(text) {
+            Ok(request) => request,
+            // JSON, but not an object with the fields of the right types.
+            Err(err) if err.is_data() => {
+                return self.fail("invalid_message", "Invalid message format", None);
+            }
+            Err(_) => return self.fail("invalid_json", "Invalid message format", None),
         };
-        let correlation = message.get_mut("correlationId").map(Value::take);
-        let Some(kind) = message.get("type").and_then(Value::as_str) else {
+        let correlation = request.correlation_id;
+        let Some(kind) = request.kind.as_deref() else {
             return self.fail("invalid_message", "Invalid message format", correlation);
         };
-        let channel = message.get("channel").and_then(Value::as_str);
-        match (kind, channel) {
-            ("ping", _) => self.reply(json!({"type": "pong"}), correlation),
-            ("subscribe", Some(channel)) => {
-                let channel = channel.to_owned();
-                self.hub
-                    .channels()
-                    .entry(channel.clone())
-                    .or_default()
-                    .insert(self.id, self.tx.clone());
-                let reply = json!({"type": "subscribed", "channel": channel, "data": {}});
-                if !self.subscribed.contains(&channel) {
-                    self.subscribed.push(channel);
-                }
-                self.reply(reply, correlation);
+        match (kind, request.channel.as_deref()) {
+            ("ping", _) => {
+                let pong = Outbound::<()> {
+                    correlation_id: correlation,
+                    ..Outbound::new("pong", None)
+                };
+                self.send(&pong);
             }
-            ("publish", Some(channel)) => {
-                let channel = channel.to_owned();
-                let kind = match message.get_mut("event").map(Value::take) {
-                    Some(Value::String(kind)) => kind,
-                    _ => "event".to_owned(),
+            ("subscribe", Some(name)) => {
+                let mut channels = self.hub.channels();
+                let channel = self.hub.open(&mut channels, name);
+                channel.subscribers.insert(self.id, self.tx.clone());
+                // Sent under the lock: no delivery of this channel can
+                // overtake it.
+                let position = Position {
+                    seq: channel.seq,
+                    epoch: &channel.epoch,
                 };
-                let data = match message.get_mut("data").map(Value::take) {
-                    Some(data) => data,
-                    None => message.get_mut("payload").map_or(Value::Null, Value::take),
+                self.send(&Outbound {
+                    channel: Some(name),
+                    correlation_id: correlation,
+                    ..Outbound::new("subscribed", Some(position))
+                });
+                drop(channels);
+                if !self.subscribed.iter().any(|c| c == name) {
+                    self.subscribed.push(name.to_owned());
+                }
+            }
+            ("publish", Some(name)) => {
+                let mut channels = self.hub.channels();
+                let channel = self.hub.open(&mut channels, name);
+                channel.seq += 1;
+                // Numbered, encoded and queued under the lock, so every
+                // subscriber gets the channel's publications in `seq` order.
+                let event = Outbound {
+                    channel: Some(name),
+                    from: Some(Origin {
+                        client_id: &self.client_id,
+                        user_id: None,
+                    }),
+                    seq: Some(channel.seq),
+                    epoch: Some(&channel.epoch),
+                    ..Outbound::new(
+                        request.event.as_deref().unwrap_or("event"),
+                        request.data.or(request.payload),
+                    )
                 };
-                let event = encode(json!({
-                    "type": kind,
-                    "channel": channel,
-                    "data": data,
-                    "from": {"clientId": self.client_id, "userId": null},
-                    "timestamp": timestamp(),
-                }));
-                let delivered = match self.hub.channels().get(&channel) {
-                    Some(subscribers) => subscribers
-                        .values()
-                        .filter(|tx| tx.send(event.clone()).is_ok())
-                        .count(),
-                    None => 0,
+                let Some(event) = encode(&event) else {
+                    return;
                 };
+                let delivered = channel
+                    .subscribers
+                    .values()
+                    .filter(|tx| tx.send(event.clone()).is_ok())
+                    .count();
+                drop(channels);
                 if correlation.is_some() {
-                    let reply = json!({
-                        "type": "published",
-                        "channel": channel,
-                        "data": {"delivered": delivered},
+                    self.send(&Outbound {
+                        channel: Some(name),
+                        correlation_id: correlation,
+                        ..Outbound::new("published", Some(Published { delivered }))
                     });
-                    self.reply(reply, correlation);
                 }
             }
             ("subscribe" | "publish", None) => {
@@ -243,44 +413,40 @@ impl Client<'_> {
         }
     }
 
-    fn reply(&self, mut message: Value, correlation: Option<Value>) {
-        if let (Some(id), Some(fields)) = (correlation, message.as_object_mut()) {
-            fields.insert("correlationId".to_owned(), id);
-        }
-        self.send(message);
+    fn fail(&self, code: &str, error: &str, correlation: Option<&RawValue>) {
+        self.send(&Outbound {
+            correlation_id: correlation,
+            ..Outbound::new("error", Some(ErrorData { code, error }))
+        });
     }
 
-    fn fail(&self, code: &str, error: &str, correlation: Option<Value>) {
-        self.reply(
-            json!({"type": "error", "data": {"code": code, "error": error}}),
-            correlation,
-        );
-    }
-
-    fn send(&self, mut message: Value) {
-        if let Some(fields) = message.as_object_mut() {
-            fields.insert("timestamp".to_owned(), Value::String(timestamp()));
+    fn send<D: Serialize>(&self, message: &Outbound<'_, D>) {
+        if let Some(message) = encode(message) {
+            // A closed writer means the client is leaving; nothing to do.
+            let _ = self.tx.send(message);
         }
-        // A closed writer means the client is leaving; nothing to do.
-        let _ = self.tx.send(encode(message));
     }
 
     fn leave(&mut self) {
         let mut channels = self.hub.channels();
-        for channel in self.subscribed.drain(..) {
-            if let Some(subscribers) = channels.get_mut(&channel) {
-                subscribers.remove(&self.id);
-                if subscribers.is_empty() {
-                    channels.remove(&channel);
-                }
+        for name in self.subscribed.drain(..) {
+            if let Some(channel) = channels.get_mut(&name) {
+                channel.subscribers.remove(&self.id);
             }
         }
     }
 }
 
 /// A text frame whose bytes every clone shares.
-fn encode(message: Value) -> Message {
-    Message::Text(Utf8Bytes::from(message.to_string()))
+fn encode<D: Serialize>(message: &Outbound<'_, D>) -> Option<Message> {
+    match serde_json::to_string(message) {
+        Ok(text) => Some(Message::Text(Utf8Bytes::from(text))),
+        Err(err) => {
+            // Only a map with keys that are not strings fails; these have none.
+            eprintln!("wshub-peer-tokio: cannot encode a {}: {err}", message.kind);
+            None
+        }
+    }
 }
 
 /// Now as ISO-8601 UTC with milliseconds, like `2024-01-01T12:00:00.000Z`.
