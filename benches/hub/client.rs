@@ -1,37 +1,204 @@
 //! The load generator's client: a minimal WebSocket client on raw
 //! sockets (handshakes, masked text frames, frame parsing without copies),
-//! opening many connections at once, and plain HTTP GETs of wshub's stats.
+//! over plain TCP or TLS ([`Wire`], [`Dial`]), opening many connections at
+//! once, and plain HTTP GETs of wshub's stats.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use mio::unix::SourceFd;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
 use crate::report::{Histogram, Tally};
 use crate::{MASK, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, PHASE_LIMIT, STEP_TIMEOUT, WS_KEY};
+
+/// The name the TLS clients ask for, which the bench's certificates carry.
+pub(crate) const TLS_NAME: &str = "localhost";
+
+/// How the load generator reaches a server. The default is every
+/// scenario's: plain TCP.
+#[derive(Clone, Default)]
+pub(crate) struct Dial {
+    /// wss:// and https://, trusting what this configuration trusts.
+    pub(crate) tls: Option<Arc<ClientConfig>>,
+}
+
+impl Dial {
+    /// One HTTP/1.1 request on its own connection; returns the body.
+    pub(crate) fn http_get(&self, addr: SocketAddr, path: &str) -> String {
+        let exchange = || -> Result<Vec<u8>, String> {
+            let mut wire = Wire::connect(addr, self)?;
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            wire.write_all(request.as_bytes())
+                .and_then(|()| wire.flush())
+                .map_err(|e| format!("write: {e}"))?;
+            let mut response = Vec::new();
+            let mut chunk = [0u8; 16 * 1024];
+            // To the end, or what came before an error (a TLS peer that
+            // closes without close_notify).
+            loop {
+                match wire.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => response.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            Ok(response)
+        };
+        let response = String::from_utf8(exchange().unwrap_or_default()).unwrap_or_default();
+        response
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned()
+    }
+
+    /// wshub's Prometheus counters, as `name value` lines.
+    pub(crate) fn metrics(&self, addr: SocketAddr) -> String {
+        self.http_get(addr, "/metrics")
+    }
+}
+
+/// A client's byte stream: plain TCP, or TLS over TCP (rustls). Blocking
+/// or not as its socket is; a non-blocking TLS read returns the plaintext
+/// rustls already holds before it reads the socket again, and `WouldBlock`
+/// only when both are empty, so a reader that reads until `WouldBlock`
+/// leaves nothing behind that epoll would not wake it for.
+pub(crate) enum Wire {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Wire {
+    /// Connects to `addr`, on a blocking socket with [`STEP_TIMEOUT`] for
+    /// reads and writes; over TLS, with the handshake done.
+    pub(crate) fn connect(addr: SocketAddr, dial: &Dial) -> Result<Wire, String> {
+        let tcp =
+            TcpStream::connect_timeout(&addr, STEP_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+        tcp.set_nodelay(true).ok();
+        tcp.set_read_timeout(Some(STEP_TIMEOUT)).ok();
+        tcp.set_write_timeout(Some(STEP_TIMEOUT)).ok();
+        let Some(config) = &dial.tls else {
+            return Ok(Wire::Plain(tcp));
+        };
+        let name = ServerName::try_from(TLS_NAME).map_err(|e| format!("TLS name: {e}"))?;
+        let conn = ClientConnection::new(Arc::clone(config), name)
+            .map_err(|e| format!("TLS client: {e}"))?;
+        let mut tls = StreamOwned::new(conn, tcp);
+        let began = Instant::now();
+        while tls.conn.is_handshaking() {
+            if began.elapsed() > STEP_TIMEOUT {
+                return Err(format!(
+                    "TLS handshake: not done within {} s",
+                    STEP_TIMEOUT.as_secs()
+                ));
+            }
+            tls.conn
+                .complete_io(&mut tls.sock)
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+        }
+        Ok(Wire::Tls(Box::new(tls)))
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Wire::Plain(tcp) => tcp,
+            Wire::Tls(tls) => &tls.sock,
+        }
+    }
+
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+        self.tcp().set_nonblocking(nonblocking)
+    }
+
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.tcp().set_read_timeout(timeout)
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Wire::Plain(tcp) => tcp.read(buf),
+            Wire::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+/// Over TLS a write hands the bytes to rustls, which sends what the socket
+/// takes at once; `flush` sends the rest (a no-op on plain TCP).
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Wire::Plain(tcp) => tcp.write(buf),
+            Wire::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Wire::Plain(tcp) => tcp.flush(),
+            Wire::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
+/// Registered with epoll by its socket's descriptor.
+impl mio::event::Source for Wire {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> std::io::Result<()> {
+        SourceFd(&self.tcp().as_raw_fd()).register(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> std::io::Result<()> {
+        SourceFd(&self.tcp().as_raw_fd()).reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
+        SourceFd(&self.tcp().as_raw_fd()).deregister(registry)
+    }
+}
 
 /// A client past the handshake, on a blocking socket, with the bytes read
 /// past the last complete frame.
 pub(crate) struct RawWs {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Wire,
     pub(crate) buf: Vec<u8>,
 }
 
 impl RawWs {
-    /// Connects and upgrades to a WebSocket, reads nothing more.
+    /// Connects and upgrades to a WebSocket over plain TCP; reads nothing
+    /// more.
     pub(crate) fn handshake(addr: SocketAddr, path: &str) -> Result<RawWs, String> {
-        let mut stream =
-            TcpStream::connect_timeout(&addr, STEP_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-        stream.set_nodelay(true).ok();
-        stream.set_read_timeout(Some(STEP_TIMEOUT)).ok();
-        stream.set_write_timeout(Some(STEP_TIMEOUT)).ok();
+        RawWs::dial(addr, path, &Dial::default())
+    }
+
+    /// Connects as `dial` says and upgrades to a WebSocket; reads nothing more.
+    pub(crate) fn dial(addr: SocketAddr, path: &str, dial: &Dial) -> Result<RawWs, String> {
+        let mut stream = Wire::connect(addr, dial)?;
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         stream
             .write_all(request.as_bytes())
+            .and_then(|()| stream.flush())
             .map_err(|e| format!("send the upgrade request: {e}"))?;
         let mut buf = Vec::with_capacity(1024);
         let mut chunk = [0u8; 1024];
@@ -65,6 +232,7 @@ impl RawWs {
         push_frame(&mut frame, OP_TEXT, text.as_bytes());
         self.stream
             .write_all(&frame)
+            .and_then(|()| self.stream.flush())
             .map_err(|e| format!("write: {e}"))
     }
 
@@ -99,6 +267,7 @@ impl RawWs {
                             push_frame(&mut pong, OP_PONG, &payload);
                             self.stream
                                 .write_all(&pong)
+                                .and_then(|()| self.stream.flush())
                                 .map_err(|e| format!("write: {e}"))?;
                         }
                         _ => {}
@@ -369,27 +538,9 @@ pub(crate) fn field(text: &str, name: &str) -> Option<u64> {
     number_after(text.as_bytes(), format!("\"{name}\":").as_bytes())
 }
 
-/// One HTTP/1.1 request on its own connection; returns the body.
-pub(crate) fn http_get(addr: SocketAddr, path: &str) -> String {
-    let exchange = || -> std::io::Result<String> {
-        let mut stream = TcpStream::connect_timeout(&addr, STEP_TIMEOUT)?;
-        stream.set_read_timeout(Some(STEP_TIMEOUT))?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes())?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
-    };
-    let response = exchange().unwrap_or_default();
-    response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned()
-}
-
-/// wshub's Prometheus counters, as `name value` lines.
+/// wshub's Prometheus counters, as `name value` lines (plain HTTP).
 pub(crate) fn metrics(addr: SocketAddr) -> String {
-    http_get(addr, "/metrics")
+    Dial::default().metrics(addr)
 }
 
 pub(crate) fn metric(metrics: &str, name: &str) -> String {

@@ -13,7 +13,7 @@
 //! hubs measure what crossing Redis costs, not what a second host adds.
 
 use crate::client::{
-    Parse, RawWs, close_reason, metric, metrics, number_after, parse_frame, push_frame,
+    Parse, RawWs, Wire, close_reason, metric, metrics, number_after, parse_frame, push_frame,
 };
 use crate::fanout::{Fleet, Pace, fanout_fleet};
 use crate::harness::{Bench, Outcome};
@@ -298,7 +298,7 @@ struct Seen {
 /// only allowed where the subscriber was told (a new epoch, or
 /// `recovered: false`).
 struct Tracked {
-    stream: mio::net::TcpStream,
+    stream: Wire,
     pending: Vec<u8>,
     hub: usize,
     epoch: Option<String>,
@@ -396,7 +396,7 @@ impl Tracked {
             None => (0, None),
         };
         Ok(Tracked {
-            stream: mio::net::TcpStream::from_std(answer.ws.stream),
+            stream: answer.ws.stream,
             pending: answer.ws.buf,
             hub,
             epoch,

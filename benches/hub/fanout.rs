@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::client::{
-    Opened, Parse, RawWs, close_reason, field, metric, metrics, number_after, open_client,
+    Opened, Parse, RawWs, Wire, close_reason, field, metric, metrics, number_after, open_client,
     open_many, parse_frame, push_frame,
 };
 use crate::harness::{Bench, Outcome, now_ns, wait_for};
@@ -437,7 +437,7 @@ impl Default for Shared {
 
 /// One subscriber as a reader sees it.
 pub(crate) struct Sub {
-    pub(crate) stream: mio::net::TcpStream,
+    pub(crate) stream: Wire,
     /// The start of a frame that has not all arrived.
     pub(crate) pending: Vec<u8>,
     pub(crate) next: u64,
@@ -453,7 +453,7 @@ impl Sub {
             .set_nonblocking(true)
             .expect("make a subscriber non-blocking");
         Sub {
-            stream: mio::net::TcpStream::from_std(ws.stream),
+            stream: ws.stream,
             pending: ws.buf,
             next: 0,
             received: 0,
