@@ -1,7 +1,8 @@
 //! The load generator's client: a minimal WebSocket client on raw
 //! sockets (handshakes, masked text frames, frame parsing without copies),
-//! over plain TCP or TLS ([`Wire`], [`Dial`]), opening many connections at
-//! once, and plain HTTP GETs of wshub's stats.
+//! over plain TCP or TLS ([`Wire`]), inflating permessage-deflate messages
+//! when asked to offer it ([`Dial`]), opening many connections at once, and
+//! plain HTTP GETs of wshub's stats.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use flate2::{Decompress, FlushDecompress, Status};
 use mio::unix::SourceFd;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
@@ -18,15 +20,23 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use crate::report::{Histogram, Tally};
 use crate::{MASK, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, PHASE_LIMIT, STEP_TIMEOUT, WS_KEY};
 
+/// The largest frame, and the largest inflated message, a client takes.
+const MAX_MESSAGE: usize = 16 << 20;
 /// The name the TLS clients ask for, which the bench's certificates carry.
 pub(crate) const TLS_NAME: &str = "localhost";
+/// What every compressed message ends with and RFC 7692 leaves off the
+/// wire (a sync flush's empty stored block).
+const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// How the load generator reaches a server. The default is every
-/// scenario's: plain TCP.
+/// scenario's: plain TCP, no extension offered.
 #[derive(Clone, Default)]
 pub(crate) struct Dial {
     /// wss:// and https://, trusting what this configuration trusts.
     pub(crate) tls: Option<Arc<ClientConfig>>,
+    /// Offer permessage-deflate as browsers do
+    /// (`permessage-deflate; client_max_window_bits`).
+    pub(crate) deflate: bool,
 }
 
 impl Dial {
@@ -175,16 +185,71 @@ impl mio::event::Source for Wire {
     }
 }
 
+/// permessage-deflate's receiving side (RFC 7692 §7.2.2): raw DEFLATE with
+/// the four bytes the sender left off put back. Its context is dropped
+/// after each message when the server agreed `server_no_context_takeover`
+/// (wshub always does), kept otherwise.
+pub(crate) struct Inflater {
+    decompress: Decompress,
+    fresh_each_message: bool,
+    out: Vec<u8>,
+}
+
+impl Inflater {
+    fn new(fresh_each_message: bool) -> Inflater {
+        Inflater {
+            decompress: Decompress::new(false),
+            fresh_each_message,
+            out: Vec::with_capacity(16 * 1024),
+        }
+    }
+
+    /// The message a compressed frame's `payload` holds.
+    pub(crate) fn inflate(&mut self, payload: &[u8]) -> Result<&[u8], &'static str> {
+        if self.fresh_each_message {
+            self.decompress.reset(false);
+        }
+        self.out.clear();
+        for mut input in [payload, &DEFLATE_TAIL[..]] {
+            loop {
+                if self.out.len() == self.out.capacity() {
+                    if self.out.len() >= MAX_MESSAGE {
+                        return Err("a compressed message inflating past 16 MiB");
+                    }
+                    self.out.reserve(self.out.len().max(16 * 1024));
+                }
+                let (before_in, before_out) = (self.decompress.total_in(), self.out.len());
+                let status = self
+                    .decompress
+                    .decompress_vec(input, &mut self.out, FlushDecompress::Sync)
+                    .map_err(|_| "a compressed message that does not inflate")?;
+                let used = (self.decompress.total_in() - before_in) as usize;
+                input = &input[used..];
+                let room_left = self.out.len() < self.out.capacity();
+                if status == Status::StreamEnd || (input.is_empty() && room_left) {
+                    break;
+                }
+                if used == 0 && self.out.len() == before_out && room_left {
+                    return Err("a compressed message that does not inflate");
+                }
+            }
+        }
+        Ok(&self.out)
+    }
+}
+
 /// A client past the handshake, on a blocking socket, with the bytes read
 /// past the last complete frame.
 pub(crate) struct RawWs {
     pub(crate) stream: Wire,
     pub(crate) buf: Vec<u8>,
+    /// permessage-deflate, when it was offered and the server agreed.
+    pub(crate) inflater: Option<Inflater>,
 }
 
 impl RawWs {
-    /// Connects and upgrades to a WebSocket over plain TCP; reads nothing
-    /// more.
+    /// Connects and upgrades to a WebSocket over plain TCP, with no
+    /// extension offered; reads nothing more.
     pub(crate) fn handshake(addr: SocketAddr, path: &str) -> Result<RawWs, String> {
         RawWs::dial(addr, path, &Dial::default())
     }
@@ -192,9 +257,13 @@ impl RawWs {
     /// Connects as `dial` says and upgrades to a WebSocket; reads nothing more.
     pub(crate) fn dial(addr: SocketAddr, path: &str, dial: &Dial) -> Result<RawWs, String> {
         let mut stream = Wire::connect(addr, dial)?;
+        let offer = match dial.deflate {
+            true => "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+            false => "",
+        };
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
         );
         stream
             .write_all(request.as_bytes())
@@ -223,8 +292,13 @@ impl RawWs {
             let body = String::from_utf8_lossy(&buf[head_end..]);
             return Err(format!("refused: {status} {}", body.trim()));
         }
+        let inflater = agreed_deflate(&head, dial.deflate)?;
         buf.drain(..head_end);
-        Ok(RawWs { stream, buf })
+        Ok(RawWs {
+            stream,
+            buf,
+            inflater,
+        })
     }
 
     pub(crate) fn send_text(&mut self, text: &str) -> Result<(), String> {
@@ -240,15 +314,19 @@ impl RawWs {
     /// non-blocking mode) says there is none yet. Pings are answered.
     pub(crate) fn read_text(&mut self) -> Result<Option<String>, String> {
         loop {
-            match parse_frame(&self.buf) {
+            match parse_frame_with(&self.buf, self.inflater.is_some()) {
                 Parse::Frame {
                     fin,
                     opcode,
                     start,
                     end,
+                    compressed,
                 } => {
-                    let payload = self.buf[start..end].to_vec();
+                    let mut payload = self.buf[start..end].to_vec();
                     self.buf.drain(..end);
+                    if let (true, Some(inflater)) = (compressed, self.inflater.as_mut()) {
+                        payload = inflater.inflate(&payload)?.to_vec();
+                    }
                     match opcode {
                         OP_TEXT if fin => {
                             return String::from_utf8(payload)
@@ -453,16 +531,37 @@ pub(crate) enum Parse {
         opcode: u8,
         start: usize,
         end: usize,
+        /// RSV1: a permessage-deflate message (only when it was agreed).
+        compressed: bool,
     },
     Partial,
     Bad(&'static str),
 }
 
-/// The server frame at the start of `buf`, if it has all arrived.
+/// The server frame at the start of `buf`, if it has all arrived, on a
+/// connection with no extension agreed: any RSV bit set is an error.
 pub(crate) fn parse_frame(buf: &[u8]) -> Parse {
+    parse_frame_with(buf, false)
+}
+
+/// The same on a connection that agreed permessage-deflate if `deflate`:
+/// then RSV1 marks a compressed message, on a data frame that starts one
+/// (RFC 7692 §6.1); RSV2 and RSV3 are errors either way.
+pub(crate) fn parse_frame_with(buf: &[u8], deflate: bool) -> Parse {
     let [b0, b1, rest @ ..] = buf else {
         return Parse::Partial;
     };
+    let opcode = b0 & 0x0f;
+    let compressed = b0 & 0x40 != 0;
+    if b0 & 0x30 != 0 {
+        return Parse::Bad("a frame with RSV2 or RSV3 set");
+    }
+    if compressed && !deflate {
+        return Parse::Bad("a frame with RSV1 set, no extension agreed");
+    }
+    if compressed && !matches!(opcode, 0x1 | 0x2) {
+        return Parse::Bad("RSV1 on a control or continuation frame");
+    }
     if b1 & 0x80 != 0 {
         return Parse::Bad("a masked frame from the server");
     }
@@ -477,7 +576,7 @@ pub(crate) fn parse_frame(buf: &[u8]) -> Parse {
         },
         n => (u64::from(n), 2),
     };
-    if len > 16 << 20 {
+    if len > MAX_MESSAGE as u64 {
         return Parse::Bad("a frame over 16 MiB");
     }
     let end = start + len as usize;
@@ -486,9 +585,10 @@ pub(crate) fn parse_frame(buf: &[u8]) -> Parse {
     }
     Parse::Frame {
         fin: b0 & 0x80 != 0,
-        opcode: b0 & 0x0f,
+        opcode,
         start,
         end,
+        compressed,
     }
 }
 
@@ -541,6 +641,27 @@ pub(crate) fn field(text: &str, name: &str) -> Option<u64> {
 /// wshub's Prometheus counters, as `name value` lines (plain HTTP).
 pub(crate) fn metrics(addr: SocketAddr) -> String {
     Dial::default().metrics(addr)
+}
+
+/// The permessage-deflate the server agreed to in its 101 response `head`
+/// (which must not name an extension that was not offered).
+fn agreed_deflate(head: &str, offered: bool) -> Result<Option<Inflater>, String> {
+    let agreed = head.lines().skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("sec-websocket-extensions")
+            .then(|| value.trim().to_owned())
+    });
+    match agreed {
+        None => Ok(None),
+        Some(value) if !offered => Err(format!("an extension that was not offered: {value}")),
+        Some(value) if !value.starts_with("permessage-deflate") => {
+            Err(format!("an extension that was not offered: {value}"))
+        }
+        Some(value) => Ok(Some(Inflater::new(
+            value.contains("server_no_context_takeover"),
+        ))),
+    }
 }
 
 pub(crate) fn metric(metrics: &str, name: &str) -> String {

@@ -516,6 +516,7 @@ impl Tracked {
                     opcode,
                     start,
                     end,
+                    ..
                 } => {
                     let payload = &data[at + start..at + end];
                     at += end;

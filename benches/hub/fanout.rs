@@ -11,8 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::client::{
-    Opened, Parse, RawWs, Wire, close_reason, field, metric, metrics, number_after, open_client,
-    open_many, parse_frame, push_frame,
+    Inflater, Opened, Parse, RawWs, Wire, close_reason, field, metric, metrics, number_after,
+    open_client, open_many, parse_frame_with, push_frame,
 };
 use crate::harness::{Bench, Outcome, now_ns, wait_for};
 use crate::peers::{CpuClock, Kind, Server, wshub_capacity};
@@ -438,6 +438,8 @@ impl Default for Shared {
 /// One subscriber as a reader sees it.
 pub(crate) struct Sub {
     pub(crate) stream: Wire,
+    /// permessage-deflate, if agreed.
+    pub(crate) inflater: Option<Inflater>,
     /// The start of a frame that has not all arrived.
     pub(crate) pending: Vec<u8>,
     pub(crate) next: u64,
@@ -454,6 +456,7 @@ impl Sub {
             .expect("make a subscriber non-blocking");
         Sub {
             stream: ws.stream,
+            inflater: ws.inflater,
             pending: ws.buf,
             next: 0,
             received: 0,
@@ -479,7 +482,7 @@ impl Sub {
         let mut at = 0;
         let mut got = 0;
         while self.open {
-            match parse_frame(&data[at..]) {
+            match parse_frame_with(&data[at..], self.inflater.is_some()) {
                 Parse::Partial => break,
                 Parse::Bad(why) => self.close(report, why.to_owned()),
                 Parse::Frame {
@@ -487,10 +490,20 @@ impl Sub {
                     opcode,
                     start,
                     end,
+                    compressed,
                 } => {
                     let payload = &data[at + start..at + end];
                     at += end;
                     match opcode {
+                        OP_TEXT if fin && compressed => {
+                            let mut inflater = self.inflater.take();
+                            match inflater.as_mut().map(|i| i.inflate(payload)) {
+                                Some(Ok(text)) => got += u64::from(self.on_text(text, now, report)),
+                                Some(Err(why)) => self.close(report, why.to_owned()),
+                                None => self.close(report, "RSV1 without deflate".to_owned()),
+                            }
+                            self.inflater = inflater;
+                        }
                         OP_TEXT if fin => got += u64::from(self.on_text(payload, now, report)),
                         OP_CLOSE => self.close(report, close_reason(payload)),
                         OP_PING => {

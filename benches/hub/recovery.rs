@@ -146,6 +146,7 @@ impl Resumer {
                     opcode,
                     start,
                     end,
+                    ..
                 } => {
                     let payload = &data[at + start..at + end];
                     at += end;
