@@ -398,13 +398,14 @@ impl RawWs {
 }
 
 /// A client past the `connection` welcome, subscribed to `channel` if one is
-/// given.
+/// given, connected as `dial` says.
 pub(crate) fn open_client(
+    dial: &Dial,
     addr: SocketAddr,
     path: &str,
     channel: Option<&str>,
 ) -> Result<RawWs, String> {
-    let mut ws = RawWs::handshake(addr, path)?;
+    let mut ws = RawWs::dial(addr, path, dial)?;
     let welcome = ws.expect_text()?;
     // `connection`, or `connection:established` in the payload envelope.
     if !welcome.contains(r#""type":"connection"#) {
@@ -438,8 +439,20 @@ pub(crate) struct Opened {
 
 /// Opens `n` clients, `at_once` at a time (one thread each), until done,
 /// [`PHASE_LIMIT`] passes or more than half have failed.
-/// Client `i` connects on `paths[i % paths.len()]`.
+/// Client `i` connects on `paths[i % paths.len()]`, over plain TCP.
 pub(crate) fn open_many(
+    addr: SocketAddr,
+    n: usize,
+    at_once: usize,
+    channel: Option<&str>,
+    paths: &[&str],
+) -> Opened {
+    open_many_with(&Dial::default(), addr, n, at_once, channel, paths)
+}
+
+/// [`open_many`], each client connected as `dial` says.
+pub(crate) fn open_many_with(
+    dial: &Dial,
     addr: SocketAddr,
     n: usize,
     at_once: usize,
@@ -466,7 +479,7 @@ pub(crate) fn open_many(
                                 break;
                             }
                             let began = Instant::now();
-                            match open_client(addr, paths[i % paths.len()], channel) {
+                            match open_client(dial, addr, paths[i % paths.len()], channel) {
                                 Ok(ws) => {
                                     part.2.record(began.elapsed().as_micros() as u64);
                                     part.0.push(ws);

@@ -15,7 +15,7 @@
 use crate::client::{
     Parse, RawWs, Wire, close_reason, metric, metrics, number_after, parse_frame, push_frame,
 };
-use crate::fanout::{Fleet, Pace, fanout_fleet};
+use crate::fanout::{Feed, Fleet, Pace, fanout_fleet};
 use crate::harness::{Bench, Outcome};
 use crate::peers::{Kind, Server, cpu_of, wshub_capacity};
 use crate::report::{Summary, show_ns, table};
@@ -161,7 +161,8 @@ impl Bench {
                         hubs: vec![&server],
                         pids: Vec::new(),
                     };
-                    let (outcome, _) = fanout_fleet(&fleet, subscribers, pace, &[WS_PATH]);
+                    let (outcome, _) =
+                        fanout_fleet(&fleet, subscribers, pace, &[WS_PATH], &Feed::default());
                     report(&outcome);
                     server.stop();
                     one_hub.push(outcome);
@@ -222,7 +223,8 @@ impl Bench {
             hubs: vec![&first, &second],
             pids: vec![redis_pid],
         };
-        let (mut outcome, published) = fanout_fleet(&fleet, subscribers, pace, &[WS_PATH]);
+        let (mut outcome, published) =
+            fanout_fleet(&fleet, subscribers, pace, &[WS_PATH], &Feed::default());
         let redis_cpu = cpu_of(&[redis_pid]).saturating_sub(before).as_secs_f64();
         outcome.row(
             "Redis CPU",

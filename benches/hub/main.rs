@@ -140,6 +140,7 @@ mod client;
 mod cluster;
 mod connections;
 mod fanout;
+mod features;
 mod harness;
 mod peers;
 mod recovery;
@@ -228,6 +229,7 @@ fn main() {
             | "fanout-paced"
             | "fanout-envelopes"
             | "fanout-dashboard"
+            | "compression"
             | "chaos"
             | "history"
             | "catch-up"
@@ -263,6 +265,7 @@ fn main() {
             summaries.push(bench.fanout_paced(100, 2_000, 10));
             summaries.push(bench.fanout_envelopes(1_000, 5));
             summaries.push(bench.fanout_dashboard(1_000, 5));
+            summaries.push(bench.compression(100, 500, 10));
             summaries.push(bench.chaos(1_000, 500, 60, 10));
             summaries.push(bench.history(10_000, 10));
             summaries.push(bench.catch_up(100));
@@ -318,6 +321,11 @@ fn main() {
         "fanout-dashboard" => {
             summaries.push(bench.fanout_dashboard(number(1, 1_000) as usize, number(2, 5)))
         }
+        "compression" => summaries.push(bench.compression(
+            number(1, 100) as usize,
+            number(2, 500),
+            number(3, 10),
+        )),
         _ => summaries.push(bench.connect(
             number(1, 5_000) as usize,
             number(2, CONNECT_AT_ONCE as u64) as usize,
@@ -344,6 +352,7 @@ fn usage(problem: &str) -> ! {
          wshub only (with and without a feature, or with its parts):\n\
          \x20 fanout-envelopes [S=1000] [SECS=5]     fan-out to one envelope, and to three mixed\n\
          \x20 fanout-dashboard [S=1000] [SECS=5]     fan-out with no dashboard, and with one open\n\
+         \x20 compression [S=100] [RATE=500] [SECS=10]  typical messages with permessage-deflate and without\n\
          \x20 chaos [S=1000] [RATE=500] [SECS=60] [PCT=10]  PCT% of S dropped each second, back with since\n\
          \x20 history [STREAMS=10000] [EACH=10]      publications nobody follows, history on and off\n\
          \x20 catch-up [MIB=100]                    a client stops reading in the middle of a MIB catch-up\n\

@@ -28,7 +28,7 @@
 use crate::client::{
     Parse, RawWs, Wire, close_reason, field, metric, metrics, number_after, parse_frame, push_frame,
 };
-use crate::fanout::{Published, Shared, publish_paced};
+use crate::fanout::{Feed, Published, Shared, publish_paced};
 use crate::harness::{Bench, Outcome};
 use crate::peers::{CpuClock, Kind, Launch, Server, wshub_capacity};
 use crate::report::{Summary, group, percent, show_ns};
@@ -273,7 +273,7 @@ pub(super) fn chaos(
 
     let published: Published = thread::scope(|scope| {
         let publishing = scope.spawn(|| {
-            let published = publish_paced(publisher, rate.max(1), count);
+            let published = publish_paced(publisher, rate.max(1), count, &Feed::default());
             shared.total.store(published.count, Ordering::Release);
             shared.stop.store(true, Ordering::Release);
             published
