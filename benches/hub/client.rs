@@ -131,6 +131,22 @@ impl Wire {
     pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
         self.tcp().set_read_timeout(timeout)
     }
+
+    /// The TLS version and cipher suite agreed, if over TLS.
+    pub(crate) fn tls_agreed(&self) -> Option<String> {
+        let Wire::Tls(tls) = self else {
+            return None;
+        };
+        let version = tls
+            .conn
+            .protocol_version()
+            .map_or("?".to_owned(), |v| format!("{v:?}"));
+        let suite = tls
+            .conn
+            .negotiated_cipher_suite()
+            .map_or("?".to_owned(), |s| format!("{:?}", s.suite()));
+        Some(format!("{version}, {suite}"))
+    }
 }
 
 impl Read for Wire {

@@ -194,6 +194,9 @@ pub(crate) fn fanout_fleet(
         out.note("no subscriber connected");
         return (out, 0);
     }
+    if let Some(agreed) = publisher.stream.tls_agreed() {
+        out.row("TLS", agreed);
+    }
     let deflating = opened
         .clients
         .iter()

@@ -1,26 +1,118 @@
 //! wshub with a feature against the same hub without it, under the same
-//! fan-out: permessage-deflate (`compression`: the seeds' typical messages
-//! to subscribers that offer it as browsers do, from a hub with
-//! `--compression` and one without).
+//! fan-out: TLS (`fanout-tls`: every client over wss:// or over ws://, at
+//! a steady rate and flat out) and permessage-deflate (`compression`: the
+//! seeds' typical messages to subscribers that offer it as browsers do,
+//! from a hub with `--compression` and one without).
 //!
-//! The hub compresses each publication once for all its subscribers (no
-//! context is kept between messages): compression costs per publication,
-//! shared by the audience.
+//! The hub encrypts each delivery for its client (a TLS session each), but
+//! compresses each publication once for all its subscribers (no context is
+//! kept between messages): TLS costs per delivery, compression per
+//! publication, shared by the audience.
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::{CipherSuite, ClientConfig, RootCertStore};
 
 use crate::WS_PATH;
-use crate::client::Dial;
+use crate::client::{Dial, TLS_NAME};
 use crate::fanout::{Feed, Pace, Payload, fanout_feed};
 use crate::harness::{Bench, Outcome};
 use crate::peers::{Launch, Server, wshub_capacity, wshub_has};
-use crate::report::{Summary, bytes, percent, show_ns};
+use crate::report::{Summary, bytes, group, percent, show_ns};
 
 /// The labels of the two sides of each comparison.
+const TLS: &str = "TLS";
 const DEFLATE: &str = "deflate";
 const PLAIN: &str = "plain";
 /// wshub's `--compression-min-size` when not given.
 const DEFAULT_MIN_SIZE: usize = 256;
 
 impl Bench {
+    /// wshub alone: the same fan-out with every client over TLS, then over
+    /// plain TCP; at `rate` publications a second, then flat out.
+    pub(crate) fn fanout_tls(&self, subscribers: usize, rate: u64, secs: u64) -> Vec<Summary> {
+        let paced_title = format!(
+            "fanout-tls: wshub, 1 publisher -> {subscribers} subscribers at {rate} \
+             publications/s for {secs} s ({} deliveries/s offered), over TLS and over plain TCP",
+            group(subscribers as f64 * rate as f64)
+        );
+        let max_title = format!(
+            "fanout-tls, flat out: wshub, 1 publisher -> {subscribers} subscribers, flat out \
+             for {secs} s, over TLS and over plain TCP"
+        );
+        let Some(launch) = self.wshub_only("fanout-tls") else {
+            return Vec::new();
+        };
+        if !wshub_has("--tls-cert") {
+            println!("  !! this wshub has no --tls-cert (built without the tls feature)");
+            return Vec::new();
+        }
+        let pki = match Pki::new() {
+            Ok(pki) => pki,
+            Err(why) => {
+                println!("  !! no certificate for fanout-tls: {why}");
+                return Vec::new();
+            }
+        };
+        let tls_launch = with_args(
+            launch,
+            &[
+                "--tls-cert".to_owned(),
+                pki.cert.to_string_lossy().into_owned(),
+                "--tls-key".to_owned(),
+                pki.key.to_string_lossy().into_owned(),
+            ],
+        );
+        let sides = [
+            (TLS, &tls_launch, &[WS_PATH][..]),
+            (PLAIN, launch, &[WS_PATH][..]),
+        ];
+        let tls_feed = Feed {
+            dial: Dial {
+                tls: Some(Arc::clone(&pki.client)),
+                deflate: false,
+            },
+            ..Feed::default()
+        };
+        let plain_feed = Feed::default();
+        let paces = [
+            (
+                paced_title,
+                Pace::Paced {
+                    rate: rate.max(1),
+                    count: rate.max(1) * secs,
+                },
+            ),
+            (
+                max_title,
+                Pace::Max {
+                    run_for: Duration::from_secs(secs),
+                },
+            ),
+        ];
+        paces
+            .into_iter()
+            .map(|(title, pace)| {
+                self.compare_among(
+                    &title,
+                    &sides,
+                    &wshub_capacity(subscribers + 1),
+                    |server, label, paths| {
+                        let feed = if label == TLS { &tls_feed } else { &plain_feed };
+                        fanout_feed(server, subscribers, pace, paths, feed)
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// wshub alone: each of the seeds' typical messages fanned out at
     /// `rate` publications a second to subscribers that offer
     /// permessage-deflate, from a hub with `--compression` and one without.
@@ -329,4 +421,91 @@ impl Message {
             }
         }
     }
+}
+
+/// A certificate authority and a server certificate for `localhost` and
+/// 127.0.0.1, made with rcgen at run time and written (as wshub reads
+/// them) to a temporary directory, removed when dropped; and a client
+/// configuration that trusts that authority.
+struct Pki {
+    dir: PathBuf,
+    /// The server's certificate, then the authority's (a full chain).
+    cert: PathBuf,
+    key: PathBuf,
+    client: Arc<ClientConfig>,
+}
+
+impl Pki {
+    fn new() -> Result<Pki, String> {
+        let made = || -> Result<_, rcgen::Error> {
+            let mut ca = CertificateParams::new(Vec::<String>::new())?;
+            ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca.distinguished_name
+                .push(DnType::CommonName, "wshub bench CA");
+            ca.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            let ca_key = KeyPair::generate()?;
+            let ca_cert = ca.self_signed(&ca_key)?;
+            let issuer = Issuer::new(ca, ca_key);
+            let mut server =
+                CertificateParams::new(vec![TLS_NAME.to_owned(), "127.0.0.1".to_owned()])?;
+            server
+                .distinguished_name
+                .push(DnType::CommonName, "wshub bench");
+            server.use_authority_key_identifier_extension = true;
+            server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            let key = KeyPair::generate()?;
+            let cert = server.signed_by(&key, &issuer)?;
+            Ok((ca_cert, cert.pem(), key.serialize_pem()))
+        };
+        let (ca, cert_pem, key_pem) = made().map_err(|e| format!("rcgen: {e}"))?;
+        let dir = std::env::temp_dir().join(format!("wshub-bench-tls-{}", std::process::id()));
+        let pki = Pki {
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            client: client_config(ca.der().clone())?,
+            dir,
+        };
+        fs::create_dir_all(&pki.dir)
+            .and_then(|()| fs::write(&pki.cert, format!("{cert_pem}{}", ca.pem())))
+            .and_then(|()| fs::write(&pki.key, key_pem))
+            .map_err(|e| format!("write to {}: {e}", pki.dir.display()))?;
+        Ok(pki)
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A client of TLS 1.3 and 1.2 on rustls's ring provider (the hub's),
+/// trusting `ca` only, asking for ALPN `http/1.1`, and preferring
+/// AES-128-GCM as browsers do.
+fn client_config(
+    ca: rustls::pki_types::CertificateDer<'static>,
+) -> Result<Arc<ClientConfig>, String> {
+    // rustls deprecates ring's provider only for lacking post-quantum key
+    // exchange; it is the hub's.
+    #[allow(deprecated)]
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|s| s.suite() != CipherSuite::TLS13_AES_128_GCM_SHA256);
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(ca)
+        .map_err(|e| format!("trust the bench's CA: {e}"))?;
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }

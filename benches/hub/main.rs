@@ -229,6 +229,7 @@ fn main() {
             | "fanout-paced"
             | "fanout-envelopes"
             | "fanout-dashboard"
+            | "fanout-tls"
             | "compression"
             | "chaos"
             | "history"
@@ -265,6 +266,7 @@ fn main() {
             summaries.push(bench.fanout_paced(100, 2_000, 10));
             summaries.push(bench.fanout_envelopes(1_000, 5));
             summaries.push(bench.fanout_dashboard(1_000, 5));
+            summaries.extend(bench.fanout_tls(100, 2_000, 10));
             summaries.push(bench.compression(100, 500, 10));
             summaries.push(bench.chaos(1_000, 500, 60, 10));
             summaries.push(bench.history(10_000, 10));
@@ -321,6 +323,11 @@ fn main() {
         "fanout-dashboard" => {
             summaries.push(bench.fanout_dashboard(number(1, 1_000) as usize, number(2, 5)))
         }
+        "fanout-tls" => summaries.extend(bench.fanout_tls(
+            number(1, 100) as usize,
+            number(2, 2_000),
+            number(3, 10),
+        )),
         "compression" => summaries.push(bench.compression(
             number(1, 100) as usize,
             number(2, 500),
@@ -352,6 +359,7 @@ fn usage(problem: &str) -> ! {
          wshub only (with and without a feature, or with its parts):\n\
          \x20 fanout-envelopes [S=1000] [SECS=5]     fan-out to one envelope, and to three mixed\n\
          \x20 fanout-dashboard [S=1000] [SECS=5]     fan-out with no dashboard, and with one open\n\
+         \x20 fanout-tls [S=100] [RATE=2000] [SECS=10]  fan-out over TLS and plain TCP, at RATE/s and flat out\n\
          \x20 compression [S=100] [RATE=500] [SECS=10]  typical messages with permessage-deflate and without\n\
          \x20 chaos [S=1000] [RATE=500] [SECS=60] [PCT=10]  PCT% of S dropped each second, back with since\n\
          \x20 history [STREAMS=10000] [EACH=10]      publications nobody follows, history on and off\n\
