@@ -1,37 +1,289 @@
 //! The load generator's client: a minimal WebSocket client on raw
 //! sockets (handshakes, masked text frames, frame parsing without copies),
-//! opening many connections at once, and plain HTTP GETs of wshub's stats.
+//! over plain TCP or TLS ([`Wire`]), inflating permessage-deflate messages
+//! when asked to offer it ([`Dial`]), opening many connections at once, and
+//! plain HTTP GETs of wshub's stats.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use flate2::{Decompress, FlushDecompress, Status};
+use mio::unix::SourceFd;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
 use crate::report::{Histogram, Tally};
 use crate::{MASK, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, PHASE_LIMIT, STEP_TIMEOUT, WS_KEY};
+
+/// The largest frame, and the largest inflated message, a client takes.
+const MAX_MESSAGE: usize = 16 << 20;
+/// The name the TLS clients ask for, which the bench's certificates carry.
+pub(crate) const TLS_NAME: &str = "localhost";
+/// What every compressed message ends with and RFC 7692 leaves off the
+/// wire (a sync flush's empty stored block).
+const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// How the load generator reaches a server. The default is every
+/// scenario's: plain TCP, no extension offered.
+#[derive(Clone, Default)]
+pub(crate) struct Dial {
+    /// wss:// and https://, trusting what this configuration trusts.
+    pub(crate) tls: Option<Arc<ClientConfig>>,
+    /// Offer permessage-deflate as browsers do
+    /// (`permessage-deflate; client_max_window_bits`).
+    pub(crate) deflate: bool,
+}
+
+impl Dial {
+    /// One HTTP/1.1 request on its own connection; returns the body.
+    pub(crate) fn http_get(&self, addr: SocketAddr, path: &str) -> String {
+        let exchange = || -> Result<Vec<u8>, String> {
+            let mut wire = Wire::connect(addr, self)?;
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            wire.write_all(request.as_bytes())
+                .and_then(|()| wire.flush())
+                .map_err(|e| format!("write: {e}"))?;
+            let mut response = Vec::new();
+            let mut chunk = [0u8; 16 * 1024];
+            // To the end, or what came before an error (a TLS peer that
+            // closes without close_notify).
+            loop {
+                match wire.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => response.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            Ok(response)
+        };
+        let response = String::from_utf8(exchange().unwrap_or_default()).unwrap_or_default();
+        response
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned()
+    }
+
+    /// wshub's Prometheus counters, as `name value` lines.
+    pub(crate) fn metrics(&self, addr: SocketAddr) -> String {
+        self.http_get(addr, "/metrics")
+    }
+}
+
+/// A client's byte stream: plain TCP, or TLS over TCP (rustls). Blocking
+/// or not as its socket is; a non-blocking TLS read returns the plaintext
+/// rustls already holds before it reads the socket again, and `WouldBlock`
+/// only when both are empty, so a reader that reads until `WouldBlock`
+/// leaves nothing behind that epoll would not wake it for.
+pub(crate) enum Wire {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Wire {
+    /// Connects to `addr`, on a blocking socket with [`STEP_TIMEOUT`] for
+    /// reads and writes; over TLS, with the handshake done.
+    pub(crate) fn connect(addr: SocketAddr, dial: &Dial) -> Result<Wire, String> {
+        let tcp =
+            TcpStream::connect_timeout(&addr, STEP_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+        tcp.set_nodelay(true).ok();
+        tcp.set_read_timeout(Some(STEP_TIMEOUT)).ok();
+        tcp.set_write_timeout(Some(STEP_TIMEOUT)).ok();
+        let Some(config) = &dial.tls else {
+            return Ok(Wire::Plain(tcp));
+        };
+        let name = ServerName::try_from(TLS_NAME).map_err(|e| format!("TLS name: {e}"))?;
+        let conn = ClientConnection::new(Arc::clone(config), name)
+            .map_err(|e| format!("TLS client: {e}"))?;
+        let mut tls = StreamOwned::new(conn, tcp);
+        let began = Instant::now();
+        while tls.conn.is_handshaking() {
+            if began.elapsed() > STEP_TIMEOUT {
+                return Err(format!(
+                    "TLS handshake: not done within {} s",
+                    STEP_TIMEOUT.as_secs()
+                ));
+            }
+            tls.conn
+                .complete_io(&mut tls.sock)
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+        }
+        Ok(Wire::Tls(Box::new(tls)))
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Wire::Plain(tcp) => tcp,
+            Wire::Tls(tls) => &tls.sock,
+        }
+    }
+
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+        self.tcp().set_nonblocking(nonblocking)
+    }
+
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.tcp().set_read_timeout(timeout)
+    }
+
+    /// The TLS version and cipher suite agreed, if over TLS.
+    pub(crate) fn tls_agreed(&self) -> Option<String> {
+        let Wire::Tls(tls) = self else {
+            return None;
+        };
+        let version = tls
+            .conn
+            .protocol_version()
+            .map_or("?".to_owned(), |v| format!("{v:?}"));
+        let suite = tls
+            .conn
+            .negotiated_cipher_suite()
+            .map_or("?".to_owned(), |s| format!("{:?}", s.suite()));
+        Some(format!("{version}, {suite}"))
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Wire::Plain(tcp) => tcp.read(buf),
+            Wire::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+/// Over TLS a write hands the bytes to rustls, which sends what the socket
+/// takes at once; `flush` sends the rest (a no-op on plain TCP).
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Wire::Plain(tcp) => tcp.write(buf),
+            Wire::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Wire::Plain(tcp) => tcp.flush(),
+            Wire::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
+/// Registered with epoll by its socket's descriptor.
+impl mio::event::Source for Wire {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> std::io::Result<()> {
+        SourceFd(&self.tcp().as_raw_fd()).register(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> std::io::Result<()> {
+        SourceFd(&self.tcp().as_raw_fd()).reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
+        SourceFd(&self.tcp().as_raw_fd()).deregister(registry)
+    }
+}
+
+/// permessage-deflate's receiving side (RFC 7692 §7.2.2): raw DEFLATE with
+/// the four bytes the sender left off put back. Its context is dropped
+/// after each message when the server agreed `server_no_context_takeover`
+/// (wshub always does), kept otherwise.
+pub(crate) struct Inflater {
+    decompress: Decompress,
+    fresh_each_message: bool,
+    out: Vec<u8>,
+}
+
+impl Inflater {
+    fn new(fresh_each_message: bool) -> Inflater {
+        Inflater {
+            decompress: Decompress::new(false),
+            fresh_each_message,
+            out: Vec::with_capacity(16 * 1024),
+        }
+    }
+
+    /// The message a compressed frame's `payload` holds.
+    pub(crate) fn inflate(&mut self, payload: &[u8]) -> Result<&[u8], &'static str> {
+        if self.fresh_each_message {
+            self.decompress.reset(false);
+        }
+        self.out.clear();
+        for mut input in [payload, &DEFLATE_TAIL[..]] {
+            loop {
+                if self.out.len() == self.out.capacity() {
+                    if self.out.len() >= MAX_MESSAGE {
+                        return Err("a compressed message inflating past 16 MiB");
+                    }
+                    self.out.reserve(self.out.len().max(16 * 1024));
+                }
+                let (before_in, before_out) = (self.decompress.total_in(), self.out.len());
+                let status = self
+                    .decompress
+                    .decompress_vec(input, &mut self.out, FlushDecompress::Sync)
+                    .map_err(|_| "a compressed message that does not inflate")?;
+                let used = (self.decompress.total_in() - before_in) as usize;
+                input = &input[used..];
+                let room_left = self.out.len() < self.out.capacity();
+                if status == Status::StreamEnd || (input.is_empty() && room_left) {
+                    break;
+                }
+                if used == 0 && self.out.len() == before_out && room_left {
+                    return Err("a compressed message that does not inflate");
+                }
+            }
+        }
+        Ok(&self.out)
+    }
+}
 
 /// A client past the handshake, on a blocking socket, with the bytes read
 /// past the last complete frame.
 pub(crate) struct RawWs {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Wire,
     pub(crate) buf: Vec<u8>,
+    /// permessage-deflate, when it was offered and the server agreed.
+    pub(crate) inflater: Option<Inflater>,
 }
 
 impl RawWs {
-    /// Connects and upgrades to a WebSocket, reads nothing more.
+    /// Connects and upgrades to a WebSocket over plain TCP, with no
+    /// extension offered; reads nothing more.
     pub(crate) fn handshake(addr: SocketAddr, path: &str) -> Result<RawWs, String> {
-        let mut stream =
-            TcpStream::connect_timeout(&addr, STEP_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-        stream.set_nodelay(true).ok();
-        stream.set_read_timeout(Some(STEP_TIMEOUT)).ok();
-        stream.set_write_timeout(Some(STEP_TIMEOUT)).ok();
+        RawWs::dial(addr, path, &Dial::default())
+    }
+
+    /// Connects as `dial` says and upgrades to a WebSocket; reads nothing more.
+    pub(crate) fn dial(addr: SocketAddr, path: &str, dial: &Dial) -> Result<RawWs, String> {
+        let mut stream = Wire::connect(addr, dial)?;
+        let offer = match dial.deflate {
+            true => "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+            false => "",
+        };
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
         );
         stream
             .write_all(request.as_bytes())
+            .and_then(|()| stream.flush())
             .map_err(|e| format!("send the upgrade request: {e}"))?;
         let mut buf = Vec::with_capacity(1024);
         let mut chunk = [0u8; 1024];
@@ -56,8 +308,13 @@ impl RawWs {
             let body = String::from_utf8_lossy(&buf[head_end..]);
             return Err(format!("refused: {status} {}", body.trim()));
         }
+        let inflater = agreed_deflate(&head, dial.deflate)?;
         buf.drain(..head_end);
-        Ok(RawWs { stream, buf })
+        Ok(RawWs {
+            stream,
+            buf,
+            inflater,
+        })
     }
 
     pub(crate) fn send_text(&mut self, text: &str) -> Result<(), String> {
@@ -65,6 +322,7 @@ impl RawWs {
         push_frame(&mut frame, OP_TEXT, text.as_bytes());
         self.stream
             .write_all(&frame)
+            .and_then(|()| self.stream.flush())
             .map_err(|e| format!("write: {e}"))
     }
 
@@ -72,15 +330,19 @@ impl RawWs {
     /// non-blocking mode) says there is none yet. Pings are answered.
     pub(crate) fn read_text(&mut self) -> Result<Option<String>, String> {
         loop {
-            match parse_frame(&self.buf) {
+            match parse_frame_with(&self.buf, self.inflater.is_some()) {
                 Parse::Frame {
                     fin,
                     opcode,
                     start,
                     end,
+                    compressed,
                 } => {
-                    let payload = self.buf[start..end].to_vec();
+                    let mut payload = self.buf[start..end].to_vec();
                     self.buf.drain(..end);
+                    if let (true, Some(inflater)) = (compressed, self.inflater.as_mut()) {
+                        payload = inflater.inflate(&payload)?.to_vec();
+                    }
                     match opcode {
                         OP_TEXT if fin => {
                             return String::from_utf8(payload)
@@ -99,6 +361,7 @@ impl RawWs {
                             push_frame(&mut pong, OP_PONG, &payload);
                             self.stream
                                 .write_all(&pong)
+                                .and_then(|()| self.stream.flush())
                                 .map_err(|e| format!("write: {e}"))?;
                         }
                         _ => {}
@@ -151,13 +414,14 @@ impl RawWs {
 }
 
 /// A client past the `connection` welcome, subscribed to `channel` if one is
-/// given.
+/// given, connected as `dial` says.
 pub(crate) fn open_client(
+    dial: &Dial,
     addr: SocketAddr,
     path: &str,
     channel: Option<&str>,
 ) -> Result<RawWs, String> {
-    let mut ws = RawWs::handshake(addr, path)?;
+    let mut ws = RawWs::dial(addr, path, dial)?;
     let welcome = ws.expect_text()?;
     // `connection`, or `connection:established` in the payload envelope.
     if !welcome.contains(r#""type":"connection"#) {
@@ -191,8 +455,20 @@ pub(crate) struct Opened {
 
 /// Opens `n` clients, `at_once` at a time (one thread each), until done,
 /// [`PHASE_LIMIT`] passes or more than half have failed.
-/// Client `i` connects on `paths[i % paths.len()]`.
+/// Client `i` connects on `paths[i % paths.len()]`, over plain TCP.
 pub(crate) fn open_many(
+    addr: SocketAddr,
+    n: usize,
+    at_once: usize,
+    channel: Option<&str>,
+    paths: &[&str],
+) -> Opened {
+    open_many_with(&Dial::default(), addr, n, at_once, channel, paths)
+}
+
+/// [`open_many`], each client connected as `dial` says.
+pub(crate) fn open_many_with(
+    dial: &Dial,
     addr: SocketAddr,
     n: usize,
     at_once: usize,
@@ -219,7 +495,7 @@ pub(crate) fn open_many(
                                 break;
                             }
                             let began = Instant::now();
-                            match open_client(addr, paths[i % paths.len()], channel) {
+                            match open_client(dial, addr, paths[i % paths.len()], channel) {
                                 Ok(ws) => {
                                     part.2.record(began.elapsed().as_micros() as u64);
                                     part.0.push(ws);
@@ -284,16 +560,37 @@ pub(crate) enum Parse {
         opcode: u8,
         start: usize,
         end: usize,
+        /// RSV1: a permessage-deflate message (only when it was agreed).
+        compressed: bool,
     },
     Partial,
     Bad(&'static str),
 }
 
-/// The server frame at the start of `buf`, if it has all arrived.
+/// The server frame at the start of `buf`, if it has all arrived, on a
+/// connection with no extension agreed: any RSV bit set is an error.
 pub(crate) fn parse_frame(buf: &[u8]) -> Parse {
+    parse_frame_with(buf, false)
+}
+
+/// The same on a connection that agreed permessage-deflate if `deflate`:
+/// then RSV1 marks a compressed message, on a data frame that starts one
+/// (RFC 7692 §6.1); RSV2 and RSV3 are errors either way.
+pub(crate) fn parse_frame_with(buf: &[u8], deflate: bool) -> Parse {
     let [b0, b1, rest @ ..] = buf else {
         return Parse::Partial;
     };
+    let opcode = b0 & 0x0f;
+    let compressed = b0 & 0x40 != 0;
+    if b0 & 0x30 != 0 {
+        return Parse::Bad("a frame with RSV2 or RSV3 set");
+    }
+    if compressed && !deflate {
+        return Parse::Bad("a frame with RSV1 set, no extension agreed");
+    }
+    if compressed && !matches!(opcode, 0x1 | 0x2) {
+        return Parse::Bad("RSV1 on a control or continuation frame");
+    }
     if b1 & 0x80 != 0 {
         return Parse::Bad("a masked frame from the server");
     }
@@ -308,7 +605,7 @@ pub(crate) fn parse_frame(buf: &[u8]) -> Parse {
         },
         n => (u64::from(n), 2),
     };
-    if len > 16 << 20 {
+    if len > MAX_MESSAGE as u64 {
         return Parse::Bad("a frame over 16 MiB");
     }
     let end = start + len as usize;
@@ -317,9 +614,10 @@ pub(crate) fn parse_frame(buf: &[u8]) -> Parse {
     }
     Parse::Frame {
         fin: b0 & 0x80 != 0,
-        opcode: b0 & 0x0f,
+        opcode,
         start,
         end,
+        compressed,
     }
 }
 
@@ -369,27 +667,30 @@ pub(crate) fn field(text: &str, name: &str) -> Option<u64> {
     number_after(text.as_bytes(), format!("\"{name}\":").as_bytes())
 }
 
-/// One HTTP/1.1 request on its own connection; returns the body.
-pub(crate) fn http_get(addr: SocketAddr, path: &str) -> String {
-    let exchange = || -> std::io::Result<String> {
-        let mut stream = TcpStream::connect_timeout(&addr, STEP_TIMEOUT)?;
-        stream.set_read_timeout(Some(STEP_TIMEOUT))?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes())?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
-    };
-    let response = exchange().unwrap_or_default();
-    response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned()
+/// wshub's Prometheus counters, as `name value` lines (plain HTTP).
+pub(crate) fn metrics(addr: SocketAddr) -> String {
+    Dial::default().metrics(addr)
 }
 
-/// wshub's Prometheus counters, as `name value` lines.
-pub(crate) fn metrics(addr: SocketAddr) -> String {
-    http_get(addr, "/metrics")
+/// The permessage-deflate the server agreed to in its 101 response `head`
+/// (which must not name an extension that was not offered).
+fn agreed_deflate(head: &str, offered: bool) -> Result<Option<Inflater>, String> {
+    let agreed = head.lines().skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("sec-websocket-extensions")
+            .then(|| value.trim().to_owned())
+    });
+    match agreed {
+        None => Ok(None),
+        Some(value) if !offered => Err(format!("an extension that was not offered: {value}")),
+        Some(value) if !value.starts_with("permessage-deflate") => {
+            Err(format!("an extension that was not offered: {value}"))
+        }
+        Some(value) => Ok(Some(Inflater::new(
+            value.contains("server_no_context_takeover"),
+        ))),
+    }
 }
 
 pub(crate) fn metric(metrics: &str, name: &str) -> String {

@@ -13,9 +13,9 @@
 //! hubs measure what crossing Redis costs, not what a second host adds.
 
 use crate::client::{
-    Parse, RawWs, close_reason, metric, metrics, number_after, parse_frame, push_frame,
+    Parse, RawWs, Wire, close_reason, metric, metrics, number_after, parse_frame, push_frame,
 };
-use crate::fanout::{Fleet, Pace, fanout_fleet};
+use crate::fanout::{Feed, Fleet, Pace, fanout_fleet};
 use crate::harness::{Bench, Outcome};
 use crate::peers::{Kind, Server, cpu_of, wshub_capacity};
 use crate::report::{Summary, show_ns, table};
@@ -161,7 +161,8 @@ impl Bench {
                         hubs: vec![&server],
                         pids: Vec::new(),
                     };
-                    let (outcome, _) = fanout_fleet(&fleet, subscribers, pace, &[WS_PATH]);
+                    let (outcome, _) =
+                        fanout_fleet(&fleet, subscribers, pace, &[WS_PATH], &Feed::default());
                     report(&outcome);
                     server.stop();
                     one_hub.push(outcome);
@@ -222,7 +223,8 @@ impl Bench {
             hubs: vec![&first, &second],
             pids: vec![redis_pid],
         };
-        let (mut outcome, published) = fanout_fleet(&fleet, subscribers, pace, &[WS_PATH]);
+        let (mut outcome, published) =
+            fanout_fleet(&fleet, subscribers, pace, &[WS_PATH], &Feed::default());
         let redis_cpu = cpu_of(&[redis_pid]).saturating_sub(before).as_secs_f64();
         outcome.row(
             "Redis CPU",
@@ -298,7 +300,7 @@ struct Seen {
 /// only allowed where the subscriber was told (a new epoch, or
 /// `recovered: false`).
 struct Tracked {
-    stream: mio::net::TcpStream,
+    stream: Wire,
     pending: Vec<u8>,
     hub: usize,
     epoch: Option<String>,
@@ -396,7 +398,7 @@ impl Tracked {
             None => (0, None),
         };
         Ok(Tracked {
-            stream: mio::net::TcpStream::from_std(answer.ws.stream),
+            stream: answer.ws.stream,
             pending: answer.ws.buf,
             hub,
             epoch,
@@ -516,6 +518,7 @@ impl Tracked {
                     opcode,
                     start,
                     end,
+                    ..
                 } => {
                     let payload = &data[at + start..at + end];
                     at += end;

@@ -3,7 +3,9 @@
 //! the three envelopes (`fanout-envelopes`), with a dashboard watching
 //! (`fanout-dashboard`); the publishers and the
 //! subscribers' readers (one epoll thread per load-generator CPU) that
-//! check every message arrives exactly once and in order.
+//! check every message arrives exactly once and in order. What is
+//! published, on which channel, and how the clients connect (TLS,
+//! permessage-deflate) is a [`Feed`]; `features.rs` varies it.
 
 use std::io::{ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -11,12 +13,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::client::{
-    Opened, Parse, RawWs, close_reason, field, metric, metrics, number_after, open_client,
-    open_many, parse_frame, push_frame,
+    Dial, Inflater, Opened, Parse, RawWs, Wire, close_reason, field, metric, number_after,
+    open_client, open_many_with, parse_frame_with, push_frame,
 };
 use crate::harness::{Bench, Outcome, now_ns, wait_for};
 use crate::peers::{CpuClock, Kind, Server, wshub_capacity};
-use crate::report::{Histogram, Summary, Tally, group, percent, show_ns, show_us};
+use crate::report::{Histogram, Summary, Tally, bytes, group, percent, show_ns, show_us};
 use crate::{
     ACK_WINDOW, BATCH_PAUSE, CHANNEL, CONNECT_AT_ONCE, DELIVERY_WINDOW, DRAIN_LIMIT,
     ENVELOPE_PATHS, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, PACED_GRACE, PAYLOAD_BYTES, PHASE_LIMIT,
@@ -40,11 +42,82 @@ pub(crate) fn fanout(
     pace: Pace,
     paths: &[&str],
 ) -> Outcome {
+    fanout_feed(server, subscribers, pace, paths, &Feed::default())
+}
+
+/// [`fanout`] of `feed`'s publications, its clients connected as it says.
+pub(crate) fn fanout_feed(
+    server: &mut Server,
+    subscribers: usize,
+    pace: Pace,
+    paths: &[&str],
+    feed: &Feed,
+) -> Outcome {
     let fleet = Fleet {
         hubs: vec![server],
         pids: Vec::new(),
     };
-    fanout_fleet(&fleet, subscribers, pace, paths).0
+    fanout_fleet(&fleet, subscribers, pace, paths, feed).0
+}
+
+/// What a fan-out publishes, on which channel, and how its clients (the
+/// publisher too) connect. The default is every scenario's: plain TCP, no
+/// extension offered, [`PAYLOAD_BYTES`]-byte payloads on [`CHANNEL`].
+pub(crate) struct Feed {
+    pub(crate) dial: Dial,
+    pub(crate) channel: &'static str,
+    /// The publications' `event` (their `type` as delivered); `None`: the
+    /// hub's default.
+    pub(crate) event: Option<&'static str>,
+    pub(crate) payload: Payload,
+}
+
+impl Default for Feed {
+    fn default() -> Feed {
+        Feed {
+            dial: Dial::default(),
+            channel: CHANNEL,
+            event: None,
+            payload: Payload::Padded(PAYLOAD_BYTES),
+        }
+    }
+}
+
+/// The `data` of a fan-out's publications: a JSON object that carries its
+/// sequence number and send time first, under keys nothing else uses
+/// (`Kseq`, `Ksent`), which is how the readers check each delivery.
+#[derive(Clone, Copy)]
+pub(crate) enum Payload {
+    /// Those two keys and a `pad` string: this many bytes in all.
+    Padded(usize),
+    /// Those two keys, then this object's own members.
+    Object(&'static str),
+}
+
+impl Payload {
+    /// The `data` of publication `seq`, sent at `sent_ns`.
+    pub(crate) fn data(&self, seq: u64, sent_ns: u64) -> String {
+        let mut data = format!(r#"{{"Kseq":{seq},"Ksent":{sent_ns}"#);
+        match self {
+            Payload::Padded(bytes) => {
+                data.push_str(r#","pad":""#);
+                let pad = bytes.saturating_sub(data.len() + 2);
+                data.extend(std::iter::repeat_n('x', pad));
+                data.push_str("\"}");
+            }
+            Payload::Object(object) => {
+                let members = object
+                    .trim_start()
+                    .strip_prefix('{')
+                    .expect("a payload template is a JSON object");
+                if !members.trim_start().starts_with('}') {
+                    data.push(',');
+                }
+                data.push_str(members);
+            }
+        }
+        data
+    }
 }
 
 /// The servers a fan-out runs on: subscriber `i` connects to
@@ -63,12 +136,13 @@ impl Fleet<'_> {
     }
 }
 
-/// [`fanout`] on a fleet; also returns how many publications there were.
+/// [`fanout_feed`] on a fleet; also returns how many publications there were.
 pub(crate) fn fanout_fleet(
     fleet: &Fleet<'_>,
     subscribers: usize,
     pace: Pace,
     paths: &[&str],
+    feed: &Feed,
 ) -> (Outcome, u64) {
     let mut out = Outcome::default();
     let server = fleet.hubs[0];
@@ -81,7 +155,14 @@ pub(crate) fn fanout_fleet(
     let per_hub = subscribers.div_ceil(fleet.hubs.len());
     for (i, hub) in fleet.hubs.iter().enumerate() {
         let n = per_hub.min(subscribers.saturating_sub(i * per_hub));
-        let part = open_many(hub.addr, n, CONNECT_AT_ONCE, Some(CHANNEL), paths);
+        let part = open_many_with(
+            &feed.dial,
+            hub.addr,
+            n,
+            CONNECT_AT_ONCE,
+            Some(feed.channel),
+            paths,
+        );
         opened.clients.extend(part.clients);
         opened.errors.merge(part.errors);
         opened.took += part.took;
@@ -97,7 +178,12 @@ pub(crate) fn fanout_fleet(
             opened.errors.summary()
         ));
     }
-    let publisher = match open_client(server.addr, WS_PATH, None) {
+    // The publisher offers no extension: it reads only acks.
+    let publisher_dial = Dial {
+        deflate: false,
+        ..feed.dial.clone()
+    };
+    let publisher = match open_client(&publisher_dial, server.addr, WS_PATH, None) {
         Ok(publisher) => publisher,
         Err(why) => {
             out.note(format!("the publisher could not connect: {why}"));
@@ -107,6 +193,20 @@ pub(crate) fn fanout_fleet(
     if subscribed == 0 {
         out.note("no subscriber connected");
         return (out, 0);
+    }
+    if let Some(agreed) = publisher.stream.tls_agreed() {
+        out.row("TLS", agreed);
+    }
+    let deflating = opened
+        .clients
+        .iter()
+        .filter(|c| c.inflater.is_some())
+        .count();
+    if feed.dial.deflate {
+        out.row(
+            "permessage-deflate agreed",
+            format!("{deflating} / {subscribed} subscribers"),
+        );
     }
 
     let shared = Shared::default();
@@ -134,8 +234,8 @@ pub(crate) fn fanout_fleet(
         let pids = fleet.all_pids();
         let clock = CpuClock::start_pids(&pids);
         let published = match pace {
-            Pace::Max { run_for } => publish_max(publisher, run_for, subscribed, &shared),
-            Pace::Paced { rate, count } => publish_paced(publisher, rate, count),
+            Pace::Max { run_for } => publish_max(publisher, run_for, subscribed, &shared, feed),
+            Pace::Paced { rate, count } => publish_paced(publisher, rate, count, feed),
         };
         shared.total.store(published.count, Ordering::Release);
         let on_time = match pace {
@@ -235,9 +335,12 @@ pub(crate) fn fanout_fleet(
         for hub in &fleet.hubs {
             out.row(
                 "wshub slow consumers",
-                metric(&metrics(hub.addr), "wshub_slow_consumers_total"),
+                metric(&feed.dial.metrics(hub.addr), "wshub_slow_consumers_total"),
             );
         }
+    }
+    if feed.dial.deflate {
+        report.bandwidth(deflating > 0, &mut out);
     }
     let server_cpu = cpu.report(server.kind, &mut out);
 
@@ -299,6 +402,7 @@ pub(crate) fn publish_max(
     run_for: Duration,
     subscribers: usize,
     shared: &Shared,
+    feed: &Feed,
 ) -> Published {
     let mut done = Published::default();
     // Wait for acks a millisecond at a time, so the deliveries window is
@@ -333,11 +437,14 @@ pub(crate) fn publish_max(
             }
             frames.clear();
             for _ in 0..room {
-                push_publish(&mut frames, done.count, now_ns(), Some(done.count));
+                push_publish(&mut frames, feed, done.count, now_ns(), Some(done.count));
                 done.count += 1;
             }
             if !frames.is_empty()
-                && let Err(e) = ws.stream.write_all(&frames)
+                && let Err(e) = ws
+                    .stream
+                    .write_all(&frames)
+                    .and_then(|()| ws.stream.flush())
             {
                 done.error = Some(format!("write: {e}"));
                 break;
@@ -370,7 +477,7 @@ pub(crate) fn publish_max(
 /// out. Those that fell due together (the thread overslept) go in one write;
 /// how late the publisher ran is reported on its own, so the latency stays
 /// the server's.
-pub(crate) fn publish_paced(mut ws: RawWs, rate: u64, count: u64) -> Published {
+pub(crate) fn publish_paced(mut ws: RawWs, rate: u64, count: u64, feed: &Feed) -> Published {
     let mut done = Published::default();
     let mut frames = Vec::with_capacity(16 * 1024);
     let start = now_ns() + 10_000_000;
@@ -386,10 +493,14 @@ pub(crate) fn publish_paced(mut ws: RawWs, rate: u64, count: u64) -> Published {
         done.max_late_us = done.max_late_us.max((now - due) / 1000);
         frames.clear();
         while done.count < count && start + done.count * period <= now {
-            push_publish(&mut frames, done.count, now, None);
+            push_publish(&mut frames, feed, done.count, now, None);
             done.count += 1;
         }
-        if let Err(e) = ws.stream.write_all(&frames) {
+        if let Err(e) = ws
+            .stream
+            .write_all(&frames)
+            .and_then(|()| ws.stream.flush())
+        {
             done.error = Some(format!("write: {e}"));
             break;
         }
@@ -397,19 +508,25 @@ pub(crate) fn publish_paced(mut ws: RawWs, rate: u64, count: u64) -> Published {
     done
 }
 
-/// A `publish` frame whose `data` is [`PAYLOAD_BYTES`] of JSON carrying its
-/// sequence number and send time under keys nothing else uses.
-pub(crate) fn push_publish(frames: &mut Vec<u8>, seq: u64, sent_ns: u64, correlation: Option<u64>) {
-    let mut data = format!(r#"{{"Kseq":{seq},"Ksent":{sent_ns},"pad":""#);
-    let pad = PAYLOAD_BYTES.saturating_sub(data.len() + 2);
-    data.extend(std::iter::repeat_n('x', pad));
-    data.push_str("\"}");
-    let message = match correlation {
-        Some(id) => format!(
-            r#"{{"type":"publish","channel":"{CHANNEL}","correlationId":{id},"data":{data}}}"#
-        ),
-        None => format!(r#"{{"type":"publish","channel":"{CHANNEL}","data":{data}}}"#),
-    };
+/// A `publish` frame of `feed`'s: its channel, its event if any, and its
+/// payload carrying this sequence number and send time.
+pub(crate) fn push_publish(
+    frames: &mut Vec<u8>,
+    feed: &Feed,
+    seq: u64,
+    sent_ns: u64,
+    correlation: Option<u64>,
+) {
+    let mut message = format!(r#"{{"type":"publish","channel":"{}""#, feed.channel);
+    if let Some(event) = feed.event {
+        message.push_str(&format!(r#","event":"{event}""#));
+    }
+    if let Some(id) = correlation {
+        message.push_str(&format!(r#","correlationId":{id}"#));
+    }
+    message.push_str(r#","data":"#);
+    message.push_str(&feed.payload.data(seq, sent_ns));
+    message.push('}');
     push_frame(frames, OP_TEXT, message.as_bytes());
 }
 
@@ -437,7 +554,9 @@ impl Default for Shared {
 
 /// One subscriber as a reader sees it.
 pub(crate) struct Sub {
-    pub(crate) stream: mio::net::TcpStream,
+    pub(crate) stream: Wire,
+    /// permessage-deflate, if agreed.
+    pub(crate) inflater: Option<Inflater>,
     /// The start of a frame that has not all arrived.
     pub(crate) pending: Vec<u8>,
     pub(crate) next: u64,
@@ -453,7 +572,8 @@ impl Sub {
             .set_nonblocking(true)
             .expect("make a subscriber non-blocking");
         Sub {
-            stream: mio::net::TcpStream::from_std(ws.stream),
+            stream: ws.stream,
+            inflater: ws.inflater,
             pending: ws.buf,
             next: 0,
             received: 0,
@@ -479,7 +599,7 @@ impl Sub {
         let mut at = 0;
         let mut got = 0;
         while self.open {
-            match parse_frame(&data[at..]) {
+            match parse_frame_with(&data[at..], self.inflater.is_some()) {
                 Parse::Partial => break,
                 Parse::Bad(why) => self.close(report, why.to_owned()),
                 Parse::Frame {
@@ -487,11 +607,25 @@ impl Sub {
                     opcode,
                     start,
                     end,
+                    compressed,
                 } => {
                     let payload = &data[at + start..at + end];
                     at += end;
                     match opcode {
-                        OP_TEXT if fin => got += u64::from(self.on_text(payload, now, report)),
+                        OP_TEXT if fin && compressed => {
+                            let mut inflater = self.inflater.take();
+                            match inflater.as_mut().map(|i| i.inflate(payload)) {
+                                Some(Ok(text)) => {
+                                    got += u64::from(self.on_text(text, true, now, report))
+                                }
+                                Some(Err(why)) => self.close(report, why.to_owned()),
+                                None => self.close(report, "RSV1 without deflate".to_owned()),
+                            }
+                            self.inflater = inflater;
+                        }
+                        OP_TEXT if fin => {
+                            got += u64::from(self.on_text(payload, false, now, report))
+                        }
                         OP_CLOSE => self.close(report, close_reason(payload)),
                         OP_PING => {
                             let mut pong = Vec::with_capacity(payload.len() + 8);
@@ -507,10 +641,19 @@ impl Sub {
         (at, got)
     }
 
-    pub(crate) fn on_text(&mut self, payload: &[u8], now: u64, report: &mut ReaderReport) -> bool {
+    /// A text message (inflated if it came `compressed`): a publication
+    /// if it carries `Kseq`.
+    pub(crate) fn on_text(
+        &mut self,
+        payload: &[u8],
+        compressed: bool,
+        now: u64,
+        report: &mut ReaderReport,
+    ) -> bool {
         let Some(seq) = number_after(payload, br#""Kseq":"#) else {
             return false;
         };
+        report.sizes.add(payload.len() as u64, compressed);
         let sent = number_after(payload, br#""Ksent":"#).unwrap_or(now);
         if seq != self.next {
             self.anomalies += 1;
@@ -544,6 +687,7 @@ impl Sub {
                     break;
                 }
             };
+            report.wire_bytes += n as u64;
             let now = now_ns();
             let data = &buf[..keep + n];
             let (used, publications) = self.consume(data, now, report);
@@ -566,6 +710,40 @@ pub(crate) struct ReaderReport {
     pub(crate) complete: usize,
     pub(crate) anomalies: u64,
     pub(crate) closes: Tally,
+    /// Bytes read off the subscribers' sockets while publications came
+    /// (over TLS: the plaintext, the WebSocket frames).
+    pub(crate) wire_bytes: u64,
+    /// The publications' texts, inflated.
+    pub(crate) sizes: Sizes,
+}
+
+/// The sizes of the publications' texts as read (inflated when they came
+/// compressed).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Sizes {
+    pub(crate) total: u64,
+    pub(crate) min: Option<u64>,
+    pub(crate) max: u64,
+    pub(crate) compressed: u64,
+}
+
+impl Sizes {
+    fn add(&mut self, len: u64, compressed: bool) {
+        self.total += len;
+        self.min = Some(self.min.map_or(len, |m| m.min(len)));
+        self.max = self.max.max(len);
+        self.compressed += u64::from(compressed);
+    }
+
+    fn merge(&mut self, other: Sizes) {
+        self.total += other.total;
+        self.min = match (self.min, other.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max = self.max.max(other.max);
+        self.compressed += other.compressed;
+    }
 }
 
 impl ReaderReport {
@@ -576,7 +754,57 @@ impl ReaderReport {
         self.complete += other.complete;
         self.anomalies += other.anomalies;
         self.closes.merge(other.closes);
+        self.wire_bytes += other.wire_bytes;
+        self.sizes.merge(other.sizes);
         self
+    }
+
+    /// The bandwidth rows and figures: bytes on the wire and message bytes
+    /// per delivery, and how many came compressed (`agreed`: the
+    /// subscribers agreed permessage-deflate).
+    fn bandwidth(&self, agreed: bool, out: &mut Outcome) {
+        let per = |n: u64| n as f64 / self.received.max(1) as f64;
+        let sizes = &self.sizes;
+        out.row(
+            "message bytes (text, inflated)",
+            format!(
+                "{:.0} per delivery ({} to {})",
+                per(sizes.total),
+                sizes.min.unwrap_or(0),
+                sizes.max
+            ),
+        );
+        out.row(
+            "bytes read off the sockets",
+            format!(
+                "{:.0} per delivery ({:.1} MB in all)",
+                per(self.wire_bytes),
+                self.wire_bytes as f64 / 1e6
+            ),
+        );
+        out.row(
+            "deliveries compressed",
+            format!("{} of {}", sizes.compressed, self.received),
+        );
+        if agreed && sizes.compressed < self.received {
+            out.note(format!(
+                "{} of {} deliveries came uncompressed (messages of {} to {} bytes): \
+                 under the hub's --compression-min-size, or no smaller compressed",
+                self.received - sizes.compressed,
+                self.received,
+                sizes.min.unwrap_or(0),
+                sizes.max
+            ));
+        }
+        if self.received > 0 {
+            out.figure("wire bytes per delivery", per(self.wire_bytes), bytes);
+            out.figure("message bytes per delivery", per(sizes.total), bytes);
+            out.figure(
+                "deliveries compressed",
+                100.0 * sizes.compressed as f64 / self.received as f64,
+                percent,
+            );
+        }
     }
 }
 

@@ -64,6 +64,34 @@
 //!   fanout-max with no dashboard, then with one open (a connection on
 //!   `/admin` reading the stats pushed every second). The analytics are
 //!   always on; the table compares deliveries/s.
+//! - **fanout-tls `[S] [RATE] [SECS]`** (defaults 100, 2000 and 10): wshub
+//!   alone, fanout-paced with every client (publisher and subscribers) over
+//!   TLS, then over plain TCP; then the same two flat out for SECS seconds
+//!   (fanout-max's windows). Two tables, each with the ratio TLS/plain of
+//!   the server's CPU per delivery, deliveries/s and latency at the same
+//!   offered load. The certificate (an authority and a server certificate
+//!   for localhost and 127.0.0.1) is made with rcgen at run time into a
+//!   temporary directory and given to wshub with `--tls-cert` and
+//!   `--tls-key`; the load generator's clients trust that authority only
+//!   and speak TLS 1.3 on rustls's ring provider (the hub's), preferring
+//!   AES-128-GCM as browsers do (each run's rows say what was agreed).
+//!   About 2.5 minutes at the defaults.
+//! - **compression `[S] [RATE] [SECS]`** (defaults 100, 500 and 10): wshub
+//!   alone, with `--compression` and without, fanout-paced once for each
+//!   of five typical messages of the seeds: an `agent_status` and a
+//!   `chat_message` (seed 001), an `ai_complete` (seed 004), a file
+//!   watcher's event on `files` (seed 002), and a 2.5 KB assistant's
+//!   answer in markdown with code; each on its own channel and under its
+//!   own `event`, its `data` carrying `Kseq` and `Ksent` first. The S
+//!   subscribers offer permessage-deflate as browsers do (`permessage-deflate;
+//!   client_max_window_bits`), inflate what comes compressed (RSV1) and
+//!   count the bytes they read off their sockets. One table gives, per
+//!   message, its size as delivered, the share sent compressed, wire bytes
+//!   and server CPU per delivery, and deliveries complete and in order,
+//!   with the ratio deflate/plain. Messages under `--compression-min-size`
+//!   (256, or what a `--wshub-arg` sets) go plain, and the notes say so.
+//!   The hub compresses a publication once for all its subscribers, so the
+//!   CPU per delivery depends on S. About 6 minutes at the defaults.
 //! - **chaos `[S] [RATE] [SECS] [DROP%]`** and **history `[STREAMS] [PER]`**:
 //!   recovery under churn, and what history costs; see `recovery.rs`.
 //! - **cluster `[S] [SECS]`**: fanout-max on one hub, and on two hubs
@@ -105,6 +133,8 @@
 //! cargo bench --bench hub -- fanout-paced 100 2000 10
 //! cargo bench --bench hub -- fanout-envelopes 1000 5
 //! cargo bench --bench hub -- fanout-dashboard 1000 5
+//! cargo bench --bench hub -- fanout-tls 100 2000 10
+//! cargo bench --bench hub -- compression 100 500 10
 //! cargo bench --bench hub -- request 100 0 5
 //! cargo bench --bench hub -- chaos 1000 500 60 10
 //! cargo bench --bench hub -- history 10000 10
@@ -116,6 +146,10 @@
 //! cargo bench --bench hub -- fanout-max 200 2 --runs 1   # a quick check
 //! cargo bench --bench hub -- idle 1000 --servers wshub,tokio
 //! ```
+//!
+//! The bench needs the crate's `cli`, `tls` and `compression` features (all
+//! default ones; `required-features` in Cargo.toml): it runs the binary,
+//! serves it TLS, and inflates its compressed messages with flate2.
 //!
 //! Options: `--runs N` (default 3), `--servers LIST` (any of wshub, tokio and
 //! node; default all three), `--server-cpus LIST` and `--client-cpus LIST`
@@ -134,11 +168,14 @@
 //! `main.rs` reads the command line, pins the CPUs and runs the scenarios
 //! asked for; `harness.rs` runs each against every server (`Bench`),
 //! `peers.rs` starts and watches the servers, `client.rs` is the load
-//! generator's WebSocket client, `report.rs` prints the medians. One module
-//! per scenario family, each with its `impl Bench` entry points:
+//! generator's WebSocket client (over plain TCP or TLS, with
+//! permessage-deflate when offered), `report.rs` prints the medians. One
+//! module per scenario family, each with its `impl Bench` entry points:
 //! `fanout.rs` (fanout-max, fanout-paced, fanout-envelopes, fanout-dashboard), `recovery.rs`
 //! (chaos, history, catch-up), `cluster.rs` (cluster, chaos-redis),
-//! `connections.rs` (idle, connect), `requests.rs` (ping, request).
+//! `features.rs` (fanout-tls, compression: a feature on and off, over
+//! `fanout.rs`'s fan-out), `connections.rs` (idle, connect),
+//! `requests.rs` (ping, request).
 
 #![forbid(unsafe_code)]
 
@@ -146,6 +183,7 @@ mod client;
 mod cluster;
 mod connections;
 mod fanout;
+mod features;
 mod harness;
 mod peers;
 mod recovery;
@@ -234,6 +272,8 @@ fn main() {
             | "fanout-paced"
             | "fanout-envelopes"
             | "fanout-dashboard"
+            | "fanout-tls"
+            | "compression"
             | "chaos"
             | "history"
             | "catch-up"
@@ -269,6 +309,8 @@ fn main() {
             summaries.push(bench.fanout_paced(100, 2_000, 10));
             summaries.push(bench.fanout_envelopes(1_000, 5));
             summaries.push(bench.fanout_dashboard(1_000, 5));
+            summaries.extend(bench.fanout_tls(100, 2_000, 10));
+            summaries.push(bench.compression(100, 500, 10));
             summaries.push(bench.chaos(1_000, 500, 60, 10));
             summaries.push(bench.history(10_000, 10));
             summaries.push(bench.catch_up(100));
@@ -324,6 +366,16 @@ fn main() {
         "fanout-dashboard" => {
             summaries.push(bench.fanout_dashboard(number(1, 1_000) as usize, number(2, 5)))
         }
+        "fanout-tls" => summaries.extend(bench.fanout_tls(
+            number(1, 100) as usize,
+            number(2, 2_000),
+            number(3, 10),
+        )),
+        "compression" => summaries.push(bench.compression(
+            number(1, 100) as usize,
+            number(2, 500),
+            number(3, 10),
+        )),
         _ => summaries.push(bench.connect(
             number(1, 5_000) as usize,
             number(2, CONNECT_AT_ONCE as u64) as usize,
@@ -350,6 +402,8 @@ fn usage(problem: &str) -> ! {
          wshub only (with and without a feature, or with its parts):\n\
          \x20 fanout-envelopes [S=1000] [SECS=5]     fan-out to one envelope, and to three mixed\n\
          \x20 fanout-dashboard [S=1000] [SECS=5]     fan-out with no dashboard, and with one open\n\
+         \x20 fanout-tls [S=100] [RATE=2000] [SECS=10]  fan-out over TLS and plain TCP, at RATE/s and flat out\n\
+         \x20 compression [S=100] [RATE=500] [SECS=10]  typical messages with permessage-deflate and without\n\
          \x20 chaos [S=1000] [RATE=500] [SECS=60] [PCT=10]  PCT% of S dropped each second, back with since\n\
          \x20 history [STREAMS=10000] [EACH=10]      publications nobody follows, history on and off\n\
          \x20 catch-up [MIB=100]                    a client stops reading in the middle of a MIB catch-up\n\

@@ -353,7 +353,11 @@ impl Server {
             let complaints = Arc::clone(&complaints);
             thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.split("listening on ws://").nth(1) {
+                    // wshub says wss:// when it serves TLS.
+                    let listening = ["listening on ws://", "listening on wss://"]
+                        .iter()
+                        .find_map(|start| line.split(start).nth(1));
+                    if let Some(rest) = listening {
                         let addr = rest.split(['/', ' ']).next().unwrap_or_default();
                         let _ = addr_tx.send(addr.to_owned());
                     } else if is_stderr && !line.contains(" INFO ") {

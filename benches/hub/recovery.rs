@@ -26,9 +26,9 @@
 //! socket died.
 
 use crate::client::{
-    Parse, RawWs, close_reason, field, metric, metrics, number_after, parse_frame, push_frame,
+    Parse, RawWs, Wire, close_reason, field, metric, metrics, number_after, parse_frame, push_frame,
 };
-use crate::fanout::{Published, Shared, publish_paced};
+use crate::fanout::{Feed, Published, Shared, publish_paced};
 use crate::harness::{Bench, Outcome};
 use crate::peers::{CpuClock, Kind, Launch, Server, wshub_capacity};
 use crate::report::{Summary, group, percent, show_ns};
@@ -47,7 +47,7 @@ const SPREAD_WINDOW: u64 = 256;
 
 /// One resumable subscriber: where it is in the stream.
 struct Resumer {
-    stream: mio::net::TcpStream,
+    stream: Wire,
     pending: Vec<u8>,
     /// The `seq` it expects next.
     next: u64,
@@ -120,7 +120,7 @@ impl Resumer {
             .set_nonblocking(true)
             .map_err(|e| format!("non-blocking: {e}"))?;
         Ok(Resumer {
-            stream: mio::net::TcpStream::from_std(subscribed.ws.stream),
+            stream: subscribed.ws.stream,
             pending: subscribed.ws.buf,
             next: subscribed.seq + 1,
             epoch: subscribed.epoch,
@@ -146,6 +146,7 @@ impl Resumer {
                     opcode,
                     start,
                     end,
+                    ..
                 } => {
                     let payload = &data[at + start..at + end];
                     at += end;
@@ -272,7 +273,7 @@ pub(super) fn chaos(
 
     let published: Published = thread::scope(|scope| {
         let publishing = scope.spawn(|| {
-            let published = publish_paced(publisher, rate.max(1), count);
+            let published = publish_paced(publisher, rate.max(1), count, &Feed::default());
             shared.total.store(published.count, Ordering::Release);
             shared.stop.store(true, Ordering::Release);
             published

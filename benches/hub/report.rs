@@ -96,7 +96,15 @@ impl Summary {
             self.runs,
             if self.runs == 1 { "" } else { "s" }
         );
-        let mut line = format!("  {:<26}", "figure");
+        // Figure names longer than 26 characters widen the column.
+        let width = self
+            .rows
+            .iter()
+            .map(|row| row.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(26);
+        let mut line = format!("  {:<width$}", "figure");
         for label in &self.labels {
             line += &format!(" {label:>14}");
         }
@@ -113,7 +121,7 @@ impl Summary {
             medians,
         } in &self.rows
         {
-            let mut line = format!("  {name:<26}");
+            let mut line = format!("  {name:<width$}");
             for value in medians {
                 line += &format!(" {:>14}", value.map_or("-".to_owned(), show));
             }
@@ -327,6 +335,16 @@ pub(crate) fn group(value: f64) -> String {
         out.push(c);
     }
     out
+}
+
+/// A size in bytes, whole below 10 KB.
+pub(crate) fn bytes(value: f64) -> String {
+    match value {
+        v if v.is_nan() => "-".to_owned(),
+        v if v < 10_000.0 => format!("{v:.0} B"),
+        v if v < 10_000_000.0 => format!("{:.1} KB", v / 1e3),
+        v => format!("{:.1} MB", v / 1e6),
+    }
 }
 
 pub(crate) fn percent(value: f64) -> String {
