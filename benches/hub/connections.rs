@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::client::{metric, metrics, open_many};
 use crate::harness::{Bench, Outcome};
-use crate::peers::{CpuClock, Kind, Server, own_fd_limit, wshub_capacity};
+use crate::peers::{CpuClock, Kind, Server, cpu_of, own_fd_limit, wshub_capacity};
 use crate::report::{Summary, count, group, kib, mib, percent, show_us, two_places};
 use crate::{CONNECT_AT_ONCE, IDLE_WINDOW, WS_PATH};
 
@@ -171,7 +171,43 @@ pub(crate) fn connect(server: &mut Server, n: usize, at_once: usize) -> Outcome 
     out.figure("handshake p50", opened.latency.quantile(0.50), show_us);
     out.figure("handshake p99", opened.latency.quantile(0.99), show_us);
     out.figure("server CPU", server_cpu, percent);
+    if connected > 0 {
+        out.figure(
+            "server CPU per connection",
+            cpu.server * 1e6 / connected as f64,
+            show_us,
+        );
+    }
     out
+}
+
+/// What starting a thread costs this machine, in µs of CPU: `n` threads
+/// with a client reader's stack (64 KiB), each parked until all are
+/// started, as a thread-per-connection server starts one per client. The
+/// floor under such a server's handshakes, measured in this process.
+pub(crate) fn thread_start_cost(n: usize) -> f64 {
+    let me = [std::process::id()];
+    let (release, parked) = crossbeam_channel::bounded::<()>(0);
+    let before = cpu_of(&me);
+    let threads: Vec<_> = (0..n)
+        .filter_map(|i| {
+            let parked = parked.clone();
+            thread::Builder::new()
+                .name(format!("bench-start-{i}"))
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let _ = parked.recv();
+                })
+                .ok()
+        })
+        .collect();
+    let started = threads.len();
+    let spent = cpu_of(&me).saturating_sub(before);
+    drop(release);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    spent.as_secs_f64() * 1e6 / started.max(1) as f64
 }
 
 impl Bench {
@@ -189,6 +225,11 @@ impl Bench {
     pub(crate) fn connect(&self, n: usize, at_once: usize) -> Summary {
         let title = format!(
             "connect: {n} connections, {at_once} at a time, each done once it has the welcome"
+        );
+        println!(
+            "  for scale: starting a thread (64 KiB stack, parked) costs {:.1} µs of CPU here, \
+             once per connection for a server with a reader thread per client",
+            thread_start_cost(4_000)
         );
         self.compare(&title, &wshub_capacity(n), |server| {
             connect(server, n, at_once)

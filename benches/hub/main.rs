@@ -118,7 +118,10 @@
 //!   backend's service connection (a thread of the load generator).
 //! - **connect `[N] [AT_ONCE]`** (defaults 5000 and 50): N connections opened
 //!   AT_ONCE at a time, each complete once it has read the welcome:
-//!   connections per second and handshake latency.
+//!   connections per second, handshake latency, and the server's CPU per
+//!   connection; for scale, what starting one thread (a reader's 64 KiB
+//!   stack) costs this machine, which a server with a reader thread per
+//!   client pays once per connection.
 //!
 //! The earlier wshub-only scenarios are folded in: `fanout S M [RATE]` is
 //! now fanout-max or fanout-paced (by time, not message count), and

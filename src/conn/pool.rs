@@ -21,7 +21,7 @@ use super::Shared;
 use crate::budget::{HandshakeSlot, ThreadSlot};
 
 /// Most workers waiting for a socket at once.
-pub(crate) const MOST_IDLE: usize = 16;
+pub(crate) const MOST_IDLE: usize = 64;
 
 /// How long a worker waits for a socket before it ends.
 const IDLE: Duration = Duration::from_secs(10);
