@@ -101,7 +101,8 @@
 //!   under a steady publisher and subscribers resuming on either hub: every
 //!   `seq` of every epoch exactly once and in order, or a gap the
 //!   subscriber was told of; see `cluster.rs`.
-//! - **idle `[N ...]`** (defaults 5000 and 10000): N silent clients. The
+//! - **idle `[N ...]`** (defaults 5000 and 10000; `all` adds 19000, which
+//!   for wshub needs `vm.max_map_count` raised, see below): N silent clients. The
 //!   server's resident memory, threads and file descriptors per connection
 //!   (after minus before, over N), and its CPU time over 10 s with all N
 //!   connected. Says how many it held, and why not all when it could not
@@ -131,7 +132,7 @@
 //! # Running
 //!
 //! ```text
-//! cargo bench --bench hub                              # everything, default sizes (10 to 15 min)
+//! cargo bench --bench hub                              # everything, default sizes (about 45 min)
 //! cargo bench --bench hub -- fanout-max 1000 5
 //! cargo bench --bench hub -- fanout-paced 100 2000 10
 //! cargo bench --bench hub -- fanout-envelopes 1000 5
@@ -161,9 +162,10 @@
 //! repeat it for more).
 //!
 //! N idle clients need about N file descriptors in this process (`ulimit -n`)
-//! and in each server. wshub also needs two threads per client, each with a
+//! and in each server. wshub also needs a thread per client, with its
 //! few memory maps, so Linux's default `vm.max_map_count` of 65 530 caps it
-//! near 7 500 clients; the idle table says when a server held fewer than N.
+//! near 15 000 clients (`sysctl -w vm.max_map_count=262144` lifts that); the
+//! idle table says when a server held fewer than N.
 
 //!
 //! # Layout
@@ -319,7 +321,7 @@ fn main() {
             summaries.push(bench.catch_up(100));
             summaries.push(bench.cluster(1_000, 5));
             summaries.push(bench.chaos_redis(200, 200, 10));
-            for n in [5_000, 10_000] {
+            for n in [5_000, 10_000, 19_000] {
                 summaries.push(bench.idle(n));
             }
             summaries.push(bench.ping(100, 5_000, 5));
