@@ -76,6 +76,7 @@ impl Router {
         let id = link.id;
         let user = identity.user_id.clone();
         let service = identity.is_service();
+        let heard = link.heard();
         let client = Client {
             name: name.into(),
             peer,
@@ -85,6 +86,7 @@ impl Router {
             next_ping: now + self.config.heartbeat_interval,
             pinged_at: None,
             unanswered: None,
+            heard,
             slow: false,
             meta: identity.meta.clone().unwrap_or_default(),
             pending: 0,

@@ -129,6 +129,10 @@ struct Client {
     /// [`link::clock`] when the first Ping the client has not answered was
     /// queued (when it went out is the link's [`Link::ping_sent`]).
     unanswered: Option<u64>,
+    /// When the client was last heard from, as the router last read it off
+    /// the link ([`Link::heard`], which its reader stamps): never later
+    /// than the truth, so a recent one spares the tick reading the link.
+    heard: u64,
     /// Already on the router's list of slow consumers to close.
     slow: bool,
     /// Key/values about the client: its token's `meta`, and what the
@@ -730,11 +734,12 @@ impl Router {
             .as_deref()
             .map(|data| Message::new(Kind::Heartbeat.as_str(), Some(data)));
         let mut beats: [Option<SharedFrame>; Envelope::COUNT] = Default::default();
-        // One pass over every client per tick.
+        // One pass over every client per tick, over the map alone: a
+        // client's link is read only when it is due (a Ping, a silence).
         for (id, client) in &mut self.clients {
             // Readers stamp `heard` themselves: no backlog here can make a
             // healthy client look silent.
-            if liveness.is_dead(&client.link, client.unanswered) {
+            if liveness.is_dead(&client.link, &mut client.heard, client.unanswered) {
                 stale.push(*id);
             } else if client.identity.expires_at.is_some_and(|at| at <= wall) {
                 expired.push(*id);
@@ -1010,12 +1015,22 @@ impl Liveness {
     }
 
     /// Whether the client of `link` is dead; `unanswered` is when the first
-    /// Ping it has not answered was queued.
-    fn is_dead(&self, link: &Link, unanswered: Option<u64>) -> bool {
+    /// Ping it has not answered was queued. `heard` is when it was last
+    /// heard from as last read off the link: the link's own stamp, never
+    /// older, is read only when that one is too old to clear the client.
+    /// So a tick touches a client's link about once per `client_timeout`
+    /// rather than every time (each link is memory of its own: with ten
+    /// thousand idle clients, reading them all every tick was most of an
+    /// idle hub's CPU).
+    fn is_dead(&self, link: &Link, heard: &mut u64, unanswered: Option<u64>) -> bool {
         let Some(timeout) = self.timeout else {
             return false;
         };
-        let heard = link.heard();
+        if self.since(*heard) < timeout {
+            return false;
+        }
+        *heard = link.heard();
+        let heard = *heard;
         if self.since(heard) < timeout {
             return false;
         }
