@@ -185,7 +185,12 @@ pub(crate) fn tokio_launch() -> Result<Launch, String> {
 
 /// `examples/echo_service.rs`, built first if missing or out of date.
 pub(crate) fn library_launch() -> Result<Launch, String> {
-    let binary = root().join("target/release/examples/echo_service");
+    // Beside the wshub binary this bench runs: the same target directory,
+    // wherever CARGO_TARGET_DIR puts it.
+    let release = Path::new(env!("CARGO_BIN_EXE_wshub"))
+        .parent()
+        .map_or_else(|| root().join("target/release"), Path::to_path_buf);
+    let binary = release.join("examples/echo_service");
     let built = fs::metadata(&binary).and_then(|m| m.modified()).ok();
     let sources = newest_change(&[root().join("src"), root().join("examples/echo_service.rs")]);
     if built.is_none_or(|built| sources.is_some_and(|s| s > built)) {
