@@ -26,8 +26,11 @@
 //! deadline), the hub serves its own clients alone, numbering with its own
 //! history (its own epochs), and publications with an idempotency key are
 //! refused (it cannot be checked across hubs). Publications of a stream it
-//! numbered alone that still come on the bus wait for the catch-up. When
-//! both are back: the streams published to meanwhile get a new epoch in
+//! numbered alone that still come on the bus wait for the catch-up; so do,
+//! once the pubsub connection was lost, those of every stream it will
+//! catch up: the bus brought nothing of what Redis published until the
+//! connection was back, so what it brings then may follow a hole, which
+//! only the catch-up fills (from Redis's history). When both are back: the streams published to meanwhile get a new epoch in
 //! Redis before Redis numbers anything more of them (their history there
 //! has a hole), this hub's users are counted again, the statuses are read
 //! again, and every stream its clients follow is caught up from where it
@@ -166,6 +169,12 @@ pub(super) struct ClusterState {
     up: bool,
     /// Streams this hub numbered alone while Redis was away.
     dirty: HashSet<StreamKey>,
+    /// The pubsub connection was lost since this hub last came up: the
+    /// bus brings nothing of what Redis published until it was back, so
+    /// what it brings then may follow a hole. Until the catch-up, which
+    /// reads that hole from Redis's history from where this hub was
+    /// (`last`), the bus's publications of those streams do not go out.
+    bus_gap: bool,
     /// The last position delivered here, per stream with clients here.
     last: HashMap<StreamKey, (u64, Arc<str>)>,
     /// Streams being caught up: their live publications wait here.
@@ -203,6 +212,7 @@ impl ClusterState {
             in_up: false,
             up: false,
             dirty: HashSet::new(),
+            bus_gap: false,
             last: HashMap::new(),
             catching_up: HashMap::new(),
             joined_alone: HashMap::new(),
@@ -573,6 +583,7 @@ impl Router {
             Side::In => {
                 cluster.in_up = up;
                 if !up {
+                    cluster.bus_gap = true;
                     // Whatever broke the pubsub connection may have broken
                     // the other one unnoticed: trust it again once it
                     // answers.
@@ -648,12 +659,15 @@ impl Router {
         }
         cluster.link.send(Out::Snapshot);
         cluster.next_beat = Instant::now();
-        // What this hub's clients missed meanwhile.
+        // What this hub's clients missed meanwhile: each stream is caught
+        // up from where it was, and what the bus brings from now on waits
+        // in its catch-up.
         let last: Vec<(StreamKey, u64, Arc<str>)> = cluster
             .last
             .iter()
             .map(|(stream, (seq, epoch))| (stream.clone(), *seq, Arc::clone(epoch)))
             .collect();
+        cluster.bus_gap = false;
         let mut joined_alone = self
             .cluster
             .as_mut()
@@ -742,14 +756,18 @@ impl Router {
             _ => None,
         };
         if let Some((stream, seq, epoch)) = position {
-            // A stream numbered here alone meanwhile: Redis's publications
-            // of it wait for the catch-up when Redis is back, behind its
-            // new epoch, rather than go between this hub's own.
-            if self
-                .cluster
-                .as_ref()
-                .is_some_and(|c| !c.up && c.dirty.contains(&stream))
-            {
+            // Cut off, Redis's publications of a stream wait for its
+            // catch-up when Redis is back (which reads them from Redis's
+            // history) rather than go out now: of a stream numbered here
+            // alone meanwhile, behind its new epoch, not between this
+            // hub's own; and, once the pubsub link was lost, of a stream
+            // this hub will catch up, since what the bus brings may follow
+            // a hole (what Redis published before the link was back):
+            // delivered, it would pass the hole by, and the catch-up would
+            // start after it.
+            if self.cluster.as_ref().is_some_and(|c| {
+                !c.up && (c.dirty.contains(&stream) || (c.bus_gap && c.last.contains_key(&stream)))
+            }) {
                 return;
             }
             let limits = self.delivery.limits(&self.config);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::cluster::wire::{self, HubBeat, Publication, Wire, WireTarget};
-use crate::cluster::{HeadReply, In, Kept, LEASE, Out};
+use crate::cluster::{HeadReply, In, Kept, LEASE, Out, Side};
 use crate::config::Config;
 use crate::publish::{Target, Unpublished};
 use crate::router::harness::{Harness, Peer};
@@ -200,6 +200,50 @@ fn a_stream_numbered_alone_in_a_cut_off_gets_a_new_epoch_before_anything_else() 
     assert_eq!(ticks(&got), [5], "what it missed, once: {got:?}");
     assert!(got.iter().all(|m| m["type"] != "alone"), "{got:?}");
     assert_eq!(got[0]["epoch"], "e2", "{got:?}");
+}
+
+/// The chaos-redis bench's seq fault: a publication in flight when Redis
+/// stalled (5) was numbered when Redis woke, before this hub's pubsub link
+/// was back, so the bus never brought it here. The link came back before
+/// the command connection, and the bus brought 6 while the hub was still
+/// cut off. 6 must not go out then: delivered, it would pass 5 by (the
+/// client would get 6 after 4 in the same epoch, and the catch-up would
+/// start after 6). It waits for the catch-up, which reads from where the
+/// hub was: 5 and 6, each once, in order.
+#[test]
+fn what_the_bus_brings_after_the_pubsub_link_was_lost_waits_for_the_catch_up() {
+    let mut hub = joined(64);
+    let client = following_c(&mut hub, 3, "e1");
+    hub.bus(Some((4, "e1")), Wire::Pub(on_c("tick", 4)));
+    assert_eq!(ticks(&hub.until_pong(client)), [4]);
+    hub.redis(false);
+    hub.asked();
+    // Redis numbers 5 meanwhile; the pubsub link comes back first, and
+    // the bus brings 6.
+    hub.tell(In::State(Side::In, true));
+    hub.bus(Some((6, "e1")), Wire::Pub(on_c("tick", 6)));
+    assert_eq!(
+        hub.until_pong(client),
+        Vec::<Value>::new(),
+        "6 waits: the bus may have missed what came before it"
+    );
+    // The command connection is back: the catch-up starts where the hub was.
+    hub.tell(In::State(Side::Out, true));
+    let asked = heads(&hub.asked());
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let (ticket, stream, since, epoch) = asked[0].clone();
+    assert_eq!(
+        (stream.as_str(), since, epoch.as_deref()),
+        ("c:c", Some(4), Some("e1"))
+    );
+    hub.tell(answer(ticket, 6, "e1", &[5, 6]));
+    hub.bus(None, Wire::Mark(ticket));
+    hub.bus(Some((7, "e1")), Wire::Pub(on_c("tick", 7)));
+    assert_eq!(
+        ticks(&hub.until_pong(client)),
+        [5, 6, 7],
+        "each once, in order"
+    );
 }
 
 /// Mirrors `tests/cluster.rs`,
