@@ -704,8 +704,10 @@ impl Router {
                 };
                 cluster.heads.insert(ticket, catch_up);
             } else {
-                // Not asked, so not waited for: its publications go live.
-                cluster.catching_up.remove(&stream);
+                // Not asked, so nothing will fill what its clients missed.
+                let why = "could not be asked (the queue to Redis is full)";
+                let target = stream.target();
+                self.abandon_catch_up(&stream, &target, Close::CatchUpFailed, why);
             }
         }
     }
@@ -789,7 +791,8 @@ impl Router {
                     time,
                 });
                 if holding.held.len() > limits.messages || holding.bytes > limits.bytes {
-                    self.abandon_catch_up(&stream, &target);
+                    let why = "outgrew a client's queue";
+                    self.abandon_catch_up(&stream, &target, Close::CatchUpTooLarge, why);
                 }
                 return;
             }
@@ -1121,44 +1124,47 @@ impl Router {
             .and_then(|c| c.catching_up.remove(&stream))
             .unwrap_or_default()
             .held;
+        let Some((reply, epoch)) =
+            reply.and_then(|r| r.position.clone().map(|(_, epoch)| (r, epoch)))
+        else {
+            // What the bus brought meanwhile may follow a hole that only
+            // Redis's answer fills: none of it goes out.
+            return self.catch_up_unanswered(&stream, sit_out);
+        };
         // What Redis kept from before is for the clients that were here
         // through the outage; those that came meanwhile sit it out (they
         // may have it already, from another hub), behind a replay of their
         // own that is dropped after.
         let sitting = self.sit_out(&stream, sit_out);
         let mut last = after;
-        if let Some(reply) = reply
-            && let Some((_, epoch)) = reply.position.clone()
-        {
-            // The kept publications up to where a new epoch began belong
-            // to the epoch before it: the one known here, if that is the
-            // one the new epoch was set over.
-            let mut older: Option<(u64, Arc<str>)> = None;
-            if epoch != known {
-                if reply.prev.as_deref() == Some(known) {
-                    older = Some((reply.base, Arc::from(known)));
-                } else {
-                    // Redis lost the stream (its numbering began again: all
-                    // it kept is new to us), or its epoch changed more than
-                    // once: the clients learn of the hole from the new
-                    // epoch, and get only what is surely of it.
-                    last = reply.from.unwrap_or(0).max(reply.base);
-                }
+        // The kept publications up to where a new epoch began belong to the
+        // epoch before it: the one known here, if that is the one the new
+        // epoch was set over.
+        let mut older: Option<(u64, Arc<str>)> = None;
+        if epoch != known {
+            if reply.prev.as_deref() == Some(known) {
+                older = Some((reply.base, Arc::from(known)));
+            } else {
+                // Redis lost the stream (its numbering began again: all it
+                // kept is new to us), or its epoch changed more than once:
+                // the clients learn of the hole from the new epoch, and get
+                // only what is surely of it.
+                last = reply.from.unwrap_or(0).max(reply.base);
             }
-            let epoch: Arc<str> = epoch.into();
-            for kept in reply.entries {
-                if kept.seq <= last {
-                    continue;
-                }
-                let time = time_of(kept.ts);
-                let labelled = match &older {
-                    Some((base, known)) if kept.seq <= *base => Arc::clone(known),
-                    _ => Arc::clone(&epoch),
-                };
-                if let Some(publication) = self.local_publication(kept.publication) {
-                    last = kept.seq;
-                    self.deliver_numbered(&stream, kept.seq, labelled, publication, time);
-                }
+        }
+        let epoch: Arc<str> = epoch.into();
+        for kept in reply.entries {
+            if kept.seq <= last {
+                continue;
+            }
+            let time = time_of(kept.ts);
+            let labelled = match &older {
+                Some((base, known)) if kept.seq <= *base => Arc::clone(known),
+                _ => Arc::clone(&epoch),
+            };
+            if let Some(publication) = self.local_publication(kept.publication) {
+                last = kept.seq;
+                self.deliver_numbered(&stream, kept.seq, labelled, publication, time);
             }
         }
         self.stand_up(&stream, &sitting);
@@ -1170,13 +1176,37 @@ impl Router {
         }
     }
 
-    /// A catch-up that holds more than a client's queue may: it ends here,
+    /// Redis did not answer a stream's catch-up. Cut off again, the next
+    /// return catches the stream up from where it is, and until then the
+    /// bus's publications wait as after the pubsub link's loss (what it
+    /// brought meanwhile is read again from Redis's history); the clients
+    /// that sat this one out sit that one out. Still up (Redis refused the
+    /// question), nothing will fill the hole: the catch-up is abandoned.
+    fn catch_up_unanswered(&mut self, stream: &StreamKey, sit_out: &[ClientId]) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        if !cluster.up {
+            cluster.bus_gap = true;
+            if !sit_out.is_empty() {
+                let sitting = cluster.joined_alone.entry(stream.clone()).or_default();
+                sitting.extend(sit_out.iter().copied());
+            }
+            return;
+        }
+        let why = "was not answered by Redis";
+        self.abandon_catch_up(stream, &stream.target(), Close::CatchUpFailed, why);
+    }
+
+    /// A catch-up that cannot be done: one that holds more than a client's
+    /// queue may, or that Redis did not take or answer. It ends here,
     /// honestly. What it held is dropped and Redis's answer forgotten, and
     /// every client here that follows the stream (or waits for Redis on
-    /// it) is closed with 1013: each of them would have been a slow
-    /// consumer once given what was held, and reconnecting it resumes from
-    /// Redis's history (`recovered: false` if Redis no longer keeps it).
-    fn abandon_catch_up(&mut self, stream: &StreamKey, target: &Target) {
+    /// it) is closed with 1013 (`close`): each of them would have been a
+    /// slow consumer once given what was held, or left with a hole it
+    /// cannot see, and reconnecting it resumes from Redis's history
+    /// (`recovered: false` if Redis no longer keeps it).
+    fn abandon_catch_up(&mut self, stream: &StreamKey, target: &Target, close: Close, why: &str) {
         let Some(cluster) = &mut self.cluster else {
             return;
         };
@@ -1203,12 +1233,12 @@ impl Router {
                 .map(|(id, _)| *id),
         );
         log::warn!(
-            "the catch-up of {:?} after a Redis cut-off outgrew a client's queue: closing its {} client(s) here with 1013, to resume from Redis",
+            "the catch-up of {:?} after a Redis cut-off {why}: closing its {} client(s) here with 1013, to resume from Redis",
             stream.topic(),
             closing.len()
         );
         for id in closing {
-            self.close(id, Close::CatchUpTooLarge, true);
+            self.close(id, close, true);
         }
     }
 

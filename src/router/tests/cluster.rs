@@ -246,6 +246,101 @@ fn what_the_bus_brings_after_the_pubsub_link_was_lost_waits_for_the_catch_up() {
     );
 }
 
+/// A client of `c` that got 4, on a hub back from a cut-off (its pubsub
+/// link lost too) and catching `c` up from 4: the ticket of that catch-up.
+fn catching_up_from_4(hub: &mut Harness) -> (Peer, u64) {
+    let client = following_c(hub, 3, "e1");
+    hub.bus(Some((4, "e1")), Wire::Pub(on_c("tick", 4)));
+    assert_eq!(ticks(&hub.until_pong(client)), [4]);
+    hub.redis(false);
+    hub.redis(true);
+    let asked = heads(&hub.asked());
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let (ticket, _, since, epoch) = asked[0].clone();
+    assert_eq!((since, epoch.as_deref()), (Some(4), Some("e1")));
+    (client, ticket)
+}
+
+/// Every message to `client` up to its Close, which is returned; none of
+/// them a publication.
+fn closed_without_ticks(hub: &mut Harness, client: Peer) -> Value {
+    let mut before = Vec::new();
+    loop {
+        let message = hub.next_message(client);
+        if message.get("close").is_some() {
+            assert_eq!(ticks(&before), Vec::<u64>::new(), "{before:?}");
+            return message;
+        }
+        before.push(message);
+    }
+}
+
+/// A catch-up cut short (the hub is cut off again before Redis answers)
+/// delivers nothing of what the bus brought meanwhile, which may follow a
+/// hole (5, published while the pubsub link was down), nor what the bus
+/// brings while the hub is cut off again: when it is back, the stream is
+/// caught up from the same place.
+#[test]
+fn a_catch_up_cut_short_delivers_nothing_past_the_hole_and_is_asked_again() {
+    let mut hub = joined(64);
+    let (client, _) = catching_up_from_4(&mut hub);
+    hub.bus(Some((6, "e1")), Wire::Pub(on_c("tick", 6)));
+    // The command connection is lost again; the pubsub link holds.
+    hub.tell(In::State(Side::Out, false));
+    hub.bus(Some((7, "e1")), Wire::Pub(on_c("tick", 7)));
+    assert_eq!(
+        hub.until_pong(client),
+        Vec::<Value>::new(),
+        "nothing past the hole"
+    );
+    hub.tell(In::State(Side::Out, true));
+    let asked = heads(&hub.asked());
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let (ticket, _, since, epoch) = asked[0].clone();
+    assert_eq!((since, epoch.as_deref()), (Some(4), Some("e1")));
+    hub.tell(answer(ticket, 7, "e1", &[5, 6, 7]));
+    hub.bus(None, Wire::Mark(ticket));
+    assert_eq!(ticks(&hub.until_pong(client)), [5, 6, 7]);
+}
+
+/// A catch-up Redis refused while the hub is up (out of memory, say):
+/// nothing will fill the hole, so nothing past it goes out and the
+/// stream's clients here are closed 1013, to resume from Redis.
+#[test]
+fn a_catch_up_redis_refuses_closes_its_clients_to_resume() {
+    let mut hub = joined(64);
+    let (client, ticket) = catching_up_from_4(&mut hub);
+    hub.bus(Some((6, "e1")), Wire::Pub(on_c("tick", 6)));
+    hub.tell(In::Head {
+        ticket,
+        reply: None,
+    });
+    assert_eq!(
+        closed_without_ticks(&mut hub, client),
+        json!({"close": 1013, "reason": "Could not catch up: resume"})
+    );
+}
+
+/// A catch-up the queue to Redis cannot take when the hub is back is
+/// never answered: the stream's clients here are closed 1013, to resume
+/// from Redis, rather than get what comes next past the hole.
+#[test]
+fn a_catch_up_the_queue_to_redis_cannot_take_closes_its_clients_to_resume() {
+    let mut hub = joined(4);
+    let client = following_c(&mut hub, 3, "e1");
+    hub.bus(Some((4, "e1")), Wire::Pub(on_c("tick", 4)));
+    assert_eq!(ticks(&hub.until_pong(client)), [4]);
+    // A probe, then the lease, the rejoin and the statuses fill the queue.
+    hub.redis(false);
+    hub.redis(true);
+    assert!(heads(&hub.asked()).is_empty());
+    hub.bus(Some((6, "e1")), Wire::Pub(on_c("tick", 6)));
+    assert_eq!(
+        closed_without_ticks(&mut hub, client),
+        json!({"close": 1013, "reason": "Could not catch up: resume"})
+    );
+}
+
 /// Mirrors `tests/cluster.rs`,
 /// `a_user_who_leaves_during_a_short_cut_off_goes_offline_everywhere`:
 /// back after a cut-off, the hub tells Redis who it has now, so a user who
