@@ -181,7 +181,8 @@ pub(super) struct ClusterState {
     catching_up: HashMap<StreamKey, Holding>,
     /// Clients that subscribed while Redis was away, by stream: they were
     /// answered from this hub's own history (`recovered: false` for a
-    /// `since`), so the catch-up's older publications are not for them.
+    /// `since`), so the catch-up's older publications are not for them,
+    /// until one of Redis's publications of the stream is delivered here.
     joined_alone: HashMap<StreamKey, HashSet<ClientId>>,
     heads: HashMap<u64, Awaiting>,
     /// Answers in, waiting for their mark on the bus.
@@ -826,6 +827,10 @@ impl Router {
             cluster
                 .last
                 .insert(stream.clone(), (seq, Arc::clone(&appended.epoch)));
+            // Those who subscribed while Redis was away have a place in
+            // Redis's numbering now, like the others: what a catch-up
+            // brings after it is theirs too, not to be sat out.
+            cluster.joined_alone.remove(stream);
         }
         self.publish_here(publication, Some(appended), time);
     }

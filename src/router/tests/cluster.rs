@@ -341,6 +341,43 @@ fn a_catch_up_the_queue_to_redis_cannot_take_closes_its_clients_to_resume() {
     );
 }
 
+/// A client that subscribes while this hub is cut off is answered from
+/// the hub's own history and sits a catch-up's older publications out (it
+/// may have them from another hub). But once the bus brought it one of
+/// Redis's publications (the pubsub link held), it has a place in Redis's
+/// numbering like every other client, and what the catch-up brings after
+/// that place is its too.
+#[test]
+fn a_client_that_joined_while_cut_off_and_got_a_publication_is_caught_up_too() {
+    let mut hub = joined(64);
+    let old = following_c(&mut hub, 3, "e1");
+    hub.bus(Some((4, "e1")), Wire::Pub(on_c("tick", 4)));
+    assert_eq!(ticks(&hub.until_pong(old)), [4]);
+    // Only the command connection is lost.
+    hub.tell(In::State(Side::Out, false));
+    let new = hub.connect(None);
+    hub.send(
+        new,
+        json!({"type": "subscribe", "channel": "c", "since": {"seq": 4, "epoch": "e1"}}),
+    );
+    let subscribed = hub.next_message(new);
+    assert_eq!(subscribed["data"]["recovered"], false, "{subscribed}");
+    hub.bus(Some((5, "e1")), Wire::Pub(on_c("tick", 5)));
+    assert_eq!(ticks(&hub.until_pong(new)), [5]);
+    hub.tell(In::State(Side::Out, true));
+    let asked = heads(&hub.asked());
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let (ticket, _, since, _) = asked[0].clone();
+    assert_eq!(since, Some(5));
+    // Redis numbered 6 before it answered; it is still on its way.
+    hub.tell(answer(ticket, 6, "e1", &[6]));
+    hub.bus(Some((6, "e1")), Wire::Pub(on_c("tick", 6)));
+    hub.bus(None, Wire::Mark(ticket));
+    hub.bus(Some((7, "e1")), Wire::Pub(on_c("tick", 7)));
+    assert_eq!(ticks(&hub.until_pong(new)), [6, 7], "no hole after 5");
+    assert_eq!(ticks(&hub.until_pong(old)), [5, 6, 7]);
+}
+
 /// Mirrors `tests/cluster.rs`,
 /// `a_user_who_leaves_during_a_short_cut_off_goes_offline_everywhere`:
 /// back after a cut-off, the hub tells Redis who it has now, so a user who
