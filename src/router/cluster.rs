@@ -175,7 +175,9 @@ pub(super) struct ClusterState {
     /// reads that hole from Redis's history from where this hub was
     /// (`last`), the bus's publications of those streams do not go out.
     bus_gap: bool,
-    /// The last position delivered here, per stream with clients here.
+    /// The last position delivered here, per stream with clients here (or
+    /// where Redis answered a subscriber, if nothing came since): where a
+    /// catch-up starts.
     last: HashMap<StreamKey, (u64, Arc<str>)>,
     /// Streams being caught up: their live publications wait here.
     catching_up: HashMap<StreamKey, Holding>,
@@ -1011,6 +1013,15 @@ impl Router {
                 self.error(id, ErrorCode::Forbidden, &message, earlier.as_deref());
             }
             return self.error(id, ErrorCode::Forbidden, &message, correlation);
+        }
+        // A catch-up after a cut-off starts where this hub's clients of the
+        // stream are: where Redis answered, if nothing of it was delivered
+        // here yet (a quiet stream), since this client is there now.
+        if let (Some((head, epoch)), Some(cluster)) = (&reply.position, &mut self.cluster) {
+            cluster
+                .last
+                .entry(stream.clone())
+                .or_insert_with(|| (*head, Arc::from(epoch.as_str())));
         }
         let ttl = self.config.history_ttl;
         let now = SystemTime::now();

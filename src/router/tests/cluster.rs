@@ -378,6 +378,29 @@ fn a_client_that_joined_while_cut_off_and_got_a_publication_is_caught_up_too() {
     assert_eq!(ticks(&hub.until_pong(old)), [5, 6, 7]);
 }
 
+/// A client subscribed to a quiet stream: Redis answered 3, and nothing
+/// of it was delivered here since. Redis numbered 4 while this hub's
+/// pubsub link was down; when the hub is back, the stream is caught up
+/// from 3 all the same, rather than go on at 5.
+#[test]
+fn a_quiet_stream_is_caught_up_from_where_redis_answered_its_subscriber() {
+    let mut hub = joined(64);
+    let client = following_c(&mut hub, 3, "e1");
+    hub.redis(false);
+    hub.redis(true);
+    let asked = heads(&hub.asked());
+    assert_eq!(asked.len(), 1, "a catch-up: {asked:?}");
+    let (ticket, stream, since, epoch) = asked[0].clone();
+    assert_eq!(
+        (stream.as_str(), since, epoch.as_deref()),
+        ("c:c", Some(3), Some("e1"))
+    );
+    hub.tell(answer(ticket, 4, "e1", &[4]));
+    hub.bus(None, Wire::Mark(ticket));
+    hub.bus(Some((5, "e1")), Wire::Pub(on_c("tick", 5)));
+    assert_eq!(ticks(&hub.until_pong(client)), [4, 5]);
+}
+
 /// Mirrors `tests/cluster.rs`,
 /// `a_user_who_leaves_during_a_short_cut_off_goes_offline_everywhere`:
 /// back after a cut-off, the hub tells Redis who it has now, so a user who
