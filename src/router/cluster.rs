@@ -30,11 +30,14 @@
 //! once the pubsub connection was lost, those of every stream it will
 //! catch up: the bus brought nothing of what Redis published until the
 //! connection was back, so what it brings then may follow a hole, which
-//! only the catch-up fills (from Redis's history). When both are back: the streams published to meanwhile get a new epoch in
-//! Redis before Redis numbers anything more of them (their history there
-//! has a hole), this hub's users are counted again, the statuses are read
-//! again, and every stream its clients follow is caught up from where it
-//! was delivered last.
+//! only the catch-up fills (from Redis's history). When both are back: the
+//! streams published to meanwhile get a new epoch in Redis before Redis
+//! numbers anything more of them (their history there has a hole), this
+//! hub's users are counted again, the statuses are read again, and every
+//! stream its clients follow is caught up from where it was delivered
+//! last. A catch-up that cannot fill its hole (Redis does not answer it,
+//! or no longer keeps all of it) delivers nothing past it: it is asked
+//! again, or its clients are closed 1013 to resume from Redis.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -1125,7 +1128,8 @@ impl Router {
     }
 
     /// What a stream's clients here missed while Redis was away, then what
-    /// came meanwhile.
+    /// came meanwhile; or, if that has a hole no client could see (Redis
+    /// no longer keeps all it missed), nothing: the catch-up is abandoned.
     fn resolve_catch_up(
         &mut self,
         stream: StreamKey,
@@ -1140,18 +1144,13 @@ impl Router {
             .and_then(|c| c.catching_up.remove(&stream))
             .unwrap_or_default()
             .held;
-        let Some((reply, epoch)) =
-            reply.and_then(|r| r.position.clone().map(|(_, epoch)| (r, epoch)))
+        let Some((reply, head, epoch)) =
+            reply.and_then(|r| r.position.clone().map(|(head, epoch)| (r, head, epoch)))
         else {
             // What the bus brought meanwhile may follow a hole that only
             // Redis's answer fills: none of it goes out.
             return self.catch_up_unanswered(&stream, sit_out);
         };
-        // What Redis kept from before is for the clients that were here
-        // through the outage; those that came meanwhile sit it out (they
-        // may have it already, from another hub), behind a replay of their
-        // own that is dropped after.
-        let sitting = self.sit_out(&stream, sit_out);
         let mut last = after;
         // The kept publications up to where a new epoch began belong to the
         // epoch before it: the one known here, if that is the one the new
@@ -1169,26 +1168,59 @@ impl Router {
             }
         }
         let epoch: Arc<str> = epoch.into();
-        for kept in reply.entries {
-            if kept.seq <= last {
+        let mut kept = Vec::new();
+        for entry in reply.entries {
+            if entry.seq <= last {
                 continue;
             }
-            let time = time_of(kept.ts);
             let labelled = match &older {
-                Some((base, known)) if kept.seq <= *base => Arc::clone(known),
+                Some((base, known)) if entry.seq <= *base => Arc::clone(known),
                 _ => Arc::clone(&epoch),
             };
-            if let Some(publication) = self.local_publication(kept.publication) {
-                last = kept.seq;
-                self.deliver_numbered(&stream, kept.seq, labelled, publication, time);
+            if let Some(publication) = self.local_publication(entry.publication) {
+                last = entry.seq;
+                kept.push(Held {
+                    seq: entry.seq,
+                    epoch: labelled,
+                    publication,
+                    time: time_of(entry.ts),
+                });
             }
         }
-        self.stand_up(&stream, &sitting);
-        for held in held {
-            if held.seq > last {
-                last = held.seq;
-                self.deliver_numbered(&stream, held.seq, held.epoch, held.publication, held.time);
+        let mut came = Vec::new();
+        for entry in held {
+            if entry.seq > last {
+                last = entry.seq;
+                came.push(entry);
             }
+        }
+        if !is_whole(after, known, kept.iter().chain(&came), head, &epoch) {
+            let why = "found a hole in what Redis still keeps";
+            return self.abandon_catch_up(&stream, &stream.target(), Close::CatchUpFailed, why);
+        }
+        // What Redis kept from before is for the clients that were here
+        // through the outage; those that came meanwhile sit it out (they
+        // may have it already, from another hub), behind a replay of their
+        // own that is dropped after.
+        let sitting = self.sit_out(&stream, sit_out);
+        for entry in kept {
+            self.deliver_numbered(
+                &stream,
+                entry.seq,
+                entry.epoch,
+                entry.publication,
+                entry.time,
+            );
+        }
+        self.stand_up(&stream, &sitting);
+        for entry in came {
+            self.deliver_numbered(
+                &stream,
+                entry.seq,
+                entry.epoch,
+                entry.publication,
+                entry.time,
+            );
         }
     }
 
@@ -1636,6 +1668,26 @@ fn merge(
     all.sort_by_key(|(e, _)| e.seq);
     all.dedup_by_key(|(e, _)| e.seq);
     all
+}
+
+/// Whether `entries`, delivered after `after` of `known`, leave no hole a
+/// client cannot see: within an epoch each follows the one before (a new
+/// epoch tells of a hole), up to Redis's `head` if they end in its `epoch`.
+fn is_whole<'a>(
+    after: u64,
+    known: &'a str,
+    entries: impl Iterator<Item = &'a Held>,
+    head: u64,
+    epoch: &str,
+) -> bool {
+    let (mut seq, mut at) = (after, known);
+    for entry in entries {
+        if *entry.epoch == *at && entry.seq != seq + 1 {
+            return false;
+        }
+        (seq, at) = (entry.seq, &entry.epoch);
+    }
+    at != epoch || seq >= head
 }
 
 /// Whether `entries` hold every publication after `after` up to `head` at

@@ -321,6 +321,38 @@ fn a_catch_up_redis_refuses_closes_its_clients_to_resume() {
     );
 }
 
+/// A catch-up whose answer has a hole (Redis no longer keeps 5 and 6:
+/// more was published meanwhile than its history holds, or it expired):
+/// nothing of it goes out, and the stream's clients here are closed 1013,
+/// to resume from Redis (which tells them `recovered: false`).
+#[test]
+fn a_catch_up_redis_kept_only_the_end_of_closes_its_clients_to_resume() {
+    let mut hub = joined(64);
+    let (client, ticket) = catching_up_from_4(&mut hub);
+    hub.tell(answer(ticket, 9, "e1", &[7, 8, 9]));
+    hub.bus(None, Wire::Mark(ticket));
+    assert_eq!(
+        closed_without_ticks(&mut hub, client),
+        json!({"close": 1013, "reason": "Could not catch up: resume"})
+    );
+}
+
+/// The same when what Redis sent stops short of where it stands (it
+/// counted 7 to 9 but sent only 5 and 6): the next publication would
+/// come after a hole.
+#[test]
+fn a_catch_up_short_of_where_redis_stands_closes_its_clients_to_resume() {
+    let mut hub = joined(64);
+    let (client, ticket) = catching_up_from_4(&mut hub);
+    hub.tell(answer(ticket, 9, "e1", &[5, 6]));
+    hub.bus(None, Wire::Mark(ticket));
+    hub.bus(Some((10, "e1")), Wire::Pub(on_c("tick", 10)));
+    assert_eq!(
+        closed_without_ticks(&mut hub, client),
+        json!({"close": 1013, "reason": "Could not catch up: resume"})
+    );
+}
+
 /// A catch-up the queue to Redis cannot take when the hub is back is
 /// never answered: the stream's clients here are closed 1013, to resume
 /// from Redis, rather than get what comes next past the hole.
