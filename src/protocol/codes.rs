@@ -260,6 +260,10 @@ closes! {
     /// What the hub held for the client's streams while it caught up with
     /// Redis after a cut-off outgrew a client's queue: reconnect and resume.
     CatchUpTooLarge = (1013, "Too much to catch up: resume"),
+    /// Redis did not answer (or could not be asked) what the client's
+    /// streams missed while its hub was cut off, or no longer keeps all of
+    /// it: reconnect and resume.
+    CatchUpFailed = (1013, "Could not catch up: resume"),
     /// The client's token expired; reconnect with a fresh one.
     TokenExpired = (4001, "Token expired"),
 }

@@ -26,12 +26,18 @@
 //! deadline), the hub serves its own clients alone, numbering with its own
 //! history (its own epochs), and publications with an idempotency key are
 //! refused (it cannot be checked across hubs). Publications of a stream it
-//! numbered alone that still come on the bus wait for the catch-up. When
-//! both are back: the streams published to meanwhile get a new epoch in
-//! Redis before Redis numbers anything more of them (their history there
-//! has a hole), this hub's users are counted again, the statuses are read
-//! again, and every stream its clients follow is caught up from where it
-//! was delivered last.
+//! numbered alone that still come on the bus wait for the catch-up; so do,
+//! once the pubsub connection was lost, those of every stream it will
+//! catch up: the bus brought nothing of what Redis published until the
+//! connection was back, so what it brings then may follow a hole, which
+//! only the catch-up fills (from Redis's history). When both are back: the
+//! streams published to meanwhile get a new epoch in Redis before Redis
+//! numbers anything more of them (their history there has a hole), this
+//! hub's users are counted again, the statuses are read again, and every
+//! stream its clients follow is caught up from where it was delivered
+//! last. A catch-up that cannot fill its hole (Redis does not answer it,
+//! or no longer keeps all of it) delivers nothing past it: it is asked
+//! again, or its clients are closed 1013 to resume from Redis.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -166,13 +172,22 @@ pub(super) struct ClusterState {
     up: bool,
     /// Streams this hub numbered alone while Redis was away.
     dirty: HashSet<StreamKey>,
-    /// The last position delivered here, per stream with clients here.
+    /// The pubsub connection was lost since this hub last came up: the
+    /// bus brings nothing of what Redis published until it was back, so
+    /// what it brings then may follow a hole. Until the catch-up, which
+    /// reads that hole from Redis's history from where this hub was
+    /// (`last`), the bus's publications of those streams do not go out.
+    bus_gap: bool,
+    /// The last position delivered here, per stream with clients here (or
+    /// where Redis answered a subscriber, if nothing came since): where a
+    /// catch-up starts.
     last: HashMap<StreamKey, (u64, Arc<str>)>,
     /// Streams being caught up: their live publications wait here.
     catching_up: HashMap<StreamKey, Holding>,
     /// Clients that subscribed while Redis was away, by stream: they were
     /// answered from this hub's own history (`recovered: false` for a
-    /// `since`), so the catch-up's older publications are not for them.
+    /// `since`), so the catch-up's older publications are not for them,
+    /// until one of Redis's publications of the stream is delivered here.
     joined_alone: HashMap<StreamKey, HashSet<ClientId>>,
     heads: HashMap<u64, Awaiting>,
     /// Answers in, waiting for their mark on the bus.
@@ -203,6 +218,7 @@ impl ClusterState {
             in_up: false,
             up: false,
             dirty: HashSet::new(),
+            bus_gap: false,
             last: HashMap::new(),
             catching_up: HashMap::new(),
             joined_alone: HashMap::new(),
@@ -573,6 +589,7 @@ impl Router {
             Side::In => {
                 cluster.in_up = up;
                 if !up {
+                    cluster.bus_gap = true;
                     // Whatever broke the pubsub connection may have broken
                     // the other one unnoticed: trust it again once it
                     // answers.
@@ -648,12 +665,15 @@ impl Router {
         }
         cluster.link.send(Out::Snapshot);
         cluster.next_beat = Instant::now();
-        // What this hub's clients missed meanwhile.
+        // What this hub's clients missed meanwhile: each stream is caught
+        // up from where it was, and what the bus brings from now on waits
+        // in its catch-up.
         let last: Vec<(StreamKey, u64, Arc<str>)> = cluster
             .last
             .iter()
             .map(|(stream, (seq, epoch))| (stream.clone(), *seq, Arc::clone(epoch)))
             .collect();
+        cluster.bus_gap = false;
         let mut joined_alone = self
             .cluster
             .as_mut()
@@ -690,8 +710,10 @@ impl Router {
                 };
                 cluster.heads.insert(ticket, catch_up);
             } else {
-                // Not asked, so not waited for: its publications go live.
-                cluster.catching_up.remove(&stream);
+                // Not asked, so nothing will fill what its clients missed.
+                let why = "could not be asked (the queue to Redis is full)";
+                let target = stream.target();
+                self.abandon_catch_up(&stream, &target, Close::CatchUpFailed, why);
             }
         }
     }
@@ -742,14 +764,18 @@ impl Router {
             _ => None,
         };
         if let Some((stream, seq, epoch)) = position {
-            // A stream numbered here alone meanwhile: Redis's publications
-            // of it wait for the catch-up when Redis is back, behind its
-            // new epoch, rather than go between this hub's own.
-            if self
-                .cluster
-                .as_ref()
-                .is_some_and(|c| !c.up && c.dirty.contains(&stream))
-            {
+            // Cut off, Redis's publications of a stream wait for its
+            // catch-up when Redis is back (which reads them from Redis's
+            // history) rather than go out now: of a stream numbered here
+            // alone meanwhile, behind its new epoch, not between this
+            // hub's own; and, once the pubsub link was lost, of a stream
+            // this hub will catch up, since what the bus brings may follow
+            // a hole (what Redis published before the link was back):
+            // delivered, it would pass the hole by, and the catch-up would
+            // start after it.
+            if self.cluster.as_ref().is_some_and(|c| {
+                !c.up && (c.dirty.contains(&stream) || (c.bus_gap && c.last.contains_key(&stream)))
+            }) {
                 return;
             }
             let limits = self.delivery.limits(&self.config);
@@ -771,7 +797,8 @@ impl Router {
                     time,
                 });
                 if holding.held.len() > limits.messages || holding.bytes > limits.bytes {
-                    self.abandon_catch_up(&stream, &target);
+                    let why = "outgrew a client's queue";
+                    self.abandon_catch_up(&stream, &target, Close::CatchUpTooLarge, why);
                 }
                 return;
             }
@@ -805,6 +832,10 @@ impl Router {
             cluster
                 .last
                 .insert(stream.clone(), (seq, Arc::clone(&appended.epoch)));
+            // Those who subscribed while Redis was away have a place in
+            // Redis's numbering now, like the others: what a catch-up
+            // brings after it is theirs too, not to be sat out.
+            cluster.joined_alone.remove(stream);
         }
         self.publish_here(publication, Some(appended), time);
     }
@@ -986,6 +1017,15 @@ impl Router {
             }
             return self.error(id, ErrorCode::Forbidden, &message, correlation);
         }
+        // A catch-up after a cut-off starts where this hub's clients of the
+        // stream are: where Redis answered, if nothing of it was delivered
+        // here yet (a quiet stream), since this client is there now.
+        if let (Some((head, epoch)), Some(cluster)) = (&reply.position, &mut self.cluster) {
+            cluster
+                .last
+                .entry(stream.clone())
+                .or_insert_with(|| (*head, Arc::from(epoch.as_str())));
+        }
         let ttl = self.config.history_ttl;
         let now = SystemTime::now();
         let (position, recovered, replay) = match reply.position {
@@ -1088,7 +1128,8 @@ impl Router {
     }
 
     /// What a stream's clients here missed while Redis was away, then what
-    /// came meanwhile.
+    /// came meanwhile; or, if that has a hole no client could see (Redis
+    /// no longer keeps all it missed), nothing: the catch-up is abandoned.
     fn resolve_catch_up(
         &mut self,
         stream: StreamKey,
@@ -1103,62 +1144,117 @@ impl Router {
             .and_then(|c| c.catching_up.remove(&stream))
             .unwrap_or_default()
             .held;
+        let Some((reply, head, epoch)) =
+            reply.and_then(|r| r.position.clone().map(|(head, epoch)| (r, head, epoch)))
+        else {
+            // What the bus brought meanwhile may follow a hole that only
+            // Redis's answer fills: none of it goes out.
+            return self.catch_up_unanswered(&stream, sit_out);
+        };
+        let mut last = after;
+        // The kept publications up to where a new epoch began belong to the
+        // epoch before it: the one known here, if that is the one the new
+        // epoch was set over.
+        let mut older: Option<(u64, Arc<str>)> = None;
+        if epoch != known {
+            if reply.prev.as_deref() == Some(known) {
+                older = Some((reply.base, Arc::from(known)));
+            } else {
+                // Redis lost the stream (its numbering began again: all it
+                // kept is new to us), or its epoch changed more than once:
+                // the clients learn of the hole from the new epoch, and get
+                // only what is surely of it.
+                last = reply.from.unwrap_or(0).max(reply.base);
+            }
+        }
+        let epoch: Arc<str> = epoch.into();
+        let mut kept = Vec::new();
+        for entry in reply.entries {
+            if entry.seq <= last {
+                continue;
+            }
+            let labelled = match &older {
+                Some((base, known)) if entry.seq <= *base => Arc::clone(known),
+                _ => Arc::clone(&epoch),
+            };
+            if let Some(publication) = self.local_publication(entry.publication) {
+                last = entry.seq;
+                kept.push(Held {
+                    seq: entry.seq,
+                    epoch: labelled,
+                    publication,
+                    time: time_of(entry.ts),
+                });
+            }
+        }
+        let mut came = Vec::new();
+        for entry in held {
+            if entry.seq > last {
+                last = entry.seq;
+                came.push(entry);
+            }
+        }
+        if !is_whole(after, known, kept.iter().chain(&came), head, &epoch) {
+            let why = "found a hole in what Redis still keeps";
+            return self.abandon_catch_up(&stream, &stream.target(), Close::CatchUpFailed, why);
+        }
         // What Redis kept from before is for the clients that were here
         // through the outage; those that came meanwhile sit it out (they
         // may have it already, from another hub), behind a replay of their
         // own that is dropped after.
         let sitting = self.sit_out(&stream, sit_out);
-        let mut last = after;
-        if let Some(reply) = reply
-            && let Some((_, epoch)) = reply.position.clone()
-        {
-            // The kept publications up to where a new epoch began belong
-            // to the epoch before it: the one known here, if that is the
-            // one the new epoch was set over.
-            let mut older: Option<(u64, Arc<str>)> = None;
-            if epoch != known {
-                if reply.prev.as_deref() == Some(known) {
-                    older = Some((reply.base, Arc::from(known)));
-                } else {
-                    // Redis lost the stream (its numbering began again: all
-                    // it kept is new to us), or its epoch changed more than
-                    // once: the clients learn of the hole from the new
-                    // epoch, and get only what is surely of it.
-                    last = reply.from.unwrap_or(0).max(reply.base);
-                }
-            }
-            let epoch: Arc<str> = epoch.into();
-            for kept in reply.entries {
-                if kept.seq <= last {
-                    continue;
-                }
-                let time = time_of(kept.ts);
-                let labelled = match &older {
-                    Some((base, known)) if kept.seq <= *base => Arc::clone(known),
-                    _ => Arc::clone(&epoch),
-                };
-                if let Some(publication) = self.local_publication(kept.publication) {
-                    last = kept.seq;
-                    self.deliver_numbered(&stream, kept.seq, labelled, publication, time);
-                }
-            }
+        for entry in kept {
+            self.deliver_numbered(
+                &stream,
+                entry.seq,
+                entry.epoch,
+                entry.publication,
+                entry.time,
+            );
         }
         self.stand_up(&stream, &sitting);
-        for held in held {
-            if held.seq > last {
-                last = held.seq;
-                self.deliver_numbered(&stream, held.seq, held.epoch, held.publication, held.time);
-            }
+        for entry in came {
+            self.deliver_numbered(
+                &stream,
+                entry.seq,
+                entry.epoch,
+                entry.publication,
+                entry.time,
+            );
         }
     }
 
-    /// A catch-up that holds more than a client's queue may: it ends here,
+    /// Redis did not answer a stream's catch-up. Cut off again, the next
+    /// return catches the stream up from where it is, and until then the
+    /// bus's publications wait as after the pubsub link's loss (what it
+    /// brought meanwhile is read again from Redis's history); the clients
+    /// that sat this one out sit that one out. Still up (Redis refused the
+    /// question), nothing will fill the hole: the catch-up is abandoned.
+    fn catch_up_unanswered(&mut self, stream: &StreamKey, sit_out: &[ClientId]) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        if !cluster.up {
+            cluster.bus_gap = true;
+            if !sit_out.is_empty() {
+                let sitting = cluster.joined_alone.entry(stream.clone()).or_default();
+                sitting.extend(sit_out.iter().copied());
+            }
+            return;
+        }
+        let why = "was not answered by Redis";
+        self.abandon_catch_up(stream, &stream.target(), Close::CatchUpFailed, why);
+    }
+
+    /// A catch-up that cannot be done: one that holds more than a client's
+    /// queue may, or that Redis did not take or answer. It ends here,
     /// honestly. What it held is dropped and Redis's answer forgotten, and
     /// every client here that follows the stream (or waits for Redis on
-    /// it) is closed with 1013: each of them would have been a slow
-    /// consumer once given what was held, and reconnecting it resumes from
-    /// Redis's history (`recovered: false` if Redis no longer keeps it).
-    fn abandon_catch_up(&mut self, stream: &StreamKey, target: &Target) {
+    /// it) is closed with 1013 (`close`): each of them would have been a
+    /// slow consumer once given what was held, or left with a hole it
+    /// cannot see, and reconnecting it resumes from Redis's history
+    /// (`recovered: false` if Redis no longer keeps it).
+    fn abandon_catch_up(&mut self, stream: &StreamKey, target: &Target, close: Close, why: &str) {
         let Some(cluster) = &mut self.cluster else {
             return;
         };
@@ -1185,12 +1281,12 @@ impl Router {
                 .map(|(id, _)| *id),
         );
         log::warn!(
-            "the catch-up of {:?} after a Redis cut-off outgrew a client's queue: closing its {} client(s) here with 1013, to resume from Redis",
+            "the catch-up of {:?} after a Redis cut-off {why}: closing its {} client(s) here with 1013, to resume from Redis",
             stream.topic(),
             closing.len()
         );
         for id in closing {
-            self.close(id, Close::CatchUpTooLarge, true);
+            self.close(id, close, true);
         }
     }
 
@@ -1572,6 +1668,26 @@ fn merge(
     all.sort_by_key(|(e, _)| e.seq);
     all.dedup_by_key(|(e, _)| e.seq);
     all
+}
+
+/// Whether `entries`, delivered after `after` of `known`, leave no hole a
+/// client cannot see: within an epoch each follows the one before (a new
+/// epoch tells of a hole), up to Redis's `head` if they end in its `epoch`.
+fn is_whole<'a>(
+    after: u64,
+    known: &'a str,
+    entries: impl Iterator<Item = &'a Held>,
+    head: u64,
+    epoch: &str,
+) -> bool {
+    let (mut seq, mut at) = (after, known);
+    for entry in entries {
+        if *entry.epoch == *at && entry.seq != seq + 1 {
+            return false;
+        }
+        (seq, at) = (entry.seq, &entry.epoch);
+    }
+    at != epoch || seq >= head
 }
 
 /// Whether `entries` hold every publication after `after` up to `head` at

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::cluster::wire::{self, HubBeat, Publication, Wire, WireTarget};
-use crate::cluster::{HeadReply, In, Kept, LEASE, Out};
+use crate::cluster::{HeadReply, In, Kept, LEASE, Out, Side};
 use crate::config::Config;
 use crate::publish::{Target, Unpublished};
 use crate::router::harness::{Harness, Peer};
@@ -200,6 +200,237 @@ fn a_stream_numbered_alone_in_a_cut_off_gets_a_new_epoch_before_anything_else() 
     assert_eq!(ticks(&got), [5], "what it missed, once: {got:?}");
     assert!(got.iter().all(|m| m["type"] != "alone"), "{got:?}");
     assert_eq!(got[0]["epoch"], "e2", "{got:?}");
+}
+
+/// The chaos-redis bench's seq fault: a publication in flight when Redis
+/// stalled (5) was numbered when Redis woke, before this hub's pubsub link
+/// was back, so the bus never brought it here. The link came back before
+/// the command connection, and the bus brought 6 while the hub was still
+/// cut off. 6 must not go out then: delivered, it would pass 5 by (the
+/// client would get 6 after 4 in the same epoch, and the catch-up would
+/// start after 6). It waits for the catch-up, which reads from where the
+/// hub was: 5 and 6, each once, in order.
+#[test]
+fn what_the_bus_brings_after_the_pubsub_link_was_lost_waits_for_the_catch_up() {
+    let mut hub = joined(64);
+    let client = following_c(&mut hub, 3, "e1");
+    hub.bus(Some((4, "e1")), Wire::Pub(on_c("tick", 4)));
+    assert_eq!(ticks(&hub.until_pong(client)), [4]);
+    hub.redis(false);
+    hub.asked();
+    // Redis numbers 5 meanwhile; the pubsub link comes back first, and
+    // the bus brings 6.
+    hub.tell(In::State(Side::In, true));
+    hub.bus(Some((6, "e1")), Wire::Pub(on_c("tick", 6)));
+    assert_eq!(
+        hub.until_pong(client),
+        Vec::<Value>::new(),
+        "6 waits: the bus may have missed what came before it"
+    );
+    // The command connection is back: the catch-up starts where the hub was.
+    hub.tell(In::State(Side::Out, true));
+    let asked = heads(&hub.asked());
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let (ticket, stream, since, epoch) = asked[0].clone();
+    assert_eq!(
+        (stream.as_str(), since, epoch.as_deref()),
+        ("c:c", Some(4), Some("e1"))
+    );
+    hub.tell(answer(ticket, 6, "e1", &[5, 6]));
+    hub.bus(None, Wire::Mark(ticket));
+    hub.bus(Some((7, "e1")), Wire::Pub(on_c("tick", 7)));
+    assert_eq!(
+        ticks(&hub.until_pong(client)),
+        [5, 6, 7],
+        "each once, in order"
+    );
+}
+
+/// A client of `c` that got 4, on a hub back from a cut-off (its pubsub
+/// link lost too) and catching `c` up from 4: the ticket of that catch-up.
+fn catching_up_from_4(hub: &mut Harness) -> (Peer, u64) {
+    let client = following_c(hub, 3, "e1");
+    hub.bus(Some((4, "e1")), Wire::Pub(on_c("tick", 4)));
+    assert_eq!(ticks(&hub.until_pong(client)), [4]);
+    hub.redis(false);
+    hub.redis(true);
+    let asked = heads(&hub.asked());
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let (ticket, _, since, epoch) = asked[0].clone();
+    assert_eq!((since, epoch.as_deref()), (Some(4), Some("e1")));
+    (client, ticket)
+}
+
+/// Every message to `client` up to its Close, which is returned; none of
+/// them a publication.
+fn closed_without_ticks(hub: &mut Harness, client: Peer) -> Value {
+    let mut before = Vec::new();
+    loop {
+        let message = hub.next_message(client);
+        if message.get("close").is_some() {
+            assert_eq!(ticks(&before), Vec::<u64>::new(), "{before:?}");
+            return message;
+        }
+        before.push(message);
+    }
+}
+
+/// A catch-up cut short (the hub is cut off again before Redis answers)
+/// delivers nothing of what the bus brought meanwhile, which may follow a
+/// hole (5, published while the pubsub link was down), nor what the bus
+/// brings while the hub is cut off again: when it is back, the stream is
+/// caught up from the same place.
+#[test]
+fn a_catch_up_cut_short_delivers_nothing_past_the_hole_and_is_asked_again() {
+    let mut hub = joined(64);
+    let (client, _) = catching_up_from_4(&mut hub);
+    hub.bus(Some((6, "e1")), Wire::Pub(on_c("tick", 6)));
+    // The command connection is lost again; the pubsub link holds.
+    hub.tell(In::State(Side::Out, false));
+    hub.bus(Some((7, "e1")), Wire::Pub(on_c("tick", 7)));
+    assert_eq!(
+        hub.until_pong(client),
+        Vec::<Value>::new(),
+        "nothing past the hole"
+    );
+    hub.tell(In::State(Side::Out, true));
+    let asked = heads(&hub.asked());
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let (ticket, _, since, epoch) = asked[0].clone();
+    assert_eq!((since, epoch.as_deref()), (Some(4), Some("e1")));
+    hub.tell(answer(ticket, 7, "e1", &[5, 6, 7]));
+    hub.bus(None, Wire::Mark(ticket));
+    assert_eq!(ticks(&hub.until_pong(client)), [5, 6, 7]);
+}
+
+/// A catch-up Redis refused while the hub is up (out of memory, say):
+/// nothing will fill the hole, so nothing past it goes out and the
+/// stream's clients here are closed 1013, to resume from Redis.
+#[test]
+fn a_catch_up_redis_refuses_closes_its_clients_to_resume() {
+    let mut hub = joined(64);
+    let (client, ticket) = catching_up_from_4(&mut hub);
+    hub.bus(Some((6, "e1")), Wire::Pub(on_c("tick", 6)));
+    hub.tell(In::Head {
+        ticket,
+        reply: None,
+    });
+    assert_eq!(
+        closed_without_ticks(&mut hub, client),
+        json!({"close": 1013, "reason": "Could not catch up: resume"})
+    );
+}
+
+/// A catch-up whose answer has a hole (Redis no longer keeps 5 and 6:
+/// more was published meanwhile than its history holds, or it expired):
+/// nothing of it goes out, and the stream's clients here are closed 1013,
+/// to resume from Redis (which tells them `recovered: false`).
+#[test]
+fn a_catch_up_redis_kept_only_the_end_of_closes_its_clients_to_resume() {
+    let mut hub = joined(64);
+    let (client, ticket) = catching_up_from_4(&mut hub);
+    hub.tell(answer(ticket, 9, "e1", &[7, 8, 9]));
+    hub.bus(None, Wire::Mark(ticket));
+    assert_eq!(
+        closed_without_ticks(&mut hub, client),
+        json!({"close": 1013, "reason": "Could not catch up: resume"})
+    );
+}
+
+/// The same when what Redis sent stops short of where it stands (it
+/// counted 7 to 9 but sent only 5 and 6): the next publication would
+/// come after a hole.
+#[test]
+fn a_catch_up_short_of_where_redis_stands_closes_its_clients_to_resume() {
+    let mut hub = joined(64);
+    let (client, ticket) = catching_up_from_4(&mut hub);
+    hub.tell(answer(ticket, 9, "e1", &[5, 6]));
+    hub.bus(None, Wire::Mark(ticket));
+    hub.bus(Some((10, "e1")), Wire::Pub(on_c("tick", 10)));
+    assert_eq!(
+        closed_without_ticks(&mut hub, client),
+        json!({"close": 1013, "reason": "Could not catch up: resume"})
+    );
+}
+
+/// A catch-up the queue to Redis cannot take when the hub is back is
+/// never answered: the stream's clients here are closed 1013, to resume
+/// from Redis, rather than get what comes next past the hole.
+#[test]
+fn a_catch_up_the_queue_to_redis_cannot_take_closes_its_clients_to_resume() {
+    let mut hub = joined(4);
+    let client = following_c(&mut hub, 3, "e1");
+    hub.bus(Some((4, "e1")), Wire::Pub(on_c("tick", 4)));
+    assert_eq!(ticks(&hub.until_pong(client)), [4]);
+    // A probe, then the lease, the rejoin and the statuses fill the queue.
+    hub.redis(false);
+    hub.redis(true);
+    assert!(heads(&hub.asked()).is_empty());
+    hub.bus(Some((6, "e1")), Wire::Pub(on_c("tick", 6)));
+    assert_eq!(
+        closed_without_ticks(&mut hub, client),
+        json!({"close": 1013, "reason": "Could not catch up: resume"})
+    );
+}
+
+/// A client that subscribes while this hub is cut off is answered from
+/// the hub's own history and sits a catch-up's older publications out (it
+/// may have them from another hub). But once the bus brought it one of
+/// Redis's publications (the pubsub link held), it has a place in Redis's
+/// numbering like every other client, and what the catch-up brings after
+/// that place is its too.
+#[test]
+fn a_client_that_joined_while_cut_off_and_got_a_publication_is_caught_up_too() {
+    let mut hub = joined(64);
+    let old = following_c(&mut hub, 3, "e1");
+    hub.bus(Some((4, "e1")), Wire::Pub(on_c("tick", 4)));
+    assert_eq!(ticks(&hub.until_pong(old)), [4]);
+    // Only the command connection is lost.
+    hub.tell(In::State(Side::Out, false));
+    let new = hub.connect(None);
+    hub.send(
+        new,
+        json!({"type": "subscribe", "channel": "c", "since": {"seq": 4, "epoch": "e1"}}),
+    );
+    let subscribed = hub.next_message(new);
+    assert_eq!(subscribed["data"]["recovered"], false, "{subscribed}");
+    hub.bus(Some((5, "e1")), Wire::Pub(on_c("tick", 5)));
+    assert_eq!(ticks(&hub.until_pong(new)), [5]);
+    hub.tell(In::State(Side::Out, true));
+    let asked = heads(&hub.asked());
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let (ticket, _, since, _) = asked[0].clone();
+    assert_eq!(since, Some(5));
+    // Redis numbered 6 before it answered; it is still on its way.
+    hub.tell(answer(ticket, 6, "e1", &[6]));
+    hub.bus(Some((6, "e1")), Wire::Pub(on_c("tick", 6)));
+    hub.bus(None, Wire::Mark(ticket));
+    hub.bus(Some((7, "e1")), Wire::Pub(on_c("tick", 7)));
+    assert_eq!(ticks(&hub.until_pong(new)), [6, 7], "no hole after 5");
+    assert_eq!(ticks(&hub.until_pong(old)), [5, 6, 7]);
+}
+
+/// A client subscribed to a quiet stream: Redis answered 3, and nothing
+/// of it was delivered here since. Redis numbered 4 while this hub's
+/// pubsub link was down; when the hub is back, the stream is caught up
+/// from 3 all the same, rather than go on at 5.
+#[test]
+fn a_quiet_stream_is_caught_up_from_where_redis_answered_its_subscriber() {
+    let mut hub = joined(64);
+    let client = following_c(&mut hub, 3, "e1");
+    hub.redis(false);
+    hub.redis(true);
+    let asked = heads(&hub.asked());
+    assert_eq!(asked.len(), 1, "a catch-up: {asked:?}");
+    let (ticket, stream, since, epoch) = asked[0].clone();
+    assert_eq!(
+        (stream.as_str(), since, epoch.as_deref()),
+        ("c:c", Some(3), Some("e1"))
+    );
+    hub.tell(answer(ticket, 4, "e1", &[4]));
+    hub.bus(None, Wire::Mark(ticket));
+    hub.bus(Some((5, "e1")), Wire::Pub(on_c("tick", 5)));
+    assert_eq!(ticks(&hub.until_pong(client)), [4, 5]);
 }
 
 /// Mirrors `tests/cluster.rs`,
