@@ -1203,19 +1203,16 @@ impl Router {
         // may have it already, from another hub), behind a replay of their
         // own that is dropped after.
         let sitting = self.sit_out(&stream, sit_out);
-        for entry in kept {
-            self.deliver_numbered(
-                &stream,
-                entry.seq,
-                entry.epoch,
-                entry.publication,
-                entry.time,
-            );
-        }
+        self.deliver_held(&stream, kept);
         self.stand_up(&stream, &sitting);
-        for entry in came {
+        self.deliver_held(&stream, came);
+    }
+
+    /// Delivers publications a catch-up gathered, in their order.
+    fn deliver_held(&mut self, stream: &StreamKey, entries: Vec<Held>) {
+        for entry in entries {
             self.deliver_numbered(
-                &stream,
+                stream,
                 entry.seq,
                 entry.epoch,
                 entry.publication,

@@ -547,7 +547,11 @@ mod tests {
 
     fn read_all(bytes: Vec<u8>, max: usize) -> Vec<Result<Incoming, String>> {
         // A tiny buffer, so frames straddle reads.
-        let mut reader = Reader::new(Cursor::new(bytes), 16, max);
+        drain(Reader::new(Cursor::new(bytes), 16, max))
+    }
+
+    /// Every message `reader` reads, up to its end or its first error.
+    fn drain(mut reader: Reader<Cursor<Vec<u8>>>) -> Vec<Result<Incoming, String>> {
         let mut out = Vec::new();
         loop {
             match reader.read() {
@@ -702,19 +706,7 @@ mod tests {
         }
 
         fn read_deflate(bytes: Vec<u8>, max: usize) -> Vec<Result<Incoming, String>> {
-            let mut reader =
-                Reader::new(Cursor::new(bytes), 16, max).deflate(Some(Deflate::default()));
-            let mut out = Vec::new();
-            loop {
-                match reader.read() {
-                    Ok(incoming) => out.push(Ok(incoming)),
-                    Err(ReadError::Eof) => return out,
-                    Err(err) => {
-                        out.push(Err(err.to_string()));
-                        return out;
-                    }
-                }
-            }
+            drain(Reader::new(Cursor::new(bytes), 16, max).deflate(Some(Deflate::default())))
         }
 
         #[test]
